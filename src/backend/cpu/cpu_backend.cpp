@@ -1,0 +1,183 @@
+// CpuBackend: construction, memory and transfers. The ops live in cpu_*.cpp beside this file.
+#include "backend/cpu/cpu_backend.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "util/check.h"
+
+namespace carpool {
+namespace {
+
+constexpr size_t kAlignment = 64;
+// Largest single allocation we attempt (guards against overflowing size arithmetic).
+constexpr size_t kMaxAllocBytes = size_t{1} << 46;
+
+int resolve_threads(int requested) {
+  if (requested > 0) return requested;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos && colon + 2 <= line.size()) return line.substr(colon + 2);
+    }
+  }
+  return "CPU";
+}
+
+void* aligned_bytes(size_t bytes) {
+  const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
+  return std::aligned_alloc(kAlignment, rounded);
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
+
+CpuBackend::CpuBackend(const CpuBackendOptions& options)
+    : options_(options), pool_(resolve_threads(options.n_threads)) {
+  options_.n_threads = pool_.n_threads();
+  scratch_.resize(static_cast<size_t>(pool_.n_threads()));
+}
+
+CpuBackend::~CpuBackend() {
+  for (auto& [ptr, bytes] : allocations_) std::free(ptr);
+}
+
+std::string CpuBackend::device_name() const {
+  return cpu_model_name() + " (" + std::to_string(pool_.n_threads()) + " threads)";
+}
+
+BackendMemoryInfo CpuBackend::memory_info() const {
+  BackendMemoryInfo info;
+  const long page = sysconf(_SC_PAGESIZE);
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long avail = sysconf(_SC_AVPHYS_PAGES);
+  if (page > 0 && pages > 0) info.total_bytes = static_cast<size_t>(page) * pages;
+  if (page > 0 && avail > 0) info.free_bytes = static_cast<size_t>(page) * avail;
+  info.weights_bytes = weights_bytes_;
+  info.kv_bytes = kv_bytes_;
+  size_t workspace = x_q8_.capacity() * sizeof(BlockQ8A) + norm_weight_.capacity() * 4;
+  for (const auto& s : scratch_) workspace += s.capacity() * sizeof(float);
+  info.other_bytes = other_bytes_ + workspace;
+  return info;
+}
+
+Result<Tensor> CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
+  const DTypeInfo& info = dtype_info(dtype);
+  if (rows < 0 || cols < 0 || cols % info.block_elems != 0) {
+    return Status::error("cpu alloc: bad shape [" + std::to_string(rows) + ", " +
+                         std::to_string(cols) + "] for " + std::string(info.name));
+  }
+  const size_t row_bytes = dtype_row_bytes(dtype, cols);
+  if (rows > 0 && row_bytes > kMaxAllocBytes / static_cast<size_t>(rows)) {
+    return Status::error("cpu alloc: tensor too large");
+  }
+  const size_t bytes = row_bytes * static_cast<size_t>(rows);
+  void* p = aligned_bytes(bytes);
+  if (p == nullptr) return Status::error("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
+  allocations_[p] = Allocation{bytes, false};
+  other_bytes_ += bytes;
+  Tensor t;
+  t.data = p;
+  t.dtype = dtype;
+  t.rows = rows;
+  t.cols = cols;
+  return t;
+}
+
+void CpuBackend::free(Tensor& t) {
+  if (t.data == nullptr) return;
+  auto it = allocations_.find(t.data);
+  CARPOOL_CHECK(it != allocations_.end());  // only memory from alloc()/alloc_kv() is freed
+  size_t& counter = it->second.kv ? kv_bytes_ : other_bytes_;
+  counter -= std::min(counter, it->second.bytes);
+  std::free(it->first);
+  allocations_.erase(it);
+  t.data = nullptr;
+}
+
+Result<Tensor> CpuBackend::load_weight(const HostWeight& w) {
+  if (!dtype_info(static_cast<uint32_t>(w.dtype)).has_value() || w.dtype == DType::kI32) {
+    return Status::error("cpu load_weight: unsupported weight type");
+  }
+  if (w.rows < 0 || w.cols < 0 || w.cols % dtype_info(w.dtype).block_elems != 0 ||
+      (w.data == nullptr && w.rows * w.cols != 0)) {
+    return Status::error("cpu load_weight: bad weight shape");
+  }
+  Tensor t;
+  t.data = const_cast<void*>(w.data);  // never written: weights are only read by the ops
+  t.dtype = w.dtype;
+  t.rows = w.rows;
+  t.cols = w.cols;
+  weights_bytes_ += t.bytes();
+  return t;
+}
+
+Result<KvCache> CpuBackend::alloc_kv(const KvCacheConfig& config) {
+  if (config.n_layers <= 0 || config.num_blocks <= 0 || config.block_size <= 0 ||
+      config.n_kv_heads <= 0 || config.head_dim <= 0) {
+    return Status::error("cpu alloc_kv: every KV cache dimension must be positive");
+  }
+  const int64_t rows = static_cast<int64_t>(config.num_blocks) * config.block_size;
+  const int64_t cols = static_cast<int64_t>(config.n_kv_heads) * config.head_dim;
+  KvCache cache;
+  cache.config = config;
+  for (int l = 0; l < config.n_layers; ++l) {
+    for (std::vector<Tensor>* side : {&cache.k, &cache.v}) {
+      Result<Tensor> t = alloc(DType::kF32, rows, cols);
+      if (!t.is_ok()) {
+        for (Tensor& k : cache.k) free(k);
+        for (Tensor& v : cache.v) free(v);
+        return Status::error("cpu alloc_kv: " + t.error());
+      }
+      // Fresh cache memory is zeroed so that a stray read is deterministic.
+      std::memset(t->data, 0, t->bytes());
+      allocations_[t->data].kv = true;
+      other_bytes_ -= t->bytes();
+      kv_bytes_ += t->bytes();
+      side->push_back(*t);
+    }
+  }
+  return cache;
+}
+
+void CpuBackend::upload(Tensor dst, const void* host, size_t bytes) {
+  CARPOOL_CHECK(bytes <= dst.bytes());
+  if (bytes > 0) std::memcpy(dst.data, host, bytes);
+}
+
+void CpuBackend::download(void* host, const Tensor& src, size_t bytes) {
+  CARPOOL_CHECK(bytes <= src.bytes());
+  if (bytes > 0) std::memcpy(host, src.data, bytes);
+}
+
+void CpuBackend::reserve_scratch(size_t floats) {
+  for (auto& s : scratch_) {
+    if (s.size() < floats) s.resize(floats);
+  }
+}
+
+const float* CpuBackend::weight_as_f32(const Tensor& w) {
+  if (w.dtype == DType::kF32) return static_cast<const float*>(w.data);
+  if (norm_weight_.size() < static_cast<size_t>(w.numel())) norm_weight_.resize(w.numel());
+  dequantize_row(w.dtype, w.data, norm_weight_.data(), w.numel());
+  return norm_weight_.data();
+}
+
+}  // namespace carpool

@@ -1,0 +1,92 @@
+// The CPU backend: the reference every other backend is checked against, and the default.
+//
+// Activations, logits and the KV cache are F32. Weights stay where load_weight found them (zero
+// copy; the host memory, often a file mapping, must outlive the backend). Matmul supports every
+// weight dtype: F32/F16/BF16 rows are converted to f32 and dotted in f32; quantized rows are
+// dotted with activations quantized to 8 bits per block of 32 (integer dot products, about 0.5%
+// relative error from the activation rounding), or, with quantize_activations = false,
+// dequantized to f32 first (exact up to f32 summation order).
+//
+// Every op runs synchronously on the calling thread plus a persistent pool of worker threads, so
+// download() and synchronize() have nothing to wait for.
+//
+// Thread-safety: like every Backend, used by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/quants.h"
+#include "backend/cpu/thread_pool.h"
+
+namespace carpool {
+
+struct CpuBackendOptions {
+  int n_threads = 0;  // 0: one per hardware thread
+  // Quantized matmul with 8-bit activations and integer dot products (fast), or with weights
+  // dequantized to f32 (exact reference).
+  bool quantize_activations = true;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& options);
+  ~CpuBackend() override;
+
+  std::string name() const override { return "cpu"; }
+  std::string device_name() const override;
+  DType activation_dtype() const override { return DType::kF32; }
+  BackendMemoryInfo memory_info() const override;
+
+  Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override;
+  void free(Tensor& t) override;
+  Result<Tensor> load_weight(const HostWeight& w) override;
+  Result<KvCache> alloc_kv(const KvCacheConfig& config) override;
+  void upload(Tensor dst, const void* host, size_t bytes) override;
+  void download(void* host, const Tensor& src, size_t bytes) override;
+  void synchronize() override {}
+
+  void embed(Tensor out, const Tensor& table, const Tensor& ids) override;
+  void rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float eps) override;
+  void add_rmsnorm(Tensor residual, const Tensor& x, const Tensor& w, Tensor out,
+                   float eps) override;
+  void matmul(Tensor out, const Tensor& x, const Tensor& w, const Tensor* bias) override;
+  void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, int n_heads, int head_dim,
+            RopeStyle style) override;
+  void kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
+                const Tensor& slots) override;
+  void attention(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                 const AttentionMeta& meta) override;
+  void swiglu(Tensor out, const Tensor& gate, const Tensor& up) override;
+  void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
+
+ private:
+  // Per-thread f32 scratch of at least `floats` elements; grows (rarely) outside parallel code.
+  void reserve_scratch(size_t floats);
+  float* scratch(int thread_index) { return scratch_[static_cast<size_t>(thread_index)].data(); }
+  // `w` as f32: its data when F32, else dequantized into norm_weight_.
+  const float* weight_as_f32(const Tensor& w);
+
+  CpuBackendOptions options_;
+  ThreadPool pool_;
+  std::vector<std::vector<float>> scratch_;  // [n_threads][scratch size]
+  std::vector<BlockQ8A> x_q8_;               // quantized activations for matmul
+  std::vector<float> norm_weight_;           // dequantized norm weights
+  std::vector<int> token_seq_;               // attention: sequence of each token
+
+  struct Allocation {
+    size_t bytes = 0;
+    bool kv = false;  // from alloc_kv()
+  };
+  std::unordered_map<void*, Allocation> allocations_;  // alloc()/alloc_kv() memory
+  size_t weights_bytes_ = 0;
+  size_t kv_bytes_ = 0;
+  size_t other_bytes_ = 0;
+};
+
+}  // namespace carpool

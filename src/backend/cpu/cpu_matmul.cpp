@@ -1,0 +1,64 @@
+// CpuBackend::matmul: out[m, n] = x[m, k] @ w[n, k]^T (+ bias).
+//
+// Work is split over weight rows, the outermost loop: each weight row is read from memory once
+// and dotted with all m activation rows while it sits in cache.
+#include <algorithm>
+
+#include "backend/cpu/cpu_backend.h"
+#include "util/check.h"
+
+namespace carpool {
+
+void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tensor* bias) {
+  const int64_t m = x.rows;
+  const int64_t k = x.cols;
+  const int64_t n = w.rows;
+  CARPOOL_CHECK(x.dtype == DType::kF32 && out.dtype == DType::kF32);
+  CARPOOL_CHECK(w.cols == k && out.rows == m && out.cols == n);
+  CARPOOL_CHECK(bias == nullptr || (bias->dtype == DType::kF32 && bias->numel() == n));
+  const float* xs = static_cast<const float*>(x.data);
+  float* y = static_cast<float*>(out.data);
+  const float* b = bias != nullptr ? static_cast<const float*>(bias->data) : nullptr;
+  const char* wbase = static_cast<const char*>(w.data);
+  const size_t w_row_bytes = w.row_bytes();
+  // Enough rows per chunk that a chunk is worth a thread hand-off.
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, k * m));
+
+  if (dtype_is_quantized(w.dtype) && options_.quantize_activations) {
+    const int64_t blocks_per_row = k / kQK;
+    const size_t need = static_cast<size_t>(m * blocks_per_row);
+    if (x_q8_.size() < need) x_q8_.resize(need);
+    BlockQ8A* xq = x_q8_.data();
+    pool_.parallel_for(m, 1, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        quantize_row_q8a(xs + r * k, xq + r * blocks_per_row, k);
+      }
+    });
+    pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const void* wrow = wbase + w_row_bytes * static_cast<size_t>(j);
+        const float bj = b != nullptr ? b[j] : 0.f;
+        for (int64_t r = 0; r < m; ++r) {
+          y[r * n + j] = vec_dot_q8a(w.dtype, wrow, xq + r * blocks_per_row, k) + bj;
+        }
+      }
+    });
+    return;
+  }
+
+  if (w.dtype != DType::kF32) reserve_scratch(static_cast<size_t>(k));
+  pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int t) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const void* wrow = wbase + w_row_bytes * static_cast<size_t>(j);
+      const float* wf = static_cast<const float*>(wrow);
+      if (w.dtype != DType::kF32) {
+        dequantize_row(w.dtype, wrow, scratch(t), k);
+        wf = scratch(t);
+      }
+      const float bj = b != nullptr ? b[j] : 0.f;
+      for (int64_t r = 0; r < m; ++r) y[r * n + j] = vec_dot_f32(wf, xs + r * k, k) + bj;
+    }
+  });
+}
+
+}  // namespace carpool

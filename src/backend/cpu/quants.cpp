@@ -1,0 +1,178 @@
+#include "backend/cpu/quants.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "util/check.h"
+
+namespace carpool {
+namespace {
+
+// Products are written as separate statements with fp-contract off so that the results match
+// the reference dequantization (which rounds every product) bit for bit.
+#define CARPOOL_NO_FMA __attribute__((optimize("fp-contract=off")))
+
+CARPOOL_NO_FMA void dequant_q4_0(const BlockQ4_0* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[j] = d * static_cast<float>((b[i].qs[j] & 0x0f) - 8);
+      y[j + kQK / 2] = d * static_cast<float>((b[i].qs[j] >> 4) - 8);
+    }
+    y += kQK;
+  }
+}
+
+CARPOOL_NO_FMA void dequant_q4_1(const BlockQ4_1* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    const float m = f16_to_f32(b[i].m);
+    for (int j = 0; j < kQK / 2; ++j) {
+      const float lo = d * static_cast<float>(b[i].qs[j] & 0x0f);
+      const float hi = d * static_cast<float>(b[i].qs[j] >> 4);
+      y[j] = lo + m;
+      y[j + kQK / 2] = hi + m;
+    }
+    y += kQK;
+  }
+}
+
+CARPOOL_NO_FMA void dequant_q8_0(const BlockQ8_0* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    for (int j = 0; j < kQK; ++j) y[j] = d * static_cast<float>(b[i].qs[j]);
+    y += kQK;
+  }
+}
+
+CARPOOL_NO_FMA void dequant_q4_k(const BlockQ4_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    const float dmin = f16_to_f32(b[i].dmin);
+    const uint8_t* q = b[i].qs;
+    for (int chunk = 0; chunk < 4; ++chunk) {  // 64 elements: two sub-blocks of 32
+      uint8_t sc, m;
+      k_scale_min(2 * chunk, b[i].scales, &sc, &m);
+      const float d1 = d * sc, m1 = dmin * m;
+      k_scale_min(2 * chunk + 1, b[i].scales, &sc, &m);
+      const float d2 = d * sc, m2 = dmin * m;
+      for (int l = 0; l < 32; ++l) {
+        const float v = d1 * static_cast<float>(q[l] & 0x0f);
+        y[l] = v - m1;
+      }
+      for (int l = 0; l < 32; ++l) {
+        const float v = d2 * static_cast<float>(q[l] >> 4);
+        y[l + 32] = v - m2;
+      }
+      q += 32;
+      y += 64;
+    }
+  }
+}
+
+CARPOOL_NO_FMA void dequant_q5_k(const BlockQ5_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    const float dmin = f16_to_f32(b[i].dmin);
+    const uint8_t* ql = b[i].qs;
+    const uint8_t* qh = b[i].qh;
+    for (int chunk = 0; chunk < 4; ++chunk) {
+      uint8_t sc, m;
+      k_scale_min(2 * chunk, b[i].scales, &sc, &m);
+      const float d1 = d * sc, m1 = dmin * m;
+      k_scale_min(2 * chunk + 1, b[i].scales, &sc, &m);
+      const float d2 = d * sc, m2 = dmin * m;
+      const int bit_lo = 2 * chunk, bit_hi = 2 * chunk + 1;  // high bit of each 5-bit quant
+      for (int l = 0; l < 32; ++l) {
+        const int q = (ql[l] & 0x0f) | (((qh[l] >> bit_lo) & 1) << 4);
+        const float v = d1 * static_cast<float>(q);
+        y[l] = v - m1;
+      }
+      for (int l = 0; l < 32; ++l) {
+        const int q = (ql[l] >> 4) | (((qh[l] >> bit_hi) & 1) << 4);
+        const float v = d2 * static_cast<float>(q);
+        y[l + 32] = v - m2;
+      }
+      ql += 32;
+      y += 64;
+    }
+  }
+}
+
+CARPOOL_NO_FMA void dequant_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    const uint8_t* ql = b[i].ql;
+    const uint8_t* qh = b[i].qh;
+    const int8_t* sc = b[i].scales;
+    for (int half = 0; half < 2; ++half) {  // 128 elements each
+      for (int l = 0; l < 32; ++l) {
+        const int is = l / 16;
+        const int q1 = ((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32;
+        const int q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
+        const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+        const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        y[l] = (d * sc[is + 0]) * static_cast<float>(q1);
+        y[l + 32] = (d * sc[is + 2]) * static_cast<float>(q2);
+        y[l + 64] = (d * sc[is + 4]) * static_cast<float>(q3);
+        y[l + 96] = (d * sc[is + 6]) * static_cast<float>(q4);
+      }
+      y += 128;
+      ql += 64;
+      qh += 32;
+      sc += 8;
+    }
+  }
+}
+
+}  // namespace
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+  const DTypeInfo& info = dtype_info(t);
+  CARPOOL_CHECK(n >= 0 && n % info.block_elems == 0);
+  const int64_t nb = n / info.block_elems;
+  switch (t) {
+    case DType::kF32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kF16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      return;
+    }
+    case DType::kBF16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+      return;
+    }
+    case DType::kQ4_0: return dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
+    case DType::kQ4_1: return dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
+    case DType::kQ8_0: return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+    case DType::kQ4_K: return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
+    case DType::kQ5_K: return dequant_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
+    case DType::kQ6_K: return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
+    case DType::kI32: break;
+  }
+  CARPOOL_CHECK(false && "dequantize_row: unsupported type");
+}
+
+void quantize_row_q8a(const float* x, BlockQ8A* dst, int64_t n) {
+  CARPOOL_CHECK(n % kQK == 0);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const float* xb = x + b * kQK;
+    float amax = 0.f;
+    for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(xb[j]));
+    const float d = amax / 127.f;
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) {
+      const int q = static_cast<int>(std::nearbyint(xb[j] * id));
+      dst[b].qs[j] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    dst[b].d = d;
+    dst[b].s = d * static_cast<float>(sum);
+  }
+}
+
+}  // namespace carpool

@@ -1,0 +1,45 @@
+// Dequantization of every supported weight type, 8-bit activation blocks, and dot products.
+//
+// All functions are pure and thread-safe. Row lengths `n` are in elements and must be multiples
+// of the type's block size (CARPOOL_CHECK).
+#pragma once
+
+#include <cstdint>
+
+#include "backend/dtype.h"
+
+namespace carpool {
+
+// dst[n] = the f32 values of the first n elements stored at src in type t (any type but I32).
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+
+// Activations quantized to 8 bits per block of 32, for integer dot products with quantized
+// weights. d is the f32 scale (x ~= d * qs) and s = d * sum(qs), used by types with a minimum.
+struct BlockQ8A {
+  float d;
+  float s;
+  int8_t qs[kQK];
+};
+
+// dst[n / 32] = x[n] quantized with round-to-nearest, d = max|x| / 127 per block.
+void quantize_row_q8a(const float* x, BlockQ8A* dst, int64_t n);
+
+// Dot product of one weight row (n elements of type t, t quantized) with quantized activations.
+// The weight side is exact; the error comes from the 8-bit activations (about 0.5% relative).
+float vec_dot_q8a(DType t, const void* w_row, const BlockQ8A* x, int64_t n);
+
+// sum_i a[i] * b[i] in f32 (several accumulators, FMA where available).
+float vec_dot_f32(const float* a, const float* b, int64_t n);
+
+// Helpers shared by the K types: 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block.
+inline void k_scale_min(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
+  if (j < 4) {
+    *scale = q[j] & 63;
+    *min = q[j + 4] & 63;
+  } else {
+    *scale = static_cast<uint8_t>((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
+    *min = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+}  // namespace carpool

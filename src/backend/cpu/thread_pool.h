@@ -1,0 +1,62 @@
+// A small persistent thread pool for data-parallel kernels.
+//
+// Workers are created once and sleep on a condition variable between jobs (no spinning, no thread
+// creation per call). parallel_for splits [0, n) into contiguous chunks; the calling thread runs
+// chunks too and returns when every chunk is done.
+//
+// Thread-safety: parallel_for must be called by one thread at a time (the backend's owner).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace carpool {
+
+class ThreadPool {
+ public:
+  // n_threads counts the calling thread: n_threads = 1 runs everything inline.
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int n_threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(begin, end, thread_index) over disjoint chunks covering [0, n). `grain` is the
+  // smallest chunk worth handing to another thread. thread_index < n_threads() identifies the
+  // executing thread (for per-thread scratch).
+  template <typename Fn>
+  void parallel_for(int64_t n, int64_t grain, Fn&& fn) {
+    if (n <= 0) return;
+    auto thunk = [](void* ctx, int64_t b, int64_t e, int t) { (*static_cast<Fn*>(ctx))(b, e, t); };
+    run(n, grain, thunk, &fn);
+  }
+
+ private:
+  using Thunk = void (*)(void* ctx, int64_t begin, int64_t end, int thread_index);
+  void run(int64_t n, int64_t grain, Thunk thunk, void* ctx);
+  void worker_loop(int thread_index);
+  void run_chunks(int thread_index);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable start_cv_;
+  std::condition_variable done_cv_;
+  uint64_t generation_ = 0;  // bumped per job, guarded by mu_
+  bool stop_ = false;
+  int pending_workers_ = 0;  // workers still inside the current job, guarded by mu_
+
+  // The current job (written before generation_ is bumped, read by workers after).
+  Thunk thunk_ = nullptr;
+  void* ctx_ = nullptr;
+  int64_t n_ = 0;
+  int64_t chunk_ = 0;
+  int64_t n_chunks_ = 0;
+  std::atomic<int64_t> next_chunk_{0};
+};
+
+}  // namespace carpool
