@@ -1,0 +1,32 @@
+// The CUDA backend: a Backend on one NVIDIA GPU. Activations and the KV cache are BF16; every
+// weight type is dequantized to BF16 when loaded; matmuls run on cuBLAS with F32 accumulation.
+//
+// This header includes no CUDA headers, so model and engine code may include it. The library is
+// only built where a CUDA compiler was found (CARPOOL_HAVE_CUDA); on a machine without a GPU or
+// driver, make_cuda_backend() returns an error and nothing else happens.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "backend/backend.h"
+#include "util/status.h"
+
+namespace carpool {
+
+struct CudaBackendOptions {
+  int device = 0;  // CUDA device ordinal
+  // Wait for every kernel after its launch, so an asynchronous fault is reported (with file and
+  // line) by the launch that caused it. For tests and conformance runs; slow.
+  bool debug_sync = false;
+  size_t cublas_workspace_bytes = size_t{32} << 20;
+  size_t staging_bytes = size_t{64} << 20;  // device buffer for raw weight bytes being converted
+};
+
+// A backend on options.device, or an error such as "no CUDA device (...)".
+Result<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options = {});
+
+// Number of usable CUDA devices; 0 where there is no driver or GPU. Never fails.
+int cuda_device_count();
+
+}  // namespace carpool

@@ -1,0 +1,83 @@
+// CudaBackend's declaration, for the backend's own files, its tools and tests (includes CUDA
+// headers; model and engine code use cuda_backend.h instead).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <string>
+#include <unordered_map>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/kernels.h"
+
+namespace carpool::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  // Use make_cuda_backend(); init() does the fallible set-up.
+  explicit CudaBackend(const CudaBackendOptions& options) : options_(options) {}
+  ~CudaBackend() override;
+  Status init();
+
+  std::string name() const override { return "cuda"; }
+  std::string device_name() const override { return device_name_; }
+  DType activation_dtype() const override { return DType::kBF16; }
+  BackendMemoryInfo memory_info() const override;
+
+  Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override;
+  void free(Tensor& t) override;
+  Result<Tensor> load_weight(const HostWeight& w) override;
+  Result<Tensor> alloc_random_weight(DType dtype, int64_t rows, int64_t cols, uint64_t seed,
+                                     float scale) override;
+  Result<KvCache> alloc_kv(const KvCacheConfig& config) override;
+  void upload(Tensor dst, const void* host, size_t bytes) override;
+  void download(void* host, const Tensor& src, size_t bytes) override;
+  void synchronize() override;
+
+  void embed(Tensor out, const Tensor& table, const Tensor& ids) override;
+  void rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float eps) override;
+  void add_rmsnorm(Tensor residual, const Tensor& x, const Tensor& w, Tensor out,
+                   float eps) override;
+  void matmul(Tensor out, const Tensor& x, const Tensor& w, const Tensor* bias) override;
+  void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, int n_heads, int head_dim,
+            RopeStyle style) override;
+  void kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
+                const Tensor& slots) override;
+  void attention(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                 const AttentionMeta& meta) override;
+  void swiglu(Tensor out, const Tensor& gate, const Tensor& up) override;
+  void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
+
+  // For tools and benchmarks: the stream every op is enqueued on, and the launch context.
+  cudaStream_t stream() const { return ctx_.stream; }
+  const LaunchCtx& launch_ctx() const { return ctx_; }
+  cublasHandle_t cublas() const { return cublas_; }
+
+ private:
+  enum class Kind { kWeight, kKv, kOther };
+  Result<Tensor> alloc_kind(DType dtype, int64_t rows, int64_t cols, Kind kind);
+  // A device buffer of at least `bytes` for slot `i`, reused across calls (grows, never shrinks).
+  void* scratch(int i, size_t bytes);
+  // x as BF16: x itself, or a converted copy in scratch slot `slot`.
+  const void* as_bf16(const Tensor& x, int slot);
+
+  struct Allocation {
+    size_t bytes;
+    Kind kind;
+  };
+  CudaBackendOptions options_;
+  LaunchCtx ctx_;
+  cublasHandle_t cublas_ = nullptr;
+  std::string device_name_;
+  std::unordered_map<void*, Allocation> allocations_;
+  size_t bytes_by_kind_[3] = {0, 0, 0};
+  static constexpr int kScratchSlots = 4;
+  void* scratch_ptr_[kScratchSlots] = {};
+  size_t scratch_bytes_[kScratchSlots] = {};
+  void* cublas_workspace_ = nullptr;
+  void* staging_ = nullptr;
+};
+
+}  // namespace carpool::cuda

@@ -1,0 +1,165 @@
+// CudaBackend ops: shape and type checks on the host, then a kernel launch or a cuBLAS call on the
+// backend's stream. Shapes are documented in backend/backend.h.
+#include <cublas_v2.h>
+
+#include "backend/cuda/cuda_backend_impl.h"
+#include "backend/cuda/cuda_check.h"
+#include "util/check.h"
+
+namespace carpool::cuda {
+namespace {
+
+bool is_float_type(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kF32: return CUDA_R_32F;
+    case DType::kF16: return CUDA_R_16F;
+    case DType::kBF16: return CUDA_R_16BF;
+    default: CARPOOL_CHECK(false && "no cuBLAS type");
+  }
+  return CUDA_R_32F;
+}
+
+const int32_t* i32(const Tensor& t) {
+  CARPOOL_CHECK(t.dtype == DType::kI32);
+  return static_cast<const int32_t*>(t.data);
+}
+
+// Scratch slots (see CudaBackend::scratch).
+constexpr int kScratchX = 0;
+constexpr int kScratchW = 1;
+constexpr int kScratchAttention = 2;
+
+}  // namespace
+
+void CudaBackend::embed(Tensor out, const Tensor& table, const Tensor& ids) {
+  CARPOOL_CHECK(is_float_type(out.dtype) && out.rows == ids.numel() && out.cols == table.cols);
+  const void* tab = table.data;
+  DType tab_dtype = table.dtype;
+  if (!is_float_type(table.dtype)) {  // quantized table not from load_weight
+    tab = as_bf16(table, kScratchW);
+    tab_dtype = DType::kBF16;
+  }
+  launch_embed(ctx_, out.data, out.dtype, tab, tab_dtype, table.rows, i32(ids), out.rows,
+               out.cols);
+}
+
+void CudaBackend::rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float eps) {
+  CARPOOL_CHECK(is_float_type(out.dtype) && is_float_type(x.dtype) && is_float_type(w.dtype));
+  CARPOOL_CHECK(out.rows == x.rows && out.cols == x.cols && w.numel() == x.cols);
+  launch_rmsnorm(ctx_, out.data, out.dtype, x.data, x.dtype, nullptr, DType::kF32, w.data,
+                 w.dtype, x.rows, x.cols, eps);
+}
+
+void CudaBackend::add_rmsnorm(Tensor residual, const Tensor& x, const Tensor& w, Tensor out,
+                              float eps) {
+  CARPOOL_CHECK(is_float_type(residual.dtype) && is_float_type(x.dtype) &&
+                is_float_type(w.dtype) && is_float_type(out.dtype));
+  CARPOOL_CHECK(residual.rows == x.rows && residual.cols == x.cols && out.rows == x.rows &&
+                out.cols == x.cols && w.numel() == x.cols);
+  launch_rmsnorm(ctx_, out.data, out.dtype, x.data, x.dtype, residual.data, residual.dtype,
+                 w.data, w.dtype, x.rows, x.cols, eps);
+}
+
+void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tensor* bias) {
+  CARPOOL_CHECK(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
+  CARPOOL_CHECK(is_float_type(out.dtype) && is_float_type(x.dtype));
+  const int64_t m = x.rows, n = w.rows, k = x.cols;
+  if (m == 0 || n == 0) return;
+  const void* xb = as_bf16(x, kScratchX);
+  const void* wb = as_bf16(w, kScratchW);
+  // Row-major out[m, n] = x[m, k] w[n, k]^T is column-major out^T[n, m] = w^T... i.e. cuBLAS
+  // sees w as a column-major k x n matrix (transposed) and x as column-major k x m.
+  const float alpha = 1.f, beta = 0.f;
+  CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
+                            static_cast<int>(m), static_cast<int>(k), &alpha, wb, CUDA_R_16BF,
+                            static_cast<int>(k), xb, CUDA_R_16BF, static_cast<int>(k), &beta,
+                            out.data, cuda_type(out.dtype), static_cast<int>(n),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (ctx_.debug_sync) CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+  if (bias != nullptr) {
+    CARPOOL_CHECK(bias->numel() == n);
+    const void* bb = bias->data;
+    DType bd = bias->dtype;
+    if (!is_float_type(bd)) {
+      bb = as_bf16(*bias, kScratchX);  // x's scratch is free again: the GEMM is enqueued
+      bd = DType::kBF16;
+    }
+    launch_add_bias(ctx_, out.data, out.dtype, bb, bd, m, n);
+  }
+}
+
+void CudaBackend::rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
+                       int head_dim, RopeStyle style) {
+  CARPOOL_CHECK(is_float_type(x.dtype) && x.cols == int64_t(n_heads) * head_dim);
+  CARPOOL_CHECK(head_dim % 2 == 0 && positions.numel() == x.rows);
+  CARPOOL_CHECK(inv_freq.dtype == DType::kF32 && inv_freq.numel() >= head_dim / 2);
+  launch_rope(ctx_, x.data, x.dtype, i32(positions), static_cast<const float*>(inv_freq.data),
+              x.rows, n_heads, head_dim, style == RopeStyle::kInterleaved);
+}
+
+void CudaBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
+                           const Tensor& slots) {
+  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype && is_float_type(k_cache.dtype));
+  CARPOOL_CHECK(k.dtype == v.dtype && is_float_type(k.dtype));
+  CARPOOL_CHECK(k.cols == k_cache.cols && v.cols == v_cache.cols && k.cols == v.cols);
+  CARPOOL_CHECK(k.rows == v.rows && slots.numel() == k.rows && k_cache.rows == v_cache.rows);
+  launch_kv_write(ctx_, k_cache.data, v_cache.data, k_cache.dtype, k_cache.rows, k.data, v.data,
+                  k.dtype, i32(slots), k.rows, k.cols);
+}
+
+void CudaBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
+                            const Tensor& v_cache, const AttentionMeta& meta) {
+  CARPOOL_CHECK(k_cache.dtype == DType::kBF16 && v_cache.dtype == DType::kBF16);
+  CARPOOL_CHECK(is_float_type(q.dtype) && is_float_type(out.dtype));
+  CARPOOL_CHECK(meta.n_heads > 0 && meta.n_kv_heads > 0 && meta.n_heads % meta.n_kv_heads == 0);
+  CARPOOL_CHECK(meta.head_dim > 0 && meta.head_dim <= kMaxHeadDim && meta.head_dim % 2 == 0);
+  CARPOOL_CHECK(q.rows == meta.n_tokens && q.cols == int64_t(meta.n_heads) * meta.head_dim);
+  CARPOOL_CHECK(out.rows == q.rows && out.cols == q.cols);
+  CARPOOL_CHECK(k_cache.cols == int64_t(meta.n_kv_heads) * meta.head_dim);
+  CARPOOL_CHECK(meta.block_tables.numel() >= int64_t(meta.n_seqs) * meta.max_blocks_per_seq);
+  CARPOOL_CHECK(meta.block_size > 0 && k_cache.rows % meta.block_size == 0);
+  CARPOOL_CHECK(meta.query_start.numel() >= meta.n_seqs + 1 && meta.kv_len.numel() >= meta.n_seqs);
+  if (meta.n_tokens == 0 || meta.n_seqs == 0) return;
+  AttentionLaunch a;
+  a.q = q.data;
+  a.q_dtype = q.dtype;
+  a.out = out.data;
+  a.out_dtype = out.dtype;
+  a.k_cache = k_cache.data;
+  a.v_cache = v_cache.data;
+  a.query_start = i32(meta.query_start);
+  a.kv_len = i32(meta.kv_len);
+  a.block_tables = i32(meta.block_tables);
+  a.n_tokens = meta.n_tokens;
+  a.n_seqs = meta.n_seqs;
+  a.max_blocks_per_seq = meta.max_blocks_per_seq;
+  a.block_size = meta.block_size;
+  a.n_heads = meta.n_heads;
+  a.n_kv_heads = meta.n_kv_heads;
+  a.head_dim = meta.head_dim;
+  a.max_kv_len = meta.max_kv_len;
+  a.scale = meta.scale;
+  const int64_t ws = attention_workspace_floats(ctx_, a);
+  float* workspace =
+      ws > 0 ? static_cast<float*>(scratch(kScratchAttention, static_cast<size_t>(ws) * 4))
+             : nullptr;
+  launch_attention(ctx_, a, workspace);
+}
+
+void CudaBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
+  CARPOOL_CHECK(gate.dtype == up.dtype && is_float_type(gate.dtype) && is_float_type(out.dtype));
+  CARPOOL_CHECK(gate.rows == up.rows && gate.cols == up.cols && out.rows == gate.rows &&
+                out.cols == gate.cols);
+  launch_swiglu(ctx_, out.data, out.dtype, gate.data, up.data, gate.dtype, gate.rows, gate.cols);
+}
+
+void CudaBackend::gather_rows(Tensor out, const Tensor& x, const Tensor& idx) {
+  CARPOOL_CHECK(is_float_type(out.dtype) && is_float_type(x.dtype));
+  CARPOOL_CHECK(out.rows == idx.numel() && out.cols == x.cols);
+  launch_gather_rows(ctx_, out.data, out.dtype, x.data, x.dtype, x.rows, i32(idx), out.rows,
+                     out.cols);
+}
+
+}  // namespace carpool::cuda

@@ -1,0 +1,177 @@
+// Row-wise and element-wise kernels: embed, rmsnorm (with fused residual add), bias, rope,
+// kv_write, swiglu, gather_rows.
+#include "backend/cuda/device_utils.cuh"
+
+namespace carpool::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// out[i, :] = src[rows[i], :], zero for rows outside [0, src_rows).
+__global__ void gather_kernel(void* out, DType out_dtype, const void* src, DType src_dtype,
+                              int64_t src_rows, const int32_t* rows, int64_t n, int64_t d) {
+  const int64_t total = n * d;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / d, c = i % d;
+    const int64_t row = rows[r];
+    float v = (row >= 0 && row < src_rows) ? load_f(src, row * d + c, src_dtype) : 0.f;
+    store_f(out, i, out_dtype, v);
+  }
+}
+
+__device__ float block_sum(float v) {
+  __shared__ float partial[32];
+  v = warp_sum(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  const int n_warps = blockDim.x / 32;
+  v = lane < n_warps ? partial[lane] : 0.f;
+  v = warp_sum(v);
+  return v;
+}
+
+// One block per row.
+__global__ void rmsnorm_kernel(void* out, DType out_dtype, const void* x, DType x_dtype,
+                               void* residual, DType residual_dtype, const void* w, DType w_dtype,
+                               int64_t d, float eps) {
+  const int64_t row = blockIdx.x;
+  const int64_t base = row * d;
+  float ss = 0.f;
+  if (residual != nullptr) {
+    for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
+      store_f(residual, base + c, residual_dtype,
+              load_f(residual, base + c, residual_dtype) + load_f(x, base + c, x_dtype));
+      // Norm of the stored (rounded) residual, which is what later layers see.
+      const float r = load_f(residual, base + c, residual_dtype);
+      ss += r * r;
+    }
+  } else {
+    for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
+      const float v = load_f(x, base + c, x_dtype);
+      ss += v * v;
+    }
+  }
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(d) + eps);
+  const void* src = residual != nullptr ? residual : x;
+  const DType src_dtype = residual != nullptr ? residual_dtype : x_dtype;
+  for (int64_t c = threadIdx.x; c < d; c += blockDim.x)
+    store_f(out, base + c, out_dtype, load_f(src, base + c, src_dtype) * inv * load_f(w, c, w_dtype));
+}
+
+__global__ void add_bias_kernel(void* out, DType out_dtype, const void* bias, DType bias_dtype,
+                                int64_t m, int64_t n) {
+  const int64_t total = m * n;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x)
+    store_f(out, i, out_dtype, load_f(out, i, out_dtype) + load_f(bias, i % n, bias_dtype));
+}
+
+// One thread per rotated pair.
+__global__ void rope_kernel(void* x, DType x_dtype, const int32_t* positions,
+                            const float* inv_freq, int64_t n_tokens, int n_heads, int head_dim,
+                            bool interleaved) {
+  const int half = head_dim / 2;
+  const int64_t total = n_tokens * n_heads * half;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int p = static_cast<int>(i % half);
+    const int64_t th = i / half;  // token * n_heads + head
+    const int64_t t = th / n_heads;
+    const int64_t base = th * head_dim;
+    const int64_t i0 = base + (interleaved ? 2 * p : p);
+    const int64_t i1 = base + (interleaved ? 2 * p + 1 : p + half);
+    float s, c;
+    sincosf(static_cast<float>(positions[t]) * inv_freq[p], &s, &c);
+    const float a = load_f(x, i0, x_dtype), b = load_f(x, i1, x_dtype);
+    store_f(x, i0, x_dtype, a * c - b * s);
+    store_f(x, i1, x_dtype, a * s + b * c);
+  }
+}
+
+__global__ void kv_write_kernel(void* k_cache, void* v_cache, DType cache_dtype,
+                                int64_t cache_rows, const void* k, const void* v, DType kv_dtype,
+                                const int32_t* slots, int64_t n, int64_t width) {
+  const int64_t total = n * width;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / width, c = i % width;
+    const int64_t slot = slots[r];
+    if (slot < 0 || slot >= cache_rows) continue;
+    store_f(k_cache, slot * width + c, cache_dtype, load_f(k, i, kv_dtype));
+    store_f(v_cache, slot * width + c, cache_dtype, load_f(v, i, kv_dtype));
+  }
+}
+
+__global__ void swiglu_kernel(void* out, DType out_dtype, const void* gate, const void* up,
+                              DType in_dtype, int64_t total) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = load_f(gate, i, in_dtype);
+    const float silu = g / (1.f + __expf(-g));
+    store_f(out, i, out_dtype, silu * load_f(up, i, in_dtype));
+  }
+}
+
+}  // namespace
+
+void launch_embed(const LaunchCtx& ctx, void* out, DType out_dtype, const void* table,
+                  DType table_dtype, int64_t vocab, const int32_t* ids, int64_t n, int64_t d) {
+  launch_gather_rows(ctx, out, out_dtype, table, table_dtype, vocab, ids, n, d);
+}
+
+void launch_gather_rows(const LaunchCtx& ctx, void* out, DType out_dtype, const void* x,
+                        DType x_dtype, int64_t x_rows, const int32_t* idx, int64_t m, int64_t d) {
+  if (m * d == 0) return;
+  gather_kernel<<<grid_for(m * d, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      out, out_dtype, x, x_dtype, x_rows, idx, m, d);
+  check_launch(ctx);
+}
+
+void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void* x,
+                    DType x_dtype, void* residual, DType residual_dtype, const void* w,
+                    DType w_dtype, int64_t n, int64_t d, float eps) {
+  if (n == 0 || d == 0) return;
+  const int threads = d >= 2048 ? 1024 : (d >= 512 ? 512 : 256);
+  rmsnorm_kernel<<<static_cast<unsigned>(n), threads, 0, ctx.stream>>>(
+      out, out_dtype, x, x_dtype, residual, residual_dtype, w, w_dtype, d, eps);
+  check_launch(ctx);
+}
+
+void launch_add_bias(const LaunchCtx& ctx, void* out, DType out_dtype, const void* bias,
+                     DType bias_dtype, int64_t m, int64_t n) {
+  if (m * n == 0) return;
+  add_bias_kernel<<<grid_for(m * n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      out, out_dtype, bias, bias_dtype, m, n);
+  check_launch(ctx);
+}
+
+void launch_rope(const LaunchCtx& ctx, void* x, DType x_dtype, const int32_t* positions,
+                 const float* inv_freq, int64_t n_tokens, int n_heads, int head_dim,
+                 bool interleaved) {
+  const int64_t total = n_tokens * n_heads * (head_dim / 2);
+  if (total == 0) return;
+  rope_kernel<<<grid_for(total, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      x, x_dtype, positions, inv_freq, n_tokens, n_heads, head_dim, interleaved);
+  check_launch(ctx);
+}
+
+void launch_kv_write(const LaunchCtx& ctx, void* k_cache, void* v_cache, DType cache_dtype,
+                     int64_t cache_rows, const void* k, const void* v, DType kv_dtype,
+                     const int32_t* slots, int64_t n, int64_t width) {
+  if (n * width == 0) return;
+  kv_write_kernel<<<grid_for(n * width, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      k_cache, v_cache, cache_dtype, cache_rows, k, v, kv_dtype, slots, n, width);
+  check_launch(ctx);
+}
+
+void launch_swiglu(const LaunchCtx& ctx, void* out, DType out_dtype, const void* gate,
+                   const void* up, DType in_dtype, int64_t m, int64_t f) {
+  if (m * f == 0) return;
+  swiglu_kernel<<<grid_for(m * f, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      out, out_dtype, gate, up, in_dtype, m * f);
+  check_launch(ctx);
+}
+
+}  // namespace carpool::cuda

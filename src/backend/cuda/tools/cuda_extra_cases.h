@@ -1,0 +1,17 @@
+// Conformance cases specific to the CUDA backend, beyond the shared suite: weights dequantized on
+// the device (every GGUF type, compared with the host dequantizer), device-made random weights,
+// decode attention over long contexts (the split-KV path the suite's short contexts never reach),
+// and matmuls at a model's real widths. Same result type and metric as the suite.
+#pragma once
+
+#include <vector>
+
+#include "backend/backend.h"
+#include "conformance/conformance.h"
+
+namespace carpool::cuda_tools {
+
+std::vector<conformance::CaseResult> run_cuda_extra_cases(Backend& b, uint64_t seed,
+                                                          double tolerance);
+
+}  // namespace carpool::cuda_tools
