@@ -1,0 +1,167 @@
+// Backend: owns device memory and runs the ops of a transformer forward pass.
+//
+// The model's forward is written once against this interface. Every op is enqueued in order on
+// the backend's single stream; nothing in model or engine code may assume a Tensor is readable by
+// the host. The host reads results with download(), which waits for all earlier work. The CPU
+// backend (backend/cpu/) is the reference every other backend is checked against.
+//
+// Thread-safety: a Backend is used by one thread at a time (the engine loop).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/dtype.h"
+#include "util/status.h"
+
+namespace carpool {
+
+// A 2-D, row-major, contiguous view of backend memory. Does not own the memory.
+struct Tensor {
+  void* data = nullptr;  // backend memory (host memory on CPU, device memory on CUDA)
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;  // contiguous dimension; quantized types: multiple of the block size
+
+  size_t row_bytes() const { return dtype_row_bytes(dtype, cols); }
+  size_t bytes() const { return row_bytes() * static_cast<size_t>(rows); }
+  int64_t numel() const { return rows * cols; }
+  // Rows [start, start + n) of this tensor.
+  Tensor rows_view(int64_t start, int64_t n) const {
+    Tensor t = *this;
+    t.data = static_cast<char*>(data) + row_bytes() * static_cast<size_t>(start);
+    t.rows = n;
+    return t;
+  }
+};
+
+// A weight as found in a model file, in host memory (often memory-mapped).
+struct HostWeight {
+  DType dtype = DType::kF32;
+  const void* data = nullptr;  // rows * row_bytes(dtype, cols) bytes
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// How RoPE pairs the elements of a head.
+enum class RopeStyle {
+  kNeox,         // pairs (i, i + head_dim/2): Hugging Face "rotate_half", Qwen2 GGUF
+  kInterleaved,  // pairs (2i, 2i+1): Llama-family GGUF files (q/k rows permuted by the converter)
+};
+
+// Paged KV cache geometry. Each layer has a K and a V tensor of
+// [num_blocks * block_size, n_kv_heads * head_dim]; a token's slot = block * block_size + offset.
+struct KvCacheConfig {
+  int n_layers = 0;
+  int num_blocks = 0;
+  int block_size = 16;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+};
+
+struct KvCache {
+  KvCacheConfig config;
+  std::vector<Tensor> k;  // [n_layers] of [num_blocks * block_size, n_kv_heads * head_dim]
+  std::vector<Tensor> v;  // same shape as k
+};
+
+// Per-step description of a ragged batch for attention. All tensors are I32 in backend memory.
+// Sequence s owns tokens [query_start[s], query_start[s+1]) of the flattened batch; those are its
+// last q_len positions, so token j of s sits at position kv_len[s] - q_len + j and attends
+// causally to KV positions [0, that position]. Its KV lives in the blocks of block_tables row s.
+struct AttentionMeta {
+  int n_tokens = 0;
+  int n_seqs = 0;
+  int max_q_len = 0;    // max over sequences of q_len (host-known, for launch configuration)
+  int max_kv_len = 0;   // max over sequences of kv_len
+  int max_blocks_per_seq = 0;  // row length of block_tables
+  int block_size = 16;          // tokens per KV block (the cache's KvCacheConfig::block_size)
+  Tensor query_start;   // [1, n_seqs + 1]
+  Tensor kv_len;        // [1, n_seqs] context length including this step's tokens
+  Tensor block_tables;  // [n_seqs, max_blocks_per_seq]
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float scale = 0.f;    // usually 1/sqrt(head_dim)
+};
+
+struct BackendMemoryInfo {
+  size_t total_bytes = 0;     // device memory (CPU: physical RAM)
+  size_t free_bytes = 0;
+  size_t weights_bytes = 0;   // held by load_weight
+  size_t kv_bytes = 0;        // held by alloc_kv
+  size_t other_bytes = 0;     // activations, workspace
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;         // "cpu", "cuda"
+  virtual std::string device_name() const = 0;  // "AMD EPYC 9B14 (2 threads)", "NVIDIA H200"
+  // Type the backend uses for activations (CPU: F32; CUDA: BF16). Logits are always F32.
+  virtual DType activation_dtype() const = 0;
+  virtual BackendMemoryInfo memory_info() const = 0;
+
+  // --- memory ---
+  // Uninitialized tensor; freed by free() or when the backend is destroyed.
+  virtual Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) = 0;
+  virtual void free(Tensor& t) = 0;
+  // Makes a weight usable by matmul/embed/rmsnorm. The backend may keep the host memory (CPU,
+  // zero copy: `w.data` must then outlive the backend) or convert it (CUDA: to BF16).
+  virtual Result<Tensor> load_weight(const HostWeight& w) = 0;
+  // A weight of random values uniform in [-scale, scale] from `seed`, for synthetic models
+  // (benchmarks without downloads). Backends may create it in place (CUDA: on the device).
+  // The default implementation generates the bytes on the host (quantized types: random valid
+  // blocks), keeps them for the backend's lifetime, and calls load_weight.
+  virtual Result<Tensor> alloc_random_weight(DType dtype, int64_t rows, int64_t cols,
+                                             uint64_t seed, float scale);
+  virtual Result<KvCache> alloc_kv(const KvCacheConfig& config) = 0;
+  // Releases a cache from alloc_kv. Default: free() on each layer's K and V tensor.
+  virtual void free_kv(KvCache& kv) {
+    for (Tensor& t : kv.k) free(t);
+    for (Tensor& t : kv.v) free(t);
+    kv.k.clear();
+    kv.v.clear();
+  }
+  // Host -> backend copy of `bytes` bytes into the start of dst (ordered on the stream).
+  virtual void upload(Tensor dst, const void* host, size_t bytes) = 0;
+  // Backend -> host copy; waits for all earlier work.
+  virtual void download(void* host, const Tensor& src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // --- ops (shapes in comments; n = tokens in the step) ---
+  // out[n, d] = table[ids[i], :] (converted to out.dtype).  ids: I32 [1, n].
+  virtual void embed(Tensor out, const Tensor& table, const Tensor& ids) = 0;
+  // out[n, d] = x / rms(x) * w.  w: [1, d] (F32 or the weight dtype).
+  virtual void rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float eps) = 0;
+  // residual[n, d] += x; out = rmsnorm(residual) * w.  (fused residual add + norm)
+  virtual void add_rmsnorm(Tensor residual, const Tensor& x, const Tensor& w, Tensor out,
+                           float eps) = 0;
+  // out[m, n] = x[m, k] @ w[n, k]^T (+ bias[1, n] when bias != nullptr). w: any weight dtype.
+  // out may be F32 even when activations are not (logits).
+  virtual void matmul(Tensor out, const Tensor& x, const Tensor& w, const Tensor* bias) = 0;
+  // In place on x[n, n_heads * head_dim]: rotate each head by its token's position.
+  // positions: I32 [1, n]; inv_freq: F32 [1, head_dim / 2] (rope scaling already applied).
+  virtual void rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
+                    int head_dim, RopeStyle style) = 0;
+  // Writes k, v [n, n_kv_heads * head_dim] into the cache at slots (I32 [1, n]) of one layer.
+  virtual void kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
+                        const Tensor& slots) = 0;
+  // out[n, n_heads * head_dim] = causal softmax(q k^T * scale) v over paged KV, GQA by
+  // n_heads / n_kv_heads.  q: [n, n_heads * head_dim].
+  virtual void attention(Tensor out, const Tensor& q, const Tensor& k_cache,
+                         const Tensor& v_cache, const AttentionMeta& meta) = 0;
+  // out[m, f] = silu(gate) * up.
+  virtual void swiglu(Tensor out, const Tensor& gate, const Tensor& up) = 0;
+  // out[m, d] = x[idx[i], :].  idx: I32 [1, m].
+  virtual void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) = 0;
+
+ private:
+  std::vector<std::unique_ptr<uint8_t[]>> random_weights_;  // host bytes behind default weights
+};
+
+}  // namespace carpool

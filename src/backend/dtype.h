@@ -1,0 +1,95 @@
+// Element types of tensors: the GGUF/GGML weight types carpool supports plus plain integers.
+// Quantized types store elements in fixed-size blocks along the contiguous (row) dimension.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace carpool {
+
+// Values equal the GGML type ids used in GGUF files, so a file's type id maps directly.
+enum class DType : uint32_t {
+  kF32 = 0,
+  kF16 = 1,
+  kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ8_0 = 8,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+  kI32 = 26,
+  kBF16 = 30,
+};
+
+struct DTypeInfo {
+  std::string_view name;  // "f32", "q4_k", ...
+  int64_t block_elems;    // elements per block (1 for plain types)
+  int64_t block_bytes;    // bytes per block
+};
+
+// Info for a supported type; nullopt for any other GGML type id (untrusted input).
+std::optional<DTypeInfo> dtype_info(uint32_t ggml_type_id);
+const DTypeInfo& dtype_info(DType t);
+std::string_view dtype_name(DType t);
+bool dtype_is_quantized(DType t);
+
+// Bytes for a row of `n` elements; n must be a multiple of the block size (checked by callers
+// that handle untrusted shapes; CARPOOL_CHECK here).
+size_t dtype_row_bytes(DType t, int64_t n);
+
+// Conversions between f32 and the 16-bit float types (round-to-nearest-even).
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+float bf16_to_f32(uint16_t b);
+uint16_t f32_to_bf16(float f);
+
+// Quantized block layouts (little-endian, as in GGUF files).
+constexpr int kQK = 32;    // block size of the *_0 / *_1 types
+constexpr int kQKK = 256;  // super-block size of the K types
+constexpr int kKScaleBytes = 12;
+
+#pragma pack(push, 1)
+struct BlockQ4_0 {
+  uint16_t d;            // f16 scale
+  uint8_t qs[kQK / 2];   // nibbles: low nibble = element j, high nibble = element j + 16
+};
+struct BlockQ4_1 {
+  uint16_t d;            // f16 scale
+  uint16_t m;            // f16 minimum
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ8_0 {
+  uint16_t d;            // f16 scale
+  int8_t qs[kQK];
+};
+struct BlockQ4_K {
+  uint16_t d;                 // f16 super-block scale for the 6-bit scales
+  uint16_t dmin;              // f16 super-block scale for the 6-bit mins
+  uint8_t scales[kKScaleBytes];  // 8 scales + 8 mins, 6 bits each
+  uint8_t qs[kQKK / 2];
+};
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[kKScaleBytes];
+  uint8_t qh[kQKK / 8];  // high bit of each 5-bit quant
+  uint8_t qs[kQKK / 2];  // low 4 bits
+};
+struct BlockQ6_K {
+  uint8_t ql[kQKK / 2];      // low 4 bits
+  uint8_t qh[kQKK / 4];      // high 2 bits
+  int8_t scales[kQKK / 16];  // 8-bit scales
+  uint16_t d;                // f16 super-block scale
+};
+#pragma pack(pop)
+
+static_assert(sizeof(BlockQ4_0) == 18);
+static_assert(sizeof(BlockQ4_1) == 20);
+static_assert(sizeof(BlockQ8_0) == 34);
+static_assert(sizeof(BlockQ4_K) == 144);
+static_assert(sizeof(BlockQ5_K) == 176);
+static_assert(sizeof(BlockQ6_K) == 210);
+
+}  // namespace carpool

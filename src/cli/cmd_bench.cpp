@@ -1,0 +1,182 @@
+// carpool bench: drive the model directly (no HTTP) and report prefill and decode throughput.
+//
+// Decode: `batch` sequences, each with a `prompt-len` context, step together for `gen` steps;
+// every step computes logits for every sequence. Tokens fed back are drawn at random rather
+// than sampled, so the figure is the forward pass (sampling is measured elsewhere).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/load.h"
+
+namespace carpool::cli {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  Args args("bench", "Measures prefill and decode throughput by driving the engine directly.",
+            {
+                {"model", "m", "PATH_OR_NAME", "model file, known name, or synthetic:NAME", "smollm2"},
+                {"batch", "b", "N", "sequences decoding together", "1"},
+                {"prompt-len", "p", "N", "context length of each sequence before decoding", "128"},
+                {"gen", "n", "N", "decode steps to time", "32"},
+                {"prefill-len", "", "N", "length of the single prompt timed for prefill (0: skip)", "512"},
+                {"chunk", "", "N", "max tokens per step (prefill chunk)", "512"},
+                {"dtype", "", "TYPE", "weight type of synthetic models", "q4_1 on CPU, bf16 on GPU"},
+                {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+                {"threads", "t", "N", "CPU threads", "all"},
+                {"json", "", "", "print one JSON object instead of text", ""},
+            });
+  if (Status st = args.parse(argc, argv); !st) {
+    std::fprintf(stderr, "carpool bench: %s\n", st.message().c_str());
+    return 2;
+  }
+  if (args.help_requested()) {
+    std::fputs(args.help().c_str(), stdout);
+    return 0;
+  }
+  auto fail = [](const std::string& m) {
+    std::fprintf(stderr, "carpool bench: %s\n", m.c_str());
+    return 1;
+  };
+  auto batch = args.get_int("batch", 1), plen = args.get_int("prompt-len", 128),
+       gen = args.get_int("gen", 32), prefill_len = args.get_int("prefill-len", 512),
+       chunk = args.get_int("chunk", 512), threads = args.get_int("threads", 0);
+  for (const Status& st : {batch.status(), plen.status(), gen.status(), prefill_len.status(),
+                           chunk.status(), threads.status()}) {
+    if (!st) return fail(st.message());
+  }
+  const int B = static_cast<int>(batch.value()), P = static_cast<int>(plen.value());
+  const int G = static_cast<int>(gen.value()), PF = static_cast<int>(prefill_len.value());
+  const int C = static_cast<int>(chunk.value());
+  if (B < 1 || B > 4096 || P < 1 || G < 1 || PF < 0 || C < 1) return fail("sizes must be positive");
+  const int bs = 16;
+  const int ctx = std::max(P + G, PF);
+  const int blocks_per_seq = (ctx + bs - 1) / bs;
+
+  LoadOptions lo;
+  lo.model = args.get("model");
+  lo.device = args.get("device", "auto");
+  lo.threads = static_cast<int>(threads.value());
+  lo.synthetic_dtype = args.get("dtype");
+  lo.limits.max_batch_tokens = std::max(C, B);
+  lo.limits.max_seqs = B;
+  lo.limits.max_logit_rows = B;
+  lo.limits.max_blocks_per_seq = blocks_per_seq;
+  auto lm = load_model(lo);
+  if (!lm) return fail(lm.error());
+  LlamaModel& model = *lm->model;
+  Backend& be = *lm->backend;
+  const ModelConfig& cfg = model.config();
+  if (ctx > cfg.max_position) return fail("context exceeds the model's context length");
+  auto kv = model.alloc_kv_cache(B * blocks_per_seq, bs);
+  if (!kv) return fail(kv.error());
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(cfg.vocab_size - 1));
+  float sink = 0;
+
+  // Runs sequence s's tokens [begin, end) in chunks (prefill).
+  auto prefill_seq = [&](int s, int begin, int end) -> Status {
+    std::vector<int32_t> table(blocks_per_seq);
+    for (int i = 0; i < blocks_per_seq; ++i) table[i] = s * blocks_per_seq + i;
+    for (int start = begin; start < end; start += C) {
+      int n = std::min(C, end - start);
+      std::vector<int32_t> ids(n), pos(n), slots(n);
+      for (int i = 0; i < n; ++i) {
+        ids[i] = tok(rng);
+        pos[i] = start + i;
+        slots[i] = table[(start + i) / bs] * bs + (start + i) % bs;
+      }
+      int32_t qs[2] = {0, n}, kvl[1] = {start + n}, last[1] = {n - 1};
+      ForwardBatch b{ids, pos, slots, qs, kvl, table, blocks_per_seq, last};
+      auto out = model.forward(b, kv.value());
+      if (!out) return out.status();
+    }
+    return Status::ok();
+  };
+
+  // --- prefill of one long prompt ---
+  double prefill_tps = 0, prefill_s = 0;
+  if (PF > 0) {
+    if (Status st = prefill_seq(0, 0, std::min(PF, C)); !st) return fail(st.message());  // warm-up
+    be.synchronize();
+    double t0 = now_s();
+    if (Status st = prefill_seq(0, 0, PF); !st) return fail(st.message());
+    be.synchronize();
+    prefill_s = now_s() - t0;
+    prefill_tps = PF / prefill_s;
+  }
+
+  // --- decode at batch B ---
+  for (int s = 0; s < B; ++s) {
+    if (Status st = prefill_seq(s, 0, P); !st) return fail(st.message());
+  }
+  std::vector<int32_t> table(static_cast<size_t>(B) * blocks_per_seq), ids(B), pos(B), slots(B),
+      qs(B + 1), kvl(B), rows(B);
+  for (int s = 0; s < B; ++s) {
+    for (int i = 0; i < blocks_per_seq; ++i) table[s * blocks_per_seq + i] = s * blocks_per_seq + i;
+    qs[s] = s;
+    rows[s] = s;
+  }
+  qs[B] = B;
+  std::vector<double> step_s;
+  const int warmup = std::min(3, G);
+  for (int step = 0; step < G + warmup; ++step) {
+    const int p = P + std::min(step, G - 1);  // warm-up steps rewrite the first decode position
+    for (int s = 0; s < B; ++s) {
+      ids[s] = tok(rng);
+      pos[s] = p;
+      slots[s] = table[s * blocks_per_seq + p / bs] * bs + p % bs;
+      kvl[s] = p + 1;
+    }
+    ForwardBatch b{ids, pos, slots, qs, kvl, table, blocks_per_seq, rows};
+    double t0 = now_s();
+    auto out = model.forward(b, kv.value());
+    if (!out) return fail(out.error());
+    float v = 0;
+    be.download(&v, out.value(), sizeof(float));  // waits for the step
+    sink += v;
+    if (step >= warmup) step_s.push_back(now_s() - t0);
+  }
+  std::sort(step_s.begin(), step_s.end());
+  const double median = step_s[step_s.size() / 2];
+  double total = 0;
+  for (double s : step_s) total += s;
+  const double decode_tps = B * step_s.size() / total;
+  // Bytes per decode step: every weight once, plus each sequence's KV read and written.
+  const int kv_elem = be.activation_dtype() == DType::kF32 ? 4 : 2;
+  const double kv_read = static_cast<double>(B) * (P + G / 2.0) * cfg.kv_bytes_per_token(kv_elem);
+  const double step_bytes = static_cast<double>(model.weight_bytes()) + kv_read;
+  const double achieved_bw = step_bytes / median;
+
+  if (args.flag("json")) {
+    std::printf(
+        "{\"model\": \"%s\", \"device\": \"%s\", \"backend\": \"%s\", \"batch\": %d, "
+        "\"prompt_len\": %d, \"gen\": %d, \"weight_bytes\": %zu, \"decode_step_s_median\": %.6f, "
+        "\"decode_tokens_per_s\": %.2f, \"decode_bytes_per_s\": %.4g, \"prefill_len\": %d, "
+        "\"prefill_s\": %.6f, \"prefill_tokens_per_s\": %.2f, \"params\": %lld, \"sink\": %g}\n",
+        lo.model.c_str(), be.device_name().c_str(), be.name().c_str(), B, P, G,
+        model.weight_bytes(), median, decode_tps, achieved_bw, PF, prefill_s, prefill_tps,
+        static_cast<long long>(cfg.parameter_count()), static_cast<double>(sink));
+  } else {
+    std::printf("model %s on %s (%s), weights %.1f MB\n", lo.model.empty() ? "smollm2" : lo.model.c_str(),
+                be.device_name().c_str(), be.name().c_str(), model.weight_bytes() / 1e6);
+    if (PF > 0) std::printf("prefill  %d tokens: %.3f s, %.1f tokens/s\n", PF, prefill_s, prefill_tps);
+    std::printf("decode   batch %d, context %d: median step %.2f ms, %.1f tokens/s, %.1f GB/s "
+                "(weights + KV read per step / median step)\n",
+                B, P, median * 1e3, decode_tps, achieved_bw / 1e9);
+  }
+  be.free_kv(kv.value());
+  return 0;
+}
+
+}  // namespace carpool::cli

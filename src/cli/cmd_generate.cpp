@@ -1,0 +1,114 @@
+// carpool generate: run one prompt to completion and stream the text as it is produced.
+#include <cstdio>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/load.h"
+#include "engine/generator.h"
+#include "tokenizer/stream_decoder.h"
+
+namespace carpool::cli {
+
+int cmd_generate(int argc, char** argv) {
+  Args args("generate", "Generates text from a prompt and streams it as it is produced.",
+            {
+                {"model", "m", "PATH_OR_NAME", "GGUF file, Hugging Face folder, known name, or synthetic:NAME", "smollm2"},
+                {"prompt", "p", "TEXT", "the prompt", ""},
+                {"max-tokens", "n", "N", "number of tokens to generate", "64"},
+                {"temperature", "", "T", "sampling temperature; 0 is greedy", "0.8"},
+                {"top-k", "", "K", "keep the K most likely tokens; 0 is off", "0"},
+                {"top-p", "", "P", "nucleus sampling mass", "1.0"},
+                {"min-p", "", "P", "drop tokens below P times the most likely", "0.0"},
+                {"repetition-penalty", "", "R", "penalty on tokens already seen", "1.0"},
+                {"frequency-penalty", "", "F", "penalty by count of generated occurrences", "0.0"},
+                {"presence-penalty", "", "F", "penalty once per generated token", "0.0"},
+                {"seed", "s", "N", "random seed; the same seed gives the same tokens", "-1 (random)"},
+                {"ignore-eos", "", "", "keep generating after an end-of-generation token", ""},
+                {"chat", "", "", "wrap the prompt in the model's chat template as a user message", ""},
+                {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+                {"threads", "t", "N", "CPU threads", "all"},
+            });
+  if (Status st = args.parse(argc, argv); !st) {
+    std::fprintf(stderr, "carpool generate: %s\n", st.message().c_str());
+    return 2;
+  }
+  if (args.help_requested()) {
+    std::fputs(args.help().c_str(), stdout);
+    return 0;
+  }
+  auto fail = [](const std::string& msg) {
+    std::fprintf(stderr, "carpool generate: %s\n", msg.c_str());
+    return 1;
+  };
+  if (!args.has("prompt")) return fail("--prompt is required");
+  auto n = args.get_int("max-tokens", 64);
+  auto temp = args.get_float("temperature", 0.8);
+  auto top_k = args.get_int("top-k", 0);
+  auto top_p = args.get_float("top-p", 1.0);
+  auto min_p = args.get_float("min-p", 0.0);
+  auto rep = args.get_float("repetition-penalty", 1.0);
+  auto freq = args.get_float("frequency-penalty", 0.0);
+  auto pres = args.get_float("presence-penalty", 0.0);
+  auto seed = args.get_int("seed", -1);
+  auto threads = args.get_int("threads", 0);
+  for (const Status& st : {n.status(), temp.status(), top_k.status(), top_p.status(), min_p.status(),
+                           rep.status(), freq.status(), pres.status(), seed.status(), threads.status()}) {
+    if (!st) return fail(st.message());
+  }
+  GenerateOptions opt;
+  opt.max_tokens = static_cast<int>(n.value());
+  opt.sampling.temperature = static_cast<float>(temp.value());
+  opt.sampling.top_k = static_cast<int>(top_k.value());
+  opt.sampling.top_p = static_cast<float>(top_p.value());
+  opt.sampling.min_p = static_cast<float>(min_p.value());
+  opt.sampling.repetition_penalty = static_cast<float>(rep.value());
+  opt.sampling.frequency_penalty = static_cast<float>(freq.value());
+  opt.sampling.presence_penalty = static_cast<float>(pres.value());
+  opt.sampling.seed = seed.value();
+  if (Status st = opt.sampling.validate(); !st) return fail(st.message());
+  if (n.value() < 0 || n.value() > 1000000) return fail("--max-tokens must be in [0, 1000000]");
+
+  LoadOptions lo;
+  lo.model = args.get("model");
+  lo.device = args.get("device", "auto");
+  lo.threads = static_cast<int>(threads.value());
+  auto lm = load_model(lo);
+  if (!lm) return fail(lm.error());
+  if (lm->synthetic) return fail("generate needs a real model with a tokenizer");
+  const Tokenizer& tok = *lm->opened.tokenizer;
+  std::string prompt = args.get("prompt");
+  std::vector<int32_t> ids = tok.encode(prompt, tok.add_bos_default(), true);
+  if (ids.empty()) return fail("the prompt is empty after tokenization");
+  if (!args.flag("ignore-eos")) opt.stop_ids = tok.end_of_generation_ids();
+  std::fprintf(stderr, "carpool: %s on %s (%s), loaded in %.2f s\n",
+               lm->model->config().name.c_str(), lm->backend->device_name().c_str(),
+               lm->backend->name().c_str(), lm->load_s);
+
+  std::fputs(prompt.c_str(), stdout);
+  std::fflush(stdout);
+  StreamDecoder dec(tok, /*skip_special=*/true);
+  Generator gen(*lm->model);
+  auto stats = gen.run(ids, opt, [&](int32_t t) {
+    if (!tok.is_end_of_generation(t) || args.flag("ignore-eos")) {
+      std::string piece = dec.push(t);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+    return true;
+  });
+  std::string rest = dec.finish();
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fputs("\n", stdout);
+  if (!stats) return fail(stats.error());
+  const GenerateStats& s = stats.value();
+  std::fprintf(stderr,
+               "\nprompt: %d tokens in %.3f s (%.1f tokens/s) | generation: %d tokens in %.3f s "
+               "(%.1f tokens/s)\n",
+               s.prompt_tokens, s.prefill_s, s.prompt_tokens / std::max(s.prefill_s, 1e-9),
+               s.generated_tokens, s.decode_s,
+               s.generated_tokens > 1 ? (s.generated_tokens - 1) / std::max(s.decode_s, 1e-9) : 0.0);
+  return 0;
+}
+
+}  // namespace carpool::cli

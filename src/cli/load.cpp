@@ -1,0 +1,81 @@
+#include "cli/load.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "backend/cpu/cpu_backend.h"
+#include "cli/model_store.h"
+#include "util/mapped_file.h"
+#ifdef CARPOOL_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace carpool::cli {
+
+Result<DType> parse_dtype(const std::string& name) {
+  for (uint32_t id : {0u, 1u, 2u, 3u, 8u, 12u, 13u, 14u, 30u}) {
+    auto info = dtype_info(id);
+    if (info && info->name == name) return static_cast<DType>(id);
+  }
+  return Status::error("unknown weight type '" + name +
+                       "' (f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k)");
+}
+
+Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads) {
+  if (device != "auto" && device != "cpu" && device != "cuda") {
+    return Status::error("--device must be auto, cpu or cuda, got '" + device + "'");
+  }
+#ifdef CARPOOL_HAVE_CUDA
+  if (device != "cpu") {
+    auto cuda = make_cuda_backend(CudaBackendOptions{});
+    if (cuda) return std::move(cuda).value();
+    if (device == "cuda") return Status::error("CUDA backend unavailable: " + cuda.error());
+    std::fprintf(stderr, "carpool: no usable GPU (%s); using the CPU\n", cuda.error().c_str());
+  }
+#else
+  if (device == "cuda") return Status::error("this carpool was built without the CUDA backend");
+#endif
+  CpuBackendOptions o;
+  o.n_threads = threads;
+  return make_cpu_backend(o);
+}
+
+Result<LoadedModel> load_model(const LoadOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  LoadedModel lm;
+  auto be = make_backend(opt.device, opt.threads);
+  if (!be) return be.status();
+  lm.backend = std::move(be).value();
+  const std::string prefix = "synthetic:";
+  if (opt.model.rfind(prefix, 0) == 0) {
+    const std::string what = opt.model.substr(prefix.size());
+    Result<ModelConfig> cfg = Status::error("");
+    if (what.size() > 5 && what.substr(what.size() - 5) == ".json") {
+      return Status::error("synthetic: config.json files are not supported yet; use a name");
+    } else {
+      cfg = named_config(what);
+    }
+    if (!cfg) return cfg.status();
+    std::string dt = opt.synthetic_dtype;
+    if (dt.empty()) dt = lm.backend->name() == "cpu" ? "q4_1" : "bf16";
+    auto dtype = parse_dtype(dt);
+    if (!dtype) return dtype.status();
+    auto m = LlamaModel::synthetic(*lm.backend, cfg.value(), dtype.value(), 1234, opt.limits);
+    if (!m) return m.status();
+    lm.model = std::move(m).value();
+    lm.synthetic = true;
+  } else {
+    auto path = resolve_model_path(opt.model);
+    if (!path) return path.status();
+    auto opened = open_model(path.value());
+    if (!opened) return opened.status();
+    lm.opened = std::move(opened).value();
+    auto m = LlamaModel::load(*lm.backend, lm.opened.source, opt.limits);
+    if (!m) return Status::error(path.value() + ": " + m.error());
+    lm.model = std::move(m).value();
+  }
+  lm.load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return lm;
+}
+
+}  // namespace carpool::cli

@@ -1,0 +1,39 @@
+// Shared start-up for commands that run a model: pick the backend, open or synthesize the model.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "model/llama.h"
+#include "model/open_model.h"
+#include "util/status.h"
+
+namespace carpool::cli {
+
+struct LoadOptions {
+  std::string model;              // path, known name, or "synthetic:NAME" / "synthetic:FILE.json"
+  std::string device = "auto";    // auto, cpu, cuda
+  int threads = 0;                // CPU threads (0: all)
+  std::string synthetic_dtype;    // weight type of synthetic models (default: q4_1 on CPU, bf16 on GPU)
+  ModelLimits limits;
+};
+
+struct LoadedModel {
+  std::unique_ptr<Backend> backend;
+  OpenedModel opened;                   // empty tokenizer for synthetic models
+  std::unique_ptr<LlamaModel> model;
+  bool synthetic = false;
+  double load_s = 0;
+};
+
+// Chooses the backend: "cuda" requires a GPU; "auto" uses one when present and otherwise says
+// clearly that it is using the CPU.
+Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads);
+
+Result<LoadedModel> load_model(const LoadOptions& options);
+
+// Parses a weight type name ("q4_1", "bf16", ...).
+Result<DType> parse_dtype(const std::string& name);
+
+}  // namespace carpool::cli

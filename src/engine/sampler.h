@@ -1,0 +1,59 @@
+// Sampling of the next token from one row of logits, on the host.
+//
+// Order (as vLLM applies it): penalties -> greedy if temperature == 0, otherwise
+// temperature -> top-k -> top-p -> min-p -> draw from the request's own seeded generator.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "util/status.h"
+
+namespace carpool {
+
+struct SamplingParams {
+  float temperature = 1.f;        // 0: greedy
+  int top_k = 0;                  // 0 or -1: off
+  float top_p = 1.f;              // (0, 1]
+  float min_p = 0.f;              // [0, 1]
+  float repetition_penalty = 1.f; // > 0; 1: off. Applies to prompt and generated tokens
+  float frequency_penalty = 0.f;  // [-2, 2]; scaled by the count in generated tokens
+  float presence_penalty = 0.f;   // [-2, 2]; once per distinct generated token
+  int64_t seed = -1;              // -1: nondeterministic
+
+  // Range checks; the message names the field.
+  Status validate() const;
+};
+
+// Per-sequence sampling state: the generator and token counts for the penalties.
+class Sampler {
+ public:
+  // prompt: the prompt tokens (for the repetition penalty).
+  Sampler(const SamplingParams& params, std::span<const int32_t> prompt);
+
+  // Picks the next token from logits [vocab]; `logits` is used as scratch and modified.
+  int32_t sample(std::span<float> logits);
+  // Records a generated token (for the penalties).
+  void accept(int32_t token);
+
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  void apply_penalties(std::span<float> logits) const;
+
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::unordered_map<int32_t, int32_t> prompt_seen_;    // token -> 1 (repetition penalty)
+  std::unordered_map<int32_t, int32_t> output_counts_;  // token -> count in generated text
+  std::vector<std::pair<float, int32_t>> candidates_;   // scratch, reused across steps
+};
+
+// log-softmax value of `token` in logits (for logprobs), and the top `k` (token, logprob).
+float token_logprob(std::span<const float> logits, int32_t token);
+std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logits, int k);
+
+}  // namespace carpool

@@ -1,0 +1,353 @@
+#include "model/llama.h"
+
+#include <cmath>
+#include <string>
+
+#include "util/check.h"
+
+namespace carpool {
+namespace {
+
+std::string layer_name(int64_t i, const char* what) {
+  return "blk." + std::to_string(i) + "." + what;
+}
+
+// Finds `name` in the source with exactly [rows, cols], or explains what is wrong.
+Result<HostWeight> expect(const ModelSource& src, const std::string& name, int64_t rows,
+                          int64_t cols) {
+  auto it = src.weights.find(name);
+  if (it == src.weights.end()) return Status::error("model: missing tensor '" + name + "'");
+  const HostWeight& w = it->second;
+  if (w.rows != rows || w.cols != cols) {
+    return Status::error("model: tensor '" + name + "' has shape [" + std::to_string(w.rows) +
+                         ", " + std::to_string(w.cols) + "], expected [" + std::to_string(rows) +
+                         ", " + std::to_string(cols) + "]");
+  }
+  return w;
+}
+
+}  // namespace
+
+std::vector<float> rope_inv_freq(const ModelConfig& c, std::span<const float> freq_factors) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> inv(half);
+  for (int64_t i = 0; i < half; ++i) {
+    // Same expression order as the reference: base ** (2i / dim), in f32.
+    float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    inv[i] = 1.0f / std::pow(c.rope_theta, exponent);
+  }
+  if (!freq_factors.empty()) {
+    for (int64_t i = 0; i < half; ++i) inv[i] /= freq_factors[i];
+    return inv;
+  }
+  if (c.rope_scaling.enabled) {
+    // Llama 3 scaling: long wavelengths divided by `factor`, short ones kept, a smooth blend
+    // between (Hugging Face _compute_llama3_parameters).
+    const RopeScaling& s = c.rope_scaling;
+    const float old_ctx = static_cast<float>(s.original_max_position);
+    const float low_wavelen = old_ctx / s.low_freq_factor;
+    const float high_wavelen = old_ctx / s.high_freq_factor;
+    for (int64_t i = 0; i < half; ++i) {
+      float wavelen = 2.f * static_cast<float>(M_PI) / inv[i];
+      float f = wavelen > low_wavelen ? inv[i] / s.factor : inv[i];
+      if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+        float smooth = (old_ctx / wavelen - s.low_freq_factor) /
+                       (s.high_freq_factor - s.low_freq_factor);
+        f = (1.f - smooth) * f / s.factor + smooth * f;
+      }
+      inv[i] = f;
+    }
+  }
+  return inv;
+}
+
+LlamaModel::LlamaModel(Backend& backend, const ModelConfig& config, const ModelLimits& limits)
+    : backend_(backend), config_(config), limits_(limits) {}
+
+LlamaModel::~LlamaModel() {
+  for (Tensor& t : owned_) backend_.free(t);
+}
+
+Result<std::unique_ptr<LlamaModel>> LlamaModel::load(Backend& backend, const ModelSource& src,
+                                                     const ModelLimits& limits) {
+  const ModelConfig& c = src.config;
+  CARPOOL_RETURN_IF_ERROR(c.validate());
+  std::unique_ptr<LlamaModel> m(new LlamaModel(backend, c, limits));
+  const int64_t hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+  auto upload = [&](const std::string& name, int64_t rows, int64_t cols,
+                    Tensor* out) -> Status {
+    auto w = expect(src, name, rows, cols);
+    if (!w) return w.status();
+    auto t = backend.load_weight(w.value());
+    if (!t) return Status::error("model: loading '" + name + "': " + t.error());
+    *out = t.value();
+    m->weight_bytes_ += out->bytes();
+    return Status::ok();
+  };
+  CARPOOL_RETURN_IF_ERROR(upload("token_embd.weight", c.vocab_size, c.hidden_size, &m->tok_embd_));
+  CARPOOL_RETURN_IF_ERROR(upload("output_norm.weight", 1, c.hidden_size, &m->output_norm_));
+  if (c.tied_embeddings) {
+    m->output_ = m->tok_embd_;
+  } else {
+    CARPOOL_RETURN_IF_ERROR(upload("output.weight", c.vocab_size, c.hidden_size, &m->output_));
+  }
+  m->layers_.resize(c.n_layers);
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    Layer& l = m->layers_[i];
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_norm.weight"), 1, c.hidden_size, &l.attn_norm));
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_q.weight"), q_dim, c.hidden_size, &l.wq));
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_k.weight"), kv_dim, c.hidden_size, &l.wk));
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_v.weight"), kv_dim, c.hidden_size, &l.wv));
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_output.weight"), c.hidden_size, q_dim, &l.wo));
+    if (c.qkv_bias) {
+      CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_q.bias"), 1, q_dim, &l.bq));
+      CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_k.bias"), 1, kv_dim, &l.bk));
+      CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_v.bias"), 1, kv_dim, &l.bv));
+    }
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "ffn_norm.weight"), 1, c.hidden_size, &l.ffn_norm));
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "ffn_gate.weight"), c.intermediate_size, c.hidden_size, &l.w_gate));
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "ffn_up.weight"), c.intermediate_size, c.hidden_size, &l.w_up));
+    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "ffn_down.weight"), c.hidden_size, c.intermediate_size, &l.w_down));
+  }
+  CARPOOL_RETURN_IF_ERROR(m->alloc_workspace());
+  std::vector<float> factors;
+  if (auto it = src.weights.find("rope_freqs.weight"); it != src.weights.end()) {
+    const HostWeight& w = it->second;
+    if (w.dtype != DType::kF32 || w.rows * w.cols != hd / 2) {
+      return Status::error("model: tensor 'rope_freqs.weight' must be f32 with head_dim/2 values");
+    }
+    const float* p = static_cast<const float*>(w.data);
+    factors.assign(p, p + hd / 2);
+  }
+  std::vector<float> inv = rope_inv_freq(c, factors);
+  backend.upload(m->inv_freq_, inv.data(), inv.size() * sizeof(float));
+  return m;
+}
+
+Result<std::unique_ptr<LlamaModel>> LlamaModel::synthetic(Backend& backend, const ModelConfig& c,
+                                                          DType dtype, uint64_t seed,
+                                                          const ModelLimits& limits) {
+  CARPOOL_RETURN_IF_ERROR(c.validate());
+  std::unique_ptr<LlamaModel> m(new LlamaModel(backend, c, limits));
+  const int64_t hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+  uint64_t counter = seed * 1000003ull;
+  // Uniform(-s, s) with s = 1/sqrt(fan_in) keeps activations O(1) through the layers.
+  auto rand = [&](DType t, int64_t rows, int64_t cols, float scale, Tensor* out) -> Status {
+    auto r = backend.alloc_random_weight(t, rows, cols, ++counter, scale);
+    if (!r) return r.status();
+    *out = r.value();
+    m->weight_bytes_ += out->bytes();
+    return Status::ok();
+  };
+  auto ones = [&](int64_t n, Tensor* out) -> Status {
+    // Norm weights start at 1, as in a freshly initialized model.
+    std::vector<float> v(n, 1.f);
+    auto t = backend.alloc(DType::kF32, 1, n);
+    if (!t) return t.status();
+    backend.upload(t.value(), v.data(), v.size() * sizeof(float));
+    *out = t.value();
+    m->owned_.push_back(*out);
+    return Status::ok();
+  };
+  const float s_h = 1.f / std::sqrt(static_cast<float>(c.hidden_size));
+  const float s_ff = 1.f / std::sqrt(static_cast<float>(c.intermediate_size));
+  // The embedding stays readable by row for any dtype; quantized types need block-aligned rows.
+  CARPOOL_RETURN_IF_ERROR(rand(dtype, c.vocab_size, c.hidden_size, 1.f, &m->tok_embd_));
+  CARPOOL_RETURN_IF_ERROR(ones(c.hidden_size, &m->output_norm_));
+  if (c.tied_embeddings) {
+    m->output_ = m->tok_embd_;
+  } else {
+    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.vocab_size, c.hidden_size, s_h, &m->output_));
+  }
+  m->layers_.resize(c.n_layers);
+  for (Layer& l : m->layers_) {
+    CARPOOL_RETURN_IF_ERROR(ones(c.hidden_size, &l.attn_norm));
+    CARPOOL_RETURN_IF_ERROR(rand(dtype, q_dim, c.hidden_size, s_h, &l.wq));
+    CARPOOL_RETURN_IF_ERROR(rand(dtype, kv_dim, c.hidden_size, s_h, &l.wk));
+    CARPOOL_RETURN_IF_ERROR(rand(dtype, kv_dim, c.hidden_size, s_h, &l.wv));
+    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.hidden_size, q_dim, s_h, &l.wo));
+    if (c.qkv_bias) {
+      CARPOOL_RETURN_IF_ERROR(rand(DType::kF32, 1, q_dim, 0.1f, &l.bq));
+      CARPOOL_RETURN_IF_ERROR(rand(DType::kF32, 1, kv_dim, 0.1f, &l.bk));
+      CARPOOL_RETURN_IF_ERROR(rand(DType::kF32, 1, kv_dim, 0.1f, &l.bv));
+    }
+    CARPOOL_RETURN_IF_ERROR(ones(c.hidden_size, &l.ffn_norm));
+    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.intermediate_size, c.hidden_size, s_h, &l.w_gate));
+    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.intermediate_size, c.hidden_size, s_h, &l.w_up));
+    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.hidden_size, c.intermediate_size, s_ff, &l.w_down));
+  }
+  CARPOOL_RETURN_IF_ERROR(m->alloc_workspace());
+  std::vector<float> inv = rope_inv_freq(c, {});
+  backend.upload(m->inv_freq_, inv.data(), inv.size() * sizeof(float));
+  return m;
+}
+
+Status LlamaModel::alloc_workspace() {
+  const ModelConfig& c = config_;
+  const int64_t T = limits_.max_batch_tokens, L = limits_.max_logit_rows;
+  const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  if (T <= 0 || L <= 0 || limits_.max_seqs <= 0 || limits_.max_blocks_per_seq <= 0) {
+    return Status::error("model: limits must be positive");
+  }
+  const DType act = backend_.activation_dtype();
+  auto a = [&](DType t, int64_t rows, int64_t cols, Tensor* out) -> Status {
+    auto r = backend_.alloc(t, rows, cols);
+    if (!r) return Status::error("model: workspace: " + r.error());
+    *out = r.value();
+    owned_.push_back(*out);
+    return Status::ok();
+  };
+  CARPOOL_RETURN_IF_ERROR(a(act, T, c.hidden_size, &x_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, c.hidden_size, &xn_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, q_dim, &q_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, kv_dim, &k_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, kv_dim, &v_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, q_dim, &attn_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, c.hidden_size, &proj_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &gate_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &up_));
+  CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &act_));
+  CARPOOL_RETURN_IF_ERROR(a(act, L, c.hidden_size, &sel_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kF32, L, c.vocab_size, &logits_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kF32, 1, c.head_dim / 2, &inv_freq_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, T, &ids_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, T, &pos_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, T, &slots_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, limits_.max_seqs + 1, &qstart_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, limits_.max_seqs, &kvlen_));
+  CARPOOL_RETURN_IF_ERROR(
+      a(DType::kI32, limits_.max_seqs, limits_.max_blocks_per_seq, &btab_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, L, &lrows_));
+  return Status::ok();
+}
+
+Result<KvCache> LlamaModel::alloc_kv_cache(int num_blocks, int block_size) {
+  KvCacheConfig kc;
+  kc.n_layers = static_cast<int>(config_.n_layers);
+  kc.num_blocks = num_blocks;
+  kc.block_size = block_size;
+  kc.n_kv_heads = static_cast<int>(config_.n_kv_heads);
+  kc.head_dim = static_cast<int>(config_.head_dim);
+  if (num_blocks <= 0 || block_size <= 0) return Status::error("kv cache: sizes must be positive");
+  return backend_.alloc_kv(kc);
+}
+
+Status LlamaModel::check_batch(const ForwardBatch& b, const KvCache& kv) const {
+  const size_t n = b.token_ids.size();
+  const size_t n_seqs = b.kv_len.size();
+  if (n == 0) return Status::error("forward: empty batch");
+  if (n > static_cast<size_t>(limits_.max_batch_tokens)) return Status::error("forward: too many tokens");
+  if (n_seqs == 0 || n_seqs > static_cast<size_t>(limits_.max_seqs)) return Status::error("forward: bad sequence count");
+  if (b.positions.size() != n || b.slots.size() != n || b.query_start.size() != n_seqs + 1) {
+    return Status::error("forward: inconsistent batch arrays");
+  }
+  if (b.max_blocks_per_seq <= 0 || b.max_blocks_per_seq > limits_.max_blocks_per_seq ||
+      b.block_tables.size() != n_seqs * static_cast<size_t>(b.max_blocks_per_seq)) {
+    return Status::error("forward: bad block tables");
+  }
+  if (b.logit_rows.empty() || b.logit_rows.size() > static_cast<size_t>(limits_.max_logit_rows)) {
+    return Status::error("forward: bad logit row count");
+  }
+  const int64_t n_slots = static_cast<int64_t>(kv.config.num_blocks) * kv.config.block_size;
+  for (size_t i = 0; i < n; ++i) {
+    if (b.token_ids[i] < 0 || b.token_ids[i] >= config_.vocab_size) return Status::error("forward: token id out of range");
+    if (b.slots[i] < 0 || b.slots[i] >= n_slots) return Status::error("forward: slot out of range");
+  }
+  for (int32_t r : b.logit_rows) {
+    if (r < 0 || static_cast<size_t>(r) >= n) return Status::error("forward: logit row out of range");
+  }
+  if (b.query_start[0] != 0 || static_cast<size_t>(b.query_start[n_seqs]) != n) {
+    return Status::error("forward: query_start must span the batch");
+  }
+  for (size_t s = 0; s < n_seqs; ++s) {
+    int32_t q_len = b.query_start[s + 1] - b.query_start[s];
+    if (q_len <= 0 || b.kv_len[s] < q_len ||
+        b.kv_len[s] > static_cast<int64_t>(b.max_blocks_per_seq) * kv.config.block_size) {
+      return Status::error("forward: sequence lengths inconsistent");
+    }
+  }
+  for (int32_t blk : b.block_tables) {
+    if (blk < 0 || blk >= kv.config.num_blocks) return Status::error("forward: block id out of range");
+  }
+  return Status::ok();
+}
+
+Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
+  CARPOOL_RETURN_IF_ERROR(check_batch(b, kv));
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(b.token_ids.size());
+  const int n_seqs = static_cast<int>(b.kv_len.size());
+  const int64_t n_logits = static_cast<int64_t>(b.logit_rows.size());
+  Backend& be = backend_;
+
+  // --- step inputs ---
+  Tensor ids = ids_, pos = pos_, slots = slots_;
+  ids.cols = pos.cols = slots.cols = n;
+  be.upload(ids, b.token_ids.data(), n * sizeof(int32_t));
+  be.upload(pos, b.positions.data(), n * sizeof(int32_t));
+  be.upload(slots, b.slots.data(), n * sizeof(int32_t));
+  AttentionMeta meta;
+  meta.n_tokens = static_cast<int>(n);
+  meta.n_seqs = n_seqs;
+  meta.max_blocks_per_seq = b.max_blocks_per_seq;
+  for (int s = 0; s < n_seqs; ++s) {
+    meta.max_q_len = std::max(meta.max_q_len, b.query_start[s + 1] - b.query_start[s]);
+    meta.max_kv_len = std::max(meta.max_kv_len, b.kv_len[s]);
+  }
+  meta.query_start = qstart_;
+  meta.query_start.cols = n_seqs + 1;
+  meta.kv_len = kvlen_;
+  meta.kv_len.cols = n_seqs;
+  meta.block_tables = btab_;
+  meta.block_tables.rows = n_seqs;
+  meta.block_tables.cols = b.max_blocks_per_seq;
+  be.upload(meta.query_start, b.query_start.data(), (n_seqs + 1) * sizeof(int32_t));
+  be.upload(meta.kv_len, b.kv_len.data(), n_seqs * sizeof(int32_t));
+  be.upload(meta.block_tables, b.block_tables.data(), b.block_tables.size() * sizeof(int32_t));
+  Tensor lrows = lrows_;
+  lrows.cols = n_logits;
+  be.upload(lrows, b.logit_rows.data(), n_logits * sizeof(int32_t));
+  meta.n_heads = static_cast<int>(c.n_heads);
+  meta.n_kv_heads = static_cast<int>(c.n_kv_heads);
+  meta.head_dim = static_cast<int>(c.head_dim);
+  meta.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+
+  Tensor x = x_.rows_view(0, n), xn = xn_.rows_view(0, n);
+  Tensor q = q_.rows_view(0, n), k = k_.rows_view(0, n), v = v_.rows_view(0, n);
+  Tensor attn = attn_.rows_view(0, n), proj = proj_.rows_view(0, n);
+  Tensor gate = gate_.rows_view(0, n), up = up_.rows_view(0, n), act = act_.rows_view(0, n);
+  const int nh = static_cast<int>(c.n_heads), nkv = static_cast<int>(c.n_kv_heads);
+  const int hd = static_cast<int>(c.head_dim);
+
+  // --- embedding, then the first layer's norm ---
+  be.embed(x, tok_embd_, ids);
+  be.rmsnorm(xn, x, layers_[0].attn_norm, c.rms_eps);
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& l = layers_[li];
+    // --- attention ---
+    be.matmul(q, xn, l.wq, c.qkv_bias ? &l.bq : nullptr);
+    be.matmul(k, xn, l.wk, c.qkv_bias ? &l.bk : nullptr);
+    be.matmul(v, xn, l.wv, c.qkv_bias ? &l.bv : nullptr);
+    be.rope(q, pos, inv_freq_, nh, hd, c.rope_style);
+    be.rope(k, pos, inv_freq_, nkv, hd, c.rope_style);
+    be.kv_write(kv.k[li], kv.v[li], k, v, slots);
+    be.attention(attn, q, kv.k[li], kv.v[li], meta);
+    be.matmul(proj, attn, l.wo, nullptr);
+    be.add_rmsnorm(x, proj, l.ffn_norm, xn, c.rms_eps);
+    // --- feed-forward (SwiGLU) ---
+    be.matmul(gate, xn, l.w_gate, nullptr);
+    be.matmul(up, xn, l.w_up, nullptr);
+    be.swiglu(act, gate, up);
+    be.matmul(proj, act, l.w_down, nullptr);
+    const Tensor& next_norm = li + 1 < layers_.size() ? layers_[li + 1].attn_norm : output_norm_;
+    be.add_rmsnorm(x, proj, next_norm, xn, c.rms_eps);
+  }
+  // --- logits for the rows that need them ---
+  Tensor sel = sel_.rows_view(0, n_logits);
+  be.gather_rows(sel, xn, lrows);
+  Tensor logits = logits_.rows_view(0, n_logits);
+  be.matmul(logits, sel, output_, nullptr);
+  return logits;
+}
+
+}  // namespace carpool

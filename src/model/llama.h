@@ -1,0 +1,98 @@
+// LlamaModel: the Llama-family forward pass (Llama 2/3.x, Mistral, Qwen2/2.5, SmolLM2),
+// written once against Backend. RMSNorm, RoPE (with Llama 3 scaling), grouped-query attention
+// over a paged KV cache, SwiGLU, tied or separate output embedding, optional QKV bias.
+//
+// Thread-safety: one thread at a time (the engine loop). Owns its workspace; the caller owns the
+// Backend (which must outlive the model) and the KV cache.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/model_config.h"
+#include "model/model_source.h"
+#include "util/status.h"
+
+namespace carpool {
+
+// Sizes the model's workspace; forward() rejects batches beyond them.
+struct ModelLimits {
+  int max_batch_tokens = 512;     // tokens per step (prefill chunk plus decode tokens)
+  int max_seqs = 64;              // sequences per step
+  int max_blocks_per_seq = 512;   // block-table row length (max context / block size)
+  int max_logit_rows = 64;        // rows that need logits per step
+};
+
+// One step's ragged batch, host side. Sequence s owns tokens [query_start[s], query_start[s+1]);
+// they are its last q_len positions (see AttentionMeta).
+struct ForwardBatch {
+  std::span<const int32_t> token_ids;     // [n_tokens]
+  std::span<const int32_t> positions;     // [n_tokens]
+  std::span<const int32_t> slots;         // [n_tokens] KV slot (block * block_size + offset)
+  std::span<const int32_t> query_start;   // [n_seqs + 1]
+  std::span<const int32_t> kv_len;        // [n_seqs] context length after this step
+  std::span<const int32_t> block_tables;  // [n_seqs * max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  std::span<const int32_t> logit_rows;    // [n_logits] token indices whose logits are wanted
+};
+
+class LlamaModel {
+ public:
+  // Uploads the source's weights to the backend after checking every shape against the config.
+  static Result<std::unique_ptr<LlamaModel>> load(Backend& backend, const ModelSource& source,
+                                                  const ModelLimits& limits);
+  // Random weights of `dtype` for any config (benchmarks without downloads).
+  static Result<std::unique_ptr<LlamaModel>> synthetic(Backend& backend, const ModelConfig& config,
+                                                       DType dtype, uint64_t seed,
+                                                       const ModelLimits& limits);
+  ~LlamaModel();
+
+  const ModelConfig& config() const { return config_; }
+  const ModelLimits& limits() const { return limits_; }
+  Backend& backend() { return backend_; }
+  size_t weight_bytes() const { return weight_bytes_; }
+
+  // KV cache for `num_blocks` blocks of `block_size` tokens, in the backend's memory.
+  Result<KvCache> alloc_kv_cache(int num_blocks, int block_size);
+
+  // Runs one step. Returns logits [n_logits, vocab] (F32, backend memory, valid until the next
+  // call). The batch is checked against the limits and the cache geometry first.
+  Result<Tensor> forward(const ForwardBatch& batch, const KvCache& kv);
+
+ private:
+  struct Layer {
+    Tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
+  };
+  LlamaModel(Backend& backend, const ModelConfig& config, const ModelLimits& limits);
+  Status alloc_workspace();
+  Status check_batch(const ForwardBatch& batch, const KvCache& kv) const;
+
+  Backend& backend_;
+  ModelConfig config_;
+  ModelLimits limits_;
+  size_t weight_bytes_ = 0;
+  Tensor tok_embd_, output_norm_, output_;  // output_ aliases tok_embd_ when tied
+  std::vector<Layer> layers_;
+  std::vector<Tensor> owned_;  // workspace tensors to free
+
+  // Workspace, sized by limits_ (rows = max_batch_tokens unless noted).
+  Tensor x_;         // [T, hidden] residual stream
+  Tensor xn_;        // [T, hidden] normalized
+  Tensor q_, k_, v_; // [T, n_heads*hd], [T, n_kv*hd], [T, n_kv*hd]
+  Tensor attn_;      // [T, n_heads*hd]
+  Tensor proj_;      // [T, hidden] attention or FFN output before the residual add
+  Tensor gate_, up_, act_;  // [T, ff]
+  Tensor sel_;       // [max_logit_rows, hidden]
+  Tensor logits_;    // [max_logit_rows, vocab] F32
+  Tensor inv_freq_;  // [1, hd/2] F32
+  Tensor ids_, pos_, slots_, qstart_, kvlen_, btab_, lrows_;  // I32 step inputs
+};
+
+// RoPE inverse frequencies for a config, [head_dim / 2], with Llama 3 scaling or explicit
+// per-frequency factors (GGUF rope_freqs.weight) applied.
+std::vector<float> rope_inv_freq(const ModelConfig& config, std::span<const float> freq_factors);
+
+}  // namespace carpool
