@@ -1,0 +1,32 @@
+#include "tokenizer/stream_decoder.h"
+
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
+
+namespace carpool {
+
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
+    : tokenizer_(tokenizer), skip_special_(skip_special) {}
+
+std::string StreamDecoder::push(int32_t id) {
+  if (id < 0 || id >= tokenizer_.vocab_size()) return {};
+  if (skip_special_ && tokenizer_.is_special(id)) return {};
+  pending_.append(tokenizer_.token_to_piece(id));
+  if (at_start_ && !pending_.empty()) {
+    at_start_ = false;
+    if (tokenizer_.strips_leading_space() && pending_[0] == ' ') pending_.erase(0, 1);
+  }
+  size_t complete = unicode::utf8_complete_prefix(pending_);
+  if (complete == 0) return {};
+  std::string out = unicode::utf8_lossy(std::string_view(pending_).substr(0, complete));
+  pending_.erase(0, complete);
+  return out;
+}
+
+std::string StreamDecoder::finish() {
+  std::string out = unicode::utf8_lossy(pending_);
+  pending_.clear();
+  return out;
+}
+
+}  // namespace carpool
