@@ -26,7 +26,10 @@ void quantize_row_q8a(const float* x, BlockQ8A* dst, int64_t n);
 
 // Dot product of one weight row (n elements of type t, t quantized) with quantized activations.
 // The weight side is exact; the error comes from the 8-bit activations (about 0.5% relative).
+// Uses the SIMD kernels where the build has them (AVX2), else the portable scalar code.
 float vec_dot_q8a(DType t, const void* w_row, const BlockQ8A* x, int64_t n);
+// The portable scalar path (the reference for the SIMD kernels).
+float vec_dot_q8a_scalar(DType t, const void* w_row, const BlockQ8A* x, int64_t n);
 
 // sum_i a[i] * b[i] in f32 (several accumulators, FMA where available).
 float vec_dot_f32(const float* a, const float* b, int64_t n);

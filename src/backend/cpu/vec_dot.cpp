@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "backend/cpu/quants.h"
+#include "backend/cpu/vec_dot_internal.h"
 #include "util/check.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -138,6 +139,14 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8A* x, int64_t nb) {
 }  // namespace
 
 float vec_dot_q8a(DType t, const void* w_row, const BlockQ8A* x, int64_t n) {
+  const DTypeInfo& info = dtype_info(t);
+  CARPOOL_CHECK(n % info.block_elems == 0);
+  float out;
+  if (vec_dot_q8a_simd(t, w_row, x, n / info.block_elems, &out)) return out;
+  return vec_dot_q8a_scalar(t, w_row, x, n);
+}
+
+float vec_dot_q8a_scalar(DType t, const void* w_row, const BlockQ8A* x, int64_t n) {
   const DTypeInfo& info = dtype_info(t);
   CARPOOL_CHECK(n % info.block_elems == 0);
   const int64_t nb = n / info.block_elems;

@@ -1,0 +1,86 @@
+// Quantized dot products: the integer kernels (SIMD and scalar) against a double-precision dot of
+// the dequantized weights with the dequantized 8-bit activations. Both sides see the same
+// quantized activations, so the only difference allowed is f32 summation order.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/quants.h"
+#include "backend/dtype.h"
+
+namespace carpool {
+namespace {
+
+std::vector<uint8_t> random_blocks(std::mt19937& g, DType t, int64_t n) {
+  std::vector<uint8_t> bytes(dtype_row_bytes(t, n));
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(g());
+  const DTypeInfo& info = dtype_info(t);
+  std::uniform_real_distribution<float> u(-0.02f, 0.02f);
+  for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
+    uint8_t* p = bytes.data() + blk * info.block_bytes;
+    const size_t off = t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
+    const int n_halves = (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
+    for (int h = 0; h < n_halves; ++h) {
+      const uint16_t v = f32_to_f16(u(g));
+      std::memcpy(p + off + 2 * h, &v, 2);
+    }
+  }
+  return bytes;
+}
+
+class VecDot : public ::testing::TestWithParam<DType> {};
+
+TEST_P(VecDot, IntegerKernelsMatchDequantizedDot) {
+  const DType t = GetParam();
+  std::mt19937 g(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t block = dtype_info(t).block_elems;
+  for (int64_t n : {block, 3 * block, 1024 / block * block + block}) {
+    std::vector<uint8_t> w = random_blocks(g, t, n);
+    std::vector<float> x(static_cast<size_t>(n)), wf(static_cast<size_t>(n));
+    for (float& v : x) v = nd(g) * (g() % 4 == 0 ? 10.f : 1.f);
+    std::vector<BlockQ8A> xq(static_cast<size_t>(n / kQK));
+    quantize_row_q8a(x.data(), xq.data(), n);
+    dequantize_row(t, w.data(), wf.data(), n);
+    double ref = 0, scale = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const BlockQ8A& b = xq[static_cast<size_t>(i / kQK)];
+      const double xv = static_cast<double>(b.d) * b.qs[i % kQK];
+      ref += wf[i] * xv;
+      scale += std::fabs(wf[i] * xv);
+      // The activation rounding itself is within half a step.
+      EXPECT_LE(std::fabs(xv - x[i]), 0.5 * b.d * 1.0001 + 1e-30);
+    }
+    const float fast = vec_dot_q8a(t, w.data(), xq.data(), n);
+    const float scalar = vec_dot_q8a_scalar(t, w.data(), xq.data(), n);
+    EXPECT_NEAR(fast, ref, 1e-5 * scale) << dtype_name(t) << " n=" << n;
+    EXPECT_NEAR(scalar, ref, 1e-5 * scale) << dtype_name(t) << " n=" << n;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantTypes, VecDot,
+                         ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K,
+                                           DType::kQ5_K, DType::kQ6_K),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(VecDotF32, MatchesDouble) {
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t n : {1, 7, 8, 31, 33, 100, 577}) {
+    std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+    double ref = 0, scale = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      a[i] = nd(g);
+      b[i] = nd(g);
+      ref += static_cast<double>(a[i]) * b[i];
+      scale += std::fabs(static_cast<double>(a[i]) * b[i]);
+    }
+    EXPECT_NEAR(vec_dot_f32(a.data(), b.data(), n), ref, 1e-6 * scale) << n;
+  }
+}
+
+}  // namespace
+}  // namespace carpool
