@@ -133,7 +133,7 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   const int n_heads = 32, n_kv = 8, hd = 128, bs = 16;
   const int blocks_per_seq = (ctx + bs - 1) / bs;
   const size_t layer_bytes = size_t(batch) * blocks_per_seq * bs * n_kv * hd * 2 * 2;
-  const int layers = std::min(rotation(layer_bytes, l2), 16);
+  const int layers = std::min(rotation(layer_bytes, l2), 32);
   KvCacheConfig kc{layers, batch * blocks_per_seq, bs, n_kv, hd};
   auto cache = b.alloc_kv(kc);
   if (!cache) {
