@@ -1,0 +1,16 @@
+// Parser: token stream (lexer.h) -> syntax tree (ast.h), for the Jinja subset that chat templates
+// use. Throws TemplateError with the line number on syntax errors, unsupported tags (include,
+// extends, import, block, call, with) and nesting deeper than kMaxParseDepth.
+#pragma once
+
+#include <string_view>
+
+#include "chat/ast.h"
+
+namespace carpool::chat {
+
+inline constexpr int kMaxParseDepth = 200;
+
+Body parse_template(std::string_view source);
+
+}  // namespace carpool::chat
