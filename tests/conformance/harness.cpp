@@ -1,6 +1,8 @@
 #include "conformance/harness.h"
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -93,6 +95,15 @@ double normalized_max_error(const std::vector<float>& out, const std::vector<dou
     max_ref = std::max(max_ref, std::fabs(ref[i]));
   }
   return max_diff / std::max({max_ref, scale_floor, 1e-30});
+}
+
+std::string format(const char* fmt, ...) {
+  char buf[256];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(buf, sizeof(buf), fmt, args);
+  va_end(args);
+  return buf;
 }
 
 CaseResult make_result(std::string op, std::string name, double error, double tolerance) {

@@ -63,6 +63,9 @@ float round_to(DType t, float v);
 double normalized_max_error(const std::vector<float>& out, const std::vector<double>& ref,
                             double scale_floor = 0);
 
+// printf-style formatting for case names.
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
 CaseResult make_result(std::string op, std::string name, double error, double tolerance);
 
 // Random but valid bytes for `rows` rows of `cols` elements of a quantized or 16-bit type: scale

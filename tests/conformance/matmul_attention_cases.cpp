@@ -12,7 +12,8 @@ namespace carpool::conformance {
 namespace {
 
 std::string shape_name(int64_t m, int64_t k, int64_t n) {
-  return "m" + std::to_string(m) + " k" + std::to_string(k) + " n" + std::to_string(n);
+  return format("m%lld k%lld n%lld", static_cast<long long>(m), static_cast<long long>(k),
+                static_cast<long long>(n));
 }
 
 void matmul_case(Backend& b, Rng& rng, DType wt, int64_t m, int64_t k, int64_t n, bool with_bias,
@@ -212,10 +213,9 @@ void attention_case(Backend& b, Rng& rng, const AttnConfig& c, const std::vector
     }
     kv_row0 += seqs[si].kv_len;
   }
-  std::string name = "h" + std::to_string(c.n_heads) + "/kv" + std::to_string(c.n_kv_heads) +
-                     " d" + std::to_string(c.head_dim) + " bs" + std::to_string(c.block_size) +
-                     (c.q_scale > 1.f ? " big-q" : "") + " seqs";
-  for (const SeqSpec& q : seqs) name += " " + std::to_string(q.q_len) + "/" + std::to_string(q.kv_len);
+  std::string name = format("h%d/kv%d d%d bs%d%s seqs", c.n_heads, c.n_kv_heads, c.head_dim,
+                            c.block_size, c.q_scale > 1.f ? " big-q" : "");
+  for (const SeqSpec& q : seqs) name += format(" %d/%d", q.q_len, q.kv_len);
   out.push_back(make_result("attention", name, normalized_max_error(y, ref), tol));
 }
 

@@ -12,7 +12,9 @@
 namespace carpool::conformance {
 namespace {
 
-std::string nd(int64_t n, int64_t d) { return "n" + std::to_string(n) + " d" + std::to_string(d); }
+std::string nd(int64_t n, int64_t d) {
+  return format("n%lld d%lld", static_cast<long long>(n), static_cast<long long>(d));
+}
 
 std::vector<int32_t> random_ids(Rng& rng, int64_t n, int64_t below) {
   std::vector<int32_t> ids(static_cast<size_t>(n));
@@ -81,7 +83,7 @@ void norm_case(Backend& b, Rng& rng, DType wt, int64_t n, int64_t d, bool fused,
     const double inv = 1.0 / std::sqrt(ss / d + eps);
     for (int64_t j = 0; j < d; ++j) ref[i * d + j] = ref_res[i * d + j] * inv * w[j];
   }
-  const std::string name = std::string("w ") + std::string(dtype_name(wt)) + " " + nd(n, d);
+  const std::string name = format("w %s ", std::string(dtype_name(wt)).c_str()) + nd(n, d);
   // Rows differ in scale by design, so the error is normalized per row.
   double err = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -128,9 +130,9 @@ void rope_case(Backend& b, Rng& rng, RopeStyle style, int64_t n, int n_heads, in
       }
     }
   }
-  const std::string name = std::string(style == RopeStyle::kNeox ? "neox " : "interleaved ") +
-                           "n" + std::to_string(n) + " h" + std::to_string(n_heads) + " d" +
-                           std::to_string(head_dim);
+  const std::string name = format("%s n%lld h%d d%d",
+                                  style == RopeStyle::kNeox ? "neox" : "interleaved",
+                                  static_cast<long long>(n), n_heads, head_dim);
   out.push_back(make_result("rope", name, normalized_max_error(y, ref), tol));
 }
 
@@ -198,7 +200,7 @@ void gather_case(Backend& b, Rng& rng, int64_t rows, int64_t m, int64_t d,
     for (int64_t j = 0; j < d; ++j) ref.push_back(x[r * d + j]);
   }
   // A copy: exact.
-  out.push_back(make_result("gather_rows", "rows" + std::to_string(rows) + " " + nd(m, d),
+  out.push_back(make_result("gather_rows", format("rows%lld ", static_cast<long long>(rows)) + nd(m, d),
                             normalized_max_error(y, ref), 0.0));
 }
 

@@ -117,7 +117,7 @@ Result<Tensor> CpuBackend::load_weight(const HostWeight& w) {
     return Status::error("cpu load_weight: unsupported weight type");
   }
   if (w.rows < 0 || w.cols < 0 || w.cols % dtype_info(w.dtype).block_elems != 0 ||
-      (w.data == nullptr && w.rows * w.cols != 0)) {
+      (w.data == nullptr && w.rows != 0 && w.cols != 0)) {
     return Status::error("cpu load_weight: bad weight shape");
   }
   Tensor t;
