@@ -1,0 +1,101 @@
+// Engine: continuous batching over a paged KV cache. Many requests share every step.
+//
+//   submit() -> waiting queue -> each step: scheduler.schedule() -> runner executes the ragged
+//   batch on the model -> sample -> scheduler.update() -> events on each request's sink.
+//
+// submit() returns at once; the engine loop thread produces each request's tokens and calls its
+// sink from that thread (the sink must not block: hand the event to another thread or an I/O
+// loop). abort() frees the request's KV blocks within one step.
+//
+// Thread-safety: submit, abort, stats and shutdown may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "model/llama.h"
+#include "util/status.h"
+
+namespace carpool {
+
+struct EngineOptions {
+  int max_num_seqs = 64;               // sequences per step
+  int max_num_batched_tokens = 512;    // tokens per step (prefill chunks + decode tokens)
+  int block_size = 16;                 // tokens per KV block
+  int64_t kv_cache_bytes = 0;          // memory for the KV cache; 0: from the backend's free memory
+  double gpu_memory_utilization = 0.9; // fraction of device memory to use when kv_cache_bytes = 0
+  int max_model_len = 0;               // 0: the model's context length
+  bool enable_prefix_caching = true;   // requests sharing a prompt prefix share its blocks
+  int max_queued_requests = 1024;      // waiting requests beyond this are refused
+};
+
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error"
+
+struct RequestParams {
+  std::vector<int32_t> prompt;       // token ids (non-empty)
+  SamplingParams sampling;
+  int max_tokens = 16;               // tokens to generate at most
+  std::vector<int32_t> stop_ids;     // finish with reason "stop" after one of these
+  bool ignore_eos = false;           // ignore stop_ids
+  int logprobs = -1;                 // -1: none; k >= 0: the chosen token's logprob and top k
+};
+
+// One generated token (or the end of the request) delivered to the request's sink.
+struct TokenEvent {
+  int32_t token = -1;                // -1 for a final event without a token (abort, error)
+  float logprob = 0.f;               // when logprobs >= 0
+  std::vector<std::pair<int32_t, float>> top_logprobs;
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::kNone;
+  std::string error;                 // when finish_reason == kError
+  // Timing and counts, filled on the final event.
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  int cached_prompt_tokens = 0;      // prompt tokens served from the prefix cache
+};
+
+using TokenSink = std::function<void(const TokenEvent&)>;
+using RequestId = uint64_t;
+
+// A snapshot for /metrics, the dashboard and tests.
+struct EngineStats {
+  int running = 0;
+  int waiting = 0;
+  int kv_blocks_total = 0;
+  int kv_blocks_used = 0;            // referenced by a running or cached-and-pinned sequence
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t prompt_tokens = 0;         // counted when computed (cache hits excluded)
+  int64_t generated_tokens = 0;
+  int64_t prefix_cache_hit_tokens = 0;
+};
+
+class Engine {
+ public:
+  // Sizes the KV cache (logs how many tokens fit and the largest batch they allow) and starts
+  // the engine loop thread. The model must outlive the engine.
+  static Result<std::unique_ptr<Engine>> create(LlamaModel& model, const EngineOptions& options);
+  virtual ~Engine() = default;
+
+  // Validates and queues a request; returns its id at once. Errors: empty prompt, prompt plus
+  // max_tokens beyond max_model_len (the message gives both numbers), queue full (the caller
+  // answers 429), engine shutting down.
+  virtual Result<RequestId> submit(RequestParams params, TokenSink sink) = 0;
+  // Aborts a request; its sink gets a final event with reason kAbort (unless already finished).
+  virtual void abort(RequestId id) = 0;
+  virtual EngineStats stats() const = 0;
+  virtual const EngineOptions& options() const = 0;  // with the sizes actually used
+  virtual int max_model_len() const = 0;
+  // Stops accepting requests; returns when the running ones have finished or `timeout_s` passed
+  // (then aborts what is left). Stops the loop thread.
+  virtual void shutdown(double timeout_s) = 0;
+};
+
+}  // namespace carpool
