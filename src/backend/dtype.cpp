@@ -20,16 +20,26 @@ constexpr DTypeInfo kQ6_KInfo{"q6_k", kQKK, sizeof(BlockQ6_K)};
 
 const DTypeInfo* find_info(uint32_t id) {
   switch (static_cast<DType>(id)) {
-    case DType::kF32: return &kF32Info;
-    case DType::kF16: return &kF16Info;
-    case DType::kQ4_0: return &kQ4_0Info;
-    case DType::kQ4_1: return &kQ4_1Info;
-    case DType::kQ8_0: return &kQ8_0Info;
-    case DType::kQ4_K: return &kQ4_KInfo;
-    case DType::kQ5_K: return &kQ5_KInfo;
-    case DType::kQ6_K: return &kQ6_KInfo;
-    case DType::kI32: return &kI32Info;
-    case DType::kBF16: return &kBF16Info;
+    case DType::kF32:
+      return &kF32Info;
+    case DType::kF16:
+      return &kF16Info;
+    case DType::kQ4_0:
+      return &kQ4_0Info;
+    case DType::kQ4_1:
+      return &kQ4_1Info;
+    case DType::kQ8_0:
+      return &kQ8_0Info;
+    case DType::kQ4_K:
+      return &kQ4_KInfo;
+    case DType::kQ5_K:
+      return &kQ5_KInfo;
+    case DType::kQ6_K:
+      return &kQ6_KInfo;
+    case DType::kI32:
+      return &kI32Info;
+    case DType::kBF16:
+      return &kBF16Info;
   }
   return nullptr;
 }
@@ -60,9 +70,13 @@ const DTypeInfo& dtype_info(DType t) {
   return *info;
 }
 
-std::string_view dtype_name(DType t) { return dtype_info(t).name; }
+std::string_view dtype_name(DType t) {
+  return dtype_info(t).name;
+}
 
-bool dtype_is_quantized(DType t) { return dtype_info(t).block_elems > 1; }
+bool dtype_is_quantized(DType t) {
+  return dtype_info(t).block_elems > 1;
+}
 
 size_t dtype_row_bytes(DType t, int64_t n) {
   const DTypeInfo& info = dtype_info(t);
@@ -107,11 +121,14 @@ uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | q);
 }
 
-float bf16_to_f32(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+float bf16_to_f32(uint16_t b) {
+  return bits_float(static_cast<uint32_t>(b) << 16);
+}
 
 uint16_t f32_to_bf16(float f) {
   const uint32_t u = float_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet nan
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet nan
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 

@@ -76,10 +76,14 @@ std::vector<float> Rng::normals(int64_t n, float stddev) {
 
 float round_to(DType t, float v) {
   switch (t) {
-    case DType::kF32: return v;
-    case DType::kF16: return f16_to_f32(f32_to_f16(v));
-    case DType::kBF16: return bf16_to_f32(f32_to_bf16(v));
-    default: break;
+    case DType::kF32:
+      return v;
+    case DType::kF16:
+      return f16_to_f32(f32_to_f16(v));
+    case DType::kBF16:
+      return bf16_to_f32(f32_to_bf16(v));
+    default:
+      break;
   }
   CARPOOL_CHECK(false && "round_to: not a float type");
   return v;
@@ -151,7 +155,9 @@ std::vector<uint8_t> random_weight_bytes(Rng& rng, DType t, int64_t rows, int64_
     uint8_t* blk = bytes.data() + i * static_cast<size_t>(info.block_bytes);
     switch (t) {
       case DType::kQ4_0:
-      case DType::kQ8_0: put_f16(blk, rng.uniform(-0.1f, 0.1f)); break;
+      case DType::kQ8_0:
+        put_f16(blk, rng.uniform(-0.1f, 0.1f));
+        break;
       case DType::kQ4_1:
         put_f16(blk, rng.uniform(0.001f, 0.1f));
         put_f16(blk + 2, rng.uniform(-0.5f, 0.5f));
@@ -164,7 +170,8 @@ std::vector<uint8_t> random_weight_bytes(Rng& rng, DType t, int64_t rows, int64_
       case DType::kQ6_K:
         put_f16(blk + offsetof(BlockQ6_K, d), rng.uniform(-0.002f, 0.002f));
         break;
-      default: CARPOOL_CHECK(false && "random_weight_bytes: unsupported type");
+      default:
+        CARPOOL_CHECK(false && "random_weight_bytes: unsupported type");
     }
   }
   return bytes;

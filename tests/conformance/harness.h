@@ -74,8 +74,7 @@ std::vector<uint8_t> random_weight_bytes(Rng& rng, DType t, int64_t rows, int64_
 
 // Per-op case groups (each appends to `out`).
 void run_matmul_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<CaseResult>& out);
-void run_attention_cases(Backend& b, Rng& rng, const Tolerances& tol,
-                         std::vector<CaseResult>& out);
+void run_attention_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<CaseResult>& out);
 void run_row_op_cases(Backend& b, Rng& rng, const Tolerances& tol, const std::string& only_op,
                       std::vector<CaseResult>& out);
 

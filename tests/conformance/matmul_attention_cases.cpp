@@ -50,9 +50,10 @@ void matmul_case(Backend& b, Rng& rng, DType wt, int64_t m, int64_t k, int64_t n
       term_norm = std::max(term_norm, std::sqrt(sq));
     }
   }
-  out.push_back(make_result("matmul", std::string(dtype_name(wt)) + " " + shape_name(m, k, n) +
-                                          (with_bias ? " +bias" : ""),
-                            normalized_max_error(y, ref, term_norm), tol));
+  out.push_back(make_result(
+      "matmul",
+      std::string(dtype_name(wt)) + " " + shape_name(m, k, n) + (with_bias ? " +bias" : ""),
+      normalized_max_error(y, ref, term_norm), tol));
 }
 
 }  // namespace
@@ -140,7 +141,8 @@ void attention_case(Backend& b, Rng& rng, const AttnConfig& c, const std::vector
     }
     for (int p = 0; p < seqs[si].kv_len; ++p) {
       slots.push_back(tables[static_cast<size_t>(si * max_blocks + p / c.block_size)] *
-                          c.block_size + p % c.block_size);
+                          c.block_size +
+                      p % c.block_size);
     }
   }
   const int64_t n_kv_rows = static_cast<int64_t>(slots.size());
@@ -232,11 +234,11 @@ void run_attention_cases(Backend& b, Rng& rng, const Tolerances& tol,
       {4, 2, 64, 16, 8.f},  // large scores: softmax must stay stable
   };
   const std::vector<std::vector<SeqSpec>> batches = {
-      {{1, 1}},                                // first token
-      {{37, 37}},                              // one prefill, partial last block
-      {{17, 1}, {5, 1}, {64, 1}},              // decodes only, one at a block boundary
-      {{23, 23}, {40, 1}, {50, 7}, {3, 2}},    // prefill + decode + chunked prefill mixed
-      {{1, 1}, {97, 13}, {16, 16}},            // chunks ending mid-block and on a boundary
+      {{1, 1}},                              // first token
+      {{37, 37}},                            // one prefill, partial last block
+      {{17, 1}, {5, 1}, {64, 1}},            // decodes only, one at a block boundary
+      {{23, 23}, {40, 1}, {50, 7}, {3, 2}},  // prefill + decode + chunked prefill mixed
+      {{1, 1}, {97, 13}, {16, 16}},          // chunks ending mid-block and on a boundary
   };
   for (const AttnConfig& c : configs) {
     for (const auto& seqs : batches) attention_case(b, rng, c, seqs, tol.ops, out);

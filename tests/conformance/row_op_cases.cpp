@@ -23,7 +23,7 @@ std::vector<int32_t> random_ids(Rng& rng, int64_t n, int64_t below) {
 }
 
 void embed_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<CaseResult>& out) {
-  const DType types[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1,
+  const DType types[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0, DType::kQ4_1,
                          DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
   for (DType t : types) {
     const int64_t d = dtype_info(t).block_elems == kQKK ? 512 : (dtype_is_quantized(t) ? 96 : 37);
@@ -108,7 +108,8 @@ void rope_case(Backend& b, Rng& rng, RopeStyle style, int64_t n, int n_heads, in
         static_cast<float>(1.0 / std::pow(10000.0, 2.0 * i / head_dim));
   }
   std::vector<int32_t> pos(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = i == 0 ? 0 : static_cast<int32_t>(rng.integer(0, 4096));
+  for (int64_t i = 0; i < n; ++i)
+    pos[static_cast<size_t>(i)] = i == 0 ? 0 : static_cast<int32_t>(rng.integer(0, 4096));
   std::vector<float> x = rng.normals(n * n_heads * head_dim);
   Tensor xt = s.activations(x, n, static_cast<int64_t>(n_heads) * head_dim);
   Tensor ft = s.floats(DType::kF32, inv_freq, 1, half);
@@ -130,9 +131,9 @@ void rope_case(Backend& b, Rng& rng, RopeStyle style, int64_t n, int n_heads, in
       }
     }
   }
-  const std::string name = format("%s n%lld h%d d%d",
-                                  style == RopeStyle::kNeox ? "neox" : "interleaved",
-                                  static_cast<long long>(n), n_heads, head_dim);
+  const std::string name =
+      format("%s n%lld h%d d%d", style == RopeStyle::kNeox ? "neox" : "interleaved",
+             static_cast<long long>(n), n_heads, head_dim);
   out.push_back(make_result("rope", name, normalized_max_error(y, ref), tol));
 }
 
@@ -200,7 +201,8 @@ void gather_case(Backend& b, Rng& rng, int64_t rows, int64_t m, int64_t d,
     for (int64_t j = 0; j < d; ++j) ref.push_back(x[r * d + j]);
   }
   // A copy: exact.
-  out.push_back(make_result("gather_rows", format("rows%lld ", static_cast<long long>(rows)) + nd(m, d),
+  out.push_back(make_result("gather_rows",
+                            format("rows%lld ", static_cast<long long>(rows)) + nd(m, d),
                             normalized_max_error(y, ref), 0.0));
 }
 

@@ -60,9 +60,8 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
   const float scale = meta.scale;
   reserve_scratch(static_cast<size_t>(head_dim + block_size));
 
-  pool_.parallel_for(static_cast<int64_t>(n_tokens) * n_heads, 1, [&](int64_t b, int64_t e,
-                                                                        int t) {
-    float* acc = scratch(t);               // [head_dim]
+  pool_.parallel_for(static_cast<int64_t>(n_tokens) * n_heads, 1, [&](int64_t b, int64_t e, int t) {
+    float* acc = scratch(t);                // [head_dim]
     float* scores = scratch(t) + head_dim;  // [block_size]
     for (int64_t task = b; task < e; ++task) {
       const int tok = static_cast<int>(task / n_heads);
@@ -72,7 +71,8 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
       const int pos = kv_len[s] - q_len + (tok - qstart[s]);
       const int n_ctx = pos + 1;
       const int64_t kv_off = static_cast<int64_t>(h / group) * head_dim;
-      const float* qh = qs + static_cast<int64_t>(tok) * q.cols + static_cast<int64_t>(h) * head_dim;
+      const float* qh =
+          qs + static_cast<int64_t>(tok) * q.cols + static_cast<int64_t>(h) * head_dim;
       const int32_t* table = tables + static_cast<int64_t>(s) * meta.max_blocks_per_seq;
       std::fill(acc, acc + head_dim, 0.f);
       float running_max = -std::numeric_limits<float>::infinity();

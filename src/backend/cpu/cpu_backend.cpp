@@ -90,7 +90,8 @@ Result<Tensor> CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
   }
   const size_t bytes = row_bytes * static_cast<size_t>(rows);
   void* p = aligned_bytes(bytes);
-  if (p == nullptr) return Status::error("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
+  if (p == nullptr)
+    return Status::error("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
   allocations_[p] = Allocation{bytes, false};
   other_bytes_ += bytes;
   Tensor t;

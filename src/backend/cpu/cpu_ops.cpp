@@ -47,7 +47,8 @@ void store_row(DType t, const float* src, void* dst, int64_t n) {
     case DType::kBF16:
       for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_bf16(src[i]);
       return;
-    default: break;
+    default:
+      break;
   }
   CARPOOL_CHECK(false && "store_row: unsupported type");
 }

@@ -5,6 +5,11 @@
 
 #include "util/check.h"
 
+#if defined(__AVX2__) && defined(__F16C__)
+#include <immintrin.h>
+#define CARPOOL_F16C 1
+#endif
+
 namespace carpool {
 namespace {
 
@@ -137,21 +142,43 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       return;
     case DType::kF16: {
       const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      int64_t i = 0;
+#ifdef CARPOOL_F16C
+      for (; i + 8 <= n; i += 8) {  // exact conversion, same bits as the scalar code
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+      }
+#endif
+      for (; i < n; ++i) dst[i] = f16_to_f32(s[i]);
       return;
     }
     case DType::kBF16: {
       const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+      int64_t i = 0;
+#ifdef CARPOOL_F16C
+      for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+        const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(w));
+      }
+#endif
+      for (; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
       return;
     }
-    case DType::kQ4_0: return dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
-    case DType::kQ4_1: return dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
-    case DType::kQ8_0: return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
-    case DType::kQ4_K: return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
-    case DType::kQ5_K: return dequant_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
-    case DType::kQ6_K: return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
-    case DType::kI32: break;
+    case DType::kQ4_0:
+      return dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
+    case DType::kQ4_1:
+      return dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
+    case DType::kQ8_0:
+      return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+    case DType::kQ4_K:
+      return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
+    case DType::kQ5_K:
+      return dequant_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
+    case DType::kQ6_K:
+      return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
+    case DType::kI32:
+      break;
   }
   CARPOOL_CHECK(false && "dequantize_row: unsupported type");
 }

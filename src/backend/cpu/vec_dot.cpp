@@ -151,13 +151,20 @@ float vec_dot_q8a_scalar(DType t, const void* w_row, const BlockQ8A* x, int64_t 
   CARPOOL_CHECK(n % info.block_elems == 0);
   const int64_t nb = n / info.block_elems;
   switch (t) {
-    case DType::kQ4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, nb);
-    case DType::kQ4_1: return dot_q4_1(static_cast<const BlockQ4_1*>(w_row), x, nb);
-    case DType::kQ8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, nb);
-    case DType::kQ4_K: return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, nb);
-    case DType::kQ5_K: return dot_q5_k(static_cast<const BlockQ5_K*>(w_row), x, nb);
-    case DType::kQ6_K: return dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, nb);
-    default: break;
+    case DType::kQ4_0:
+      return dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, nb);
+    case DType::kQ4_1:
+      return dot_q4_1(static_cast<const BlockQ4_1*>(w_row), x, nb);
+    case DType::kQ8_0:
+      return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, nb);
+    case DType::kQ4_K:
+      return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, nb);
+    case DType::kQ5_K:
+      return dot_q5_k(static_cast<const BlockQ5_K*>(w_row), x, nb);
+    case DType::kQ6_K:
+      return dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, nb);
+    default:
+      break;
   }
   CARPOOL_CHECK(false && "vec_dot_q8a: not a quantized type");
   return 0.f;

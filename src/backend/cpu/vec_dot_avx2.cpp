@@ -11,7 +11,9 @@
 namespace carpool {
 namespace {
 
-inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
+inline float fp16(uint16_t h) {
+  return _cvtsh_ss(h);
+}
 
 inline float hsum(__m256 v) {
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -87,8 +89,8 @@ float dot_k45(const Block* w, const BlockQ8A* x, int64_t nb) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * chunk));
       for (int half = 0; half < 2; ++half) {
         const int j = 2 * chunk + half;
-        __m256i qj = half == 0 ? _mm256_and_si256(q, low4)
-                               : _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        __m256i qj =
+            half == 0 ? _mm256_and_si256(q, low4) : _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
         if constexpr (kFiveBit) {
           const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, j), one);
           qj = _mm256_or_si256(qj, _mm256_slli_epi16(bit, 4));
@@ -133,7 +135,8 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8A* x, int64_t nb) {
         const int8_t* sc = w[i].scales + 2 * j;
         const __m256i qs = _mm256_sub_epi8(q[g], off);
         const __m256i xs = load32(x[i * 8 + j].qs);
-        const __m256i prod = _mm256_maddubs_epi16(_mm256_sign_epi8(qs, qs), _mm256_sign_epi8(xs, qs));
+        const __m256i prod =
+            _mm256_maddubs_epi16(_mm256_sign_epi8(qs, qs), _mm256_sign_epi8(xs, qs));
         // Lanes 0..7 hold elements 0..15 (scale sc[0]), lanes 8..15 elements 16..31 (sc[1]).
         const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
         const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(prod, scales));
@@ -150,17 +153,26 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8A* x, int64_t nb) {
 
 bool vec_dot_q8a_simd(DType t, const void* w_row, const BlockQ8A* x, int64_t nb, float* out) {
   switch (t) {
-    case DType::kQ4_0: *out = dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, nb); return true;
-    case DType::kQ4_1: *out = dot_q4_1(static_cast<const BlockQ4_1*>(w_row), x, nb); return true;
-    case DType::kQ8_0: *out = dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, nb); return true;
+    case DType::kQ4_0:
+      *out = dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, nb);
+      return true;
+    case DType::kQ4_1:
+      *out = dot_q4_1(static_cast<const BlockQ4_1*>(w_row), x, nb);
+      return true;
+    case DType::kQ8_0:
+      *out = dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, nb);
+      return true;
     case DType::kQ4_K:
       *out = dot_k45<false>(static_cast<const BlockQ4_K*>(w_row), x, nb);
       return true;
     case DType::kQ5_K:
       *out = dot_k45<true>(static_cast<const BlockQ5_K*>(w_row), x, nb);
       return true;
-    case DType::kQ6_K: *out = dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, nb); return true;
-    default: return false;
+    case DType::kQ6_K:
+      *out = dot_q6_k(static_cast<const BlockQ6_K*>(w_row), x, nb);
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -169,7 +181,9 @@ bool vec_dot_q8a_simd(DType t, const void* w_row, const BlockQ8A* x, int64_t nb,
 #else
 
 namespace carpool {
-bool vec_dot_q8a_simd(DType, const void*, const BlockQ8A*, int64_t, float*) { return false; }
+bool vec_dot_q8a_simd(DType, const void*, const BlockQ8A*, int64_t, float*) {
+  return false;
+}
 }  // namespace carpool
 
 #endif

@@ -1,10 +1,11 @@
 // Runs the backend conformance suite on the CPU backend in both matmul modes.
+#include "conformance/conformance.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 
 #include "backend/cpu/cpu_backend.h"
-#include "conformance/conformance.h"
 
 namespace carpool {
 namespace {
@@ -12,13 +13,14 @@ namespace {
 void run_suite(const CpuBackendOptions& opts) {
   std::unique_ptr<Backend> backend = make_cpu_backend(opts);
   conformance::Options options;
-  options.tol = conformance::default_tolerances(backend->activation_dtype(),
-                                                opts.quantize_activations);
+  options.tol =
+      conformance::default_tolerances(backend->activation_dtype(), opts.quantize_activations);
   std::vector<conformance::CaseResult> results = conformance::run_conformance(*backend, options);
   ASSERT_GT(results.size(), 100u);
   const int failed = conformance::print_results(results, stdout);
   EXPECT_EQ(failed, 0);
-  for (const auto& r : results) EXPECT_TRUE(r.passed) << r.op << " " << r.name << " err " << r.error;
+  for (const auto& r : results)
+    EXPECT_TRUE(r.passed) << r.op << " " << r.name << " err " << r.error;
 }
 
 TEST(CpuConformance, ExactMatmulTwoThreads) {

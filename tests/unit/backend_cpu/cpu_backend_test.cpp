@@ -1,10 +1,11 @@
 // CpuBackend memory handling and the thread pool (the ops are covered by conformance_test).
+#include "backend/cpu/cpu_backend.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <vector>
 
-#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/thread_pool.h"
 
 namespace carpool {

@@ -36,7 +36,9 @@ uint32_t bits(float f) {
 }
 
 // Equal bit patterns, or both NaN.
-bool same_float(float a, float b) { return bits(a) == bits(b) || (std::isnan(a) && std::isnan(b)); }
+bool same_float(float a, float b) {
+  return bits(a) == bits(b) || (std::isnan(a) && std::isnan(b));
+}
 
 struct TypeCase {
   const char* name;
@@ -65,14 +67,12 @@ TEST_P(DequantGolden, MatchesGgufBitExactly) {
   EXPECT_EQ(mismatches, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTypes, DequantGolden,
-                         ::testing::Values(TypeCase{"q4_0", DType::kQ4_0},
-                                           TypeCase{"q4_1", DType::kQ4_1},
-                                           TypeCase{"q8_0", DType::kQ8_0},
-                                           TypeCase{"q4_k", DType::kQ4_K},
-                                           TypeCase{"q5_k", DType::kQ5_K},
-                                           TypeCase{"q6_k", DType::kQ6_K}),
-                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    AllTypes, DequantGolden,
+    ::testing::Values(TypeCase{"q4_0", DType::kQ4_0}, TypeCase{"q4_1", DType::kQ4_1},
+                      TypeCase{"q8_0", DType::kQ8_0}, TypeCase{"q4_k", DType::kQ4_K},
+                      TypeCase{"q5_k", DType::kQ5_K}, TypeCase{"q6_k", DType::kQ6_K}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 TEST(FloatGolden, F16ToF32MatchesNumpy) {
   const std::vector<uint16_t> in = as<uint16_t>(read_fixture("f16_bits.u16"));
@@ -86,6 +86,18 @@ TEST(FloatGolden, F16ToF32MatchesNumpy) {
     dequantize_row(DType::kF16, &in[i], &row, 1);
     EXPECT_TRUE(same_float(row, want[i]));
   }
+  // The whole array at once (the vectorized path).
+  std::vector<float> all(in.size());
+  dequantize_row(DType::kF16, in.data(), all.data(), static_cast<int64_t>(in.size()));
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_TRUE(same_float(all[i], want[i])) << i;
+}
+
+TEST(FloatGolden, Bf16RowMatchesScalarConversion) {
+  const std::vector<uint16_t> in = as<uint16_t>(read_fixture("f32_to_bf16.u16"));
+  ASSERT_GT(in.size(), 100u);
+  std::vector<float> all(in.size());
+  dequantize_row(DType::kBF16, in.data(), all.data(), static_cast<int64_t>(in.size()));
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_TRUE(same_float(all[i], bf16_to_f32(in[i]))) << i;
 }
 
 TEST(FloatGolden, F32ToF16AndBf16RoundToNearestEven) {
@@ -98,9 +110,12 @@ TEST(FloatGolden, F32ToF16AndBf16RoundToNearestEven) {
   for (size_t i = 0; i < in.size(); ++i) {
     EXPECT_EQ(f32_to_f16(in[i]), want_f16[i]) << "value " << in[i];
     EXPECT_EQ(f32_to_bf16(in[i]), want_bf16[i]) << "value " << in[i];
-    EXPECT_TRUE(same_float(bf16_to_f32(want_bf16[i]),
-                           [&] { float f; uint32_t u = uint32_t{want_bf16[i]} << 16;
-                                 std::memcpy(&f, &u, 4); return f; }()));
+    EXPECT_TRUE(same_float(bf16_to_f32(want_bf16[i]), [&] {
+      float f;
+      uint32_t u = uint32_t{want_bf16[i]} << 16;
+      std::memcpy(&f, &u, 4);
+      return f;
+    }()));
   }
 }
 
