@@ -19,6 +19,8 @@ Templates:
             chat_template of <data>/tokenizers/<name>/tokenizer_config.json
   features  small templates that exercise one engine feature each (same environment)
 
+It also writes the fuzz seed corpus tests/fuzz/corpus/chat_template/ (one file per template).
+
 Each output file tests/golden/chat/<name>.json holds {"name", "template", "cases": [{"name",
 "context", "now", "expected" | "error"}]}; "error" is jinja2's message when it raised.
 
@@ -310,6 +312,16 @@ def main():
         case['template'] = template
         feature_cases.append(case)
     write('features', '', feature_cases)
+
+    # Seed corpus of the libFuzzer target: every template above, one file each.
+    corpus = os.path.join(ROOT, 'tests', 'fuzz', 'corpus', 'chat_template')
+    os.makedirs(corpus, exist_ok=True)
+    seeds = [(family, template) for family, (template, _, _) in families]
+    seeds += [('feature_' + c['name'], c['template']) for c in feature_cases]
+    for name, template in seeds:
+        with open(os.path.join(corpus, name + '.jinja'), 'w', encoding='utf-8') as f:
+            f.write(template)
+    print(f'{corpus}: {len(seeds)} seeds')
 
 
 if __name__ == '__main__':

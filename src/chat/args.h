@@ -23,7 +23,8 @@ class ArgReader {
     for (auto& [key, value] : args.keyword) {
       size_t i = 0;
       while (i < names_.size() && key != names_[i]) ++i;
-      if (i == names_.size()) fail(function + "() got an unexpected keyword argument '" + key + "'");
+      if (i == names_.size())
+        fail(function + "() got an unexpected keyword argument '" + key + "'");
       if (bound_[i] != nullptr) fail(function + "() got multiple values for '" + key + "'");
       bound_[i] = &value;
     }

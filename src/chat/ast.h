@@ -51,13 +51,13 @@ using Body = std::vector<StmtPtr>;
 
 struct Stmt {
   enum class Kind {
-    kText,         // text
-    kOutput,       // {{ expr }}
-    kIf,           // conditions[i] -> bodies[i]; else_body
-    kFor,          // for targets in expr [if cond] body [else else_body]
-    kSet,          // set targets = expr; or set targets[0].attr = expr when attr is set
-    kSetBlock,     // set targets[0] %}body{% endset
-    kMacro,        // macro name(targets with defaults) body
+    kText,      // text
+    kOutput,    // {{ expr }}
+    kIf,        // conditions[i] -> bodies[i]; else_body
+    kFor,       // for targets in expr [if cond] body [else else_body]
+    kSet,       // set targets = expr; or set targets[0].attr = expr when attr is set
+    kSetBlock,  // set targets[0] %}body{% endset
+    kMacro,     // macro name(targets with defaults) body
     kBreak,
     kContinue,
     kGeneration,   // {% generation %}body{% endgeneration %}: renders body

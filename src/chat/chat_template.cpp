@@ -2,7 +2,6 @@
 
 #include <ctime>
 #include <new>
-
 #include <nlohmann/json.hpp>
 
 #include "chat/ast.h"
@@ -20,7 +19,8 @@ namespace {
 
 template <typename Json>
 Value from_json(const Json& j, int depth) {
-  if (depth > kMaxContextDepth) fail("render context nested deeper than " + std::to_string(kMaxContextDepth));
+  if (depth > kMaxContextDepth)
+    fail("render context nested deeper than " + std::to_string(kMaxContextDepth));
   switch (j.type()) {
     case nlohmann::json::value_t::null:
       return Value::none();
@@ -59,10 +59,12 @@ Value from_json(const Json& j, int depth) {
 template <typename Json>
 Result<std::string> render_json(const Body& body, const Json& context,
                                 const RenderOptions& options) {
-  if (!context.is_object()) return Status::error("chat template: render context must be a JSON object");
+  if (!context.is_object())
+    return Status::error("chat template: render context must be a JSON object");
   try {
     Value ctx = from_json(context, 0);
-    int64_t now = options.now_unix_s ? *options.now_unix_s : static_cast<int64_t>(std::time(nullptr));
+    int64_t now =
+        options.now_unix_s ? *options.now_unix_s : static_cast<int64_t>(std::time(nullptr));
     return render_body(body, ctx.as_dict(), options.limits, now);
   } catch (const TemplateError& e) {
     return Status::error("chat template: " + e.message);

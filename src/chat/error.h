@@ -14,6 +14,8 @@ struct TemplateError {
   std::string message;
 };
 
-[[noreturn]] inline void fail(std::string message) { throw TemplateError{std::move(message)}; }
+[[noreturn]] inline void fail(std::string message) {
+  throw TemplateError{std::move(message)};
+}
 
 }  // namespace carpool::chat

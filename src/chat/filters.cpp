@@ -20,26 +20,42 @@ Value get_path(EvalContext& ctx, const Value& v, const std::string& path) {
   size_t start = 0;
   while (true) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit) && part.size() < 18;
-    cur = get_item(ctx, cur, numeric ? Value::integer(std::atoll(part.c_str())) : Value::string(part));
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    bool numeric =
+        !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit) && part.size() < 18;
+    cur = get_item(ctx, cur,
+                   numeric ? Value::integer(std::atoll(part.c_str())) : Value::string(part));
     if (dot == std::string::npos) return cur;
     start = dot + 1;
   }
 }
 
-Value str_value(const Value& v) { return Value::string(python_str(v)); }
+Value str_value(const Value& v) {
+  return Value::string(python_str(v));
+}
 
 std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -93,7 +109,8 @@ Value indent_filter(EvalContext& ctx, const Value& v, CallArgs& args) {
   std::string out;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (i > 0) out.push_back('\n');
-    bool indent_line = (i > 0 || first) && (blank || !py_strip(lines[i], StripSide::kBoth, {}).empty());
+    bool indent_line =
+        (i > 0 || first) && (blank || !py_strip(lines[i], StripSide::kBoth, {}).empty());
     if (indent_line) out += pad;
     out += lines[i];
     ctx.check_size(out.size());
@@ -118,7 +135,8 @@ Value select_items(EvalContext& ctx, const Value& v, CallArgs& args, bool by_att
   if (args.positional.size() > first_test_arg) {
     if (!args.positional[first_test_arg].is_string()) fail("test name must be a string");
     test = args.positional[first_test_arg].as_string();
-    test_args.positional.assign(args.positional.begin() + first_test_arg + 1, args.positional.end());
+    test_args.positional.assign(args.positional.begin() + first_test_arg + 1,
+                                args.positional.end());
   }
   test_args.keyword = args.keyword;
   ValueList out;
@@ -329,7 +347,9 @@ Value apply_filter(EvalContext& ctx, const std::string& name, const Value& v, Ca
     std::string method = r.has(1) && r.get(1)->is_string() ? r.get(1)->as_string() : "common";
     double scale = std::pow(10.0, static_cast<double>(precision));
     double x = v.as_double() * scale;
-    double rounded = method == "ceil" ? std::ceil(x) : method == "floor" ? std::floor(x) : std::nearbyint(x);
+    double rounded = method == "ceil"    ? std::ceil(x)
+                     : method == "floor" ? std::floor(x)
+                                         : std::nearbyint(x);
     return Value::floating(rounded / scale);
   }
   if (name == "join") {
@@ -465,8 +485,10 @@ bool apply_test(EvalContext& ctx, const std::string& name, const Value& v, CallA
   if (name == "number") return no_args(), v.is_number();
   if (name == "string") return no_args(), v.is_string();
   if (name == "mapping") return no_args(), v.is_dict();
-  if (name == "iterable") return no_args(), v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
-  if (name == "sequence") return no_args(), v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
+  if (name == "iterable")
+    return no_args(), v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
+  if (name == "sequence")
+    return no_args(), v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
   if (name == "callable") return no_args(), v.is_callable();
   if (name == "lower") return no_args(), v.is_string() && py_lower(v.as_string()) == v.as_string();
   if (name == "upper") return no_args(), v.is_string() && py_upper(v.as_string()) == v.as_string();

@@ -99,13 +99,27 @@ void json_string(std::string& out, const std::string& s) {
   for (char c : s) {
     unsigned char u = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (u < 0x20) {
           append_hex(out, "\\u", u, 4);
@@ -140,11 +154,21 @@ void json_newline(std::string& out, const JsonOptions& o, int level) {
 void json_into(std::string& out, const Value& v, const JsonOptions& o, int depth) {
   check_depth(depth);
   switch (v.kind()) {
-    case Value::Kind::kNone: out += "null"; return;
-    case Value::Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
-    case Value::Kind::kInt: out += std::to_string(v.as_int()); return;
-    case Value::Kind::kFloat: out += json_float(v.as_double()); return;
-    case Value::Kind::kString: json_string(out, v.as_string()); return;
+    case Value::Kind::kNone:
+      out += "null";
+      return;
+    case Value::Kind::kBool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Value::Kind::kInt:
+      out += std::to_string(v.as_int());
+      return;
+    case Value::Kind::kFloat:
+      out += json_float(v.as_double());
+      return;
+    case Value::Kind::kString:
+      json_string(out, v.as_string());
+      return;
     case Value::Kind::kList: {
       const ValueList& items = v.as_list();
       if (items.empty()) {
@@ -228,13 +252,20 @@ std::string float_repr(double f) {
 
 std::string python_str(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return "";
-    case Value::Kind::kNone: return "None";
-    case Value::Kind::kBool: return v.as_bool() ? "True" : "False";
-    case Value::Kind::kInt: return std::to_string(v.as_int());
-    case Value::Kind::kFloat: return float_repr(v.as_double());
-    case Value::Kind::kString: return v.as_string();
-    case Value::Kind::kCallable: return "<function " + v.as_callable().name + ">";
+    case Value::Kind::kUndefined:
+      return "";
+    case Value::Kind::kNone:
+      return "None";
+    case Value::Kind::kBool:
+      return v.as_bool() ? "True" : "False";
+    case Value::Kind::kInt:
+      return std::to_string(v.as_int());
+    case Value::Kind::kFloat:
+      return float_repr(v.as_double());
+    case Value::Kind::kString:
+      return v.as_string();
+    case Value::Kind::kCallable:
+      return "<function " + v.as_callable().name + ">";
     default: {
       std::string out;
       repr_into(out, v, 0);

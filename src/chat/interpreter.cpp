@@ -154,8 +154,8 @@ class Interpreter {
       }
       case Stmt::Kind::kMacro: {
         const Stmt* macro = &s;
-        scope_->vars[s.name] = Value::callable(
-            s.name, [this, macro](CallArgs& a) { return call_macro(*macro, a); });
+        scope_->vars[s.name] =
+            Value::callable(s.name, [this, macro](CallArgs& a) { return call_macro(*macro, a); });
         return Flow::kNormal;
       }
       case Stmt::Kind::kBreak:
@@ -256,9 +256,9 @@ class Interpreter {
     if (i > 0) d.set(Value::string("previtem"), items[i - 1]);
     if (i + 1 < n) d.set(Value::string("nextitem"), items[i + 1]);
     d.set(Value::string("cycle"), Value::callable("cycle", [i](CallArgs& a) {
-      if (a.positional.empty()) fail("no items for cycling given");
-      return a.positional[static_cast<size_t>(i) % a.positional.size()];
-    }));
+            if (a.positional.empty()) fail("no items for cycling given");
+            return a.positional[static_cast<size_t>(i) % a.positional.size()];
+          }));
     return Value::dict(std::move(d));
   }
 
@@ -347,7 +347,8 @@ class Interpreter {
       }
       case Expr::Kind::kDict: {
         ValueDict d;
-        for (size_t i = 0; i + 1 < e.args.size(); i += 2) d.set(eval(*e.args[i]), eval(*e.args[i + 1]));
+        for (size_t i = 0; i + 1 < e.args.size(); i += 2)
+          d.set(eval(*e.args[i]), eval(*e.args[i + 1]));
         return Value::dict(std::move(d));
       }
       case Expr::Kind::kGetAttr:

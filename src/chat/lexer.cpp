@@ -11,9 +11,15 @@ namespace carpool::chat {
 
 namespace {
 
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-bool is_name_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool is_name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+bool is_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+bool is_name_start(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+}
+bool is_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
 
 std::string normalize_newlines(std::string_view s) {
   std::string out;
@@ -47,17 +53,38 @@ std::string unescape(std::string_view body) {
     }
     char e = body[++i];
     switch (e) {
-      case '\n': break;  // line continuation
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
+      case '\n':
+        break;  // line continuation
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -77,7 +104,8 @@ std::string unescape(std::string_view body) {
       default:
         if (e >= '0' && e <= '7') {
           char32_t cp = static_cast<char32_t>(e - '0');
-          for (int k = 0; k < 2 && i + 1 < body.size() && body[i + 1] >= '0' && body[i + 1] <= '7'; ++k) {
+          for (int k = 0; k < 2 && i + 1 < body.size() && body[i + 1] >= '0' && body[i + 1] <= '7';
+               ++k) {
             cp = cp * 8 + static_cast<char32_t>(body[++i] - '0');
           }
           utf8_append(out, cp);
@@ -116,7 +144,8 @@ class Lexer {
         size_t l_pos = nl == std::string::npos ? 0 : nl + 1;
         if (l_pos > 0 || line_starting) {
           bool blank = true;
-          for (size_t i = l_pos; i < text.size(); ++i) blank = blank && (text[i] == ' ' || text[i] == '\t');
+          for (size_t i = l_pos; i < text.size(); ++i)
+            blank = blank && (text[i] == ' ' || text[i] == '\t');
           if (blank) text.resize(l_pos);
         }
       }
@@ -233,7 +262,8 @@ class Lexer {
     size_t search = pos;
     while (true) {
       size_t p = src_.find("{%", search);
-      if (p == std::string::npos) fail("missing endraw for raw block at line " + std::to_string(line_));
+      if (p == std::string::npos)
+        fail("missing endraw for raw block at line " + std::to_string(line_));
       size_t q = p + 2;
       char begin_mod = (q < src_.size() && (src_[q] == '-' || src_[q] == '+')) ? src_[q++] : '\0';
       while (q < src_.size() && is_ws(src_[q])) ++q;
@@ -256,8 +286,8 @@ class Lexer {
 
   size_t lex_token(size_t pos, int* depth) {
     char c = src_[pos];
-    bool after_dot = !tokens_.empty() && tokens_.back().kind == TokenKind::kOp &&
-                     tokens_.back().text == ".";
+    bool after_dot =
+        !tokens_.empty() && tokens_.back().kind == TokenKind::kOp && tokens_.back().text == ".";
     if (is_name_start(c)) {
       size_t end = pos;
       while (end < src_.size() && is_name_char(src_[end])) ++end;
@@ -285,7 +315,8 @@ class Lexer {
     }
     if (c == '(' || c == '[' || c == '{') ++*depth;
     if (c == ')' || c == ']' || c == '}') {
-      if (*depth == 0) fail("unbalanced '" + std::string(1, c) + "' at line " + std::to_string(line_));
+      if (*depth == 0)
+        fail("unbalanced '" + std::string(1, c) + "' at line " + std::to_string(line_));
       --*depth;
     }
     push(TokenKind::kOp, std::string(1, c));

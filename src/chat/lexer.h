@@ -21,7 +21,7 @@ enum class TokenKind : uint8_t {
   kInt,
   kFloat,
   kString,
-  kOp,          // operator or punctuation; text holds it ("==", "(", "|", ...)
+  kOp,  // operator or punctuation; text holds it ("==", "(", "|", ...)
   kEof,
 };
 

@@ -12,11 +12,13 @@ namespace carpool::chat {
 namespace {
 
 [[noreturn]] void type_error(const std::string& op, const Value& a, const Value& b) {
-  fail("unsupported operand type(s) for " + op + ": '" + a.type_name() + "' and '" +
-       b.type_name() + "'");
+  fail("unsupported operand type(s) for " + op + ": '" + a.type_name() + "' and '" + b.type_name() +
+       "'");
 }
 
-bool is_integral(const Value& v) { return v.is_int() || v.is_bool(); }
+bool is_integral(const Value& v) {
+  return v.is_int() || v.is_bool();
+}
 
 void check_overflow(bool overflow) {
   if (overflow) fail("integer overflow");
@@ -101,7 +103,8 @@ bool starts_or_ends(const std::string& s, const Value& affix, bool at_start, con
     if (!a.is_string()) fail(std::string(fn) + "() argument must be str or a tuple of str");
     const std::string& x = a.as_string();
     if (x.size() > s.size()) return false;
-    return at_start ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0;
+    return at_start ? s.compare(0, x.size(), x) == 0
+                    : s.compare(s.size() - x.size(), x.size(), x) == 0;
   };
   if (affix.is_list()) {
     for (const Value& a : affix.as_list()) {
@@ -136,7 +139,7 @@ Value string_method(EvalContext& ctx, const std::string& s, const std::string& n
     });
   }
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
-    StripSide side = name == "strip" ? StripSide::kBoth
+    StripSide side = name == "strip"    ? StripSide::kBoth
                      : name == "lstrip" ? StripSide::kLeft
                                         : StripSide::kRight;
     return method(name, [s, side, name, c](CallArgs& a) {
@@ -181,9 +184,9 @@ Value string_method(EvalContext& ctx, const std::string& s, const std::string& n
       c->charge_bytes(s.size());
       if (name == "find") {
         size_t hit = s.find(sub);
-        return Value::integer(hit == std::string::npos
-                                  ? -1
-                                  : static_cast<int64_t>(utf8_length(std::string_view(s).substr(0, hit))));
+        return Value::integer(hit == std::string::npos ? -1
+                                                       : static_cast<int64_t>(utf8_length(
+                                                             std::string_view(s).substr(0, hit))));
       }
       if (sub.empty()) return Value::integer(static_cast<int64_t>(utf8_length(s)) + 1);
       int64_t n = 0;
@@ -371,7 +374,8 @@ bool compare_op(EvalContext& ctx, const std::string& op, const Value& a, const V
   if (op == "in" || op == "notin") {
     bool found = false;
     if (b.is_string()) {
-      if (!a.is_string()) fail("'in <string>' requires string as left operand, not " + a.type_name());
+      if (!a.is_string())
+        fail("'in <string>' requires string as left operand, not " + a.type_name());
       ctx.charge_bytes(b.as_string().size());
       found = b.as_string().find(a.as_string()) != std::string::npos;
     } else if (b.is_list()) {

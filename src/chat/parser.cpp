@@ -55,10 +55,10 @@ class Parser {
     return true;
   }
   [[noreturn]] void error(const std::string& what) const {
-    std::string got = cur().kind == TokenKind::kEof ? "end of template"
+    std::string got = cur().kind == TokenKind::kEof        ? "end of template"
                       : cur().kind == TokenKind::kBlockEnd ? "'%}'"
-                      : cur().kind == TokenKind::kVarEnd ? "'}}'"
-                      : "'" + cur().text + "'";
+                      : cur().kind == TokenKind::kVarEnd   ? "'}}'"
+                                                           : "'" + cur().text + "'";
     fail(what + " at line " + std::to_string(cur().line) + " (found " + got + ")");
   }
   void expect_op(const char* op) {
@@ -196,7 +196,8 @@ class Parser {
       s->body = parse_body({"endmacro"}, &end);
       loop_depth_ = saved_loop_depth;
     } else if (tag == "break" || tag == "continue") {
-      if (loop_depth_ == 0) fail("'" + tag + "' outside of a loop at line " + std::to_string(s->line));
+      if (loop_depth_ == 0)
+        fail("'" + tag + "' outside of a loop at line " + std::to_string(s->line));
       s->kind = tag == "break" ? Stmt::Kind::kBreak : Stmt::Kind::kContinue;
     } else if (tag == "generation") {
       s->kind = Stmt::Kind::kGeneration;
@@ -564,8 +565,8 @@ class Parser {
         if (is_op("(")) {
           parse_call_args(t.get());
         } else if ((cur().kind == TokenKind::kName || cur().kind == TokenKind::kString ||
-                    cur().kind == TokenKind::kInt || cur().kind == TokenKind::kFloat || is_op("(") ||
-                    is_op("[") || is_op("{")) &&
+                    cur().kind == TokenKind::kInt || cur().kind == TokenKind::kFloat ||
+                    is_op("(") || is_op("[") || is_op("{")) &&
                    !is_name("else") && !is_name("or") && !is_name("and")) {
           if (is_name("is")) error("tests cannot be chained with 'is'");
           t->args.push_back(parse_postfix(parse_primary()));
@@ -587,6 +588,8 @@ class Parser {
 
 }  // namespace
 
-Body parse_template(std::string_view source) { return Parser(lex_template(source)).parse_all(); }
+Body parse_template(std::string_view source) {
+  return Parser(lex_template(source)).parse_all();
+}
 
 }  // namespace carpool::chat

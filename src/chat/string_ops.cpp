@@ -6,9 +6,15 @@
 namespace carpool::chat {
 
 namespace {
-char32_t upper_cp(char32_t c) { return (c >= 'a' && c <= 'z') ? c - 32 : c; }
-char32_t lower_cp(char32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
-bool is_cased_letter(char32_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+char32_t upper_cp(char32_t c) {
+  return (c >= 'a' && c <= 'z') ? c - 32 : c;
+}
+char32_t lower_cp(char32_t c) {
+  return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+bool is_cased_letter(char32_t c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 }  // namespace
 
 std::string py_strip(std::string_view s, StripSide side, const std::optional<std::string>& chars) {

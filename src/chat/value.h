@@ -84,7 +84,7 @@ class Value {
 
   bool as_bool() const { return bool_; }
   int64_t as_int() const { return int_; }  // kInt or kBool
-  double as_double() const;                 // any number
+  double as_double() const;                // any number
   const std::string& as_string() const { return str_; }
   const ValueList& as_list() const { return *list_; }
   const ValueDict& as_dict() const { return *dict_; }  // kDict or kNamespace

@@ -1,12 +1,12 @@
 // Golden tests: renders real chat templates and feature snippets and compares, byte for byte,
 // with Python jinja2 configured as Hugging Face transformers configures it. The fixtures are
 // written by scripts/golden/make_chat_fixtures.py; cases where jinja2 raised must fail here too.
+#include <gtest/gtest.h>
+
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "chat/chat_template.h"
 
@@ -51,7 +51,8 @@ int check_fixture(const std::string& name) {
     std::string error;
     std::string got = render_case(source, c, &error);
     if (c.contains("error")) {
-      EXPECT_FALSE(error.empty()) << case_name << ": jinja2 raised \"" << c.at("error").get<std::string>()
+      EXPECT_FALSE(error.empty()) << case_name << ": jinja2 raised \""
+                                  << c.at("error").get<std::string>()
                                   << "\" but we rendered: " << got;
     } else {
       EXPECT_EQ(error, "") << case_name;
@@ -62,12 +63,24 @@ int check_fixture(const std::string& name) {
   return checked;
 }
 
-TEST(ChatGolden, SmolLM2) { EXPECT_GT(check_fixture("smollm2"), 0); }
-TEST(ChatGolden, Llama3) { EXPECT_GT(check_fixture("llama3"), 0); }
-TEST(ChatGolden, Llama3_1) { EXPECT_GT(check_fixture("llama3_1"), 0); }
-TEST(ChatGolden, Qwen3) { EXPECT_GT(check_fixture("qwen3"), 0); }
-TEST(ChatGolden, Gemma3) { EXPECT_GT(check_fixture("gemma3"), 0); }
-TEST(ChatGolden, Features) { EXPECT_GT(check_fixture("features"), 0); }
+TEST(ChatGolden, SmolLM2) {
+  EXPECT_GT(check_fixture("smollm2"), 0);
+}
+TEST(ChatGolden, Llama3) {
+  EXPECT_GT(check_fixture("llama3"), 0);
+}
+TEST(ChatGolden, Llama3_1) {
+  EXPECT_GT(check_fixture("llama3_1"), 0);
+}
+TEST(ChatGolden, Qwen3) {
+  EXPECT_GT(check_fixture("qwen3"), 0);
+}
+TEST(ChatGolden, Gemma3) {
+  EXPECT_GT(check_fixture("gemma3"), 0);
+}
+TEST(ChatGolden, Features) {
+  EXPECT_GT(check_fixture("features"), 0);
+}
 
 // raise_exception's message reaches the caller.
 TEST(ChatGolden, Gemma3RaiseMessage) {
@@ -78,7 +91,8 @@ TEST(ChatGolden, Gemma3RaiseMessage) {
       R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])");
   auto out = tmpl->render_chat(msgs, true, "<bos>", "<eos>");
   ASSERT_FALSE(out.is_ok());
-  EXPECT_NE(out.error().find("Conversation roles must alternate"), std::string::npos) << out.error();
+  EXPECT_NE(out.error().find("Conversation roles must alternate"), std::string::npos)
+      << out.error();
 }
 
 }  // namespace
