@@ -169,10 +169,12 @@ Result<Tensor> CudaBackend::load_weight(const HostWeight& w) {
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t r = 0; r < w.rows; r += rows_per_chunk) {
     const int64_t n = std::min(rows_per_chunk, w.rows - r);
-    // Synchronous copy: the previous chunk's kernel must finish reading staging first.
+    // The previous chunk's kernel must finish reading staging first. The copy goes on the
+    // stream so the kernel is ordered after it (a pageable cudaMemcpy may return before its DMA).
     CUDA_TRY(cudaStreamSynchronize(ctx_.stream));
-    CUDA_TRY(cudaMemcpy(staging_, src + static_cast<size_t>(r) * row_bytes,
-                        static_cast<size_t>(n) * row_bytes, cudaMemcpyHostToDevice));
+    CUDA_TRY(cudaMemcpyAsync(staging_, src + static_cast<size_t>(r) * row_bytes,
+                             static_cast<size_t>(n) * row_bytes, cudaMemcpyHostToDevice,
+                             ctx_.stream));
     launch_dequantize_to_bf16(ctx_, w.dtype, staging_, n * w.cols,
                               static_cast<uint16_t*>(out.data) + r * w.cols);
   }

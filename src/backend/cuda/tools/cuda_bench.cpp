@@ -214,8 +214,8 @@ int main(int argc, char** argv) {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, opts.device));
   const size_t l2 = size_t(prop.l2CacheSize);
   int driver = 0, runtime = 0;
-  cudaDriverGetVersion(&driver);
-  cudaRuntimeGetVersion(&runtime);
+  CUDA_CHECK(cudaDriverGetVersion(&driver));
+  CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
   std::printf("device: %s, %d SMs, L2 %zu MiB, %.1f GiB, driver API %d, runtime %d\n", prop.name,
               prop.multiProcessorCount, l2 >> 20, double(prop.totalGlobalMem) / (1 << 30), driver,
               runtime);
