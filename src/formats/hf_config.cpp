@@ -14,7 +14,9 @@ using Json = nlohmann::json;
 
 constexpr int kMaxConfigDepth = 16;
 
-Status cfg_err(const std::string& msg) { return Status::error("config.json: " + msg); }
+Status cfg_err(const std::string& msg) {
+  return Status::error("config.json: " + msg);
+}
 
 // Integer field in [lo, hi]; nullopt when absent or null.
 Result<std::optional<int64_t>> opt_int(const Json& j, const char* key, int64_t lo, int64_t hi,
@@ -123,7 +125,8 @@ Status parse_rope(const Json& j, HfModelConfig& c) {
   for (const char* key : {"rope_type", "type"}) {
     auto it = scaling->find(key);
     if (it != scaling->end() && !it->is_null()) {
-      if (!it->is_string()) return cfg_err(std::string("rope scaling '") + key + "' is not a string");
+      if (!it->is_string())
+        return cfg_err(std::string("rope scaling '") + key + "' is not a string");
       type = it->get<std::string>();
       break;
     }
@@ -167,8 +170,7 @@ Result<HfModelConfig> parse_hf_config(std::string_view json_text) {
   CARPOOL_ASSIGN_OR_RETURN(c.hidden_size, req_int(j, "hidden_size", 1, kMaxHfDim));
   CARPOOL_ASSIGN_OR_RETURN(c.intermediate_size, req_int(j, "intermediate_size", 1, kMaxHfDim));
   CARPOOL_ASSIGN_OR_RETURN(c.num_hidden_layers, req_int(j, "num_hidden_layers", 1, kMaxHfDim));
-  CARPOOL_ASSIGN_OR_RETURN(c.num_attention_heads,
-                           req_int(j, "num_attention_heads", 1, kMaxHfDim));
+  CARPOOL_ASSIGN_OR_RETURN(c.num_attention_heads, req_int(j, "num_attention_heads", 1, kMaxHfDim));
   CARPOOL_ASSIGN_OR_RETURN(auto kv, opt_int(j, "num_key_value_heads", 1, kMaxHfDim));
   c.num_key_value_heads = kv ? *kv : c.num_attention_heads;
   CARPOOL_ASSIGN_OR_RETURN(auto head_dim, opt_int(j, "head_dim", 1, kMaxHfDim));
@@ -191,14 +193,16 @@ Result<HfModelConfig> parse_hf_config(std::string_view json_text) {
 
   CARPOOL_ASSIGN_OR_RETURN(auto eps, opt_num(j, "rms_norm_eps"));
   if (eps) c.rms_norm_eps = *eps;
-  if (!(c.rms_norm_eps > 0 && c.rms_norm_eps < 1)) return cfg_err("'rms_norm_eps' must be in (0, 1)");
+  if (!(c.rms_norm_eps > 0 && c.rms_norm_eps < 1))
+    return cfg_err("'rms_norm_eps' must be in (0, 1)");
   CARPOOL_RETURN_IF_ERROR(parse_rope(j, c));
 
   CARPOOL_ASSIGN_OR_RETURN(auto tie, opt_bool(j, "tie_word_embeddings"));
   c.tie_word_embeddings = tie.value_or(false);
 
   CARPOOL_ASSIGN_OR_RETURN(auto act, opt_str(j, "hidden_act"));
-  if (act && *act != "silu") return cfg_err("unsupported hidden_act " + quote_name(*act) + " (silu only)");
+  if (act && *act != "silu")
+    return cfg_err("unsupported hidden_act " + quote_name(*act) + " (silu only)");
   CARPOOL_ASSIGN_OR_RETURN(auto mlp_bias, opt_bool(j, "mlp_bias"));
   if (mlp_bias.value_or(false)) return cfg_err("'mlp_bias' true is not supported");
 
@@ -240,7 +244,8 @@ Result<HfSafetensorsIndex> parse_hf_safetensors_index(std::string_view json_text
   HfSafetensorsIndex index;
   std::set<std::string> shards;
   for (const auto& [tensor, shard] : map_it->items()) {
-    if (!shard.is_string()) return err("shard of tensor " + quote_name(tensor) + " is not a string");
+    if (!shard.is_string())
+      return err("shard of tensor " + quote_name(tensor) + " is not a string");
     const auto& s = shard.get_ref<const std::string&>();
     if (s.empty() || s == "." || s == ".." || s.find('/') != std::string::npos ||
         s.find('\\') != std::string::npos || s.find('\0') != std::string::npos) {
@@ -285,7 +290,8 @@ Result<HfGenerationConfig> parse_hf_generation_config(std::string_view json_text
   if (top_k) g.top_k = static_cast<int32_t>(*top_k);
   CARPOOL_ASSIGN_OR_RETURN(auto temperature, opt_num(j, "temperature", file));
   if (temperature) {
-    if (*temperature < 0 || *temperature > 100) return err("'temperature' is out of range [0, 100]");
+    if (*temperature < 0 || *temperature > 100)
+      return err("'temperature' is out of range [0, 100]");
     g.temperature = static_cast<float>(*temperature);
   }
   CARPOOL_ASSIGN_OR_RETURN(auto top_p, opt_num(j, "top_p", file));

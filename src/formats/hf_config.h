@@ -17,14 +17,14 @@
 
 namespace carpool {
 
-constexpr int64_t kMaxHfDim = int64_t{1} << 24;  // bound on every size field
+constexpr int64_t kMaxHfDim = int64_t{1} << 24;       // bound on every size field
 constexpr size_t kMaxHfJsonBytes = size_t{64} << 20;  // config/index/generation files
 
 // config.json of a LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM. Optional fields
 // carry the defaults of the matching transformers config class.
 struct HfModelConfig {
-  std::string architecture;      // "llama", "mistral" or "qwen2" (from architectures/model_type)
-  std::string name;              // "_name_or_path" when present
+  std::string architecture;  // "llama", "mistral" or "qwen2" (from architectures/model_type)
+  std::string name;          // "_name_or_path" when present
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;

@@ -14,7 +14,9 @@ using Json = nlohmann::json;
 
 constexpr int kMaxJsonDepth = 3;  // header object > tensor object > shape array
 
-Status err(std::string msg) { return Status::error("safetensors: " + std::move(msg)); }
+Status err(std::string msg) {
+  return Status::error("safetensors: " + std::move(msg));
+}
 
 Result<DType> parse_dtype(const std::string& name, const std::string& dtype) {
   if (dtype == "F32") return DType::kF32;
@@ -63,8 +65,8 @@ Result<SafetensorsTensor> parse_tensor(const std::string& name, const Json& v,
   uint64_t n_elements = 1;
   bool overflow = false;
   for (size_t i = 0; i < shape_it->size(); ++i) {
-    CARPOOL_ASSIGN_OR_RETURN(uint64_t dim,
-                             parse_u64((*shape_it)[i], where + ": shape[" + std::to_string(i) + "]"));
+    CARPOOL_ASSIGN_OR_RETURN(
+        uint64_t dim, parse_u64((*shape_it)[i], where + ": shape[" + std::to_string(i) + "]"));
     if (dim > static_cast<uint64_t>(INT64_MAX)) {
       return err(where + ": shape[" + std::to_string(i) + "] is too large");
     }
@@ -99,8 +101,8 @@ Result<SafetensorsTensor> parse_tensor(const std::string& name, const Json& v,
                " is past the data section (" + std::to_string(data_bytes) + " bytes)");
   }
   if (t.end - t.begin != n_bytes) {
-    return err(where + ": shape needs " + std::to_string(n_bytes) + " bytes but data_offsets span " +
-               std::to_string(t.end - t.begin));
+    return err(where + ": shape needs " + std::to_string(n_bytes) +
+               " bytes but data_offsets span " + std::to_string(t.end - t.begin));
   }
   return t;
 }
@@ -108,7 +110,8 @@ Result<SafetensorsTensor> parse_tensor(const std::string& name, const Json& v,
 Status parse_metadata(const Json& v, std::vector<std::pair<std::string, std::string>>& out) {
   if (!v.is_object()) return err("'__metadata__' is not an object");
   for (const auto& [key, value] : v.items()) {
-    if (!value.is_string()) return err("'__metadata__' value for " + quote_name(key) + " is not a string");
+    if (!value.is_string())
+      return err("'__metadata__' value for " + quote_name(key) + " is not a string");
     out.emplace_back(key, value.get<std::string>());
   }
   return Status::ok();
@@ -200,8 +203,9 @@ Result<SafetensorsFile> SafetensorsFile::parse(const uint8_t* data, size_t size)
 }
 
 const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
-  auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
-                             [](const SafetensorsTensor& t, std::string_view n) { return t.name < n; });
+  auto it =
+      std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                       [](const SafetensorsTensor& t, std::string_view n) { return t.name < n; });
   if (it == tensors_.end() || it->name != name) return nullptr;
   return &*it;
 }

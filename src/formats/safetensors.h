@@ -29,9 +29,9 @@ class MappedFile;
 
 struct SafetensorsTensor {
   std::string name;
-  DType dtype = DType::kF32;      // kF32, kF16 or kBF16
-  std::vector<int64_t> shape;     // row-major, last dimension contiguous; empty = scalar
-  uint64_t begin = 0;             // byte offsets into the data section, [begin, end)
+  DType dtype = DType::kF32;   // kF32, kF16 or kBF16
+  std::vector<int64_t> shape;  // row-major, last dimension contiguous; empty = scalar
+  uint64_t begin = 0;          // byte offsets into the data section, [begin, end)
   uint64_t end = 0;
   const uint8_t* data = nullptr;  // start of the tensor's bytes (end - begin of them)
 

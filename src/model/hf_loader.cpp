@@ -1,5 +1,7 @@
 // ModelSource from a Hugging Face model folder: config.json plus model.safetensors, or the shards
 // that model.safetensors.index.json lists. Weights stay in the memory-mapped shards.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -20,7 +22,10 @@ std::string join(const std::string& dir, const std::string& file) {
   return dir + "/" + file;
 }
 
-bool file_exists(const std::string& path) { return MappedFile::open(path).is_ok(); }
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
 
 Result<ModelConfig> to_model_config(const HfModelConfig& h, const std::string& dir) {
   ModelConfig c;

@@ -19,8 +19,7 @@ constexpr int64_t kMaxPosition = int64_t{1} << 24;
 
 Status range_error(const char* field, int64_t v, int64_t lo, int64_t hi) {
   return Status::error("model config: " + std::string(field) + " = " + std::to_string(v) +
-                       " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                       "]");
+                       " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
 }
 
 }  // namespace
@@ -82,11 +81,11 @@ Status ModelConfig::validate() const {
 int64_t ModelConfig::parameter_count() const {
   const int64_t q_dim = n_heads * head_dim;
   const int64_t kv_dim = n_kv_heads * head_dim;
-  int64_t per_layer = hidden_size * q_dim          // q
-                      + 2 * hidden_size * kv_dim   // k, v
-                      + q_dim * hidden_size        // o
+  int64_t per_layer = hidden_size * q_dim                    // q
+                      + 2 * hidden_size * kv_dim             // k, v
+                      + q_dim * hidden_size                  // o
                       + 3 * hidden_size * intermediate_size  // gate, up, down
-                      + 2 * hidden_size;           // attn_norm, ffn_norm
+                      + 2 * hidden_size;                     // attn_norm, ffn_norm
   if (qkv_bias) per_layer += q_dim + 2 * kv_dim;
   const int64_t embeddings = vocab_size * hidden_size * (tied_embeddings ? 1 : 2);
   return embeddings + n_layers * per_layer + hidden_size;  // + output_norm
@@ -157,34 +156,34 @@ const Preset kPresets[] = {
     // TinyLlama-1.1B: a ~1B Llama-2-architecture model (GQA 32/4), handy for CPU benchmarks.
     {"llama-1b",
      [] {
-       return plain("llama", "TinyLlama-1.1B", 32000, 2048, 5632, 22, 32, 4, 2048, 1e-5f,
-                    10000.f, false);
+       return plain("llama", "TinyLlama-1.1B", 32000, 2048, 5632, 22, 32, 4, 2048, 1e-5f, 10000.f,
+                    false);
      }},
     {"tinyllama-1.1b",
      [] {
-       return plain("llama", "TinyLlama-1.1B", 32000, 2048, 5632, 22, 32, 4, 2048, 1e-5f,
-                    10000.f, false);
+       return plain("llama", "TinyLlama-1.1B", 32000, 2048, 5632, 22, 32, 4, 2048, 1e-5f, 10000.f,
+                    false);
      }},
     // Mistral-7B-v0.3 (no sliding window, 32768-token vocabulary).
     {"mistral-7b",
      [] {
-       return plain("mistral", "Mistral-7B-v0.3", 32768, 4096, 14336, 32, 32, 8, 32768, 1e-5f,
-                    1e6f, false);
+       return plain("mistral", "Mistral-7B-v0.3", 32768, 4096, 14336, 32, 32, 8, 32768, 1e-5f, 1e6f,
+                    false);
      }},
     {"qwen2.5-7b",
      [] {
-       return plain("qwen2", "Qwen2.5-7B-Instruct", 152064, 3584, 18944, 28, 28, 4, 32768, 1e-6f, 1e6f,
-                    false);
+       return plain("qwen2", "Qwen2.5-7B-Instruct", 152064, 3584, 18944, 28, 28, 4, 32768, 1e-6f,
+                    1e6f, false);
      }},
     {"qwen2.5-1.5b",
      [] {
-       return plain("qwen2", "Qwen2.5-1.5B-Instruct", 151936, 1536, 8960, 28, 12, 2, 32768, 1e-6f, 1e6f,
-                    true);
+       return plain("qwen2", "Qwen2.5-1.5B-Instruct", 151936, 1536, 8960, 28, 12, 2, 32768, 1e-6f,
+                    1e6f, true);
      }},
     {"qwen2.5-0.5b",
      [] {
-       return plain("qwen2", "Qwen2.5-0.5B-Instruct", 151936, 896, 4864, 24, 14, 2, 32768, 1e-6f, 1e6f,
-                    true);
+       return plain("qwen2", "Qwen2.5-0.5B-Instruct", 151936, 896, 4864, 24, 14, 2, 32768, 1e-6f,
+                    1e6f, true);
      }},
     {"smollm2-135m",
      [] {
@@ -198,8 +197,8 @@ const Preset kPresets[] = {
      }},
     {"smollm2-1.7b",
      [] {
-       return plain("llama", "SmolLM2-1.7B", 49152, 2048, 8192, 24, 32, 32, 8192, 1e-5f,
-                    130000.f, true);
+       return plain("llama", "SmolLM2-1.7B", 49152, 2048, 8192, 24, 32, 32, 8192, 1e-5f, 130000.f,
+                    true);
      }},
 };
 

@@ -13,9 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto c = carpool::parse_hf_config(text); c.is_ok()) {
     const carpool::HfModelConfig& h = c.value();
     // Every size that parses is in range.
-    for (int64_t v : {h.vocab_size, h.hidden_size, h.intermediate_size, h.num_hidden_layers,
-                      h.num_attention_heads, h.num_key_value_heads, h.head_dim,
-                      h.max_position_embeddings}) {
+    for (int64_t v :
+         {h.vocab_size, h.hidden_size, h.intermediate_size, h.num_hidden_layers,
+          h.num_attention_heads, h.num_key_value_heads, h.head_dim, h.max_position_embeddings}) {
       if (v < 1 || v > carpool::kMaxHfDim) __builtin_trap();
     }
     if (!(h.rms_norm_eps > 0) || !(h.rope_theta > 0)) __builtin_trap();

@@ -146,8 +146,7 @@ TEST(HfConfig, RejectsBadValues) {
                       {"not divisible"});
   expect_config_error(llama_with("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": -1"),
                       {"rms_norm_eps"});
-  expect_config_error(llama_with("\"rope_theta\": 500000.0", "\"rope_theta\": 0"),
-                      {"rope_theta"});
+  expect_config_error(llama_with("\"rope_theta\": 500000.0", "\"rope_theta\": 0"), {"rope_theta"});
   expect_config_error(llama_with("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": 0"),
                       {"'tie_word_embeddings'", "boolean"});
 }

@@ -35,13 +35,12 @@ void expect_error(const std::string& header, size_t data_bytes,
   for (const char* f : fragments) EXPECT_NE(r.error().find(f), std::string::npos) << r.error();
 }
 
-const std::string kValid =
-    R"({"__metadata__":{"format":"pt"},)"
-    R"("b.weight":{"dtype":"F16","shape":[2,3],"data_offsets":[24,36]},)"
-    R"("a.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
-    R"("c.bias":{"dtype":"BF16","shape":[2],"data_offsets":[36,40]},)"
-    R"("empty":{"dtype":"F32","shape":[0,5],"data_offsets":[40,40]},)"
-    R"("scalar":{"dtype":"F32","shape":[],"data_offsets":[40,44]}}  )";
+const std::string kValid = R"({"__metadata__":{"format":"pt"},)"
+                           R"("b.weight":{"dtype":"F16","shape":[2,3],"data_offsets":[24,36]},)"
+                           R"("a.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
+                           R"("c.bias":{"dtype":"BF16","shape":[2],"data_offsets":[36,40]},)"
+                           R"("empty":{"dtype":"F32","shape":[0,5],"data_offsets":[40,40]},)"
+                           R"("scalar":{"dtype":"F32","shape":[],"data_offsets":[40,44]}}  )";
 
 TEST(Safetensors, ParsesValidFile) {
   auto bytes = make_file(kValid, 44);
@@ -172,8 +171,8 @@ TEST(Safetensors, RejectsShapeOffsetMismatch) {
 TEST(Safetensors, RejectsBadShapes) {
   expect_error(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})",
                4, {"'w'", "overflow"});
-  expect_error(R"({"w":{"dtype":"F32","shape":[9223372036854775807,2],"data_offsets":[0,4]}})",
-               4, {"'w'", "overflow"});
+  expect_error(R"({"w":{"dtype":"F32","shape":[9223372036854775807,2],"data_offsets":[0,4]}})", 4,
+               {"'w'", "overflow"});
   expect_error(R"({"w":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,4]}})", 4,
                {"'w'", "too large"});
   expect_error(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4,
@@ -182,8 +181,7 @@ TEST(Safetensors, RejectsBadShapes) {
                {"'w'", "shape[0]"});
   expect_error(R"({"w":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,4]}})", 4,
                {"'w'", "rank 9"});
-  expect_error(R"({"w":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})", 8,
-               {"'w'", "'shape'"});
+  expect_error(R"({"w":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})", 8, {"'w'", "'shape'"});
 }
 
 TEST(Safetensors, AcceptsHugeDimsWithAZero) {

@@ -174,7 +174,8 @@ void write_safetensors(const fs::path& path, const std::vector<Tensor>& tensors)
   for (const Tensor& t : tensors) {
     uint64_t n = t.dtype == "F32" ? 4 : t.dtype == "I8" ? 1 : 2;
     for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string h = header.dump();
@@ -209,7 +210,8 @@ class HfLoaderHostile : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) /
-           ("hf_loader_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("hf_loader_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     write("config.json", kConfig);
@@ -295,7 +297,8 @@ TEST_F(HfLoaderHostile, BadConfig) {
 
 TEST_F(HfLoaderHostile, ShardedFolder) {
   auto tensors = valid_tensors();
-  std::vector<Tensor> a(tensors.begin(), tensors.begin() + 6), b(tensors.begin() + 6, tensors.end());
+  std::vector<Tensor> a(tensors.begin(), tensors.begin() + 6),
+      b(tensors.begin() + 6, tensors.end());
   write_safetensors(dir_ / "a.safetensors", a);
   write_safetensors(dir_ / "b.safetensors", b);
   Json map = Json::object();

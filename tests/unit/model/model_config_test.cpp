@@ -31,10 +31,9 @@ TEST(ModelConfig, PresetsMatchPublishedParameterCounts) {
 }
 
 TEST(ModelConfig, PresetsAreValid) {
-  for (const char* name : {"llama-3.1-8b", "llama-3.2-1b", "llama-3.2-3b", "llama-2-7b",
-                           "llama-1b", "tinyllama-1.1b", "mistral-7b", "qwen2.5-7b",
-                           "qwen2.5-1.5b", "qwen2.5-0.5b", "smollm2-135m", "smollm2-360m",
-                           "smollm2-1.7b"}) {
+  for (const char* name : {"llama-3.1-8b", "llama-3.2-1b", "llama-3.2-3b", "llama-2-7b", "llama-1b",
+                           "tinyllama-1.1b", "mistral-7b", "qwen2.5-7b", "qwen2.5-1.5b",
+                           "qwen2.5-0.5b", "smollm2-135m", "smollm2-360m", "smollm2-1.7b"}) {
     auto r = named_config(name);
     ASSERT_TRUE(r.is_ok()) << name << ": " << r.error();
     Status st = r->validate();
