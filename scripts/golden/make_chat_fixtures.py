@@ -218,6 +218,8 @@ FEATURES = [
     ('tojson', '{{ d | tojson }}|{{ d | tojson(indent=2) }}|{{ [] | tojson }}|{{ {} | tojson(indent=2) }}|{{ "é<>&\'\\"\\n" | tojson }}|'
      '{{ d | tojson(sort_keys=true) }}|{{ [1.5, 1e20, none, true] | tojson }}|{{ d | tojson(separators=(",", ":")) }}|{{ d | tojson(indent="\\t") }}',
      {'d': {'z': [1, {'y': None}], 'a': 'x', 'e': {}}}),
+    ('case_unicode', "{{ 'Ünïcödé ßtraße'|upper }}|{{ 'ÀÉÎ ΑΒΓ ПРИВЕТ'|lower }}|{{ 'élan vital'|title }}|"
+     "{{ 'éCOLE'.capitalize() }}|{{ 'ÿ'.upper() }}", {}),
     ('indent', '{{ "a\\nb\\n\\nc" | indent }}|{{ "a\\nb" | indent(2, true) }}|{{ "a\\n\\nb" | indent(1, blank=true) }}', {}),
     # string methods
     ('str_methods', '{{ s.startswith("He") }}{{ s.endswith("!") }}{{ s.startswith(("x", "H")) }}|{{ s.strip() }}|{{ "xxaxx".strip("x") }}|'

@@ -6,14 +6,26 @@
 namespace carpool::chat {
 
 namespace {
+// Simple case mapping for ASCII, Latin-1, Greek and basic Cyrillic (one code point to one).
 char32_t upper_cp(char32_t c) {
-  return (c >= 'a' && c <= 'z') ? c - 32 : c;
+  if ((c >= 'a' && c <= 'z') || (c >= 0xE0 && c <= 0xFE && c != 0xF7)) return c - 32;
+  if (c == 0xFF) return 0x178;
+  if (c >= 0x3B1 && c <= 0x3C9 && c != 0x3C2) return c - 32;
+  if (c == 0x3C2) return 0x3A3;
+  if (c >= 0x430 && c <= 0x44F) return c - 32;
+  if (c >= 0x450 && c <= 0x45F) return c - 80;
+  return c;
 }
 char32_t lower_cp(char32_t c) {
-  return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+  if ((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7)) return c + 32;
+  if (c == 0x178) return 0xFF;
+  if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
+  if (c >= 0x410 && c <= 0x42F) return c + 32;
+  if (c >= 0x400 && c <= 0x40F) return c + 80;
+  return c;
 }
 bool is_cased_letter(char32_t c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  return upper_cp(c) != c || lower_cp(c) != c || c == 0xDF;
 }
 }  // namespace
 
@@ -104,19 +116,23 @@ std::string py_replace(std::string_view s, std::string_view from, std::string_vi
 }
 
 std::string py_upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+  std::u32string cps = utf8_decode(s);
+  std::u32string out;
+  out.reserve(cps.size());
+  for (char32_t c : cps) {
+    if (c == 0xDF) {
+      out += U"SS";  // Python maps the sharp s to two letters
+    } else {
+      out.push_back(upper_cp(c));
+    }
   }
-  return out;
+  return utf8_encode(out);
 }
 
 std::string py_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  }
-  return out;
+  std::u32string cps = utf8_decode(s);
+  for (char32_t& c : cps) c = lower_cp(c);
+  return utf8_encode(cps);
 }
 
 std::string py_capitalize(std::string_view s) {

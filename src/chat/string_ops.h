@@ -1,5 +1,5 @@
 // Python str methods on UTF-8 strings, with code-point semantics where it matters.
-// Case mapping covers ASCII only (a documented limitation).
+// Case mapping covers ASCII, Latin-1, Greek and basic Cyrillic; other scripts are left as is.
 #pragma once
 
 #include <optional>
