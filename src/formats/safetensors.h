@@ -11,6 +11,7 @@
 //   - the tensors' byte ranges tile the data section exactly: no overlap, no hole, nothing after.
 // Tensor data pointers view the mapping (or the caller's buffer for parse()) and are NOT aligned
 // in general: the format aligns nothing beyond what the writer chose.
+// A SafetensorsFile is immutable after parsing: its const methods are thread-safe.
 #pragma once
 
 #include <cstdint>
