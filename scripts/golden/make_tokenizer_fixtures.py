@@ -12,6 +12,12 @@ For every string of tests/golden/tokenizer/corpus.json and every family it recor
 Families and how the reference tokenizer is built:
   llama2, llama3, qwen3  tokenizers.Tokenizer.from_file(<data>/tokenizers/<name>/tokenizer.json),
                          the files as published with the models.
+  llama2_metaspace       llama2/tokenizer.json with the Metaspace pre-tokenizer and decoder that
+                         older SentencePiece conversions (Mistral 7B v0.1 and others) use, in
+                         place of the Prepend/Replace normalizer; the change is stored in the
+                         fixture ("overrides") and the C++ test applies the same one. The
+                         Metaspace decoder alone leaves <0xXX> tokens as text; our decoder always
+                         turns them into bytes, so those decodes are not compared.
   smollm2                The default model ships only as GGUF. Its reference is rebuilt from the
                          GGUF metadata read with the `gguf` package: the vocabulary and merges
                          become a `tokenizers` BPE model, the control tokens (token_type 3)
@@ -67,6 +73,22 @@ def smollm2_from_gguf(path):
     return tok
 
 
+METASPACE_OVERRIDES = {
+    'normalizer': None,
+    'pre_tokenizer': {'type': 'Metaspace', 'replacement': '\u2581', 'prepend_scheme': 'first',
+                      'split': True},
+    'decoder': {'type': 'Metaspace', 'replacement': '\u2581', 'prepend_scheme': 'first',
+                'split': True},
+}
+
+
+def llama2_metaspace(data):
+    with open(os.path.join(data, 'llama2', 'tokenizer.json'), encoding='utf-8') as f:
+        j = json.load(f)
+    j.update(METASPACE_OVERRIDES)
+    return Tokenizer.from_str(json.dumps(j))
+
+
 def record(tok, corpus):
     cases = []
     for text in corpus:
@@ -102,6 +124,8 @@ def main():
                   'qwen3/tokenizer.json'),
         'llama2': (lambda: Tokenizer.from_file(os.path.join(args.data, 'llama2', 'tokenizer.json')),
                    'llama2/tokenizer.json'),
+        'llama2_metaspace': (lambda: llama2_metaspace(args.data),
+                             'llama2/tokenizer.json with the overrides below'),
     }
     for name, (build, source) in families.items():
         tok = build()
@@ -111,6 +135,8 @@ def main():
             'reference': 'tokenizers ' + tokenizers.__version__,
             'cases': record(tok, corpus),
         }
+        if name == 'llama2_metaspace':
+            fixture['overrides'] = METASPACE_OVERRIDES
         path = os.path.join(OUT_DIR, name + '.json')
         with open(path, 'w', encoding='utf-8') as f:
             json.dump(fixture, f, ensure_ascii=False, indent=None, separators=(',', ':'))

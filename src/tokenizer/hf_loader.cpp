@@ -75,8 +75,17 @@ Status parse_normalizer(const json& j, TokenizerSpec& spec, bool* sentencepiece)
   return Status::ok();
 }
 
-Status parse_pre_tokenizer(const json& j, TokenizerSpec& spec, bool* byte_level) {
+// Metaspace's prepend scheme: "always", "first" or "never" (older files: add_prefix_space).
+std::string metaspace_scheme(const json& s) {
+  std::string scheme = get_string(s, "prepend_scheme");
+  if (scheme.empty()) scheme = get_bool(s, "add_prefix_space", true) ? "always" : "never";
+  return scheme;
+}
+
+Status parse_pre_tokenizer(const json& j, TokenizerSpec& spec, bool* byte_level,
+                           bool* metaspace) {
   *byte_level = false;
+  *metaspace = false;
   spec.pre_tokenizer = PreTokenizerKind::kNone;
   if (j.is_null()) return Status::ok();
   std::vector<json> steps;
@@ -111,6 +120,17 @@ Status parse_pre_tokenizer(const json& j, TokenizerSpec& spec, bool* byte_level)
       }
     } else if (t == "Digits" && get_bool(s, "individual_digits", false)) {
       digits = true;
+    } else if (t == "Metaspace" && steps.size() == 1 &&
+               get_string(s, "replacement") == kSpaceMarker) {
+      std::string scheme = metaspace_scheme(s);
+      if (scheme != "always" && scheme != "first" && scheme != "never") {
+        return err("unsupported Metaspace prepend_scheme '" + scheme + "'");
+      }
+      *metaspace = true;
+      spec.add_dummy_prefix = scheme != "never";
+      spec.dummy_prefix_first_only = scheme == "first";
+      spec.dummy_prefix_unless_space = true;
+      spec.split_on_space_marker = get_bool(s, "split", true);
     } else {
       return err("unsupported pre-tokenizer '" + t + "'");
     }
@@ -137,6 +157,8 @@ Status parse_decoder(const json& j, TokenizerSpec& spec) {
           start->get<int64_t>() >= 1) {
         spec.strip_leading_space = true;
       }
+    } else if (t == "Metaspace") {
+      spec.strip_first_token_spaces = metaspace_scheme(s) != "never";
     } else if (t != "ByteLevel" && t != "Replace" && t != "ByteFallback" && t != "Fuse") {
       return err("unsupported decoder '" + t + "'");
     }
@@ -257,12 +279,14 @@ Result<TokenizerSpec> parse(const json& root, const json* config) {
   CARPOOL_RETURN_IF_ERROR(parse_merges(model.contains("merges") ? model["merges"] : empty_array, spec));
 
   // Pipeline.
-  bool sentencepiece = false, byte_level = false;
+  bool sentencepiece = false, byte_level = false, metaspace = false;
   CARPOOL_RETURN_IF_ERROR(
       parse_normalizer(root.contains("normalizer") ? root["normalizer"] : json(), spec,
                        &sentencepiece));
-  CARPOOL_RETURN_IF_ERROR(parse_pre_tokenizer(
-      root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json(), spec, &byte_level));
+  CARPOOL_RETURN_IF_ERROR(
+      parse_pre_tokenizer(root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json(), spec,
+                          &byte_level, &metaspace));
+  sentencepiece = sentencepiece || metaspace;
   CARPOOL_RETURN_IF_ERROR(
       parse_decoder(root.contains("decoder") ? root["decoder"] : json(), spec));
   if (byte_level == sentencepiece) {

@@ -11,10 +11,14 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
 std::string StreamDecoder::push(int32_t id) {
   if (id < 0 || id >= tokenizer_.vocab_size()) return {};
   if (skip_special_ && tokenizer_.is_special(id)) return {};
-  pending_.append(tokenizer_.token_to_piece(id));
-  if (at_start_ && !pending_.empty()) {
+  if (at_start_) {
+    std::string piece(tokenizer_.token_to_piece(id));
+    if (piece.empty()) return {};
     at_start_ = false;
-    if (tokenizer_.strips_leading_space() && pending_[0] == ' ') pending_.erase(0, 1);
+    tokenizer_.adjust_first_piece(piece);
+    pending_.append(piece);
+  } else {
+    pending_.append(tokenizer_.token_to_piece(id));
   }
   size_t complete = unicode::utf8_complete_prefix(pending_);
   if (complete == 0) return {};

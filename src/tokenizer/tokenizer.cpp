@@ -237,7 +237,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
     if (match->options.lstrip) {
       while (segment_end > segment_start && is_ascii_space(text[segment_end - 1])) --segment_end;
     }
-    encode_segment(text.substr(segment_start, segment_end - segment_start), out);
+    encode_segment(text.substr(segment_start, segment_end - segment_start), segment_start == 0,
+                   out);
     out.push_back(match->id);
     pos += match->text.size();
     if (match->options.rstrip) {
@@ -245,11 +246,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
     }
     segment_start = pos;
   }
-  encode_segment(text.substr(segment_start), out);
+  encode_segment(text.substr(segment_start), segment_start == 0, out);
   return out;
 }
 
-void Tokenizer::encode_segment(std::string_view text, std::vector<int32_t>& out) const {
+void Tokenizer::encode_segment(std::string_view text, bool at_start,
+                               std::vector<int32_t>& out) const {
   if (text.empty()) return;
   std::string normalized;
   if (spec_.nfc) {
@@ -259,7 +261,9 @@ void Tokenizer::encode_segment(std::string_view text, std::vector<int32_t>& out)
   if (spec_.model == TokenizerModel::kSentencePieceBpe) {
     std::string word;
     word.reserve(text.size() + 8);
-    if (spec_.add_dummy_prefix) word.append(kSpaceMarker);
+    bool prefix = spec_.add_dummy_prefix && (at_start || !spec_.dummy_prefix_first_only) &&
+                  !(spec_.dummy_prefix_unless_space && text[0] == ' ');
+    if (prefix) word.append(kSpaceMarker);
     for (char c : text) {
       if (c == ' ') {
         word.append(kSpaceMarker);
@@ -267,7 +271,19 @@ void Tokenizer::encode_segment(std::string_view text, std::vector<int32_t>& out)
         word.push_back(c);
       }
     }
-    encode_word(word, out);
+    if (!spec_.split_on_space_marker) {
+      encode_word(word, out);
+      return;
+    }
+    // Each '▁' starts a word.
+    std::string_view w = word;
+    size_t start = 0;
+    while (start < w.size()) {
+      size_t next = w.find(kSpaceMarker, start + 1);
+      if (next == std::string_view::npos) next = w.size();
+      encode_word(w.substr(start, next - start), out);
+      start = next;
+    }
     return;
   }
   std::vector<std::string_view> words;
@@ -343,18 +359,35 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
     }
     run.clear();
   };
+  bool first = true;
   for (int32_t id : ids) {
     if (id < 0 || id >= n || (skip_special && is_special(id))) continue;
     if (spec_.types[id] == TokenType::kByte) {
       run.append(pieces_[id]);
     } else {
       flush_run();
-      text.append(pieces_[id]);
+      if (first && spec_.strip_first_token_spaces) {
+        std::string piece = pieces_[id];
+        adjust_first_piece(piece);
+        text.append(piece);
+      } else {
+        text.append(pieces_[id]);
+      }
     }
+    first = false;
   }
   flush_run();
   if (spec_.strip_leading_space && !text.empty() && text[0] == ' ') text.erase(0, 1);
   return unicode::utf8_lossy(text);
+}
+
+void Tokenizer::adjust_first_piece(std::string& piece) const {
+  if (spec_.model != TokenizerModel::kSentencePieceBpe) return;
+  if (spec_.strip_first_token_spaces) {
+    piece.erase(std::remove(piece.begin(), piece.end(), ' '), piece.end());
+  } else if (spec_.strip_leading_space && !piece.empty() && piece[0] == ' ') {
+    piece.erase(0, 1);
+  }
 }
 
 std::string_view Tokenizer::token_to_piece(int32_t id) const {

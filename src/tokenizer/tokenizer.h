@@ -79,7 +79,9 @@ class Tokenizer {
   TokenType token_type(int32_t id) const;
   TokenizerModel model() const { return spec_.model; }
   PreTokenizerKind pre_tokenizer() const { return spec_.pre_tokenizer; }
-  bool strips_leading_space() const { return spec_.strip_leading_space; }
+  // Applies the decoder's rule for the start of the text to the first non-empty piece
+  // (SentencePiece: drop the space the dummy prefix stands for).
+  void adjust_first_piece(std::string& piece) const;
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
@@ -89,7 +91,8 @@ class Tokenizer {
   Tokenizer();
   struct AddedTokenIndex;  // the added-token matcher, defined in tokenizer.cpp
 
-  void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
+  // at_start: the segment begins the input text.
+  void encode_segment(std::string_view text, bool at_start, std::vector<int32_t>& out) const;
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
   TokenizerSpec spec_;

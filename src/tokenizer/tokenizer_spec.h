@@ -42,8 +42,17 @@ struct TokenizerSpec {
   TokenizerModel model = TokenizerModel::kByteLevelBpe;
   PreTokenizerKind pre_tokenizer = PreTokenizerKind::kGpt2;
   bool nfc = false;               // NFC-normalize text between added tokens (Qwen2)
-  bool add_dummy_prefix = false;  // SentencePiece: prepend '▁' to each non-empty text segment
-  bool strip_leading_space = false;  // SentencePiece decode: drop one leading space of the text
+  // SentencePiece: put a '▁' before text segments (the segments between added tokens).
+  bool add_dummy_prefix = false;
+  bool dummy_prefix_first_only = false;   // only before the segment that starts the input
+  bool dummy_prefix_unless_space = false;  // not before a segment that starts with a space
+  // SentencePiece: each '▁' starts a new word (Metaspace split=true); otherwise a segment is one
+  // word.
+  bool split_on_space_marker = false;
+  // SentencePiece decode: drop one leading space of the text (the Strip decoder) ...
+  bool strip_leading_space = false;
+  // ... or every space of the first token (the Metaspace decoder).
+  bool strip_first_token_spaces = false;
   bool ignore_merges = false;     // a word that is itself a vocabulary entry is taken whole
   bool byte_fallback = false;     // SentencePiece: unknown characters become <0xXX> tokens
   bool fuse_unk = false;          // consecutive unknown characters give one unk token
