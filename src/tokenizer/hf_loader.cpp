@@ -357,33 +357,69 @@ Result<std::string> read_file(const std::string& path, bool* missing) {
   return data;
 }
 
-}  // namespace
+// The optional files beside tokenizer.json that from_hf_dir also reads.
+struct SideFiles {
+  std::string_view tokenizer_config;   // tokenizer_config.json
+  std::string_view generation_config;  // generation_config.json: eos_token_id (int or list)
+  std::string_view chat_template;      // chat_template.jinja: used when the config has none
+};
 
-Result<Tokenizer> Tokenizer::from_hf_json(std::string_view tokenizer_json,
-                                          std::string_view tokenizer_config_json) {
+Result<Tokenizer> from_hf(std::string_view tokenizer_json, const SideFiles& side) {
   try {
     json root = json::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
     if (root.is_discarded()) return err("invalid JSON");
     json config;
-    if (!tokenizer_config_json.empty()) {
-      config = json::parse(tokenizer_config_json, nullptr, /*allow_exceptions=*/false);
+    if (!side.tokenizer_config.empty()) {
+      config = json::parse(side.tokenizer_config, nullptr, /*allow_exceptions=*/false);
       if (config.is_discarded()) return Status::error("tokenizer_config.json: invalid JSON");
     }
     auto spec = parse(root, config.is_object() ? &config : nullptr);
     if (!spec) return spec.status();
-    return from_spec(std::move(spec).value());
+    if (spec->chat_template.empty()) spec->chat_template = std::string(side.chat_template);
+    if (!side.generation_config.empty()) {
+      json gen = json::parse(side.generation_config, nullptr, /*allow_exceptions=*/false);
+      if (gen.is_discarded()) return Status::error("generation_config.json: invalid JSON");
+      json eos = gen.is_object() && gen.contains("eos_token_id") ? gen["eos_token_id"] : json();
+      if (eos.is_number_integer()) eos = json::array({eos});
+      if (eos.is_array()) {
+        for (const auto& e : eos) {
+          if (!e.is_number_integer() || e.get<int64_t>() < 0 ||
+              e.get<int64_t>() >= static_cast<int64_t>(spec->tokens.size())) {
+            return Status::error("generation_config.json: bad eos_token_id");
+          }
+          spec->extra_eog_ids.push_back(static_cast<int32_t>(e.get<int64_t>()));
+        }
+      }
+    }
+    return Tokenizer::from_spec(std::move(spec).value());
   } catch (const std::exception& e) {
     return err(std::string("malformed: ") + e.what());
   }
 }
 
+}  // namespace
+
+Result<Tokenizer> Tokenizer::from_hf_json(std::string_view tokenizer_json,
+                                          std::string_view tokenizer_config_json) {
+  return from_hf(tokenizer_json, SideFiles{tokenizer_config_json, {}, {}});
+}
+
 Result<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
   auto tokenizer_json = read_file(dir + "/tokenizer.json", nullptr);
   if (!tokenizer_json) return tokenizer_json.status();
-  bool missing = false;
-  auto config = read_file(dir + "/tokenizer_config.json", &missing);
-  if (!config && !missing) return config.status();
-  return from_hf_json(*tokenizer_json, config ? std::string_view(*config) : std::string_view());
+  std::string side_text[3];
+  const char* names[3] = {"/tokenizer_config.json", "/generation_config.json",
+                          "/chat_template.jinja"};
+  for (int k = 0; k < 3; ++k) {
+    bool missing = false;
+    auto text = read_file(dir + names[k], &missing);
+    if (text) {
+      side_text[k] = std::move(text).value();
+    } else if (!missing) {
+      return text.status();
+    }
+  }
+  return from_hf(*tokenizer_json, SideFiles{side_text[0], side_text[1], side_text[2]});
 }
 
 }  // namespace carpool

@@ -3,7 +3,8 @@
 // Hugging Face tokenizer folder (tokenizer.json + optional tokenizer_config.json).
 //
 // Behaviour follows Hugging Face `tokenizers` (the golden tests compare ids exactly):
-//  - Added tokens are found in the raw text first, leftmost-longest. Special ones (<s>,
+//  - Added tokens are found in the raw text first, leftmost-longest (their lstrip/rstrip are
+//    honoured; single_word and normalized=true are not: all are matched on the raw text). Special ones (<s>,
 //    <|im_end|>, GGUF control tokens) only when `parse_special` is true, which is what
 //    `tokenizers` does by default; added tokens that are not special (Qwen's <think>, GGUF
 //    user-defined tokens) always. With parse_special=false special-token text is encoded as
@@ -18,7 +19,8 @@
 //    replaced by U+FFFD (a run of SentencePiece byte tokens that is not valid UTF-8 gives one
 //    U+FFFD per byte), and for SentencePiece one leading space removed. Ids outside the
 //    vocabulary are skipped (a model's embedding table may be larger than its vocabulary).
-//    Transformers' clean_up_tokenization_spaces is not applied.
+//    Transformers' clean_up_tokenization_spaces is not applied. One known difference: with a
+//    bare Metaspace decoder the reference prints <0xXX> tokens as text; we decode their bytes.
 //
 // Malformed files (bad ids, merges naming unknown tokens, absurd counts) give an error Status.
 // A Tokenizer is immutable after loading; all const methods are thread-safe.
@@ -44,7 +46,9 @@ class Tokenizer {
  public:
   // Reads tokenizer.ggml.* and tokenizer.chat_template from GGUF metadata.
   static Result<Tokenizer> from_gguf(const GgufFile& gguf);
-  // Reads `dir`/tokenizer.json and, when present, `dir`/tokenizer_config.json.
+  // Reads `dir`/tokenizer.json and, when present, tokenizer_config.json (bos/eos, add_bos,
+  // chat_template), generation_config.json (eos_token_id: more end-of-generation ids) and
+  // chat_template.jinja (the template, when tokenizer_config.json has none).
   static Result<Tokenizer> from_hf_dir(const std::string& dir);
   // Parses tokenizer.json text (and tokenizer_config.json text, may be empty).
   static Result<Tokenizer> from_hf_json(std::string_view tokenizer_json,

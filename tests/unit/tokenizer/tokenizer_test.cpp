@@ -206,6 +206,27 @@ TEST(HfLoader, FolderWithOnlyTokenizerFiles) {
   EXPECT_TRUE(bare->chat_template().empty());
 }
 
+TEST(HfLoader, SideFilesGiveTemplateAndEndIds) {
+  TempDir dir;
+  fs::copy_file(data_dir("llama3") + "/tokenizer.json", dir.path() + "/tokenizer.json");
+  dir.write("tokenizer_config.json", R"({"bos_token": "<|begin_of_text|>"})");
+  dir.write("generation_config.json", R"({"eos_token_id": [128001, 128009]})");
+  dir.write("chat_template.jinja", "{{ messages }}");
+  auto tok = Tokenizer::from_hf_dir(dir.path());
+  ASSERT_TRUE(tok.is_ok()) << tok.error();
+  EXPECT_EQ(tok->chat_template(), "{{ messages }}");
+  EXPECT_EQ(tok->bos_id(), 128000);
+  EXPECT_TRUE(tok->is_end_of_generation(128009));
+  EXPECT_TRUE(tok->is_end_of_generation(128001));
+  EXPECT_FALSE(tok->is_end_of_generation(128000));
+
+  dir.write("generation_config.json", R"({"eos_token_id": [5000000]})");
+  auto bad = Tokenizer::from_hf_dir(dir.path());
+  EXPECT_FALSE(bad.is_ok());
+  dir.write("generation_config.json", "{not json");
+  EXPECT_FALSE(Tokenizer::from_hf_dir(dir.path()).is_ok());
+}
+
 TEST(HfLoader, Llama3EndOfGenerationAndBos) {
   auto tok = Tokenizer::from_hf_dir(data_dir("llama3"));
   ASSERT_TRUE(tok.is_ok()) << tok.error();
