@@ -25,8 +25,8 @@ void BpeMerges::apply(std::vector<int32_t>& symbols) const {
   }
   struct Candidate {
     int32_t rank;
-    int32_t pos;    // index of the left symbol
-    int32_t left;   // ids expected at pos and next[pos] when popped
+    int32_t pos;   // index of the left symbol
+    int32_t left;  // ids expected at pos and next[pos] when popped
     int32_t right;
     int32_t result;
     bool operator>(const Candidate& o) const {

@@ -10,7 +10,9 @@
 namespace carpool {
 namespace {
 
-Status err(const std::string& msg) { return Status::error("gguf tokenizer: " + msg); }
+Status err(const std::string& msg) {
+  return Status::error("gguf tokenizer: " + msg);
+}
 
 Result<PreTokenizerKind> pre_tokenizer_for(std::string_view pre, bool* nfc) {
   *nfc = false;
@@ -71,8 +73,8 @@ Result<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
     if (types->size() != n) return err("token_type count != token count");
     for (size_t i = 0; i < n; ++i) {
       int32_t t = (*types)[i];
-      if (t < 1 || t > 6) return err("bad token_type " + std::to_string(t) + " for token " +
-                                     std::to_string(i));
+      if (t < 1 || t > 6)
+        return err("bad token_type " + std::to_string(t) + " for token " + std::to_string(i));
       spec.types[i] = static_cast<TokenType>(t);
     }
   }

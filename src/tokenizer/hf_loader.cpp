@@ -24,7 +24,9 @@ constexpr std::string_view kQwen2Pattern =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-Status err(const std::string& msg) { return Status::error("tokenizer.json: " + msg); }
+Status err(const std::string& msg) {
+  return Status::error("tokenizer.json: " + msg);
+}
 
 std::string type_of(const json& j) {
   if (!j.is_object()) return "";
@@ -82,8 +84,7 @@ std::string metaspace_scheme(const json& s) {
   return scheme;
 }
 
-Status parse_pre_tokenizer(const json& j, TokenizerSpec& spec, bool* byte_level,
-                           bool* metaspace) {
+Status parse_pre_tokenizer(const json& j, TokenizerSpec& spec, bool* byte_level, bool* metaspace) {
   *byte_level = false;
   *metaspace = false;
   spec.pre_tokenizer = PreTokenizerKind::kNone;
@@ -99,7 +100,8 @@ Status parse_pre_tokenizer(const json& j, TokenizerSpec& spec, bool* byte_level,
   for (const auto& s : steps) {
     std::string t = type_of(s);
     if (t == "ByteLevel") {
-      if (get_bool(s, "add_prefix_space", false)) return err("ByteLevel add_prefix_space unsupported");
+      if (get_bool(s, "add_prefix_space", false))
+        return err("ByteLevel add_prefix_space unsupported");
       *byte_level = true;
       if (get_bool(s, "use_regex", true)) {
         if (!split_pattern.empty()) return err("unsupported pre-tokenizer sequence");
@@ -211,7 +213,8 @@ Result<TokenizerSpec> parse(const json& root, const json* config) {
 
   // Vocabulary and added tokens.
   auto vocab_it = model.find("vocab");
-  if (vocab_it == model.end() || !vocab_it->is_object()) return err("model.vocab must be an object");
+  if (vocab_it == model.end() || !vocab_it->is_object())
+    return err("model.vocab must be an object");
   const json& vocab = *vocab_it;
   const json empty_array = json::array();
   auto added_it = root.find("added_tokens");
@@ -248,7 +251,9 @@ Result<TokenizerSpec> parse(const json& root, const json* config) {
     }
     auto id = check_id(a["id"], "added token");
     if (!id) return id.status();
-    added_tokens.push_back({*id, a["content"].get<std::string>(), get_bool(a, "special", false),
+    added_tokens.push_back({*id,
+                            a["content"].get<std::string>(),
+                            get_bool(a, "special", false),
                             {get_bool(a, "lstrip", false), get_bool(a, "rstrip", false)}});
   }
   if (max_id < 0) return err("empty vocabulary");
@@ -276,22 +281,22 @@ Result<TokenizerSpec> parse(const json& root, const json* config) {
   };
   if (auto unk = get_string(model, "unk_token"); !unk.empty()) spec.unk_id = find_id(unk);
 
-  CARPOOL_RETURN_IF_ERROR(parse_merges(model.contains("merges") ? model["merges"] : empty_array, spec));
+  CARPOOL_RETURN_IF_ERROR(
+      parse_merges(model.contains("merges") ? model["merges"] : empty_array, spec));
 
   // Pipeline.
   bool sentencepiece = false, byte_level = false, metaspace = false;
-  CARPOOL_RETURN_IF_ERROR(
-      parse_normalizer(root.contains("normalizer") ? root["normalizer"] : json(), spec,
-                       &sentencepiece));
+  CARPOOL_RETURN_IF_ERROR(parse_normalizer(
+      root.contains("normalizer") ? root["normalizer"] : json(), spec, &sentencepiece));
   CARPOOL_RETURN_IF_ERROR(
       parse_pre_tokenizer(root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json(), spec,
                           &byte_level, &metaspace));
   sentencepiece = sentencepiece || metaspace;
-  CARPOOL_RETURN_IF_ERROR(
-      parse_decoder(root.contains("decoder") ? root["decoder"] : json(), spec));
+  CARPOOL_RETURN_IF_ERROR(parse_decoder(root.contains("decoder") ? root["decoder"] : json(), spec));
   if (byte_level == sentencepiece) {
-    return err("unsupported pipeline: expected either a ByteLevel pre-tokenizer or the "
-               "SentencePiece space normalizer");
+    return err(
+        "unsupported pipeline: expected either a ByteLevel pre-tokenizer or the "
+        "SentencePiece space normalizer");
   }
   spec.model = byte_level ? TokenizerModel::kByteLevelBpe : TokenizerModel::kSentencePieceBpe;
   if (sentencepiece && spec.pre_tokenizer != PreTokenizerKind::kNone) {
@@ -303,8 +308,7 @@ Result<TokenizerSpec> parse(const json& root, const json* config) {
   if (post != root.end() && type_of(*post) == "TemplateProcessing" && post->contains("single") &&
       (*post)["single"].is_array() && !(*post)["single"].empty()) {
     const json& first = (*post)["single"][0];
-    if (first.is_object() && first.contains("SpecialToken") &&
-        first["SpecialToken"].is_object()) {
+    if (first.is_object() && first.contains("SpecialToken") && first["SpecialToken"].is_object()) {
       int32_t id = find_id(get_string(first["SpecialToken"], "id"));
       if (id >= 0) {
         spec.bos_id = id;

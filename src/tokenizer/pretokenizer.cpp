@@ -67,7 +67,9 @@ size_t run_of(const Chars& c, size_t i, size_t end, CharClass k) {
   return j - i;
 }
 
-bool is_newline(uint32_t cp) { return cp == '\r' || cp == '\n'; }
+bool is_newline(uint32_t cp) {
+  return cp == '\r' || cp == '\n';
+}
 
 // \s+(?!\S)|\s+ at i, where c.cls[i] is kSpace.
 size_t match_trailing_space(const Chars& c, size_t i, size_t end) {
@@ -144,11 +146,16 @@ void split(PreTokenizerKind kind, const Chars& c, size_t begin, size_t end, std:
 
 const char* pre_tokenizer_name(PreTokenizerKind kind) {
   switch (kind) {
-    case PreTokenizerKind::kNone: return "none";
-    case PreTokenizerKind::kGpt2: return "gpt2";
-    case PreTokenizerKind::kSmolLM: return "smollm";
-    case PreTokenizerKind::kLlama3: return "llama3";
-    case PreTokenizerKind::kQwen2: return "qwen2";
+    case PreTokenizerKind::kNone:
+      return "none";
+    case PreTokenizerKind::kGpt2:
+      return "gpt2";
+    case PreTokenizerKind::kSmolLM:
+      return "smollm";
+    case PreTokenizerKind::kLlama3:
+      return "llama3";
+    case PreTokenizerKind::kQwen2:
+      return "qwen2";
   }
   return "?";
 }

@@ -44,12 +44,14 @@ std::string replace_all(std::string_view s, std::string_view from, std::string_v
   return out;
 }
 
-bool is_ascii_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+bool is_ascii_space(char c) {
+  return c == ' ' || (c >= '\t' && c <= '\r');
+}
 
 // Token texts that end a turn in the chat formats we know.
 constexpr std::array<std::string_view, 9> kEndOfTurnTexts = {
-    "<|eot_id|>",   "<|eom_id|>",    "<|im_end|>", "<|endoftext|>", "<|end_of_text|>",
-    "<end_of_turn>", "<|end|>",      "</s>",       "<|return|>"};
+    "<|eot_id|>",    "<|eom_id|>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>",
+    "<end_of_turn>", "<|end|>",    "</s>",       "<|return|>"};
 
 }  // namespace
 
@@ -183,16 +185,15 @@ Result<Tokenizer> Tokenizer::from_spec(TokenizerSpec spec) {
         spec.tokens[i].empty()) {
       continue;
     }
-    AddedTokenOptions options = spec.added_options.empty() ? AddedTokenOptions{}
-                                                           : spec.added_options[i];
+    AddedTokenOptions options =
+        spec.added_options.empty() ? AddedTokenOptions{} : spec.added_options[i];
     const std::string& text = spec.tokens[i];
     tok.added_->buckets[static_cast<uint8_t>(text[0])].push_back(
         {text, static_cast<int32_t>(i), type == TokenType::kControl, options});
   }
   for (auto& bucket : tok.added_->buckets) {
-    std::stable_sort(bucket.begin(), bucket.end(), [](const auto& x, const auto& y) {
-      return x.text.size() > y.text.size();
-    });
+    std::stable_sort(bucket.begin(), bucket.end(),
+                     [](const auto& x, const auto& y) { return x.text.size() > y.text.size(); });
   }
 
   // End of generation.

@@ -4,7 +4,8 @@
 //
 // Behaviour follows Hugging Face `tokenizers` (the golden tests compare ids exactly):
 //  - Added tokens are found in the raw text first, leftmost-longest (their lstrip/rstrip are
-//    honoured; single_word and normalized=true are not: all are matched on the raw text). Special ones (<s>,
+//    honoured; single_word and normalized=true are not: all are matched on the raw text). Special
+//    ones (<s>,
 //    <|im_end|>, GGUF control tokens) only when `parse_special` is true, which is what
 //    `tokenizers` does by default; added tokens that are not special (Qwen's <think>, GGUF
 //    user-defined tokens) always. With parse_special=false special-token text is encoded as

@@ -41,10 +41,10 @@ struct AddedTokenOptions {
 struct TokenizerSpec {
   TokenizerModel model = TokenizerModel::kByteLevelBpe;
   PreTokenizerKind pre_tokenizer = PreTokenizerKind::kGpt2;
-  bool nfc = false;               // NFC-normalize text between added tokens (Qwen2)
+  bool nfc = false;  // NFC-normalize text between added tokens (Qwen2)
   // SentencePiece: put a '▁' before text segments (the segments between added tokens).
   bool add_dummy_prefix = false;
-  bool dummy_prefix_first_only = false;   // only before the segment that starts the input
+  bool dummy_prefix_first_only = false;    // only before the segment that starts the input
   bool dummy_prefix_unless_space = false;  // not before a segment that starts with a space
   // SentencePiece: each '▁' starts a new word (Metaspace split=true); otherwise a segment is one
   // word.
@@ -53,13 +53,13 @@ struct TokenizerSpec {
   bool strip_leading_space = false;
   // ... or every space of the first token (the Metaspace decoder).
   bool strip_first_token_spaces = false;
-  bool ignore_merges = false;     // a word that is itself a vocabulary entry is taken whole
-  bool byte_fallback = false;     // SentencePiece: unknown characters become <0xXX> tokens
-  bool fuse_unk = false;          // consecutive unknown characters give one unk token
+  bool ignore_merges = false;  // a word that is itself a vocabulary entry is taken whole
+  bool byte_fallback = false;  // SentencePiece: unknown characters become <0xXX> tokens
+  bool fuse_unk = false;       // consecutive unknown characters give one unk token
 
   // id -> token text as the file stores it. Empty strings are allowed for unused ids.
   std::vector<std::string> tokens;
-  std::vector<TokenType> types;  // same length as tokens
+  std::vector<TokenType> types;                  // same length as tokens
   std::vector<AddedTokenOptions> added_options;  // same length as tokens, or empty
 
   // Merges in rank order (first = applied first), as pairs of token texts. When empty and

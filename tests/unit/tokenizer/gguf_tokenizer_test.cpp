@@ -141,8 +141,14 @@ TEST(GgufTokenizer, Gpt2Vocabulary) {
 TEST(GgufTokenizer, SentencePieceVocabulary) {
   auto tok = load([](GgufBuilder& b) {
     b.str("tokenizer.ggml.model", "llama");
-    std::vector<std::string> tokens = {"<unk>", "<s>", "</s>", "<0x0A>", "\xE2\x96\x81", "a",
-                                       "\xE2\x96\x81" "a"};
+    std::vector<std::string> tokens = {"<unk>",
+                                       "<s>",
+                                       "</s>",
+                                       "<0x0A>",
+                                       "\xE2\x96\x81",
+                                       "a",
+                                       "\xE2\x96\x81"
+                                       "a"};
     b.str_array("tokenizer.ggml.tokens", tokens);
     b.i32_array("tokenizer.ggml.token_type", {2, 3, 3, 6, 1, 1, 1});
     b.f32_array("tokenizer.ggml.scores", {0, 0, 0, 0, -1, -2, -3});
@@ -171,8 +177,7 @@ TEST(GgufTokenizer, MalformedMetadataGivesErrors) {
          write_gpt2(b, v);
          b.str("tokenizer.ggml.model", "bert");
        }},
-      {"model of wrong type",
-       [](GgufBuilder& b) { b.u32("tokenizer.ggml.model", 7); }},
+      {"model of wrong type", [](GgufBuilder& b) { b.u32("tokenizer.ggml.model", 7); }},
       {"unknown pre-tokenizer",
        [](GgufBuilder& b) {
          auto v = gpt2_vocab();

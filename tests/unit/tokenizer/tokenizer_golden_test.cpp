@@ -36,7 +36,9 @@ std::string default_gguf_path() {
          "/.cache/carpool/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
-bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
+bool file_exists(const std::string& path) {
+  return std::ifstream(path).good();
+}
 
 json load_fixture(const std::string& family) {
   std::ifstream f(source_dir() + "/tests/golden/tokenizer/" + family + ".json");
@@ -79,8 +81,8 @@ void check_family(const Tokenizer& tok, const std::string& family,
       std::vector<int32_t> want = c[key].get<std::vector<int32_t>>();
       if (got != want) {
         ++mismatches;
-        ADD_FAILURE() << family << " " << key << " mismatch on " << json(text).dump()
-                      << "\n  want " << show(want) << "\n  got  " << show(got);
+        ADD_FAILURE() << family << " " << key << " mismatch on " << json(text).dump() << "\n  want "
+                      << show(want) << "\n  got  " << show(got);
       }
     };
     std::vector<int32_t> with_special = tok.encode(text, tok.add_bos_default(), true);

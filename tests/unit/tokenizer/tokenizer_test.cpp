@@ -1,5 +1,7 @@
 // Unit tests: hand-built vocabularies, the stream decoder on split characters, loaders on
 // minimal folders and on malformed files, and encoding cost on long inputs.
+#include "tokenizer/tokenizer.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -10,7 +12,6 @@
 
 #include "tokenizer/byte_level.h"
 #include "tokenizer/stream_decoder.h"
-#include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 
 namespace carpool {
@@ -89,7 +90,9 @@ TEST(StreamDecoder, HoldsBackSplitCharacters) {
   EXPECT_EQ(dec.pending_bytes(), 0u);
   // A byte that cannot continue the pending sequence: U+FFFD, then the new text.
   EXPECT_EQ(dec.push(0xE2), "");
-  EXPECT_EQ(dec.push('a'), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(dec.push('a'),
+            "\xEF\xBF\xBD"
+            "a");
   // A stray continuation byte is invalid at once.
   EXPECT_EQ(dec.push(0x80), "\xEF\xBF\xBD");
   // An unfinished sequence at the end becomes U+FFFD.
@@ -102,7 +105,8 @@ TEST(StreamDecoder, RealTokenizersNeverEmitBrokenUtf8) {
   for (const char* name : {"llama3", "llama2", "qwen3"}) {
     auto tok = Tokenizer::from_hf_dir(data_dir(name));
     ASSERT_TRUE(tok.is_ok()) << name << ": " << tok.error();
-    const std::string text = "Emoji 🍕👨‍👩‍👧 and 漢字 and ﷽ and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 — done";
+    const std::string text =
+        "Emoji 🍕👨‍👩‍👧 and 漢字 and ﷽ and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 — done";
     std::vector<int32_t> ids = tok->encode(text, false, true);
     StreamDecoder dec(*tok);
     std::string streamed;
@@ -134,9 +138,9 @@ TEST(StreamDecoder, SentencePieceDropsOnlyTheFirstLeadingSpace) {
 TEST(Unicode, NfcComposes) {
   EXPECT_EQ(unicode::nfc("cafe\u0301"), "caf\u00e9");
   EXPECT_EQ(unicode::nfc("\u1100\u1161\u11a8"), "\uac01");
-  EXPECT_EQ(unicode::nfc("o\u0308\u0304"), "\u022b");       // ȫ
-  EXPECT_EQ(unicode::nfc("a\u0323\u0302"), "\u1ead");       // ậ: reordered marks compose
-  EXPECT_EQ(unicode::nfc("\u212b"), "\u00c5");             // Angstrom sign -> Å
+  EXPECT_EQ(unicode::nfc("o\u0308\u0304"), "\u022b");  // ȫ
+  EXPECT_EQ(unicode::nfc("a\u0323\u0302"), "\u1ead");  // ậ: reordered marks compose
+  EXPECT_EQ(unicode::nfc("\u212b"), "\u00c5");         // Angstrom sign -> Å
   EXPECT_EQ(unicode::nfc("plain ascii"), "plain ascii");
   EXPECT_EQ(unicode::nfc("x\xFFy\u0301"), "x\xFF\u00fd");  // invalid byte passes through
 }
@@ -163,9 +167,8 @@ class TempDir {
  public:
   TempDir() {
     path_ = fs::temp_directory_path() /
-            ("carpool_tok_test_" + std::to_string(std::chrono::steady_clock::now()
-                                                      .time_since_epoch()
-                                                      .count()));
+            ("carpool_tok_test_" +
+             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
     fs::create_directories(path_);
   }
   ~TempDir() {
@@ -366,8 +369,7 @@ TEST(Performance, LongInputsEncodeQuickly) {
   EXPECT_GT(spm->encode(prose, false, true).size(), 10000u);
   EXPECT_GT(bl->encode(one_word, false, true).size(), 1000u);
   EXPECT_GT(bl->encode(prose, false, true).size(), 10000u);
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 20.0);
 }
 
