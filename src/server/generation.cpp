@@ -1,0 +1,274 @@
+#include "server/generation.h"
+
+#include <random>
+
+#include "server/json_io.h"
+#include "server/stop_matcher.h"
+#include "tokenizer/stream_decoder.h"
+
+namespace carpool::server {
+namespace {
+
+const char* reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kError: return "error";
+    default: return "stop";
+  }
+}
+
+// Maps an engine submit() refusal to an HTTP answer.
+ApiError submit_error(const std::string& message) {
+  if (message.find("queue") != std::string::npos || message.find("full") != std::string::npos) {
+    ApiError e;
+    e.status = 429;
+    e.type = "rate_limit_error";
+    e.message = "the server is busy (" + message + "); retry shortly";
+    e.headers.emplace_back("Retry-After", "1");
+    return e;
+  }
+  if (message.find("shut") != std::string::npos) return unavailable("the server is shutting down");
+  return bad_request(message);
+}
+
+class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
+ public:
+  GenerationJob(std::shared_ptr<Exchange> ex, const ModelService& model, GenerationInput in)
+      : ex_(std::move(ex)), model_(model), in_(std::move(in)) {}
+
+  void start();
+
+ private:
+  struct Choice {
+    int index = 0;
+    int prompt = 0;
+    RequestId rid = 0;
+    bool submitted = false;
+    bool finished = false;
+    FinishReason reason = FinishReason::kNone;
+    std::unique_ptr<StreamDecoder> decoder;
+    std::unique_ptr<StopMatcher> stop;
+    std::string text;
+    TokenLogprobs logprobs;
+    int completion_tokens = 0;
+  };
+
+  void on_event(int i, const TokenEvent& ev);
+  void finish_choice(Choice& c, FinishReason reason);
+  void on_client_gone();
+  void complete();
+  bool want_logprobs() const { return in_.request.logprobs >= 0; }
+
+  std::shared_ptr<Exchange> ex_;
+  const ModelService& model_;
+  GenerationInput in_;
+  std::vector<Choice> choices_;
+  int unfinished_ = 0;
+  bool done_ = false;
+  std::string error_;  // an engine error on any choice
+};
+
+void GenerationJob::start() {
+  const GenerationRequest& req = in_.request;
+  Engine& engine = *model_.engine;
+  const Tokenizer& tok = *model_.tokenizer;
+  const int n_choices = static_cast<int>(in_.prompts.size()) * req.n;
+
+  if (model_.max_queued_requests > 0) {
+    EngineStats s = engine.stats();
+    if (s.waiting + n_choices > model_.max_queued_requests) {
+      ex_->respond(error_response(submit_error(
+          "waiting queue full: " + std::to_string(s.waiting) + " of " +
+          std::to_string(model_.max_queued_requests) + " requests waiting")));
+      return;
+    }
+  }
+
+  choices_.resize(n_choices);
+  for (int p = 0; p < static_cast<int>(in_.prompts.size()); ++p) {
+    for (int j = 0; j < req.n; ++j) {
+      Choice& c = choices_[p * req.n + j];
+      c.index = p * req.n + j;
+      c.prompt = p;
+      c.decoder = std::make_unique<StreamDecoder>(tok, /*skip_special=*/true);
+      c.stop = std::make_unique<StopMatcher>(req.stop);
+    }
+  }
+
+  auto self = shared_from_this();
+  for (Choice& c : choices_) {
+    RequestParams params;
+    params.prompt = in_.prompts[c.prompt];
+    params.sampling = req.sampling;
+    // Each choice of a seeded request gets its own, reproducible, stream of random numbers.
+    if (req.sampling.seed >= 0) params.sampling.seed = req.sampling.seed + c.index % req.n;
+    params.max_tokens = in_.max_tokens[c.prompt];
+    params.ignore_eos = req.ignore_eos;
+    if (!req.ignore_eos) params.stop_ids = tok.end_of_generation_ids();
+    params.logprobs = req.logprobs;
+    const int i = c.index;
+    auto rid = engine.submit(std::move(params), [self, i](const TokenEvent& ev) {
+      self->ex_->post([self, i, ev] { self->on_event(i, ev); });
+    });
+    if (!rid) {
+      for (Choice& done : choices_) {
+        if (done.submitted) engine.abort(done.rid);
+        done.finished = true;
+      }
+      done_ = true;
+      ex_->respond(error_response(submit_error(rid.error())));
+      return;
+    }
+    c.rid = rid.value();
+    c.submitted = true;
+  }
+  unfinished_ = n_choices;
+  // A weak reference: the exchange must not keep the job (which holds the exchange) alive.
+  ex_->on_close([weak = std::weak_ptr<GenerationJob>(self)] {
+    if (auto job = weak.lock()) job->on_client_gone();
+  });
+
+  if (req.stream) {
+    ex_->start_stream(200, "text/event-stream",
+                      {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}});
+    for (Choice& c : choices_) {
+      const std::string& echo = in_.echo.empty() ? std::string() : in_.echo[c.prompt];
+      if (in_.meta.chat || !echo.empty()) {
+        ex_->write(chunk_event(in_.meta, c.index, in_.meta.chat ? "" : echo, in_.meta.chat,
+                               nullptr, nullptr, req.include_usage));
+      }
+    }
+  }
+}
+
+void GenerationJob::on_event(int i, const TokenEvent& ev) {
+  Choice& c = choices_[i];
+  if (done_ || c.finished) return;
+  const GenerationRequest& req = in_.request;
+  std::string delta;
+  TokenLogprobs fresh;
+  if (ev.token >= 0) {
+    ++c.completion_tokens;
+    if (want_logprobs()) {
+      fresh.tokens.push_back(ev.token);
+      fresh.logprobs.push_back(ev.logprob);
+      fresh.top.push_back(ev.top_logprobs);
+    }
+    delta = c.stop->push(c.decoder->push(ev.token));
+    if (c.stop->matched()) {
+      if (!ev.finished) model_.engine->abort(c.rid);
+      finish_choice(c, FinishReason::kStop);
+    }
+  }
+  if (!c.finished && ev.finished) {
+    FinishReason reason = ev.finish_reason;
+    if (reason == FinishReason::kError) {
+      error_ = ev.error.empty() ? "the engine failed on this request" : ev.error;
+    } else {
+      delta += c.stop->push(c.decoder->finish());
+      if (c.stop->matched()) {
+        reason = FinishReason::kStop;
+      } else {
+        delta += c.stop->flush();
+      }
+    }
+    finish_choice(c, reason == FinishReason::kNone ? FinishReason::kStop : reason);
+  }
+  c.text += delta;
+  if (want_logprobs()) {
+    for (size_t k = 0; k < fresh.tokens.size(); ++k) {
+      c.logprobs.tokens.push_back(fresh.tokens[k]);
+      c.logprobs.logprobs.push_back(fresh.logprobs[k]);
+      c.logprobs.top.push_back(fresh.top[k]);
+    }
+  }
+  if (req.stream && !ex_->closed() && (!delta.empty() || c.finished || !fresh.empty())) {
+    nlohmann::ordered_json lp = nullptr;
+    if (want_logprobs() && !fresh.empty()) {
+      size_t offset = (in_.echo.empty() ? 0 : in_.echo[c.prompt].size()) + c.text.size() -
+                      delta.size();
+      lp = logprobs_json(in_.meta.chat, *model_.tokenizer, fresh, offset);
+    }
+    ex_->write(chunk_event(in_.meta, c.index, delta, false, lp,
+                           c.finished ? reason_name(c.reason) : nullptr, req.include_usage));
+  }
+  if (c.finished && --unfinished_ == 0) complete();
+}
+
+void GenerationJob::finish_choice(Choice& c, FinishReason reason) {
+  c.finished = true;
+  c.reason = reason;
+}
+
+void GenerationJob::on_client_gone() {
+  if (done_) return;
+  done_ = true;
+  for (Choice& c : choices_) {
+    if (!c.finished) model_.engine->abort(c.rid);
+    c.finished = true;
+  }
+}
+
+void GenerationJob::complete() {
+  done_ = true;
+  if (ex_->closed()) return;
+  const GenerationRequest& req = in_.request;
+  Usage usage;
+  for (const auto& p : in_.prompts) usage.prompt_tokens += static_cast<int>(p.size());
+  for (const Choice& c : choices_) usage.completion_tokens += c.completion_tokens;
+  if (req.stream) {
+    if (!error_.empty()) {
+      ApiError e;
+      e.status = 500;
+      e.type = "server_error";
+      e.message = error_;
+      ex_->write(sse_event(error_json(e)));
+    }
+    if (req.include_usage) ex_->write(usage_event(in_.meta, usage));
+    ex_->write(kSseDone);
+    ex_->end_stream();
+    return;
+  }
+  if (!error_.empty()) {
+    ApiError e;
+    e.status = 500;
+    e.type = "server_error";
+    e.message = error_;
+    ex_->respond(error_response(e));
+    return;
+  }
+  std::vector<ChoiceResult> results;
+  results.reserve(choices_.size());
+  for (Choice& c : choices_) {
+    ChoiceResult r;
+    r.index = c.index;
+    const std::string& echo = in_.echo.empty() ? std::string() : in_.echo[c.prompt];
+    r.text = echo + c.text;
+    r.text_offset = echo.size();
+    r.finish_reason = reason_name(c.reason);
+    r.with_logprobs = want_logprobs();
+    r.logprobs = std::move(c.logprobs);
+    results.push_back(std::move(r));
+  }
+  HttpResponse resp;
+  resp.body = full_response(in_.meta, *model_.tokenizer, results, usage);
+  ex_->respond(std::move(resp));
+}
+
+}  // namespace
+
+void start_generation(std::shared_ptr<Exchange> exchange, const ModelService& model,
+                      GenerationInput input) {
+  std::make_shared<GenerationJob>(std::move(exchange), model, std::move(input))->start();
+}
+
+std::string make_request_id(const char* prefix) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%016llx%08llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng() & 0xffffffffu));
+  return std::string(prefix) + "-" + buf;
+}
+
+}  // namespace carpool::server

@@ -1,0 +1,347 @@
+#include "server/openai_request.h"
+
+#include <cmath>
+#include <limits>
+
+namespace carpool::server {
+namespace {
+
+using nlohmann::json;
+
+// A field reader: null counts as absent; wrong types and out-of-range values name the field.
+class Fields {
+ public:
+  explicit Fields(const json& body) : body_(body) {}
+
+  const json* find(const char* name) const {
+    auto it = body_.find(name);
+    if (it == body_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+
+  std::optional<ApiError> number(const char* name, double lo, double hi, float* out) const {
+    const json* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_number()) return bad_request(std::string(name) + " must be a number", name);
+    double d = v->get<double>();
+    if (!std::isfinite(d) || d < lo || d > hi) {
+      return bad_request(std::string(name) + " must be in [" + fmt(lo) + ", " + fmt(hi) +
+                             "], got " + fmt(d),
+                         name);
+    }
+    *out = static_cast<float>(d);
+    return std::nullopt;
+  }
+
+  std::optional<ApiError> integer(const char* name, int64_t lo, int64_t hi, int64_t* out) const {
+    const json* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_number_integer()) return bad_request(std::string(name) + " must be an integer", name);
+    if (v->is_number_unsigned() &&
+        v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return bad_request(std::string(name) + " must be in [" + std::to_string(lo) + ", " +
+                             std::to_string(hi) + "]",
+                         name);
+    }
+    const int64_t x = v->get<int64_t>();
+    if (x < lo || x > hi) {
+      return bad_request(std::string(name) + " must be in [" + std::to_string(lo) + ", " +
+                             std::to_string(hi) + "], got " + std::to_string(x),
+                         name);
+    }
+    *out = x;
+    return std::nullopt;
+  }
+
+  std::optional<ApiError> boolean(const char* name, bool* out) const {
+    const json* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) return bad_request(std::string(name) + " must be a boolean", name);
+    *out = v->get<bool>();
+    return std::nullopt;
+  }
+
+  std::optional<ApiError> string(const char* name, std::string* out) const {
+    const json* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) return bad_request(std::string(name) + " must be a string", name);
+    *out = v->get<std::string>();
+    return std::nullopt;
+  }
+
+ private:
+  static std::string fmt(double d) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", d);
+    return buf;
+  }
+  const json& body_;
+};
+
+#define CARPOOL_API_TRY(expr)            \
+  do {                                   \
+    if (auto _e = (expr)) return _e;     \
+  } while (0)
+
+std::optional<ApiError> parse_token_ids(const json& arr, const RequestLimits& limits,
+                                        const std::string& param, std::vector<int32_t>* out) {
+  out->clear();
+  out->reserve(arr.size());
+  for (const auto& t : arr) {
+    if (!t.is_number_integer()) return bad_request(param + " must hold integer token ids", param);
+    int64_t id = -1;
+    if (!t.is_number_unsigned() ||
+        t.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int32_t>::max())) {
+      id = t.get<int64_t>();
+    }
+    if (id < 0 || id >= limits.vocab_size) {
+      return bad_request(param + " holds a token id outside [0, " +
+                             std::to_string(limits.vocab_size) + ")",
+                         param);
+    }
+    out->push_back(static_cast<int32_t>(id));
+  }
+  if (out->empty()) return bad_request(param + " must not be empty", param);
+  return std::nullopt;
+}
+
+std::optional<ApiError> parse_prompt(const json& body, const RequestLimits& limits,
+                                     std::vector<PromptInput>* out) {
+  auto it = body.find("prompt");
+  if (it == body.end() || it->is_null()) return bad_request("prompt is required", "prompt");
+  const json& p = *it;
+  auto one_text = [&](const json& s) {
+    PromptInput in;
+    in.text = s.get<std::string>();
+    out->push_back(std::move(in));
+  };
+  if (p.is_string()) {
+    one_text(p);
+  } else if (p.is_array()) {
+    if (p.empty()) return bad_request("prompt must not be empty", "prompt");
+    if (p[0].is_number()) {
+      PromptInput in;
+      in.is_ids = true;
+      CARPOOL_API_TRY(parse_token_ids(p, limits, "prompt", &in.ids));
+      out->push_back(std::move(in));
+    } else {
+      if (p.size() > static_cast<size_t>(limits.max_prompts)) {
+        return bad_request("prompt holds " + std::to_string(p.size()) + " prompts; at most " +
+                               std::to_string(limits.max_prompts) + " are allowed",
+                           "prompt");
+      }
+      for (const auto& e : p) {
+        if (e.is_string()) {
+          one_text(e);
+        } else if (e.is_array()) {
+          PromptInput in;
+          in.is_ids = true;
+          CARPOOL_API_TRY(parse_token_ids(e, limits, "prompt", &in.ids));
+          out->push_back(std::move(in));
+        } else {
+          return bad_request(
+              "prompt must be a string, a list of token ids, or a list of strings or token lists",
+              "prompt");
+        }
+      }
+    }
+  } else {
+    return bad_request(
+        "prompt must be a string, a list of token ids, or a list of strings or token lists",
+        "prompt");
+  }
+  for (const auto& in : *out) {
+    if (!in.is_ids && in.text.empty()) return bad_request("prompt must not be empty", "prompt");
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> parse_stop(const json& body, const RequestLimits& limits,
+                                   std::vector<std::string>* out) {
+  auto it = body.find("stop");
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  auto add = [&](const json& s) -> std::optional<ApiError> {
+    if (!s.is_string()) return bad_request("stop must be a string or a list of strings", "stop");
+    std::string v = s.get<std::string>();
+    if (v.empty()) return bad_request("stop strings must not be empty", "stop");
+    if (v.size() > limits.max_stop_bytes) {
+      return bad_request("stop strings are limited to " + std::to_string(limits.max_stop_bytes) +
+                             " bytes",
+                         "stop");
+    }
+    out->push_back(std::move(v));
+    return std::nullopt;
+  };
+  if (it->is_array()) {
+    if (it->size() > static_cast<size_t>(limits.max_stop)) {
+      return bad_request("at most " + std::to_string(limits.max_stop) + " stop strings are allowed",
+                         "stop");
+    }
+    for (const auto& s : *it) CARPOOL_API_TRY(add(s));
+    return std::nullopt;
+  }
+  return add(*it);
+}
+
+// The fields both endpoints share.
+std::optional<ApiError> parse_common(const json& body, const RequestLimits& limits,
+                                     GenerationRequest* r) {
+  Fields f(body);
+  CARPOOL_API_TRY(f.string("model", &r->model));
+  CARPOOL_API_TRY(f.string("user", &r->user));
+  SamplingParams& s = r->sampling;
+  s.temperature = 1.f;
+  CARPOOL_API_TRY(f.number("temperature", 0, 2, &s.temperature));
+  CARPOOL_API_TRY(f.number("top_p", 0, 1, &s.top_p));
+  if (f.find("top_p") && s.top_p <= 0) return bad_request("top_p must be in (0, 1]", "top_p");
+  int64_t top_k = 0;
+  CARPOOL_API_TRY(f.integer("top_k", -1, 1 << 20, &top_k));
+  s.top_k = static_cast<int>(top_k);
+  CARPOOL_API_TRY(f.number("min_p", 0, 1, &s.min_p));
+  CARPOOL_API_TRY(f.number("presence_penalty", -2, 2, &s.presence_penalty));
+  CARPOOL_API_TRY(f.number("frequency_penalty", -2, 2, &s.frequency_penalty));
+  CARPOOL_API_TRY(f.number("repetition_penalty", 0, 2, &s.repetition_penalty));
+  if (f.find("repetition_penalty") && s.repetition_penalty <= 0) {
+    return bad_request("repetition_penalty must be in (0, 2]", "repetition_penalty");
+  }
+  int64_t seed = -1;
+  CARPOOL_API_TRY(f.integer("seed", 0, std::numeric_limits<int64_t>::max() / 2, &seed));
+  s.seed = seed;
+  int64_t n = 1;
+  CARPOOL_API_TRY(f.integer("n", 1, limits.max_n, &n));
+  r->n = static_cast<int>(n);
+  CARPOOL_API_TRY(parse_stop(body, limits, &r->stop));
+  CARPOOL_API_TRY(f.boolean("stream", &r->stream));
+  CARPOOL_API_TRY(f.boolean("ignore_eos", &r->ignore_eos));
+  if (const json* so = f.find("stream_options")) {
+    if (!so->is_object()) return bad_request("stream_options must be an object", "stream_options");
+    if (!r->stream) {
+      return bad_request("stream_options is only allowed when stream is true", "stream_options");
+    }
+    auto iu = so->find("include_usage");
+    if (iu != so->end() && !iu->is_null()) {
+      if (!iu->is_boolean()) {
+        return bad_request("stream_options.include_usage must be a boolean",
+                           "stream_options.include_usage");
+      }
+      r->include_usage = iu->get<bool>();
+    }
+  }
+  if (Status st = s.validate(); !st) return bad_request(st.message());
+  return std::nullopt;
+}
+
+std::optional<ApiError> parse_max_tokens(const Fields& f, const char* name,
+                                         GenerationRequest* r) {
+  int64_t mt = -1;
+  CARPOOL_API_TRY(f.integer(name, 1, 1 << 24, &mt));
+  if (mt > 0) r->max_tokens = static_cast<int>(mt);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ApiError> parse_messages(const json& messages, const RequestLimits& limits,
+                                       nlohmann::ordered_json* out) {
+  if (!messages.is_array()) return bad_request("messages must be a list", "messages");
+  if (messages.empty()) return bad_request("messages must not be empty", "messages");
+  if (messages.size() > static_cast<size_t>(limits.max_messages)) {
+    return bad_request("at most " + std::to_string(limits.max_messages) + " messages are allowed",
+                       "messages");
+  }
+  *out = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    const std::string at = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) return bad_request(at + " must be an object", at);
+    auto role = m.find("role");
+    if (role == m.end() || !role->is_string()) {
+      return bad_request(at + ".role must be a string", at + ".role");
+    }
+    std::string r = role->get<std::string>();
+    if (r != "system" && r != "user" && r != "assistant" && r != "developer") {
+      return bad_request(at + ".role must be system, user or assistant, got '" + r + "'",
+                         at + ".role");
+    }
+    if (r == "developer") r = "system";
+    std::string text;
+    auto content = m.find("content");
+    if (content == m.end() || content->is_null()) {
+      if (r != "assistant") return bad_request(at + ".content is required", at + ".content");
+    } else if (content->is_string()) {
+      text = content->get<std::string>();
+    } else if (content->is_array()) {
+      for (size_t j = 0; j < content->size(); ++j) {
+        const json& part = (*content)[j];
+        const std::string pat = at + ".content[" + std::to_string(j) + "]";
+        if (!part.is_object()) return bad_request(pat + " must be an object", pat);
+        auto type = part.find("type");
+        if (type == part.end() || !type->is_string() || *type != "text") {
+          return bad_request(pat + ".type must be \"text\" (only text is supported)",
+                             pat + ".type");
+        }
+        auto t = part.find("text");
+        if (t == part.end() || !t->is_string()) {
+          return bad_request(pat + ".text must be a string", pat + ".text");
+        }
+        text += t->get<std::string>();
+      }
+    } else {
+      return bad_request(at + ".content must be a string or a list of text parts",
+                         at + ".content");
+    }
+    nlohmann::ordered_json msg;
+    msg["role"] = r;
+    msg["content"] = std::move(text);
+    out->push_back(std::move(msg));
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> parse_completion_request(const json& body, const RequestLimits& limits,
+                                                 GenerationRequest* r) {
+  *r = GenerationRequest{};
+  CARPOOL_API_TRY(parse_common(body, limits, r));
+  CARPOOL_API_TRY(parse_prompt(body, limits, &r->prompts));
+  Fields f(body);
+  CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", r));
+  if (!r->max_tokens) r->max_tokens = 16;
+  CARPOOL_API_TRY(f.boolean("echo", &r->echo));
+  int64_t lp = -1;
+  CARPOOL_API_TRY(f.integer("logprobs", 0, limits.max_logprobs, &lp));
+  r->logprobs = static_cast<int>(lp);
+  if (r->echo && r->logprobs >= 0) {
+    return bad_request("echo together with logprobs is not supported", "echo");
+  }
+  const size_t choices = r->prompts.size() * static_cast<size_t>(r->n);
+  if (choices > static_cast<size_t>(limits.max_choices)) {
+    return bad_request("prompts x n = " + std::to_string(choices) + " exceeds " +
+                           std::to_string(limits.max_choices),
+                       "n");
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits& limits,
+                                           GenerationRequest* r) {
+  *r = GenerationRequest{};
+  r->chat = true;
+  CARPOOL_API_TRY(parse_common(body, limits, r));
+  auto msgs = body.find("messages");
+  if (msgs == body.end() || msgs->is_null()) return bad_request("messages is required", "messages");
+  CARPOOL_API_TRY(parse_messages(*msgs, limits, &r->messages));
+  Fields f(body);
+  CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", r));
+  CARPOOL_API_TRY(parse_max_tokens(f, "max_completion_tokens", r));
+  bool logprobs = false;
+  CARPOOL_API_TRY(f.boolean("logprobs", &logprobs));
+  int64_t top = -1;
+  CARPOOL_API_TRY(f.integer("top_logprobs", 0, limits.max_logprobs, &top));
+  if (top >= 0 && !logprobs) {
+    return bad_request("top_logprobs requires logprobs to be true", "top_logprobs");
+  }
+  if (logprobs) r->logprobs = top < 0 ? 0 : static_cast<int>(top);
+  return std::nullopt;
+}
+
+}  // namespace carpool::server

@@ -1,0 +1,144 @@
+#include "server/openai_response.h"
+
+#include "server/json_io.h"
+#include "tokenizer/tokenizer.h"
+
+namespace carpool::server {
+
+using nlohmann::ordered_json;
+
+namespace {
+
+ordered_json header(const ResponseMeta& meta, bool chunk) {
+  ordered_json j;
+  j["id"] = meta.id;
+  j["object"] = meta.chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                          : "text_completion";
+  j["created"] = meta.created;
+  j["model"] = meta.model;
+  return j;
+}
+
+ordered_json byte_list(std::string_view s) {
+  ordered_json a = ordered_json::array();
+  for (unsigned char c : s) a.push_back(static_cast<int>(c));
+  return a;
+}
+
+}  // namespace
+
+ordered_json usage_json(const Usage& u) {
+  ordered_json j;
+  j["prompt_tokens"] = u.prompt_tokens;
+  j["completion_tokens"] = u.completion_tokens;
+  j["total_tokens"] = u.prompt_tokens + u.completion_tokens;
+  return j;
+}
+
+ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs& lp,
+                           size_t text_offset) {
+  if (chat) {
+    ordered_json content = ordered_json::array();
+    for (size_t i = 0; i < lp.tokens.size(); ++i) {
+      std::string_view piece = tok.token_to_piece(lp.tokens[i]);
+      ordered_json e;
+      e["token"] = std::string(piece);
+      e["logprob"] = lp.logprobs[i];
+      e["bytes"] = byte_list(piece);
+      ordered_json tops = ordered_json::array();
+      if (i < lp.top.size()) {
+        for (const auto& [id, l] : lp.top[i]) {
+          std::string_view p = tok.token_to_piece(id);
+          ordered_json t;
+          t["token"] = std::string(p);
+          t["logprob"] = l;
+          t["bytes"] = byte_list(p);
+          tops.push_back(std::move(t));
+        }
+      }
+      e["top_logprobs"] = std::move(tops);
+      content.push_back(std::move(e));
+    }
+    ordered_json j;
+    j["content"] = std::move(content);
+    return j;
+  }
+  ordered_json tokens = ordered_json::array(), lps = ordered_json::array(),
+               tops = ordered_json::array(), offsets = ordered_json::array();
+  size_t offset = text_offset;
+  for (size_t i = 0; i < lp.tokens.size(); ++i) {
+    std::string_view piece = tok.token_to_piece(lp.tokens[i]);
+    tokens.push_back(std::string(piece));
+    lps.push_back(lp.logprobs[i]);
+    ordered_json top = ordered_json::object();
+    if (i < lp.top.size()) {
+      for (const auto& [id, l] : lp.top[i]) top[std::string(tok.token_to_piece(id))] = l;
+    }
+    tops.push_back(std::move(top));
+    offsets.push_back(offset);
+    offset += piece.size();
+  }
+  ordered_json j;
+  j["tokens"] = std::move(tokens);
+  j["token_logprobs"] = std::move(lps);
+  j["top_logprobs"] = std::move(tops);
+  j["text_offset"] = std::move(offsets);
+  return j;
+}
+
+std::string full_response(const ResponseMeta& meta, const Tokenizer& tok,
+                          const std::vector<ChoiceResult>& choices, const Usage& usage) {
+  ordered_json j = header(meta, false);
+  ordered_json arr = ordered_json::array();
+  for (const auto& c : choices) {
+    ordered_json e;
+    e["index"] = c.index;
+    if (meta.chat) {
+      ordered_json msg;
+      msg["role"] = "assistant";
+      msg["content"] = c.text;
+      e["message"] = std::move(msg);
+    } else {
+      e["text"] = c.text;
+    }
+    e["logprobs"] = c.with_logprobs ? logprobs_json(meta.chat, tok, c.logprobs, c.text_offset)
+                                    : ordered_json(nullptr);
+    e["finish_reason"] = c.finish_reason;
+    arr.push_back(std::move(e));
+  }
+  j["choices"] = std::move(arr);
+  j["usage"] = usage_json(usage);
+  return dump_json(j);
+}
+
+std::string sse_event(const std::string& json) { return "data: " + json + "\n\n"; }
+
+std::string chunk_event(const ResponseMeta& meta, int index, const std::string& delta_text,
+                        bool role, const ordered_json& logprobs, const char* finish_reason,
+                        bool usage_null) {
+  ordered_json j = header(meta, true);
+  ordered_json c;
+  c["index"] = index;
+  if (meta.chat) {
+    ordered_json delta = ordered_json::object();
+    if (role) delta["role"] = "assistant";
+    if (role || !delta_text.empty()) delta["content"] = delta_text;
+    c["delta"] = std::move(delta);
+  } else {
+    c["text"] = delta_text;
+  }
+  c["logprobs"] = logprobs;
+  c["finish_reason"] = finish_reason ? ordered_json(finish_reason) : ordered_json(nullptr);
+  j["choices"] = ordered_json::array({std::move(c)});
+  if (usage_null) j["usage"] = nullptr;
+  return sse_event(dump_json(j));
+}
+
+std::string usage_event(const ResponseMeta& meta, const Usage& usage) {
+  ordered_json j = header(meta, true);
+  j["choices"] = ordered_json::array();
+  j["usage"] = usage_json(usage);
+  return sse_event(dump_json(j));
+}
+
+}  // namespace carpool::server

@@ -1,0 +1,72 @@
+// JSON bodies of OpenAI responses: complete completions / chat completions, their streamed
+// chunks (SSE "data:" events), usage, and logprobs in both endpoints' shapes.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace carpool {
+class Tokenizer;
+}
+
+namespace carpool::server {
+
+struct ResponseMeta {
+  bool chat = false;
+  std::string id;       // "cmpl-..." / "chatcmpl-..."
+  int64_t created = 0;  // Unix seconds
+  std::string model;
+};
+
+struct Usage {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+};
+
+// Logprobs of generated tokens (parallel arrays).
+struct TokenLogprobs {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  std::vector<std::vector<std::pair<int32_t, float>>> top;  // [token][k] (id, logprob)
+  bool empty() const { return tokens.empty(); }
+  void clear() { tokens.clear(), logprobs.clear(), top.clear(); }
+};
+
+// One finished choice of a non-streamed response.
+struct ChoiceResult {
+  int index = 0;
+  std::string text;
+  const char* finish_reason = "stop";
+  bool with_logprobs = false;
+  TokenLogprobs logprobs;
+  size_t text_offset = 0;  // completions: offset of the first generated token (after an echo)
+};
+
+nlohmann::ordered_json usage_json(const Usage& usage);
+
+// completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+// chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
+nlohmann::ordered_json logprobs_json(bool chat, const Tokenizer& tokenizer,
+                                     const TokenLogprobs& lp, size_t text_offset);
+
+// The whole non-streamed response.
+std::string full_response(const ResponseMeta& meta, const Tokenizer& tokenizer,
+                          const std::vector<ChoiceResult>& choices, const Usage& usage);
+
+// One streamed chunk for one choice, framed as an SSE event. `delta_text` may be empty;
+// `finish_reason` null for none; `role` adds the assistant role (first chat chunk);
+// `logprobs` null for none; `usage_null` adds "usage": null (when include_usage is on).
+std::string chunk_event(const ResponseMeta& meta, int index, const std::string& delta_text,
+                        bool role, const nlohmann::ordered_json& logprobs,
+                        const char* finish_reason, bool usage_null);
+// The final usage chunk (choices: []).
+std::string usage_event(const ResponseMeta& meta, const Usage& usage);
+std::string sse_event(const std::string& json);
+inline constexpr const char* kSseDone = "data: [DONE]\n\n";
+
+}  // namespace carpool::server

@@ -1,0 +1,113 @@
+#include "server/server.h"
+
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <thread>
+
+#include "server/auth.h"
+#include "server/handlers.h"
+
+namespace carpool::server {
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {
+  state_.limits = options_.limits;
+  auto route = [this](const char* method, const char* path,
+                      void (*fn)(const ServerState&, const std::shared_ptr<Exchange>&)) {
+    router_.add(method, path, [this, fn](std::shared_ptr<Exchange> ex) { fn(state_, ex); });
+  };
+  route("GET", "/health", handle_health);
+  route("GET", "/ready", handle_ready);
+  route("GET", "/v1/models", handle_models);
+  route("POST", "/v1/completions", handle_completions);
+  route("POST", "/v1/chat/completions", handle_chat_completions);
+  route("POST", "/tokenize", handle_tokenize);
+  route("POST", "/detokenize", handle_detokenize);
+  route("GET", "/v1/internal/engine", handle_engine_stats);
+  http_ = std::make_unique<HttpServer>(options_.http,
+                                       [this](std::shared_ptr<Exchange> ex) { handle(ex); });
+}
+
+Server::~Server() { http_->stop(); }
+
+Status Server::start() {
+  if (options_.handle_signals) {
+    http_->on_signal([this](int) { request_shutdown(); });
+  }
+  return http_->start();
+}
+
+void Server::handle(const std::shared_ptr<Exchange>& ex) {
+  const HttpRequest& req = ex->request();
+  if (!options_.api_key.empty() && req.path != "/health" &&
+      !authorized(req.header("authorization"), options_.api_key)) {
+    ApiError e;
+    e.status = 401;
+    e.type = "authentication_error";
+    e.code = "invalid_api_key";
+    e.message = "a valid API key is required (Authorization: Bearer KEY)";
+    e.headers.emplace_back("WWW-Authenticate", "Bearer");
+    ex->respond(error_response(e));
+    return;
+  }
+  router_.dispatch(ex);
+}
+
+void Server::publish_model(std::unique_ptr<ModelService> model) {
+  model_ = std::move(model);
+  state_.limits.vocab_size = model_->tokenizer->vocab_size();
+  state_.model.store(model_.get(), std::memory_order_release);
+}
+
+void Server::request_shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_requested_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool Server::shutdown_requested() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return shutdown_requested_;
+}
+
+void Server::wait_for_shutdown_request() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return shutdown_requested_; });
+}
+
+void Server::drain_and_stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  state_.draining.store(true, std::memory_order_release);
+  http_->set_draining();
+  if (model_) model_->engine->shutdown(options_.shutdown_timeout_s);
+  // The engine has delivered every final event; give the connections a moment to write them.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (http_->active_exchanges() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  http_->stop_accepting();
+  http_->stop();
+}
+
+Status warm_up(Engine& engine, const Tokenizer& tokenizer) {
+  RequestParams p;
+  p.prompt = tokenizer.encode("Hello", tokenizer.add_bos_default(), true);
+  if (p.prompt.empty()) p.prompt.push_back(0);
+  p.sampling.temperature = 0;
+  p.max_tokens = 2;
+  p.ignore_eos = true;
+  auto done = std::make_shared<std::promise<TokenEvent>>();
+  auto future = done->get_future();
+  auto id = engine.submit(std::move(p), [done](const TokenEvent& ev) {
+    if (ev.finished) done->set_value(ev);
+  });
+  if (!id) return Status::error("warm-up request refused: " + id.error());
+  TokenEvent ev = future.get();
+  if (ev.finish_reason == FinishReason::kError) return Status::error("warm-up failed: " + ev.error);
+  return Status::ok();
+}
+
+}  // namespace carpool::server
