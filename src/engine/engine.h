@@ -35,6 +35,12 @@ struct EngineOptions {
   int max_queued_requests = 1024;      // waiting requests beyond this are refused
 };
 
+// The ModelLimits a model must be loaded with to serve these options: max_batch_tokens =
+// max_num_batched_tokens, max_seqs = max_logit_rows = max_num_seqs, max_blocks_per_seq =
+// ceil(max_model_len / block_size) (max_model_len 0: the model's context length). Load the model
+// with them, then call Engine::create with the same options (it checks that they match).
+ModelLimits engine_model_limits(const EngineOptions& options, const ModelConfig& config);
+
 enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error"
 

@@ -1,0 +1,354 @@
+// Engine: the loop thread around scheduler, runner and sampler.
+//
+// Each iteration takes new submissions and aborts from the mutex-guarded inbox, runs one step
+// (schedule -> execute -> update), publishes the stats snapshot, then delivers the step's events
+// to the sinks without holding the lock (so when a sink sees a final event, stats() already
+// counts the request as finished). With nothing to do the thread sleeps on a condition variable.
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "engine/engine.h"
+#include "engine/engine_options.h"
+#include "engine/runner.h"
+#include "engine/scheduler.h"
+#include "util/check.h"
+
+namespace carpool {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kError: return "error";
+    case FinishReason::kNone: break;
+  }
+  return "none";
+}
+
+namespace {
+
+constexpr int kMaxLogprobs = 20;  // as OpenAI's top_logprobs
+
+double steady_now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(LlamaModel& model, const EngineOptions& options, const KvCachePlan& plan, KvCache kv)
+      : model_(model),
+        options_(options),
+        kv_(std::move(kv)),
+        scheduler_(scheduler_config(options, plan), steady_now_s),
+        runner_(model, kv_) {
+    stats_.kv_blocks_total = plan.num_blocks;
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  ~EngineImpl() override {
+    shutdown(0);
+    model_.backend().free_kv(kv_);
+  }
+
+  Result<RequestId> submit(RequestParams params, TokenSink sink) override;
+  void abort(RequestId id) override {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      aborts_.push_back(id);
+    }
+    cv_.notify_one();
+  }
+  EngineStats stats() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stats_;
+  }
+  const EngineOptions& options() const override { return options_; }
+  int max_model_len() const override { return options_.max_model_len; }
+  void shutdown(double timeout_s) override;
+
+ private:
+  struct Pending {
+    RequestId id;
+    RequestParams params;
+    TokenSink sink;
+  };
+
+  static SchedulerConfig scheduler_config(const EngineOptions& o, const KvCachePlan& plan) {
+    SchedulerConfig c;
+    c.max_num_seqs = o.max_num_seqs;
+    c.max_num_batched_tokens = o.max_num_batched_tokens;
+    c.max_model_len = o.max_model_len;
+    c.num_blocks = plan.num_blocks;
+    c.block_size = plan.block_size;
+    c.enable_prefix_caching = o.enable_prefix_caching;
+    return c;
+  }
+
+  void loop();
+  void admit(Pending& p);
+  void run_step();
+  // Removes a waiting or running request and sends its final event (no token).
+  void end_request(RequestId id, FinishReason reason, const std::string& error);
+  void publish_stats();
+  void deliver();
+
+  LlamaModel& model_;
+  const EngineOptions options_;
+  KvCache kv_;
+
+  // --- loop thread only ---
+  Scheduler scheduler_;
+  Runner runner_;
+  std::unordered_map<RequestId, TokenSink> sinks_;
+  int finished_since_publish_ = 0;
+  struct Delivery {
+    TokenSink owned;                 // a finished request's sink (moved out of sinks_)
+    const TokenSink* ref = nullptr;  // a running request's sink (in sinks_)
+    TokenEvent event;
+  };
+  std::vector<Delivery> outbox_;  // events of this iteration, delivered after publish_stats()
+  EngineStats local_;  // counters, copied to stats_ by publish_stats()
+
+  // --- shared, under mu_ ---
+  mutable std::mutex mu_;
+  std::condition_variable cv_;          // wakes the loop
+  std::condition_variable drained_cv_;  // wakes shutdown()
+  std::deque<Pending> pending_;
+  std::vector<RequestId> aborts_;
+  bool accepting_ = true;
+  bool stop_ = false;
+  int unfinished_ = 0;      // submitted and not yet finished
+  int sched_waiting_ = 0;   // the scheduler's queue at the last step
+  RequestId next_id_ = 1;
+  EngineStats stats_;
+
+  std::mutex shutdown_mu_;  // serializes shutdown() callers
+  std::thread thread_;
+};
+
+Result<RequestId> EngineImpl::submit(RequestParams params, TokenSink sink) {
+  const int64_t n_prompt = static_cast<int64_t>(params.prompt.size());
+  if (n_prompt == 0) return Status::error("prompt is empty");
+  if (!sink) return Status::error("submit: no token sink");
+  const int64_t vocab = model_.config().vocab_size;
+  for (size_t i = 0; i < params.prompt.size(); ++i) {
+    if (params.prompt[i] < 0 || params.prompt[i] >= vocab) {
+      return Status::error("prompt token id " + std::to_string(params.prompt[i]) +
+                           " at position " + std::to_string(i) + " is outside the vocabulary [0, " +
+                           std::to_string(vocab) + ")");
+    }
+  }
+  if (params.max_tokens < 1) return Status::error("max_tokens must be at least 1");
+  if (n_prompt + params.max_tokens > options_.max_model_len) {
+    return Status::error("prompt (" + std::to_string(n_prompt) + " tokens) plus max_tokens (" +
+                         std::to_string(params.max_tokens) + ") exceeds max_model_len (" +
+                         std::to_string(options_.max_model_len) + ")");
+  }
+  CARPOOL_RETURN_IF_ERROR(params.sampling.validate());
+  if (params.logprobs < -1 || params.logprobs > kMaxLogprobs) {
+    return Status::error("logprobs must be in [0, " + std::to_string(kMaxLogprobs) + "]");
+  }
+  RequestId id;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!accepting_) return Status::error("engine is shutting down");
+    if (static_cast<int64_t>(pending_.size()) + sched_waiting_ >= options_.max_queued_requests) {
+      return Status::error("too many queued requests (" +
+                           std::to_string(options_.max_queued_requests) + ")");
+    }
+    id = next_id_++;
+    pending_.push_back(Pending{id, std::move(params), std::move(sink)});
+    ++unfinished_;
+  }
+  cv_.notify_one();
+  return id;
+}
+
+void EngineImpl::shutdown(double timeout_s) {
+  std::lock_guard<std::mutex> once(shutdown_mu_);
+  if (!thread_.joinable()) return;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    accepting_ = false;
+    drained_cv_.wait_for(lk, std::chrono::duration<double>(std::max(0.0, timeout_s)),
+                         [&] { return unfinished_ == 0; });
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+void EngineImpl::admit(Pending& p) {
+  SequenceParams sp;
+  sp.id = p.id;
+  sp.prompt = p.params.prompt;
+  sp.max_tokens = p.params.max_tokens;
+  sp.stop_ids = std::move(p.params.stop_ids);
+  sp.ignore_eos = p.params.ignore_eos;
+  runner_.add(p.id, p.params.sampling, p.params.prompt, p.params.logprobs);
+  scheduler_.add(std::move(sp));
+  sinks_.emplace(p.id, std::move(p.sink));
+}
+
+void EngineImpl::end_request(RequestId id, FinishReason reason, const std::string& error) {
+  auto it = sinks_.find(id);
+  if (it == sinks_.end()) return;  // unknown or already finished
+  TokenEvent ev;
+  ev.finished = true;
+  ev.finish_reason = reason;
+  ev.error = error;
+  if (const Sequence* s = scheduler_.find(id)) {
+    ev.prompt_tokens = s->num_prompt_tokens;
+    ev.generated_tokens = s->num_generated();
+    ev.cached_prompt_tokens = s->num_cached_prompt_tokens;
+  }
+  scheduler_.abort(id);
+  runner_.remove(id);
+  outbox_.push_back(Delivery{std::move(it->second), nullptr, std::move(ev)});
+  sinks_.erase(it);
+  ++finished_since_publish_;
+}
+
+void EngineImpl::run_step() {
+  StepPlan plan = scheduler_.schedule();
+  // With work left a plan is never empty (the cache holds one max_model_len sequence).
+  CARPOOL_CHECK(!plan.empty());
+  auto sampled = runner_.execute(plan);
+  if (!sampled) {
+    std::fprintf(stderr, "carpool: engine step failed: %s\n", sampled.error().c_str());
+    for (const ScheduledSeq& e : plan.seqs) {
+      end_request(e.id, FinishReason::kError, "engine step failed: " + sampled.error());
+    }
+    return;
+  }
+  std::vector<int32_t> tokens;
+  tokens.reserve(sampled->size());
+  for (const SampledToken& t : sampled.value()) tokens.push_back(t.token);
+  std::vector<SeqOutput> outputs = scheduler_.update(plan, tokens);
+  CARPOOL_CHECK(outputs.size() == sampled->size());
+
+  local_.steps += 1;
+  local_.prompt_tokens += plan.num_prefill_tokens;
+  local_.generated_tokens += static_cast<int64_t>(outputs.size());
+  local_.preemptions = scheduler_.num_preemptions();
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const SeqOutput& o = outputs[i];
+    SampledToken& st = sampled.value()[i];
+    const Sequence& s = *o.seq;
+    if (s.num_generated() == 1) local_.prefix_cache_hit_tokens += s.num_cached_prompt_tokens;
+    TokenEvent ev;
+    ev.token = o.token;
+    ev.logprob = st.logprob;
+    ev.top_logprobs = std::move(st.top_logprobs);
+    auto it = sinks_.find(o.id);
+    CARPOOL_CHECK(it != sinks_.end());
+    if (!o.finished) {
+      outbox_.push_back(Delivery{nullptr, &it->second, std::move(ev)});
+      continue;
+    }
+    ev.finished = true;
+    ev.finish_reason = o.finish == SeqFinish::kStop ? FinishReason::kStop : FinishReason::kLength;
+    ev.prompt_tokens = s.num_prompt_tokens;
+    ev.generated_tokens = s.num_generated();
+    ev.cached_prompt_tokens = s.num_cached_prompt_tokens;
+    outbox_.push_back(Delivery{std::move(it->second), nullptr, std::move(ev)});
+    sinks_.erase(it);
+    runner_.remove(o.id);
+    ++finished_since_publish_;
+  }
+}
+
+void EngineImpl::deliver() {
+  for (Delivery& d : outbox_) (d.ref != nullptr ? *d.ref : d.owned)(d.event);
+  outbox_.clear();
+}
+
+void EngineImpl::publish_stats() {
+  std::lock_guard<std::mutex> lk(mu_);
+  sched_waiting_ = scheduler_.num_waiting();
+  stats_.running = scheduler_.num_running();
+  stats_.waiting = sched_waiting_ + static_cast<int>(pending_.size());
+  stats_.kv_blocks_used = scheduler_.block_manager().num_used_blocks();
+  stats_.steps = local_.steps;
+  stats_.preemptions = local_.preemptions;
+  stats_.prompt_tokens = local_.prompt_tokens;
+  stats_.generated_tokens = local_.generated_tokens;
+  stats_.prefix_cache_hit_tokens = local_.prefix_cache_hit_tokens;
+  unfinished_ -= finished_since_publish_;
+  finished_since_publish_ = 0;
+  if (unfinished_ == 0) drained_cv_.notify_all();
+}
+
+void EngineImpl::loop() {
+  std::deque<Pending> incoming;
+  std::vector<RequestId> aborts;
+  for (;;) {
+    bool stop = false;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] {
+        return stop_ || !pending_.empty() || !aborts_.empty() || scheduler_.has_unfinished();
+      });
+      incoming.swap(pending_);
+      aborts.swap(aborts_);
+      stop = stop_;
+    }
+    for (Pending& p : incoming) admit(p);
+    incoming.clear();
+    for (RequestId id : aborts) end_request(id, FinishReason::kAbort, "");
+    aborts.clear();
+    if (stop) {
+      std::vector<RequestId> left;
+      for (const auto& [id, sink] : sinks_) left.push_back(id);
+      for (RequestId id : left) end_request(id, FinishReason::kAbort, "");
+      publish_stats();
+      deliver();
+      return;
+    }
+    if (scheduler_.has_unfinished()) run_step();
+    publish_stats();
+    deliver();
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> Engine::create(LlamaModel& model, const EngineOptions& options) {
+  const ModelConfig& config = model.config();
+  CARPOOL_ASSIGN_OR_RETURN(EngineOptions o, resolve_engine_options(options, config));
+  const ModelLimits need = engine_model_limits(o, config);
+  const ModelLimits& have = model.limits();
+  if (have.max_batch_tokens < need.max_batch_tokens || have.max_seqs < need.max_seqs ||
+      have.max_logit_rows < need.max_logit_rows ||
+      have.max_blocks_per_seq < need.max_blocks_per_seq) {
+    return Status::error(
+        "the model was loaded with limits (batch tokens " + std::to_string(have.max_batch_tokens) +
+        ", sequences " + std::to_string(have.max_seqs) + ", logit rows " +
+        std::to_string(have.max_logit_rows) + ", blocks per sequence " +
+        std::to_string(have.max_blocks_per_seq) + ") below what the engine options need (" +
+        std::to_string(need.max_batch_tokens) + ", " + std::to_string(need.max_seqs) + ", " +
+        std::to_string(need.max_logit_rows) + ", " + std::to_string(need.max_blocks_per_seq) +
+        "); load it with engine_model_limits(options, config)");
+  }
+  Backend& backend = model.backend();
+  CARPOOL_ASSIGN_OR_RETURN(KvCachePlan plan,
+                           plan_kv_cache(config, backend.activation_dtype(), o,
+                                         backend.name() != "cpu", backend.memory_info()));
+  auto kv = model.alloc_kv_cache(plan.num_blocks, plan.block_size);
+  if (!kv) {
+    return Status::error("kv cache: could not allocate " + std::to_string(plan.bytes >> 20) +
+                         " MiB: " + kv.error());
+  }
+  o.kv_cache_bytes = plan.bytes;
+  std::fprintf(stderr, "%s\n", plan.summary().c_str());
+  return std::unique_ptr<Engine>(new EngineImpl(model, o, plan, std::move(kv.value())));
+}
+
+}  // namespace carpool
