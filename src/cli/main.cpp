@@ -11,6 +11,7 @@ constexpr const char* kUsage =
     "usage: carpool COMMAND [options]\n"
     "\n"
     "commands:\n"
+    "  serve      serve a model over an OpenAI-compatible HTTP API\n"
     "  generate   generate text from a prompt, streamed as it is produced\n"
     "  tokenize   print the token ids of a text\n"
     "  inspect    describe a model: architecture, tensor types, parameters, memory\n"
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   using namespace carpool::cli;
+  if (cmd == "serve") return cmd_serve(argc - 2, argv + 2);
   if (cmd == "generate") return cmd_generate(argc - 2, argv + 2);
   if (cmd == "tokenize") return cmd_tokenize(argc - 2, argv + 2);
   if (cmd == "inspect") return cmd_inspect(argc - 2, argv + 2);

@@ -1,0 +1,211 @@
+// carpool serve: the OpenAI-compatible HTTP server on one model.
+//
+// The listener starts first (/health answers, /ready is 503 while loading), then the model loads,
+// the engine starts and runs one warm-up request, and /ready turns 200. SIGTERM or SIGINT drains:
+// readiness off, new requests 503, in-flight ones finish within --shutdown-timeout, exit 0.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/load.h"
+#include "cli/model_store.h"
+#include "engine/engine.h"
+#include "model/open_model.h"
+#include "server/server.h"
+
+namespace carpool::cli {
+namespace {
+
+// "512MiB", "1G", "1.5GiB", "1048576" -> bytes.
+Result<int64_t> parse_bytes(const std::string& s) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (...) {
+    return Status::error("--kv-cache-memory: expected a size like 512MiB or 2G, got '" + s + "'");
+  }
+  std::string unit = s.substr(pos);
+  double mult = 1;
+  if (unit.empty() || unit == "B") {
+    mult = 1;
+  } else if (unit == "K" || unit == "KiB" || unit == "KB") {
+    mult = 1024.0;
+  } else if (unit == "M" || unit == "MiB" || unit == "MB") {
+    mult = 1024.0 * 1024;
+  } else if (unit == "G" || unit == "GiB" || unit == "GB") {
+    mult = 1024.0 * 1024 * 1024;
+  } else {
+    return Status::error("--kv-cache-memory: unknown unit '" + unit + "' (use K, M or G)");
+  }
+  const double bytes = v * mult;
+  if (!(bytes > 0) || bytes > 1e15) return Status::error("--kv-cache-memory out of range");
+  return static_cast<int64_t>(bytes);
+}
+
+// The name clients use in "model": the --model argument, or a path's file name without .gguf.
+std::string default_served_name(const std::string& model) {
+  if (model.empty()) return "smollm2";
+  std::string name = model;
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  size_t slash = name.find_last_of('/');
+  if (slash != std::string::npos) name = name.substr(slash + 1);
+  if (name.size() > 5 && name.substr(name.size() - 5) == ".gguf") name.resize(name.size() - 5);
+  return name;
+}
+
+// Many open streams need many descriptors: raise the soft limit to the hard one.
+void raise_open_file_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+int cmd_serve(int argc, char** argv) {
+  Args args("serve", "Serves a model over an OpenAI-compatible HTTP API.",
+            {
+                {"model", "m", "PATH_OR_NAME", "GGUF file, Hugging Face folder, or known name", "smollm2"},
+                {"host", "", "ADDR", "address to listen on", "127.0.0.1"},
+                {"port", "p", "PORT", "port to listen on (0: any free port)", "8000"},
+                {"api-key", "", "KEY", "require 'Authorization: Bearer KEY' on every route but /health", ""},
+                {"served-model-name", "", "NAME", "the model name clients use", "the --model name"},
+                {"max-num-seqs", "", "N", "sequences per engine step", "64"},
+                {"max-num-batched-tokens", "", "N", "tokens per engine step", "512"},
+                {"kv-cache-memory", "", "SIZE", "KV cache size (e.g. 512MiB, 2G)", "512MiB on CPU, 90% of free GPU memory"},
+                {"max-model-len", "", "N", "context length per request", "the model's"},
+                {"max-queued-requests", "", "N", "waiting requests before answering 429", "1024"},
+                {"shutdown-timeout", "", "SECONDS", "time in-flight requests get to finish on SIGTERM", "30"},
+                {"io-threads", "", "N", "HTTP I/O threads", "1"},
+                {"max-body-bytes", "", "N", "largest request body (413 beyond)", "8388608"},
+                {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+                {"threads", "t", "N", "CPU threads", "all"},
+            });
+  if (Status st = args.parse(argc, argv); !st) {
+    std::fprintf(stderr, "carpool serve: %s\n", st.message().c_str());
+    return 2;
+  }
+  if (args.help_requested()) {
+    std::fputs(args.help().c_str(), stdout);
+    return 0;
+  }
+  auto fail = [](const std::string& msg) {
+    std::fprintf(stderr, "carpool serve: %s\n", msg.c_str());
+    return 1;
+  };
+  auto port = args.get_int("port", 8000), seqs = args.get_int("max-num-seqs", 64),
+       batched = args.get_int("max-num-batched-tokens", 512),
+       model_len = args.get_int("max-model-len", 0),
+       queued = args.get_int("max-queued-requests", 1024), io = args.get_int("io-threads", 1),
+       body = args.get_int("max-body-bytes", 8 << 20), threads = args.get_int("threads", 0);
+  auto shutdown_s = args.get_float("shutdown-timeout", 30);
+  for (const Status& st : {port.status(), seqs.status(), batched.status(), model_len.status(),
+                           queued.status(), io.status(), body.status(), threads.status(),
+                           shutdown_s.status()}) {
+    if (!st) return fail(st.message());
+  }
+  if (port.value() < 0 || port.value() > 65535) return fail("--port must be in [0, 65535]");
+  if (queued.value() < 1 || queued.value() > 1000000) {
+    return fail("--max-queued-requests must be in [1, 1000000]");
+  }
+  if (io.value() < 1 || io.value() > 64) return fail("--io-threads must be in [1, 64]");
+  if (body.value() < 1024 || body.value() > (int64_t{1} << 30)) {
+    return fail("--max-body-bytes must be in [1024, 1073741824]");
+  }
+  if (!(shutdown_s.value() >= 0) || shutdown_s.value() > 86400) {
+    return fail("--shutdown-timeout must be in [0, 86400]");
+  }
+
+  EngineOptions eo;
+  eo.max_num_seqs = static_cast<int>(std::clamp<int64_t>(seqs.value(), -1, 1 << 20));
+  eo.max_num_batched_tokens = static_cast<int>(std::clamp<int64_t>(batched.value(), -1, 1 << 24));
+  eo.max_model_len = static_cast<int>(std::clamp<int64_t>(model_len.value(), -1, 1 << 24));
+  eo.max_queued_requests = static_cast<int>(queued.value());
+  if (args.has("kv-cache-memory")) {
+    auto kv = parse_bytes(args.get("kv-cache-memory"));
+    if (!kv) return fail(kv.error());
+    eo.kv_cache_bytes = kv.value();
+  }
+
+  server::ServerOptions so;
+  so.http.host = args.get("host", "127.0.0.1");
+  so.http.port = static_cast<int>(port.value());
+  so.http.io_threads = static_cast<int>(io.value());
+  so.http.max_body_bytes = static_cast<size_t>(body.value());
+  so.api_key = args.get("api-key");
+  so.shutdown_timeout_s = shutdown_s.value();
+  const std::string model_arg = args.get("model");
+  const std::string served_name = args.get("served-model-name", default_served_name(model_arg));
+
+  raise_open_file_limit();
+  server::Server server(so);
+  if (Status st = server.start(); !st) return fail(st.message());
+  std::fprintf(stderr, "carpool: listening on http://%s:%d (loading the model)\n",
+               so.http.host.c_str(), server.port());
+
+  // The model's limits follow the engine options, which need the model's config.
+  auto path = resolve_model_path(model_arg);
+  if (!path) return fail(path.error());
+  ModelConfig config;
+  {
+    auto opened = open_model(path.value());
+    if (!opened) return fail(opened.error());
+    config = opened->source.config;
+  }
+  LoadOptions lo;
+  lo.model = path.value();
+  lo.device = args.get("device", "auto");
+  lo.threads = static_cast<int>(threads.value());
+  lo.limits = engine_model_limits(eo, config);
+  auto lm = load_model(lo);
+  if (!lm) return fail(lm.error());
+  if (!lm->opened.tokenizer) return fail("the model has no tokenizer; serve needs one");
+  auto engine = Engine::create(*lm->model, eo);
+  if (!engine) return fail(engine.error());
+  const Tokenizer& tok = *lm->opened.tokenizer;
+  if (Status st = server::warm_up(*engine.value(), tok); !st) return fail(st.message());
+
+  auto svc = std::make_unique<server::ModelService>();
+  svc->engine = engine.value().get();
+  svc->tokenizer = &tok;
+  svc->model_name = served_name;
+  svc->max_model_len = engine.value()->max_model_len();
+  svc->max_queued_requests = eo.max_queued_requests;
+  svc->created = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+  if (tok.chat_template().empty()) {
+    svc->chat_template_error = "the model file has no chat template";
+  } else {
+    auto tmpl = chat::ChatTemplate::parse(tok.chat_template());
+    if (tmpl) {
+      svc->chat_template = std::move(tmpl).value();
+    } else {
+      svc->chat_template_error = "its chat template does not parse: " + tmpl.error();
+      std::fprintf(stderr, "carpool: warning: %s\n", svc->chat_template_error.c_str());
+    }
+  }
+  server.publish_model(std::move(svc));
+  std::fprintf(stderr, "carpool: serving '%s' (%s on %s, loaded in %.2f s) at http://%s:%d\n",
+               served_name.c_str(), lm->model->config().name.c_str(),
+               lm->backend->device_name().c_str(), lm->load_s, so.http.host.c_str(),
+               server.port());
+
+  server.wait_for_shutdown_request();
+  std::fprintf(stderr, "carpool: shutting down: finishing in-flight requests (at most %.0f s)\n",
+               so.shutdown_timeout_s);
+  server.drain_and_stop();
+  engine.value().reset();  // before the server: its request sinks refer to connections
+  std::fprintf(stderr, "carpool: stopped\n");
+  return 0;
+}
+
+}  // namespace carpool::cli

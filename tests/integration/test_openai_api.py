@@ -1,0 +1,164 @@
+"""The OpenAI routes through the openai Python SDK and raw HTTP."""
+import json
+import subprocess
+
+import pytest
+
+MODEL = "smollm2"
+PROMPT = "The capital of France is"
+MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Name three colors."}]
+
+
+def test_health_ready_models(server, client):
+    assert server.get("/health").status_code == 200
+    assert server.get("/ready").json()["status"] == "ready"
+    models = client.models.list()
+    assert [m.id for m in models.data] == [MODEL]
+
+
+def test_completion(client):
+    r = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=8, temperature=0)
+    assert r.object == "text_completion"
+    assert len(r.choices) == 1
+    assert r.choices[0].finish_reason in ("length", "stop")
+    assert "Paris" in r.choices[0].text
+    assert r.usage.prompt_tokens == 5
+    assert 1 <= r.usage.completion_tokens <= 8
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_completion_length_and_token_prompt(server, client):
+    toks = server.post("/tokenize", json={"prompt": PROMPT}).json()["tokens"]
+    a = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=6, temperature=0,
+                                  extra_body={"ignore_eos": True})
+    b = client.completions.create(model=MODEL, prompt=toks, max_tokens=6, temperature=0,
+                                  extra_body={"ignore_eos": True})
+    assert a.choices[0].finish_reason == "length"
+    assert a.usage.completion_tokens == 6
+    assert a.choices[0].text == b.choices[0].text
+
+
+def test_list_of_prompts_and_n(client):
+    r = client.completions.create(model=MODEL, prompt=[PROMPT, "One, two, three,"], n=2,
+                                  max_tokens=4, temperature=0)
+    assert sorted(c.index for c in r.choices) == [0, 1, 2, 3]
+    by_index = {c.index: c.text for c in r.choices}
+    assert by_index[0] == by_index[1]  # greedy: both choices of a prompt agree
+    assert by_index[2] == by_index[3]
+    assert by_index[0] != by_index[2]
+
+
+def test_chat(client):
+    r = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=24,
+                                       temperature=0)
+    assert r.object == "chat.completion"
+    msg = r.choices[0].message
+    assert msg.role == "assistant"
+    assert msg.content
+    assert r.usage.completion_tokens <= 24
+
+
+def test_chat_text_parts_equal_string_content(client):
+    parts = [{"role": "user", "content": [{"type": "text", "text": "Name three "},
+                                          {"type": "text", "text": "colors."}]}]
+    a = client.chat.completions.create(model=MODEL, messages=parts, max_tokens=8, temperature=0)
+    b = client.chat.completions.create(model=MODEL, messages=[MESSAGES[1]], max_tokens=8,
+                                       temperature=0)
+    assert a.choices[0].message.content == b.choices[0].message.content
+
+
+def test_stream_equals_non_stream_chat(client):
+    kw = dict(model=MODEL, messages=MESSAGES, max_tokens=20, temperature=0)
+    full = client.chat.completions.create(**kw)
+    chunks = list(client.chat.completions.create(stream=True,
+                                                 stream_options={"include_usage": True}, **kw))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [full.choices[0].finish_reason]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == full.usage.prompt_tokens
+
+
+def test_stream_equals_non_stream_completion(client):
+    kw = dict(model=MODEL, prompt="Once upon a time", max_tokens=16, temperature=0)
+    full = client.completions.create(**kw)
+    text = "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw))
+    assert text == full.choices[0].text
+
+
+def test_seeded_sampling_is_reproducible(client):
+    kw = dict(model=MODEL, prompt="My favourite animal is", max_tokens=12, temperature=1.0,
+              top_p=0.95, extra_body={"top_k": 50, "ignore_eos": True})
+    a = client.completions.create(seed=1234, **kw).choices[0].text
+    b = client.completions.create(seed=1234, **kw).choices[0].text
+    others = {client.completions.create(seed=s, **kw).choices[0].text for s in (1, 2, 3)}
+    assert a == b
+    assert len(others | {a}) > 1  # different seeds sample differently
+
+
+def test_stop_string_is_cut(client):
+    kw = dict(model=MODEL, prompt="Count: 1, 2, 3, 4, 5, 6,", max_tokens=30, temperature=0)
+    free = client.completions.create(**kw).choices[0].text
+    assert " 9" in free, free
+    r = client.completions.create(stop=[" 9"], **kw)
+    text = r.choices[0].text
+    assert r.choices[0].finish_reason == "stop"
+    assert text == free[:free.index(" 9")]
+    streamed = "".join(c.choices[0].text
+                       for c in client.completions.create(stop=[" 9"], stream=True, **kw))
+    assert streamed == text
+
+
+def test_logprobs(client):
+    r = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=3, temperature=0,
+                                  logprobs=2)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 3
+    for chosen, lpv, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert lpv <= 0
+        assert len(top) == 2
+        assert max(top.values()) == pytest.approx(lpv, abs=1e-4)  # greedy: the most likely
+    assert "".join(lp.tokens) == r.choices[0].text
+    c = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3,
+                                       temperature=0, logprobs=True, top_logprobs=3)
+    content = c.choices[0].logprobs.content
+    assert len(content) == c.usage.completion_tokens
+    assert all(len(t.top_logprobs) == 3 for t in content)
+
+
+def test_echo(client):
+    r = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=3, temperature=0,
+                                  echo=True)
+    assert r.choices[0].text.startswith(PROMPT)
+
+
+def test_tokenize_detokenize(server):
+    t = server.post("/tokenize", json={"prompt": "Hello world"}).json()
+    assert t["count"] == len(t["tokens"]) > 0
+    d = server.post("/detokenize", json={"tokens": t["tokens"]}).json()
+    assert d["prompt"] == "Hello world"
+    chat = server.post("/tokenize", json={"messages": MESSAGES}).json()
+    r = server.post("/v1/chat/completions",
+                    json={"messages": MESSAGES, "max_tokens": 1}).json()
+    assert r["usage"]["prompt_tokens"] == chat["count"]
+
+
+def test_curl_raw_sse(server):
+    body = json.dumps({"model": MODEL, "prompt": PROMPT, "max_tokens": 4, "temperature": 0,
+                       "stream": True, "stream_options": {"include_usage": True}})
+    out = subprocess.run(["curl", "-sN", "-H", "Content-Type: application/json", "-d", body,
+                          server.url + "/v1/completions"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    events = [e for e in out.split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events)
+    assert events[-1] == "data: [DONE]"
+    usage = json.loads(events[-2][len("data: "):])["usage"]
+    assert usage["completion_tokens"] == 4 or usage["completion_tokens"] < 4
+    texts = [json.loads(e[6:])["choices"][0]["text"] for e in events[:-2]]
+    full = server.post("/v1/completions", json={"model": MODEL, "prompt": PROMPT,
+                                                "max_tokens": 4, "temperature": 0}).json()
+    assert "".join(texts) == full["choices"][0]["text"]
