@@ -40,7 +40,7 @@ def main():
     folder, name = os.path.dirname(path), os.path.basename(path)
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model.eval()
     os.makedirs(OUT, exist_ok=True)
     cases = []

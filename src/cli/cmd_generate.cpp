@@ -1,5 +1,7 @@
 // carpool generate: run one prompt to completion and stream the text as it is produced.
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "cli/args.h"
@@ -15,6 +17,8 @@ int cmd_generate(int argc, char** argv) {
             {
                 {"model", "m", "PATH_OR_NAME", "GGUF file, Hugging Face folder, known name, or synthetic:NAME", "smollm2"},
                 {"prompt", "p", "TEXT", "the prompt", ""},
+                {"prompt-ids", "", "IDS", "the prompt as comma-separated token ids (instead of --prompt)", ""},
+                {"print-ids", "", "", "print the generated token ids as a JSON list at the end", ""},
                 {"max-tokens", "n", "N", "number of tokens to generate", "64"},
                 {"temperature", "", "T", "sampling temperature; 0 is greedy", "0.8"},
                 {"top-k", "", "K", "keep the K most likely tokens; 0 is off", "0"},
@@ -41,7 +45,7 @@ int cmd_generate(int argc, char** argv) {
     std::fprintf(stderr, "carpool generate: %s\n", msg.c_str());
     return 1;
   };
-  if (!args.has("prompt")) return fail("--prompt is required");
+  if (args.has("prompt") == args.has("prompt-ids")) return fail("give one of --prompt and --prompt-ids");
   auto n = args.get_int("max-tokens", 64);
   auto temp = args.get_float("temperature", 0.8);
   auto top_k = args.get_int("top-k", 0);
@@ -75,32 +79,61 @@ int cmd_generate(int argc, char** argv) {
   lo.threads = static_cast<int>(threads.value());
   auto lm = load_model(lo);
   if (!lm) return fail(lm.error());
-  if (lm->synthetic) return fail("generate needs a real model with a tokenizer");
-  const Tokenizer& tok = *lm->opened.tokenizer;
-  std::string prompt = args.get("prompt");
-  std::vector<int32_t> ids = tok.encode(prompt, tok.add_bos_default(), true);
+  const Tokenizer* tok = lm->opened.tokenizer.get();
+  std::vector<int32_t> ids;
+  std::string prompt;
+  if (args.has("prompt-ids")) {
+    std::string list = args.get("prompt-ids");
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t comma = list.find(',', start);
+      std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      char* end = nullptr;
+      long v = std::strtol(item.c_str(), &end, 10);
+      if (item.empty() || *end != '\0' || v < 0 || v >= lm->model->config().vocab_size) {
+        return fail("--prompt-ids: '" + item + "' is not a token id of this model");
+      }
+      ids.push_back(static_cast<int32_t>(v));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  } else {
+    if (!tok) return fail("this model has no tokenizer; use --prompt-ids");
+    prompt = args.get("prompt");
+    ids = tok->encode(prompt, tok->add_bos_default(), true);
+  }
   if (ids.empty()) return fail("the prompt is empty after tokenization");
-  if (!args.flag("ignore-eos")) opt.stop_ids = tok.end_of_generation_ids();
+  if (tok && !args.flag("ignore-eos")) opt.stop_ids = tok->end_of_generation_ids();
   std::fprintf(stderr, "carpool: %s on %s (%s), loaded in %.2f s\n",
                lm->model->config().name.c_str(), lm->backend->device_name().c_str(),
                lm->backend->name().c_str(), lm->load_s);
 
   std::fputs(prompt.c_str(), stdout);
   std::fflush(stdout);
-  StreamDecoder dec(tok, /*skip_special=*/true);
+  std::unique_ptr<StreamDecoder> dec;
+  if (tok) dec = std::make_unique<StreamDecoder>(*tok, /*skip_special=*/true);
+  std::vector<int32_t> generated;
   Generator gen(*lm->model);
   auto stats = gen.run(ids, opt, [&](int32_t t) {
-    if (!tok.is_end_of_generation(t) || args.flag("ignore-eos")) {
-      std::string piece = dec.push(t);
+    generated.push_back(t);
+    if (dec && (!tok->is_end_of_generation(t) || args.flag("ignore-eos"))) {
+      std::string piece = dec->push(t);
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     }
     return true;
   });
-  std::string rest = dec.finish();
-  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  if (dec) {
+    std::string rest = dec->finish();
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+  }
   std::fputs("\n", stdout);
   if (!stats) return fail(stats.error());
+  if (args.flag("print-ids")) {
+    std::printf("[");
+    for (size_t i = 0; i < generated.size(); ++i) std::printf(i ? ", %d" : "%d", generated[i]);
+    std::printf("]\n");
+  }
   const GenerateStats& s = stats.value();
   std::fprintf(stderr,
                "\nprompt: %d tokens in %.3f s (%.1f tokens/s) | generation: %d tokens in %.3f s "

@@ -103,6 +103,10 @@ int cmd_inspect(int argc, char** argv) {
     first = false;
   }
   std::printf("\nweight memory     %s\n", human_bytes(total).c_str());
+  if (!m->tokenizer) {
+    std::printf("tokenizer         none (no tokenizer.json)\n");
+    return 0;
+  }
   const Tokenizer& tok = *m->tokenizer;
   std::printf("tokenizer         %d tokens, bos %d, eos %d, chat template %s\n", tok.vocab_size(),
               tok.bos_id(), tok.eos_id(), tok.chat_template().empty() ? "no" : "yes");

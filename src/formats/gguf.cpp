@@ -338,7 +338,7 @@ Result<std::vector<float>> GgufFile::get_f32_array(std::string_view key) const {
   if (!v) return missing(key);
   if (v->type != GgufType::kArray || v->array_type != GgufType::kF32) return wrong_type(key, "an array of f32");
   std::vector<float> out(v->array_count);
-  std::memcpy(out.data(), v->array_data, v->array_count * sizeof(float));
+  if (v->array_count > 0) std::memcpy(out.data(), v->array_data, v->array_count * sizeof(float));
   return out;
 }
 

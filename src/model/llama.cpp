@@ -311,6 +311,7 @@ Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
   meta.n_kv_heads = static_cast<int>(c.n_kv_heads);
   meta.head_dim = static_cast<int>(c.head_dim);
   meta.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  meta.block_size = kv.config.block_size;
 
   Tensor x = x_.rows_view(0, n), xn = xn_.rows_view(0, n);
   Tensor q = q_.rows_view(0, n), k = k_.rows_view(0, n), v = v_.rows_view(0, n);

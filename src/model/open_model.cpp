@@ -15,9 +15,12 @@ Result<OpenedModel> open_model(const std::string& path) {
     auto src = load_hf_model(path);
     if (!src) return src.status();
     m.source = std::move(src).value();
-    auto tok = Tokenizer::from_hf_dir(path);
-    if (!tok) return Status::error(path + ": tokenizer: " + tok.error());
-    m.tokenizer = std::make_unique<Tokenizer>(std::move(tok).value());
+    // A folder may hold weights without tokenizer files (then only token ids can be used).
+    if (fs::exists(fs::path(path) / "tokenizer.json", ec)) {
+      auto tok = Tokenizer::from_hf_dir(path);
+      if (!tok) return Status::error(path + ": tokenizer: " + tok.error());
+      m.tokenizer = std::make_unique<Tokenizer>(std::move(tok).value());
+    }
     return m;
   }
   if (!fs::exists(path, ec)) return Status::error(path + ": no such file or folder");

@@ -16,7 +16,7 @@ class GgufFile;
 struct OpenedModel {
   std::string path;
   ModelSource source;
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Tokenizer> tokenizer;  // null for a folder without tokenizer.json
   std::shared_ptr<GgufFile> gguf;  // set for GGUF models (metadata for `inspect`)
 };
 
