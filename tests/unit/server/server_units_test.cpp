@@ -1,0 +1,188 @@
+// Unit tests of the server's pure parts: stop strings, request validation, API-key check, JSON
+// limits. (The HTTP routes are tested end to end in tests/integration.)
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "server/auth.h"
+#include "server/json_io.h"
+#include "server/openai_request.h"
+#include "server/stop_matcher.h"
+
+namespace carpool::server {
+namespace {
+
+// Feeds `pieces` one at a time; returns everything emitted (push + flush when unmatched).
+std::string run_stops(std::vector<std::string> stops, std::vector<std::string> pieces,
+                      bool* matched = nullptr) {
+  StopMatcher m(std::move(stops));
+  std::string out;
+  for (const auto& p : pieces) out += m.push(p);
+  out += m.flush();
+  if (matched) *matched = m.matched();
+  return out;
+}
+
+TEST(StopMatcher, CutsAcrossPieces) {
+  bool matched = false;
+  EXPECT_EQ(run_stops({"END"}, {"hello E", "N", "D world"}, &matched), "hello ");
+  EXPECT_TRUE(matched);
+}
+
+TEST(StopMatcher, HoldsBackOnlyWhileAPrefixCouldMatch) {
+  StopMatcher m({"STOP"});
+  EXPECT_EQ(m.push("abc ST"), "abc ");  // "ST" held back
+  EXPECT_EQ(m.push("AR"), "STAR");      // no longer a prefix
+  EXPECT_EQ(m.push("S"), "");
+  EXPECT_EQ(m.flush(), "S");
+  EXPECT_FALSE(m.matched());
+}
+
+TEST(StopMatcher, EarliestStopWinsAndLaterTextIsDropped) {
+  StopMatcher m({"world", "lo"});
+  EXPECT_EQ(m.push("hello world"), "hel");
+  EXPECT_TRUE(m.matched());
+  EXPECT_EQ(m.matched_stop(), "lo");
+  EXPECT_EQ(m.push("more"), "");
+  EXPECT_EQ(m.flush(), "");
+}
+
+TEST(StopMatcher, NoStopsPassesThrough) {
+  EXPECT_EQ(run_stops({}, {"a", "b"}), "ab");
+  EXPECT_EQ(run_stops({""}, {"a", "b"}), "ab");
+}
+
+TEST(StopMatcher, MultiByteStop) {
+  bool matched = false;
+  // "é" split across pieces as raw bytes.
+  EXPECT_EQ(run_stops({"\xC3\xA9t\xC3\xA9"}, {"un \xC3", "\xA9t\xC3\xA9 chaud"}, &matched), "un ");
+  EXPECT_TRUE(matched);
+}
+
+RequestLimits limits() {
+  RequestLimits l;
+  l.vocab_size = 100;
+  return l;
+}
+
+std::optional<ApiError> parse_completion(const char* body, GenerationRequest* r) {
+  return parse_completion_request(nlohmann::json::parse(body), limits(), r);
+}
+
+TEST(CompletionRequest, Defaults) {
+  GenerationRequest r;
+  ASSERT_FALSE(parse_completion(R"({"prompt": "hi"})", &r));
+  EXPECT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "hi");
+  EXPECT_EQ(*r.max_tokens, 16);
+  EXPECT_EQ(r.sampling.temperature, 1.f);
+  EXPECT_EQ(r.n, 1);
+  EXPECT_EQ(r.logprobs, -1);
+}
+
+TEST(CompletionRequest, PromptForms) {
+  GenerationRequest r;
+  ASSERT_FALSE(parse_completion(R"({"prompt": [1, 2, 3]})", &r));
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_TRUE(r.prompts[0].is_ids);
+  EXPECT_EQ(r.prompts[0].ids, (std::vector<int32_t>{1, 2, 3}));
+  ASSERT_FALSE(parse_completion(R"({"prompt": ["a", [4, 5]]})", &r));
+  ASSERT_EQ(r.prompts.size(), 2u);
+  EXPECT_EQ(r.prompts[0].text, "a");
+  EXPECT_EQ(r.prompts[1].ids, (std::vector<int32_t>{4, 5}));
+}
+
+TEST(CompletionRequest, ErrorsNameTheField) {
+  struct Case {
+    const char* body;
+    const char* param;
+  } cases[] = {
+      {R"({})", "prompt"},
+      {R"({"prompt": [100]})", "prompt"},
+      {R"({"prompt": [18446744073709551615]})", "prompt"},
+      {R"({"prompt": "x", "max_tokens": -1})", "max_tokens"},
+      {R"({"prompt": "x", "max_tokens": 9223372036854775808})", "max_tokens"},
+      {R"({"prompt": "x", "temperature": "1"})", "temperature"},
+      {R"({"prompt": "x", "top_p": 0})", "top_p"},
+      {R"({"prompt": "x", "stop": ["a", 3]})", "stop"},
+      {R"({"prompt": "x", "n": 17})", "n"},
+      {R"({"prompt": "x", "stream_options": {"include_usage": true}})", "stream_options"},
+      {R"({"prompt": "x", "echo": true, "logprobs": 1})", "echo"},
+  };
+  for (const auto& c : cases) {
+    GenerationRequest r;
+    auto e = parse_completion(c.body, &r);
+    ASSERT_TRUE(e) << c.body;
+    EXPECT_EQ(e->status, 400);
+    EXPECT_EQ(e->param, c.param) << c.body << ": " << e->message;
+  }
+}
+
+TEST(CompletionRequest, NullMeansAbsent) {
+  GenerationRequest r;
+  ASSERT_FALSE(parse_completion(R"({"prompt": "x", "temperature": null, "stop": null})", &r));
+  EXPECT_EQ(r.sampling.temperature, 1.f);
+  EXPECT_TRUE(r.stop.empty());
+}
+
+TEST(ChatRequest, MessagesAndLogprobs) {
+  GenerationRequest r;
+  auto body = nlohmann::json::parse(R"({
+    "messages": [{"role": "system", "content": "be brief"},
+                 {"role": "user", "content": [{"type": "text", "text": "a"},
+                                              {"type": "text", "text": "b"}]},
+                 {"role": "assistant", "content": null}],
+    "max_completion_tokens": 5, "logprobs": true, "top_logprobs": 2})");
+  ASSERT_FALSE(parse_chat_request(body, limits(), &r));
+  ASSERT_EQ(r.messages.size(), 3u);
+  EXPECT_EQ(r.messages[1]["content"], "ab");
+  EXPECT_EQ(r.messages[2]["content"], "");
+  EXPECT_EQ(*r.max_tokens, 5);
+  EXPECT_EQ(r.logprobs, 2);
+  EXPECT_TRUE(r.chat);
+}
+
+TEST(ChatRequest, BadRole) {
+  GenerationRequest r;
+  auto e = parse_chat_request(
+      nlohmann::json::parse(R"({"messages": [{"role": "tool", "content": "x"}]})"), limits(), &r);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "messages[0].role");
+}
+
+TEST(Auth, ConstantTimeEqual) {
+  EXPECT_TRUE(constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(constant_time_equal("abd", "abc"));
+  EXPECT_FALSE(constant_time_equal("ab", "abc"));
+  EXPECT_FALSE(constant_time_equal("abcd", "abc"));
+  EXPECT_FALSE(constant_time_equal("", "abc"));
+}
+
+TEST(Auth, BearerHeader) {
+  EXPECT_TRUE(authorized("Bearer k1", "k1"));
+  EXPECT_TRUE(authorized("bearer  k1 ", "k1"));
+  EXPECT_FALSE(authorized("Basic k1", "k1"));
+  EXPECT_FALSE(authorized("Bearer k2", "k1"));
+  EXPECT_FALSE(authorized("", "k1"));
+  EXPECT_FALSE(authorized("Bearer ", "k1"));
+}
+
+TEST(JsonIo, DepthLimitAndErrors) {
+  nlohmann::json j;
+  EXPECT_FALSE(parse_json_object(R"({"a": [[1]], "s": "[[[[[[["})", &j));
+  std::string deep = std::string(1000, '[') + std::string(1000, ']');
+  auto e = parse_json_object(deep, &j);
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("nests deeper"), std::string::npos);
+  EXPECT_TRUE(parse_json_object("", &j));
+  EXPECT_TRUE(parse_json_object("[1]", &j));
+  EXPECT_TRUE(parse_json_object("{\"a\":", &j));
+}
+
+TEST(JsonIo, InvalidUtf8IsReplacedNotThrown) {
+  nlohmann::json j = {{"t", std::string("a\xC3")}};
+  EXPECT_EQ(dump_json(j), "{\"t\":\"a\xEF\xBF\xBD\"}");
+}
+
+}  // namespace
+}  // namespace carpool::server
