@@ -19,6 +19,7 @@ int cmd_generate(int argc, char** argv) {
                 {"prompt", "p", "TEXT", "the prompt", ""},
                 {"prompt-ids", "", "IDS", "the prompt as comma-separated token ids (instead of --prompt)", ""},
                 {"print-ids", "", "", "print the generated token ids as a JSON list at the end", ""},
+                {"dump-logits", "", "PATH", "write the prompt's last-position logits (f32) to PATH", ""},
                 {"max-tokens", "n", "N", "number of tokens to generate", "64"},
                 {"temperature", "", "T", "sampling temperature; 0 is greedy", "0.8"},
                 {"top-k", "", "K", "keep the K most likely tokens; 0 is off", "0"},
@@ -108,6 +109,14 @@ int cmd_generate(int argc, char** argv) {
                lm->model->config().name.c_str(), lm->backend->device_name().c_str(),
                lm->backend->name().c_str(), lm->load_s);
 
+  if (args.has("dump-logits")) {
+    auto logits = Generator(*lm->model).last_logits(ids);
+    if (!logits) return fail(logits.error());
+    FILE* f = std::fopen(args.get("dump-logits").c_str(), "wb");
+    if (!f) return fail("cannot write " + args.get("dump-logits"));
+    std::fwrite(logits->data(), sizeof(float), logits->size(), f);
+    std::fclose(f);
+  }
   std::fputs(prompt.c_str(), stdout);
   std::fflush(stdout);
   std::unique_ptr<StreamDecoder> dec;

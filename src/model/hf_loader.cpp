@@ -209,4 +209,10 @@ Result<ModelSource> load_hf_model(const std::string& dir) {
   return src;
 }
 
+Result<ModelConfig> model_config_from_hf_json(std::string_view json_text) {
+  auto h = parse_hf_config(json_text);
+  if (!h) return h.status();
+  return to_model_config(h.value(), "config.json");
+}
+
 }  // namespace carpool
