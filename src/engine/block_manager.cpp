@@ -42,8 +42,8 @@ int32_t BlockManager::lookup(uint64_t parent, std::span<const int32_t> tokens) c
   auto [lo, hi] = cached_.equal_range(chain_hash(parent, tokens));
   for (auto it = lo; it != hi; ++it) {
     const Block& b = blocks_[it->second];
-    if (b.parent_hash == parent && std::equal(tokens.begin(), tokens.end(), b.tokens.begin(),
-                                              b.tokens.end())) {
+    if (b.parent_hash == parent &&
+        std::equal(tokens.begin(), tokens.end(), b.tokens.begin(), b.tokens.end())) {
       return it->second;
     }
   }
@@ -72,8 +72,8 @@ bool BlockManager::can_allocate(std::span<const int32_t> tokens, int num_cached_
   int cached_free = 0;
   uint64_t parent = 0;
   for (int i = 0; i < n_cached; ++i) {
-    const int32_t b = lookup(parent, tokens.subspan(static_cast<size_t>(i) * block_size_,
-                                                    block_size_));
+    const int32_t b =
+        lookup(parent, tokens.subspan(static_cast<size_t>(i) * block_size_, block_size_));
     CARPOOL_CHECK(b >= 0);
     cached_free += blocks_[b].ref_count == 0 ? 1 : 0;
     parent = blocks_[b].hash;
@@ -88,8 +88,8 @@ void BlockManager::allocate(BlockTable& table, std::span<const int32_t> tokens,
   const int n_cached = num_cached_tokens / block_size_;
   uint64_t parent = 0;
   for (int i = 0; i < n_cached; ++i) {
-    const int32_t b = lookup(parent, tokens.subspan(static_cast<size_t>(i) * block_size_,
-                                                    block_size_));
+    const int32_t b =
+        lookup(parent, tokens.subspan(static_cast<size_t>(i) * block_size_, block_size_));
     if (blocks_[b].ref_count == 0) list_remove(b);
     blocks_[b].ref_count += 1;
     table.blocks.push_back(b);
@@ -173,8 +173,14 @@ int32_t BlockManager::take_free_block() {
 void BlockManager::list_remove(int32_t b) {
   Block& blk = blocks_[b];
   CARPOOL_CHECK(blk.on_free_list);
-  if (blk.prev >= 0) blocks_[blk.prev].next = blk.next; else head_ = blk.next;
-  if (blk.next >= 0) blocks_[blk.next].prev = blk.prev; else tail_ = blk.prev;
+  if (blk.prev >= 0)
+    blocks_[blk.prev].next = blk.next;
+  else
+    head_ = blk.next;
+  if (blk.next >= 0)
+    blocks_[blk.next].prev = blk.prev;
+  else
+    tail_ = blk.prev;
   blk.prev = blk.next = -1;
   blk.on_free_list = false;
   --num_free_;
@@ -185,7 +191,10 @@ void BlockManager::list_push_front(int32_t b) {
   CARPOOL_CHECK(!blk.on_free_list);
   blk.prev = -1;
   blk.next = head_;
-  if (head_ >= 0) blocks_[head_].prev = b; else tail_ = b;
+  if (head_ >= 0)
+    blocks_[head_].prev = b;
+  else
+    tail_ = b;
   head_ = b;
   blk.on_free_list = true;
   ++num_free_;
@@ -196,7 +205,10 @@ void BlockManager::list_push_back(int32_t b) {
   CARPOOL_CHECK(!blk.on_free_list);
   blk.next = -1;
   blk.prev = tail_;
-  if (tail_ >= 0) blocks_[tail_].next = b; else head_ = b;
+  if (tail_ >= 0)
+    blocks_[tail_].next = b;
+  else
+    head_ = b;
   tail_ = b;
   blk.on_free_list = true;
   ++num_free_;

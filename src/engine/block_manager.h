@@ -83,7 +83,7 @@ class BlockManager {
     bool hashed = false;
     uint64_t hash = 0;
     uint64_t parent_hash = 0;      // when hashed (collision check)
-    std::vector<int32_t> tokens;  // [block_size] when hashed (collision check)
+    std::vector<int32_t> tokens;   // [block_size] when hashed (collision check)
     int32_t prev = -1, next = -1;  // free-list links
     bool on_free_list = false;
   };

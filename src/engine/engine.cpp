@@ -4,6 +4,8 @@
 // (schedule -> execute -> update), publishes the stats snapshot, then delivers the step's events
 // to the sinks without holding the lock (so when a sink sees a final event, stats() already
 // counts the request as finished). With nothing to do the thread sleeps on a condition variable.
+#include "engine/engine.h"
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -12,7 +14,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include "engine/engine.h"
 #include "engine/engine_options.h"
 #include "engine/runner.h"
 #include "engine/scheduler.h"
@@ -22,11 +23,16 @@ namespace carpool {
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAbort: return "abort";
-    case FinishReason::kError: return "error";
-    case FinishReason::kNone: break;
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
+    case FinishReason::kNone:
+      break;
   }
   return "none";
 }
@@ -36,8 +42,7 @@ namespace {
 constexpr int kMaxLogprobs = 20;  // as OpenAI's top_logprobs
 
 double steady_now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 class EngineImpl final : public Engine {
@@ -114,7 +119,7 @@ class EngineImpl final : public Engine {
     TokenEvent event;
   };
   std::vector<Delivery> outbox_;  // events of this iteration, delivered after publish_stats()
-  EngineStats local_;  // counters, copied to stats_ by publish_stats()
+  EngineStats local_;             // counters, copied to stats_ by publish_stats()
 
   // --- shared, under mu_ ---
   mutable std::mutex mu_;
@@ -124,8 +129,8 @@ class EngineImpl final : public Engine {
   std::vector<RequestId> aborts_;
   bool accepting_ = true;
   bool stop_ = false;
-  int unfinished_ = 0;      // submitted and not yet finished
-  int sched_waiting_ = 0;   // the scheduler's queue at the last step
+  int unfinished_ = 0;     // submitted and not yet finished
+  int sched_waiting_ = 0;  // the scheduler's queue at the last step
   RequestId next_id_ = 1;
   EngineStats stats_;
 
@@ -140,8 +145,8 @@ Result<RequestId> EngineImpl::submit(RequestParams params, TokenSink sink) {
   const int64_t vocab = model_.config().vocab_size;
   for (size_t i = 0; i < params.prompt.size(); ++i) {
     if (params.prompt[i] < 0 || params.prompt[i] >= vocab) {
-      return Status::error("prompt token id " + std::to_string(params.prompt[i]) +
-                           " at position " + std::to_string(i) + " is outside the vocabulary [0, " +
+      return Status::error("prompt token id " + std::to_string(params.prompt[i]) + " at position " +
+                           std::to_string(i) + " is outside the vocabulary [0, " +
                            std::to_string(vocab) + ")");
     }
   }

@@ -5,7 +5,12 @@
 //
 // submit() returns at once; the engine loop thread produces each request's tokens and calls its
 // sink from that thread (the sink must not block: hand the event to another thread or an I/O
-// loop). abort() frees the request's KV blocks within one step.
+// loop; it may call submit() or abort(), never shutdown()). abort() frees the request's KV blocks
+// within one step. When a sink receives a final event, stats() already counts it as finished.
+//
+// The model must be loaded with engine_model_limits(options, config) (below); create() checks.
+// KV sizing: kv_cache_bytes when set; else on a GPU free memory × gpu_memory_utilization, on the
+// CPU a fixed 512 MiB (at most half the free memory); see engine/engine_options.h.
 //
 // Thread-safety: submit, abort, stats and shutdown may be called from any thread.
 #pragma once

@@ -12,7 +12,9 @@ constexpr int kMaxBatchedTokens = 1 << 20;
 constexpr int kMaxBlockSize = 1024;
 constexpr int kMaxModelLen = 1 << 22;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 }  // namespace
 
 Result<EngineOptions> resolve_engine_options(const EngineOptions& in, const ModelConfig& config) {
@@ -49,15 +51,16 @@ Result<EngineOptions> resolve_engine_options(const EngineOptions& in, const Mode
 }
 
 ModelLimits engine_model_limits(const EngineOptions& options, const ModelConfig& config) {
-  const int64_t max_model_len =
-      options.max_model_len > 0 ? options.max_model_len
-                                : std::min<int64_t>(config.max_position, kMaxModelLen);
+  const int64_t max_model_len = options.max_model_len > 0
+                                    ? options.max_model_len
+                                    : std::min<int64_t>(config.max_position, kMaxModelLen);
   const int block_size = std::max(1, options.block_size);
   ModelLimits l;
   l.max_batch_tokens = std::max(1, options.max_num_batched_tokens);
   l.max_seqs = std::max(1, options.max_num_seqs);
   l.max_logit_rows = l.max_seqs;
-  l.max_blocks_per_seq = static_cast<int>(std::max<int64_t>(1, ceil_div(max_model_len, block_size)));
+  l.max_blocks_per_seq =
+      static_cast<int>(std::max<int64_t>(1, ceil_div(max_model_len, block_size)));
   return l;
 }
 
@@ -71,14 +74,13 @@ std::string KvCachePlan::summary() const {
   return buf;
 }
 
-Result<KvCachePlan> plan_kv_cache(const ModelConfig& config, DType kv_dtype,
-                                  const EngineOptions& o, bool on_gpu,
-                                  const BackendMemoryInfo& memory) {
+Result<KvCachePlan> plan_kv_cache(const ModelConfig& config, DType kv_dtype, const EngineOptions& o,
+                                  bool on_gpu, const BackendMemoryInfo& memory) {
   KvCachePlan p;
   p.block_size = o.block_size;
   const int64_t kv_cols = config.n_kv_heads * config.head_dim;
-  p.bytes_per_block = 2 * config.n_layers * static_cast<int64_t>(dtype_row_bytes(kv_dtype, kv_cols)) *
-                      o.block_size;
+  p.bytes_per_block =
+      2 * config.n_layers * static_cast<int64_t>(dtype_row_bytes(kv_dtype, kv_cols)) * o.block_size;
   if (p.bytes_per_block <= 0) return Status::error("kv cache: bad model geometry");
   int64_t budget = 0;
   std::string source;
@@ -86,10 +88,12 @@ Result<KvCachePlan> plan_kv_cache(const ModelConfig& config, DType kv_dtype,
     budget = o.kv_cache_bytes;
     source = "kv_cache_bytes";
   } else if (on_gpu) {
-    budget = static_cast<int64_t>(static_cast<double>(memory.free_bytes) * o.gpu_memory_utilization);
+    budget =
+        static_cast<int64_t>(static_cast<double>(memory.free_bytes) * o.gpu_memory_utilization);
     source = "free device memory × gpu_memory_utilization";
   } else {
-    budget = std::min<int64_t>(kDefaultCpuKvCacheBytes, static_cast<int64_t>(memory.free_bytes / 2));
+    budget =
+        std::min<int64_t>(kDefaultCpuKvCacheBytes, static_cast<int64_t>(memory.free_bytes / 2));
     source = "the CPU default budget";
   }
   // Slots are int32: num_blocks * block_size must stay below 2^31.

@@ -14,7 +14,9 @@ void Runner::add(SeqId id, const SamplingParams& params, std::span<const int32_t
   sampling_[id] = std::move(s);
 }
 
-void Runner::remove(SeqId id) { sampling_.erase(id); }
+void Runner::remove(SeqId id) {
+  sampling_.erase(id);
+}
 
 Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
   CARPOOL_CHECK(!plan.empty());
@@ -45,7 +47,8 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
     }
     query_start_.push_back(static_cast<int32_t>(ids_.size()));
     kv_len_.push_back(e.start + e.num_tokens);
-    std::copy(table.begin(), table.end(), block_tables_.begin() + static_cast<size_t>(s) * max_blocks);
+    std::copy(table.begin(), table.end(),
+              block_tables_.begin() + static_cast<size_t>(s) * max_blocks);
     if (e.needs_logits) logit_rows_.push_back(static_cast<int32_t>(ids_.size()) - 1);
   }
   const bool any_logits = !logit_rows_.empty();

@@ -29,8 +29,8 @@ namespace carpool {
 
 struct SampledToken {
   int32_t token = -1;
-  float logprob = 0.f;                                    // when logprobs >= 0
-  std::vector<std::pair<int32_t, float>> top_logprobs;    // [k] when logprobs = k > 0
+  float logprob = 0.f;                                  // when logprobs >= 0
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // [k] when logprobs = k > 0
 };
 
 class Runner {

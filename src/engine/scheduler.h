@@ -58,11 +58,11 @@ struct ScheduledSeq {
 };
 
 struct StepPlan {
-  std::vector<ScheduledSeq> seqs;    // batch order
-  std::vector<SeqId> preempted;      // sent back to the queue this step
+  std::vector<ScheduledSeq> seqs;  // batch order
+  std::vector<SeqId> preempted;    // sent back to the queue this step
   int num_batched_tokens = 0;
-  int num_prefill_tokens = 0;        // tokens of entries with is_prefill
-  int num_decode_tokens = 0;         // entries without is_prefill (one token each)
+  int num_prefill_tokens = 0;  // tokens of entries with is_prefill
+  int num_decode_tokens = 0;   // entries without is_prefill (one token each)
   int num_logit_rows() const;
   bool empty() const { return seqs.empty(); }
 };
@@ -110,7 +110,7 @@ class Scheduler {
   BlockManager blocks_;
   std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;
   std::deque<Sequence*> waiting_;
-  std::vector<Sequence*> running_;  // admission order
+  std::vector<Sequence*> running_;                   // admission order
   std::vector<std::unique_ptr<Sequence>> finished_;  // kept until the next schedule()
   int64_t num_preemptions_ = 0;
 };

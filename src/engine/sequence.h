@@ -33,9 +33,9 @@ struct SequenceParams {
 
 struct Sequence {
   SeqId id = 0;
-  std::vector<int32_t> tokens;   // [num_prompt_tokens + generated] known tokens
+  std::vector<int32_t> tokens;  // [num_prompt_tokens + generated] known tokens
   int num_prompt_tokens = 0;
-  int num_computed_tokens = 0;   // tokens[0, num_computed_tokens) have KV in the cache
+  int num_computed_tokens = 0;  // tokens[0, num_computed_tokens) have KV in the cache
   int max_tokens = 16;
   std::vector<int32_t> stop_ids;
   bool ignore_eos = false;

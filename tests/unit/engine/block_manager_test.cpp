@@ -86,8 +86,8 @@ TEST(BlockManager, HashIsChainedOverThePrefix) {
 
 TEST(BlockManager, FreedCachedBlocksStayReusableUntilEvictedLeastRecentlyUsedFirst) {
   BlockManager bm(4, 4, true);
-  auto a = seq_tokens(8, 1);    // 2 full blocks
-  auto b = seq_tokens(8, 50);   // 2 full blocks
+  auto a = seq_tokens(8, 1);   // 2 full blocks
+  auto b = seq_tokens(8, 50);  // 2 full blocks
   BlockTable ta, tb;
   bm.allocate(ta, a, 0, 8);
   bm.commit(ta, a, 8);
@@ -125,7 +125,7 @@ TEST(BlockManager, CanAllocateCountsHitBlocksThatAreFree) {
   BlockTable ta;
   bm.allocate(ta, a, 0, 8);
   bm.commit(ta, a, 8);
-  bm.free(ta);  // 4 free, 2 of them cached
+  bm.free(ta);                 // 4 free, 2 of them cached
   auto b = seq_tokens(20, 1);  // a's 8 tokens then 12 more: 5 blocks
   EXPECT_EQ(bm.cached_prefix_tokens(b, 19), 8);
   EXPECT_TRUE(bm.can_allocate(b, 8, 16));   // 2 hit + 2 new = 4 blocks

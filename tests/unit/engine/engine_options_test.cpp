@@ -58,7 +58,7 @@ TEST(EngineOptions, ModelLimitsFollowTheOptions) {
   EXPECT_EQ(l.max_seqs, 8);
   EXPECT_EQ(l.max_logit_rows, 8);
   EXPECT_EQ(l.max_blocks_per_seq, 63);  // ceil(1000 / 16)
-  o.max_model_len = 0;  // the model's context
+  o.max_model_len = 0;                  // the model's context
   EXPECT_EQ(engine_model_limits(o, small_config()).max_blocks_per_seq, 512);
 }
 
