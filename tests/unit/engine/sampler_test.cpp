@@ -1,0 +1,163 @@
+// Sampler: greedy, temperature, top-k, top-p, min-p, penalties, seeds, logprobs.
+#include "engine/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+namespace carpool {
+namespace {
+
+std::vector<float> logits_of(std::initializer_list<float> l) { return std::vector<float>(l); }
+
+// Draws `n` samples and returns how often each token came up.
+std::map<int32_t, int> histogram(const SamplingParams& p, const std::vector<float>& logits, int n) {
+  Sampler s(p, {});
+  std::map<int32_t, int> h;
+  for (int i = 0; i < n; ++i) {
+    auto l = logits;
+    h[s.sample(l)] += 1;
+  }
+  return h;
+}
+
+TEST(Sampler, GreedyPicksTheArgmaxAndLowestIdOnTies) {
+  SamplingParams p;
+  p.temperature = 0;
+  Sampler s(p, {});
+  auto l = logits_of({0.1f, 2.f, -1.f, 2.f});
+  EXPECT_EQ(s.sample(l), 1);
+}
+
+TEST(Sampler, SameSeedSameTokensDifferentSeedDifferentTokens) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 42;
+  std::vector<float> base(1000);
+  for (size_t i = 0; i < base.size(); ++i) base[i] = std::sin(static_cast<float>(i));
+  auto run = [&](int64_t seed) {
+    SamplingParams q = p;
+    q.seed = seed;
+    Sampler s(q, {});
+    std::vector<int32_t> out;
+    for (int i = 0; i < 50; ++i) {
+      auto l = base;
+      out.push_back(s.sample(l));
+    }
+    return out;
+  };
+  EXPECT_EQ(run(42), run(42));
+  EXPECT_NE(run(42), run(43));
+}
+
+TEST(Sampler, TopKKeepsOnlyTheKMostLikely) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 2;
+  p.seed = 1;
+  auto h = histogram(p, logits_of({3.f, 2.9f, 2.8f, 0.f}), 2000);
+  EXPECT_EQ(h.size(), 2u);
+  EXPECT_GT(h[0], 0);
+  EXPECT_GT(h[1], 0);
+}
+
+TEST(Sampler, TopPKeepsTheSmallestPrefixReachingP) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_p = 0.5f;
+  p.seed = 2;
+  // softmax of {ln 0.6, ln 0.3, ln 0.1} = {0.6, 0.3, 0.1}: the first token alone reaches 0.5.
+  auto h = histogram(p, logits_of({std::log(0.6f), std::log(0.3f), std::log(0.1f)}), 500);
+  EXPECT_EQ(h.size(), 1u);
+  EXPECT_EQ(h.begin()->first, 0);
+  p.top_p = 0.85f;  // needs the first two
+  h = histogram(p, logits_of({std::log(0.6f), std::log(0.3f), std::log(0.1f)}), 2000);
+  EXPECT_EQ(h.size(), 2u);
+}
+
+TEST(Sampler, MinPDropsUnlikelyTokens) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.min_p = 0.4f;
+  p.seed = 3;
+  // probabilities 0.5, 0.3, 0.2: 0.2 < 0.4 * 0.5 is dropped, 0.3 is kept.
+  auto h = histogram(p, logits_of({std::log(0.5f), std::log(0.3f), std::log(0.2f)}), 3000);
+  EXPECT_EQ(h.size(), 2u);
+  EXPECT_EQ(h.count(2), 0u);
+}
+
+TEST(Sampler, TemperatureSharpensTheDistribution) {
+  SamplingParams p;
+  p.seed = 4;
+  auto l = logits_of({1.f, 0.f});
+  p.temperature = 1.f;
+  double share_t1 = histogram(p, l, 4000)[0] / 4000.0;
+  p.temperature = 0.25f;
+  double share_cold = histogram(p, l, 4000)[0] / 4000.0;
+  EXPECT_NEAR(share_t1, 1 / (1 + std::exp(-1.0)), 0.03);        // 0.731
+  EXPECT_NEAR(share_cold, 1 / (1 + std::exp(-4.0)), 0.02);      // 0.982
+}
+
+TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.repetition_penalty = 2.f;
+  // Token 0 (in the prompt) has logit 3 -> 1.5, below token 1's 2: greedy switches to 1.
+  std::vector<int32_t> prompt = {0};
+  Sampler s(p, prompt);
+  auto l = logits_of({3.f, 2.f, -1.f});
+  EXPECT_EQ(s.sample(l), 1);
+  EXPECT_FLOAT_EQ(l[0], 1.5f);
+  // A negative logit of a seen token is multiplied.
+  Sampler s2(p, std::vector<int32_t>{2});
+  auto l2 = logits_of({0.f, 0.5f, -1.f});
+  s2.sample(l2);
+  EXPECT_FLOAT_EQ(l2[2], -2.f);
+}
+
+TEST(Sampler, FrequencyAndPresencePenaltiesCountGeneratedTokens) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.frequency_penalty = 0.5f;
+  p.presence_penalty = 0.25f;
+  Sampler s(p, std::vector<int32_t>{1});  // the prompt does not count for these penalties
+  s.accept(0);
+  s.accept(0);
+  auto l = logits_of({2.f, 1.f});
+  s.sample(l);
+  EXPECT_FLOAT_EQ(l[0], 2.f - 2 * 0.5f - 0.25f);
+  EXPECT_FLOAT_EQ(l[1], 1.f);
+}
+
+TEST(Sampler, ValidateNamesTheField) {
+  SamplingParams p;
+  p.top_p = 0;
+  EXPECT_NE(p.validate().message().find("top_p"), std::string::npos);
+  p = {};
+  p.temperature = -1;
+  EXPECT_NE(p.validate().message().find("temperature"), std::string::npos);
+  p = {};
+  p.min_p = 2;
+  EXPECT_NE(p.validate().message().find("min_p"), std::string::npos);
+  p = {};
+  p.repetition_penalty = 0;
+  EXPECT_NE(p.validate().message().find("repetition_penalty"), std::string::npos);
+  EXPECT_TRUE(SamplingParams{}.validate().is_ok());
+}
+
+TEST(Sampler, LogprobsAreANormalizedLogSoftmax) {
+  auto l = logits_of({1.f, 2.f, 3.f});
+  double sum = 0;
+  for (int i = 0; i < 3; ++i) sum += std::exp(token_logprob(l, i));
+  EXPECT_NEAR(sum, 1.0, 1e-6);
+  auto top = top_logprobs(l, 2);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].first, 2);
+  EXPECT_EQ(top[1].first, 1);
+  EXPECT_NEAR(top[0].second, token_logprob(l, 2), 1e-6);
+}
+
+}  // namespace
+}  // namespace carpool
