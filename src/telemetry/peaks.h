@@ -1,0 +1,78 @@
+// Peaks: the ceilings MFU and MBU divide by, and where each came from.
+//
+// Sources, in the order carpool prefers them:
+//   "measured"  a calibration on this machine (CPU: a STREAM-like triad and a matmul through the
+//               backend), cached in <cache dir>/peaks.json so it runs once per machine
+//   "catalog"   the datasheet figure of the GPU catalog (data/gpus.json, user-editable)
+//   "none"      unknown: MFU/MBU are then unavailable
+// Cache dir: $CARPOOL_CACHE, else $XDG_CACHE_HOME/carpool, else $HOME/.cache/carpool.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backend/backend.h"
+#include "util/status.h"
+
+namespace carpool::telemetry {
+
+struct Peaks {
+  std::string device;                     // "NVIDIA H200", "AMD EPYC 9B14 (2 threads)"
+  double bandwidth_bytes_per_s = 0;       // 0: unknown
+  double flops_per_s = 0;                 // 0: unknown
+  std::string bandwidth_source = "none";  // "measured", "catalog", "none"
+  std::string flops_source = "none";
+  // Peak FLOP/s ÷ peak bytes/s: the arithmetic intensity above which a step is compute-bound.
+  std::optional<double> ridge_flops_per_byte() const;
+};
+
+struct GpuCatalogEntry {
+  std::string name;
+  std::vector<std::string> match;  // substrings of the NVML device name
+  double memory_bytes = 0;
+  double bandwidth_bytes_per_s = 0;
+  double bf16_flops_per_s = 0;
+  std::optional<double> fp8_flops_per_s;
+  std::optional<double> price_per_hour;
+};
+
+// Parses the catalog JSON (untrusted: a user edits it). Errors name the entry and field.
+Result<std::vector<GpuCatalogEntry>> parse_gpu_catalog(std::string_view json_text);
+Result<std::vector<GpuCatalogEntry>> load_gpu_catalog(const std::string& path);
+// The entry whose longest `match` substring occurs in `device_name`; nullopt if none.
+std::optional<GpuCatalogEntry> match_gpu(const std::vector<GpuCatalogEntry>& catalog,
+                                         std::string_view device_name);
+// Peaks from a catalog entry (bf16 compute), source "catalog".
+Peaks peaks_from_catalog(const GpuCatalogEntry& e, std::string device_name);
+
+// The per-user cache directory (see above); empty when none can be found.
+std::string cache_dir();
+
+struct CalibrationOptions {
+  int threads = 0;                 // triad threads; 0: hardware threads
+  size_t triad_bytes = 3u << 26;   // three arrays of 64 MiB in total (beyond any cache)
+  int repeats = 5;                 // best of
+  int matmul_rows = 256;           // x [rows, k] · w[n, k]^T
+  int matmul_k = 2048;
+  int matmul_n = 2048;
+  DType matmul_dtype = DType::kF32;
+};
+
+// Bytes/s of a triad a = b + s·c (2 reads + 1 write per element; the best of `repeats`).
+double measure_triad_bandwidth(const CalibrationOptions& options);
+// FLOP/s of backend.matmul at the given shape (2·rows·k·n per call; the best of `repeats`).
+Result<double> measure_matmul_flops(Backend& backend, const CalibrationOptions& options);
+
+// Peaks for `key` (a device name; include the thread count on CPU) from the cache file, or
+// calibrated with the two functions above and saved there. `backend`: runs the matmul.
+// Cache errors (unreadable, malformed) fall back to calibrating; a write failure is ignored.
+Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
+                               const std::string& cache_path, const CalibrationOptions& options);
+
+// Serialization of the cache file: {"<key>": {"bandwidth_bytes_per_s":..,"flops_per_s":..}}.
+std::optional<Peaks> read_cached_peaks(std::string_view json_text, const std::string& key);
+std::string write_cached_peaks(std::string_view old_json_text, const Peaks& peaks);
+
+}  // namespace carpool::telemetry

@@ -1,0 +1,61 @@
+// Internals shared by telemetry.cpp, prometheus_text.cpp and series_json.cpp.
+#pragma once
+
+#include <array>
+#include <optional>
+
+#include "telemetry/log_histogram.h"
+#include "telemetry/telemetry.h"
+
+namespace carpool::telemetry {
+
+// Phases: 0 all steps, 1 steps with a prefill chunk, 2 decode-only steps.
+constexpr int kPhases = 3;
+constexpr const char* kPhaseNames[kPhases] = {"all", "prefill", "decode"};
+// Series name of a per-phase figure: "flops", "flops.prefill", "flops.decode".
+std::string phase_series(const char* base, int phase);
+
+constexpr int kReasons = 4;
+constexpr const char* kReasonNames[kReasons] = {"stop", "length", "abort", "error"};
+
+enum HistogramIndex { kTtft, kItl, kE2e, kQueue, kPromptLen, kGenLen, kHistograms };
+
+struct Telemetry::Ids {
+  std::array<SeriesId, kPhases> steps, flops, bytes, device_s, active_s;
+  SeriesId prompt_tokens, generation_tokens, bytes_weights, bytes_kv_read, bytes_kv_write,
+      bytes_activations, batch_seqs, batch_tokens, requests_finished, requests_failed;
+  SeriesId running, waiting, kv_usage, mem_weights, mem_kv_reserved, mem_kv_used, mem_workspace,
+      rss, process_cpu_cores, engine_thread_busy;
+  SeriesId gpu_util, gpu_mem_util, gpu_mem_used, gpu_mem_total, gpu_power, gpu_sm_clock,
+      gpu_sm_util, gpu_sm_occupancy, gpu_tensor_util, gpu_dram_bw_util;
+  SeriesId replicas_active, replicas_starting;
+  std::array<SeriesId, kHistograms> hist;
+};
+
+// Cumulative since start, for Prometheus counters and histograms.
+struct Telemetry::Totals {
+  std::array<double, kPhases> steps{}, flops{}, bytes{}, device_s{}, active_s{};
+  double prompt_tokens = 0, generation_tokens = 0;
+  double bytes_weights = 0, bytes_kv_read = 0, bytes_kv_write = 0, bytes_activations = 0;
+  std::array<double, kReasons> finished{};
+  std::array<LogHistogram, kHistograms> hist;
+};
+
+struct Telemetry::Latest {
+  std::optional<GpuReading> gpu;
+  CpuReading cpu;
+  std::optional<EngineSnapshot> engine;
+  Peaks peaks;
+  int replicas_active = -1;  // -1: never set
+  int replicas_starting = -1;
+};
+
+struct HistogramDef {
+  const char* series;      // store name
+  const char* prometheus;  // metric name without the carpool_ prefix
+  const char* help;
+  double lower;
+};
+extern const HistogramDef kHistogramDefs[kHistograms];
+
+}  // namespace carpool::telemetry
