@@ -1,4 +1,7 @@
-// Paged attention over a ragged batch (prefill chunks and decode tokens together).
+// Paged attention over a ragged batch, generic kernel: any head_dim (even, <= kMaxHeadDim), any
+// GQA ratio, F32/F16/BF16 activations. The fast kernels (attention_prefill.cu, attention_decode.cu)
+// cover head_dim 64 and 128; this one serves every other shape, and all shapes when
+// LaunchCtx::generic_attention is set (A/B comparisons).
 //
 // One warp computes one (query token, query head) over a range of KV positions; the warps of a
 // block are the query heads that share one KV head (GQA), so a KV row is read from memory once
@@ -198,13 +201,13 @@ __global__ void combine_kernel(AttnArgs args) {
 
 }  // namespace
 
-int64_t attention_workspace_floats(const LaunchCtx& ctx, const AttentionLaunch& a) {
+int64_t generic_attention_workspace_floats(const LaunchCtx& ctx, const AttentionLaunch& a) {
   const SplitPlan p = plan_splits(ctx, a);
   if (p.n_splits == 1) return 0;
   return int64_t(a.n_tokens) * a.n_heads * p.n_splits * (a.head_dim + 2);
 }
 
-void launch_attention(const LaunchCtx& ctx, const AttentionLaunch& a, float* workspace) {
+void launch_generic_attention(const LaunchCtx& ctx, const AttentionLaunch& a, float* workspace) {
   if (a.n_tokens == 0) return;
   const SplitPlan p = plan_splits(ctx, a);
   AttnArgs args{a, p.n_splits, p.split_len, nullptr, nullptr};

@@ -2,6 +2,7 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -55,6 +56,8 @@ Status CudaBackend::init() {
   }
   ctx_.sm_count = prop.multiProcessorCount;
   ctx_.debug_sync = options_.debug_sync;
+  if (const char* e = std::getenv("CARPOOL_CUDA_ATTENTION"); e != nullptr)
+    ctx_.generic_attention = std::strcmp(e, "generic") == 0;
   CUDA_TRY(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));
   cublasStatus_t s = cublasCreate(&cublas_);
   if (s != CUBLAS_STATUS_SUCCESS)
@@ -72,6 +75,7 @@ Status CudaBackend::init() {
 CudaBackend::~CudaBackend() {
   // Teardown must not abort: report failures and go on.
   if (ctx_.stream != nullptr) cudaStreamSynchronize(ctx_.stream);
+  if (upload_ring_ != nullptr) cudaFreeHost(upload_ring_);
   for (auto& [ptr, a] : allocations_) cudaFree(ptr);
   for (void* p : scratch_ptr_)
     if (p != nullptr) cudaFree(p);
@@ -219,10 +223,53 @@ Result<KvCache> CudaBackend::alloc_kv(const KvCacheConfig& c) {
   return kv;
 }
 
+namespace {
+constexpr size_t kUploadRingInitial = size_t{1} << 20;  // per-step metadata is a few KiB
+constexpr size_t kUploadRingMax = size_t{64} << 20;
+constexpr size_t kUploadAlign = 256;
+}  // namespace
+
+void CudaBackend::release_upload_ring() {
+  if (upload_ring_ != nullptr) CUDA_CHECK(cudaFreeHost(upload_ring_));
+  upload_ring_ = nullptr;
+  upload_ring_bytes_ = upload_ring_used_ = 0;
+}
+
 void CudaBackend::upload(Tensor dst, const void* host, size_t bytes) {
   CARPOOL_CHECK(bytes <= dst.bytes());
   if (bytes == 0) return;
-  CUDA_CHECK(cudaMemcpyAsync(dst.data, host, bytes, cudaMemcpyHostToDevice, ctx_.stream));
+  if (upload_ring_failed_ || bytes > kUploadRingMax / 2) {
+    // Pageable source: the copy is staged by the driver before this call returns.
+    CUDA_CHECK(cudaMemcpyAsync(dst.data, host, bytes, cudaMemcpyHostToDevice, ctx_.stream));
+    return;
+  }
+  const size_t need = (bytes + kUploadAlign - 1) / kUploadAlign * kUploadAlign;
+  if (upload_ring_used_ + need > upload_ring_bytes_) {
+    // Earlier copies from the ring may still be in flight: wait for them, then reuse the ring,
+    // grown (to the cap) so that this many uploads between two waits fit next time.
+    CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+    const size_t wanted = upload_ring_used_ + need;
+    upload_ring_used_ = 0;
+    if (upload_ring_ == nullptr || (wanted > upload_ring_bytes_ && upload_ring_bytes_ < kUploadRingMax)) {
+      size_t grown = std::max(kUploadRingInitial, upload_ring_bytes_ * 2);
+      while (grown < wanted && grown < kUploadRingMax) grown *= 2;
+      grown = std::min(grown, kUploadRingMax);  // >= need: bytes <= kUploadRingMax / 2
+      release_upload_ring();
+      if (cudaHostAlloc(reinterpret_cast<void**>(&upload_ring_), grown, cudaHostAllocDefault) !=
+          cudaSuccess) {
+        cudaGetLastError();
+        upload_ring_ = nullptr;
+        upload_ring_failed_ = true;
+        CUDA_CHECK(cudaMemcpyAsync(dst.data, host, bytes, cudaMemcpyHostToDevice, ctx_.stream));
+        return;
+      }
+      upload_ring_bytes_ = grown;
+    }
+  }
+  uint8_t* slot = upload_ring_ + upload_ring_used_;
+  std::memcpy(slot, host, bytes);
+  upload_ring_used_ += need;
+  CUDA_CHECK(cudaMemcpyAsync(dst.data, slot, bytes, cudaMemcpyHostToDevice, ctx_.stream));
 }
 
 void CudaBackend::download(void* host, const Tensor& src, size_t bytes) {
@@ -230,9 +277,13 @@ void CudaBackend::download(void* host, const Tensor& src, size_t bytes) {
   if (bytes > 0)
     CUDA_CHECK(cudaMemcpyAsync(host, src.data, bytes, cudaMemcpyDeviceToHost, ctx_.stream));
   CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+  upload_ring_used_ = 0;  // the stream is idle: every copy out of the ring has finished
 }
 
-void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(ctx_.stream)); }
+void CudaBackend::synchronize() {
+  CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+  upload_ring_used_ = 0;
+}
 
 void* CudaBackend::scratch(int i, size_t bytes) {
   CARPOOL_CHECK(i >= 0 && i < kScratchSlots);

@@ -5,6 +5,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <string>
 #include <unordered_map>
 
@@ -54,6 +55,8 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return ctx_.stream; }
   const LaunchCtx& launch_ctx() const { return ctx_; }
   cublasHandle_t cublas() const { return cublas_; }
+  // A/B switch for tools: run every attention call on the generic kernel.
+  void set_generic_attention(bool on) { ctx_.generic_attention = on; }
 
  private:
   enum class Kind { kWeight, kKv, kOther };
@@ -78,6 +81,14 @@ class CudaBackend final : public Backend {
   size_t scratch_bytes_[kScratchSlots] = {};
   void* cublas_workspace_ = nullptr;
   void* staging_ = nullptr;
+  // Pinned host ring for upload(): each upload is copied into it and DMA'd asynchronously. The
+  // stream is idle after every download()/synchronize(), so the ring restarts there; an upload
+  // that does not fit waits for the stream, and the ring doubles (rarely, at most to its cap).
+  uint8_t* upload_ring_ = nullptr;
+  size_t upload_ring_bytes_ = 0;
+  size_t upload_ring_used_ = 0;
+  bool upload_ring_failed_ = false;  // cudaHostAlloc failed once: pageable copies from then on
+  void release_upload_ring();
 };
 
 }  // namespace carpool::cuda

@@ -140,6 +140,7 @@ void CudaBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
   a.n_kv_heads = meta.n_kv_heads;
   a.head_dim = meta.head_dim;
   a.max_kv_len = meta.max_kv_len;
+  a.max_q_len = meta.max_q_len;
   a.scale = meta.scale;
   const int64_t ws = attention_workspace_floats(ctx_, a);
   float* workspace =

@@ -18,6 +18,9 @@ struct LaunchCtx {
   cudaStream_t stream = nullptr;
   bool debug_sync = false;
   int sm_count = 1;
+  // Route every attention call to the generic kernel (A/B comparisons; the environment variable
+  // CARPOOL_CUDA_ATTENTION=generic sets it when the backend starts).
+  bool generic_attention = false;
 };
 
 // --- weights (weights_kernels.cu) ---
@@ -71,11 +74,57 @@ struct AttentionLaunch {
   const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks_per_seq]
   int n_tokens = 0, n_seqs = 0, max_blocks_per_seq = 0, block_size = 0;
   int n_heads = 0, n_kv_heads = 0, head_dim = 0, max_kv_len = 0;
+  int max_q_len = 0;  // max over sequences of q_len (bounds the dispatch's lists)
   float scale = 0.f;
 };
 constexpr int kMaxHeadDim = 256;
-// Floats of workspace attention needs for this launch (0 when it runs without splitting).
+// Floats of workspace attention needs for this launch (per-step plan, lists and split partials).
 int64_t attention_workspace_floats(const LaunchCtx& ctx, const AttentionLaunch& a);
+// Dispatch (attention_dispatch.cu): head_dim 64/128 with n_heads / n_kv_heads <= 32 run on the
+// fast kernels (sequences with q_len >= kMinPrefillQ on the tensor-core prefill kernel, the other
+// tokens on the split-KV decode kernel); every other shape on the generic kernel.
 void launch_attention(const LaunchCtx& ctx, const AttentionLaunch& a, float* workspace);
+
+// The generic kernel alone (attention_generic.cu).
+int64_t generic_attention_workspace_floats(const LaunchCtx& ctx, const AttentionLaunch& a);
+void launch_generic_attention(const LaunchCtx& ctx, const AttentionLaunch& a, float* workspace);
+
+// Fast kernels (attention_prefill.cu, attention_decode.cu); shapes as in the dispatch above.
+constexpr int kMinPrefillQ = 16;   // sequences with q_len >= this go to the prefill kernel
+constexpr int kPrefillTileQ = 64;  // query rows per prefill CTA
+constexpr int kAttnTileKeys = 64;  // keys per shared-memory K/V tile (both kernels)
+constexpr int kDecodeMaxGroup = 32;  // query heads per KV head the decode kernel handles
+
+// Work lists made on the device from query_start (one small kernel per call):
+//   counts[0] = prefill tiles, counts[1] = listed decode tokens;
+//   tiles[i] = (sequence, first query row of the tile) for sequences with q_len >= kMinPrefillQ;
+//   decode_tokens[i] = token index, for the tokens of the other sequences.
+// Lists hold at most max_tiles / max_decode entries (counts are clamped to them).
+void launch_attention_plan(const LaunchCtx& ctx, const int32_t* query_start, int n_seqs,
+                           int32_t* counts, int2* tiles, int max_tiles, int32_t* decode_tokens,
+                           int max_decode);
+// grid (max_tiles, n_heads): CTAs past counts[0] exit.
+void launch_prefill_attention(const LaunchCtx& ctx, const AttentionLaunch& a,
+                              const int32_t* counts, const int2* tiles, int max_tiles);
+struct DecodeLaunch {
+  const int32_t* tokens = nullptr;  // [rows] token indices; nullptr: row i is token i
+  const int32_t* count = nullptr;   // rows actually listed (device); nullptr: all `rows`
+  int rows = 0;                     // grid rows (upper bound of listed tokens)
+  int n_splits = 1;
+  int split_len = 0;                // keys per split, a multiple of kAttnTileKeys
+  float* part_o = nullptr;   // [rows, n_heads, n_splits, head_dim] when n_splits > 1
+  float* part_ml = nullptr;  // [rows, n_heads, n_splits, 2]: running max (log2 domain), sum
+};
+void launch_decode_attention(const LaunchCtx& ctx, const AttentionLaunch& a,
+                             const DecodeLaunch& d);
+
+// Unfused f32 reference attention for the conformance tool (attention_reference.cu), independent
+// of block tables: token t attends to cache rows rows[row0[t] + j] for positions j in
+// [0, pos[t]]. q [n_tokens, n_heads * head_dim] (F32/F16/BF16); caches BF16
+// [*, n_kv_heads * head_dim]; out F32 like q. head_dim <= 256.
+void launch_reference_attention(const LaunchCtx& ctx, const void* q, DType q_dtype,
+                                const void* k_cache, const void* v_cache, const int32_t* rows,
+                                const int32_t* row0, const int32_t* pos, float* out, int n_tokens,
+                                int n_heads, int n_kv_heads, int head_dim, float scale);
 
 }  // namespace carpool::cuda

@@ -4,7 +4,8 @@
 //   gemm      backend matmul (bf16 x bf16, f32 accumulate) at 8192^3 and at Llama-3.1-8B's
 //             decode/prefill widths for batch 1, 64, 256: TFLOP/s and weight bytes streamed/s
 //   attention paged decode attention (Llama-3.1-8B heads) at several batch x context sizes:
-//             KV bytes read/s; and one causal prefill
+//             KV bytes read/s; causal prefill at 1024 and 4096 tokens: TFLOP/s. Rows ending in
+//             "-gen" run the generic kernel on the same shapes (A/B against the fast kernels).
 //
 // Timing: CUDA events on the backend's stream after warm-up; each sample is a group of calls
 // long enough to dwarf event overhead; the median of the samples is reported. Weights and KV
@@ -128,8 +129,9 @@ void bench_gemm(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int6
 }
 
 // Llama-3.1-8B attention: 32 query heads, 8 KV heads, head_dim 128, blocks of 16.
+// generic: the generic kernel instead of the fast ones (A/B on the same card and run).
 void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int batch,
-                     int ctx, bool prefill, std::vector<Row>& rows) {
+                     int ctx, bool prefill, std::vector<Row>& rows, bool generic = false) {
   const int n_heads = 32, n_kv = 8, hd = 128, bs = 16;
   const int blocks_per_seq = (ctx + bs - 1) / bs;
   const size_t layer_bytes = size_t(batch) * blocks_per_seq * bs * n_kv * hd * 2 * 2;
@@ -171,16 +173,18 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   meta.n_kv_heads = n_kv;
   meta.head_dim = hd;
   meta.scale = 1.f / std::sqrt(float(hd));
+  b.set_generic_attention(generic);
   const double ms = timer.median_ms(
       [&](int i) {
         const int l = i % layers;
         b.attention(out, q, cache->k[l], cache->v[l], meta);
       },
       samples);
+  b.set_generic_attention(false);
   const double kv_bytes = double(batch) * ctx * n_kv * hd * 2 * 2;
   // FLOPs: QK^T and PV, causal half for prefill.
   const double flops = 4.0 * batch * n_heads * hd * (prefill ? 0.5 * ctx * ctx : double(ctx));
-  rows.push_back({prefill ? "attn-prefill" : "attn-decode",
+  rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + (generic ? "-gen" : ""),
                   "b" + std::to_string(batch) + " ctx" + std::to_string(ctx) + " h32/kv8 d128",
                   ms, flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9, "kv read once"});
   for (Tensor& t : cache->k) b.free(t);
@@ -239,7 +243,11 @@ int main(int argc, char** argv) {
   for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{1, 1024}, {1, 8192}, {16, 4096},
                                                             {64, 2048}, {256, 1024}})
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows);
+  for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{1, 1024}, {16, 4096}, {256, 1024}})
+    bench_attention(b, timer, l2, samples, batch, ctx, false, rows, /*generic=*/true);
+  bench_attention(b, timer, l2, samples, 1, 1024, true, rows);
   bench_attention(b, timer, l2, quick ? 3 : 5, 1, 4096, true, rows);
+  bench_attention(b, timer, l2, 3, 1, 4096, true, rows, /*generic=*/true);
 
   std::printf("\n%-13s %-36s %10s %9s %10s  %s\n", "bench", "shape", "ms", "TFLOP/s", "GB/s",
               "bytes");
