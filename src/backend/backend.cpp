@@ -38,14 +38,18 @@ void fill_quantized(DType t, uint8_t* dst, size_t bytes, SplitMix& rng, float sc
   for (size_t b = 0; b < n_blocks; ++b) {
     uint8_t* blk = dst + b * info.block_bytes;
     switch (t) {
-      case DType::kQ4_0: reinterpret_cast<BlockQ4_0*>(blk)->d = d_half; break;
+      case DType::kQ4_0:
+        reinterpret_cast<BlockQ4_0*>(blk)->d = d_half;
+        break;
       case DType::kQ4_1: {
         auto* q = reinterpret_cast<BlockQ4_1*>(blk);
         q->d = f32_to_f16(scale * 2.f / 15.f);
         q->m = m_neg;
         break;
       }
-      case DType::kQ8_0: reinterpret_cast<BlockQ8_0*>(blk)->d = d_q8; break;
+      case DType::kQ8_0:
+        reinterpret_cast<BlockQ8_0*>(blk)->d = d_q8;
+        break;
       case DType::kQ4_K: {
         auto* q = reinterpret_cast<BlockQ4_K*>(blk);
         q->d = d_k;
@@ -58,8 +62,11 @@ void fill_quantized(DType t, uint8_t* dst, size_t bytes, SplitMix& rng, float sc
         q->dmin = f32_to_f16(0.f);
         break;
       }
-      case DType::kQ6_K: reinterpret_cast<BlockQ6_K*>(blk)->d = f32_to_f16(scale / 32.f / 127.f); break;
-      default: break;
+      case DType::kQ6_K:
+        reinterpret_cast<BlockQ6_K*>(blk)->d = f32_to_f16(scale / 32.f / 127.f);
+        break;
+      default:
+        break;
     }
   }
 }

@@ -75,25 +75,25 @@ struct KvCache {
 struct AttentionMeta {
   int n_tokens = 0;
   int n_seqs = 0;
-  int max_q_len = 0;    // max over sequences of q_len (host-known, for launch configuration)
-  int max_kv_len = 0;   // max over sequences of kv_len
+  int max_q_len = 0;           // max over sequences of q_len (host-known, for launch configuration)
+  int max_kv_len = 0;          // max over sequences of kv_len
   int max_blocks_per_seq = 0;  // row length of block_tables
-  int block_size = 16;          // tokens per KV block (the cache's KvCacheConfig::block_size)
-  Tensor query_start;   // [1, n_seqs + 1]
-  Tensor kv_len;        // [1, n_seqs] context length including this step's tokens
-  Tensor block_tables;  // [n_seqs, max_blocks_per_seq]
+  int block_size = 16;         // tokens per KV block (the cache's KvCacheConfig::block_size)
+  Tensor query_start;          // [1, n_seqs + 1]
+  Tensor kv_len;               // [1, n_seqs] context length including this step's tokens
+  Tensor block_tables;         // [n_seqs, max_blocks_per_seq]
   int n_heads = 0;
   int n_kv_heads = 0;
   int head_dim = 0;
-  float scale = 0.f;    // usually 1/sqrt(head_dim)
+  float scale = 0.f;  // usually 1/sqrt(head_dim)
 };
 
 struct BackendMemoryInfo {
-  size_t total_bytes = 0;     // device memory (CPU: physical RAM)
+  size_t total_bytes = 0;  // device memory (CPU: physical RAM)
   size_t free_bytes = 0;
-  size_t weights_bytes = 0;   // held by load_weight
-  size_t kv_bytes = 0;        // held by alloc_kv
-  size_t other_bytes = 0;     // activations, workspace
+  size_t weights_bytes = 0;  // held by load_weight
+  size_t kv_bytes = 0;       // held by alloc_kv
+  size_t other_bytes = 0;    // activations, workspace
 };
 
 class Backend {
@@ -117,8 +117,8 @@ class Backend {
   // (benchmarks without downloads). Backends may create it in place (CUDA: on the device).
   // The default implementation generates the bytes on the host (quantized types: random valid
   // blocks), keeps them for the backend's lifetime, and calls load_weight.
-  virtual Result<Tensor> alloc_random_weight(DType dtype, int64_t rows, int64_t cols,
-                                             uint64_t seed, float scale);
+  virtual Result<Tensor> alloc_random_weight(DType dtype, int64_t rows, int64_t cols, uint64_t seed,
+                                             float scale);
   virtual Result<KvCache> alloc_kv(const KvCacheConfig& config) = 0;
   // Releases a cache from alloc_kv. Default: free() on each layer's K and V tensor.
   virtual void free_kv(KvCache& kv) {
@@ -153,8 +153,8 @@ class Backend {
                         const Tensor& slots) = 0;
   // out[n, n_heads * head_dim] = causal softmax(q k^T * scale) v over paged KV, GQA by
   // n_heads / n_kv_heads.  q: [n, n_heads * head_dim].
-  virtual void attention(Tensor out, const Tensor& q, const Tensor& k_cache,
-                         const Tensor& v_cache, const AttentionMeta& meta) = 0;
+  virtual void attention(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                         const AttentionMeta& meta) = 0;
   // out[m, f] = silu(gate) * up.
   virtual void swiglu(Tensor out, const Tensor& gate, const Tensor& up) = 0;
   // out[m, d] = x[idx[i], :].  idx: I32 [1, m].

@@ -52,21 +52,21 @@ constexpr int kKScaleBytes = 12;
 
 #pragma pack(push, 1)
 struct BlockQ4_0 {
-  uint16_t d;            // f16 scale
-  uint8_t qs[kQK / 2];   // nibbles: low nibble = element j, high nibble = element j + 16
+  uint16_t d;           // f16 scale
+  uint8_t qs[kQK / 2];  // nibbles: low nibble = element j, high nibble = element j + 16
 };
 struct BlockQ4_1 {
-  uint16_t d;            // f16 scale
-  uint16_t m;            // f16 minimum
+  uint16_t d;  // f16 scale
+  uint16_t m;  // f16 minimum
   uint8_t qs[kQK / 2];
 };
 struct BlockQ8_0 {
-  uint16_t d;            // f16 scale
+  uint16_t d;  // f16 scale
   int8_t qs[kQK];
 };
 struct BlockQ4_K {
-  uint16_t d;                 // f16 super-block scale for the 6-bit scales
-  uint16_t dmin;              // f16 super-block scale for the 6-bit mins
+  uint16_t d;                    // f16 super-block scale for the 6-bit scales
+  uint16_t dmin;                 // f16 super-block scale for the 6-bit mins
   uint8_t scales[kKScaleBytes];  // 8 scales + 8 mins, 6 bits each
   uint8_t qs[kQKK / 2];
 };

@@ -35,14 +35,16 @@ Status Args::parse(int argc, char** argv) {
         body = body.substr(0, eq);
       }
       const OptionSpec* o = find(body);
-      if (!o) return Status::error("unknown option '" + a + "' for '" + command_ + "' (see --help)");
+      if (!o)
+        return Status::error("unknown option '" + a + "' for '" + command_ + "' (see --help)");
       if (o->value_name.empty()) {
         if (inline_value) return Status::error("option --" + o->name + " takes no value");
         values_[o->name] = "1";
       } else if (inline_value) {
         values_[o->name] = *inline_value;
       } else {
-        if (i + 1 >= argc) return Status::error("option --" + o->name + " needs a value " + o->value_name);
+        if (i + 1 >= argc)
+          return Status::error("option --" + o->name + " needs a value " + o->value_name);
         values_[o->name] = argv[++i];
       }
     } else {
@@ -63,8 +65,10 @@ std::string Args::help() const {
     left += "--" + o.name;
     if (!o.value_name.empty()) left += " " + o.value_name;
     s << left;
-    if (left.size() < 30) s << std::string(30 - left.size(), ' ');
-    else s << "\n" << std::string(30, ' ');
+    if (left.size() < 30)
+      s << std::string(30 - left.size(), ' ');
+    else
+      s << "\n" << std::string(30, ' ');
     s << o.help;
     if (!o.default_value.empty()) s << " (default: " << o.default_value << ")";
     s << "\n";
@@ -73,7 +77,9 @@ std::string Args::help() const {
   return s.str();
 }
 
-bool Args::has(const std::string& name) const { return values_.count(name) != 0; }
+bool Args::has(const std::string& name) const {
+  return values_.count(name) != 0;
+}
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);

@@ -23,19 +23,21 @@ double now_s() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args args("bench", "Measures prefill and decode throughput by driving the engine directly.",
-            {
-                {"model", "m", "PATH_OR_NAME", "model file, known name, or synthetic:NAME", "smollm2"},
-                {"batch", "b", "N", "sequences decoding together", "1"},
-                {"prompt-len", "p", "N", "context length of each sequence before decoding", "128"},
-                {"gen", "n", "N", "decode steps to time", "32"},
-                {"prefill-len", "", "N", "length of the single prompt timed for prefill (0: skip)", "512"},
-                {"chunk", "", "N", "max tokens per step (prefill chunk)", "512"},
-                {"dtype", "", "TYPE", "weight type of synthetic models", "q4_1 on CPU, bf16 on GPU"},
-                {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
-                {"threads", "t", "N", "CPU threads", "all"},
-                {"json", "", "", "print one JSON object instead of text", ""},
-            });
+  Args args(
+      "bench", "Measures prefill and decode throughput by driving the engine directly.",
+      {
+          {"model", "m", "PATH_OR_NAME", "model file, known name, or synthetic:NAME", "smollm2"},
+          {"batch", "b", "N", "sequences decoding together", "1"},
+          {"prompt-len", "p", "N", "context length of each sequence before decoding", "128"},
+          {"gen", "n", "N", "decode steps to time", "32"},
+          {"prefill-len", "", "N", "length of the single prompt timed for prefill (0: skip)",
+           "512"},
+          {"chunk", "", "N", "max tokens per step (prefill chunk)", "512"},
+          {"dtype", "", "TYPE", "weight type of synthetic models", "q4_1 on CPU, bf16 on GPU"},
+          {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+          {"threads", "t", "N", "CPU threads", "all"},
+          {"json", "", "", "print one JSON object instead of text", ""},
+      });
   if (Status st = args.parse(argc, argv); !st) {
     std::fprintf(stderr, "carpool bench: %s\n", st.message().c_str());
     return 2;
@@ -168,12 +170,15 @@ int cmd_bench(int argc, char** argv) {
         model.weight_bytes(), median, decode_tps, achieved_bw, PF, prefill_s, prefill_tps,
         static_cast<long long>(cfg.parameter_count()), static_cast<double>(sink));
   } else {
-    std::printf("model %s on %s (%s), weights %.1f MB\n", lo.model.empty() ? "smollm2" : lo.model.c_str(),
-                be.device_name().c_str(), be.name().c_str(), model.weight_bytes() / 1e6);
-    if (PF > 0) std::printf("prefill  %d tokens: %.3f s, %.1f tokens/s\n", PF, prefill_s, prefill_tps);
-    std::printf("decode   batch %d, context %d: median step %.2f ms, %.1f tokens/s, %.1f GB/s "
-                "(weights + KV read per step / median step)\n",
-                B, P, median * 1e3, decode_tps, achieved_bw / 1e9);
+    std::printf("model %s on %s (%s), weights %.1f MB\n",
+                lo.model.empty() ? "smollm2" : lo.model.c_str(), be.device_name().c_str(),
+                be.name().c_str(), model.weight_bytes() / 1e6);
+    if (PF > 0)
+      std::printf("prefill  %d tokens: %.3f s, %.1f tokens/s\n", PF, prefill_s, prefill_tps);
+    std::printf(
+        "decode   batch %d, context %d: median step %.2f ms, %.1f tokens/s, %.1f GB/s "
+        "(weights + KV read per step / median step)\n",
+        B, P, median * 1e3, decode_tps, achieved_bw / 1e9);
   }
   be.free_kv(kv.value());
   return 0;

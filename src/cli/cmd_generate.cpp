@@ -13,27 +13,30 @@
 namespace carpool::cli {
 
 int cmd_generate(int argc, char** argv) {
-  Args args("generate", "Generates text from a prompt and streams it as it is produced.",
-            {
-                {"model", "m", "PATH_OR_NAME", "GGUF file, Hugging Face folder, known name, or synthetic:NAME", "smollm2"},
-                {"prompt", "p", "TEXT", "the prompt", ""},
-                {"prompt-ids", "", "IDS", "the prompt as comma-separated token ids (instead of --prompt)", ""},
-                {"print-ids", "", "", "print the generated token ids as a JSON list at the end", ""},
-                {"dump-logits", "", "PATH", "write the prompt's last-position logits (f32) to PATH", ""},
-                {"max-tokens", "n", "N", "number of tokens to generate", "64"},
-                {"temperature", "", "T", "sampling temperature; 0 is greedy", "0.8"},
-                {"top-k", "", "K", "keep the K most likely tokens; 0 is off", "0"},
-                {"top-p", "", "P", "nucleus sampling mass", "1.0"},
-                {"min-p", "", "P", "drop tokens below P times the most likely", "0.0"},
-                {"repetition-penalty", "", "R", "penalty on tokens already seen", "1.0"},
-                {"frequency-penalty", "", "F", "penalty by count of generated occurrences", "0.0"},
-                {"presence-penalty", "", "F", "penalty once per generated token", "0.0"},
-                {"seed", "s", "N", "random seed; the same seed gives the same tokens", "-1 (random)"},
-                {"ignore-eos", "", "", "keep generating after an end-of-generation token", ""},
-                {"chat", "", "", "wrap the prompt in the model's chat template as a user message", ""},
-                {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
-                {"threads", "t", "N", "CPU threads", "all"},
-            });
+  Args args(
+      "generate", "Generates text from a prompt and streams it as it is produced.",
+      {
+          {"model", "m", "PATH_OR_NAME",
+           "GGUF file, Hugging Face folder, known name, or synthetic:NAME", "smollm2"},
+          {"prompt", "p", "TEXT", "the prompt", ""},
+          {"prompt-ids", "", "IDS", "the prompt as comma-separated token ids (instead of --prompt)",
+           ""},
+          {"print-ids", "", "", "print the generated token ids as a JSON list at the end", ""},
+          {"dump-logits", "", "PATH", "write the prompt's last-position logits (f32) to PATH", ""},
+          {"max-tokens", "n", "N", "number of tokens to generate", "64"},
+          {"temperature", "", "T", "sampling temperature; 0 is greedy", "0.8"},
+          {"top-k", "", "K", "keep the K most likely tokens; 0 is off", "0"},
+          {"top-p", "", "P", "nucleus sampling mass", "1.0"},
+          {"min-p", "", "P", "drop tokens below P times the most likely", "0.0"},
+          {"repetition-penalty", "", "R", "penalty on tokens already seen", "1.0"},
+          {"frequency-penalty", "", "F", "penalty by count of generated occurrences", "0.0"},
+          {"presence-penalty", "", "F", "penalty once per generated token", "0.0"},
+          {"seed", "s", "N", "random seed; the same seed gives the same tokens", "-1 (random)"},
+          {"ignore-eos", "", "", "keep generating after an end-of-generation token", ""},
+          {"chat", "", "", "wrap the prompt in the model's chat template as a user message", ""},
+          {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+          {"threads", "t", "N", "CPU threads", "all"},
+      });
   if (Status st = args.parse(argc, argv); !st) {
     std::fprintf(stderr, "carpool generate: %s\n", st.message().c_str());
     return 2;
@@ -46,7 +49,8 @@ int cmd_generate(int argc, char** argv) {
     std::fprintf(stderr, "carpool generate: %s\n", msg.c_str());
     return 1;
   };
-  if (args.has("prompt") == args.has("prompt-ids")) return fail("give one of --prompt and --prompt-ids");
+  if (args.has("prompt") == args.has("prompt-ids"))
+    return fail("give one of --prompt and --prompt-ids");
   auto n = args.get_int("max-tokens", 64);
   auto temp = args.get_float("temperature", 0.8);
   auto top_k = args.get_int("top-k", 0);
@@ -57,8 +61,9 @@ int cmd_generate(int argc, char** argv) {
   auto pres = args.get_float("presence-penalty", 0.0);
   auto seed = args.get_int("seed", -1);
   auto threads = args.get_int("threads", 0);
-  for (const Status& st : {n.status(), temp.status(), top_k.status(), top_p.status(), min_p.status(),
-                           rep.status(), freq.status(), pres.status(), seed.status(), threads.status()}) {
+  for (const Status& st :
+       {n.status(), temp.status(), top_k.status(), top_p.status(), min_p.status(), rep.status(),
+        freq.status(), pres.status(), seed.status(), threads.status()}) {
     if (!st) return fail(st.message());
   }
   GenerateOptions opt;
@@ -88,7 +93,8 @@ int cmd_generate(int argc, char** argv) {
     size_t start = 0;
     while (start <= list.size()) {
       size_t comma = list.find(',', start);
-      std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      std::string item =
+          list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       char* end = nullptr;
       long v = std::strtol(item.c_str(), &end, 10);
       if (item.empty() || *end != '\0' || v < 0 || v >= lm->model->config().vocab_size) {
@@ -144,12 +150,13 @@ int cmd_generate(int argc, char** argv) {
     std::printf("]\n");
   }
   const GenerateStats& s = stats.value();
-  std::fprintf(stderr,
-               "\nprompt: %d tokens in %.3f s (%.1f tokens/s) | generation: %d tokens in %.3f s "
-               "(%.1f tokens/s)\n",
-               s.prompt_tokens, s.prefill_s, s.prompt_tokens / std::max(s.prefill_s, 1e-9),
-               s.generated_tokens, s.decode_s,
-               s.generated_tokens > 1 ? (s.generated_tokens - 1) / std::max(s.decode_s, 1e-9) : 0.0);
+  std::fprintf(
+      stderr,
+      "\nprompt: %d tokens in %.3f s (%.1f tokens/s) | generation: %d tokens in %.3f s "
+      "(%.1f tokens/s)\n",
+      s.prompt_tokens, s.prefill_s, s.prompt_tokens / std::max(s.prefill_s, 1e-9),
+      s.generated_tokens, s.decode_s,
+      s.generated_tokens > 1 ? (s.generated_tokens - 1) / std::max(s.decode_s, 1e-9) : 0.0);
   return 0;
 }
 

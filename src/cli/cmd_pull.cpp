@@ -8,8 +8,10 @@
 namespace carpool::cli {
 
 int cmd_pull(int argc, char** argv) {
-  Args args("pull", "Fetches a known model into the per-user cache (" + cache_dir() + "/models).\n"
-            "Known models: smollm2 (SmolLM2-135M-Instruct, GGUF Q4_1, the default).",
+  Args args("pull",
+            "Fetches a known model into the per-user cache (" + cache_dir() +
+                "/models).\n"
+                "Known models: smollm2 (SmolLM2-135M-Instruct, GGUF Q4_1, the default).",
             {}, "NAME");
   if (Status st = args.parse(argc, argv); !st) {
     std::fprintf(stderr, "carpool pull: %s\n", st.message().c_str());

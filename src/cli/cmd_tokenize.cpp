@@ -11,7 +11,8 @@ namespace carpool::cli {
 int cmd_tokenize(int argc, char** argv) {
   Args args("tokenize", "Prints the token ids of a text, as the model's tokenizer encodes it.",
             {
-                {"model", "m", "PATH_OR_NAME", "GGUF file, folder with tokenizer.json, or known name", "smollm2"},
+                {"model", "m", "PATH_OR_NAME",
+                 "GGUF file, folder with tokenizer.json, or known name", "smollm2"},
                 {"text", "", "TEXT", "the text to encode", ""},
                 {"add-bos", "", "", "add the BOS token even if the model does not ask for it", ""},
                 {"no-special", "", "", "encode special-token text as plain text", ""},

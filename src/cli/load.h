@@ -12,16 +12,17 @@
 namespace carpool::cli {
 
 struct LoadOptions {
-  std::string model;              // path, known name, or "synthetic:NAME" / "synthetic:FILE.json"
-  std::string device = "auto";    // auto, cpu, cuda
-  int threads = 0;                // CPU threads (0: all)
-  std::string synthetic_dtype;    // weight type of synthetic models (default: q4_1 on CPU, bf16 on GPU)
+  std::string model;            // path, known name, or "synthetic:NAME" / "synthetic:FILE.json"
+  std::string device = "auto";  // auto, cpu, cuda
+  int threads = 0;              // CPU threads (0: all)
+  std::string
+      synthetic_dtype;  // weight type of synthetic models (default: q4_1 on CPU, bf16 on GPU)
   ModelLimits limits;
 };
 
 struct LoadedModel {
   std::unique_ptr<Backend> backend;
-  OpenedModel opened;                   // empty tokenizer for synthetic models
+  OpenedModel opened;  // empty tokenizer for synthetic models
   std::unique_ptr<LlamaModel> model;
   bool synthetic = false;
   double load_s = 0;

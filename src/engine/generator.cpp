@@ -56,7 +56,8 @@ Result<std::vector<float>> Generator::last_logits(const std::vector<int32_t>& to
   if (tokens.empty()) return Status::error("generate: empty prompt");
   const int bs = 16;
   const int n_blocks = (static_cast<int>(tokens.size()) + bs - 1) / bs;
-  if (n_blocks > model_.limits().max_blocks_per_seq) return Status::error("generate: prompt too long");
+  if (n_blocks > model_.limits().max_blocks_per_seq)
+    return Status::error("generate: prompt too long");
   auto kv = model_.alloc_kv_cache(n_blocks, bs);
   if (!kv) return kv.status();
   std::vector<float> logits;
@@ -66,8 +67,8 @@ Result<std::vector<float>> Generator::last_logits(const std::vector<int32_t>& to
   return logits;
 }
 
-Result<GenerateStats> Generator::run(const std::vector<int32_t>& prompt,
-                                     const GenerateOptions& opt, const TokenCallback& on_token) {
+Result<GenerateStats> Generator::run(const std::vector<int32_t>& prompt, const GenerateOptions& opt,
+                                     const TokenCallback& on_token) {
   if (prompt.empty()) return Status::error("generate: empty prompt");
   if (opt.max_tokens < 0) return Status::error("generate: max_tokens must be >= 0");
   CARPOOL_RETURN_IF_ERROR(opt.sampling.validate());
@@ -92,7 +93,8 @@ Result<GenerateStats> Generator::run(const std::vector<int32_t>& prompt,
   std::vector<int32_t> tokens = prompt;
   std::vector<float> logits;
   double t0 = now_s();
-  CARPOOL_RETURN_IF_ERROR(feed(tokens, 0, static_cast<int>(tokens.size()), kv.value(), bs, &logits));
+  CARPOOL_RETURN_IF_ERROR(
+      feed(tokens, 0, static_cast<int>(tokens.size()), kv.value(), bs, &logits));
   stats.prefill_s = now_s() - t0;
   double t1 = now_s();
   for (int i = 0; i < opt.max_tokens; ++i) {

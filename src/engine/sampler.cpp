@@ -7,15 +7,18 @@
 namespace carpool {
 
 Status SamplingParams::validate() const {
-  if (!(temperature >= 0.f && temperature <= 100.f)) return Status::error("temperature must be in [0, 100]");
+  if (!(temperature >= 0.f && temperature <= 100.f))
+    return Status::error("temperature must be in [0, 100]");
   if (top_k < -1) return Status::error("top_k must be -1, 0 or positive");
   if (!(top_p > 0.f && top_p <= 1.f)) return Status::error("top_p must be in (0, 1]");
   if (!(min_p >= 0.f && min_p <= 1.f)) return Status::error("min_p must be in [0, 1]");
   if (!(repetition_penalty > 0.f && repetition_penalty <= 100.f)) {
     return Status::error("repetition_penalty must be in (0, 100]");
   }
-  if (!(frequency_penalty >= -2.f && frequency_penalty <= 2.f)) return Status::error("frequency_penalty must be in [-2, 2]");
-  if (!(presence_penalty >= -2.f && presence_penalty <= 2.f)) return Status::error("presence_penalty must be in [-2, 2]");
+  if (!(frequency_penalty >= -2.f && frequency_penalty <= 2.f))
+    return Status::error("frequency_penalty must be in [-2, 2]");
+  if (!(presence_penalty >= -2.f && presence_penalty <= 2.f))
+    return Status::error("presence_penalty must be in [-2, 2]");
   return Status::ok();
 }
 
@@ -30,7 +33,9 @@ Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> prompt) 
   }
 }
 
-void Sampler::accept(int32_t token) { output_counts_[token] += 1; }
+void Sampler::accept(int32_t token) {
+  output_counts_[token] += 1;
+}
 
 void Sampler::apply_penalties(std::span<float> logits) const {
   const int64_t vocab = static_cast<int64_t>(logits.size());

@@ -16,14 +16,14 @@
 namespace carpool {
 
 struct SamplingParams {
-  float temperature = 1.f;        // 0: greedy
-  int top_k = 0;                  // 0 or -1: off
-  float top_p = 1.f;              // (0, 1]
-  float min_p = 0.f;              // [0, 1]
-  float repetition_penalty = 1.f; // > 0; 1: off. Applies to prompt and generated tokens
-  float frequency_penalty = 0.f;  // [-2, 2]; scaled by the count in generated tokens
-  float presence_penalty = 0.f;   // [-2, 2]; once per distinct generated token
-  int64_t seed = -1;              // -1: nondeterministic
+  float temperature = 1.f;         // 0: greedy
+  int top_k = 0;                   // 0 or -1: off
+  float top_p = 1.f;               // (0, 1]
+  float min_p = 0.f;               // [0, 1]
+  float repetition_penalty = 1.f;  // > 0; 1: off. Applies to prompt and generated tokens
+  float frequency_penalty = 0.f;   // [-2, 2]; scaled by the count in generated tokens
+  float presence_penalty = 0.f;    // [-2, 2]; once per distinct generated token
+  int64_t seed = -1;               // -1: nondeterministic
 
   // Range checks; the message names the field.
   Status validate() const;

@@ -19,17 +19,28 @@ namespace carpool {
 class MappedFile;
 
 enum class GgufType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 
 // One metadata value. Scalars are widened; arrays are views validated at open time.
 struct GgufValue {
   GgufType type = GgufType::kU8;
-  uint64_t u = 0;         // unsigned integer types and bool
-  int64_t i = 0;          // signed integer types (also set for unsigned values that fit)
-  double f = 0.0;         // float types (also set for integers)
-  std::string_view str;   // kString
+  uint64_t u = 0;        // unsigned integer types and bool
+  int64_t i = 0;         // signed integer types (also set for unsigned values that fit)
+  double f = 0.0;        // float types (also set for integers)
+  std::string_view str;  // kString
   GgufType array_type = GgufType::kU8;  // kArray: element type (nested arrays are rejected)
   uint64_t array_count = 0;
   const uint8_t* array_data = nullptr;  // kArray: first element in the mapping
@@ -70,8 +81,8 @@ class GgufFile {
 
   // Typed getters: an error names the key when it is missing or of the wrong type.
   Result<std::string_view> get_string(std::string_view key) const;
-  Result<int64_t> get_int(std::string_view key) const;     // any integer type
-  Result<double> get_float(std::string_view key) const;    // any float or integer type
+  Result<int64_t> get_int(std::string_view key) const;   // any integer type
+  Result<double> get_float(std::string_view key) const;  // any float or integer type
   Result<bool> get_bool(std::string_view key) const;
   Result<std::vector<std::string_view>> get_string_array(std::string_view key) const;
   Result<std::vector<float>> get_f32_array(std::string_view key) const;

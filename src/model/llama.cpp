@@ -51,8 +51,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& c, std::span<const float> fr
       float wavelen = 2.f * static_cast<float>(M_PI) / inv[i];
       float f = wavelen > low_wavelen ? inv[i] / s.factor : inv[i];
       if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
-        float smooth = (old_ctx / wavelen - s.low_freq_factor) /
-                       (s.high_freq_factor - s.low_freq_factor);
+        float smooth =
+            (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
         f = (1.f - smooth) * f / s.factor + smooth * f;
       }
       inv[i] = f;
@@ -74,8 +74,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::load(Backend& backend, const Mod
   CARPOOL_RETURN_IF_ERROR(c.validate());
   std::unique_ptr<LlamaModel> m(new LlamaModel(backend, c, limits));
   const int64_t hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
-  auto upload = [&](const std::string& name, int64_t rows, int64_t cols,
-                    Tensor* out) -> Status {
+  auto upload = [&](const std::string& name, int64_t rows, int64_t cols, Tensor* out) -> Status {
     auto w = expect(src, name, rows, cols);
     if (!w) return w.status();
     auto t = backend.load_weight(w.value());
@@ -94,20 +93,26 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::load(Backend& backend, const Mod
   m->layers_.resize(c.n_layers);
   for (int64_t i = 0; i < c.n_layers; ++i) {
     Layer& l = m->layers_[i];
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_norm.weight"), 1, c.hidden_size, &l.attn_norm));
+    CARPOOL_RETURN_IF_ERROR(
+        upload(layer_name(i, "attn_norm.weight"), 1, c.hidden_size, &l.attn_norm));
     CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_q.weight"), q_dim, c.hidden_size, &l.wq));
     CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_k.weight"), kv_dim, c.hidden_size, &l.wk));
     CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_v.weight"), kv_dim, c.hidden_size, &l.wv));
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_output.weight"), c.hidden_size, q_dim, &l.wo));
+    CARPOOL_RETURN_IF_ERROR(
+        upload(layer_name(i, "attn_output.weight"), c.hidden_size, q_dim, &l.wo));
     if (c.qkv_bias) {
       CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_q.bias"), 1, q_dim, &l.bq));
       CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_k.bias"), 1, kv_dim, &l.bk));
       CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_v.bias"), 1, kv_dim, &l.bv));
     }
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "ffn_norm.weight"), 1, c.hidden_size, &l.ffn_norm));
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "ffn_gate.weight"), c.intermediate_size, c.hidden_size, &l.w_gate));
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "ffn_up.weight"), c.intermediate_size, c.hidden_size, &l.w_up));
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "ffn_down.weight"), c.hidden_size, c.intermediate_size, &l.w_down));
+    CARPOOL_RETURN_IF_ERROR(
+        upload(layer_name(i, "ffn_norm.weight"), 1, c.hidden_size, &l.ffn_norm));
+    CARPOOL_RETURN_IF_ERROR(
+        upload(layer_name(i, "ffn_gate.weight"), c.intermediate_size, c.hidden_size, &l.w_gate));
+    CARPOOL_RETURN_IF_ERROR(
+        upload(layer_name(i, "ffn_up.weight"), c.intermediate_size, c.hidden_size, &l.w_up));
+    CARPOOL_RETURN_IF_ERROR(
+        upload(layer_name(i, "ffn_down.weight"), c.hidden_size, c.intermediate_size, &l.w_down));
   }
   CARPOOL_RETURN_IF_ERROR(m->alloc_workspace());
   std::vector<float> factors;
@@ -215,8 +220,7 @@ Status LlamaModel::alloc_workspace() {
   CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, T, &slots_));
   CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, limits_.max_seqs + 1, &qstart_));
   CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, limits_.max_seqs, &kvlen_));
-  CARPOOL_RETURN_IF_ERROR(
-      a(DType::kI32, limits_.max_seqs, limits_.max_blocks_per_seq, &btab_));
+  CARPOOL_RETURN_IF_ERROR(a(DType::kI32, limits_.max_seqs, limits_.max_blocks_per_seq, &btab_));
   CARPOOL_RETURN_IF_ERROR(a(DType::kI32, 1, L, &lrows_));
   return Status::ok();
 }
@@ -236,8 +240,10 @@ Status LlamaModel::check_batch(const ForwardBatch& b, const KvCache& kv) const {
   const size_t n = b.token_ids.size();
   const size_t n_seqs = b.kv_len.size();
   if (n == 0) return Status::error("forward: empty batch");
-  if (n > static_cast<size_t>(limits_.max_batch_tokens)) return Status::error("forward: too many tokens");
-  if (n_seqs == 0 || n_seqs > static_cast<size_t>(limits_.max_seqs)) return Status::error("forward: bad sequence count");
+  if (n > static_cast<size_t>(limits_.max_batch_tokens))
+    return Status::error("forward: too many tokens");
+  if (n_seqs == 0 || n_seqs > static_cast<size_t>(limits_.max_seqs))
+    return Status::error("forward: bad sequence count");
   if (b.positions.size() != n || b.slots.size() != n || b.query_start.size() != n_seqs + 1) {
     return Status::error("forward: inconsistent batch arrays");
   }
@@ -250,11 +256,13 @@ Status LlamaModel::check_batch(const ForwardBatch& b, const KvCache& kv) const {
   }
   const int64_t n_slots = static_cast<int64_t>(kv.config.num_blocks) * kv.config.block_size;
   for (size_t i = 0; i < n; ++i) {
-    if (b.token_ids[i] < 0 || b.token_ids[i] >= config_.vocab_size) return Status::error("forward: token id out of range");
+    if (b.token_ids[i] < 0 || b.token_ids[i] >= config_.vocab_size)
+      return Status::error("forward: token id out of range");
     if (b.slots[i] < 0 || b.slots[i] >= n_slots) return Status::error("forward: slot out of range");
   }
   for (int32_t r : b.logit_rows) {
-    if (r < 0 || static_cast<size_t>(r) >= n) return Status::error("forward: logit row out of range");
+    if (r < 0 || static_cast<size_t>(r) >= n)
+      return Status::error("forward: logit row out of range");
   }
   if (b.query_start[0] != 0 || static_cast<size_t>(b.query_start[n_seqs]) != n) {
     return Status::error("forward: query_start must span the batch");
@@ -267,7 +275,8 @@ Status LlamaModel::check_batch(const ForwardBatch& b, const KvCache& kv) const {
     }
   }
   for (int32_t blk : b.block_tables) {
-    if (blk < 0 || blk >= kv.config.num_blocks) return Status::error("forward: block id out of range");
+    if (blk < 0 || blk >= kv.config.num_blocks)
+      return Status::error("forward: block id out of range");
   }
   return Status::ok();
 }

@@ -20,10 +20,10 @@ namespace carpool {
 
 // Sizes the model's workspace; forward() rejects batches beyond them.
 struct ModelLimits {
-  int max_batch_tokens = 512;     // tokens per step (prefill chunk plus decode tokens)
-  int max_seqs = 64;              // sequences per step
-  int max_blocks_per_seq = 512;   // block-table row length (max context / block size)
-  int max_logit_rows = 64;        // rows that need logits per step
+  int max_batch_tokens = 512;    // tokens per step (prefill chunk plus decode tokens)
+  int max_seqs = 64;             // sequences per step
+  int max_blocks_per_seq = 512;  // block-table row length (max context / block size)
+  int max_logit_rows = 64;       // rows that need logits per step
 };
 
 // One step's ragged batch, host side. Sequence s owns tokens [query_start[s], query_start[s+1]);
@@ -36,7 +36,7 @@ struct ForwardBatch {
   std::span<const int32_t> kv_len;        // [n_seqs] context length after this step
   std::span<const int32_t> block_tables;  // [n_seqs * max_blocks_per_seq]
   int max_blocks_per_seq = 0;
-  std::span<const int32_t> logit_rows;    // [n_logits] token indices whose logits are wanted
+  std::span<const int32_t> logit_rows;  // [n_logits] token indices whose logits are wanted
 };
 
 class LlamaModel {
@@ -79,15 +79,15 @@ class LlamaModel {
   std::vector<Tensor> owned_;  // workspace tensors to free
 
   // Workspace, sized by limits_ (rows = max_batch_tokens unless noted).
-  Tensor x_;         // [T, hidden] residual stream
-  Tensor xn_;        // [T, hidden] normalized
-  Tensor q_, k_, v_; // [T, n_heads*hd], [T, n_kv*hd], [T, n_kv*hd]
-  Tensor attn_;      // [T, n_heads*hd]
-  Tensor proj_;      // [T, hidden] attention or FFN output before the residual add
+  Tensor x_;                // [T, hidden] residual stream
+  Tensor xn_;               // [T, hidden] normalized
+  Tensor q_, k_, v_;        // [T, n_heads*hd], [T, n_kv*hd], [T, n_kv*hd]
+  Tensor attn_;             // [T, n_heads*hd]
+  Tensor proj_;             // [T, hidden] attention or FFN output before the residual add
   Tensor gate_, up_, act_;  // [T, ff]
-  Tensor sel_;       // [max_logit_rows, hidden]
-  Tensor logits_;    // [max_logit_rows, vocab] F32
-  Tensor inv_freq_;  // [1, hd/2] F32
+  Tensor sel_;              // [max_logit_rows, hidden]
+  Tensor logits_;           // [max_logit_rows, vocab] F32
+  Tensor inv_freq_;         // [1, hd/2] F32
   Tensor ids_, pos_, slots_, qstart_, kvlen_, btab_, lrows_;  // I32 step inputs
 };
 

@@ -29,14 +29,14 @@ struct ModelConfig {
   int64_t n_layers = 0;
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;
-  int64_t head_dim = 0;           // usually hidden_size / n_heads
-  int64_t max_position = 2048;    // context length the model was trained for
+  int64_t head_dim = 0;         // usually hidden_size / n_heads
+  int64_t max_position = 2048;  // context length the model was trained for
   float rms_eps = 1e-5f;
   float rope_theta = 10000.f;
   RopeScaling rope_scaling;
   RopeStyle rope_style = RopeStyle::kNeox;
-  bool qkv_bias = false;          // Qwen2
-  bool tied_embeddings = false;   // output projection shares token_embd
+  bool qkv_bias = false;         // Qwen2
+  bool tied_embeddings = false;  // output projection shares token_embd
 
   // Validates ranges and consistency (all sizes positive and bounded, heads divide, ...).
   // Configs come from untrusted files.

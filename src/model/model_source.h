@@ -26,8 +26,8 @@ namespace carpool {
 struct ModelSource {
   ModelConfig config;
   std::map<std::string, HostWeight> weights;  // canonical name -> view into mapped files
-  std::string format;                          // "gguf" or "safetensors"
-  std::shared_ptr<void> keepalive;             // owns the mappings the views point into
+  std::string format;                         // "gguf" or "safetensors"
+  std::shared_ptr<void> keepalive;            // owns the mappings the views point into
 };
 
 // Loads a Hugging Face model folder: config.json and model.safetensors (or shards listed in

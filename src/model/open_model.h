@@ -17,7 +17,7 @@ struct OpenedModel {
   std::string path;
   ModelSource source;
   std::unique_ptr<Tokenizer> tokenizer;  // null for a folder without tokenizer.json
-  std::shared_ptr<GgufFile> gguf;  // set for GGUF models (metadata for `inspect`)
+  std::shared_ptr<GgufFile> gguf;        // set for GGUF models (metadata for `inspect`)
 };
 
 // Opens a GGUF file or a Hugging Face model folder. Untrusted: every error is a Status.

@@ -32,8 +32,8 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
-  Result(Status error) : v_(std::move(error)) {}     // NOLINT: must be an error status
+  Result(T value) : v_(std::move(value)) {}       // NOLINT: implicit by design
+  Result(Status error) : v_(std::move(error)) {}  // NOLINT: must be an error status
   bool is_ok() const { return v_.index() == 0; }
   explicit operator bool() const { return is_ok(); }
   T& value() & { return std::get<0>(v_); }
@@ -52,17 +52,16 @@ class Result {
 }  // namespace carpool
 
 // Propagate an error Status from an expression returning Status.
-#define CARPOOL_RETURN_IF_ERROR(expr)      \
-  do {                                     \
-    ::carpool::Status _st = (expr);        \
-    if (!_st.is_ok()) return _st;          \
+#define CARPOOL_RETURN_IF_ERROR(expr) \
+  do {                                \
+    ::carpool::Status _st = (expr);   \
+    if (!_st.is_ok()) return _st;     \
   } while (0)
 
 #define CARPOOL_CONCAT_INNER(a, b) a##b
 #define CARPOOL_CONCAT(a, b) CARPOOL_CONCAT_INNER(a, b)
 // Assign the value of a Result<T> expression to `lhs`, or return its error.
-#define CARPOOL_ASSIGN_OR_RETURN(lhs, expr)                                 \
-  auto CARPOOL_CONCAT(_res_, __LINE__) = (expr);                            \
-  if (!CARPOOL_CONCAT(_res_, __LINE__).is_ok())                             \
-    return CARPOOL_CONCAT(_res_, __LINE__).status();                        \
+#define CARPOOL_ASSIGN_OR_RETURN(lhs, expr)                                                      \
+  auto CARPOOL_CONCAT(_res_, __LINE__) = (expr);                                                 \
+  if (!CARPOOL_CONCAT(_res_, __LINE__).is_ok()) return CARPOOL_CONCAT(_res_, __LINE__).status(); \
   lhs = std::move(CARPOOL_CONCAT(_res_, __LINE__)).value()

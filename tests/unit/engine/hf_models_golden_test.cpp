@@ -41,8 +41,8 @@ TEST_P(TinyModelGolden, MatchesTransformers) {
     for (size_t i = 0; i < ref.size(); ++i) {
       max_diff = std::max(max_diff, std::fabs(static_cast<double>(logits.value()[i] - ref[i])));
     }
-    std::printf("%s, prompt of %zu tokens: max |logit diff| %.3g\n", GetParam().c_str(),
-                ids.size(), max_diff);
+    std::printf("%s, prompt of %zu tokens: max |logit diff| %.3g\n", GetParam().c_str(), ids.size(),
+                max_diff);
     EXPECT_LT(max_diff, 1e-4);
 
     auto want = p["greedy"].get<std::vector<int32_t>>();

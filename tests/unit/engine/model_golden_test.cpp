@@ -24,7 +24,9 @@
 namespace carpool {
 namespace {
 
-std::string fixture_dir() { return std::string(CARPOOL_SOURCE_DIR) + "/tests/golden/model/smollm2"; }
+std::string fixture_dir() {
+  return std::string(CARPOOL_SOURCE_DIR) + "/tests/golden/model/smollm2";
+}
 
 std::string model_path() {
   if (const char* p = std::getenv("CARPOOL_TEST_MODEL")) return p;
@@ -97,7 +99,8 @@ TEST_P(ModelGolden, MatchesTransformers) {
     double max_ref = 0, max_diff = 0;
     for (size_t i = 0; i < c.logits.size(); ++i) {
       max_ref = std::max(max_ref, std::fabs(static_cast<double>(c.logits[i])));
-      max_diff = std::max(max_diff, std::fabs(static_cast<double>(logits.value()[i] - c.logits[i])));
+      max_diff =
+          std::max(max_diff, std::fabs(static_cast<double>(logits.value()[i] - c.logits[i])));
     }
     const double rel = max_diff / max_ref;
     std::printf("case %zu (%s): max |diff| %.3g, relative %.3g\n", ci, exact ? "exact" : "fast",
@@ -125,8 +128,8 @@ TEST_P(ModelGolden, MatchesTransformers) {
       }
     }
     if (exact) {
-      EXPECT_EQ(first_diff, ours.size()) << "case " << ci << ": greedy differs at token "
-                                         << first_diff;
+      EXPECT_EQ(first_diff, ours.size())
+          << "case " << ci << ": greedy differs at token " << first_diff;
     } else if (first_diff < ours.size()) {
       // Each side's token must be in the other's top 5 at the first difference.
       std::vector<int32_t> prefix = c.prompt;

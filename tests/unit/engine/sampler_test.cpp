@@ -10,7 +10,9 @@
 namespace carpool {
 namespace {
 
-std::vector<float> logits_of(std::initializer_list<float> l) { return std::vector<float>(l); }
+std::vector<float> logits_of(std::initializer_list<float> l) {
+  return std::vector<float>(l);
+}
 
 // Draws `n` samples and returns how often each token came up.
 std::map<int32_t, int> histogram(const SamplingParams& p, const std::vector<float>& logits, int n) {
@@ -96,8 +98,8 @@ TEST(Sampler, TemperatureSharpensTheDistribution) {
   double share_t1 = histogram(p, l, 4000)[0] / 4000.0;
   p.temperature = 0.25f;
   double share_cold = histogram(p, l, 4000)[0] / 4000.0;
-  EXPECT_NEAR(share_t1, 1 / (1 + std::exp(-1.0)), 0.03);        // 0.731
-  EXPECT_NEAR(share_cold, 1 / (1 + std::exp(-4.0)), 0.02);      // 0.982
+  EXPECT_NEAR(share_t1, 1 / (1 + std::exp(-1.0)), 0.03);    // 0.731
+  EXPECT_NEAR(share_cold, 1 / (1 + std::exp(-4.0)), 0.02);  // 0.982
 }
 
 TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {

@@ -1,12 +1,12 @@
 // GGUF reader: valid files of both versions, every value type, and hostile files that must give
 // a one-line error (never a crash or an allocation sized by the file's claims).
+#include "formats/gguf.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include "formats/gguf.h"
 
 namespace carpool {
 namespace {
@@ -47,7 +47,13 @@ std::vector<uint8_t> valid_file(uint32_t version = 3) {
   w.str("x.f").put(kF32).put<float>(1.5f);
   w.str("x.flag").put(kBool).put<uint8_t>(1);
   w.str("x.big").put(kI64).put<int64_t>(-7);
-  w.str("tokenizer.ggml.tokens").put(kArray).put(kString).put<uint64_t>(3).str("a").str("b").str("<s>");
+  w.str("tokenizer.ggml.tokens")
+      .put(kArray)
+      .put(kString)
+      .put<uint64_t>(3)
+      .str("a")
+      .str("b")
+      .str("<s>");
   // tensor 0: f32 [4, 2]; tensor 1: q8_0 [32]
   w.str("t0").put<uint32_t>(2).put<uint64_t>(4).put<uint64_t>(2).put<uint32_t>(0).put<uint64_t>(0);
   w.str("t1").put<uint32_t>(1).put<uint64_t>(32).put<uint32_t>(8).put<uint64_t>(32);
