@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Output tokens/s through HTTP (`carpool serve`) next to the engine driven directly
+(engine_direct, same requests, same engine options), at several concurrencies.
+
+  http_vs_direct.py --carpool BUILD/carpool --direct BUILD/engine_direct [--model PATH]
+                    [--concurrency 1,4,16,64] [--max-tokens 32] [--rounds 2]
+
+Closed loop at each concurrency: C requests in flight, REQUESTS = max(2C, 8) in all; request i's
+prompt is 32 token ids 1000 + (i*7919 + k*104729) % 19000 (as engine_direct builds them), and every
+run, direct or HTTP, uses fresh values of i, so no run is helped by the prefix cache; greedy,
+ignore_eos, exactly --max-tokens generated. The HTTP client uses one keep-alive connection per
+worker thread and non-streamed completions. For each concurrency, direct and HTTP runs alternate
+--rounds times and the best of each is kept (the machine is shared). Prints a Markdown table.
+"""
+import argparse
+import concurrent.futures as cf
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+
+def prompt(i, n=32):
+    return [1000 + (i * 7919 + k * 104729) % 19000 for k in range(n)]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NEXT = [0]  # the first prompt index of the next run
+
+
+def fresh_range(total):
+    first = NEXT[0]
+    NEXT[0] += total + 1
+    return first
+
+
+def http_run(port, conc, total, max_tokens):
+    first = fresh_range(total)
+    counter = iter(range(first, first + total))
+    import threading
+    lock = threading.Lock()
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        tokens = 0
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return tokens
+            body = json.dumps({"prompt": prompt(i), "max_tokens": max_tokens, "temperature": 0,
+                               "ignore_eos": True})
+            conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = json.loads(r.read())
+            assert r.status == 200, data
+            tokens += data["usage"]["completion_tokens"]
+
+    t0 = time.time()
+    with cf.ThreadPoolExecutor(conc) as pool:
+        tokens = sum(f.result() for f in [pool.submit(worker) for _ in range(conc)])
+    s = time.time() - t0
+    return tokens / s
+
+
+def direct_run(direct, model, conc, total, max_tokens):
+    first = fresh_range(total)
+    out = subprocess.run([direct, model, str(conc), str(total), str(max_tokens), "32", str(first)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["tokens_per_s"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--carpool", required=True)
+    ap.add_argument("--direct", required=True)
+    ap.add_argument("--model", default=os.path.expanduser(
+        "~/.cache/carpool/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--concurrency", default="1,4,16,64")
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args()
+
+    port = free_port()
+    proc = subprocess.Popen([a.carpool, "serve", "--model", a.model, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/ready")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        rows = []
+        for conc in [int(x) for x in a.concurrency.split(",")]:
+            total = max(2 * conc, 8)
+            best_d = best_h = 0.0
+            for _ in range(a.rounds):
+                best_d = max(best_d, direct_run(a.direct, a.model, conc, total, a.max_tokens))
+                best_h = max(best_h, http_run(port, conc, total, a.max_tokens))
+            rows.append((conc, total, best_d, best_h))
+            print(f"concurrency {conc}: direct {best_d:.1f} tok/s, http {best_h:.1f} tok/s",
+                  flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    base = rows[0][3] if rows else 1
+    print("\n| concurrency | requests | direct tok/s | HTTP tok/s | HTTP / direct | HTTP vs c=1 |")
+    print("|---|---|---|---|---|---|")
+    for conc, total, d, h in rows:
+        print(f"| {conc} | {total} | {d:.1f} | {h:.1f} | {100 * h / d:.0f}% | {h / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
