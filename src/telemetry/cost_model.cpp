@@ -17,9 +17,11 @@ WeightBytes weight_bytes_from_dtypes(const ModelConfig& c, const WeightDTypes& t
   WeightBytes w;
   w.embedding = matrix_bytes(t.embedding, c.vocab_size, d);
   // Weights are stored [out, in]: rows = output features, cols = input features.
-  int64_t attn_layer = matrix_bytes(t.attention, q_dim, d) + 2 * matrix_bytes(t.attention, kv_dim, d) +
+  int64_t attn_layer = matrix_bytes(t.attention, q_dim, d) +
+                       2 * matrix_bytes(t.attention, kv_dim, d) +
                        matrix_bytes(t.attention, d, q_dim);
-  if (c.qkv_bias) attn_layer += matrix_bytes(t.norms, 1, q_dim) + 2 * matrix_bytes(t.norms, 1, kv_dim);
+  if (c.qkv_bias)
+    attn_layer += matrix_bytes(t.norms, 1, q_dim) + 2 * matrix_bytes(t.norms, 1, kv_dim);
   w.attention = c.n_layers * attn_layer;
   w.ffn = c.n_layers * (2 * matrix_bytes(t.ffn, ff, d) + matrix_bytes(t.ffn, d, ff));
   w.norms = (2 * c.n_layers + 1) * matrix_bytes(t.norms, 1, d);
@@ -39,8 +41,8 @@ CostModel make_cost_model(const ModelConfig& c, const WeightBytes& weights, int 
   m.ff = c.intermediate_size;
   m.vocab = c.vocab_size;
   m.tied_embeddings = c.tied_embeddings;
-  const int64_t per_layer = m.hidden * m.q_dim + 2 * m.hidden * m.kv_dim + m.q_dim * m.hidden +
-                            3 * m.hidden * m.ff;
+  const int64_t per_layer =
+      m.hidden * m.q_dim + 2 * m.hidden * m.kv_dim + m.q_dim * m.hidden + 3 * m.hidden * m.ff;
   m.matmul_params_per_token = m.n_layers * per_layer;
   m.weights = weights;
   m.embedding_row_bytes = c.vocab_size > 0 ? weights.embedding / c.vocab_size : 0;

@@ -72,7 +72,8 @@ CpuReading CpuProbe::sample(int64_t now_ns) {
   CpuReading r;
   r.n_cores = static_cast<int>(std::thread::hardware_concurrency());
   std::optional<double> process_s, thread_s;
-  if (auto t = read_small_file(root_ + "/self/stat")) process_s = parse_proc_stat_cpu_s(*t, ticks_per_s_);
+  if (auto t = read_small_file(root_ + "/self/stat"))
+    process_s = parse_proc_stat_cpu_s(*t, ticks_per_s_);
   if (engine_tid_ > 0) {
     if (auto t = read_small_file(root_ + "/self/task/" + std::to_string(engine_tid_) + "/stat"))
       thread_s = parse_proc_stat_cpu_s(*t, ticks_per_s_);

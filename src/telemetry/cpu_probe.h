@@ -23,7 +23,7 @@ std::optional<double> parse_proc_stat_cpu_s(std::string_view stat_text, double t
 std::optional<double> parse_proc_statm_rss_bytes(std::string_view statm_text, double page_bytes);
 
 struct CpuReading {
-  std::optional<double> process_cpu_s;    // cumulative
+  std::optional<double> process_cpu_s;  // cumulative
   std::optional<double> process_cpu_cores;
   std::optional<double> engine_thread_busy;
   std::optional<double> rss_bytes;

@@ -4,9 +4,12 @@ namespace carpool::telemetry {
 
 const char* bound_name(Bound b) {
   switch (b) {
-    case Bound::kOverhead: return "overhead";
-    case Bound::kMemory: return "memory";
-    case Bound::kCompute: return "compute";
+    case Bound::kOverhead:
+      return "overhead";
+    case Bound::kMemory:
+      return "memory";
+    case Bound::kCompute:
+      return "compute";
   }
   return "?";
 }

@@ -31,9 +31,9 @@ const char* bound_name(Bound b);  // "overhead", "memory", "compute"
 struct StepSums {
   double steps = 0;
   double flops = 0;
-  double bytes = 0;       // weights + KV read + KV write
+  double bytes = 0;  // weights + KV read + KV write
   double device_s = 0;
-  double active_s = 0;    // step time plus the host gaps between busy steps
+  double active_s = 0;  // step time plus the host gaps between busy steps
 };
 
 struct DerivedFigures {

@@ -21,19 +21,18 @@ Result<std::unique_ptr<GpuProbe>> GpuProbe::open(NvmlApi api, int index) {
   unsigned int count = 0;
   r = p->api_.device_get_count(&count);
   if (r != nvml::kSuccess || index < 0 || static_cast<unsigned int>(index) >= count)
-    return Status::error("no NVML device " + std::to_string(index) + " (" +
-                         std::to_string(count) + " found)");
+    return Status::error("no NVML device " + std::to_string(index) + " (" + std::to_string(count) +
+                         " found)");
   r = p->api_.device_get_handle_by_index(static_cast<unsigned int>(index), &p->device_);
   if (r != nvml::kSuccess)
     return Status::error("nvmlDeviceGetHandleByIndex failed: " + nvml_error(p->api_, r));
   if (p->api_.device_get_name) {
     char buf[128] = {};
-    if (p->api_.device_get_name(p->device_, buf, sizeof(buf) - 1) == nvml::kSuccess)
-      p->name_ = buf;
+    if (p->api_.device_get_name(p->device_, buf, sizeof(buf) - 1) == nvml::kSuccess) p->name_ = buf;
   }
   const NvmlApi& a = p->api_;
-  if (a.gpm_query_device_support && a.gpm_sample_alloc && a.gpm_sample_free &&
-      a.gpm_sample_get && a.gpm_metrics_get) {
+  if (a.gpm_query_device_support && a.gpm_sample_alloc && a.gpm_sample_free && a.gpm_sample_get &&
+      a.gpm_metrics_get) {
     nvml::GpmSupport support{nvml::kGpmSupportVersion, 0};
     if (a.gpm_query_device_support(p->device_, &support) == nvml::kSuccess &&
         support.isSupportedDevice) {

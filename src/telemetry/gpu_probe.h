@@ -52,7 +52,7 @@ class GpuProbe {
   std::string name_;
   bool gpm_supported_ = false;
   nvml::GpmSample samples_[2] = {nullptr, nullptr};
-  int next_ = 0;             // which buffer the next sample goes to
+  int next_ = 0;  // which buffer the next sample goes to
   bool have_previous_ = false;
   std::unique_ptr<nvml::GpmMetricsGet> metrics_;  // large (13 KB): on the heap, allocated once
 };

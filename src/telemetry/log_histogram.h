@@ -18,7 +18,7 @@ class LogHistogram {
   static constexpr int kBinsPerDecade = 8;
   static constexpr int kDecades = 7;
   static constexpr int kBounds = kBinsPerDecade * kDecades + 1;  // finite upper bounds
-  static constexpr int kBins = kBounds + 1;                       // + overflow (> last bound)
+  static constexpr int kBins = kBounds + 1;                      // + overflow (> last bound)
 
   // Upper bound of bin i (i < kBounds) for a histogram whose first bound is `lower`:
   // lower · 10^(i / 8). Bin 0 holds every value <= lower (zero included).

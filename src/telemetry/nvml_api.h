@@ -16,8 +16,8 @@ namespace nvml {
 using Return = int;  // nvmlReturn_t
 constexpr Return kSuccess = 0;
 constexpr Return kErrorNotSupported = 3;
-using Device = struct DeviceOpaque*;          // nvmlDevice_t
-using GpmSample = struct GpmSampleOpaque*;    // nvmlGpmSample_t
+using Device = struct DeviceOpaque*;        // nvmlDevice_t
+using GpmSample = struct GpmSampleOpaque*;  // nvmlGpmSample_t
 
 struct Memory {  // nvmlMemory_t
   unsigned long long total;
@@ -33,10 +33,10 @@ constexpr int kClockSm = 1;  // NVML_CLOCK_SM
 // GPM (Hopper and newer).
 constexpr unsigned int kGpmSupportVersion = 1;
 constexpr unsigned int kGpmMetricsGetVersion = 1;
-constexpr unsigned int kGpmMetricSmUtil = 2;          // NVML_GPM_METRIC_SM_UTIL (%)
-constexpr unsigned int kGpmMetricSmOccupancy = 3;     // NVML_GPM_METRIC_SM_OCCUPANCY (%)
-constexpr unsigned int kGpmMetricAnyTensorUtil = 5;   // NVML_GPM_METRIC_ANY_TENSOR_UTIL (%)
-constexpr unsigned int kGpmMetricDramBwUtil = 10;     // NVML_GPM_METRIC_DRAM_BW_UTIL (%)
+constexpr unsigned int kGpmMetricSmUtil = 2;         // NVML_GPM_METRIC_SM_UTIL (%)
+constexpr unsigned int kGpmMetricSmOccupancy = 3;    // NVML_GPM_METRIC_SM_OCCUPANCY (%)
+constexpr unsigned int kGpmMetricAnyTensorUtil = 5;  // NVML_GPM_METRIC_ANY_TENSOR_UTIL (%)
+constexpr unsigned int kGpmMetricDramBwUtil = 10;    // NVML_GPM_METRIC_DRAM_BW_UTIL (%)
 // NVML_GPM_METRIC_MAX differs between driver versions (98 .. 333); the library reads only
 // numMetrics entries, and a larger array than any version's is harmless.
 constexpr int kGpmMetricArray = 333;

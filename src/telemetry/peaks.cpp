@@ -48,7 +48,8 @@ std::optional<double> Peaks::ridge_flops_per_byte() const {
 
 Result<std::vector<GpuCatalogEntry>> parse_gpu_catalog(std::string_view text) {
   Json root = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object()) return Status::error("GPU catalog: not a JSON object");
+  if (root.is_discarded() || !root.is_object())
+    return Status::error("GPU catalog: not a JSON object");
   auto gpus = root.find("gpus");
   if (gpus == root.end() || !gpus->is_array()) return Status::error("GPU catalog: no 'gpus' array");
   std::vector<GpuCatalogEntry> out;
@@ -70,7 +71,8 @@ Result<std::vector<GpuCatalogEntry>> parse_gpu_catalog(std::string_view text) {
     auto bw = positive_number(g, "bandwidth_tbps");
     auto bf16 = positive_number(g, "bf16_tflops");
     if (!bw || !bf16)
-      return Status::error(where + " (" + e.name + "): needs positive bandwidth_tbps and bf16_tflops");
+      return Status::error(where + " (" + e.name +
+                           "): needs positive bandwidth_tbps and bf16_tflops");
     e.memory_bytes = mem ? *mem * 1e9 : 0;
     e.bandwidth_bytes_per_s = *bw * 1e12;
     e.bf16_flops_per_s = *bf16 * 1e12;
@@ -117,8 +119,7 @@ std::string cache_dir() {
 }
 
 double measure_triad_bandwidth(const CalibrationOptions& o) {
-  const int threads = o.threads > 0 ? o.threads
-                                    : std::max(1u, std::thread::hardware_concurrency());
+  const int threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
   const size_t n = std::max<size_t>(1024, o.triad_bytes / (3 * sizeof(double)));
   std::vector<double> a(n), b(n, 1.0), c(n, 2.0);
   auto run = [&](size_t begin, size_t end) {
@@ -148,8 +149,10 @@ double measure_triad_bandwidth(const CalibrationOptions& o) {
 }
 
 Result<double> measure_matmul_flops(Backend& backend, const CalibrationOptions& o) {
-  CARPOOL_ASSIGN_OR_RETURN(Tensor x, backend.alloc(backend.activation_dtype(), o.matmul_rows, o.matmul_k));
-  CARPOOL_ASSIGN_OR_RETURN(Tensor out, backend.alloc(backend.activation_dtype(), o.matmul_rows, o.matmul_n));
+  CARPOOL_ASSIGN_OR_RETURN(Tensor x,
+                           backend.alloc(backend.activation_dtype(), o.matmul_rows, o.matmul_k));
+  CARPOOL_ASSIGN_OR_RETURN(Tensor out,
+                           backend.alloc(backend.activation_dtype(), o.matmul_rows, o.matmul_n));
   auto w = backend.alloc_random_weight(o.matmul_dtype, o.matmul_n, o.matmul_k, 1234, 0.05f);
   if (!w) {
     backend.free(x);
@@ -157,7 +160,8 @@ Result<double> measure_matmul_flops(Backend& backend, const CalibrationOptions& 
     return w.status();
   }
   // x: zeros are as fast as any value for these kernels, but fill it to be safe.
-  std::vector<float> host(static_cast<size_t>(o.matmul_rows) * static_cast<size_t>(o.matmul_k), 0.01f);
+  std::vector<float> host(static_cast<size_t>(o.matmul_rows) * static_cast<size_t>(o.matmul_k),
+                          0.01f);
   if (backend.activation_dtype() == DType::kF32) backend.upload(x, host.data(), host.size() * 4);
   backend.matmul(out, x, *w, nullptr);  // warm-up
   backend.synchronize();

@@ -51,10 +51,10 @@ Peaks peaks_from_catalog(const GpuCatalogEntry& e, std::string device_name);
 std::string cache_dir();
 
 struct CalibrationOptions {
-  int threads = 0;                 // triad threads; 0: hardware threads
-  size_t triad_bytes = 3u << 26;   // three arrays of 64 MiB in total (beyond any cache)
-  int repeats = 5;                 // best of
-  int matmul_rows = 256;           // x [rows, k] · w[n, k]^T
+  int threads = 0;                // triad threads; 0: hardware threads
+  size_t triad_bytes = 3u << 26;  // three arrays of 64 MiB in total (beyond any cache)
+  int repeats = 5;                // best of
+  int matmul_rows = 256;          // x [rows, k] · w[n, k]^T
   int matmul_k = 2048;
   int matmul_n = 2048;
   DType matmul_dtype = DType::kF32;

@@ -37,8 +37,8 @@ struct SeriesInfo {
   std::string name;  // "generation_tokens", "gpu_sm_util", ...
   SeriesKind kind = SeriesKind::kScalar;
   Reduce reduce = Reduce::kSum;
-  std::string unit;            // "tokens", "seconds", "ratio", "bytes", "flops", ...
-  double hist_lower = 1e-4;    // LogHistogram lower bound (histograms)
+  std::string unit;          // "tokens", "seconds", "ratio", "bytes", "flops", ...
+  double hist_lower = 1e-4;  // LogHistogram lower bound (histograms)
 };
 
 struct TierSpec {
@@ -48,7 +48,7 @@ struct TierSpec {
 
 // One bucket of a scalar series, or of a histogram (then `hist` is set and sum/count mirror it).
 struct Point {
-  int64_t t_s = 0;     // bucket start (Unix seconds)
+  int64_t t_s = 0;  // bucket start (Unix seconds)
   int64_t width_s = 1;
   uint64_t count = 0;  // samples added (0: no data)
   double sum = 0, min = 0, max = 0;
@@ -108,8 +108,8 @@ class SeriesStore {
   };
   struct Series {
     SeriesInfo info;
-    std::vector<std::vector<Slot>> scalar;         // [tier][slot]
-    std::vector<std::vector<LogHistogram>> hist;   // [tier][slot] (histograms)
+    std::vector<std::vector<Slot>> scalar;        // [tier][slot]
+    std::vector<std::vector<LogHistogram>> hist;  // [tier][slot] (histograms)
   };
   void add_locked(SeriesId id, int64_t t_ns, double value);
   void observe_locked(SeriesId id, int64_t t_ns, double value);

@@ -41,7 +41,9 @@ Telemetry::Telemetry(TelemetryOptions options)
   define_series();
 }
 
-Telemetry::~Telemetry() { stop_probes(); }
+Telemetry::~Telemetry() {
+  stop_probes();
+}
 
 void Telemetry::define_series() {
   auto scalar = [&](const std::string& name, Reduce r, const char* unit) {
@@ -146,7 +148,10 @@ void Telemetry::record_request(const RequestRecord& r) {
   for (int i = 0; i < kReasons; ++i)
     if (r.finish_reason == kReasonNames[i]) reason = i;
   const bool failed = reason >= 2;
-  const double values[kHistograms] = {r.ttft_s, -1, r.e2e_s, r.queue_s,
+  const double values[kHistograms] = {r.ttft_s,
+                                      -1,
+                                      r.e2e_s,
+                                      r.queue_s,
                                       static_cast<double>(r.prompt_tokens),
                                       static_cast<double>(r.generation_tokens)};
   {

@@ -9,8 +9,9 @@
 //   per step with decode tokens: t.record_token_gaps(gaps_s, now_ns);   // inter-token latency
 // Server (read side, any thread):
 //   t.render_prometheus()                               // GET /metrics (text format 0.0.4)
-//   t.series_json(query)                                // GET /api/v1/series?names=&from=&to=&step=
-//   parse_series_query(names, from, to, step)           // the query string's values -> SeriesQuery
+//   t.series_json(query)                                // GET
+//   /api/v1/series?names=&from=&to=&step= parse_series_query(names, from, to, step)           //
+//   the query string's values -> SeriesQuery
 //
 // Thread-safety: every method may be called from any thread. The object must outlive the probe
 // thread (stop_probes() or the destructor joins it) and every caller.

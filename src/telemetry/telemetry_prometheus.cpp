@@ -33,7 +33,8 @@ std::string Telemetry::render_prometheus() const {
   PromText m;
 
   // --- counters ---
-  m.family("carpool_prompt_tokens_total", "counter", "Prompt tokens computed (prefix-cache hits excluded).");
+  m.family("carpool_prompt_tokens_total", "counter",
+           "Prompt tokens computed (prefix-cache hits excluded).");
   m.sample("carpool_prompt_tokens_total", {}, totals.prompt_tokens);
   m.family("carpool_generation_tokens_total", "counter", "Tokens generated.");
   m.sample("carpool_generation_tokens_total", {}, totals.generation_tokens);
@@ -41,7 +42,8 @@ std::string Telemetry::render_prometheus() const {
   for (int r = 0; r < kReasons; ++r)
     m.sample("carpool_request_finished_total", {{"finished_reason", kReasonNames[r]}},
              totals.finished[r]);
-  m.family("carpool_steps_total", "counter", "Engine steps, by phase (prefill: with a prompt chunk).");
+  m.family("carpool_steps_total", "counter",
+           "Engine steps, by phase (prefill: with a prompt chunk).");
   for (int p = 1; p < kPhases; ++p)
     m.sample("carpool_steps_total", {{"phase", kPhaseNames[p]}}, totals.steps[p]);
   m.family("carpool_model_flops_total", "counter", "Model FLOPs computed, by phase (analytic).");
@@ -50,12 +52,16 @@ std::string Telemetry::render_prometheus() const {
              totals.flops[p]);
   m.family("carpool_model_bytes_total", "counter",
            "Bytes the model moved through device memory, by kind (analytic).");
-  m.sample("carpool_model_bytes_total", {{"device", dev}, {"kind", "weights"}}, totals.bytes_weights);
-  m.sample("carpool_model_bytes_total", {{"device", dev}, {"kind", "kv_read"}}, totals.bytes_kv_read);
-  m.sample("carpool_model_bytes_total", {{"device", dev}, {"kind", "kv_write"}}, totals.bytes_kv_write);
+  m.sample("carpool_model_bytes_total", {{"device", dev}, {"kind", "weights"}},
+           totals.bytes_weights);
+  m.sample("carpool_model_bytes_total", {{"device", dev}, {"kind", "kv_read"}},
+           totals.bytes_kv_read);
+  m.sample("carpool_model_bytes_total", {{"device", dev}, {"kind", "kv_write"}},
+           totals.bytes_kv_write);
   m.sample("carpool_model_bytes_total", {{"device", dev}, {"kind", "activations"}},
            totals.bytes_activations);
-  m.family("carpool_device_busy_seconds_total", "counter", "Seconds the device was busy with steps.");
+  m.family("carpool_device_busy_seconds_total", "counter",
+           "Seconds the device was busy with steps.");
   m.sample("carpool_device_busy_seconds_total", {{"device", dev}}, totals.device_s[0]);
   if (latest.cpu.process_cpu_s) {
     m.family("carpool_process_cpu_seconds_total", "counter", "CPU seconds used by the process.");
@@ -95,7 +101,8 @@ std::string Telemetry::render_prometheus() const {
     }
     m.family("carpool_memory_bytes", "gauge", "Engine memory by arena.");
     m.sample("carpool_memory_bytes", {{"device", dev}, {"arena", "weights"}}, e.weights_bytes);
-    m.sample("carpool_memory_bytes", {{"device", dev}, {"arena", "kv_reserved"}}, e.kv_reserved_bytes);
+    m.sample("carpool_memory_bytes", {{"device", dev}, {"arena", "kv_reserved"}},
+             e.kv_reserved_bytes);
     m.sample("carpool_memory_bytes", {{"device", dev}, {"arena", "kv_used"}}, e.kv_used_bytes);
     m.sample("carpool_memory_bytes", {{"device", dev}, {"arena", "workspace"}}, e.workspace_bytes);
   }
@@ -148,7 +155,8 @@ std::string Telemetry::render_prometheus() const {
            "1 for what bounds the steps of the last 10 s (overhead, memory or compute).");
   for (int p = 0; p < kPhases; ++p)
     for (Bound b : {Bound::kOverhead, Bound::kMemory, Bound::kCompute})
-      m.sample("carpool_bound", {{"device", dev}, {"phase", kPhaseNames[p]}, {"bound", bound_name(b)}},
+      m.sample("carpool_bound",
+               {{"device", dev}, {"phase", kPhaseNames[p]}, {"bound", bound_name(b)}},
                fig[p].bound == b ? 1 : 0);
   if (peaks.flops_per_s > 0) {
     m.family("carpool_peak_flops_per_second", "gauge", "Peak FLOP/s used for MFU, by source.");
@@ -180,9 +188,10 @@ std::string Telemetry::render_prometheus() const {
         latest.cpu.engine_thread_busy);
   if (latest.gpu) {
     const GpuReading& g = *latest.gpu;
-    gauge("carpool_gpu_utilization_ratio", "NVML utilization.gpu: time any kernel ran.", g.util_gpu);
-    gauge("carpool_gpu_memory_utilization_ratio", "NVML utilization.memory: time memory was accessed.",
-          g.util_memory);
+    gauge("carpool_gpu_utilization_ratio", "NVML utilization.gpu: time any kernel ran.",
+          g.util_gpu);
+    gauge("carpool_gpu_memory_utilization_ratio",
+          "NVML utilization.memory: time memory was accessed.", g.util_memory);
     gauge("carpool_gpu_memory_used_bytes", "NVML device memory used.", g.memory_used_bytes);
     gauge("carpool_gpu_memory_total_bytes", "NVML device memory total.", g.memory_total_bytes);
     gauge("carpool_gpu_power_watts", "NVML power draw.", g.power_watts);

@@ -51,7 +51,8 @@ Result<SeriesQuery> parse_series_query(std::string_view names, std::string_view 
     if (comma == std::string_view::npos) comma = names.size();
     std::string_view n = names.substr(pos, comma - pos);
     if (!n.empty()) {
-      if (!valid_name(n)) return Status::error("invalid series name '" + std::string(n.substr(0, 100)) + "'");
+      if (!valid_name(n))
+        return Status::error("invalid series name '" + std::string(n.substr(0, 100)) + "'");
       if (q.names.size() >= kMaxNames) return Status::error("at most 64 series per request");
       q.names.emplace_back(n);
     }
@@ -63,10 +64,12 @@ Result<SeriesQuery> parse_series_query(std::string_view names, std::string_view 
   auto from_v = from.empty() ? std::optional<int64_t>(*to_v - 300) : parse_int(from);
   if (!from_v) return Status::error("from: not an integer number of Unix seconds");
   auto step_v = step.empty() ? std::optional<int64_t>(1) : parse_int(step);
-  if (!step_v || *step_v < 1 || *step_v > kMaxRangeS) return Status::error("step: an integer from 1 to 90000 seconds");
+  if (!step_v || *step_v < 1 || *step_v > kMaxRangeS)
+    return Status::error("step: an integer from 1 to 90000 seconds");
   if (*from_v >= *to_v) return Status::error("from must be before to");
   if (*to_v - *from_v > kMaxRangeS) return Status::error("range longer than 25 hours");
-  if ((*to_v - *from_v) / *step_v > kMaxPoints) return Status::error("more than 100000 points; raise step");
+  if ((*to_v - *from_v) / *step_v > kMaxPoints)
+    return Status::error("more than 100000 points; raise step");
   q.from_s = *from_v;
   q.to_s = *to_v;
   q.step_s = *step_v;
@@ -87,7 +90,8 @@ Result<std::string> Telemetry::series_json(const SeriesQuery& q) const {
     std::string unit;
 
     // Derived figures: "mfu", "mbu.decode", "bound.prefill", "ridge_point", ...
-    static constexpr const char* kDerived[] = {"mfu", "mbu", "busy", "arithmetic_intensity", "bound"};
+    static constexpr const char* kDerived[] = {"mfu", "mbu", "busy", "arithmetic_intensity",
+                                               "bound"};
     int derived = -1, phase = 0;
     for (int d = 0; d < 5; ++d)
       for (int p = 0; p < kPhases; ++p)
@@ -99,8 +103,8 @@ Result<std::string> Telemetry::series_json(const SeriesQuery& q) const {
       unit = derived == 3 ? "flops_per_byte" : derived == 4 ? "bound" : "ratio";
       for (size_t i = 0; i < steps.size(); ++i) {
         StepSums s{steps[i].sum, flops[i].sum, bytes[i].sum, dev[i].sum, act[i].sum};
-        const DerivedFigures f = derive(
-            s, peaks, phase == 0 ? std::optional<double>(steps[i].width_s) : std::nullopt);
+        const DerivedFigures f =
+            derive(s, peaks, phase == 0 ? std::optional<double>(steps[i].width_s) : std::nullopt);
         const std::optional<double>* v[] = {&f.mfu, &f.mbu, &f.busy, &f.arithmetic_intensity};
         std::string json = "null";
         if (derived == 4) {
@@ -113,7 +117,8 @@ Result<std::string> Telemetry::series_json(const SeriesQuery& q) const {
     } else if (base == "ridge_point") {
       unit = "flops_per_byte";
       const auto ridge = peaks.ridge_flops_per_byte();
-      for (int64_t t = q.from_s - ((q.from_s % q.step_s) + q.step_s) % q.step_s; t < q.to_s; t += q.step_s)
+      for (int64_t t = q.from_s - ((q.from_s % q.step_s) + q.step_s) % q.step_s; t < q.to_s;
+           t += q.step_s)
         values.emplace_back(t, ridge ? format_double(*ridge) : "null");
     } else {
       auto sid = store_.find(base);
@@ -123,18 +128,26 @@ Result<std::string> Telemetry::series_json(const SeriesQuery& q) const {
       const bool hist = info.kind == SeriesKind::kHistogram;
       std::string r = reading;
       if (r.empty()) r = hist ? "p50" : info.reduce == Reduce::kSum ? "rate" : "mean";
-      const bool ok = hist ? (r == "p50" || r == "p90" || r == "p99" || r == "mean" || r == "count" || r == "rate")
+      const bool ok = hist ? (r == "p50" || r == "p90" || r == "p99" || r == "mean" ||
+                              r == "count" || r == "rate")
                            : (r == "sum" || r == "rate" || r == "mean" || r == "max" || r == "min");
       if (!ok) return Status::error("series '" + base + "' has no reading '" + r + "'");
-      if (r == "rate" || r == "count") unit = (hist ? std::string("observations") : unit) + (r == "rate" ? "_per_second" : "");
+      if (r == "rate" || r == "count")
+        unit = (hist ? std::string("observations") : unit) + (r == "rate" ? "_per_second" : "");
       for (const Point& p : store_.query(*sid, q.from_s, q.to_s, q.step_s)) {
         std::optional<double> v;
-        if (r == "sum") v = p.sum;  // a counter with no data in the point summed nothing
-        else if (r == "rate") v = (hist ? static_cast<double>(p.count) : p.sum) / static_cast<double>(p.width_s);
-        else if (r == "count") v = static_cast<double>(p.count);
-        else if (p.count > 0 && r == "mean") v = p.sum / static_cast<double>(p.count);
-        else if (p.count > 0 && r == "max") v = p.max;
-        else if (p.count > 0 && r == "min") v = p.min;
+        if (r == "sum")
+          v = p.sum;  // a counter with no data in the point summed nothing
+        else if (r == "rate")
+          v = (hist ? static_cast<double>(p.count) : p.sum) / static_cast<double>(p.width_s);
+        else if (r == "count")
+          v = static_cast<double>(p.count);
+        else if (p.count > 0 && r == "mean")
+          v = p.sum / static_cast<double>(p.count);
+        else if (p.count > 0 && r == "max")
+          v = p.max;
+        else if (p.count > 0 && r == "min")
+          v = p.min;
         else if (p.count > 0 && hist && p.hist)
           v = p.hist->quantile(info.hist_lower, r == "p50" ? 0.5 : r == "p90" ? 0.9 : 0.99);
         values.emplace_back(p.t_s, v ? format_double(*v) : "null");

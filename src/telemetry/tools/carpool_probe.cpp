@@ -35,7 +35,8 @@ std::string gpu_json(const GpuReading& r) {
          ",\"memory_total_bytes\":" + num(r.memory_total_bytes) +
          ",\"power_watts\":" + num(r.power_watts) + ",\"sm_clock_hz\":" + num(r.sm_clock_hz) +
          ",\"sm_util\":" + num(r.sm_util) + ",\"sm_occupancy\":" + num(r.sm_occupancy) +
-         ",\"tensor_util\":" + num(r.tensor_util) + ",\"dram_bw_util\":" + num(r.dram_bw_util) + "}";
+         ",\"tensor_util\":" + num(r.tensor_util) + ",\"dram_bw_util\":" + num(r.dram_bw_util) +
+         "}";
 }
 
 }  // namespace
@@ -48,12 +49,17 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const bool has_value = i + 1 < argc;
-    if (a == "--interval" && has_value) interval_s = std::atof(argv[++i]);
-    else if (a == "--count" && has_value) count = std::atol(argv[++i]);
-    else if (a == "--device" && has_value) device = std::atoi(argv[++i]);
-    else if (a == "--nvml" && has_value) nvml_path = argv[++i];
+    if (a == "--interval" && has_value)
+      interval_s = std::atof(argv[++i]);
+    else if (a == "--count" && has_value)
+      count = std::atol(argv[++i]);
+    else if (a == "--device" && has_value)
+      device = std::atoi(argv[++i]);
+    else if (a == "--nvml" && has_value)
+      nvml_path = argv[++i];
     else {
-      std::fprintf(stderr, "usage: carpool-probe [--interval S] [--count N] [--device I] [--nvml PATH]\n");
+      std::fprintf(stderr,
+                   "usage: carpool-probe [--interval S] [--count N] [--device I] [--nvml PATH]\n");
       return 2;
     }
   }
@@ -63,13 +69,18 @@ int main(int argc, char** argv) {
   auto api = carpool::telemetry::load_nvml(nvml_path);
   if (api.is_ok()) {
     auto probe = GpuProbe::open(std::move(api.value()), device);
-    if (probe.is_ok()) gpu = std::move(probe.value());
-    else gpu_error = probe.error();
+    if (probe.is_ok())
+      gpu = std::move(probe.value());
+    else
+      gpu_error = probe.error();
   } else {
     gpu_error = api.error();
   }
-  if (!gpu_error.empty()) std::fprintf(stderr, "carpool-probe: no GPU figures: %s\n", gpu_error.c_str());
-  if (gpu) std::fprintf(stderr, "carpool-probe: %s, GPM %s\n", gpu->name().c_str(), gpu->gpm_supported() ? "supported" : "not supported");
+  if (!gpu_error.empty())
+    std::fprintf(stderr, "carpool-probe: no GPU figures: %s\n", gpu_error.c_str());
+  if (gpu)
+    std::fprintf(stderr, "carpool-probe: %s, GPM %s\n", gpu->name().c_str(),
+                 gpu->gpm_supported() ? "supported" : "not supported");
   carpool::telemetry::SystemClock clock;
   CpuProbe cpu;
   const auto period = std::chrono::duration<double>(interval_s);
@@ -81,7 +92,8 @@ int main(int argc, char** argv) {
     std::string line = std::string("{\"t\":") + tbuf;
     line += ",\"gpu\":" + (gpu ? gpu_json(gpu->sample()) : std::string("null"));
     const auto c = cpu.sample(t);
-    line += ",\"cpu\":{\"process_cpu_cores\":" + num(c.process_cpu_cores) + ",\"rss_bytes\":" + num(c.rss_bytes) + "}}";
+    line += ",\"cpu\":{\"process_cpu_cores\":" + num(c.process_cpu_cores) +
+            ",\"rss_bytes\":" + num(c.rss_bytes) + "}}";
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
     next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period);

@@ -38,9 +38,9 @@ TEST(TelemetryCostModel, DecodeStepBatchOne) {
   StepShape s;
   s.add_sequence(/*q_len=*/1, /*kv_len=*/1000, /*prefill=*/false, /*needs_logits=*/true);
   const StepCost c = compute_step_cost(m, s);
-  EXPECT_DOUBLE_EQ(c.flops_matmul, 13'958'643'712.0);      // 2 · 6,979,321,856
-  EXPECT_DOUBLE_EQ(c.flops_attention, 524'288'000.0);      // 4 · 32 · 32 · 128 · 1000
-  EXPECT_DOUBLE_EQ(c.flops_logits, 1'050'673'152.0);       // 2 · 128256 · 4096
+  EXPECT_DOUBLE_EQ(c.flops_matmul, 13'958'643'712.0);  // 2 · 6,979,321,856
+  EXPECT_DOUBLE_EQ(c.flops_attention, 524'288'000.0);  // 4 · 32 · 32 · 128 · 1000
+  EXPECT_DOUBLE_EQ(c.flops_logits, 1'050'673'152.0);   // 2 · 128256 · 4096
   // All layer weights + norms + output matrix + one embedding row (4096 · 2).
   EXPECT_DOUBLE_EQ(c.bytes_weights, 15'009'857'536.0);
   EXPECT_DOUBLE_EQ(c.bytes_kv_read, 131'072'000.0);

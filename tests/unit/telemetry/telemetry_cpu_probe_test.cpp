@@ -36,8 +36,8 @@ std::string stat_line(int utime, int stime) {
 }
 
 TEST(TelemetryCpuProbe, BusyFromTwoSamplesOfAFakeProcTree) {
-  const auto root = std::filesystem::temp_directory_path() /
-                    ("carpool_proc_" + std::to_string(getpid()));
+  const auto root =
+      std::filesystem::temp_directory_path() / ("carpool_proc_" + std::to_string(getpid()));
   const double tck = static_cast<double>(sysconf(_SC_CLK_TCK));
   write_file(root / "self/stat", stat_line(0, 0));
   write_file(root / "self/statm", "1000 300 0 0 0 0 0\n");

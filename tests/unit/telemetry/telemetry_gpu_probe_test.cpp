@@ -23,9 +23,18 @@ FakeNvml g;
 nvml::Device const kDevice = reinterpret_cast<nvml::Device>(0x1000);
 int sample_storage[8];
 
-nvml::Return fake_init() { ++g.inits; return g.init_result; }
-nvml::Return fake_shutdown() { ++g.shutdowns; return nvml::kSuccess; }
-nvml::Return fake_count(unsigned int* n) { *n = g.count; return nvml::kSuccess; }
+nvml::Return fake_init() {
+  ++g.inits;
+  return g.init_result;
+}
+nvml::Return fake_shutdown() {
+  ++g.shutdowns;
+  return nvml::kSuccess;
+}
+nvml::Return fake_count(unsigned int* n) {
+  *n = g.count;
+  return nvml::kSuccess;
+}
 nvml::Return fake_handle(unsigned int i, nvml::Device* d) {
   if (i >= g.count) return 2;  // NVML_ERROR_INVALID_ARGUMENT
   *d = kDevice;
@@ -45,7 +54,10 @@ nvml::Return fake_util(nvml::Device, nvml::Utilization* u) {
   *u = {34, 7};
   return nvml::kSuccess;
 }
-nvml::Return fake_power(nvml::Device, unsigned int* mw) { *mw = 123'456; return nvml::kSuccess; }
+nvml::Return fake_power(nvml::Device, unsigned int* mw) {
+  *mw = 123'456;
+  return nvml::kSuccess;
+}
 nvml::Return fake_clock(nvml::Device, int type, unsigned int* mhz) {
   if (type != nvml::kClockSm) return nvml::kErrorNotSupported;
   *mhz = 1980;
@@ -60,7 +72,10 @@ nvml::Return fake_alloc(nvml::GpmSample* s) {
   *s = reinterpret_cast<nvml::GpmSample>(&sample_storage[g.allocs++]);
   return nvml::kSuccess;
 }
-nvml::Return fake_free(nvml::GpmSample) { ++g.frees; return nvml::kSuccess; }
+nvml::Return fake_free(nvml::GpmSample) {
+  ++g.frees;
+  return nvml::kSuccess;
+}
 nvml::Return fake_sample_get(nvml::Device d, nvml::GpmSample s) {
   EXPECT_EQ(d, kDevice);
   ++g.gets;
@@ -76,11 +91,20 @@ nvml::Return fake_metrics_get(nvml::GpmMetricsGet* m) {
     nvml::GpmMetric& x = m->metrics[i];
     x.nvmlReturn = nvml::kSuccess;
     switch (x.metricId) {
-      case nvml::kGpmMetricSmUtil: x.value = 98.9; break;
-      case nvml::kGpmMetricSmOccupancy: x.nvmlReturn = nvml::kErrorNotSupported; break;
-      case nvml::kGpmMetricAnyTensorUtil: x.value = 0.0; break;
-      case nvml::kGpmMetricDramBwUtil: x.value = 88.6; break;
-      default: ADD_FAILURE() << "unexpected metric " << x.metricId;
+      case nvml::kGpmMetricSmUtil:
+        x.value = 98.9;
+        break;
+      case nvml::kGpmMetricSmOccupancy:
+        x.nvmlReturn = nvml::kErrorNotSupported;
+        break;
+      case nvml::kGpmMetricAnyTensorUtil:
+        x.value = 0.0;
+        break;
+      case nvml::kGpmMetricDramBwUtil:
+        x.value = 88.6;
+        break;
+      default:
+        ADD_FAILURE() << "unexpected metric " << x.metricId;
     }
   }
   return nvml::kSuccess;
@@ -140,7 +164,7 @@ TEST_F(TelemetryGpuProbe, ReadsNvmlAndGpmOverPairsOfSamples) {
 
     const GpuReading second = (*probe)->sample();
     ASSERT_EQ(g.got.size(), 2u);
-    EXPECT_NE(g.got[0], g.got[1]);  // two buffers
+    EXPECT_NE(g.got[0], g.got[1]);        // two buffers
     EXPECT_EQ(g.last_sample1, g.got[0]);  // earlier sample first
     EXPECT_EQ(g.last_sample2, g.got[1]);
     EXPECT_EQ(g.last_num_metrics, 4u);

@@ -37,8 +37,10 @@ StepStats step(int64_t start_ns, int64_t dur_ns, int64_t device_ns, bool prefill
   s.end_ns = start_ns + dur_ns;
   s.device_ns = device_ns;
   s.idle_before = idle_before;
-  if (prefill) s.shape.add_sequence(100, 100, true, true);
-  else s.shape.add_sequence(1, 100, false, true);
+  if (prefill)
+    s.shape.add_sequence(100, 100, true, true);
+  else
+    s.shape.add_sequence(1, 100, false, true);
   s.cost.flops_matmul = flops;
   s.cost.bytes_weights = bytes;
   return s;
@@ -97,7 +99,8 @@ TEST(TelemetryHub, DerivedFiguresPerSecondAndPhase) {
   feed(t, clock);
   auto q = parse_series_query(
       "mfu,mbu,busy,bound,bound.decode,bound.prefill,mfu.prefill,busy.decode,arithmetic_intensity,"
-      "generation_tokens,prompt_tokens:sum,ttft_seconds:p50,ttft_seconds:count,running,kv_usage:max,"
+      "generation_tokens,prompt_tokens:sum,ttft_seconds:p50,ttft_seconds:count,running,kv_usage:"
+      "max,"
       "ridge_point,gpu_sm_activity",
       std::to_string(kT), std::to_string(kT + 2), "1", kT + 3);
   ASSERT_TRUE(q.is_ok()) << q.error();
@@ -153,7 +156,7 @@ TEST(TelemetryHub, SeriesQueryValidation) {
   EXPECT_EQ(q->from_s, 700);
   EXPECT_EQ(q->to_s, 1000);
   FakeClock clock(kT * kS);
-  Telemetry t({.clock = &clock});
+  Telemetry t({.clock = &clock, .device = "cpu", .peaks = {}});
   auto bad = parse_series_query("no_such_series", "0", "10", "1", 100);
   ASSERT_TRUE(bad.is_ok());
   EXPECT_FALSE(t.series_json(*bad).is_ok());
@@ -197,7 +200,9 @@ ParsedMetrics parse_prometheus(const std::string& text) {
           family.compare(family.size() - strlen(suffix), strlen(suffix), suffix) == 0)
         family = family.substr(0, family.size() - strlen(suffix));
     EXPECT_TRUE(m.types.count(family)) << "sample before its TYPE: " << line;
-    if (m.types[family] == "counter") EXPECT_TRUE(name.ends_with("_total")) << name;
+    if (m.types[family] == "counter") {
+      EXPECT_TRUE(name.ends_with("_total")) << name;
+    }
     m.samples[name + g[2].str()] = std::stod(g[7].str() == "+Inf" ? "inf" : g[7].str());
   }
   return m;
@@ -238,7 +243,8 @@ TEST(TelemetryHub, PrometheusText) {
   EXPECT_EQ(v("carpool_inter_token_latency_seconds_count"), 2);
   EXPECT_EQ(m.types.at("carpool_e2e_request_latency_seconds"), "histogram");
   // No GPU probe: no GPU gauges at all (unavailable, not zero).
-  for (const auto& [key, value] : m.samples) EXPECT_EQ(key.rfind("carpool_gpu_", 0), std::string::npos) << key;
+  for (const auto& [key, value] : m.samples)
+    EXPECT_EQ(key.rfind("carpool_gpu_", 0), std::string::npos) << key;
   // Buckets are cumulative, in increasing `le` order.
   std::istringstream in(text);
   std::string line;
@@ -262,7 +268,8 @@ TEST(TelemetryHub, PrometheusText) {
 
 // promtool (Debian package `prometheus`) lints the text when it is installed.
 TEST(TelemetryHub, PromtoolAcceptsTheText) {
-  if (std::system("promtool --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "promtool not installed";
+  if (std::system("promtool --version > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "promtool not installed";
   FakeClock clock(kT * kS);
   Telemetry t({.clock = &clock, .device = "cuda:0", .peaks = test_peaks()});
   feed(t, clock);
@@ -279,6 +286,11 @@ TEST(TelemetryHub, PromtoolAcceptsTheText) {
   std::filesystem::remove(path);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(out, "") << out;
+}
+
+TEST(TelemetryHub, StoreMemoryIsTheDocumentedBound) {
+  Telemetry t({});
+  EXPECT_EQ(t.store().memory_bytes(), 47u * 288'000 + 6u * 2'073'600);  // docs/metrics.md
 }
 
 TEST(TelemetryHub, ProbeThreadSamplesAndStops) {

@@ -38,8 +38,10 @@ TEST(TelemetryPeaks, MalformedCatalogIsAnError) {
   ASSERT_FALSE(no_bw.is_ok());
   EXPECT_NE(no_bw.error().find("X"), std::string::npos);
   EXPECT_FALSE(
-      parse_gpu_catalog(R"({"gpus": [{"name": "X", "bf16_tflops": 1, "bandwidth_tbps": -2}]})").is_ok());
-  auto ok = parse_gpu_catalog(R"({"gpus": [{"name": "X", "bf16_tflops": 1, "bandwidth_tbps": 2}]})");
+      parse_gpu_catalog(R"({"gpus": [{"name": "X", "bf16_tflops": 1, "bandwidth_tbps": -2}]})")
+          .is_ok());
+  auto ok =
+      parse_gpu_catalog(R"({"gpus": [{"name": "X", "bf16_tflops": 1, "bandwidth_tbps": 2}]})");
   ASSERT_TRUE(ok.is_ok());
   EXPECT_EQ((*ok)[0].match, std::vector<std::string>{"X"});
 }
@@ -49,7 +51,8 @@ TEST(TelemetryPeaks, CacheFileRoundTrip) {
   p.device = "cpu: test (2 threads)";
   p.bandwidth_bytes_per_s = 3.3e10;
   p.flops_per_s = 1.5e11;
-  const std::string text = write_cached_peaks(R"({"other": {"bandwidth_bytes_per_s": 1, "flops_per_s": 2}})", p);
+  const std::string text =
+      write_cached_peaks(R"({"other": {"bandwidth_bytes_per_s": 1, "flops_per_s": 2}})", p);
   auto back = read_cached_peaks(text, p.device);
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->bandwidth_bytes_per_s, 3.3e10);
@@ -66,8 +69,10 @@ TEST(TelemetryPeaks, CacheDirHonoursCarpoolCache) {
   const std::string saved = old ? old : "";
   setenv("CARPOOL_CACHE", "/tmp/carpool-cache-test", 1);
   EXPECT_EQ(cache_dir(), "/tmp/carpool-cache-test");
-  if (old) setenv("CARPOOL_CACHE", saved.c_str(), 1);
-  else unsetenv("CARPOOL_CACHE");
+  if (old)
+    setenv("CARPOOL_CACHE", saved.c_str(), 1);
+  else
+    unsetenv("CARPOOL_CACHE");
 }
 
 TEST(TelemetryPeaks, CpuCalibrationMeasuresOnceThenReadsTheCache) {
@@ -79,7 +84,8 @@ TEST(TelemetryPeaks, CpuCalibrationMeasuresOnceThenReadsTheCache) {
   o.matmul_rows = 16;
   o.matmul_k = 256;
   o.matmul_n = 256;
-  const auto dir = std::filesystem::temp_directory_path() / ("carpool_peaks_" + std::to_string(getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("carpool_peaks_" + std::to_string(getpid()));
   const std::string path = (dir / "peaks.json").string();
   auto first = cpu_peaks_cached(*backend, "cpu-test", path, o);
   ASSERT_TRUE(first.is_ok()) << first.error();

@@ -17,7 +17,7 @@ TEST(TelemetryLogHistogram, BinsAndQuantiles) {
   EXPECT_EQ(LogHistogram::bin_of(1e-4, 0.0), 0);
   EXPECT_EQ(LogHistogram::bin_of(1e-4, 1e-4), 0);
   EXPECT_EQ(LogHistogram::bin_of(1e-4, 1.01e-4), 1);
-  EXPECT_EQ(LogHistogram::bin_of(1e-4, 1e-3), 8);    // exactly a bound: that bin
+  EXPECT_EQ(LogHistogram::bin_of(1e-4, 1e-3), 8);  // exactly a bound: that bin
   EXPECT_EQ(LogHistogram::bin_of(1e-4, 1.001e-3), 9);
   EXPECT_EQ(LogHistogram::bin_of(1e-4, 1e9), LogHistogram::kBounds);  // overflow
   LogHistogram h;
@@ -47,7 +47,8 @@ TEST(TelemetryLogHistogram, MergeEqualsObservingBoth) {
 TEST(TelemetrySeriesStore, BucketsPerSecond) {
   SeriesStore store;
   const SeriesId tokens = store.add_series({"tokens", SeriesKind::kScalar, Reduce::kSum, "tokens"});
-  const SeriesId gauge = store.add_series({"running", SeriesKind::kScalar, Reduce::kMean, "requests"});
+  const SeriesId gauge =
+      store.add_series({"running", SeriesKind::kScalar, Reduce::kMean, "requests"});
   EXPECT_EQ(store.add_series({"tokens", SeriesKind::kScalar, Reduce::kSum, "x"}), tokens);
   store.add(tokens, ns(kT0, 0.1), 5);
   store.add(tokens, ns(kT0, 0.9), 7);
@@ -75,7 +76,8 @@ TEST(TelemetrySeriesStore, BucketsPerSecond) {
 TEST(TelemetrySeriesStore, TiersKeepOldDataDownsampled) {
   SeriesStore store;
   const SeriesId s = store.add_series({"x", SeriesKind::kScalar, Reduce::kSum, ""});
-  const SeriesId h = store.add_series({"lat", SeriesKind::kHistogram, Reduce::kSum, "seconds", 1e-4});
+  const SeriesId h =
+      store.add_series({"lat", SeriesKind::kHistogram, Reduce::kSum, "seconds", 1e-4});
   // One value per second for 2 hours.
   for (int64_t t = 0; t < 7200; ++t) {
     store.add(s, ns(kT0 + t), 1);
