@@ -160,14 +160,14 @@ void run_case(Backend& b, Rng& rng, const BigCase& c, uint64_t seed, bool check_
         }
       }
     }
-    out.push_back(make_result("attention", "f32 reference kernel vs CPU: " + name,
+    out.push_back(make_result("attention-ref", "f32 reference kernel vs CPU: " + name,
                               row_normalized_error(ref, cpu, D), 1e-4));
   }
   for (Tensor& t : cache->k) b.free(t);
   for (Tensor& t : cache->v) b.free(t);
   // bf16 probabilities in P V give ~2^-9 relative error per term; a lost or extra key in a
   // 4096-long row moves it by ~1/64.
-  out.push_back(make_result("attention", name + " vs f32 reference", row_normalized_error(y, ref, D),
+  out.push_back(make_result("attention-big", name + " vs f32 reference", row_normalized_error(y, ref, D),
                             1e-2));
 }
 

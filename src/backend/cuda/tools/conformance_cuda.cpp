@@ -86,6 +86,8 @@ int main(int argc, char** argv) {
   std::vector<conformance::CaseResult> results = conformance::run_conformance(b, o);
   std::vector<conformance::CaseResult> extra =
       cuda_tools::run_cuda_extra_cases(b, seed, o.tol.ops);
+  if (only.empty() || only == "attention-big" || only == "attention-ref")
+    cuda_tools::run_attention_big_cases(b, seed, extra);
   for (auto& r : extra)
     if (only.empty() || r.op == only) results.push_back(std::move(r));
   const double secs =

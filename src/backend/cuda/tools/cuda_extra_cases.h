@@ -14,7 +14,8 @@ namespace carpool::cuda_tools {
 std::vector<conformance::CaseResult> run_cuda_extra_cases(Backend& b, uint64_t seed,
                                                           double tolerance);
 
-// Attention at realistic sizes against an f32 device reference (attention_big_cases.cpp).
+// Attention at realistic sizes against an f32 device reference (attention_big_cases.cpp); ops
+// "attention-ref" and "attention-big", kept out of `--only attention` (slow under a sanitizer).
 void run_attention_big_cases(Backend& b, uint64_t seed, std::vector<conformance::CaseResult>& out);
 
 }  // namespace carpool::cuda_tools
