@@ -6,6 +6,10 @@
 // counts the request as finished). With nothing to do the thread sleeps on a condition variable.
 #include "engine/engine.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -17,6 +21,7 @@
 #include "engine/engine_options.h"
 #include "engine/runner.h"
 #include "engine/scheduler.h"
+#include "telemetry/telemetry.h"
 #include "util/check.h"
 
 namespace carpool {
@@ -52,13 +57,16 @@ class EngineImpl final : public Engine {
         options_(options),
         kv_(std::move(kv)),
         scheduler_(scheduler_config(options, plan), steady_now_s),
-        runner_(model, kv_) {
+        runner_(model, kv_),
+        tel_(options.telemetry) {
     stats_.kv_blocks_total = plan.num_blocks;
+    if (tel_ != nullptr) setup_telemetry(plan);
     thread_ = std::thread([this] { loop(); });
   }
 
   ~EngineImpl() override {
     shutdown(0);
+    if (tel_ != nullptr) tel_->set_engine_source(nullptr);
     model_.backend().free_kv(kv_);
   }
 
@@ -103,6 +111,10 @@ class EngineImpl final : public Engine {
   void end_request(RequestId id, FinishReason reason, const std::string& error);
   void publish_stats();
   void deliver();
+  // --- telemetry (tel_ != null) ---
+  void setup_telemetry(const KvCachePlan& plan);
+  void record_step(const StepPlan& plan, int64_t start_ns, int64_t device_ns);
+  void record_finished(const Sequence* s, FinishReason reason);
 
   LlamaModel& model_;
   const EngineOptions options_;
@@ -136,7 +148,73 @@ class EngineImpl final : public Engine {
 
   std::mutex shutdown_mu_;  // serializes shutdown() callers
   std::thread thread_;
+
+  telemetry::Telemetry* tel_ = nullptr;
+  telemetry::CostModel cost_;
+  bool idle_before_ = false;                            // the loop slept before this step
+  std::unordered_map<RequestId, double> last_token_s_;  // for inter-token gaps
+  std::vector<double> gaps_;                            // scratch, reused every step
+  std::atomic<int> engine_tid_{0};
+  double kv_bytes_per_block_ = 0;
 };
+
+void EngineImpl::setup_telemetry(const KvCachePlan& plan) {
+  const ModelConfig& c = model_.config();
+  const WeightRoleBytes& r = model_.weight_role_bytes();
+  telemetry::WeightBytes wb{r.embedding, r.attention, r.ffn, r.norms, r.output};
+  const DType act = model_.backend().activation_dtype();
+  const int elem = act == DType::kF32 ? 4 : 2;  // the KV cache uses the activation type
+  cost_ = telemetry::make_cost_model(c, wb, elem, elem);
+  kv_bytes_per_block_ = static_cast<double>(plan.bytes) / std::max(1, plan.num_blocks);
+  const double weights = static_cast<double>(model_.weight_bytes());
+  const double kv_reserved = static_cast<double>(plan.bytes);
+  tel_->set_engine_source([this, weights, kv_reserved] {
+    EngineStats st = stats();
+    BackendMemoryInfo mem = model_.backend().memory_info();
+    telemetry::EngineSnapshot snap;
+    snap.running = st.running;
+    snap.waiting = st.waiting;
+    snap.kv_blocks_used = st.kv_blocks_used;
+    snap.kv_blocks_total = st.kv_blocks_total;
+    snap.weights_bytes = weights;
+    snap.kv_reserved_bytes = kv_reserved;
+    snap.kv_used_bytes = st.kv_blocks_used * kv_bytes_per_block_;
+    snap.workspace_bytes = static_cast<double>(mem.other_bytes);
+    snap.engine_tid = engine_tid_.load();
+    return snap;
+  });
+}
+
+void EngineImpl::record_step(const StepPlan& plan, int64_t start_ns, int64_t device_ns) {
+  telemetry::StepStats st;
+  st.start_ns = start_ns;
+  st.end_ns = tel_->clock().now_ns();
+  st.device_ns = device_ns;
+  st.idle_before = idle_before_;
+  for (const ScheduledSeq& e : plan.seqs) {
+    st.shape.add_sequence(e.num_tokens, e.start + e.num_tokens, e.is_prefill, e.needs_logits);
+  }
+  st.cost = telemetry::compute_step_cost(cost_, st.shape);
+  tel_->record(st);
+}
+
+void EngineImpl::record_finished(const Sequence* s, FinishReason reason) {
+  last_token_s_.erase(s ? s->id : 0);
+  telemetry::RequestRecord rec;
+  rec.end_ns = tel_->clock().now_ns();
+  rec.finish_reason = finish_reason_name(reason);
+  if (s != nullptr) {
+    const double end = s->finish_s >= 0 ? s->finish_s : steady_now_s();
+    if (s->arrival_s >= 0) {
+      if (s->first_scheduled_s >= 0) rec.queue_s = s->first_scheduled_s - s->arrival_s;
+      if (s->first_token_s >= 0) rec.ttft_s = s->first_token_s - s->arrival_s;
+      rec.e2e_s = end - s->arrival_s;
+    }
+    rec.prompt_tokens = s->num_prompt_tokens;
+    rec.generation_tokens = s->num_generated();
+  }
+  tel_->record_request(rec);
+}
 
 Result<RequestId> EngineImpl::submit(RequestParams params, TokenSink sink) {
   const int64_t n_prompt = static_cast<int64_t>(params.prompt.size());
@@ -214,6 +292,10 @@ void EngineImpl::end_request(RequestId id, FinishReason reason, const std::strin
     ev.generated_tokens = s->num_generated();
     ev.cached_prompt_tokens = s->num_cached_prompt_tokens;
   }
+  if (tel_ != nullptr) {
+    record_finished(scheduler_.find(id), reason);
+    last_token_s_.erase(id);
+  }
   scheduler_.abort(id);
   runner_.remove(id);
   outbox_.push_back(Delivery{std::move(it->second), nullptr, std::move(ev)});
@@ -222,10 +304,14 @@ void EngineImpl::end_request(RequestId id, FinishReason reason, const std::strin
 }
 
 void EngineImpl::run_step() {
+  const int64_t start_ns = tel_ != nullptr ? tel_->clock().now_ns() : 0;
   StepPlan plan = scheduler_.schedule();
   // With work left a plan is never empty (the cache holds one max_model_len sequence).
   CARPOOL_CHECK(!plan.empty());
+  const int64_t exec_ns = tel_ != nullptr ? tel_->clock().now_ns() : 0;
   auto sampled = runner_.execute(plan);
+  // The runner waits for the step's logits, so the device was busy from launch to here.
+  const int64_t device_ns = tel_ != nullptr ? tel_->clock().now_ns() - exec_ns : 0;
   if (!sampled) {
     std::fprintf(stderr, "carpool: engine step failed: %s\n", sampled.error().c_str());
     for (const ScheduledSeq& e : plan.seqs) {
@@ -239,6 +325,19 @@ void EngineImpl::run_step() {
   std::vector<SeqOutput> outputs = scheduler_.update(plan, tokens);
   CARPOOL_CHECK(outputs.size() == sampled->size());
 
+  if (tel_ != nullptr) {
+    record_step(plan, start_ns, device_ns);
+    const double now = steady_now_s();
+    gaps_.clear();
+    for (const SeqOutput& o : outputs) {
+      auto [it, inserted] = last_token_s_.try_emplace(o.id, now);
+      if (!inserted) {
+        gaps_.push_back(now - it->second);
+        it->second = now;
+      }
+    }
+    if (!gaps_.empty()) tel_->record_token_gaps(gaps_, tel_->clock().now_ns());
+  }
   local_.steps += 1;
   local_.prompt_tokens += plan.num_prefill_tokens;
   local_.generated_tokens += static_cast<int64_t>(outputs.size());
@@ -263,6 +362,7 @@ void EngineImpl::run_step() {
     ev.prompt_tokens = s.num_prompt_tokens;
     ev.generated_tokens = s.num_generated();
     ev.cached_prompt_tokens = s.num_cached_prompt_tokens;
+    if (tel_ != nullptr) record_finished(&s, ev.finish_reason);
     outbox_.push_back(Delivery{std::move(it->second), nullptr, std::move(ev)});
     sinks_.erase(it);
     runner_.remove(o.id);
@@ -292,15 +392,18 @@ void EngineImpl::publish_stats() {
 }
 
 void EngineImpl::loop() {
+  engine_tid_.store(static_cast<int>(syscall(SYS_gettid)));
   std::deque<Pending> incoming;
   std::vector<RequestId> aborts;
   for (;;) {
     bool stop = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] {
+      auto has_work = [&] {
         return stop_ || !pending_.empty() || !aborts_.empty() || scheduler_.has_unfinished();
-      });
+      };
+      idle_before_ = !has_work();
+      cv_.wait(lk, has_work);
       incoming.swap(pending_);
       aborts.swap(aborts_);
       stop = stop_;

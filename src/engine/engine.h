@@ -29,15 +29,22 @@
 
 namespace carpool {
 
+namespace telemetry {
+class Telemetry;
+}
+
 struct EngineOptions {
-  int max_num_seqs = 64;               // sequences per step
-  int max_num_batched_tokens = 512;    // tokens per step (prefill chunks + decode tokens)
-  int block_size = 16;                 // tokens per KV block
-  int64_t kv_cache_bytes = 0;          // memory for the KV cache; 0: from the backend's free memory
-  double gpu_memory_utilization = 0.9; // fraction of device memory to use when kv_cache_bytes = 0
-  int max_model_len = 0;               // 0: the model's context length
-  bool enable_prefix_caching = true;   // requests sharing a prompt prefix share its blocks
-  int max_queued_requests = 1024;      // waiting requests beyond this are refused
+  int max_num_seqs = 64;             // sequences per step
+  int max_num_batched_tokens = 512;  // tokens per step (prefill chunks + decode tokens)
+  int block_size = 16;               // tokens per KV block
+  int64_t kv_cache_bytes = 0;        // memory for the KV cache; 0: from the backend's free memory
+  double gpu_memory_utilization = 0.9;  // fraction of device memory to use when kv_cache_bytes = 0
+  int max_model_len = 0;                // 0: the model's context length
+  bool enable_prefix_caching = true;    // requests sharing a prompt prefix share its blocks
+  int max_queued_requests = 1024;       // waiting requests beyond this are refused
+  // Receives every step's roofline accounting, each finished request's latencies and the
+  // engine's state (not owned; must outlive the engine; null: no telemetry).
+  telemetry::Telemetry* telemetry = nullptr;
 };
 
 // The ModelLimits a model must be loaded with to serve these options: max_batch_tokens =
@@ -50,26 +57,26 @@ enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error"
 
 struct RequestParams {
-  std::vector<int32_t> prompt;       // token ids (non-empty)
+  std::vector<int32_t> prompt;  // token ids (non-empty)
   SamplingParams sampling;
-  int max_tokens = 16;               // tokens to generate at most
-  std::vector<int32_t> stop_ids;     // finish with reason "stop" after one of these
-  bool ignore_eos = false;           // ignore stop_ids
-  int logprobs = -1;                 // -1: none; k >= 0: the chosen token's logprob and top k
+  int max_tokens = 16;            // tokens to generate at most
+  std::vector<int32_t> stop_ids;  // finish with reason "stop" after one of these
+  bool ignore_eos = false;        // ignore stop_ids
+  int logprobs = -1;              // -1: none; k >= 0: the chosen token's logprob and top k
 };
 
 // One generated token (or the end of the request) delivered to the request's sink.
 struct TokenEvent {
-  int32_t token = -1;                // -1 for a final event without a token (abort, error)
-  float logprob = 0.f;               // when logprobs >= 0
+  int32_t token = -1;   // -1 for a final event without a token (abort, error)
+  float logprob = 0.f;  // when logprobs >= 0
   std::vector<std::pair<int32_t, float>> top_logprobs;
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
-  std::string error;                 // when finish_reason == kError
+  std::string error;  // when finish_reason == kError
   // Timing and counts, filled on the final event.
   int prompt_tokens = 0;
   int generated_tokens = 0;
-  int cached_prompt_tokens = 0;      // prompt tokens served from the prefix cache
+  int cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
 };
 
 using TokenSink = std::function<void(const TokenEvent&)>;
@@ -80,10 +87,10 @@ struct EngineStats {
   int running = 0;
   int waiting = 0;
   int kv_blocks_total = 0;
-  int kv_blocks_used = 0;            // referenced by a running or cached-and-pinned sequence
+  int kv_blocks_used = 0;  // referenced by a running or cached-and-pinned sequence
   int64_t steps = 0;
   int64_t preemptions = 0;
-  int64_t prompt_tokens = 0;         // counted when computed (cache hits excluded)
+  int64_t prompt_tokens = 0;  // counted when computed (cache hits excluded)
   int64_t generated_tokens = 0;
   int64_t prefix_cache_hit_tokens = 0;
 };

@@ -61,6 +61,23 @@ std::vector<float> rope_inv_freq(const ModelConfig& c, std::span<const float> fr
   return inv;
 }
 
+void LlamaModel::count_weight(const std::string& name, const Tensor& t) {
+  const int64_t b = static_cast<int64_t>(t.bytes());
+  weight_bytes_ += t.bytes();
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (has("token_embd")) {
+    role_bytes_.embedding += b;
+  } else if (name == "output.weight") {
+    role_bytes_.output += b;
+  } else if (has("norm")) {
+    role_bytes_.norms += b;
+  } else if (has("attn_")) {
+    role_bytes_.attention += b;
+  } else {
+    role_bytes_.ffn += b;
+  }
+}
+
 LlamaModel::LlamaModel(Backend& backend, const ModelConfig& config, const ModelLimits& limits)
     : backend_(backend), config_(config), limits_(limits) {}
 
@@ -80,7 +97,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::load(Backend& backend, const Mod
     auto t = backend.load_weight(w.value());
     if (!t) return Status::error("model: loading '" + name + "': " + t.error());
     *out = t.value();
-    m->weight_bytes_ += out->bytes();
+    m->count_weight(name, *out);
     return Status::ok();
   };
   CARPOOL_RETURN_IF_ERROR(upload("token_embd.weight", c.vocab_size, c.hidden_size, &m->tok_embd_));
@@ -137,11 +154,12 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::synthetic(Backend& backend, cons
   const int64_t hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
   uint64_t counter = seed * 1000003ull;
   // Uniform(-s, s) with s = 1/sqrt(fan_in) keeps activations O(1) through the layers.
-  auto rand = [&](DType t, int64_t rows, int64_t cols, float scale, Tensor* out) -> Status {
+  auto rand = [&](const char* name, DType t, int64_t rows, int64_t cols, float scale,
+                  Tensor* out) -> Status {
     auto r = backend.alloc_random_weight(t, rows, cols, ++counter, scale);
     if (!r) return r.status();
     *out = r.value();
-    m->weight_bytes_ += out->bytes();
+    m->count_weight(name, *out);
     return Status::ok();
   };
   auto ones = [&](int64_t n, Tensor* out) -> Status {
@@ -152,34 +170,40 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::synthetic(Backend& backend, cons
     backend.upload(t.value(), v.data(), v.size() * sizeof(float));
     *out = t.value();
     m->owned_.push_back(*out);
+    m->count_weight("norm", *out);
     return Status::ok();
   };
   const float s_h = 1.f / std::sqrt(static_cast<float>(c.hidden_size));
   const float s_ff = 1.f / std::sqrt(static_cast<float>(c.intermediate_size));
   // The embedding stays readable by row for any dtype; quantized types need block-aligned rows.
-  CARPOOL_RETURN_IF_ERROR(rand(dtype, c.vocab_size, c.hidden_size, 1.f, &m->tok_embd_));
+  CARPOOL_RETURN_IF_ERROR(
+      rand("token_embd", dtype, c.vocab_size, c.hidden_size, 1.f, &m->tok_embd_));
   CARPOOL_RETURN_IF_ERROR(ones(c.hidden_size, &m->output_norm_));
   if (c.tied_embeddings) {
     m->output_ = m->tok_embd_;
   } else {
-    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.vocab_size, c.hidden_size, s_h, &m->output_));
+    CARPOOL_RETURN_IF_ERROR(
+        rand("output.weight", dtype, c.vocab_size, c.hidden_size, s_h, &m->output_));
   }
   m->layers_.resize(c.n_layers);
   for (Layer& l : m->layers_) {
     CARPOOL_RETURN_IF_ERROR(ones(c.hidden_size, &l.attn_norm));
-    CARPOOL_RETURN_IF_ERROR(rand(dtype, q_dim, c.hidden_size, s_h, &l.wq));
-    CARPOOL_RETURN_IF_ERROR(rand(dtype, kv_dim, c.hidden_size, s_h, &l.wk));
-    CARPOOL_RETURN_IF_ERROR(rand(dtype, kv_dim, c.hidden_size, s_h, &l.wv));
-    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.hidden_size, q_dim, s_h, &l.wo));
+    CARPOOL_RETURN_IF_ERROR(rand("attn_q", dtype, q_dim, c.hidden_size, s_h, &l.wq));
+    CARPOOL_RETURN_IF_ERROR(rand("attn_k", dtype, kv_dim, c.hidden_size, s_h, &l.wk));
+    CARPOOL_RETURN_IF_ERROR(rand("attn_v", dtype, kv_dim, c.hidden_size, s_h, &l.wv));
+    CARPOOL_RETURN_IF_ERROR(rand("attn_output", dtype, c.hidden_size, q_dim, s_h, &l.wo));
     if (c.qkv_bias) {
-      CARPOOL_RETURN_IF_ERROR(rand(DType::kF32, 1, q_dim, 0.1f, &l.bq));
-      CARPOOL_RETURN_IF_ERROR(rand(DType::kF32, 1, kv_dim, 0.1f, &l.bk));
-      CARPOOL_RETURN_IF_ERROR(rand(DType::kF32, 1, kv_dim, 0.1f, &l.bv));
+      CARPOOL_RETURN_IF_ERROR(rand("attn_q.bias", DType::kF32, 1, q_dim, 0.1f, &l.bq));
+      CARPOOL_RETURN_IF_ERROR(rand("attn_k.bias", DType::kF32, 1, kv_dim, 0.1f, &l.bk));
+      CARPOOL_RETURN_IF_ERROR(rand("attn_v.bias", DType::kF32, 1, kv_dim, 0.1f, &l.bv));
     }
     CARPOOL_RETURN_IF_ERROR(ones(c.hidden_size, &l.ffn_norm));
-    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.intermediate_size, c.hidden_size, s_h, &l.w_gate));
-    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.intermediate_size, c.hidden_size, s_h, &l.w_up));
-    CARPOOL_RETURN_IF_ERROR(rand(dtype, c.hidden_size, c.intermediate_size, s_ff, &l.w_down));
+    CARPOOL_RETURN_IF_ERROR(
+        rand("ffn_gate", dtype, c.intermediate_size, c.hidden_size, s_h, &l.w_gate));
+    CARPOOL_RETURN_IF_ERROR(
+        rand("ffn_up", dtype, c.intermediate_size, c.hidden_size, s_h, &l.w_up));
+    CARPOOL_RETURN_IF_ERROR(
+        rand("ffn_down", dtype, c.hidden_size, c.intermediate_size, s_ff, &l.w_down));
   }
   CARPOOL_RETURN_IF_ERROR(m->alloc_workspace());
   std::vector<float> inv = rope_inv_freq(c, {});

@@ -39,6 +39,15 @@ struct ForwardBatch {
   std::span<const int32_t> logit_rows;  // [n_logits] token indices whose logits are wanted
 };
 
+// Bytes of the loaded weights by role, as the backend holds them (for roofline accounting).
+struct WeightRoleBytes {
+  int64_t embedding = 0;  // token_embd
+  int64_t attention = 0;  // wq, wk, wv, wo and the q/k/v biases, all layers
+  int64_t ffn = 0;        // w_gate, w_up, w_down, all layers
+  int64_t norms = 0;      // attn_norm, ffn_norm, output_norm
+  int64_t output = 0;     // output projection; 0 when tied to the embedding
+};
+
 class LlamaModel {
  public:
   // Uploads the source's weights to the backend after checking every shape against the config.
@@ -54,6 +63,7 @@ class LlamaModel {
   const ModelLimits& limits() const { return limits_; }
   Backend& backend() { return backend_; }
   size_t weight_bytes() const { return weight_bytes_; }
+  const WeightRoleBytes& weight_role_bytes() const { return role_bytes_; }
 
   // KV cache for `num_blocks` blocks of `block_size` tokens, in the backend's memory.
   Result<KvCache> alloc_kv_cache(int num_blocks, int block_size);
@@ -74,6 +84,8 @@ class LlamaModel {
   ModelConfig config_;
   ModelLimits limits_;
   size_t weight_bytes_ = 0;
+  WeightRoleBytes role_bytes_;
+  void count_weight(const std::string& name, const Tensor& t);
   Tensor tok_embd_, output_norm_, output_;  // output_ aliases tok_embd_ when tied
   std::vector<Layer> layers_;
   std::vector<Tensor> owned_;  // workspace tensors to free
