@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "chat/chat_template.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/load.h"
@@ -35,6 +36,8 @@ int cmd_generate(int argc, char** argv) {
           {"ignore-eos", "", "", "keep generating after an end-of-generation token", ""},
           {"chat", "", "", "wrap the prompt in the model's chat template as a user message", ""},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+          {"cpu-exact", "", "",
+           "CPU: dequantize weights and compute in f32 (reference arithmetic, slower)", ""},
           {"threads", "t", "N", "CPU threads", "all"},
       });
   if (Status st = args.parse(argc, argv); !st) {
@@ -83,6 +86,7 @@ int cmd_generate(int argc, char** argv) {
   lo.model = args.get("model");
   lo.device = args.get("device", "auto");
   lo.threads = static_cast<int>(threads.value());
+  lo.cpu_exact = args.flag("cpu-exact");
   auto lm = load_model(lo);
   if (!lm) return fail(lm.error());
   const Tokenizer* tok = lm->opened.tokenizer.get();
@@ -107,7 +111,18 @@ int cmd_generate(int argc, char** argv) {
   } else {
     if (!tok) return fail("this model has no tokenizer; use --prompt-ids");
     prompt = args.get("prompt");
-    ids = tok->encode(prompt, tok->add_bos_default(), true);
+    std::string text = prompt;
+    if (args.flag("chat")) {
+      auto tmpl = chat::ChatTemplate::parse(tok->chat_template());
+      if (!tmpl) return fail("chat template: " + tmpl.error());
+      std::vector<chat::ChatMessage> messages{{"user", prompt}};
+      auto rendered = tmpl->render_chat(messages, true, tok->token_text(tok->bos_id()),
+                                        tok->token_text(tok->eos_id()));
+      if (!rendered) return fail("chat template: " + rendered.error());
+      text = rendered.value();
+      prompt.clear();  // the answer is printed alone
+    }
+    ids = tok->encode(text, tok->add_bos_default(), true);
   }
   if (ids.empty()) return fail("the prompt is empty after tokenization");
   if (tok && !args.flag("ignore-eos")) opt.stop_ids = tok->end_of_generation_ids();

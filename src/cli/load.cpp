@@ -21,7 +21,8 @@ Result<DType> parse_dtype(const std::string& name) {
                        "' (f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k)");
 }
 
-Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads) {
+Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
+                                              bool cpu_exact) {
   if (device != "auto" && device != "cpu" && device != "cuda") {
     return Status::error("--device must be auto, cpu or cuda, got '" + device + "'");
   }
@@ -37,13 +38,14 @@ Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int thr
 #endif
   CpuBackendOptions o;
   o.n_threads = threads;
+  o.quantize_activations = !cpu_exact;
   return make_cpu_backend(o);
 }
 
 Result<LoadedModel> load_model(const LoadOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   LoadedModel lm;
-  auto be = make_backend(opt.device, opt.threads);
+  auto be = make_backend(opt.device, opt.threads, opt.cpu_exact);
   if (!be) return be.status();
   lm.backend = std::move(be).value();
   const std::string prefix = "synthetic:";

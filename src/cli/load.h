@@ -15,6 +15,7 @@ struct LoadOptions {
   std::string model;            // path, known name, or "synthetic:NAME" / "synthetic:FILE.json"
   std::string device = "auto";  // auto, cpu, cuda
   int threads = 0;              // CPU threads (0: all)
+  bool cpu_exact = false;       // CPU: f32 reference arithmetic instead of 8-bit activations
   std::string
       synthetic_dtype;  // weight type of synthetic models (default: q4_1 on CPU, bf16 on GPU)
   ModelLimits limits;
@@ -30,7 +31,8 @@ struct LoadedModel {
 
 // Chooses the backend: "cuda" requires a GPU; "auto" uses one when present and otherwise says
 // clearly that it is using the CPU.
-Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads);
+Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
+                                              bool cpu_exact = false);
 
 Result<LoadedModel> load_model(const LoadOptions& options);
 
