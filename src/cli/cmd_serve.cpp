@@ -3,11 +3,19 @@
 // The listener starts first (/health answers, /ready is 503 while loading), then the model loads,
 // the engine starts and runs one warm-up request, and /ready turns 200. SIGTERM or SIGINT drains:
 // readiness off, new requests 503, in-flight ones finish within --shutdown-timeout, exit 0.
+//
+// Telemetry (unless --no-telemetry): the engine reports every step and request to it; /metrics,
+// /api/v1/series, /api/v1/status and the dashboard at / read it. Peaks: on the CPU a calibration
+// cached per machine (peaks.json in the cache directory), on a GPU the catalog (--gpu-catalog),
+// whose NVML/GPM counters a probe reads once a second.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <memory>
 #include <string>
 
 #include "cli/args.h"
@@ -16,7 +24,9 @@
 #include "cli/model_store.h"
 #include "engine/engine.h"
 #include "model/open_model.h"
+#include "server/metrics_handlers.h"
 #include "server/server.h"
+#include "telemetry/telemetry.h"
 
 namespace carpool::cli {
 namespace {
@@ -68,26 +78,96 @@ void raise_open_file_limit() {
   }
 }
 
+// data/gpus.json of the source tree the binary was built in (build/carpool -> ../data), when the
+// user gave no --gpu-catalog.
+std::string default_gpu_catalog() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  for (const char* rel : {"../data/gpus.json", "../../data/gpus.json"}) {
+    const auto p = exe.parent_path() / rel;
+    if (std::filesystem::exists(p, ec)) return p.lexically_normal().string();
+  }
+  return "";
+}
+
+// Peaks for the loaded backend, and the GPU probe when it is a GPU. Failures only warn: the
+// figures that need them show as unavailable.
+void setup_peaks(telemetry::Telemetry& tel, Backend& backend, bool gpu,
+                 const std::string& catalog_path) {
+  const std::string name = backend.device_name();
+  if (!gpu) {
+    telemetry::CalibrationOptions co;
+    const std::string dir = telemetry::cache_dir();
+    if (dir.empty()) {
+      std::fprintf(stderr, "carpool: warning: no cache directory; CPU peaks unknown\n");
+      return;
+    }
+    auto peaks = telemetry::cpu_peaks_cached(backend, name, dir + "/peaks.json", co);
+    if (!peaks) {
+      std::fprintf(stderr, "carpool: warning: CPU calibration failed: %s\n", peaks.error().c_str());
+      return;
+    }
+    tel.set_peaks(*peaks);
+    return;
+  }
+  auto nvml = telemetry::load_nvml();
+  if (nvml) {
+    auto probe = telemetry::GpuProbe::open(std::move(nvml).value(), 0);
+    if (probe) {
+      tel.set_gpu_probe(std::move(probe).value());
+    } else {
+      std::fprintf(stderr, "carpool: warning: no GPU probe: %s\n", probe.error().c_str());
+    }
+  } else {
+    std::fprintf(stderr, "carpool: warning: NVML unavailable: %s\n", nvml.error().c_str());
+  }
+  if (catalog_path.empty()) {
+    std::fprintf(stderr, "carpool: warning: no GPU catalog (--gpu-catalog); GPU peaks unknown\n");
+    return;
+  }
+  auto catalog = telemetry::load_gpu_catalog(catalog_path);
+  if (!catalog) {
+    std::fprintf(stderr, "carpool: warning: %s\n", catalog.error().c_str());
+    return;
+  }
+  auto entry = telemetry::match_gpu(*catalog, name);
+  if (!entry) {
+    std::fprintf(stderr, "carpool: warning: '%s' is not in the GPU catalog %s; peaks unknown\n",
+                 name.c_str(), catalog_path.c_str());
+    return;
+  }
+  tel.set_peaks(telemetry::peaks_from_catalog(*entry, name));
+}
+
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
   Args args("serve", "Serves a model over an OpenAI-compatible HTTP API.",
             {
-                {"model", "m", "PATH_OR_NAME", "GGUF file, Hugging Face folder, or known name", "smollm2"},
+                {"model", "m", "PATH_OR_NAME", "GGUF file, Hugging Face folder, or known name",
+                 "smollm2"},
                 {"host", "", "ADDR", "address to listen on", "127.0.0.1"},
                 {"port", "p", "PORT", "port to listen on (0: any free port)", "8000"},
-                {"api-key", "", "KEY", "require 'Authorization: Bearer KEY' on every route but /health", ""},
+                {"api-key", "", "KEY",
+                 "require 'Authorization: Bearer KEY' on every route but /health", ""},
                 {"served-model-name", "", "NAME", "the model name clients use", "the --model name"},
                 {"max-num-seqs", "", "N", "sequences per engine step", "64"},
                 {"max-num-batched-tokens", "", "N", "tokens per engine step", "512"},
-                {"kv-cache-memory", "", "SIZE", "KV cache size (e.g. 512MiB, 2G)", "512MiB on CPU, 90% of free GPU memory"},
+                {"kv-cache-memory", "", "SIZE", "KV cache size (e.g. 512MiB, 2G)",
+                 "512MiB on CPU, 90% of free GPU memory"},
                 {"max-model-len", "", "N", "context length per request", "the model's"},
                 {"max-queued-requests", "", "N", "waiting requests before answering 429", "1024"},
-                {"shutdown-timeout", "", "SECONDS", "time in-flight requests get to finish on SIGTERM", "30"},
+                {"shutdown-timeout", "", "SECONDS",
+                 "time in-flight requests get to finish on SIGTERM", "30"},
                 {"io-threads", "", "N", "HTTP I/O threads", "1"},
                 {"max-body-bytes", "", "N", "largest request body (413 beyond)", "8388608"},
                 {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
                 {"threads", "t", "N", "CPU threads", "all"},
+                {"no-telemetry", "", "",
+                 "no metrics, series or dashboard (for overhead measurements)", ""},
+                {"gpu-catalog", "", "PATH", "GPU catalog JSON (datasheet peaks)",
+                 "data/gpus.json of the source tree"},
             });
   if (Status st = args.parse(argc, argv); !st) {
     std::fprintf(stderr, "carpool serve: %s\n", st.message().c_str());
@@ -107,9 +187,9 @@ int cmd_serve(int argc, char** argv) {
        queued = args.get_int("max-queued-requests", 1024), io = args.get_int("io-threads", 1),
        body = args.get_int("max-body-bytes", 8 << 20), threads = args.get_int("threads", 0);
   auto shutdown_s = args.get_float("shutdown-timeout", 30);
-  for (const Status& st : {port.status(), seqs.status(), batched.status(), model_len.status(),
-                           queued.status(), io.status(), body.status(), threads.status(),
-                           shutdown_s.status()}) {
+  for (const Status& st :
+       {port.status(), seqs.status(), batched.status(), model_len.status(), queued.status(),
+        io.status(), body.status(), threads.status(), shutdown_s.status()}) {
     if (!st) return fail(st.message());
   }
   if (port.value() < 0 || port.value() > 65535) return fail("--port must be in [0, 65535]");
@@ -145,8 +225,23 @@ int cmd_serve(int argc, char** argv) {
   const std::string model_arg = args.get("model");
   const std::string served_name = args.get("served-model-name", default_served_name(model_arg));
 
+  // The device label follows the backend, known after loading; "cpu" until then.
+  std::unique_ptr<telemetry::Telemetry> tel;
+  std::unique_ptr<server::MetricsRoutes> metrics;
+  if (!args.flag("no-telemetry")) {
+    tel = std::make_unique<telemetry::Telemetry>(telemetry::TelemetryOptions{});
+    tel->set_replicas(0, 1);
+    tel->set_desired_replicas(1);
+    so.telemetry = tel.get();
+  }
+
   raise_open_file_limit();
   server::Server server(so);
+  if (tel) {
+    metrics = std::make_unique<server::MetricsRoutes>(tel.get(), &server.state());
+    metrics->add_to(server.router());
+    tel->start_probes();
+  }
   if (Status st = server.start(); !st) return fail(st.message());
   std::fprintf(stderr, "carpool: listening on http://%s:%d (loading the model)\n",
                so.http.host.c_str(), server.port());
@@ -168,6 +263,12 @@ int cmd_serve(int argc, char** argv) {
   auto lm = load_model(lo);
   if (!lm) return fail(lm.error());
   if (!lm->opened.tokenizer) return fail("the model has no tokenizer; serve needs one");
+  if (tel) {
+    const bool gpu = lm->backend->name() != "cpu";
+    tel->set_device(gpu ? "cuda:0" : "cpu");
+    setup_peaks(*tel, *lm->backend, gpu, args.get("gpu-catalog", default_gpu_catalog()));
+    eo.telemetry = tel.get();
+  }
   auto engine = Engine::create(*lm->model, eo);
   if (!engine) return fail(engine.error());
   const Tokenizer& tok = *lm->opened.tokenizer;
@@ -193,17 +294,27 @@ int cmd_serve(int argc, char** argv) {
       std::fprintf(stderr, "carpool: warning: %s\n", svc->chat_template_error.c_str());
     }
   }
+  if (metrics) {
+    server::StatusInfo info;
+    info.model = served_name;
+    info.architecture = lm->model->config().name;
+    info.device = lm->backend->device_name();
+    info.limits.max_num_seqs = engine.value()->options().max_num_seqs;
+    info.limits.max_num_batched_tokens = engine.value()->options().max_num_batched_tokens;
+    metrics->set_info(std::move(info));
+  }
   server.publish_model(std::move(svc));
+  if (tel) tel->set_replicas(1, 0);
   std::fprintf(stderr, "carpool: serving '%s' (%s on %s, loaded in %.2f s) at http://%s:%d\n",
                served_name.c_str(), lm->model->config().name.c_str(),
-               lm->backend->device_name().c_str(), lm->load_s, so.http.host.c_str(),
-               server.port());
+               lm->backend->device_name().c_str(), lm->load_s, so.http.host.c_str(), server.port());
 
   server.wait_for_shutdown_request();
   std::fprintf(stderr, "carpool: shutting down: finishing in-flight requests (at most %.0f s)\n",
                so.shutdown_timeout_s);
   server.drain_and_stop();
-  engine.value().reset();  // before the server: its request sinks refer to connections
+  if (tel) tel->stop_probes();  // the probe thread reads the engine's state
+  engine.value().reset();       // before the server: its request sinks refer to connections
   std::fprintf(stderr, "carpool: stopped\n");
   return 0;
 }

@@ -7,11 +7,53 @@
 
 #include "server/auth.h"
 #include "server/handlers.h"
+#include "telemetry/telemetry.h"
 
 namespace carpool::server {
+namespace {
+
+// An exchange counted as one inference request in flight from the handler's first call until
+// the last reference to it is gone (the answer is complete and no engine sink holds it).
+class InFlightExchange final : public Exchange {
+ public:
+  InFlightExchange(std::shared_ptr<Exchange> inner, telemetry::Telemetry* t)
+      : inner_(std::move(inner)), telemetry_(t) {
+    telemetry_->add_requests_in_flight(1);
+  }
+  ~InFlightExchange() override { telemetry_->add_requests_in_flight(-1); }
+
+  const HttpRequest& request() const override { return inner_->request(); }
+  void respond(HttpResponse response) override { inner_->respond(std::move(response)); }
+  void start_stream(int status, std::string content_type,
+                    std::vector<std::pair<std::string, std::string>> headers) override {
+    inner_->start_stream(status, std::move(content_type), std::move(headers));
+  }
+  void write(std::string data) override { inner_->write(std::move(data)); }
+  void end_stream() override { inner_->end_stream(); }
+  void post(std::function<void()> fn) override { inner_->post(std::move(fn)); }
+  void on_close(std::function<void()> fn) override { inner_->on_close(std::move(fn)); }
+  bool closed() const override { return inner_->closed(); }
+
+ private:
+  std::shared_ptr<Exchange> inner_;
+  telemetry::Telemetry* telemetry_;
+};
+
+// The dashboard's static files hold no data; the browser loads them without a key and sends the
+// key with its API calls.
+bool is_public_path(const std::string& path) {
+  return path == "/health" || path == "/" || path.rfind("/assets/", 0) == 0;
+}
+
+}  // namespace
 
 Server::Server(ServerOptions options) : options_(std::move(options)) {
   state_.limits = options_.limits;
+  if (options_.telemetry) {
+    options_.http.on_response = [t = options_.telemetry](int status) {
+      t->record_http_response(status);
+    };
+  }
   auto route = [this](const char* method, const char* path,
                       void (*fn)(const ServerState&, const std::shared_ptr<Exchange>&)) {
     router_.add(method, path, [this, fn](std::shared_ptr<Exchange> ex) { fn(state_, ex); });
@@ -28,7 +70,9 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {
                                        [this](std::shared_ptr<Exchange> ex) { handle(ex); });
 }
 
-Server::~Server() { http_->stop(); }
+Server::~Server() {
+  http_->stop();
+}
 
 Status Server::start() {
   if (options_.handle_signals) {
@@ -39,7 +83,7 @@ Status Server::start() {
 
 void Server::handle(const std::shared_ptr<Exchange>& ex) {
   const HttpRequest& req = ex->request();
-  if (!options_.api_key.empty() && req.path != "/health" &&
+  if (!options_.api_key.empty() && !is_public_path(req.path) &&
       !authorized(req.header("authorization"), options_.api_key)) {
     ApiError e;
     e.status = 401;
@@ -48,6 +92,10 @@ void Server::handle(const std::shared_ptr<Exchange>& ex) {
     e.message = "a valid API key is required (Authorization: Bearer KEY)";
     e.headers.emplace_back("WWW-Authenticate", "Bearer");
     ex->respond(error_response(e));
+    return;
+  }
+  if (options_.telemetry && req.method == "POST") {
+    router_.dispatch(std::make_shared<InFlightExchange>(ex, options_.telemetry));
     return;
   }
   router_.dispatch(ex);

@@ -22,14 +22,21 @@
 #include "server/server_state.h"
 #include "util/status.h"
 
+namespace carpool::telemetry {
+class Telemetry;
+}
+
 namespace carpool::server {
 
 struct ServerOptions {
   HttpServerOptions http;
-  std::string api_key;              // empty: no authentication
+  std::string api_key;  // empty: no authentication
   RequestLimits limits;
-  double shutdown_timeout_s = 30;   // how long in-flight requests may take to finish on SIGTERM
-  bool handle_signals = true;       // SIGTERM/SIGINT request a shutdown
+  double shutdown_timeout_s = 30;  // how long in-flight requests may take to finish on SIGTERM
+  bool handle_signals = true;      // SIGTERM/SIGINT request a shutdown
+  // Counts every answer by status class and the inference requests in flight (POST routes).
+  // Not owned; must outlive the server. Null: nothing counted.
+  telemetry::Telemetry* telemetry = nullptr;
 };
 
 class Server {

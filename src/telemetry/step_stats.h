@@ -44,6 +44,7 @@ struct EngineSnapshot {
   double kv_used_bytes = 0;      // blocks in use × block bytes
   double workspace_bytes = 0;    // activations and scratch
   int engine_tid = 0;            // the engine loop thread (gettid()); 0: unknown
+  int64_t preemptions = -1;      // cumulative preemptions since start; -1: not reported
 };
 
 }  // namespace carpool::telemetry

@@ -38,6 +38,7 @@ Telemetry::Telemetry(TelemetryOptions options)
     clock_ = owned_clock_.get();
   }
   latest_->peaks = options_.peaks;
+  latest_->device = options_.device;
   define_series();
 }
 
@@ -89,6 +90,12 @@ void Telemetry::define_series() {
   id.gpu_dram_bw_util = scalar("gpu_dram_bandwidth", Reduce::kMean, "ratio");
   id.replicas_active = scalar("replicas_active", Reduce::kMean, "replicas");
   id.replicas_starting = scalar("replicas_starting", Reduce::kMean, "replicas");
+  id.replicas_desired = scalar("replicas_desired", Reduce::kMean, "replicas");
+  id.http_2xx = scalar("http_2xx", Reduce::kSum, "requests");
+  id.http_4xx = scalar("http_4xx", Reduce::kSum, "requests");
+  id.http_5xx = scalar("http_5xx", Reduce::kSum, "requests");
+  id.http_in_flight = scalar("http_in_flight", Reduce::kMean, "requests");
+  id.preemptions = scalar("preemptions", Reduce::kSum, "preemptions");
   for (int h = 0; h < kHistograms; ++h) {
     const HistogramDef& d = kHistogramDefs[h];
     const bool tokens = d.lower == kLengthLower;
@@ -101,6 +108,10 @@ void Telemetry::record(const StepStats& st) {
   const Ids& id = *ids_;
   const int phase = st.shape.prefill.tokens > 0 ? 1 : 2;
   const double flops = st.cost.flops(), bytes = st.cost.bytes();
+  // Each logit row samples one token: every decode token, and the first token of a request from
+  // the last chunk of its prompt.
+  const double generated =
+      static_cast<double>(st.shape.prefill.logit_rows + st.shape.decode.logit_rows);
   const double device_s = static_cast<double>(std::max<int64_t>(0, st.device_ns)) / 1e9;
   double active_ns = static_cast<double>(std::max<int64_t>(0, st.end_ns - st.start_ns));
   {
@@ -117,7 +128,7 @@ void Telemetry::record(const StepStats& st) {
       t.active_s[p] += active_ns / 1e9;
     }
     t.prompt_tokens += static_cast<double>(st.shape.prefill.tokens);
-    t.generation_tokens += static_cast<double>(st.shape.decode.tokens);
+    t.generation_tokens += generated;
     t.bytes_weights += st.cost.bytes_weights;
     t.bytes_kv_read += st.cost.bytes_kv_read;
     t.bytes_kv_write += st.cost.bytes_kv_write;
@@ -133,7 +144,7 @@ void Telemetry::record(const StepStats& st) {
     w.add(id.active_s[p], t, active_ns / 1e9);
   }
   w.add(id.prompt_tokens, t, static_cast<double>(st.shape.prefill.tokens));
-  w.add(id.generation_tokens, t, static_cast<double>(st.shape.decode.tokens));
+  w.add(id.generation_tokens, t, generated);
   w.add(id.bytes_weights, t, st.cost.bytes_weights);
   w.add(id.bytes_kv_read, t, st.cost.bytes_kv_read);
   w.add(id.bytes_kv_write, t, st.cost.bytes_kv_write);
@@ -190,6 +201,38 @@ void Telemetry::set_replicas(int active, int starting) {
   w.add(ids_->replicas_starting, t, starting);
 }
 
+std::string Telemetry::device() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return latest_->device;
+}
+
+void Telemetry::set_device(std::string device) {
+  std::lock_guard<std::mutex> lock(mu_);
+  latest_->device = std::move(device);
+}
+
+void Telemetry::set_desired_replicas(int desired) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    latest_->replicas_desired = desired;
+  }
+  store_.add(ids_->replicas_desired, clock_->now_ns(), desired);
+}
+
+void Telemetry::record_http_response(int status) {
+  const int cls = std::clamp(status / 100, 1, kHttpClasses) - 1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    totals_->http[cls] += 1;
+  }
+  const SeriesId series[kHttpClasses] = {-1, ids_->http_2xx, -1, ids_->http_4xx, ids_->http_5xx};
+  if (series[cls] >= 0) store_.add(series[cls], clock_->now_ns(), 1);
+}
+
+void Telemetry::add_requests_in_flight(int delta) {
+  in_flight_.fetch_add(delta, std::memory_order_relaxed);
+}
+
 void Telemetry::set_peaks(const Peaks& peaks) {
   std::lock_guard<std::mutex> lock(mu_);
   latest_->peaks = peaks;
@@ -224,11 +267,25 @@ void Telemetry::sample_probes() {
   std::optional<GpuReading> gpu;
   if (gpu_) gpu = gpu_->sample();
   const CpuReading cpu = cpu_.sample(t);
+  // Preemptions come as a cumulative count; the store keeps the increase since the last sample.
+  std::optional<double> new_preemptions;
+  if (engine && engine->preemptions >= 0) {
+    if (last_preemptions_ >= 0 && engine->preemptions >= last_preemptions_)
+      new_preemptions = static_cast<double>(engine->preemptions - last_preemptions_);
+    else if (last_preemptions_ < 0)
+      new_preemptions = static_cast<double>(engine->preemptions);
+    last_preemptions_ = engine->preemptions;
+  }
+  int replicas[3];
   {
     std::lock_guard<std::mutex> lock(mu_);
     latest_->gpu = gpu;
     latest_->cpu = cpu;
     latest_->engine = engine;
+    if (new_preemptions) totals_->preemptions = totals_->preemptions.value_or(0) + *new_preemptions;
+    replicas[0] = latest_->replicas_active;
+    replicas[1] = latest_->replicas_starting;
+    replicas[2] = latest_->replicas_desired;
   }
   const Ids& id = *ids_;
   SeriesStore::Writer w = store_.writer();
@@ -238,6 +295,14 @@ void Telemetry::sample_probes() {
   put(id.rss, cpu.rss_bytes);
   put(id.process_cpu_cores, cpu.process_cpu_cores);
   put(id.engine_thread_busy, cpu.engine_thread_busy);
+  w.add(id.http_in_flight, t, in_flight_.load(std::memory_order_relaxed));
+  // Replica counts change rarely: repeat them every second so every bucket has a value.
+  if (replicas[0] >= 0) {
+    w.add(id.replicas_active, t, replicas[0]);
+    w.add(id.replicas_starting, t, replicas[1]);
+  }
+  if (replicas[2] >= 0) w.add(id.replicas_desired, t, replicas[2]);
+  if (new_preemptions) w.add(id.preemptions, t, *new_preemptions);
   if (engine) {
     w.add(id.running, t, engine->running);
     w.add(id.waiting, t, engine->waiting);

@@ -7,17 +7,20 @@
 //   per step:  t.record(stats);                         // O(1), no allocation, two tiny locks
 //   per finished request: t.record_request(rec);
 //   per step with decode tokens: t.record_token_gaps(gaps_s, now_ns);   // inter-token latency
+// Server (write side): t.record_http_response(status) per answer; t.add_requests_in_flight(±1)
+// when an inference request starts and ends.
 // Server (read side, any thread):
-//   t.render_prometheus()                               // GET /metrics (text format 0.0.4)
-//   t.series_json(query)                                // GET
-//   /api/v1/series?names=&from=&to=&step= parse_series_query(names, from, to, step)           //
-//   the query string's values -> SeriesQuery
+//   t.render_prometheus()             // GET /metrics (text format 0.0.4)
+//   t.series_json(query)              // GET /api/v1/series?names=&from=&to=&step=
+//   parse_series_query(names, from, to, step, now_s)   // the query string's values -> SeriesQuery
+//   t.window_figures(10)              // the last complete seconds, for /api/v1/status's advice
 //
 // Thread-safety: every method may be called from any thread. The object must outlive the probe
 // thread (stop_probes() or the destructor joins it) and every caller.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -66,6 +69,21 @@ struct SeriesQuery {
 Result<SeriesQuery> parse_series_query(std::string_view names, std::string_view from,
                                        std::string_view to, std::string_view step, int64_t now_s);
 
+// The figures of the last `window_s` complete seconds, plus the latest probe readings: what the
+// /metrics gauges and the advisor (telemetry/advisor.h) read. Plain data.
+struct WindowFigures {
+  int64_t window_s = 10;
+  DerivedFigures all, prefill, decode;  // see derived.h
+  double steps = 0;                     // engine steps in the window
+  std::optional<double> batch_size;     // mean sequences per step
+  std::optional<double> batch_tokens;   // mean tokens per step
+  double prompt_tokens_per_s = 0, generation_tokens_per_s = 0;
+  std::optional<double> preemptions;     // in the window; unset: the engine does not report them
+  std::optional<EngineSnapshot> engine;  // the latest snapshot
+  int requests_in_flight = 0;
+  Peaks peaks;
+};
+
 class Telemetry {
  public:
   explicit Telemetry(TelemetryOptions options);
@@ -75,13 +93,22 @@ class Telemetry {
 
   const Clock& clock() const { return *clock_; }
   const SeriesStore& store() const { return store_; }
-  const std::string& device() const { return options_.device; }
+  std::string device() const;  // the `device` label
+  // Sets the `device` label once the backend is known ("cuda:0" or "cpu").
+  void set_device(std::string device);
 
   // --- write side ---
   void record(const StepStats& step);
   void record_request(const RequestRecord& request);
   void record_token_gaps(std::span<const double> gaps_s, int64_t t_ns);
   void set_replicas(int active, int starting);
+  void set_desired_replicas(int desired);  // what the autoscaler wants (serve: 1)
+  // One HTTP answer (any route, including the ones the HTTP layer rejects itself), counted by
+  // status class: 1xx..5xx. O(1).
+  void record_http_response(int status);
+  // Inference requests being answered: +1 when one starts, -1 when its answer is complete.
+  // Sampled by the probe thread (series "http_in_flight"); O(1), lock-free.
+  void add_requests_in_flight(int delta);
   void set_peaks(const Peaks& peaks);
   Peaks peaks() const;
   void set_engine_source(std::function<EngineSnapshot()> source);
@@ -97,6 +124,8 @@ class Telemetry {
   // --- read side ---
   std::string render_prometheus() const;
   Result<std::string> series_json(const SeriesQuery& query) const;
+  // Figures over [now - window_s, now) in whole seconds (the last complete ones).
+  WindowFigures window_figures(int64_t window_s = 10) const;
 
  private:
   struct Ids;
@@ -115,6 +144,8 @@ class Telemetry {
   std::unique_ptr<Totals> totals_;
   std::unique_ptr<Latest> latest_;
   int64_t last_end_ns_ = 0;
+  int64_t last_preemptions_ = -1;  // the previous snapshot's cumulative count (probe thread)
+  std::atomic<int> in_flight_{0};
   std::function<EngineSnapshot()> engine_source_;
 
   std::mutex probe_mu_;  // the probes themselves (sample_probes is not reentrant)

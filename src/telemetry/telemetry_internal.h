@@ -18,6 +18,10 @@ std::string phase_series(const char* base, int phase);
 constexpr int kReasons = 4;
 constexpr const char* kReasonNames[kReasons] = {"stop", "length", "abort", "error"};
 
+// HTTP status classes 1xx..5xx; the series store keeps 2xx, 4xx and 5xx.
+constexpr int kHttpClasses = 5;
+constexpr const char* kHttpClassNames[kHttpClasses] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
 enum HistogramIndex { kTtft, kItl, kE2e, kQueue, kPromptLen, kGenLen, kHistograms };
 
 struct Telemetry::Ids {
@@ -28,7 +32,8 @@ struct Telemetry::Ids {
       rss, process_cpu_cores, engine_thread_busy;
   SeriesId gpu_util, gpu_mem_util, gpu_mem_used, gpu_mem_total, gpu_power, gpu_sm_clock,
       gpu_sm_util, gpu_sm_occupancy, gpu_tensor_util, gpu_dram_bw_util;
-  SeriesId replicas_active, replicas_starting;
+  SeriesId replicas_active, replicas_starting, replicas_desired;
+  SeriesId http_2xx, http_4xx, http_5xx, http_in_flight, preemptions;
   std::array<SeriesId, kHistograms> hist;
 };
 
@@ -38,16 +43,20 @@ struct Telemetry::Totals {
   double prompt_tokens = 0, generation_tokens = 0;
   double bytes_weights = 0, bytes_kv_read = 0, bytes_kv_write = 0, bytes_activations = 0;
   std::array<double, kReasons> finished{};
+  std::array<double, kHttpClasses> http{};
+  std::optional<double> preemptions;  // unset until a snapshot reports them
   std::array<LogHistogram, kHistograms> hist;
 };
 
 struct Telemetry::Latest {
+  std::string device;  // the `device` label
   std::optional<GpuReading> gpu;
   CpuReading cpu;
   std::optional<EngineSnapshot> engine;
   Peaks peaks;
   int replicas_active = -1;  // -1: never set
   int replicas_starting = -1;
+  int replicas_desired = -1;
 };
 
 struct HistogramDef {

@@ -11,13 +11,6 @@ namespace {
 
 constexpr int64_t kGaugeWindowS = 10;
 
-// Sums of one step series over [from, to) at 1 s resolution.
-double window_sum(const SeriesStore& store, SeriesId id, int64_t from, int64_t to) {
-  double sum = 0;
-  for (const Point& p : store.query(id, from, to, 1)) sum += p.sum;
-  return sum;
-}
-
 }  // namespace
 
 std::string Telemetry::render_prometheus() const {
@@ -28,8 +21,7 @@ std::string Telemetry::render_prometheus() const {
     totals = *totals_;
     latest = *latest_;
   }
-  const Ids& id = *ids_;
-  const std::string& dev = options_.device;
+  const std::string& dev = latest.device;
   PromText m;
 
   // --- counters ---
@@ -63,6 +55,15 @@ std::string Telemetry::render_prometheus() const {
   m.family("carpool_device_busy_seconds_total", "counter",
            "Seconds the device was busy with steps.");
   m.sample("carpool_device_busy_seconds_total", {{"device", dev}}, totals.device_s[0]);
+  m.family("carpool_http_requests_total", "counter",
+           "HTTP answers by status class (every route, including rejected requests).");
+  for (int c = 0; c < kHttpClasses; ++c)
+    m.sample("carpool_http_requests_total", {{"code", kHttpClassNames[c]}}, totals.http[c]);
+  if (totals.preemptions) {
+    m.family("carpool_num_preemptions_total", "counter",
+             "Sequences preempted (KV blocks ran out; recomputed later).");
+    m.sample("carpool_num_preemptions_total", {}, *totals.preemptions);
+  }
   if (latest.cpu.process_cpu_s) {
     m.family("carpool_process_cpu_seconds_total", "counter", "CPU seconds used by the process.");
     m.sample("carpool_process_cpu_seconds_total", {}, *latest.cpu.process_cpu_s);
@@ -106,34 +107,30 @@ std::string Telemetry::render_prometheus() const {
     m.sample("carpool_memory_bytes", {{"device", dev}, {"arena", "kv_used"}}, e.kv_used_bytes);
     m.sample("carpool_memory_bytes", {{"device", dev}, {"arena", "workspace"}}, e.workspace_bytes);
   }
-  if (latest.replicas_active >= 0) {
-    m.family("carpool_replicas", "gauge", "Replicas by state.");
-    m.sample("carpool_replicas", {{"state", "active"}}, latest.replicas_active);
-    m.sample("carpool_replicas", {{"state", "starting"}}, latest.replicas_starting);
+  m.family("carpool_http_requests_in_flight", "gauge",
+           "Inference requests being answered (the autoscaling signal).");
+  m.sample("carpool_http_requests_in_flight", {}, in_flight_.load(std::memory_order_relaxed));
+  if (latest.replicas_active >= 0 || latest.replicas_desired >= 0) {
+    m.family("carpool_replicas", "gauge", "Replicas by state (desired: the autoscaler's aim).");
+    if (latest.replicas_active >= 0) {
+      m.sample("carpool_replicas", {{"state", "active"}}, latest.replicas_active);
+      m.sample("carpool_replicas", {{"state", "starting"}}, latest.replicas_starting);
+    }
+    if (latest.replicas_desired >= 0)
+      m.sample("carpool_replicas", {{"state", "desired"}}, latest.replicas_desired);
   }
 
   // --- derived utilization over the last complete seconds ---
-  const int64_t to = floor_seconds(clock_->now_ns());
-  const int64_t from = to - kGaugeWindowS;
+  const WindowFigures win = window_figures(kGaugeWindowS);
   const Peaks& peaks = latest.peaks;
-  DerivedFigures fig[kPhases];
-  double batch_sum = 0, batch_n = 0;
-  for (const Point& p : store_.query(id.batch_seqs, from, to, 1)) {
-    batch_sum += p.sum;
-    batch_n += static_cast<double>(p.count);
-  }
-  for (int p = 0; p < kPhases; ++p) {
-    StepSums s;
-    s.steps = window_sum(store_, id.steps[p], from, to);
-    s.flops = window_sum(store_, id.flops[p], from, to);
-    s.bytes = window_sum(store_, id.bytes[p], from, to);
-    s.device_s = window_sum(store_, id.device_s[p], from, to);
-    s.active_s = window_sum(store_, id.active_s[p], from, to);
-    fig[p] = derive(s, peaks, p == 0 ? std::optional<double>(kGaugeWindowS) : std::nullopt);
-  }
-  if (batch_n > 0) {
+  const DerivedFigures fig[kPhases] = {win.all, win.prefill, win.decode};
+  if (win.batch_size) {
     m.family("carpool_batch_size", "gauge", "Mean sequences per step over the last 10 s.");
-    m.sample("carpool_batch_size", {}, batch_sum / batch_n);
+    m.sample("carpool_batch_size", {}, *win.batch_size);
+  }
+  if (win.batch_tokens) {
+    m.family("carpool_batch_tokens", "gauge", "Mean tokens per step over the last 10 s.");
+    m.sample("carpool_batch_tokens", {}, *win.batch_tokens);
   }
   auto phased = [&](const char* name, const char* help, std::optional<double> DerivedFigures::*f) {
     bool any = false;
