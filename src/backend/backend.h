@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -159,6 +160,35 @@ class Backend {
   virtual void swiglu(Tensor out, const Tensor& gate, const Tensor& up) = 0;
   // out[m, d] = x[idx[i], :].  idx: I32 [1, m].
   virtual void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) = 0;
+
+  // --- fused ops (optional: the defaults compose the ops above, so results are identical) ---
+  // rope(q, n_heads), rope(k, n_kv_heads), then kv_write(k_cache, v_cache, k, v, slots).
+  virtual void rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
+                             const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
+                             int n_heads, int n_kv_heads, int head_dim, RopeStyle style) {
+    rope(q, positions, inv_freq, n_heads, head_dim, style);
+    rope(k, positions, inv_freq, n_kv_heads, head_dim, style);
+    kv_write(k_cache, v_cache, k, v, slots);
+  }
+
+  // --- step graphs (optional) ---
+  // A backend with graphs records the ops that `enqueue` enqueues the first time(s) it sees
+  // (owner, key) and later replays the recording instead of calling `enqueue`. A recording holds
+  // every tensor address and every host-side argument of those ops as they were when recorded,
+  // so the caller must choose keys such that equal keys mean identical calls, and change only the
+  // contents of backend memory between replays (upload() before run_graph, never inside
+  // `enqueue`). Ops inside `enqueue` run in order with the rest of the stream, as if called
+  // directly. Backends with graphs also skip kv_write rows whose slot is negative (rows that pad
+  // a batch up to a recorded size).
+  // Default (no graphs): calls enqueue().
+  virtual bool graphs_enabled() const { return false; }
+  virtual void set_graphs_enabled(bool /*on*/) {}
+  virtual void run_graph(const void* /*owner*/, uint64_t /*key*/,
+                         const std::function<void()>& enqueue) {
+    enqueue();
+  }
+  // Forgets every recording of `owner` (before the memory they refer to is freed or reused).
+  virtual void drop_graphs(const void* /*owner*/) {}
 
  private:
   std::vector<std::unique_ptr<uint8_t[]>> random_weights_;  // host bytes behind default weights

@@ -5,6 +5,7 @@
 // than sampled, so the figure is the forward pass (sampling is measured elsewhere).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <vector>
@@ -36,6 +37,11 @@ int cmd_bench(int argc, char** argv) {
           {"dtype", "", "TYPE", "weight type of synthetic models", "q4_1 on CPU, bf16 on GPU"},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"threads", "t", "N", "CPU threads", "all"},
+          {"no-graphs", "", "", "run every step directly (no recorded step graphs; A/B)", ""},
+          {"check-graphs", "", "",
+           "also run every decode step without graphs and compare the logits (fails above 2% "
+           "of the largest logit)",
+           ""},
           {"json", "", "", "print one JSON object instead of text", ""},
       });
   if (Status st = args.parse(argc, argv); !st) {
@@ -78,6 +84,9 @@ int cmd_bench(int argc, char** argv) {
   if (!lm) return fail(lm.error());
   LlamaModel& model = *lm->model;
   Backend& be = *lm->backend;
+  if (args.flag("no-graphs")) be.set_graphs_enabled(false);
+  const bool graphs = be.graphs_enabled();
+  const bool check_graphs = args.flag("check-graphs") && graphs;
   const ModelConfig& cfg = model.config();
   if (ctx > cfg.max_position) return fail("context exceeds the model's context length");
   auto kv = model.alloc_kv_cache(B * blocks_per_seq, bs);
@@ -132,6 +141,13 @@ int cmd_bench(int argc, char** argv) {
   qs[B] = B;
   std::vector<double> step_s;
   const int warmup = std::min(3, G);
+  // --check-graphs: each step again without graphs (same inputs, so the KV it rewrites is the
+  // same up to rounding), logits compared.
+  const size_t vocab = static_cast<size_t>(cfg.vocab_size);
+  std::vector<float> with_graph, direct;
+  double check_max_rel = 0;
+  int64_t check_rows = 0, check_argmax_same = 0;
+  auto argmax = [](const float* v, size_t n) { return std::max_element(v, v + n) - v; };
   for (int step = 0; step < G + warmup; ++step) {
     const int p = P + std::min(step, G - 1);  // warm-up steps rewrite the first decode position
     for (int s = 0; s < B; ++s) {
@@ -148,6 +164,29 @@ int cmd_bench(int argc, char** argv) {
     be.download(&v, out.value(), sizeof(float));  // waits for the step
     sink += v;
     if (step >= warmup) step_s.push_back(now_s() - t0);
+    if (check_graphs) {
+      with_graph.resize(static_cast<size_t>(B) * vocab);
+      direct.resize(with_graph.size());
+      be.download(with_graph.data(), out.value(), with_graph.size() * sizeof(float));
+      be.set_graphs_enabled(false);
+      auto out2 = model.forward(b, kv.value());
+      be.set_graphs_enabled(true);
+      if (!out2) return fail(out2.error());
+      be.download(direct.data(), out2.value(), direct.size() * sizeof(float));
+      for (int s = 0; s < B; ++s) {
+        const float* g = with_graph.data() + s * vocab;
+        const float* d = direct.data() + s * vocab;
+        double max_abs = 0, max_diff = 0;
+        for (size_t i = 0; i < vocab; ++i) {
+          max_abs = std::max(max_abs, std::fabs(static_cast<double>(d[i])));
+          max_diff = std::max(max_diff, std::fabs(static_cast<double>(g[i]) - d[i]));
+        }
+        if (!(max_diff <= max_abs)) max_diff = 1e30;  // NaN
+        check_max_rel = std::max(check_max_rel, max_abs > 0 ? max_diff / max_abs : max_diff);
+        check_argmax_same += argmax(g, vocab) == argmax(d, vocab) ? 1 : 0;
+        ++check_rows;
+      }
+    }
   }
   std::sort(step_s.begin(), step_s.end());
   const double median = step_s[step_s.size() / 2];
@@ -165,10 +204,14 @@ int cmd_bench(int argc, char** argv) {
         "{\"model\": \"%s\", \"device\": \"%s\", \"backend\": \"%s\", \"batch\": %d, "
         "\"prompt_len\": %d, \"gen\": %d, \"weight_bytes\": %zu, \"decode_step_s_median\": %.6f, "
         "\"decode_tokens_per_s\": %.2f, \"decode_bytes_per_s\": %.4g, \"prefill_len\": %d, "
-        "\"prefill_s\": %.6f, \"prefill_tokens_per_s\": %.2f, \"params\": %lld, \"sink\": %g}\n",
+        "\"prefill_s\": %.6f, \"prefill_tokens_per_s\": %.2f, \"params\": %lld, \"graphs\": %s, "
+        "\"graph_check_rows\": %lld, \"graph_check_max_rel_diff\": %.3g, "
+        "\"graph_check_argmax_same\": %lld, \"sink\": %g}\n",
         lo.model.c_str(), be.device_name().c_str(), be.name().c_str(), B, P, G,
         model.weight_bytes(), median, decode_tps, achieved_bw, PF, prefill_s, prefill_tps,
-        static_cast<long long>(cfg.parameter_count()), static_cast<double>(sink));
+        static_cast<long long>(cfg.parameter_count()), graphs ? "true" : "false",
+        static_cast<long long>(check_rows), check_max_rel,
+        static_cast<long long>(check_argmax_same), static_cast<double>(sink));
   } else {
     std::printf("model %s on %s (%s), weights %.1f MB\n",
                 lo.model.empty() ? "smollm2" : lo.model.c_str(), be.device_name().c_str(),
@@ -179,8 +222,21 @@ int cmd_bench(int argc, char** argv) {
         "decode   batch %d, context %d: median step %.2f ms, %.1f tokens/s, %.1f GB/s "
         "(weights + KV read per step / median step)\n",
         B, P, median * 1e3, decode_tps, achieved_bw / 1e9);
+    std::printf("graphs   %s\n", graphs ? "on" : "off");
+    if (check_rows > 0) {
+      std::printf(
+          "graph check: %lld rows, max |diff| %.3g of the largest logit, argmax same in "
+          "%lld\n",
+          static_cast<long long>(check_rows), check_max_rel,
+          static_cast<long long>(check_argmax_same));
+    }
   }
   be.free_kv(kv.value());
+  if (check_rows > 0 && !(check_max_rel <= 0.02)) {
+    std::fprintf(stderr, "carpool bench: graph steps differ from direct steps (%.3g)\n",
+                 check_max_rel);
+    return 1;
+  }
   return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -82,6 +83,7 @@ LlamaModel::LlamaModel(Backend& backend, const ModelConfig& config, const ModelL
     : backend_(backend), config_(config), limits_(limits) {}
 
 LlamaModel::~LlamaModel() {
+  backend_.drop_graphs(this);  // recordings refer to the workspace freed next
   for (Tensor& t : owned_) backend_.free(t);
 }
 
@@ -305,41 +307,128 @@ Status LlamaModel::check_batch(const ForwardBatch& b, const KvCache& kv) const {
   return Status::ok();
 }
 
+DecodeGraphShape decode_graph_shape(int n_seqs, int max_kv_len, int block_size,
+                                    const ModelLimits& limits) {
+  DecodeGraphShape g;
+  const int cap =
+      std::min({limits.max_seqs, limits.max_logit_rows, limits.max_batch_tokens, kMaxGraphBatch});
+  const int64_t max_ctx = int64_t(limits.max_blocks_per_seq) * block_size;
+  if (n_seqs < 1 || n_seqs > cap || max_kv_len < 1 || block_size < 1 || block_size > 0xffff ||
+      max_kv_len > max_ctx || max_ctx > (int64_t{1} << 30)) {
+    return g;
+  }
+  int rows = 1;
+  while (rows < n_seqs) rows *= 2;
+  g.rows = std::min(rows, cap);
+  int64_t pow2 = kMinGraphKvBucket, kv = pow2;  // 256, 384, 512, 768, 1024, 1536, ...
+  while (kv < max_kv_len) {
+    if (kv == pow2) {
+      kv = pow2 + pow2 / 2;
+    } else {
+      pow2 *= 2;
+      kv = pow2;
+    }
+  }
+  g.kv_bucket = static_cast<int>(std::min(kv, max_ctx));
+  g.blocks_per_seq = (g.kv_bucket + block_size - 1) / block_size;
+  g.key = static_cast<uint64_t>(g.rows) | static_cast<uint64_t>(g.kv_bucket) << 16 |
+          static_cast<uint64_t>(block_size) << 48;
+  return g;
+}
+
 Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
   CARPOOL_RETURN_IF_ERROR(check_batch(b, kv));
   const ModelConfig& c = config_;
-  const int64_t n = static_cast<int64_t>(b.token_ids.size());
-  const int n_seqs = static_cast<int>(b.kv_len.size());
-  const int64_t n_logits = static_cast<int64_t>(b.logit_rows.size());
+  const int64_t n_real = static_cast<int64_t>(b.token_ids.size());
+  const int n_seqs_real = static_cast<int>(b.kv_len.size());
+  const int64_t n_logits_real = static_cast<int64_t>(b.logit_rows.size());
   Backend& be = backend_;
 
-  // --- step inputs ---
+  // --- step shape: run directly, or pad a pure-decode step to a recorded graph's shape ---
+  int max_q_len = 0, max_kv_len = 0;
+  for (int s = 0; s < n_seqs_real; ++s) {
+    max_q_len = std::max(max_q_len, b.query_start[s + 1] - b.query_start[s]);
+    max_kv_len = std::max(max_kv_len, b.kv_len[s]);
+  }
+  DecodeGraphShape graph;
+  if (be.graphs_enabled() && max_q_len == 1) {
+    graph = decode_graph_shape(n_seqs_real, max_kv_len, kv.config.block_size, limits_);
+  }
+  const bool use_graph = graph.rows > 0;
+  if (use_graph) {
+    std::vector<const void*> kv_ptrs;
+    for (size_t li = 0; li < kv.k.size(); ++li) {
+      kv_ptrs.push_back(kv.k[li].data);
+      kv_ptrs.push_back(kv.v[li].data);
+    }
+    if (kv_ptrs != graph_kv_) {  // recordings write the cache they were made with
+      be.drop_graphs(this);
+      graph_kv_ = std::move(kv_ptrs);
+    }
+  }
+  // Rows the ops run on: tokens = sequences = logit rows when padded.
+  const int64_t n = use_graph ? graph.rows : n_real;
+  const int n_seqs = use_graph ? graph.rows : n_seqs_real;
+  const int64_t n_logits = use_graph ? graph.rows : n_logits_real;
+
+  // --- step inputs (uploaded before the ops: a graph replays with what is in these buffers) ---
+  std::span<const int32_t> in_ids = b.token_ids, in_pos = b.positions, in_slots = b.slots;
+  std::span<const int32_t> in_qs = b.query_start, in_kvl = b.kv_len, in_btab = b.block_tables;
+  std::span<const int32_t> in_lrows = b.logit_rows;
+  int blocks_per_seq = b.max_blocks_per_seq;
+  if (use_graph) {
+    // Padding rows: token 0 at position 0 of a one-token context in block 0, KV not written.
+    PaddedInputs& p = padded_;
+    const int rows = graph.rows, real = n_seqs_real, bps = graph.blocks_per_seq;
+    p.ids.assign(b.token_ids.begin(), b.token_ids.end());
+    p.ids.resize(rows, 0);
+    p.pos.assign(b.positions.begin(), b.positions.end());
+    p.pos.resize(rows, 0);
+    p.slots.assign(b.slots.begin(), b.slots.end());
+    p.slots.resize(rows, -1);
+    p.kvlen.assign(b.kv_len.begin(), b.kv_len.end());
+    p.kvlen.resize(rows, 1);
+    p.qstart.resize(rows + 1);
+    for (int s = 0; s <= rows; ++s) p.qstart[s] = s;
+    p.lrows.assign(b.logit_rows.begin(), b.logit_rows.end());
+    p.lrows.resize(rows, 0);
+    // Block tables re-laid with rows of bps entries; a sequence uses ceil(kv_len / block_size)
+    // <= bps of them, and every entry copied is a checked block id.
+    p.btab.assign(static_cast<size_t>(rows) * bps, 0);
+    const int copy = std::min(bps, b.max_blocks_per_seq);
+    for (int s = 0; s < real; ++s) {
+      const int32_t* src = b.block_tables.data() + static_cast<size_t>(s) * b.max_blocks_per_seq;
+      std::copy(src, src + copy, p.btab.begin() + static_cast<size_t>(s) * bps);
+    }
+    in_ids = p.ids, in_pos = p.pos, in_slots = p.slots, in_qs = p.qstart, in_kvl = p.kvlen;
+    in_btab = p.btab, in_lrows = p.lrows;
+    blocks_per_seq = bps;
+    max_kv_len = graph.kv_bucket;
+  }
   Tensor ids = ids_, pos = pos_, slots = slots_;
   ids.cols = pos.cols = slots.cols = n;
-  be.upload(ids, b.token_ids.data(), n * sizeof(int32_t));
-  be.upload(pos, b.positions.data(), n * sizeof(int32_t));
-  be.upload(slots, b.slots.data(), n * sizeof(int32_t));
+  be.upload(ids, in_ids.data(), n * sizeof(int32_t));
+  be.upload(pos, in_pos.data(), n * sizeof(int32_t));
+  be.upload(slots, in_slots.data(), n * sizeof(int32_t));
   AttentionMeta meta;
   meta.n_tokens = static_cast<int>(n);
   meta.n_seqs = n_seqs;
-  meta.max_blocks_per_seq = b.max_blocks_per_seq;
-  for (int s = 0; s < n_seqs; ++s) {
-    meta.max_q_len = std::max(meta.max_q_len, b.query_start[s + 1] - b.query_start[s]);
-    meta.max_kv_len = std::max(meta.max_kv_len, b.kv_len[s]);
-  }
+  meta.max_blocks_per_seq = blocks_per_seq;
+  meta.max_q_len = max_q_len;
+  meta.max_kv_len = max_kv_len;
   meta.query_start = qstart_;
   meta.query_start.cols = n_seqs + 1;
   meta.kv_len = kvlen_;
   meta.kv_len.cols = n_seqs;
   meta.block_tables = btab_;
   meta.block_tables.rows = n_seqs;
-  meta.block_tables.cols = b.max_blocks_per_seq;
-  be.upload(meta.query_start, b.query_start.data(), (n_seqs + 1) * sizeof(int32_t));
-  be.upload(meta.kv_len, b.kv_len.data(), n_seqs * sizeof(int32_t));
-  be.upload(meta.block_tables, b.block_tables.data(), b.block_tables.size() * sizeof(int32_t));
+  meta.block_tables.cols = blocks_per_seq;
+  be.upload(meta.query_start, in_qs.data(), (n_seqs + 1) * sizeof(int32_t));
+  be.upload(meta.kv_len, in_kvl.data(), n_seqs * sizeof(int32_t));
+  be.upload(meta.block_tables, in_btab.data(), in_btab.size() * sizeof(int32_t));
   Tensor lrows = lrows_;
   lrows.cols = n_logits;
-  be.upload(lrows, b.logit_rows.data(), n_logits * sizeof(int32_t));
+  be.upload(lrows, in_lrows.data(), n_logits * sizeof(int32_t));
   meta.n_heads = static_cast<int>(c.n_heads);
   meta.n_kv_heads = static_cast<int>(c.n_kv_heads);
   meta.head_dim = static_cast<int>(c.head_dim);
@@ -350,38 +439,44 @@ Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
   Tensor q = q_.rows_view(0, n), k = k_.rows_view(0, n), v = v_.rows_view(0, n);
   Tensor attn = attn_.rows_view(0, n), proj = proj_.rows_view(0, n);
   Tensor gate = gate_.rows_view(0, n), up = up_.rows_view(0, n), act = act_.rows_view(0, n);
+  Tensor sel = sel_.rows_view(0, n_logits), logits = logits_.rows_view(0, n_logits);
   const int nh = static_cast<int>(c.n_heads), nkv = static_cast<int>(c.n_kv_heads);
   const int hd = static_cast<int>(c.head_dim);
 
-  // --- embedding, then the first layer's norm ---
-  be.embed(x, tok_embd_, ids);
-  be.rmsnorm(xn, x, layers_[0].attn_norm, c.rms_eps);
-  for (size_t li = 0; li < layers_.size(); ++li) {
-    const Layer& l = layers_[li];
-    // --- attention ---
-    be.matmul(q, xn, l.wq, c.qkv_bias ? &l.bq : nullptr);
-    be.matmul(k, xn, l.wk, c.qkv_bias ? &l.bk : nullptr);
-    be.matmul(v, xn, l.wv, c.qkv_bias ? &l.bv : nullptr);
-    be.rope(q, pos, inv_freq_, nh, hd, c.rope_style);
-    be.rope(k, pos, inv_freq_, nkv, hd, c.rope_style);
-    be.kv_write(kv.k[li], kv.v[li], k, v, slots);
-    be.attention(attn, q, kv.k[li], kv.v[li], meta);
-    be.matmul(proj, attn, l.wo, nullptr);
-    be.add_rmsnorm(x, proj, l.ffn_norm, xn, c.rms_eps);
-    // --- feed-forward (SwiGLU) ---
-    be.matmul(gate, xn, l.w_gate, nullptr);
-    be.matmul(up, xn, l.w_up, nullptr);
-    be.swiglu(act, gate, up);
-    be.matmul(proj, act, l.w_down, nullptr);
-    const Tensor& next_norm = li + 1 < layers_.size() ? layers_[li + 1].attn_norm : output_norm_;
-    be.add_rmsnorm(x, proj, next_norm, xn, c.rms_eps);
+  // The ops of the step. Everything they use is fixed by the graph key (see DecodeGraphShape).
+  auto enqueue = [&] {
+    // --- embedding, then the first layer's norm ---
+    be.embed(x, tok_embd_, ids);
+    be.rmsnorm(xn, x, layers_[0].attn_norm, c.rms_eps);
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const Layer& l = layers_[li];
+      // --- attention ---
+      be.matmul(q, xn, l.wq, c.qkv_bias ? &l.bq : nullptr);
+      be.matmul(k, xn, l.wk, c.qkv_bias ? &l.bk : nullptr);
+      be.matmul(v, xn, l.wv, c.qkv_bias ? &l.bv : nullptr);
+      be.rope_kv_write(q, k, v, kv.k[li], kv.v[li], pos, inv_freq_, slots, nh, nkv, hd,
+                       c.rope_style);
+      be.attention(attn, q, kv.k[li], kv.v[li], meta);
+      be.matmul(proj, attn, l.wo, nullptr);
+      be.add_rmsnorm(x, proj, l.ffn_norm, xn, c.rms_eps);
+      // --- feed-forward (SwiGLU) ---
+      be.matmul(gate, xn, l.w_gate, nullptr);
+      be.matmul(up, xn, l.w_up, nullptr);
+      be.swiglu(act, gate, up);
+      be.matmul(proj, act, l.w_down, nullptr);
+      const Tensor& next_norm = li + 1 < layers_.size() ? layers_[li + 1].attn_norm : output_norm_;
+      be.add_rmsnorm(x, proj, next_norm, xn, c.rms_eps);
+    }
+    // --- logits for the rows that need them ---
+    be.gather_rows(sel, xn, lrows);
+    be.matmul(logits, sel, output_, nullptr);
+  };
+  if (use_graph) {
+    be.run_graph(this, graph.key, enqueue);
+  } else {
+    enqueue();
   }
-  // --- logits for the rows that need them ---
-  Tensor sel = sel_.rows_view(0, n_logits);
-  be.gather_rows(sel, xn, lrows);
-  Tensor logits = logits_.rows_view(0, n_logits);
-  be.matmul(logits, sel, output_, nullptr);
-  return logits;
+  return logits_.rows_view(0, n_logits_real);
 }
 
 }  // namespace carpool

@@ -39,6 +39,26 @@ struct ForwardBatch {
   std::span<const int32_t> logit_rows;  // [n_logits] token indices whose logits are wanted
 };
 
+// How a pure-decode step (every sequence has one new token) is padded so the backend can replay
+// a recorded graph of it (Backend::run_graph). Everything a recording depends on follows from
+// these fields, so equal keys mean identical op calls:
+//   rows: the batch padded to a bucket (1, 2, 4, ..., 256, or the limits' cap): sequences,
+//     tokens and logit rows; padding rows read block 0 and write no KV (slot -1);
+//   kv_bucket: the attention's max_kv_len, rounded up to 2^k or 1.5 * 2^k (at least 256, at most
+//     the limits' context); each sequence's real length is read from device memory;
+//   blocks_per_seq: block-table row length, enough for kv_bucket tokens.
+struct DecodeGraphShape {
+  int rows = 0;  // 0: run this step directly (no graph)
+  int kv_bucket = 0;
+  int blocks_per_seq = 0;
+  uint64_t key = 0;
+};
+constexpr int kMaxGraphBatch = 256;
+constexpr int kMinGraphKvBucket = 256;
+// The shape for `n_seqs` single-token sequences whose longest context is max_kv_len tokens.
+DecodeGraphShape decode_graph_shape(int n_seqs, int max_kv_len, int block_size,
+                                    const ModelLimits& limits);
+
 // Bytes of the loaded weights by role, as the backend holds them (for roofline accounting).
 struct WeightRoleBytes {
   int64_t embedding = 0;  // token_embd
@@ -101,6 +121,14 @@ class LlamaModel {
   Tensor logits_;           // [max_logit_rows, vocab] F32
   Tensor inv_freq_;         // [1, hd/2] F32
   Tensor ids_, pos_, slots_, qstart_, kvlen_, btab_, lrows_;  // I32 step inputs
+
+  // Graph steps: padded host copies of the step inputs, and the KV cache the recordings write
+  // (a different cache drops them).
+  struct PaddedInputs {
+    std::vector<int32_t> ids, pos, slots, qstart, kvlen, btab, lrows;
+  };
+  PaddedInputs padded_;
+  std::vector<const void*> graph_kv_;
 };
 
 // RoPE inverse frequencies for a config, [head_dim / 2], with Llama 3 scaling or explicit

@@ -58,6 +58,9 @@ Status CudaBackend::init() {
   ctx_.debug_sync = options_.debug_sync;
   if (const char* e = std::getenv("CARPOOL_CUDA_ATTENTION"); e != nullptr)
     ctx_.generic_attention = std::strcmp(e, "generic") == 0;
+  graphs_on_ = options_.graphs;
+  if (const char* e = std::getenv("CARPOOL_CUDA_GRAPHS"); e != nullptr && std::strcmp(e, "0") == 0)
+    graphs_on_ = false;
   CUDA_TRY(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));
   cublasStatus_t s = cublasCreate(&cublas_);
   if (s != CUBLAS_STATUS_SUCCESS)
@@ -75,6 +78,9 @@ Status CudaBackend::init() {
 CudaBackend::~CudaBackend() {
   // Teardown must not abort: report failures and go on.
   if (ctx_.stream != nullptr) cudaStreamSynchronize(ctx_.stream);
+  for (auto& [key, g] : graphs_)
+    if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
+  for (void* p : retired_scratch_) cudaFree(p);
   if (upload_ring_ != nullptr) cudaFreeHost(upload_ring_);
   for (auto& [ptr, a] : allocations_) cudaFree(ptr);
   for (void* p : scratch_ptr_)
@@ -236,6 +242,7 @@ void CudaBackend::release_upload_ring() {
 }
 
 void CudaBackend::upload(Tensor dst, const void* host, size_t bytes) {
+  CARPOOL_CHECK(!capturing_);  // a recording would replay this step's bytes forever
   CARPOOL_CHECK(bytes <= dst.bytes());
   if (bytes == 0) return;
   if (upload_ring_failed_ || bytes > kUploadRingMax / 2) {
@@ -273,6 +280,7 @@ void CudaBackend::upload(Tensor dst, const void* host, size_t bytes) {
 }
 
 void CudaBackend::download(void* host, const Tensor& src, size_t bytes) {
+  CARPOOL_CHECK(!capturing_);
   CARPOOL_CHECK(bytes <= src.bytes());
   if (bytes > 0)
     CUDA_CHECK(cudaMemcpyAsync(host, src.data, bytes, cudaMemcpyDeviceToHost, ctx_.stream));
@@ -281,6 +289,7 @@ void CudaBackend::download(void* host, const Tensor& src, size_t bytes) {
 }
 
 void CudaBackend::synchronize() {
+  CARPOOL_CHECK(!capturing_);
   CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   upload_ring_used_ = 0;
 }
@@ -288,9 +297,15 @@ void CudaBackend::synchronize() {
 void* CudaBackend::scratch(int i, size_t bytes) {
   CARPOOL_CHECK(i >= 0 && i < kScratchSlots);
   if (bytes > scratch_bytes_[i]) {
+    ++scratch_generation_;  // recordings that use this slot refer to the old buffer
     if (scratch_ptr_[i] != nullptr) {
-      CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
-      CUDA_CHECK(cudaFree(scratch_ptr_[i]));
+      if (capturing_) {
+        retired_scratch_.push_back(scratch_ptr_[i]);  // no sync or free while recording
+      } else {
+        CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+        drop_all_graphs();
+        CUDA_CHECK(cudaFree(scratch_ptr_[i]));
+      }
     }
     const size_t grown = std::max(bytes, scratch_bytes_[i] * 2);
     CUDA_CHECK(cudaMalloc(&scratch_ptr_[i], grown));

@@ -21,6 +21,9 @@ struct CudaBackendOptions {
   bool debug_sync = false;
   size_t cublas_workspace_bytes = size_t{32} << 20;
   size_t staging_bytes = size_t{64} << 20;  // device buffer for raw weight bytes being converted
+  // Record and replay step graphs (Backend::run_graph). Off with debug_sync, or when the
+  // environment variable CARPOOL_CUDA_GRAPHS=0 is set when the backend starts (A/B runs).
+  bool graphs = true;
 };
 
 // A backend on options.device, or an error such as "no CUDA device (...)".

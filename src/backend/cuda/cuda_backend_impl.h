@@ -6,8 +6,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
@@ -50,6 +54,20 @@ class CudaBackend final : public Backend {
                  const AttentionMeta& meta) override;
   void swiglu(Tensor out, const Tensor& gate, const Tensor& up) override;
   void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
+  void rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
+                     const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
+                     int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;
+
+  // Step graphs (cuda_graphs.cpp): a key's first call runs directly (lazy set-up of kernels,
+  // cuBLAS and scratch sizes happens outside any recording), the second records and replays,
+  // later ones replay.
+  bool graphs_enabled() const override { return graphs_on_ && !options_.debug_sync; }
+  void set_graphs_enabled(bool on) override;
+  void run_graph(const void* owner, uint64_t key, const std::function<void()>& enqueue) override;
+  void drop_graphs(const void* owner) override;
+  // For tools and tests: recordings held, and replays so far.
+  size_t graph_count() const;
+  uint64_t graph_replays() const { return graph_replays_; }
 
   // For tools and benchmarks: the stream every op is enqueued on, and the launch context.
   cudaStream_t stream() const { return ctx_.stream; }
@@ -89,6 +107,23 @@ class CudaBackend final : public Backend {
   size_t upload_ring_used_ = 0;
   bool upload_ring_failed_ = false;  // cudaHostAlloc failed once: pageable copies from then on
   void release_upload_ring();
+
+  // Graphs by (owner, key). A recording holds scratch addresses: a scratch buffer that grows
+  // drops every recording (scratch_generation_ counts growths; a buffer replaced while recording
+  // is kept in retired_scratch_ until the recording is discarded).
+  struct GraphEntry {
+    cudaGraphExec_t exec = nullptr;
+    int calls = 0;
+    bool failed = false;  // recording not possible: always run directly
+  };
+  std::map<std::pair<const void*, uint64_t>, GraphEntry> graphs_;
+  bool graphs_on_ = true;
+  bool capturing_ = false;
+  uint64_t scratch_generation_ = 0;
+  uint64_t graph_replays_ = 0;
+  std::vector<void*> retired_scratch_;
+  void drop_all_graphs();
+  void free_retired_scratch();
 };
 
 }  // namespace carpool::cuda

@@ -9,14 +9,20 @@
 namespace carpool::cuda {
 namespace {
 
-bool is_float_type(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+bool is_float_type(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16;
+}
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case DType::kF32: return CUDA_R_32F;
-    case DType::kF16: return CUDA_R_16F;
-    case DType::kBF16: return CUDA_R_16BF;
-    default: CARPOOL_CHECK(false && "no cuBLAS type");
+    case DType::kF32:
+      return CUDA_R_32F;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    default:
+      CARPOOL_CHECK(false && "no cuBLAS type");
   }
   return CUDA_R_32F;
 }
@@ -41,25 +47,24 @@ void CudaBackend::embed(Tensor out, const Tensor& table, const Tensor& ids) {
     tab = as_bf16(table, kScratchW);
     tab_dtype = DType::kBF16;
   }
-  launch_embed(ctx_, out.data, out.dtype, tab, tab_dtype, table.rows, i32(ids), out.rows,
-               out.cols);
+  launch_embed(ctx_, out.data, out.dtype, tab, tab_dtype, table.rows, i32(ids), out.rows, out.cols);
 }
 
 void CudaBackend::rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float eps) {
   CARPOOL_CHECK(is_float_type(out.dtype) && is_float_type(x.dtype) && is_float_type(w.dtype));
   CARPOOL_CHECK(out.rows == x.rows && out.cols == x.cols && w.numel() == x.cols);
-  launch_rmsnorm(ctx_, out.data, out.dtype, x.data, x.dtype, nullptr, DType::kF32, w.data,
-                 w.dtype, x.rows, x.cols, eps);
+  launch_rmsnorm(ctx_, out.data, out.dtype, x.data, x.dtype, nullptr, DType::kF32, w.data, w.dtype,
+                 x.rows, x.cols, eps);
 }
 
 void CudaBackend::add_rmsnorm(Tensor residual, const Tensor& x, const Tensor& w, Tensor out,
                               float eps) {
-  CARPOOL_CHECK(is_float_type(residual.dtype) && is_float_type(x.dtype) &&
-                is_float_type(w.dtype) && is_float_type(out.dtype));
+  CARPOOL_CHECK(is_float_type(residual.dtype) && is_float_type(x.dtype) && is_float_type(w.dtype) &&
+                is_float_type(out.dtype));
   CARPOOL_CHECK(residual.rows == x.rows && residual.cols == x.cols && out.rows == x.rows &&
                 out.cols == x.cols && w.numel() == x.cols);
-  launch_rmsnorm(ctx_, out.data, out.dtype, x.data, x.dtype, residual.data, residual.dtype,
-                 w.data, w.dtype, x.rows, x.cols, eps);
+  launch_rmsnorm(ctx_, out.data, out.dtype, x.data, x.dtype, residual.data, residual.dtype, w.data,
+                 w.dtype, x.rows, x.cols, eps);
 }
 
 void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tensor* bias) {
@@ -75,8 +80,8 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
                             static_cast<int>(m), static_cast<int>(k), &alpha, wb, CUDA_R_16BF,
                             static_cast<int>(k), xb, CUDA_R_16BF, static_cast<int>(k), &beta,
-                            out.data, cuda_type(out.dtype), static_cast<int>(n),
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            out.data, cuda_type(out.dtype), static_cast<int>(n), CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
   if (ctx_.debug_sync) CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   if (bias != nullptr) {
     CARPOOL_CHECK(bias->numel() == n);
@@ -107,6 +112,24 @@ void CudaBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, cons
   CARPOOL_CHECK(k.rows == v.rows && slots.numel() == k.rows && k_cache.rows == v_cache.rows);
   launch_kv_write(ctx_, k_cache.data, v_cache.data, k_cache.dtype, k_cache.rows, k.data, v.data,
                   k.dtype, i32(slots), k.rows, k.cols);
+}
+
+void CudaBackend::rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
+                                const Tensor& positions, const Tensor& inv_freq,
+                                const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
+                                RopeStyle style) {
+  CARPOOL_CHECK(q.dtype == k.dtype && is_float_type(q.dtype) && is_float_type(v.dtype));
+  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype && is_float_type(k_cache.dtype));
+  CARPOOL_CHECK(head_dim % 2 == 0 && q.cols == int64_t(n_heads) * head_dim);
+  CARPOOL_CHECK(k.cols == int64_t(n_kv_heads) * head_dim && v.cols == k.cols);
+  CARPOOL_CHECK(k_cache.cols == k.cols && v_cache.cols == k.cols && k_cache.rows == v_cache.rows);
+  CARPOOL_CHECK(q.rows == k.rows && v.rows == k.rows && positions.numel() == q.rows &&
+                slots.numel() == q.rows);
+  CARPOOL_CHECK(inv_freq.dtype == DType::kF32 && inv_freq.numel() >= head_dim / 2);
+  launch_rope_kv_write(ctx_, q.data, k.data, q.dtype, v.data, v.dtype, k_cache.data, v_cache.data,
+                       k_cache.dtype, k_cache.rows, i32(positions),
+                       static_cast<const float*>(inv_freq.data), i32(slots), q.rows, n_heads,
+                       n_kv_heads, head_dim, style == RopeStyle::kInterleaved);
 }
 
 void CudaBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,

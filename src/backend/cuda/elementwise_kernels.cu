@@ -1,5 +1,5 @@
 // Row-wise and element-wise kernels: embed, rmsnorm (with fused residual add), bias, rope,
-// kv_write, swiglu, gather_rows.
+// rope + kv_write fused, kv_write, swiglu, gather_rows.
 #include "backend/cuda/device_utils.cuh"
 
 namespace carpool::cuda {
@@ -90,6 +90,46 @@ __global__ void rope_kernel(void* x, DType x_dtype, const int32_t* positions,
   }
 }
 
+// Thread per rotated pair of q or k (heads [0, n_heads) are q's, the rest k's); a k pair's
+// thread also copies the same two elements of v, so together they cover every cache element.
+__global__ void rope_kv_write_kernel(void* q, void* k, DType qk_dtype, const void* v,
+                                     DType v_dtype, void* k_cache, void* v_cache,
+                                     DType cache_dtype, int64_t cache_rows,
+                                     const int32_t* positions, const float* inv_freq,
+                                     const int32_t* slots, int64_t n_tokens, int n_heads,
+                                     int n_kv_heads, int head_dim, bool interleaved) {
+  const int half = head_dim / 2;
+  const int heads = n_heads + n_kv_heads;
+  const int64_t total = n_tokens * heads * half;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int p = static_cast<int>(i % half);
+    const int64_t th = i / half;
+    const int64_t t = th / heads;
+    const int h = static_cast<int>(th % heads);
+    const bool is_q = h < n_heads;
+    void* x = is_q ? q : k;
+    const int64_t width = int64_t(is_q ? n_heads : n_kv_heads) * head_dim;
+    const int64_t head_off = int64_t(is_q ? h : h - n_heads) * head_dim;
+    const int64_t e0 = head_off + (interleaved ? 2 * p : p);
+    const int64_t e1 = head_off + (interleaved ? 2 * p + 1 : p + half);
+    const int64_t i0 = t * width + e0, i1 = t * width + e1;
+    float s, c;
+    sincosf(static_cast<float>(positions[t]) * inv_freq[p], &s, &c);
+    const float a = load_f(x, i0, qk_dtype), b = load_f(x, i1, qk_dtype);
+    store_f(x, i0, qk_dtype, a * c - b * s);
+    store_f(x, i1, qk_dtype, a * s + b * c);
+    if (is_q) continue;
+    const int64_t slot = slots[t];
+    if (slot < 0 || slot >= cache_rows) continue;
+    // Read back what was stored, so the cache holds exactly what kv_write would copy.
+    store_f(k_cache, slot * width + e0, cache_dtype, load_f(k, i0, qk_dtype));
+    store_f(k_cache, slot * width + e1, cache_dtype, load_f(k, i1, qk_dtype));
+    store_f(v_cache, slot * width + e0, cache_dtype, load_f(v, i0, v_dtype));
+    store_f(v_cache, slot * width + e1, cache_dtype, load_f(v, i1, v_dtype));
+  }
+}
+
 __global__ void kv_write_kernel(void* k_cache, void* v_cache, DType cache_dtype,
                                 int64_t cache_rows, const void* k, const void* v, DType kv_dtype,
                                 const int32_t* slots, int64_t n, int64_t width) {
@@ -154,6 +194,19 @@ void launch_rope(const LaunchCtx& ctx, void* x, DType x_dtype, const int32_t* po
   if (total == 0) return;
   rope_kernel<<<grid_for(total, kThreads, ctx), kThreads, 0, ctx.stream>>>(
       x, x_dtype, positions, inv_freq, n_tokens, n_heads, head_dim, interleaved);
+  check_launch(ctx);
+}
+
+void launch_rope_kv_write(const LaunchCtx& ctx, void* q, void* k, DType qk_dtype, const void* v,
+                          DType v_dtype, void* k_cache, void* v_cache, DType cache_dtype,
+                          int64_t cache_rows, const int32_t* positions, const float* inv_freq,
+                          const int32_t* slots, int64_t n_tokens, int n_heads, int n_kv_heads,
+                          int head_dim, bool interleaved) {
+  const int64_t total = n_tokens * (n_heads + n_kv_heads) * (head_dim / 2);
+  if (total == 0) return;
+  rope_kv_write_kernel<<<grid_for(total, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      q, k, qk_dtype, v, v_dtype, k_cache, v_cache, cache_dtype, cache_rows, positions, inv_freq,
+      slots, n_tokens, n_heads, n_kv_heads, head_dim, interleaved);
   check_launch(ctx);
 }
 

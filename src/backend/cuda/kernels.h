@@ -50,6 +50,14 @@ void launch_add_bias(const LaunchCtx& ctx, void* out, DType out_dtype, const voi
 void launch_rope(const LaunchCtx& ctx, void* x, DType x_dtype, const int32_t* positions,
                  const float* inv_freq, int64_t n_tokens, int n_heads, int head_dim,
                  bool interleaved);
+// rope on q [n_tokens, n_heads * head_dim] and k [n_tokens, n_kv_heads * head_dim] in place, and
+// the rotated k (as stored in k, then converted) and v written to cache rows slots[i] (slots < 0
+// or >= cache_rows skipped): launch_rope twice and launch_kv_write in one launch, same results.
+void launch_rope_kv_write(const LaunchCtx& ctx, void* q, void* k, DType qk_dtype, const void* v,
+                          DType v_dtype, void* k_cache, void* v_cache, DType cache_dtype,
+                          int64_t cache_rows, const int32_t* positions, const float* inv_freq,
+                          const int32_t* slots, int64_t n_tokens, int n_heads, int n_kv_heads,
+                          int head_dim, bool interleaved);
 // cache rows slots[i] = k[i], v[i] (rows of `width` elements); slots < 0 are skipped.
 void launch_kv_write(const LaunchCtx& ctx, void* k_cache, void* v_cache, DType cache_dtype,
                      int64_t cache_rows, const void* k, const void* v, DType kv_dtype,

@@ -36,8 +36,8 @@ void dequant_cases(Backend& b, Rng& rng, std::vector<CaseResult>& out) {
     HostWeight hw{t, bytes.data(), rows, cols};
     Result<Tensor> w = b.load_weight(hw);
     if (!w) {
-      out.push_back(make_result("load_weight", std::string(dtype_name(t)) + " " + w.error(),
-                                INFINITY, 0));
+      out.push_back(
+          make_result("load_weight", std::string(dtype_name(t)) + " " + w.error(), INFINITY, 0));
       continue;
     }
     std::vector<double> ref(static_cast<size_t>(rows * cols));
@@ -80,8 +80,8 @@ void random_weight_cases(Backend& b, std::vector<CaseResult>& out) {
   // One figure of merit: the worst relative deviation among the properties.
   double err = std::max({std::fabs(mean) / scale, std::fabs(stddev - want_std) / want_std,
                          max_abs > scale * 1.004 ? 1.0 : 0.0, double(same) / n > 0.01 ? 1.0 : 0.0});
-  out.push_back(make_result("alloc_random_weight", "uniform [-0.05, 0.05] 512x1024, 2 seeds", err,
-                            0.02));
+  out.push_back(
+      make_result("alloc_random_weight", "uniform [-0.05, 0.05] 512x1024, 2 seeds", err, 0.02));
 }
 
 // Decode and short chunks over long contexts: the split-KV (flash-decoding) path.
@@ -168,7 +168,8 @@ void long_attention_case(Backend& b, Rng& rng, int n_heads, int n_kv_heads, int 
         for (double& v : sc) denom += (v = std::exp(v - mx));
         for (int e = 0; e < head_dim; ++e) {
           double acc = 0;
-          for (int p = 0; p <= pos; ++p) acc += sc[p] * vh[(row0 + p) * kv_dim + kvh * head_dim + e];
+          for (int p = 0; p <= pos; ++p)
+            acc += sc[p] * vh[(row0 + p) * kv_dim + kvh * head_dim + e];
           ref[size_t(tok) * q_dim + h * head_dim + e] = acc / denom;
         }
       }
@@ -198,10 +199,75 @@ void wide_matmul_case(Backend& b, Rng& rng, int64_t m, int64_t k, int64_t n, DTy
       for (int64_t e = 0; e < k; ++e) acc += double(xh[i * k + e]) * wh[j * k + e];
       ref[i * n + j] = acc;
     }
-  out.push_back(make_result("matmul", "bf16 wide " + std::to_string(m) + "x" + std::to_string(k) +
-                                           "->" + std::to_string(n) + " out " +
-                                           std::string(dtype_name(out_t)),
+  out.push_back(make_result("matmul",
+                            "bf16 wide " + std::to_string(m) + "x" + std::to_string(k) + "->" +
+                                std::to_string(n) + " out " + std::string(dtype_name(out_t)),
                             normalized_max_error(got, ref), 2e-2));
+}
+
+// The fused rope + kv_write against the same ops one by one (Backend's default composition):
+// q, k and both caches must be identical, including cache rows left alone for slots of -1.
+void rope_kv_write_case(Backend& b, Rng& rng, int n_tokens, int n_heads, int n_kv_heads,
+                        int head_dim, RopeStyle style, std::vector<CaseResult>& out) {
+  Scratch s(b);
+  const int block_size = 16, q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim;
+  const KvCacheConfig kc{1, (n_tokens + block_size - 1) / block_size + 2, block_size, n_kv_heads,
+                         head_dim};
+  std::vector<float> qh = rng.normals(int64_t(n_tokens) * q_dim);
+  std::vector<float> kh = rng.normals(int64_t(n_tokens) * kv_dim);
+  std::vector<float> vh = rng.normals(int64_t(n_tokens) * kv_dim);
+  std::vector<float> inv(static_cast<size_t>(head_dim / 2));
+  for (size_t i = 0; i < inv.size(); ++i) inv[i] = std::pow(10000.f, -2.f * i / head_dim);
+  std::vector<int32_t> pos(n_tokens), slots(n_tokens);
+  std::vector<int32_t> order(static_cast<size_t>(kc.num_blocks) * block_size);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng.gen());
+  for (int t = 0; t < n_tokens; ++t) {
+    pos[t] = static_cast<int32_t>(rng.integer(0, 5000));
+    slots[t] = t % 5 == 3 ? -1 : order[t];  // some rows pad a batch: not written
+  }
+  const Tensor v = s.activations(vh, n_tokens, kv_dim),
+               inv_t = s.floats(DType::kF32, inv, 1, head_dim / 2);
+  const Tensor pos_t = s.ints(pos), slots_t = s.ints(slots);
+  std::vector<float> got[2][4];
+  for (int fused = 0; fused < 2; ++fused) {
+    std::vector<float> qc = qh, kc2 = kh;
+    Tensor q = s.activations(qc, n_tokens, q_dim), k = s.activations(kc2, n_tokens, kv_dim);
+    Result<KvCache> cache = b.alloc_kv(kc);
+    CARPOOL_CHECK(cache.is_ok());
+    Rng fill(99);  // the same starting contents in both caches
+    for (Tensor* t : {&cache->k[0], &cache->v[0]}) {
+      std::vector<float> f = fill.normals(t->numel());
+      Tensor src = s.activations(f, t->rows, t->cols);
+      b.gather_rows(*t, src, s.ints([&] {
+        std::vector<int32_t> r(static_cast<size_t>(t->rows));
+        std::iota(r.begin(), r.end(), 0);
+        return r;
+      }()));
+    }
+    if (fused) {
+      b.rope_kv_write(q, k, v, cache->k[0], cache->v[0], pos_t, inv_t, slots_t, n_heads, n_kv_heads,
+                      head_dim, style);
+    } else {
+      b.Backend::rope_kv_write(q, k, v, cache->k[0], cache->v[0], pos_t, inv_t, slots_t, n_heads,
+                               n_kv_heads, head_dim, style);
+    }
+    got[fused][0] = s.read(q);
+    got[fused][1] = s.read(k);
+    got[fused][2] = s.read(cache->k[0]);
+    got[fused][3] = s.read(cache->v[0]);
+    b.free_kv(*cache);
+  }
+  double worst = 0;
+  for (int i = 0; i < 4; ++i) {
+    std::vector<double> ref(got[0][i].begin(), got[0][i].end());
+    worst = std::max(worst, normalized_max_error(got[1][i], ref));
+  }
+  out.push_back(make_result(
+      "rope_kv_write",
+      conformance::format("fused vs unfused %d tokens h%d/kv%d d%d %s", n_tokens, n_heads,
+                          n_kv_heads, head_dim, style == RopeStyle::kNeox ? "neox" : "interleaved"),
+      worst, 0.0));
 }
 
 }  // namespace
@@ -218,6 +284,8 @@ std::vector<CaseResult> run_cuda_extra_cases(Backend& b, uint64_t seed, double t
   wide_matmul_case(b, rng, 1, 4096, 1024, DType::kBF16, out);
   wide_matmul_case(b, rng, 64, 4096, 1536, DType::kF32, out);
   wide_matmul_case(b, rng, 257, 2048, 513, DType::kBF16, out);
+  rope_kv_write_case(b, rng, 37, 32, 8, 128, RopeStyle::kNeox, out);
+  rope_kv_write_case(b, rng, 5, 14, 2, 64, RopeStyle::kInterleaved, out);
   return out;
 }
 
