@@ -12,13 +12,13 @@ const RANGES = {  // seconds shown, point width, refresh period
 
 const pct = (v) => (v == null ? '–' : (v * 100).toFixed(1) + '%');
 const num = (v) => (v == null ? '–' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
-const secs = (v) => (v == null ? '–' : v >= 1 ? v.toFixed(2) + ' s' : (v * 1000).toFixed(1) + ' ms');
+const secs = (v) => (v == null ? '–' : v >= 1 ? v.toPrecision(3) + 's' : (v * 1000).toPrecision(3) + 'ms');
 function bytes(v) {
   if (v == null) return '–';
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   while (Math.abs(v) >= 1024 && i < u.length - 1) { v /= 1024; i++; }
-  return v.toFixed(i ? 1 : 0) + ' ' + u[i];
+  return v.toPrecision(3) + u[i];
 }
 function si(v, unit) {
   if (v == null) return 'unknown';
@@ -117,10 +117,12 @@ function build() {
   return true;
 }
 
-// Highlights the same row (the same second) on every chart but `source`.
+// Highlights the same row (the same second) on every chart but `source`; remembers its time so
+// that a refresh keeps the cursor where it was.
 function syncSelection(source, row) {
   if (state.syncing) return;
   state.syncing = true;
+  state.hoverTime = row == null ? null : source.getValue(row, 0);
   for (const c of state.charts) {
     if (!c.graph || c.graph === source) continue;
     if (row == null) c.graph.clearSelection();
@@ -162,7 +164,7 @@ function render(doc) {
     const opts = {
       file: data, labels, labelsDiv: c.legend, legend: 'always', connectSeparatedPoints: false,
       strokeWidth: 1.5, includeZero: true, labelsSeparateLines: false, highlightCircleSize: 3,
-      axes: {y: {valueFormatter: c.spec.fmt, axisLabelFormatter: c.spec.fmt, axisLabelWidth: 60}},
+      axes: {y: {valueFormatter: c.spec.fmt, axisLabelFormatter: c.spec.fmt, axisLabelWidth: 64}, x: {pixelsPerLabel: 90}},
       dateWindow: state.dateWindow,
     };
     if (!c.graph || c.shownKey !== labels.join('|')) {
@@ -176,6 +178,16 @@ function render(doc) {
     } else {
       c.graph.updateOptions(opts);
     }
+  }
+  if (state.hoverTime != null) {  // the new data shifted the rows: find the same second again
+    const row = times.indexOf(state.hoverTime / 1000);
+    state.syncing = true;
+    for (const c of state.charts) {
+      if (row < 0) c.graph.clearSelection();
+      else c.graph.setSelection(row);
+    }
+    state.syncing = false;
+    if (row < 0) state.hoverTime = null;
   }
 }
 
