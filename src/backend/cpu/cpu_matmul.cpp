@@ -1,10 +1,12 @@
 // CpuBackend::matmul: out[m, n] = x[m, k] @ w[n, k]^T (+ bias).
 //
-// Work is split over weight rows, the outermost loop: each weight row is read from memory once
-// and dotted with all m activation rows while it sits in cache.
+// Work is split over weight rows, the outermost loop. Quantized weights go through the tiled
+// kernels of gemm_q8a.h (each weight block unpacked once per tile of activation rows); float
+// weights are converted to f32 one row at a time and dotted with every activation row.
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/gemm_q8a.h"
 #include "util/check.h"
 
 namespace carpool {
@@ -34,15 +36,18 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
         quantize_row_q8a(xs + r * k, xq + r * blocks_per_row, k);
       }
     });
-    pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const void* wrow = wbase + w_row_bytes * static_cast<size_t>(j);
-        const float bj = b != nullptr ? b[j] : 0.f;
-        for (int64_t r = 0; r < m; ++r) {
-          y[r * n + j] = vec_dot_q8a(w.dtype, wrow, xq + r * blocks_per_row, k) + bj;
-        }
-      }
-    });
+    GemmQ8aArgs args;
+    args.wtype = w.dtype;
+    args.w = wbase;
+    args.w_row_bytes = w_row_bytes;
+    args.x = xq;
+    args.m = m;
+    args.k = k;
+    args.y = y;
+    args.ldy = n;
+    args.bias = b;
+    const CpuIsa isa = cpu_isa();
+    pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) { gemm_q8a(isa, args, j0, j1); });
     return;
   }
 

@@ -1,0 +1,40 @@
+// Internal to the CPU backend: multi-row products of quantized weight rows with 8-bit
+// activation rows (matmul with quantize_activations, decode and prefill alike).
+//
+// A tile kernel unpacks each weight block once into registers and dots it with up to 4 (AVX2)
+// or 8 (AVX-512) activation rows before moving on, so a weight row is read and unpacked once per
+// panel of activation rows instead of once per row. Kernels exist for every quantized type at
+// each CpuIsa level; the scalar level calls vec_dot_q8a_scalar per (row, column).
+//
+// Thread-safety: pure functions; callers split [j0, j1) across threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cpu/cpu_features.h"
+#include "backend/cpu/quants.h"
+
+namespace carpool {
+
+struct GemmQ8aArgs {
+  DType wtype = DType::kQ4_0;  // quantized weight type
+  const char* w = nullptr;     // weight rows [n][row bytes]
+  size_t w_row_bytes = 0;
+  const BlockQ8A* x = nullptr;  // activation rows [m][nb_x] (nb_x = k / 32)
+  int64_t m = 0;
+  int64_t k = 0;       // elements per row, a multiple of the weight block size
+  float* y = nullptr;  // y[r * ldy + j] = dot(x row r, w row j) (+ bias[j])
+  int64_t ldy = 0;
+  const float* bias = nullptr;  // [n] or null
+};
+
+// Computes the outputs of weight rows [j0, j1) for all m activation rows with kernels of level
+// `isa` (which the machine must support, CARPOOL_CHECK).
+void gemm_q8a(CpuIsa isa, const GemmQ8aArgs& a, int64_t j0, int64_t j1);
+
+// The per-level entry points (defined in gemm_q8a_<level>.cpp); false: no kernel for the type.
+bool gemm_q8a_avx2(const GemmQ8aArgs& a, int64_t j0, int64_t j1);
+bool gemm_q8a_avx512(const GemmQ8aArgs& a, int64_t j0, int64_t j1);
+
+}  // namespace carpool

@@ -1,0 +1,126 @@
+// The tiled multi-row kernels (gemm_q8a.h) at every instruction-set level this machine runs,
+// against a double-precision dot of the dequantized weights with the dequantized 8-bit
+// activations. Both sides see the same quantized activations, so only f32 summation order may
+// differ. Row counts cover full tiles and every remainder; levels the CPU lacks are skipped.
+#include "backend/cpu/gemm_q8a.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/dtype.h"
+
+namespace carpool {
+namespace {
+
+std::vector<uint8_t> random_weights(std::mt19937& g, DType t, int64_t rows, int64_t k) {
+  const DTypeInfo& info = dtype_info(t);
+  std::vector<uint8_t> bytes(dtype_row_bytes(t, k) * static_cast<size_t>(rows));
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(g());
+  std::uniform_real_distribution<float> u(-0.02f, 0.02f);
+  for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
+    uint8_t* p = bytes.data() + blk * info.block_bytes;
+    const size_t off = t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
+    const int n_halves = (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
+    for (int h = 0; h < n_halves; ++h) {
+      const uint16_t v = f32_to_f16(u(g));
+      std::memcpy(p + off + 2 * h, &v, 2);
+    }
+  }
+  return bytes;
+}
+
+struct Case {
+  DType type;
+  CpuIsa isa;
+};
+
+class GemmQ8a : public ::testing::TestWithParam<Case> {};
+
+TEST_P(GemmQ8a, MatchesDequantizedReference) {
+  const auto [t, isa] = GetParam();
+  if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
+  std::mt19937 g(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t block = dtype_info(t).block_elems;
+  const int64_t n = 7;
+  for (int64_t k : {block, 3 * block, (1024 / block + 1) * block}) {
+    for (int64_t m : {1, 2, 3, 4, 5, 7, 8, 9, 13, 17}) {
+      std::vector<uint8_t> w = random_weights(g, t, n, k);
+      std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n));
+      for (float& v : x) v = nd(g) * (g() % 4 == 0 ? 10.f : 1.f);
+      for (float& v : bias) v = nd(g);
+      std::vector<BlockQ8A> xq(static_cast<size_t>(m * k / kQK));
+      for (int64_t r = 0; r < m; ++r)
+        quantize_row_q8a(x.data() + r * k, xq.data() + r * k / kQK, k);
+      // Output with a row stride wider than n: columns outside [1, n) must stay untouched.
+      const int64_t ldy = n + 3;
+      std::vector<float> y(static_cast<size_t>(m * ldy), -12345.f);
+      GemmQ8aArgs a;
+      a.wtype = t;
+      a.w = reinterpret_cast<const char*>(w.data());
+      a.w_row_bytes = dtype_row_bytes(t, k);
+      a.x = xq.data();
+      a.m = m;
+      a.k = k;
+      a.y = y.data();
+      a.ldy = ldy;
+      a.bias = bias.data();
+      gemm_q8a(isa, a, 1, n);
+      std::vector<float> wf(static_cast<size_t>(k));
+      for (int64_t j = 0; j < ldy; ++j) {
+        if (j < 1 || j >= n) {
+          for (int64_t r = 0; r < m; ++r) ASSERT_EQ(y[r * ldy + j], -12345.f);
+          continue;
+        }
+        dequantize_row(t, w.data() + a.w_row_bytes * j, wf.data(), k);
+        for (int64_t r = 0; r < m; ++r) {
+          double ref = bias[j], scale = std::fabs(bias[j]);
+          for (int64_t i = 0; i < k; ++i) {
+            const BlockQ8A& b = xq[static_cast<size_t>((r * k + i) / kQK)];
+            const double xv = static_cast<double>(b.d) * b.qs[i % kQK];
+            ref += wf[i] * xv;
+            scale += std::fabs(wf[i] * xv);
+          }
+          ASSERT_NEAR(y[r * ldy + j], ref, 1e-5 * scale)
+              << dtype_name(t) << " " << cpu_isa_name(isa) << " k=" << k << " m=" << m << " row "
+              << r << " col " << j;
+        }
+      }
+    }
+  }
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> out;
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    for (DType t :
+         {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+      out.push_back({t, isa});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(TypesAndLevels, GemmQ8a, ::testing::ValuesIn(all_cases()),
+                         [](const auto& info) {
+                           return std::string(dtype_name(info.param.type)) + "_" +
+                                  cpu_isa_name(info.param.isa);
+                         });
+
+TEST(CpuFeatures, LevelsAreConsistent) {
+  EXPECT_TRUE(cpu_supports(CpuIsa::kScalar));
+  EXPECT_TRUE(cpu_supports(cpu_isa()));
+  if (cpu_supports(CpuIsa::kAvx512)) {
+    EXPECT_TRUE(cpu_supports(CpuIsa::kAvx2));
+  }
+  const CpuFeatures& f = cpu_features();
+  EXPECT_EQ(f.avx512_vnni && f.avx512, cpu_supports(CpuIsa::kAvx512));
+}
+
+}  // namespace
+}  // namespace carpool
