@@ -181,6 +181,7 @@ void EngineImpl::setup_telemetry(const KvCachePlan& plan) {
     snap.kv_used_bytes = st.kv_blocks_used * kv_bytes_per_block_;
     snap.workspace_bytes = static_cast<double>(mem.other_bytes);
     snap.engine_tid = engine_tid_.load();
+    snap.preemptions = st.preemptions;
     return snap;
   });
 }
