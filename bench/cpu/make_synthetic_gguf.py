@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Writes a GGUF file of random weights for a ~1B Llama config (TinyLlama-1.1B shapes, the
+config carpool calls synthetic:llama-1b), for timing carpool and llama.cpp on the same bytes.
+
+Every matrix is stored in the chosen type (q8_0 or q4_k, the token embedding and the output
+matrix included); norms are f32. Blocks are random but valid: small positive f16 scales and
+uniformly random quants, so activations stay finite through every layer. The vocabulary is a
+placeholder SentencePiece-style list (control tokens, the 256 byte tokens, then filler pieces):
+both programs are fed token ids directly.
+
+usage: make_synthetic_gguf.py --dtype q8_0|q4_k --out FILE [--layers N]
+"""
+import argparse
+import sys
+
+import numpy as np
+import gguf
+
+# TinyLlama-1.1B (synthetic:llama-1b in carpool).
+VOCAB, HIDDEN, FF, LAYERS, HEADS, KV_HEADS, CTX = 32000, 2048, 5632, 22, 32, 4, 2048
+
+QT = gguf.GGMLQuantizationType
+
+
+def f16_bytes(rng, n, lo, hi):
+    return rng.uniform(lo, hi, size=n).astype(np.float16).view(np.uint8).reshape(n, 2)
+
+
+def random_q8_0(rng, rows, cols):
+    nb = rows * cols // 32
+    d = f16_bytes(rng, nb, 1e-4, 4e-4)
+    qs = rng.integers(-127, 128, size=(nb, 32), dtype=np.int8).view(np.uint8)
+    return np.concatenate([d, qs], axis=1).reshape(rows, cols // 32 * 34), QT.Q8_0
+
+
+def random_q4_k(rng, rows, cols):
+    nb = rows * cols // 256
+    d = f16_bytes(rng, nb, 1e-5, 4e-5)
+    dmin = f16_bytes(rng, nb, 1e-5, 4e-5)
+    rest = rng.integers(0, 256, size=(nb, 12 + 128), dtype=np.uint8)
+    return np.concatenate([d, dmin, rest], axis=1).reshape(rows, cols // 256 * 144), QT.Q4_K
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dtype", choices=["q8_0", "q4_k"], required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--layers", type=int, default=LAYERS)
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    make = random_q8_0 if args.dtype == "q8_0" else random_q4_k
+    ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if args.dtype == "q8_0" else gguf.LlamaFileType.MOSTLY_Q4_K_M
+
+    w = gguf.GGUFWriter(args.out, "llama")
+    w.add_name(f"synthetic-llama-1b-{args.dtype}")
+    w.add_context_length(CTX)
+    w.add_embedding_length(HIDDEN)
+    w.add_block_count(args.layers)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV_HEADS)
+    w.add_rope_dimension_count(HIDDEN // HEADS)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(ftype)
+    w.add_vocab_size(VOCAB)
+
+    tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{i:02X}>".encode() for i in range(256)]
+    types = [2, 3, 3] + [6] * 256
+    while len(tokens) < VOCAB:
+        tokens.append(f"\u2581p{len(tokens)}".encode())
+        types.append(1)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([-float(i) for i in range(VOCAB)])
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+
+    def add(name, rows, cols):
+        data, qt = make(rng, rows, cols)
+        w.add_tensor(name, data, raw_dtype=qt)
+
+    def norm(name):
+        w.add_tensor(name, np.ones(HIDDEN, dtype=np.float32))
+
+    kv = KV_HEADS * (HIDDEN // HEADS)
+    add("token_embd.weight", VOCAB, HIDDEN)
+    for i in range(args.layers):
+        p = f"blk.{i}."
+        norm(p + "attn_norm.weight")
+        add(p + "attn_q.weight", HIDDEN, HIDDEN)
+        add(p + "attn_k.weight", kv, HIDDEN)
+        add(p + "attn_v.weight", kv, HIDDEN)
+        add(p + "attn_output.weight", HIDDEN, HIDDEN)
+        norm(p + "ffn_norm.weight")
+        add(p + "ffn_gate.weight", FF, HIDDEN)
+        add(p + "ffn_up.weight", FF, HIDDEN)
+        add(p + "ffn_down.weight", HIDDEN, FF)
+    norm("output_norm.weight")
+    add("output.weight", VOCAB, HIDDEN)
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
