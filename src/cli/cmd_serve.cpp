@@ -163,6 +163,10 @@ int cmd_serve(int argc, char** argv) {
                 {"io-threads", "", "N", "HTTP I/O threads", "1"},
                 {"max-body-bytes", "", "N", "largest request body (413 beyond)", "8388608"},
                 {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+                {"tokenizer", "", "PATH",
+                 "tokenizer from this GGUF file or folder (tokenizer.json) instead of the model's; "
+                 "lets synthetic models serve",
+                 ""},
                 {"threads", "t", "N", "CPU threads", "all"},
                 {"no-telemetry", "", "",
                  "no metrics, series or dashboard (for overhead measurements)", ""},
@@ -247,17 +251,24 @@ int cmd_serve(int argc, char** argv) {
                so.http.host.c_str(), server.port());
 
   // The model's limits follow the engine options, which need the model's config.
-  auto path = resolve_model_path(model_arg);
-  if (!path) return fail(path.error());
   ModelConfig config;
-  {
+  std::string model_path = model_arg;
+  if (model_arg.rfind("synthetic:", 0) == 0) {
+    auto c = synthetic_config(model_arg);
+    if (!c) return fail(c.error());
+    config = c.value();
+  } else {
+    auto path = resolve_model_path(model_arg);
+    if (!path) return fail(path.error());
     auto opened = open_model(path.value());
     if (!opened) return fail(opened.error());
     config = opened->source.config;
+    model_path = path.value();
   }
   LoadOptions lo;
-  lo.model = path.value();
+  lo.model = model_path;
   lo.device = args.get("device", "auto");
+  lo.tokenizer = args.get("tokenizer");
   lo.threads = static_cast<int>(threads.value());
   lo.limits = engine_model_limits(eo, config);
   auto lm = load_model(lo);

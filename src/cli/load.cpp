@@ -42,6 +42,18 @@ Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int thr
   return make_cpu_backend(o);
 }
 
+Result<ModelConfig> synthetic_config(const std::string& spec) {
+  const std::string prefix = "synthetic:";
+  if (spec.rfind(prefix, 0) != 0) return Status::error("not a synthetic model: " + spec);
+  const std::string what = spec.substr(prefix.size());
+  if (what.size() > 5 && what.substr(what.size() - 5) == ".json") {
+    auto text = read_file(what, 1 << 20);
+    if (!text) return text.status();
+    return model_config_from_hf_json(text.value());
+  }
+  return named_config(what);
+}
+
 Result<LoadedModel> load_model(const LoadOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   LoadedModel lm;
@@ -50,15 +62,7 @@ Result<LoadedModel> load_model(const LoadOptions& opt) {
   lm.backend = std::move(be).value();
   const std::string prefix = "synthetic:";
   if (opt.model.rfind(prefix, 0) == 0) {
-    const std::string what = opt.model.substr(prefix.size());
-    Result<ModelConfig> cfg = Status::error("");
-    if (what.size() > 5 && what.substr(what.size() - 5) == ".json") {
-      auto text = read_file(what, 1 << 20);
-      if (!text) return text.status();
-      cfg = model_config_from_hf_json(text.value());
-    } else {
-      cfg = named_config(what);
-    }
+    Result<ModelConfig> cfg = synthetic_config(opt.model);
     if (!cfg) return cfg.status();
     std::string dt = opt.synthetic_dtype;
     if (dt.empty()) {
@@ -83,6 +87,16 @@ Result<LoadedModel> load_model(const LoadOptions& opt) {
     auto m = LlamaModel::load(*lm.backend, lm.opened.source, opt.limits);
     if (!m) return Status::error(path.value() + ": " + m.error());
     lm.model = std::move(m).value();
+  }
+  if (!opt.tokenizer.empty()) {
+    auto tok = open_tokenizer(opt.tokenizer);
+    if (!tok) return Status::error("--tokenizer: " + tok.error());
+    if (tok.value()->vocab_size() > lm.model->config().vocab_size) {
+      return Status::error("--tokenizer: its " + std::to_string(tok.value()->vocab_size()) +
+                           " tokens do not fit the model's vocabulary of " +
+                           std::to_string(lm.model->config().vocab_size));
+    }
+    lm.opened.tokenizer = std::move(tok).value();
   }
   lm.load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return lm;

@@ -15,6 +15,7 @@ struct LoadOptions {
   std::string model;            // path, known name, or "synthetic:NAME" / "synthetic:FILE.json"
   std::string device = "auto";  // auto, cpu, cuda
   int threads = 0;              // CPU threads (0: all)
+  std::string tokenizer;        // tokenizer from this GGUF file or folder (else the model's)
   bool cpu_exact = false;       // CPU: f32 reference arithmetic instead of 8-bit activations
   std::string
       synthetic_dtype;  // weight type of synthetic models (default: q4_1 on CPU, bf16 on GPU)
@@ -35,6 +36,9 @@ Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int thr
                                               bool cpu_exact = false);
 
 Result<LoadedModel> load_model(const LoadOptions& options);
+
+// The config of "synthetic:NAME" (a named preset) or "synthetic:CONFIG.json".
+Result<ModelConfig> synthetic_config(const std::string& spec);
 
 // Parses a weight type name ("q4_1", "bf16", ...).
 Result<DType> parse_dtype(const std::string& name);
