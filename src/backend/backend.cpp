@@ -2,6 +2,8 @@
 
 #include <cstring>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "util/check.h"
 
@@ -108,6 +110,87 @@ Result<Tensor> Backend::alloc_random_weight(DType dtype, int64_t rows, int64_t c
   if (!t) return t;
   random_weights_.push_back(std::move(buf));
   return t;
+}
+
+Result<Tensor> Backend::load_weight_concat(std::span<const HostWeight> parts) {
+  if (parts.empty()) return Status::error("weight concat: no parts");
+  const DType dtype = parts[0].dtype;
+  const int64_t cols = parts[0].cols;
+  int64_t rows = 0;
+  for (const HostWeight& p : parts) {
+    if (p.dtype != dtype) return Status::error("weight concat: parts differ in type");
+    if (p.cols != cols || p.rows < 0) return Status::error("weight concat: parts differ in width");
+    if (p.data == nullptr && p.rows > 0) return Status::error("weight concat: part has no data");
+    rows += p.rows;
+  }
+  const DTypeInfo& info = dtype_info(dtype);
+  if (cols <= 0 || cols % info.block_elems != 0 || rows <= 0) {
+    return Status::error("weight concat: invalid shape for " + std::string(info.name));
+  }
+  const size_t row_bytes = dtype_row_bytes(dtype, cols);
+  std::unique_ptr<uint8_t[]> buf(new (std::nothrow) uint8_t[row_bytes * static_cast<size_t>(rows)]);
+  if (!buf) return Status::error("weight concat: out of host memory");
+  size_t off = 0;
+  for (const HostWeight& p : parts) {
+    const size_t n = row_bytes * static_cast<size_t>(p.rows);
+    if (n > 0) std::memcpy(buf.get() + off, p.data, n);
+    off += n;
+  }
+  auto t = load_weight(HostWeight{dtype, buf.get(), rows, cols});
+  if (!t) return t;
+  random_weights_.push_back(std::move(buf));  // load_weight may keep pointing at the bytes
+  return t;
+}
+
+void Backend::copy_columns(Tensor out, const Tensor& src, int64_t col0) {
+  CARPOOL_CHECK(out.dtype == src.dtype && !dtype_is_quantized(src.dtype));
+  CARPOOL_CHECK(out.rows == src.rows && col0 >= 0 && col0 + out.cols <= src.cols);
+  const size_t es = dtype_row_bytes(src.dtype, 1);
+  std::vector<uint8_t> whole(src.bytes()), part(out.bytes());
+  download(whole.data(), src, whole.size());
+  for (int64_t r = 0; r < src.rows; ++r) {
+    std::memcpy(
+        part.data() + static_cast<size_t>(r) * out.row_bytes(),
+        whole.data() + static_cast<size_t>(r) * src.row_bytes() + static_cast<size_t>(col0) * es,
+        out.row_bytes());
+  }
+  upload(out, part.data(), part.size());
+  synchronize();  // `part` goes out of scope
+}
+
+void Backend::rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cache, Tensor v_cache,
+                                const Tensor& positions, const Tensor& inv_freq,
+                                const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
+                                RopeStyle style) {
+  const int64_t q_dim = int64_t(n_heads) * head_dim, kv_dim = int64_t(n_kv_heads) * head_dim;
+  CARPOOL_CHECK(qkv.cols == q_dim + 2 * kv_dim && q_out.cols == q_dim && q_out.rows == qkv.rows);
+  CARPOOL_CHECK(q_out.dtype == qkv.dtype);
+  if (qkv.rows == 0) return;
+  auto k = alloc(qkv.dtype, qkv.rows, kv_dim);
+  auto v = alloc(qkv.dtype, qkv.rows, kv_dim);
+  CARPOOL_CHECK(k.is_ok() && v.is_ok());
+  copy_columns(q_out, qkv, 0);
+  copy_columns(k.value(), qkv, q_dim);
+  copy_columns(v.value(), qkv, q_dim + kv_dim);
+  rope_kv_write(q_out, k.value(), v.value(), k_cache, v_cache, positions, inv_freq, slots, n_heads,
+                n_kv_heads, head_dim, style);
+  synchronize();  // the temporaries are read by the ops just enqueued
+  free(k.value());
+  free(v.value());
+}
+
+void Backend::swiglu_fused(Tensor out, const Tensor& gate_up) {
+  CARPOOL_CHECK(gate_up.cols == 2 * out.cols && gate_up.rows == out.rows);
+  if (out.rows == 0) return;
+  auto gate = alloc(gate_up.dtype, gate_up.rows, out.cols);
+  auto up = alloc(gate_up.dtype, gate_up.rows, out.cols);
+  CARPOOL_CHECK(gate.is_ok() && up.is_ok());
+  copy_columns(gate.value(), gate_up, 0);
+  copy_columns(up.value(), gate_up, out.cols);
+  swiglu(out, gate.value(), up.value());
+  synchronize();
+  free(gate.value());
+  free(up.value());
 }
 
 }  // namespace carpool

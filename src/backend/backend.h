@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -171,6 +172,28 @@ class Backend {
     kv_write(k_cache, v_cache, k, v, slots);
   }
 
+  // --- fused projections (optional) ---
+  // A backend that returns true gets its weights wq|wk|wv and w_gate|w_up stacked row-wise from
+  // load_weight_concat, runs one matmul per stack, and reads q, k, v (or gate, up) as column
+  // slices of the result through rope_kv_write_qkv and swiglu_fused. It should override both ops:
+  // their defaults move the data through the host (correct, but slow, and they may not run
+  // inside a graph recording). The CPU backend keeps the separate projections.
+  virtual bool prefers_fused_projections() const { return false; }
+  // One weight [sum of rows, cols] holding `parts` one after another, as load_weight would make of
+  // a single tensor with those rows. Every part must have the same cols. The default concatenates
+  // the raw bytes on the host (kept for the backend's lifetime) and calls load_weight, so it
+  // needs every part in the same dtype; a backend that converts weights may accept mixed types.
+  virtual Result<Tensor> load_weight_concat(std::span<const HostWeight> parts);
+  // qkv[n, q_dim + 2 * kv_dim] holds each token's q | k | v (q_dim = n_heads * head_dim, kv_dim =
+  // n_kv_heads * head_dim). q_out[n, q_dim] = q rotated; k rotated and v are written to the cache
+  // at slots, as rope_kv_write would. qkv itself is left unchanged.
+  virtual void rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cache, Tensor v_cache,
+                                 const Tensor& positions, const Tensor& inv_freq,
+                                 const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
+                                 RopeStyle style);
+  // out[m, f] = silu(gate_up[:, :f]) * gate_up[:, f:2f].  gate_up: [m, 2f].
+  virtual void swiglu_fused(Tensor out, const Tensor& gate_up);
+
   // --- step graphs (optional) ---
   // A backend with graphs records the ops that `enqueue` enqueues the first time(s) it sees
   // (owner, key) and later replays the recording instead of calling `enqueue`. A recording holds
@@ -192,6 +215,9 @@ class Backend {
 
  private:
   std::vector<std::unique_ptr<uint8_t[]>> random_weights_;  // host bytes behind default weights
+  // Copies the column range [col0, col0 + out.cols) of every row of src into out, through the
+  // host (the defaults of the fused ops). src and out have the same dtype, not quantized.
+  void copy_columns(Tensor out, const Tensor& src, int64_t col0);
 };
 
 }  // namespace carpool

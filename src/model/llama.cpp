@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "util/check.h"
 
@@ -92,7 +95,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::load(Backend& backend, const Mod
   const ModelConfig& c = src.config;
   CARPOOL_RETURN_IF_ERROR(c.validate());
   std::unique_ptr<LlamaModel> m(new LlamaModel(backend, c, limits));
-  const int64_t hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+  const int64_t hd = c.head_dim, q_dim = c.n_heads * hd;
   auto upload = [&](const std::string& name, int64_t rows, int64_t cols, Tensor* out) -> Status {
     auto w = expect(src, name, rows, cols);
     if (!w) return w.status();
@@ -109,27 +112,24 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::load(Backend& backend, const Mod
   } else {
     CARPOOL_RETURN_IF_ERROR(upload("output.weight", c.vocab_size, c.hidden_size, &m->output_));
   }
+  // Fused projections need biases that can be stacked element-wise (not block-quantized).
+  m->fused_ = backend.prefers_fused_projections();
+  for (int64_t i = 0; m->fused_ && c.qkv_bias && i < c.n_layers; ++i) {
+    for (const char* b : {"attn_q.bias", "attn_k.bias", "attn_v.bias"}) {
+      auto it = src.weights.find(layer_name(i, b));
+      if (it != src.weights.end() && dtype_is_quantized(it->second.dtype)) m->fused_ = false;
+    }
+  }
   m->layers_.resize(c.n_layers);
   for (int64_t i = 0; i < c.n_layers; ++i) {
     Layer& l = m->layers_[i];
     CARPOOL_RETURN_IF_ERROR(
         upload(layer_name(i, "attn_norm.weight"), 1, c.hidden_size, &l.attn_norm));
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_q.weight"), q_dim, c.hidden_size, &l.wq));
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_k.weight"), kv_dim, c.hidden_size, &l.wk));
-    CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_v.weight"), kv_dim, c.hidden_size, &l.wv));
+    CARPOOL_RETURN_IF_ERROR(m->load_projections(src, i, l));
     CARPOOL_RETURN_IF_ERROR(
         upload(layer_name(i, "attn_output.weight"), c.hidden_size, q_dim, &l.wo));
-    if (c.qkv_bias) {
-      CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_q.bias"), 1, q_dim, &l.bq));
-      CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_k.bias"), 1, kv_dim, &l.bk));
-      CARPOOL_RETURN_IF_ERROR(upload(layer_name(i, "attn_v.bias"), 1, kv_dim, &l.bv));
-    }
     CARPOOL_RETURN_IF_ERROR(
         upload(layer_name(i, "ffn_norm.weight"), 1, c.hidden_size, &l.ffn_norm));
-    CARPOOL_RETURN_IF_ERROR(
-        upload(layer_name(i, "ffn_gate.weight"), c.intermediate_size, c.hidden_size, &l.w_gate));
-    CARPOOL_RETURN_IF_ERROR(
-        upload(layer_name(i, "ffn_up.weight"), c.intermediate_size, c.hidden_size, &l.w_up));
     CARPOOL_RETURN_IF_ERROR(
         upload(layer_name(i, "ffn_down.weight"), c.hidden_size, c.intermediate_size, &l.w_down));
   }
@@ -146,6 +146,62 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::load(Backend& backend, const Mod
   std::vector<float> inv = rope_inv_freq(c, factors);
   backend.upload(m->inv_freq_, inv.data(), inv.size() * sizeof(float));
   return m;
+}
+
+Status LlamaModel::load_projections(const ModelSource& src, int64_t i, Layer& l) {
+  const ModelConfig& c = config_;
+  const int64_t h = c.hidden_size, ff = c.intermediate_size;
+  const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  struct Part {
+    const char* what;
+    int64_t rows, cols;
+    Tensor* unfused;
+  };
+  // Finds every part (checking its shape), then loads them one by one or stacked as `name`.
+  auto load = [&](std::initializer_list<Part> parts, const char* fused_name, bool as_bias,
+                  Tensor* fused) -> Status {
+    std::vector<HostWeight> host;
+    for (const Part& p : parts) {
+      auto w = expect(src, layer_name(i, p.what), p.rows, p.cols);
+      if (!w) return w.status();
+      host.push_back(w.value());
+    }
+    if (!fused_) {
+      size_t k = 0;
+      for (const Part& p : parts) {
+        auto t = backend_.load_weight(host[k++]);
+        if (!t)
+          return Status::error("model: loading '" + layer_name(i, p.what) + "': " + t.error());
+        *p.unfused = t.value();
+        count_weight(layer_name(i, p.what), *p.unfused);
+      }
+      return Status::ok();
+    }
+    int64_t total = 0;
+    for (HostWeight& w : host) {
+      if (as_bias) std::swap(w.rows, w.cols);  // [1, n] has the bytes of [n, 1]: stack as rows
+      total += w.rows;
+    }
+    auto t = backend_.load_weight_concat(host);
+    if (!t)
+      return Status::error("model: loading '" + layer_name(i, fused_name) + "': " + t.error());
+    *fused = t.value();
+    if (as_bias) fused->rows = 1, fused->cols = total;  // back to [1, sum n]
+    count_weight(layer_name(i, fused_name), *fused);
+    return Status::ok();
+  };
+  CARPOOL_RETURN_IF_ERROR(load({{"attn_q.weight", q_dim, h, &l.wq},
+                                {"attn_k.weight", kv_dim, h, &l.wk},
+                                {"attn_v.weight", kv_dim, h, &l.wv}},
+                               "attn_qkv.weight", false, &l.wqkv));
+  if (c.qkv_bias) {
+    CARPOOL_RETURN_IF_ERROR(load({{"attn_q.bias", 1, q_dim, &l.bq},
+                                  {"attn_k.bias", 1, kv_dim, &l.bk},
+                                  {"attn_v.bias", 1, kv_dim, &l.bv}},
+                                 "attn_qkv.bias", true, &l.bqkv));
+  }
+  return load({{"ffn_gate.weight", ff, h, &l.w_gate}, {"ffn_up.weight", ff, h, &l.w_up}},
+              "ffn_gate_up.weight", false, &l.w_gate_up);
 }
 
 Result<std::unique_ptr<LlamaModel>> LlamaModel::synthetic(Backend& backend, const ModelConfig& c,
@@ -187,23 +243,34 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::synthetic(Backend& backend, cons
     CARPOOL_RETURN_IF_ERROR(
         rand("output.weight", dtype, c.vocab_size, c.hidden_size, s_h, &m->output_));
   }
+  // Fused projections: the stacked weight drawn as one (same scale as its parts).
+  m->fused_ = backend.prefers_fused_projections();
+  const int64_t ff = c.intermediate_size, qkv_dim = q_dim + 2 * kv_dim;
   m->layers_.resize(c.n_layers);
   for (Layer& l : m->layers_) {
     CARPOOL_RETURN_IF_ERROR(ones(c.hidden_size, &l.attn_norm));
-    CARPOOL_RETURN_IF_ERROR(rand("attn_q", dtype, q_dim, c.hidden_size, s_h, &l.wq));
-    CARPOOL_RETURN_IF_ERROR(rand("attn_k", dtype, kv_dim, c.hidden_size, s_h, &l.wk));
-    CARPOOL_RETURN_IF_ERROR(rand("attn_v", dtype, kv_dim, c.hidden_size, s_h, &l.wv));
+    if (m->fused_) {
+      CARPOOL_RETURN_IF_ERROR(rand("attn_qkv", dtype, qkv_dim, c.hidden_size, s_h, &l.wqkv));
+    } else {
+      CARPOOL_RETURN_IF_ERROR(rand("attn_q", dtype, q_dim, c.hidden_size, s_h, &l.wq));
+      CARPOOL_RETURN_IF_ERROR(rand("attn_k", dtype, kv_dim, c.hidden_size, s_h, &l.wk));
+      CARPOOL_RETURN_IF_ERROR(rand("attn_v", dtype, kv_dim, c.hidden_size, s_h, &l.wv));
+    }
     CARPOOL_RETURN_IF_ERROR(rand("attn_output", dtype, c.hidden_size, q_dim, s_h, &l.wo));
-    if (c.qkv_bias) {
+    if (c.qkv_bias && m->fused_) {
+      CARPOOL_RETURN_IF_ERROR(rand("attn_qkv.bias", DType::kF32, 1, qkv_dim, 0.1f, &l.bqkv));
+    } else if (c.qkv_bias) {
       CARPOOL_RETURN_IF_ERROR(rand("attn_q.bias", DType::kF32, 1, q_dim, 0.1f, &l.bq));
       CARPOOL_RETURN_IF_ERROR(rand("attn_k.bias", DType::kF32, 1, kv_dim, 0.1f, &l.bk));
       CARPOOL_RETURN_IF_ERROR(rand("attn_v.bias", DType::kF32, 1, kv_dim, 0.1f, &l.bv));
     }
     CARPOOL_RETURN_IF_ERROR(ones(c.hidden_size, &l.ffn_norm));
-    CARPOOL_RETURN_IF_ERROR(
-        rand("ffn_gate", dtype, c.intermediate_size, c.hidden_size, s_h, &l.w_gate));
-    CARPOOL_RETURN_IF_ERROR(
-        rand("ffn_up", dtype, c.intermediate_size, c.hidden_size, s_h, &l.w_up));
+    if (m->fused_) {
+      CARPOOL_RETURN_IF_ERROR(rand("ffn_gate_up", dtype, 2 * ff, c.hidden_size, s_h, &l.w_gate_up));
+    } else {
+      CARPOOL_RETURN_IF_ERROR(rand("ffn_gate", dtype, ff, c.hidden_size, s_h, &l.w_gate));
+      CARPOOL_RETURN_IF_ERROR(rand("ffn_up", dtype, ff, c.hidden_size, s_h, &l.w_up));
+    }
     CARPOOL_RETURN_IF_ERROR(
         rand("ffn_down", dtype, c.hidden_size, c.intermediate_size, s_ff, &l.w_down));
   }
@@ -231,12 +298,17 @@ Status LlamaModel::alloc_workspace() {
   CARPOOL_RETURN_IF_ERROR(a(act, T, c.hidden_size, &x_));
   CARPOOL_RETURN_IF_ERROR(a(act, T, c.hidden_size, &xn_));
   CARPOOL_RETURN_IF_ERROR(a(act, T, q_dim, &q_));
-  CARPOOL_RETURN_IF_ERROR(a(act, T, kv_dim, &k_));
-  CARPOOL_RETURN_IF_ERROR(a(act, T, kv_dim, &v_));
+  if (fused_) {
+    CARPOOL_RETURN_IF_ERROR(a(act, T, q_dim + 2 * kv_dim, &qkv_));
+    CARPOOL_RETURN_IF_ERROR(a(act, T, 2 * c.intermediate_size, &gate_up_));
+  } else {
+    CARPOOL_RETURN_IF_ERROR(a(act, T, kv_dim, &k_));
+    CARPOOL_RETURN_IF_ERROR(a(act, T, kv_dim, &v_));
+    CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &gate_));
+    CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &up_));
+  }
   CARPOOL_RETURN_IF_ERROR(a(act, T, q_dim, &attn_));
   CARPOOL_RETURN_IF_ERROR(a(act, T, c.hidden_size, &proj_));
-  CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &gate_));
-  CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &up_));
   CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &act_));
   CARPOOL_RETURN_IF_ERROR(a(act, L, c.hidden_size, &sel_));
   CARPOOL_RETURN_IF_ERROR(a(DType::kF32, L, c.vocab_size, &logits_));
@@ -439,6 +511,7 @@ Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
   Tensor q = q_.rows_view(0, n), k = k_.rows_view(0, n), v = v_.rows_view(0, n);
   Tensor attn = attn_.rows_view(0, n), proj = proj_.rows_view(0, n);
   Tensor gate = gate_.rows_view(0, n), up = up_.rows_view(0, n), act = act_.rows_view(0, n);
+  Tensor qkv = qkv_.rows_view(0, n), gate_up = gate_up_.rows_view(0, n);
   Tensor sel = sel_.rows_view(0, n_logits), logits = logits_.rows_view(0, n_logits);
   const int nh = static_cast<int>(c.n_heads), nkv = static_cast<int>(c.n_kv_heads);
   const int hd = static_cast<int>(c.head_dim);
@@ -451,18 +524,29 @@ Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
     for (size_t li = 0; li < layers_.size(); ++li) {
       const Layer& l = layers_[li];
       // --- attention ---
-      be.matmul(q, xn, l.wq, c.qkv_bias ? &l.bq : nullptr);
-      be.matmul(k, xn, l.wk, c.qkv_bias ? &l.bk : nullptr);
-      be.matmul(v, xn, l.wv, c.qkv_bias ? &l.bv : nullptr);
-      be.rope_kv_write(q, k, v, kv.k[li], kv.v[li], pos, inv_freq_, slots, nh, nkv, hd,
-                       c.rope_style);
+      if (fused_) {
+        be.matmul(qkv, xn, l.wqkv, c.qkv_bias ? &l.bqkv : nullptr);
+        be.rope_kv_write_qkv(q, qkv, kv.k[li], kv.v[li], pos, inv_freq_, slots, nh, nkv, hd,
+                             c.rope_style);
+      } else {
+        be.matmul(q, xn, l.wq, c.qkv_bias ? &l.bq : nullptr);
+        be.matmul(k, xn, l.wk, c.qkv_bias ? &l.bk : nullptr);
+        be.matmul(v, xn, l.wv, c.qkv_bias ? &l.bv : nullptr);
+        be.rope_kv_write(q, k, v, kv.k[li], kv.v[li], pos, inv_freq_, slots, nh, nkv, hd,
+                         c.rope_style);
+      }
       be.attention(attn, q, kv.k[li], kv.v[li], meta);
       be.matmul(proj, attn, l.wo, nullptr);
       be.add_rmsnorm(x, proj, l.ffn_norm, xn, c.rms_eps);
       // --- feed-forward (SwiGLU) ---
-      be.matmul(gate, xn, l.w_gate, nullptr);
-      be.matmul(up, xn, l.w_up, nullptr);
-      be.swiglu(act, gate, up);
+      if (fused_) {
+        be.matmul(gate_up, xn, l.w_gate_up, nullptr);
+        be.swiglu_fused(act, gate_up);
+      } else {
+        be.matmul(gate, xn, l.w_gate, nullptr);
+        be.matmul(up, xn, l.w_up, nullptr);
+        be.swiglu(act, gate, up);
+      }
       be.matmul(proj, act, l.w_down, nullptr);
       const Tensor& next_norm = li + 1 < layers_.size() ? layers_[li + 1].attn_norm : output_norm_;
       be.add_rmsnorm(x, proj, next_norm, xn, c.rms_eps);

@@ -93,16 +93,23 @@ class LlamaModel {
   Result<Tensor> forward(const ForwardBatch& batch, const KvCache& kv);
 
  private:
+  // With fused projections (Backend::prefers_fused_projections) wq/wk/wv, bq/bk/bv and
+  // w_gate/w_up stay empty and wqkv [q_dim + 2 kv_dim, hidden], bqkv [1, q_dim + 2 kv_dim] and
+  // w_gate_up [2 ff, hidden] hold them stacked row-wise; otherwise the fused ones stay empty.
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
+    Tensor wqkv, bqkv, w_gate_up;
   };
   LlamaModel(Backend& backend, const ModelConfig& config, const ModelLimits& limits);
   Status alloc_workspace();
+  // Loads one layer's attention and FFN projections from the source, fused or not (fused_).
+  Status load_projections(const ModelSource& src, int64_t i, Layer& l);
   Status check_batch(const ForwardBatch& batch, const KvCache& kv) const;
 
   Backend& backend_;
   ModelConfig config_;
   ModelLimits limits_;
+  bool fused_ = false;  // one matmul for q|k|v and one for gate|up (see Layer)
   size_t weight_bytes_ = 0;
   WeightRoleBytes role_bytes_;
   void count_weight(const std::string& name, const Tensor& t);
@@ -113,10 +120,12 @@ class LlamaModel {
   // Workspace, sized by limits_ (rows = max_batch_tokens unless noted).
   Tensor x_;                // [T, hidden] residual stream
   Tensor xn_;               // [T, hidden] normalized
-  Tensor q_, k_, v_;        // [T, n_heads*hd], [T, n_kv*hd], [T, n_kv*hd]
+  Tensor q_, k_, v_;        // [T, n_heads*hd], [T, n_kv*hd], [T, n_kv*hd] (k_, v_: unfused)
+  Tensor qkv_;              // [T, (n_heads + 2 n_kv)*hd] fused only
+  Tensor gate_up_;          // [T, 2 ff] fused only
   Tensor attn_;             // [T, n_heads*hd]
   Tensor proj_;             // [T, hidden] attention or FFN output before the residual add
-  Tensor gate_, up_, act_;  // [T, ff]
+  Tensor gate_, up_, act_;  // [T, ff] (gate_, up_: unfused)
   Tensor sel_;              // [max_logit_rows, hidden]
   Tensor logits_;           // [max_logit_rows, vocab] F32
   Tensor inv_freq_;         // [1, hd/2] F32

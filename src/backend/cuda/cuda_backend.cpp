@@ -58,6 +58,8 @@ Status CudaBackend::init() {
   ctx_.debug_sync = options_.debug_sync;
   if (const char* e = std::getenv("CARPOOL_CUDA_ATTENTION"); e != nullptr)
     ctx_.generic_attention = std::strcmp(e, "generic") == 0;
+  if (const char* e = std::getenv("CARPOOL_CUDA_FUSED"); e != nullptr && std::strcmp(e, "0") == 0)
+    options_.fused_projections = false;
   graphs_on_ = options_.graphs;
   if (const char* e = std::getenv("CARPOOL_CUDA_GRAPHS"); e != nullptr && std::strcmp(e, "0") == 0)
     graphs_on_ = false;
@@ -148,7 +150,7 @@ void CudaBackend::free(Tensor& t) {
   t.data = nullptr;
 }
 
-Result<Tensor> CudaBackend::load_weight(const HostWeight& w) {
+Status CudaBackend::check_host_weight(const HostWeight& w) {
   auto info = dtype_info(static_cast<uint32_t>(w.dtype));
   if (!info || w.dtype == DType::kI32)
     return Status::error("cuda load_weight: unsupported type id " +
@@ -156,13 +158,54 @@ Result<Tensor> CudaBackend::load_weight(const HostWeight& w) {
   if (w.rows < 0 || w.cols <= 0 || w.cols % info->block_elems != 0)
     return Status::error("cuda load_weight: bad shape for " + std::string(info->name));
   if (w.data == nullptr && w.rows > 0) return Status::error("cuda load_weight: no data");
+  return Status::ok();
+}
+
+Result<Tensor> CudaBackend::load_weight(const HostWeight& w) {
+  CARPOOL_RETURN_IF_ERROR(check_host_weight(w));
   CARPOOL_ASSIGN_OR_RETURN(Tensor out, alloc_kind(DType::kBF16, w.rows, w.cols, Kind::kWeight));
   if (out.data == nullptr) return out;
+  if (Status st = fill_weight(w, out.data); !st.is_ok()) {
+    free(out);
+    return st;
+  }
+  return out;
+}
+
+Result<Tensor> CudaBackend::load_weight_concat(std::span<const HostWeight> parts) {
+  // Each part is converted into its own rows of one BF16 tensor, so the types may differ (GGUF
+  // files often keep attn_v in a wider type than attn_q and attn_k).
+  if (parts.empty()) return Status::error("cuda load_weight_concat: no parts");
+  int64_t rows = 0;
+  for (const HostWeight& p : parts) {
+    CARPOOL_RETURN_IF_ERROR(check_host_weight(p));
+    if (p.cols != parts[0].cols)
+      return Status::error("cuda load_weight_concat: parts differ in width");
+    rows += p.rows;
+  }
+  CARPOOL_ASSIGN_OR_RETURN(Tensor out,
+                           alloc_kind(DType::kBF16, rows, parts[0].cols, Kind::kWeight));
+  if (out.data == nullptr) return out;
+  int64_t row0 = 0;
+  for (const HostWeight& p : parts) {
+    if (p.rows > 0) {
+      if (Status st = fill_weight(p, out.rows_view(row0, p.rows).data); !st.is_ok()) {
+        free(out);
+        return st;
+      }
+    }
+    row0 += p.rows;
+  }
+  return out;
+}
+
+Status CudaBackend::fill_weight(const HostWeight& w, void* dst) {
+  Tensor out{dst, DType::kBF16, w.rows, w.cols};
   const size_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
   if (w.dtype == DType::kBF16) {
     CUDA_TRY(cudaMemcpyAsync(out.data, w.data, out.bytes(), cudaMemcpyHostToDevice, ctx_.stream));
     CUDA_TRY(cudaStreamSynchronize(ctx_.stream));
-    return out;
+    return Status::ok();
   }
   // Raw bytes go through a staging buffer a chunk of rows at a time, then a kernel converts them.
   const size_t staging_bytes = std::max(options_.staging_bytes, row_bytes);
@@ -189,7 +232,7 @@ Result<Tensor> CudaBackend::load_weight(const HostWeight& w) {
                               static_cast<uint16_t*>(out.data) + r * w.cols);
   }
   CUDA_TRY(cudaStreamSynchronize(ctx_.stream));
-  return out;
+  return Status::ok();
 }
 
 Result<Tensor> CudaBackend::alloc_random_weight(DType dtype, int64_t rows, int64_t cols,

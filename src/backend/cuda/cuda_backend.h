@@ -24,6 +24,9 @@ struct CudaBackendOptions {
   // Record and replay step graphs (Backend::run_graph). Off with debug_sync, or when the
   // environment variable CARPOOL_CUDA_GRAPHS=0 is set when the backend starts (A/B runs).
   bool graphs = true;
+  // Ask the model for fused projections (Backend::prefers_fused_projections): one matmul for
+  // q|k|v and one for gate|up. Off when CARPOOL_CUDA_FUSED=0 is set when the backend starts.
+  bool fused_projections = true;
 };
 
 // A backend on options.device, or an error such as "no CUDA device (...)".

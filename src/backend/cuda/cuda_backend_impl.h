@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -34,6 +35,7 @@ class CudaBackend final : public Backend {
   Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override;
   void free(Tensor& t) override;
   Result<Tensor> load_weight(const HostWeight& w) override;
+  Result<Tensor> load_weight_concat(std::span<const HostWeight> parts) override;
   Result<Tensor> alloc_random_weight(DType dtype, int64_t rows, int64_t cols, uint64_t seed,
                                      float scale) override;
   Result<KvCache> alloc_kv(const KvCacheConfig& config) override;
@@ -57,6 +59,12 @@ class CudaBackend final : public Backend {
   void rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
                      const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
                      int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;
+  // Fused projections (cuda_ops.cpp): one kernel each, reading q|k|v and gate|up column slices.
+  bool prefers_fused_projections() const override { return options_.fused_projections; }
+  void rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cache, Tensor v_cache,
+                         const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
+                         int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;
+  void swiglu_fused(Tensor out, const Tensor& gate_up) override;
 
   // Step graphs (cuda_graphs.cpp): a key's first call runs directly (lazy set-up of kernels,
   // cuBLAS and scratch sizes happens outside any recording), the second records and replays,
@@ -79,6 +87,10 @@ class CudaBackend final : public Backend {
  private:
   enum class Kind { kWeight, kKv, kOther };
   Result<Tensor> alloc_kind(DType dtype, int64_t rows, int64_t cols, Kind kind);
+  // Checks a host weight's type and shape for load_weight.
+  static Status check_host_weight(const HostWeight& w);
+  // Converts `w` to BF16 into dst (w.rows * w.cols elements of device memory); synchronizes.
+  Status fill_weight(const HostWeight& w, void* dst);
   // A device buffer of at least `bytes` for slot `i`, reused across calls (grows, never shrinks).
   void* scratch(int i, size_t bytes);
   // x as BF16: x itself, or a converted copy in scratch slot `slot`.

@@ -132,6 +132,24 @@ void CudaBackend::rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_ca
                        n_kv_heads, head_dim, style == RopeStyle::kInterleaved);
 }
 
+void CudaBackend::rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cache, Tensor v_cache,
+                                    const Tensor& positions, const Tensor& inv_freq,
+                                    const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
+                                    RopeStyle style) {
+  const int64_t q_dim = int64_t(n_heads) * head_dim, kv_dim = int64_t(n_kv_heads) * head_dim;
+  CARPOOL_CHECK(is_float_type(q_out.dtype) && is_float_type(qkv.dtype));
+  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype && is_float_type(k_cache.dtype));
+  CARPOOL_CHECK(head_dim % 2 == 0 && q_out.cols == q_dim && qkv.cols == q_dim + 2 * kv_dim);
+  CARPOOL_CHECK(k_cache.cols == kv_dim && v_cache.cols == kv_dim && k_cache.rows == v_cache.rows);
+  CARPOOL_CHECK(q_out.rows == qkv.rows && positions.numel() == qkv.rows &&
+                slots.numel() == qkv.rows);
+  CARPOOL_CHECK(inv_freq.dtype == DType::kF32 && inv_freq.numel() >= head_dim / 2);
+  launch_rope_kv_write_qkv(ctx_, q_out.data, q_out.dtype, qkv.data, qkv.dtype, k_cache.data,
+                           v_cache.data, k_cache.dtype, k_cache.rows, i32(positions),
+                           static_cast<const float*>(inv_freq.data), i32(slots), qkv.rows, n_heads,
+                           n_kv_heads, head_dim, style == RopeStyle::kInterleaved);
+}
+
 void CudaBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
                             const Tensor& v_cache, const AttentionMeta& meta) {
   CARPOOL_CHECK(k_cache.dtype == DType::kBF16 && v_cache.dtype == DType::kBF16);
@@ -177,6 +195,12 @@ void CudaBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
   CARPOOL_CHECK(gate.rows == up.rows && gate.cols == up.cols && out.rows == gate.rows &&
                 out.cols == gate.cols);
   launch_swiglu(ctx_, out.data, out.dtype, gate.data, up.data, gate.dtype, gate.rows, gate.cols);
+}
+
+void CudaBackend::swiglu_fused(Tensor out, const Tensor& gate_up) {
+  CARPOOL_CHECK(is_float_type(gate_up.dtype) && is_float_type(out.dtype));
+  CARPOOL_CHECK(gate_up.rows == out.rows && gate_up.cols == 2 * out.cols);
+  launch_swiglu_fused(ctx_, out.data, out.dtype, gate_up.data, gate_up.dtype, out.rows, out.cols);
 }
 
 void CudaBackend::gather_rows(Tensor out, const Tensor& x, const Tensor& idx) {

@@ -1,5 +1,6 @@
 // Row-wise and element-wise kernels: embed, rmsnorm (with fused residual add), bias, rope,
-// rope + kv_write fused, kv_write, swiglu, gather_rows.
+// rope + kv_write fused (also from a fused q|k|v buffer), kv_write, swiglu (also from a fused
+// gate|up buffer), gather_rows.
 #include "backend/cuda/device_utils.cuh"
 
 namespace carpool::cuda {
@@ -130,6 +131,54 @@ __global__ void rope_kv_write_kernel(void* q, void* k, DType qk_dtype, const voi
   }
 }
 
+// rope_kv_write_kernel's work on a fused q|k|v buffer: a thread per rotated pair of q or k,
+// reading from qkv (row width q_dim + 2 kv_dim); q pairs go to q_out, k pairs (with the same
+// two elements of v) to the cache. A rotated k is rounded to qkv's type first, as the unfused
+// path stores it in the activation buffer before copying it to the cache.
+__global__ void rope_kv_write_qkv_kernel(void* q_out, DType q_dtype, const void* qkv,
+                                         DType qkv_dtype, void* k_cache, void* v_cache,
+                                         DType cache_dtype, int64_t cache_rows,
+                                         const int32_t* positions, const float* inv_freq,
+                                         const int32_t* slots, int64_t n_tokens, int n_heads,
+                                         int n_kv_heads, int head_dim, bool interleaved) {
+  const int half = head_dim / 2;
+  const int heads = n_heads + n_kv_heads;
+  const int64_t q_dim = int64_t(n_heads) * head_dim, kv_dim = int64_t(n_kv_heads) * head_dim;
+  const int64_t row = q_dim + 2 * kv_dim;
+  const int64_t total = n_tokens * heads * half;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int p = static_cast<int>(i % half);
+    const int64_t th = i / half;
+    const int64_t t = th / heads;
+    const int h = static_cast<int>(th % heads);
+    const bool is_q = h < n_heads;
+    const int64_t head_off = int64_t(is_q ? h : h - n_heads) * head_dim;
+    const int64_t e0 = head_off + (interleaved ? 2 * p : p);
+    const int64_t e1 = head_off + (interleaved ? 2 * p + 1 : p + half);
+    const int64_t src = t * row + (is_q ? 0 : q_dim);
+    float s, c;
+    sincosf(static_cast<float>(positions[t]) * inv_freq[p], &s, &c);
+    const float a = load_f(qkv, src + e0, qkv_dtype), b = load_f(qkv, src + e1, qkv_dtype);
+    const float r0 = a * c - b * s, r1 = a * s + b * c;
+    if (is_q) {
+      store_f(q_out, t * q_dim + e0, q_dtype, r0);
+      store_f(q_out, t * q_dim + e1, q_dtype, r1);
+      continue;
+    }
+    const int64_t slot = slots[t];
+    if (slot < 0 || slot >= cache_rows) continue;
+    uint32_t k0 = 0, k1 = 0;  // r0, r1 rounded to qkv's type (4 bytes hold any float type)
+    store_f(&k0, 0, qkv_dtype, r0);
+    store_f(&k1, 0, qkv_dtype, r1);
+    store_f(k_cache, slot * kv_dim + e0, cache_dtype, load_f(&k0, 0, qkv_dtype));
+    store_f(k_cache, slot * kv_dim + e1, cache_dtype, load_f(&k1, 0, qkv_dtype));
+    const int64_t v_src = t * row + q_dim + kv_dim;
+    store_f(v_cache, slot * kv_dim + e0, cache_dtype, load_f(qkv, v_src + e0, qkv_dtype));
+    store_f(v_cache, slot * kv_dim + e1, cache_dtype, load_f(qkv, v_src + e1, qkv_dtype));
+  }
+}
+
 __global__ void kv_write_kernel(void* k_cache, void* v_cache, DType cache_dtype,
                                 int64_t cache_rows, const void* k, const void* v, DType kv_dtype,
                                 const int32_t* slots, int64_t n, int64_t width) {
@@ -151,6 +200,19 @@ __global__ void swiglu_kernel(void* out, DType out_dtype, const void* gate, cons
     const float g = load_f(gate, i, in_dtype);
     const float silu = g / (1.f + __expf(-g));
     store_f(out, i, out_dtype, silu * load_f(up, i, in_dtype));
+  }
+}
+
+// swiglu_kernel on a fused [m, 2f] buffer: gate is the first half of each row, up the second.
+__global__ void swiglu_fused_kernel(void* out, DType out_dtype, const void* gate_up,
+                                    DType in_dtype, int64_t m, int64_t f) {
+  const int64_t total = m * f;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / f, c = i % f;
+    const float g = load_f(gate_up, r * 2 * f + c, in_dtype);
+    const float silu = g / (1.f + __expf(-g));
+    store_f(out, i, out_dtype, silu * load_f(gate_up, r * 2 * f + f + c, in_dtype));
   }
 }
 
@@ -224,6 +286,27 @@ void launch_swiglu(const LaunchCtx& ctx, void* out, DType out_dtype, const void*
   if (m * f == 0) return;
   swiglu_kernel<<<grid_for(m * f, kThreads, ctx), kThreads, 0, ctx.stream>>>(
       out, out_dtype, gate, up, in_dtype, m * f);
+  check_launch(ctx);
+}
+
+void launch_rope_kv_write_qkv(const LaunchCtx& ctx, void* q_out, DType q_dtype, const void* qkv,
+                              DType qkv_dtype, void* k_cache, void* v_cache, DType cache_dtype,
+                              int64_t cache_rows, const int32_t* positions, const float* inv_freq,
+                              const int32_t* slots, int64_t n_tokens, int n_heads, int n_kv_heads,
+                              int head_dim, bool interleaved) {
+  const int64_t total = n_tokens * (n_heads + n_kv_heads) * (head_dim / 2);
+  if (total == 0) return;
+  rope_kv_write_qkv_kernel<<<grid_for(total, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      q_out, q_dtype, qkv, qkv_dtype, k_cache, v_cache, cache_dtype, cache_rows, positions,
+      inv_freq, slots, n_tokens, n_heads, n_kv_heads, head_dim, interleaved);
+  check_launch(ctx);
+}
+
+void launch_swiglu_fused(const LaunchCtx& ctx, void* out, DType out_dtype, const void* gate_up,
+                         DType in_dtype, int64_t m, int64_t f) {
+  if (m * f == 0) return;
+  swiglu_fused_kernel<<<grid_for(m * f, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      out, out_dtype, gate_up, in_dtype, m, f);
   check_launch(ctx);
 }
 

@@ -58,6 +58,15 @@ void launch_rope_kv_write(const LaunchCtx& ctx, void* q, void* k, DType qk_dtype
                           int64_t cache_rows, const int32_t* positions, const float* inv_freq,
                           const int32_t* slots, int64_t n_tokens, int n_heads, int n_kv_heads,
                           int head_dim, bool interleaved);
+// Fused projections: qkv [n_tokens, (n_heads + 2 n_kv_heads) * head_dim] holds q | k | v per
+// row. q_out [n_tokens, n_heads * head_dim] = q rotated; k rotated and v go to cache rows
+// slots[i] (skipped as above); qkv is only read. Same values as launch_rope_kv_write on the
+// separated slices (each element is rounded once, to its destination's type).
+void launch_rope_kv_write_qkv(const LaunchCtx& ctx, void* q_out, DType q_dtype, const void* qkv,
+                              DType qkv_dtype, void* k_cache, void* v_cache, DType cache_dtype,
+                              int64_t cache_rows, const int32_t* positions, const float* inv_freq,
+                              const int32_t* slots, int64_t n_tokens, int n_heads, int n_kv_heads,
+                              int head_dim, bool interleaved);
 // cache rows slots[i] = k[i], v[i] (rows of `width` elements); slots < 0 are skipped.
 void launch_kv_write(const LaunchCtx& ctx, void* k_cache, void* v_cache, DType cache_dtype,
                      int64_t cache_rows, const void* k, const void* v, DType kv_dtype,
@@ -65,6 +74,9 @@ void launch_kv_write(const LaunchCtx& ctx, void* k_cache, void* v_cache, DType c
 // out[m, f] = silu(gate) * up
 void launch_swiglu(const LaunchCtx& ctx, void* out, DType out_dtype, const void* gate,
                    const void* up, DType in_dtype, int64_t m, int64_t f);
+// out[m, f] = silu(gate_up[:, :f]) * gate_up[:, f:2f]  (gate_up: [m, 2f])
+void launch_swiglu_fused(const LaunchCtx& ctx, void* out, DType out_dtype, const void* gate_up,
+                         DType in_dtype, int64_t m, int64_t f);
 // out[m, d] = x[idx[i], :]; idx outside [0, x_rows) gives a zero row.
 void launch_gather_rows(const LaunchCtx& ctx, void* out, DType out_dtype, const void* x,
                         DType x_dtype, int64_t x_rows, const int32_t* idx, int64_t m, int64_t d);

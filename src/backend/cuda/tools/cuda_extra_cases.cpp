@@ -286,6 +286,7 @@ std::vector<CaseResult> run_cuda_extra_cases(Backend& b, uint64_t seed, double t
   wide_matmul_case(b, rng, 257, 2048, 513, DType::kBF16, out);
   rope_kv_write_case(b, rng, 37, 32, 8, 128, RopeStyle::kNeox, out);
   rope_kv_write_case(b, rng, 5, 14, 2, 64, RopeStyle::kInterleaved, out);
+  run_fused_projection_cases(b, seed, out);
   return out;
 }
 

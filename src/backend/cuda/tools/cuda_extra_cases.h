@@ -18,4 +18,9 @@ std::vector<conformance::CaseResult> run_cuda_extra_cases(Backend& b, uint64_t s
 // "attention-ref" and "attention-big", kept out of `--only attention` (slow under a sanitizer).
 void run_attention_big_cases(Backend& b, uint64_t seed, std::vector<conformance::CaseResult>& out);
 
+// Fused projections (fused_projection_cases.cpp): load_weight_concat, rope_kv_write_qkv and
+// swiglu_fused against the unfused ops on the same inputs.
+void run_fused_projection_cases(Backend& b, uint64_t seed,
+                                std::vector<conformance::CaseResult>& out);
+
 }  // namespace carpool::cuda_tools
