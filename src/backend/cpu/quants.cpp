@@ -187,6 +187,46 @@ void quantize_row_q8a(const float* x, BlockQ8A* dst, int64_t n) {
   CARPOOL_CHECK(n % kQK == 0);
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float* xb = x + b * kQK;
+#ifdef CARPOOL_F16C
+    {
+      // Same arithmetic as the scalar code below (exact max, one division, round to nearest
+      // even), so the two give identical blocks.
+      __m256 v[4];
+      __m256 mx = _mm256_setzero_ps();
+      const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+      for (int j = 0; j < 4; ++j) {
+        v[j] = _mm256_loadu_ps(xb + 8 * j);
+        mx = _mm256_max_ps(mx, _mm256_and_ps(v[j], abs_mask));
+      }
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+      const float d = _mm_cvtss_f32(m4) / 127.f;
+      const float id = d != 0.f ? 1.f / d : 0.f;
+      const __m256 vid = _mm256_set1_ps(id);
+      __m256i sum = _mm256_setzero_si256();
+      __m256i q[4];
+      for (int j = 0; j < 4; ++j) {
+        q[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], vid),
+                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        sum = _mm256_add_epi32(sum, q[j]);
+      }
+      // i32 -> i8 (values are within [-127, 127]); packs interleave 128-bit lanes, so restore
+      // the element order with a final permute.
+      const __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+      const __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+      const __m256i p = _mm256_packs_epi16(p01, p23);
+      const __m256i ordered =
+          _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs), ordered);
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+      dst[b].d = d;
+      dst[b].s = d * static_cast<float>(_mm_cvtsi128_si32(s4));
+      continue;
+    }
+#endif
     float amax = 0.f;
     for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(xb[j]));
     const float d = amax / 127.f;

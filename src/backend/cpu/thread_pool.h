@@ -1,8 +1,11 @@
 // A small persistent thread pool for data-parallel kernels.
 //
-// Workers are created once and sleep on a condition variable between jobs (no spinning, no thread
-// creation per call). parallel_for splits [0, n) into contiguous chunks; the calling thread runs
-// chunks too and returns when every chunk is done.
+// Workers are created once. Between jobs a worker spins briefly (a bounded number of pause
+// instructions, tens of microseconds: the gap between two ops of one forward pass) and then
+// sleeps on a condition variable, so back-to-back ops start without a wake-up system call and an
+// idle pool burns no CPU. The caller waits for the last chunk the same way. parallel_for splits
+// [0, n) into contiguous chunks; the calling thread runs chunks too and returns when every chunk
+// is done.
 //
 // Thread-safety: parallel_for must be called by one thread at a time (the backend's owner).
 #pragma once
@@ -46,9 +49,9 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  uint64_t generation_ = 0;  // bumped per job, guarded by mu_
-  bool stop_ = false;
-  int pending_workers_ = 0;  // workers still inside the current job, guarded by mu_
+  std::atomic<uint64_t> generation_{0};  // bumped per job (under mu_, read without it)
+  std::atomic<bool> stop_{false};
+  std::atomic<int> pending_workers_{0};  // workers still inside the current job
 
   // The current job (written before generation_ is bumped, read by workers after).
   Thunk thunk_ = nullptr;

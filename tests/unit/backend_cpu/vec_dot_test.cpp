@@ -84,3 +84,37 @@ TEST(VecDotF32, MatchesDouble) {
 
 }  // namespace
 }  // namespace carpool
+
+namespace carpool {
+namespace {
+
+// quantize_row_q8a (vectorized where the build allows) gives exactly the blocks of the plain
+// definition: d = max|x| / 127, q = round-half-even(x / d), s = d * sum(q).
+TEST(QuantizeQ8a, MatchesDefinitionExactly) {
+  std::mt19937 g(5);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  const int64_t n = 32 * 37;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = nd(g);
+  for (int i = 0; i < 32; ++i) x[static_cast<size_t>(i)] = 0.f;               // an all-zero block
+  for (int i = 32; i < 64; ++i) x[static_cast<size_t>(i)] = (i - 48) * 0.5f;  // exact halves
+  std::vector<BlockQ8A> q(static_cast<size_t>(n / kQK));
+  quantize_row_q8a(x.data(), q.data(), n);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    float amax = 0.f;
+    for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(x[b * kQK + j]));
+    const float d = amax / 127.f;
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) {
+      const int want = static_cast<int>(std::nearbyint(x[b * kQK + j] * id));
+      ASSERT_EQ(q[b].qs[j], want) << "block " << b << " element " << j;
+      sum += want;
+    }
+    EXPECT_EQ(q[b].d, d);
+    EXPECT_EQ(q[b].s, d * static_cast<float>(sum));
+  }
+}
+
+}  // namespace
+}  // namespace carpool
