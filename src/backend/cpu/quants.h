@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "backend/dtype.h"
 
@@ -43,6 +44,21 @@ inline void k_scale_min(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
     *scale = static_cast<uint8_t>((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
     *min = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
   }
+}
+
+// All eight scales and mins of a Q4_K/Q5_K block at once (same values as k_scale_min).
+inline void k_scales_mins(const uint8_t* q, uint8_t* scales, uint8_t* mins) {
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  uint32_t u[3];
+  std::memcpy(u, q, 12);
+  const uint32_t s_lo = u[0] & kLow6;                                          // scales 0..3
+  const uint32_t s_hi = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);         // scales 4..7
+  const uint32_t m_lo = u[1] & kLow6;                                          // mins 0..3
+  const uint32_t m_hi = ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4);  // mins 4..7
+  std::memcpy(scales, &s_lo, 4);
+  std::memcpy(scales + 4, &s_hi, 4);
+  std::memcpy(mins, &m_lo, 4);
+  std::memcpy(mins + 4, &m_hi, 4);
 }
 
 }  // namespace carpool

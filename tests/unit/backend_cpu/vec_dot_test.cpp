@@ -118,3 +118,25 @@ TEST(QuantizeQ8a, MatchesDefinitionExactly) {
 
 }  // namespace
 }  // namespace carpool
+
+namespace carpool {
+namespace {
+
+TEST(KScales, AllAtOnceMatchesOneByOne) {
+  std::mt19937 g(9);
+  for (int trial = 0; trial < 1000; ++trial) {
+    uint8_t q[12];
+    for (uint8_t& b : q) b = static_cast<uint8_t>(g());
+    uint8_t sc[8], mn[8];
+    k_scales_mins(q, sc, mn);
+    for (int j = 0; j < 8; ++j) {
+      uint8_t s, m;
+      k_scale_min(j, q, &s, &m);
+      ASSERT_EQ(sc[j], s) << j;
+      ASSERT_EQ(mn[j], m) << j;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace carpool

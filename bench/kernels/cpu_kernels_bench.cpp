@@ -1,0 +1,139 @@
+// CPU kernel benchmarks (single thread unless the name says otherwise).
+//
+//   BM_GemmQ8a/<type>/<isa>/<m>: out[m, 256] = x[m, 2048] @ w[256, 2048]^T with 8-bit
+//     activations, one thread; counters: weight GB/s and integer GMAC/s.
+//   BM_QuantizeQ8a: activation quantization of a 2048-wide row.
+//   BM_MatmulFloat/<type>/<m>: CpuBackend::matmul with F32/F16/BF16 weights, 1 thread.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/gemm_q8a.h"
+
+namespace carpool {
+namespace {
+
+constexpr int64_t kK = 2048;
+constexpr int64_t kN = 256;
+
+std::vector<uint8_t> random_weights(DType t, int64_t rows, int64_t k) {
+  std::mt19937 g(1);
+  const DTypeInfo& info = dtype_info(t);
+  std::vector<uint8_t> bytes(dtype_row_bytes(t, k) * static_cast<size_t>(rows));
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(g());
+  if (t == DType::kF16 || t == DType::kBF16 || t == DType::kF32) {
+    // Finite values: small random floats.
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    for (int64_t i = 0; i < rows * k; ++i) {
+      const float v = u(g);
+      if (t == DType::kF32) std::memcpy(bytes.data() + 4 * i, &v, 4);
+      const uint16_t h = t == DType::kF16 ? f32_to_f16(v) : f32_to_bf16(v);
+      if (t != DType::kF32) std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+    return bytes;
+  }
+  for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
+    const uint16_t d = f32_to_f16(0.01f);
+    uint8_t* p = bytes.data() + blk * info.block_bytes;
+    std::memcpy(p + (t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0), &d, 2);
+    if (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) std::memcpy(p + 2, &d, 2);
+  }
+  return bytes;
+}
+
+std::vector<float> random_rows(int64_t m, int64_t k) {
+  std::mt19937 g(2);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (float& v : x) v = nd(g);
+  return x;
+}
+
+void BM_GemmQ8a(benchmark::State& state, DType t, CpuIsa isa) {
+  if (!cpu_supports(isa)) {
+    state.SkipWithError("instruction set not supported here");
+    return;
+  }
+  const int64_t m = state.range(0);
+  const std::vector<uint8_t> w = random_weights(t, kN, kK);
+  const std::vector<float> x = random_rows(m, kK);
+  std::vector<BlockQ8A> xq(static_cast<size_t>(m * kK / kQK));
+  for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x.data() + r * kK, xq.data() + r * kK / kQK, kK);
+  std::vector<float> y(static_cast<size_t>(m * kN));
+  GemmQ8aArgs a;
+  a.wtype = t;
+  a.w = reinterpret_cast<const char*>(w.data());
+  a.w_row_bytes = dtype_row_bytes(t, kK);
+  a.x = xq.data();
+  a.m = m;
+  a.k = kK;
+  a.y = y.data();
+  a.ldy = kN;
+  for (auto _ : state) {
+    gemm_q8a(isa, a, 0, kN);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weight_GB/s"] = benchmark::Counter(static_cast<double>(w.size()),
+                                                     benchmark::Counter::kIsIterationInvariantRate,
+                                                     benchmark::Counter::kIs1000);
+  state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(m * kK * kN) / 1e9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_QuantizeQ8a(benchmark::State& state) {
+  const std::vector<float> x = random_rows(1, kK);
+  std::vector<BlockQ8A> xq(kK / kQK);
+  for (auto _ : state) {
+    quantize_row_q8a(x.data(), xq.data(), kK);
+    benchmark::DoNotOptimize(xq.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kK);
+}
+
+void BM_MatmulFloat(benchmark::State& state, DType t) {
+  const int64_t m = state.range(0);
+  std::unique_ptr<Backend> be = make_cpu_backend({.n_threads = 1});
+  const std::vector<uint8_t> wb = random_weights(t, kN, kK);
+  Tensor w = be->load_weight(HostWeight{t, wb.data(), kN, kK}).value();
+  Tensor x = be->alloc(DType::kF32, m, kK).value();
+  Tensor y = be->alloc(DType::kF32, m, kN).value();
+  const std::vector<float> xs = random_rows(m, kK);
+  be->upload(x, xs.data(), xs.size() * 4);
+  for (auto _ : state) be->matmul(y, x, w, nullptr);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * m * kK * kN / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  be->free(x);
+  be->free(y);
+}
+
+void register_all() {
+  for (DType t :
+       {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+      const std::string name =
+          std::string("BM_GemmQ8a/") + std::string(dtype_name(t)) + "/" + cpu_isa_name(isa);
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), BM_GemmQ8a, t, isa);
+      b->Arg(1)->Arg(16)->Arg(64);
+    }
+  }
+  benchmark::RegisterBenchmark("BM_QuantizeQ8a", BM_QuantizeQ8a);
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    const std::string name = std::string("BM_MatmulFloat/") + std::string(dtype_name(t));
+    benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16);
+  }
+}
+
+}  // namespace
+}  // namespace carpool
+
+int main(int argc, char** argv) {
+  carpool::register_all();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
