@@ -30,7 +30,8 @@ using namespace carpool;
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: engine_direct MODEL CONCURRENCY REQUESTS MAX_TOKENS [PROMPT_LEN]\n");
+    std::fprintf(stderr,
+                 "usage: engine_direct MODEL CONCURRENCY REQUESTS MAX_TOKENS [PROMPT_LEN]\n");
     return 2;
   }
   const int conc = std::atoi(argv[2]), total = std::atoi(argv[3]), max_tokens = std::atoi(argv[4]);
@@ -40,8 +41,8 @@ int main(int argc, char** argv) {
   if (!opened) return std::fprintf(stderr, "%s\n", opened.error().c_str()), 1;
   auto backend = make_cpu_backend(CpuBackendOptions{});
   EngineOptions eo;  // the serve defaults
-  auto model = LlamaModel::load(*backend, opened->source,
-                                engine_model_limits(eo, opened->source.config));
+  auto model =
+      LlamaModel::load(*backend, opened->source, engine_model_limits(eo, opened->source.config));
   if (!model) return std::fprintf(stderr, "%s\n", model.error().c_str()), 1;
   auto engine = Engine::create(*model.value(), eo);
   if (!engine) return std::fprintf(stderr, "%s\n", engine.error().c_str()), 1;
@@ -102,8 +103,9 @@ int main(int argc, char** argv) {
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   lock.unlock();
   engine.value()->shutdown(0);
-  std::printf("{\"concurrency\": %d, \"requests\": %d, \"tokens\": %lld, \"seconds\": %.3f, "
-              "\"tokens_per_s\": %.1f}\n",
-              conc, total, static_cast<long long>(tokens), s, tokens / s);
+  std::printf(
+      "{\"concurrency\": %d, \"requests\": %d, \"tokens\": %lld, \"seconds\": %.3f, "
+      "\"tokens_per_s\": %.1f}\n",
+      conc, total, static_cast<long long>(tokens), s, tokens / s);
   return 0;
 }

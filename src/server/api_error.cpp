@@ -34,7 +34,8 @@ std::string error_json(const ApiError& e) {
   nlohmann::ordered_json err;
   err["message"] = e.message;
   err["type"] = e.type;
-  err["param"] = e.param.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(e.param);
+  err["param"] =
+      e.param.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(e.param);
   err["code"] = e.code.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(e.code);
   nlohmann::ordered_json j;
   j["error"] = std::move(err);

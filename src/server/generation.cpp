@@ -11,10 +11,14 @@ namespace {
 
 const char* reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAbort: return "abort";
-    case FinishReason::kError: return "error";
-    default: return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
+    default:
+      return "stop";
   }
 }
 
@@ -78,9 +82,9 @@ void GenerationJob::start() {
   if (model_.max_queued_requests > 0) {
     EngineStats s = engine.stats();
     if (s.waiting + n_choices > model_.max_queued_requests) {
-      ex_->respond(error_response(submit_error(
-          "waiting queue full: " + std::to_string(s.waiting) + " of " +
-          std::to_string(model_.max_queued_requests) + " requests waiting")));
+      ex_->respond(error_response(submit_error("waiting queue full: " + std::to_string(s.waiting) +
+                                               " of " + std::to_string(model_.max_queued_requests) +
+                                               " requests waiting")));
       return;
     }
   }
@@ -135,8 +139,8 @@ void GenerationJob::start() {
     for (Choice& c : choices_) {
       const std::string& echo = in_.echo.empty() ? std::string() : in_.echo[c.prompt];
       if (in_.meta.chat || !echo.empty()) {
-        ex_->write(chunk_event(in_.meta, c.index, in_.meta.chat ? "" : echo, in_.meta.chat,
-                               nullptr, nullptr, req.include_usage));
+        ex_->write(chunk_event(in_.meta, c.index, in_.meta.chat ? "" : echo, in_.meta.chat, nullptr,
+                               nullptr, req.include_usage));
       }
     }
   }
@@ -186,8 +190,8 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
   if (req.stream && !ex_->closed() && (!delta.empty() || c.finished || !fresh.empty())) {
     nlohmann::ordered_json lp = nullptr;
     if (want_logprobs() && !fresh.empty()) {
-      size_t offset = (in_.echo.empty() ? 0 : in_.echo[c.prompt].size()) + c.text.size() -
-                      delta.size();
+      size_t offset =
+          (in_.echo.empty() ? 0 : in_.echo[c.prompt].size()) + c.text.size() - delta.size();
       lp = logprobs_json(in_.meta.chat, *model_.tokenizer, fresh, offset);
     }
     ex_->write(chunk_event(in_.meta, c.index, delta, false, lp,

@@ -1,5 +1,4 @@
 #include "server/handlers.h"
-
 #include "server/json_io.h"
 
 namespace carpool::server {
@@ -16,9 +15,9 @@ const ModelService* serving_or_respond(const ServerState& state, Exchange& ex) {
 
 std::optional<ApiError> check_model_name(const std::string& requested, const ModelService& model) {
   if (requested.empty() || requested == model.model_name) return std::nullopt;
-  ApiError e = not_found("the model '" + requested + "' does not exist; this server serves '" +
-                             model.model_name + "'",
-                         "model_not_found");
+  ApiError e = not_found(
+      "the model '" + requested + "' does not exist; this server serves '" + model.model_name + "'",
+      "model_not_found");
   e.param = "model";
   return e;
 }
@@ -49,8 +48,8 @@ std::optional<ApiError> chat_prompt_ids(const ModelService& model,
   return std::nullopt;
 }
 
-std::optional<ApiError> check_context(const ModelService& model, int prompt_tokens,
-                                      int max_tokens, const char* param) {
+std::optional<ApiError> check_context(const ModelService& model, int prompt_tokens, int max_tokens,
+                                      const char* param) {
   const int64_t total = static_cast<int64_t>(prompt_tokens) + max_tokens;
   if (total <= model.max_model_len) return std::nullopt;
   ApiError e = bad_request(

@@ -3,11 +3,10 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "server/api_error.h"
 #include "server/http_types.h"
@@ -45,7 +44,7 @@ std::optional<ApiError> chat_prompt_ids(const ModelService& model,
                                         const nlohmann::ordered_json& messages,
                                         bool add_generation_prompt, std::vector<int32_t>* ids);
 // 400 with both numbers when the prompt plus max_tokens exceed the context.
-std::optional<ApiError> check_context(const ModelService& model, int prompt_tokens,
-                                      int max_tokens, const char* param);
+std::optional<ApiError> check_context(const ModelService& model, int prompt_tokens, int max_tokens,
+                                      const char* param);
 
 }  // namespace carpool::server

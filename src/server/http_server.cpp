@@ -4,6 +4,9 @@
 #include "server/http_server.h"
 
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -11,10 +14,6 @@
 #include <optional>
 #include <thread>
 #include <vector>
-
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
 namespace carpool::server {
 namespace {
@@ -30,22 +29,38 @@ constexpr double kLingerSeconds = 2.0;
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 
@@ -126,7 +141,7 @@ class ExchangeImpl final : public Exchange {
   HttpRequest request_;
   std::vector<std::function<void()>> close_fns_;
   bool closed_ = false;
-  bool done_ = false;       // the whole answer has been queued
+  bool done_ = false;  // the whole answer has been queued
   bool streaming_ = false;
 };
 
@@ -171,20 +186,20 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_.opts.max_header_bytes));
     parser_->body_limit(server_.opts.max_body_bytes);
-    stream_.expires_after(std::chrono::milliseconds(
-        static_cast<int64_t>(server_.opts.idle_timeout_s * 1000)));
+    stream_.expires_after(
+        std::chrono::milliseconds(static_cast<int64_t>(server_.opts.idle_timeout_s * 1000)));
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
   void on_read(beast::error_code ec, size_t) {
     if (ec == http::error::header_limit) {
-      return reject(431, "request headers exceed " +
-                             std::to_string(server_.opts.max_header_bytes) + " bytes");
+      return reject(431, "request headers exceed " + std::to_string(server_.opts.max_header_bytes) +
+                             " bytes");
     }
     if (ec == http::error::body_limit) {
-      return reject(413, "request body exceeds " + std::to_string(server_.opts.max_body_bytes) +
-                             " bytes");
+      return reject(
+          413, "request body exceeds " + std::to_string(server_.opts.max_body_bytes) + " bytes");
     }
     if (ec && ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message) {
@@ -362,8 +377,8 @@ void ExchangeImpl::respond(HttpResponse r) {
   if (done_ || closed_) return;
   done_ = true;
   session_->count_response(r.status);
-  std::string out = serialize_head(r.status, r.content_type, r.headers, r.body.size(),
-                                   !session_->keep_alive());
+  std::string out =
+      serialize_head(r.status, r.content_type, r.headers, r.body.size(), !session_->keep_alive());
   out += r.body;
   session_->enqueue(std::move(out), true);
 }
@@ -374,8 +389,7 @@ void ExchangeImpl::start_stream(int status, std::string content_type,
   streaming_ = true;
   session_->count_response(status);
   session_->enqueue(
-      serialize_head(status, content_type, headers, std::nullopt, !session_->keep_alive()),
-      false);
+      serialize_head(status, content_type, headers, std::nullopt, !session_->keep_alive()), false);
 }
 
 void ExchangeImpl::write(std::string data) {
@@ -441,7 +455,9 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler)
   impl_->handler = std::move(handler);
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 void HttpServer::on_signal(std::function<void(int)> fn) {
   impl_->signal_fn = std::move(fn);
@@ -473,7 +489,9 @@ Status HttpServer::start() {
   return Status::ok();
 }
 
-int HttpServer::port() const { return impl_->bound_port.load(); }
+int HttpServer::port() const {
+  return impl_->bound_port.load();
+}
 
 void HttpServer::stop_accepting() {
   net::post(impl_->ioc, [s = impl_.get()] {
@@ -482,9 +500,13 @@ void HttpServer::stop_accepting() {
   });
 }
 
-void HttpServer::set_draining() { impl_->draining = true; }
+void HttpServer::set_draining() {
+  impl_->draining = true;
+}
 
-int HttpServer::active_exchanges() const { return impl_->active.load(); }
+int HttpServer::active_exchanges() const {
+  return impl_->active.load();
+}
 
 void HttpServer::stop() {
   Impl& s = *impl_;

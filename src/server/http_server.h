@@ -23,11 +23,11 @@ namespace carpool::server {
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;                        // 0: any free port (see port())
+  int port = 8000;  // 0: any free port (see port())
   int io_threads = 1;
-  size_t max_header_bytes = 16 * 1024;    // request line + headers
+  size_t max_header_bytes = 16 * 1024;  // request line + headers
   size_t max_body_bytes = 8 * 1024 * 1024;
-  double idle_timeout_s = 60;             // keep-alive connection waiting for a request
+  double idle_timeout_s = 60;                         // keep-alive connection waiting for a request
   size_t max_pending_write_bytes = 16 * 1024 * 1024;  // a client this far behind is dropped
   // Called with the status of every answer, the server's own rejections included, on the I/O
   // thread that sends it (must be cheap and thread-safe). Null: none.

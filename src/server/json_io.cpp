@@ -42,8 +42,7 @@ std::optional<ApiError> parse_json_object(std::string_view body, nlohmann::json*
   try {
     *out = nlohmann::json::parse(body);
   } catch (const nlohmann::json::parse_error& e) {
-    return bad_request("malformed JSON at byte " + std::to_string(e.byte) +
-                       " of the request body");
+    return bad_request("malformed JSON at byte " + std::to_string(e.byte) + " of the request body");
   }
   if (!out->is_object()) return bad_request("the request body must be a JSON object");
   return std::nullopt;

@@ -2,11 +2,10 @@
 // output that never throws on invalid UTF-8 (token pieces may be partial characters).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "server/api_error.h"
 

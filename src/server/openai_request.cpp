@@ -25,9 +25,9 @@ class Fields {
     if (!v->is_number()) return bad_request(std::string(name) + " must be a number", name);
     double d = v->get<double>();
     if (!std::isfinite(d) || d < lo || d > hi) {
-      return bad_request(std::string(name) + " must be in [" + fmt(lo) + ", " + fmt(hi) +
-                             "], got " + fmt(d),
-                         name);
+      return bad_request(
+          std::string(name) + " must be in [" + fmt(lo) + ", " + fmt(hi) + "], got " + fmt(d),
+          name);
     }
     *out = static_cast<float>(d);
     return std::nullopt;
@@ -36,7 +36,8 @@ class Fields {
   std::optional<ApiError> integer(const char* name, int64_t lo, int64_t hi, int64_t* out) const {
     const json* v = find(name);
     if (!v) return std::nullopt;
-    if (!v->is_number_integer()) return bad_request(std::string(name) + " must be an integer", name);
+    if (!v->is_number_integer())
+      return bad_request(std::string(name) + " must be an integer", name);
     if (v->is_number_unsigned() &&
         v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
       return bad_request(std::string(name) + " must be in [" + std::to_string(lo) + ", " +
@@ -78,9 +79,9 @@ class Fields {
   const json& body_;
 };
 
-#define CARPOOL_API_TRY(expr)            \
-  do {                                   \
-    if (auto _e = (expr)) return _e;     \
+#define CARPOOL_API_TRY(expr)        \
+  do {                               \
+    if (auto _e = (expr)) return _e; \
   } while (0)
 
 std::optional<ApiError> parse_token_ids(const json& arr, const RequestLimits& limits,
@@ -95,9 +96,9 @@ std::optional<ApiError> parse_token_ids(const json& arr, const RequestLimits& li
       id = t.get<int64_t>();
     }
     if (id < 0 || id >= limits.vocab_size) {
-      return bad_request(param + " holds a token id outside [0, " +
-                             std::to_string(limits.vocab_size) + ")",
-                         param);
+      return bad_request(
+          param + " holds a token id outside [0, " + std::to_string(limits.vocab_size) + ")",
+          param);
     }
     out->push_back(static_cast<int32_t>(id));
   }
@@ -165,9 +166,9 @@ std::optional<ApiError> parse_stop(const json& body, const RequestLimits& limits
     std::string v = s.get<std::string>();
     if (v.empty()) return bad_request("stop strings must not be empty", "stop");
     if (v.size() > limits.max_stop_bytes) {
-      return bad_request("stop strings are limited to " + std::to_string(limits.max_stop_bytes) +
-                             " bytes",
-                         "stop");
+      return bad_request(
+          "stop strings are limited to " + std::to_string(limits.max_stop_bytes) + " bytes",
+          "stop");
     }
     out->push_back(std::move(v));
     return std::nullopt;
@@ -231,8 +232,7 @@ std::optional<ApiError> parse_common(const json& body, const RequestLimits& limi
   return std::nullopt;
 }
 
-std::optional<ApiError> parse_max_tokens(const Fields& f, const char* name,
-                                         GenerationRequest* r) {
+std::optional<ApiError> parse_max_tokens(const Fields& f, const char* name, GenerationRequest* r) {
   int64_t mt = -1;
   CARPOOL_API_TRY(f.integer(name, 1, 1 << 24, &mt));
   if (mt > 0) r->max_tokens = static_cast<int>(mt);
@@ -287,8 +287,7 @@ std::optional<ApiError> parse_messages(const json& messages, const RequestLimits
         text += t->get<std::string>();
       }
     } else {
-      return bad_request(at + ".content must be a string or a list of text parts",
-                         at + ".content");
+      return bad_request(at + ".content must be a string or a list of text parts", at + ".content");
     }
     nlohmann::ordered_json msg;
     msg["role"] = r;

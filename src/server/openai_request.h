@@ -4,11 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/sampler.h"
 #include "server/api_error.h"
@@ -16,14 +15,14 @@
 namespace carpool::server {
 
 struct RequestLimits {
-  int max_n = 16;                // choices per prompt
-  int max_prompts = 64;          // prompts in one completions request
-  int max_choices = 128;         // prompts x n
-  int max_stop = 16;             // stop strings
-  size_t max_stop_bytes = 256;   // bytes per stop string
-  int max_logprobs = 20;         // top logprobs per token
+  int max_n = 16;               // choices per prompt
+  int max_prompts = 64;         // prompts in one completions request
+  int max_choices = 128;        // prompts x n
+  int max_stop = 16;            // stop strings
+  size_t max_stop_bytes = 256;  // bytes per stop string
+  int max_logprobs = 20;        // top logprobs per token
   int max_messages = 4096;
-  int32_t vocab_size = 0;        // token ids must be in [0, vocab_size)
+  int32_t vocab_size = 0;  // token ids must be in [0, vocab_size)
 };
 
 // A completions prompt: text, or token ids.
@@ -35,17 +34,17 @@ struct PromptInput {
 
 struct GenerationRequest {
   bool chat = false;
-  std::string model;                      // empty: not given
-  std::vector<PromptInput> prompts;       // completions
-  nlohmann::ordered_json messages;        // chat: [{"role", "content": string}]
-  std::optional<int> max_tokens;          // not given: completions 16, chat the rest of the context
-  SamplingParams sampling;                // temperature defaults to 1 as in the OpenAI API
+  std::string model;                 // empty: not given
+  std::vector<PromptInput> prompts;  // completions
+  nlohmann::ordered_json messages;   // chat: [{"role", "content": string}]
+  std::optional<int> max_tokens;     // not given: completions 16, chat the rest of the context
+  SamplingParams sampling;           // temperature defaults to 1 as in the OpenAI API
   std::vector<std::string> stop;
   int n = 1;
-  int logprobs = -1;                      // -1: none; k: chosen token plus top k
-  bool echo = false;                      // completions: prepend the prompt to the text
+  int logprobs = -1;  // -1: none; k: chosen token plus top k
+  bool echo = false;  // completions: prepend the prompt to the text
   bool stream = false;
-  bool include_usage = false;             // stream_options.include_usage
+  bool include_usage = false;  // stream_options.include_usage
   bool ignore_eos = false;
   std::string user;
 };

@@ -12,8 +12,8 @@ namespace {
 ordered_json header(const ResponseMeta& meta, bool chunk) {
   ordered_json j;
   j["id"] = meta.id;
-  j["object"] = meta.chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                          : "text_completion";
+  j["object"] =
+      meta.chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
   j["created"] = meta.created;
   j["model"] = meta.model;
   return j;
@@ -111,7 +111,9 @@ std::string full_response(const ResponseMeta& meta, const Tokenizer& tok,
   return dump_json(j);
 }
 
-std::string sse_event(const std::string& json) { return "data: " + json + "\n\n"; }
+std::string sse_event(const std::string& json) {
+  return "data: " + json + "\n\n";
+}
 
 std::string chunk_event(const ResponseMeta& meta, int index, const std::string& delta_text,
                         bool role, const ordered_json& logprobs, const char* finish_reason,

@@ -3,12 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace carpool {
 class Tokenizer;
@@ -51,8 +50,8 @@ nlohmann::ordered_json usage_json(const Usage& usage);
 
 // completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
 // chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
-nlohmann::ordered_json logprobs_json(bool chat, const Tokenizer& tokenizer,
-                                     const TokenLogprobs& lp, size_t text_offset);
+nlohmann::ordered_json logprobs_json(bool chat, const Tokenizer& tokenizer, const TokenLogprobs& lp,
+                                     size_t text_offset);
 
 // The whole non-streamed response.
 std::string full_response(const ResponseMeta& meta, const Tokenizer& tokenizer,

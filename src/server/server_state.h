@@ -18,14 +18,14 @@
 namespace carpool::server {
 
 struct ModelService {
-  Engine* engine = nullptr;              // outlives the server's request handling
+  Engine* engine = nullptr;  // outlives the server's request handling
   const Tokenizer* tokenizer = nullptr;
   std::optional<chat::ChatTemplate> chat_template;  // unset: chat answers 400 with the reason
   std::string chat_template_error;
-  std::string model_name;                // the served name (--served-model-name)
+  std::string model_name;  // the served name (--served-model-name)
   int max_model_len = 0;
-  int max_queued_requests = 0;           // 0: no server-side check (the engine still refuses)
-  int64_t created = 0;                   // Unix seconds, for /v1/models
+  int max_queued_requests = 0;  // 0: no server-side check (the engine still refuses)
+  int64_t created = 0;          // Unix seconds, for /v1/models
 };
 
 struct ServerState {

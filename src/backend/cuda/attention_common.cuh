@@ -17,8 +17,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // still be a valid address).
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
-               "r"(src_bytes)
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes)
                : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() {
@@ -66,8 +65,12 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
-__device__ __forceinline__ float bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
-__device__ __forceinline__ float bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
+__device__ __forceinline__ float bf16_lo(uint32_t u) {
+  return __uint_as_float(u << 16);
+}
+__device__ __forceinline__ float bf16_hi(uint32_t u) {
+  return __uint_as_float(u & 0xffff0000u);
+}
 
 // Shared-memory row stride of a K/V tile in elements: 16 bytes of padding make the fragment loads
 // (8 rows at the same column) fall into distinct banks.
@@ -82,9 +85,8 @@ constexpr int tile_stride() {
 template <int D>
 __device__ __forceinline__ void load_kv_tile(__nv_bfloat16* k_s, __nv_bfloat16* v_s,
                                              const __nv_bfloat16* kc, const __nv_bfloat16* vc,
-                                             const int32_t* table, int block_size,
-                                             int64_t kv_width, int kvh, int key0, int key_end,
-                                             int n_threads) {
+                                             const int32_t* table, int block_size, int64_t kv_width,
+                                             int kvh, int key0, int key_end, int n_threads) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   for (int c = threadIdx.x; c < kAttnTileKeys * kChunks; c += n_threads) {
     const int key = c / kChunks, part = c % kChunks;
@@ -110,7 +112,10 @@ __device__ __forceinline__ int sequence_of(const int32_t* query_start, int n_seq
   int lo = 0, hi = n_seqs - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    if (query_start[mid] <= t) lo = mid; else hi = mid - 1;
+    if (query_start[mid] <= t)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }

@@ -45,8 +45,7 @@ __device__ __forceinline__ bool decode_token(const DecodeLaunch& d, int row, int
 
 // grid (rows, n_kv_heads, n_splits), kDecodeThreads threads, decode_smem_bytes<D>(group) smem.
 template <int D>
-__global__ void __launch_bounds__(kDecodeThreads)
-    decode_attention_kernel(DecodeArgs args) {
+__global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(DecodeArgs args) {
   constexpr int BN = kAttnTileKeys;
   constexpr int kStride = tile_stride<D>();
   constexpr int kMaxChunks = kDecodeMaxGroup * D / 4 / kDecodeThreads;  // 4 dims per chunk
@@ -76,10 +75,10 @@ __global__ void __launch_bounds__(kDecodeThreads)
   auto k_s = [&](int b) { return smem + b * BN * kStride; };
   auto v_s = [&](int b) { return smem + (2 + b) * BN * kStride; };
   float* q_s = reinterpret_cast<float*>(smem + 4 * BN * kStride);  // [G, D], scaled
-  float* p_s = q_s + G * D;                                       // [G, BN] scores, then p
-  float* corr_s = p_s + G * BN;                                   // [G]
-  float* m_s = corr_s + G;                                        // [G] running max
-  float* l_s = m_s + G;                                           // [G] running sum
+  float* p_s = q_s + G * D;                                        // [G, BN] scores, then p
+  float* corr_s = p_s + G * BN;                                    // [G]
+  float* m_s = corr_s + G;                                         // [G] running max
+  float* l_s = m_s + G;                                            // [G] running sum
 
   if (n_tiles > 0) {
     load_kv_tile<D>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, k_begin, k_end,
@@ -89,8 +88,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const float scale_log2 = a.scale * kLog2e;
   for (int i = tid; i < G * D; i += kDecodeThreads) {
     const int h = i / D, d = i % D;
-    q_s[i] = load_f(a.q, int64_t(t) * row_width + int64_t(kvh * G + h) * D + d, a.q_dtype) *
-             scale_log2;
+    q_s[i] =
+        load_f(a.q, int64_t(t) * row_width + int64_t(kvh * G + h) * D + d, a.q_dtype) * scale_log2;
   }
   for (int h = tid; h < G; h += kDecodeThreads) {
     m_s[h] = -INFINITY;

@@ -28,7 +28,9 @@ struct Plan {
   int64_t off_counts = 0, off_tiles = 0, off_dec = 0, off_ml = 0, off_o = 0, words = 0;
 };
 
-int64_t align4(int64_t w) { return (w + 3) / 4 * 4; }
+int64_t align4(int64_t w) {
+  return (w + 3) / 4 * 4;
+}
 
 Plan make_plan(const LaunchCtx& ctx, const AttentionLaunch& a) {
   Plan p;

@@ -52,12 +52,15 @@ struct AttnArgs {
   float* part_ml;  // [n_tokens, n_heads, n_splits, 2]
 };
 
-__device__ __forceinline__ float bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
-__device__ __forceinline__ float bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
+__device__ __forceinline__ float bf16_lo(uint32_t u) {
+  return __uint_as_float(u << 16);
+}
+__device__ __forceinline__ float bf16_hi(uint32_t u) {
+  return __uint_as_float(u & 0xffff0000u);
+}
 
 // grid: (n_tokens, n_kv_heads, n_splits); block: 32 * min(group, kMaxWarps) threads.
-__global__ void __launch_bounds__(32 * kMaxWarps)
-    attention_kernel(AttnArgs args) {
+__global__ void __launch_bounds__(32 * kMaxWarps) attention_kernel(AttnArgs args) {
   const AttentionLaunch& a = args.a;
   const int t = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
@@ -69,7 +72,10 @@ __global__ void __launch_bounds__(32 * kMaxWarps)
   int lo = 0, hi = a.n_seqs - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    if (a.query_start[mid] <= t) lo = mid; else hi = mid - 1;
+    if (a.query_start[mid] <= t)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   const int s = lo;
   const int q_len = a.query_start[s + 1] - a.query_start[s];
@@ -193,7 +199,8 @@ __global__ void combine_kernel(AttnArgs args) {
     float o = 0.f;
     for (int s = 0; s < S; ++s) {
       const float l = args.part_ml[(part0 + s) * 2 + 1];
-      if (l > 0.f) o += args.part_o[(part0 + s) * D + d] * __expf(args.part_ml[(part0 + s) * 2] - gmax);
+      if (l > 0.f)
+        o += args.part_o[(part0 + s) * D + d] * __expf(args.part_ml[(part0 + s) * 2] - gmax);
     }
     store_f(a.out, q_off + d, a.out_dtype, o * inv);
   }

@@ -66,8 +66,10 @@ __global__ void __launch_bounds__(kPlanThreads)
     if (s < n_seqs) {
       qs = query_start[s];
       const int q_len = query_start[s + 1] - qs;
-      if (q_len >= kMinPrefillQ) n_tiles = (q_len + kPrefillTileQ - 1) / kPrefillTileQ;
-      else n_dec = q_len;
+      if (q_len >= kMinPrefillQ)
+        n_tiles = (q_len + kPrefillTileQ - 1) / kPrefillTileQ;
+      else
+        n_dec = q_len;
     }
     int tiles_total = 0, dec_total = 0;
     const int tile_off = tile_base + block_exclusive_scan(n_tiles, &tiles_total);
@@ -76,8 +78,7 @@ __global__ void __launch_bounds__(kPlanThreads)
     // inconsistent metadata from writing past the lists.
     for (int j = 0; j < n_tiles && tile_off + j < max_tiles; ++j)
       tiles[tile_off + j] = make_int2(s, j * kPrefillTileQ);
-    for (int j = 0; j < n_dec && dec_off + j < max_decode; ++j)
-      decode_tokens[dec_off + j] = qs + j;
+    for (int j = 0; j < n_dec && dec_off + j < max_decode; ++j) decode_tokens[dec_off + j] = qs + j;
     tile_base += tiles_total;
     dec_base += dec_total;
   }
@@ -294,8 +295,8 @@ void launch_attention_plan(const LaunchCtx& ctx, const int32_t* query_start, int
   check_launch(ctx);
 }
 
-void launch_prefill_attention(const LaunchCtx& ctx, const AttentionLaunch& a,
-                              const int32_t* counts, const int2* tiles, int max_tiles) {
+void launch_prefill_attention(const LaunchCtx& ctx, const AttentionLaunch& a, const int32_t* counts,
+                              const int2* tiles, int max_tiles) {
   if (max_tiles <= 0) return;
   if (a.head_dim == 64) {
     launch_prefill_d<64>(ctx, a, counts, tiles, max_tiles);

@@ -30,8 +30,8 @@ __global__ void __launch_bounds__(kRefThreads)
                                const int32_t* pos, float* out, int n_heads, int n_kv_heads, int D,
                                float scale) {
   extern __shared__ float ref_smem[];
-  float* q_s = ref_smem;       // [D]
-  float* p_s = ref_smem + D;   // [kRefThreads]
+  float* q_s = ref_smem;      // [D]
+  float* p_s = ref_smem + D;  // [kRefThreads]
   const int t = blockIdx.x, h = blockIdx.y;
   const int kvh = h / (n_heads / n_kv_heads);
   const int64_t kv_w = int64_t(n_kv_heads) * D;
@@ -93,8 +93,8 @@ void launch_reference_attention(const LaunchCtx& ctx, const void* q, DType q_dty
   const size_t smem = sizeof(float) * (size_t(head_dim) + kRefThreads);
   reference_attention_kernel<<<dim3(unsigned(n_tokens), unsigned(n_heads)), kRefThreads, smem,
                                ctx.stream>>>(q, q_dtype, static_cast<const __nv_bfloat16*>(k_cache),
-                                             static_cast<const __nv_bfloat16*>(v_cache), rows,
-                                             row0, pos, out, n_heads, n_kv_heads, head_dim, scale);
+                                             static_cast<const __nv_bfloat16*>(v_cache), rows, row0,
+                                             pos, out, n_heads, n_kv_heads, head_dim, scale);
   check_launch(ctx);
 }
 

@@ -41,7 +41,9 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& opt
 namespace cuda {
 namespace {
 
-bool is_float_type(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+bool is_float_type(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16;
+}
 
 }  // namespace
 
@@ -102,8 +104,8 @@ BackendMemoryInfo CudaBackend::memory_info() const {
   }
   info.weights_bytes = bytes_by_kind_[static_cast<int>(Kind::kWeight)];
   info.kv_bytes = bytes_by_kind_[static_cast<int>(Kind::kKv)];
-  info.other_bytes = bytes_by_kind_[static_cast<int>(Kind::kOther)] +
-                     options_.cublas_workspace_bytes;
+  info.other_bytes =
+      bytes_by_kind_[static_cast<int>(Kind::kOther)] + options_.cublas_workspace_bytes;
   for (size_t b : scratch_bytes_) info.other_bytes += b;
   if (staging_ != nullptr) info.other_bytes += options_.staging_bytes;
   return info;
@@ -128,8 +130,8 @@ Result<Tensor> CudaBackend::alloc_kind(DType dtype, int64_t rows, int64_t cols, 
   cudaError_t e = cudaMalloc(&t.data, bytes);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    return Status::error("cuda alloc of " + std::to_string(bytes) + " bytes failed: " +
-                         cudaGetErrorString(e));
+    return Status::error("cuda alloc of " + std::to_string(bytes) +
+                         " bytes failed: " + cudaGetErrorString(e));
   }
   allocations_[t.data] = Allocation{bytes, kind};
   bytes_by_kind_[static_cast<int>(kind)] += bytes;
@@ -300,7 +302,8 @@ void CudaBackend::upload(Tensor dst, const void* host, size_t bytes) {
     CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     const size_t wanted = upload_ring_used_ + need;
     upload_ring_used_ = 0;
-    if (upload_ring_ == nullptr || (wanted > upload_ring_bytes_ && upload_ring_bytes_ < kUploadRingMax)) {
+    if (upload_ring_ == nullptr ||
+        (wanted > upload_ring_bytes_ && upload_ring_bytes_ < kUploadRingMax)) {
       size_t grown = std::max(kUploadRingInitial, upload_ring_bytes_ * 2);
       while (grown < wanted && grown < kUploadRingMax) grown *= 2;
       grown = std::min(grown, kUploadRingMax);  // >= need: bytes <= kUploadRingMax / 2

@@ -28,23 +28,23 @@ inline Status cuda_status(cudaError_t e, const char* what) {
 
 }  // namespace carpool::cuda
 
-#define CUDA_CHECK(call)                                                              \
-  do {                                                                                \
-    cudaError_t _e = (call);                                                          \
-    if (_e != cudaSuccess)                                                            \
-      ::carpool::cuda::cuda_fail(#call, cudaGetErrorString(_e), __FILE__, __LINE__);  \
+#define CUDA_CHECK(call)                                                             \
+  do {                                                                               \
+    cudaError_t _e = (call);                                                         \
+    if (_e != cudaSuccess)                                                           \
+      ::carpool::cuda::cuda_fail(#call, cudaGetErrorString(_e), __FILE__, __LINE__); \
   } while (0)
 
-#define CUBLAS_CHECK(call)                                                               \
-  do {                                                                                   \
-    cublasStatus_t _s = (call);                                                          \
-    if (_s != CUBLAS_STATUS_SUCCESS)                                                     \
-      ::carpool::cuda::cuda_fail(#call, cublasGetStatusString(_s), __FILE__, __LINE__);  \
+#define CUBLAS_CHECK(call)                                                              \
+  do {                                                                                  \
+    cublasStatus_t _s = (call);                                                         \
+    if (_s != CUBLAS_STATUS_SUCCESS)                                                    \
+      ::carpool::cuda::cuda_fail(#call, cublasGetStatusString(_s), __FILE__, __LINE__); \
   } while (0)
 
-#define CUDA_TRY(call)                                                  \
-  do {                                                                  \
-    cudaError_t _e = (call);                                            \
+#define CUDA_TRY(call)                                                     \
+  do {                                                                     \
+    cudaError_t _e = (call);                                               \
     if (_e != cudaSuccess) return ::carpool::cuda::cuda_status(_e, #call); \
   } while (0)
 

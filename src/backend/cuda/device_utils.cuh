@@ -40,7 +40,9 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Grid size for a grid-stride loop over n items with `threads` per block.
 inline unsigned grid_for(int64_t n, int threads, const LaunchCtx& ctx) {
@@ -50,6 +52,8 @@ inline unsigned grid_for(int64_t n, int threads, const LaunchCtx& ctx) {
   return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
 }
 
-inline void check_launch(const LaunchCtx& ctx) { CUDA_CHECK_LAUNCH(ctx.stream, ctx.debug_sync); }
+inline void check_launch(const LaunchCtx& ctx) {
+  CUDA_CHECK_LAUNCH(ctx.stream, ctx.debug_sync);
+}
 
 }  // namespace carpool::cuda

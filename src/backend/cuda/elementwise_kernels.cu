@@ -58,7 +58,8 @@ __global__ void rmsnorm_kernel(void* out, DType out_dtype, const void* x, DType 
   const void* src = residual != nullptr ? residual : x;
   const DType src_dtype = residual != nullptr ? residual_dtype : x_dtype;
   for (int64_t c = threadIdx.x; c < d; c += blockDim.x)
-    store_f(out, base + c, out_dtype, load_f(src, base + c, src_dtype) * inv * load_f(w, c, w_dtype));
+    store_f(out, base + c, out_dtype,
+            load_f(src, base + c, src_dtype) * inv * load_f(w, c, w_dtype));
 }
 
 __global__ void add_bias_kernel(void* out, DType out_dtype, const void* bias, DType bias_dtype,
@@ -70,9 +71,8 @@ __global__ void add_bias_kernel(void* out, DType out_dtype, const void* bias, DT
 }
 
 // One thread per rotated pair.
-__global__ void rope_kernel(void* x, DType x_dtype, const int32_t* positions,
-                            const float* inv_freq, int64_t n_tokens, int n_heads, int head_dim,
-                            bool interleaved) {
+__global__ void rope_kernel(void* x, DType x_dtype, const int32_t* positions, const float* inv_freq,
+                            int64_t n_tokens, int n_heads, int head_dim, bool interleaved) {
   const int half = head_dim / 2;
   const int64_t total = n_tokens * n_heads * half;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
@@ -93,12 +93,11 @@ __global__ void rope_kernel(void* x, DType x_dtype, const int32_t* positions,
 
 // Thread per rotated pair of q or k (heads [0, n_heads) are q's, the rest k's); a k pair's
 // thread also copies the same two elements of v, so together they cover every cache element.
-__global__ void rope_kv_write_kernel(void* q, void* k, DType qk_dtype, const void* v,
-                                     DType v_dtype, void* k_cache, void* v_cache,
-                                     DType cache_dtype, int64_t cache_rows,
-                                     const int32_t* positions, const float* inv_freq,
-                                     const int32_t* slots, int64_t n_tokens, int n_heads,
-                                     int n_kv_heads, int head_dim, bool interleaved) {
+__global__ void rope_kv_write_kernel(void* q, void* k, DType qk_dtype, const void* v, DType v_dtype,
+                                     void* k_cache, void* v_cache, DType cache_dtype,
+                                     int64_t cache_rows, const int32_t* positions,
+                                     const float* inv_freq, const int32_t* slots, int64_t n_tokens,
+                                     int n_heads, int n_kv_heads, int head_dim, bool interleaved) {
   const int half = head_dim / 2;
   const int heads = n_heads + n_kv_heads;
   const int64_t total = n_tokens * heads * half;
@@ -179,9 +178,9 @@ __global__ void rope_kv_write_qkv_kernel(void* q_out, DType q_dtype, const void*
   }
 }
 
-__global__ void kv_write_kernel(void* k_cache, void* v_cache, DType cache_dtype,
-                                int64_t cache_rows, const void* k, const void* v, DType kv_dtype,
-                                const int32_t* slots, int64_t n, int64_t width) {
+__global__ void kv_write_kernel(void* k_cache, void* v_cache, DType cache_dtype, int64_t cache_rows,
+                                const void* k, const void* v, DType kv_dtype, const int32_t* slots,
+                                int64_t n, int64_t width) {
   const int64_t total = n * width;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -204,8 +203,8 @@ __global__ void swiglu_kernel(void* out, DType out_dtype, const void* gate, cons
 }
 
 // swiglu_kernel on a fused [m, 2f] buffer: gate is the first half of each row, up the second.
-__global__ void swiglu_fused_kernel(void* out, DType out_dtype, const void* gate_up,
-                                    DType in_dtype, int64_t m, int64_t f) {
+__global__ void swiglu_fused_kernel(void* out, DType out_dtype, const void* gate_up, DType in_dtype,
+                                    int64_t m, int64_t f) {
   const int64_t total = m * f;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -231,9 +230,9 @@ void launch_gather_rows(const LaunchCtx& ctx, void* out, DType out_dtype, const 
   check_launch(ctx);
 }
 
-void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void* x,
-                    DType x_dtype, void* residual, DType residual_dtype, const void* w,
-                    DType w_dtype, int64_t n, int64_t d, float eps) {
+void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void* x, DType x_dtype,
+                    void* residual, DType residual_dtype, const void* w, DType w_dtype, int64_t n,
+                    int64_t d, float eps) {
   if (n == 0 || d == 0) return;
   const int threads = d >= 2048 ? 1024 : (d >= 512 ? 512 : 256);
   rmsnorm_kernel<<<static_cast<unsigned>(n), threads, 0, ctx.stream>>>(
@@ -244,8 +243,8 @@ void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void
 void launch_add_bias(const LaunchCtx& ctx, void* out, DType out_dtype, const void* bias,
                      DType bias_dtype, int64_t m, int64_t n) {
   if (m * n == 0) return;
-  add_bias_kernel<<<grid_for(m * n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
-      out, out_dtype, bias, bias_dtype, m, n);
+  add_bias_kernel<<<grid_for(m * n, kThreads, ctx), kThreads, 0, ctx.stream>>>(out, out_dtype, bias,
+                                                                               bias_dtype, m, n);
   check_launch(ctx);
 }
 
@@ -284,8 +283,8 @@ void launch_kv_write(const LaunchCtx& ctx, void* k_cache, void* v_cache, DType c
 void launch_swiglu(const LaunchCtx& ctx, void* out, DType out_dtype, const void* gate,
                    const void* up, DType in_dtype, int64_t m, int64_t f) {
   if (m * f == 0) return;
-  swiglu_kernel<<<grid_for(m * f, kThreads, ctx), kThreads, 0, ctx.stream>>>(
-      out, out_dtype, gate, up, in_dtype, m * f);
+  swiglu_kernel<<<grid_for(m * f, kThreads, ctx), kThreads, 0, ctx.stream>>>(out, out_dtype, gate,
+                                                                             up, in_dtype, m * f);
   check_launch(ctx);
 }
 

@@ -40,9 +40,9 @@ void launch_embed(const LaunchCtx& ctx, void* out, DType out_dtype, const void* 
                   DType table_dtype, int64_t vocab, const int32_t* ids, int64_t n, int64_t d);
 // out[n, d] = x / rms(x) * w; with `residual` != nullptr first residual += x and the norm is taken
 // of the updated residual (x may then alias nothing else).
-void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void* x,
-                    DType x_dtype, void* residual, DType residual_dtype, const void* w,
-                    DType w_dtype, int64_t n, int64_t d, float eps);
+void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void* x, DType x_dtype,
+                    void* residual, DType residual_dtype, const void* w, DType w_dtype, int64_t n,
+                    int64_t d, float eps);
 // out[m, n] += bias[1, n]
 void launch_add_bias(const LaunchCtx& ctx, void* out, DType out_dtype, const void* bias,
                      DType bias_dtype, int64_t m, int64_t n);
@@ -110,9 +110,9 @@ int64_t generic_attention_workspace_floats(const LaunchCtx& ctx, const Attention
 void launch_generic_attention(const LaunchCtx& ctx, const AttentionLaunch& a, float* workspace);
 
 // Fast kernels (attention_prefill.cu, attention_decode.cu); shapes as in the dispatch above.
-constexpr int kMinPrefillQ = 16;   // sequences with q_len >= this go to the prefill kernel
-constexpr int kPrefillTileQ = 64;  // query rows per prefill CTA
-constexpr int kAttnTileKeys = 64;  // keys per shared-memory K/V tile (both kernels)
+constexpr int kMinPrefillQ = 16;     // sequences with q_len >= this go to the prefill kernel
+constexpr int kPrefillTileQ = 64;    // query rows per prefill CTA
+constexpr int kAttnTileKeys = 64;    // keys per shared-memory K/V tile (both kernels)
 constexpr int kDecodeMaxGroup = 32;  // query heads per KV head the decode kernel handles
 
 // Work lists made on the device from query_start (one small kernel per call):
@@ -124,19 +124,18 @@ void launch_attention_plan(const LaunchCtx& ctx, const int32_t* query_start, int
                            int32_t* counts, int2* tiles, int max_tiles, int32_t* decode_tokens,
                            int max_decode);
 // grid (max_tiles, n_heads): CTAs past counts[0] exit.
-void launch_prefill_attention(const LaunchCtx& ctx, const AttentionLaunch& a,
-                              const int32_t* counts, const int2* tiles, int max_tiles);
+void launch_prefill_attention(const LaunchCtx& ctx, const AttentionLaunch& a, const int32_t* counts,
+                              const int2* tiles, int max_tiles);
 struct DecodeLaunch {
   const int32_t* tokens = nullptr;  // [rows] token indices; nullptr: row i is token i
   const int32_t* count = nullptr;   // rows actually listed (device); nullptr: all `rows`
   int rows = 0;                     // grid rows (upper bound of listed tokens)
   int n_splits = 1;
-  int split_len = 0;                // keys per split, a multiple of kAttnTileKeys
+  int split_len = 0;         // keys per split, a multiple of kAttnTileKeys
   float* part_o = nullptr;   // [rows, n_heads, n_splits, head_dim] when n_splits > 1
   float* part_ml = nullptr;  // [rows, n_heads, n_splits, 2]: running max (log2 domain), sum
 };
-void launch_decode_attention(const LaunchCtx& ctx, const AttentionLaunch& a,
-                             const DecodeLaunch& d);
+void launch_decode_attention(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLaunch& d);
 
 // Unfused f32 reference attention for the conformance tool (attention_reference.cu), independent
 // of block tables: token t attends to cache rows rows[row0[t] + j] for positions j in

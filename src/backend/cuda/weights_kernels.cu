@@ -4,7 +4,9 @@
 namespace carpool::cuda {
 namespace {
 
-__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float h2f(uint16_t h) {
+  return __half2float(__ushort_as_half(h));
+}
 
 // Unaligned little-endian u16 from bytes (GGUF blocks are packed, so fields may be unaligned).
 __device__ __forceinline__ uint16_t u16_at(const uint8_t* p) {
@@ -141,8 +143,8 @@ __global__ void random_kernel(__nv_bfloat16* out, int64_t n, uint64_t seed, floa
 
 }  // namespace
 
-void launch_dequantize_to_bf16(const LaunchCtx& ctx, DType dtype, const void* raw,
-                               int64_t n_elems, void* out) {
+void launch_dequantize_to_bf16(const LaunchCtx& ctx, DType dtype, const void* raw, int64_t n_elems,
+                               void* out) {
   if (n_elems == 0) return;
   if (dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16) {
     launch_convert(ctx, out, DType::kBF16, raw, dtype, n_elems);
@@ -156,8 +158,8 @@ void launch_dequantize_to_bf16(const LaunchCtx& ctx, DType dtype, const void* ra
 
 void launch_random_bf16(const LaunchCtx& ctx, void* out, int64_t n, uint64_t seed, float scale) {
   if (n == 0) return;
-  random_kernel<<<grid_for(n, 256, ctx), 256, 0, ctx.stream>>>(static_cast<__nv_bfloat16*>(out),
-                                                                n, seed, scale);
+  random_kernel<<<grid_for(n, 256, ctx), 256, 0, ctx.stream>>>(static_cast<__nv_bfloat16*>(out), n,
+                                                               seed, scale);
   check_launch(ctx);
 }
 

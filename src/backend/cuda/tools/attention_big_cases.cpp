@@ -86,7 +86,8 @@ void run_case(Backend& b, Rng& rng, const BigCase& c, uint64_t seed, bool check_
   for (int si = 0; si < n_seqs; ++si) {
     const Seq& q = c.seqs[size_t(si)];
     const int first_row = int(rows.size());
-    for (int blk = 0; blk * bs < q.kv_len; ++blk) tables[size_t(si) * max_blocks + blk] = pool[next++];
+    for (int blk = 0; blk * bs < q.kv_len; ++blk)
+      tables[size_t(si) * max_blocks + blk] = pool[next++];
     for (int p = 0; p < q.kv_len; ++p)
       rows.push_back(tables[size_t(si) * max_blocks + p / bs] * bs + p % bs);
     for (int j = 0; j < q.q_len; ++j) {
@@ -122,12 +123,11 @@ void run_case(Backend& b, Rng& rng, const BigCase& c, uint64_t seed, bool check_
   Tensor rt = s.alloc(DType::kF32, n_tokens, q_dim);
   CUDA_CHECK(cudaMemsetAsync(rt.data, 0xff, rt.bytes(), cb.stream()));
   Tensor rows_t = s.ints(rows), row0_t = s.ints(row0), pos_t = s.ints(pos);
-  cuda::launch_reference_attention(cb.launch_ctx(), qt.data, DType::kBF16, cache->k[0].data,
-                                   cache->v[0].data, static_cast<const int32_t*>(rows_t.data),
-                                   static_cast<const int32_t*>(row0_t.data),
-                                   static_cast<const int32_t*>(pos_t.data),
-                                   static_cast<float*>(rt.data), n_tokens, c.n_heads,
-                                   c.n_kv_heads, D, meta.scale);
+  cuda::launch_reference_attention(
+      cb.launch_ctx(), qt.data, DType::kBF16, cache->k[0].data, cache->v[0].data,
+      static_cast<const int32_t*>(rows_t.data), static_cast<const int32_t*>(row0_t.data),
+      static_cast<const int32_t*>(pos_t.data), static_cast<float*>(rt.data), n_tokens, c.n_heads,
+      c.n_kv_heads, D, meta.scale);
   std::vector<float> ref = s.read(rt);
 
   std::string name = c.label + conformance::format(" h%d/kv%d d%d", c.n_heads, c.n_kv_heads, D);
@@ -143,7 +143,8 @@ void run_case(Backend& b, Rng& rng, const BigCase& c, uint64_t seed, bool check_
         std::vector<double> sc(static_cast<size_t>(np));
         double mx = -1e300;
         for (int p = 0; p < np; ++p) {
-          const float* k = kh.data() + int64_t(rows[size_t(row0[size_t(t)] + p)]) * kv_dim + kvh * D;
+          const float* k =
+              kh.data() + int64_t(rows[size_t(row0[size_t(t)] + p)]) * kv_dim + kvh * D;
           double d = 0;
           for (int e = 0; e < D; ++e) d += double(q[e]) * k[e];
           sc[size_t(p)] = d * meta.scale;
@@ -167,8 +168,8 @@ void run_case(Backend& b, Rng& rng, const BigCase& c, uint64_t seed, bool check_
   for (Tensor& t : cache->v) b.free(t);
   // bf16 probabilities in P V give ~2^-9 relative error per term; a lost or extra key in a
   // 4096-long row moves it by ~1/64.
-  out.push_back(make_result("attention-big", name + " vs f32 reference", row_normalized_error(y, ref, D),
-                            1e-2));
+  out.push_back(make_result("attention-big", name + " vs f32 reference",
+                            row_normalized_error(y, ref, D), 1e-2));
 }
 
 std::vector<Seq> decode_batch(Rng& rng, int batch, int max_ctx) {
@@ -196,10 +197,24 @@ void run_attention_big_cases(Backend& b, uint64_t seed, std::vector<CaseResult>&
   // Chunked prefill over a cached prefix, mixed with decodes and short chunks (both kernels in
   // one call): tile edges (q 16, 17, 63, 64, 65, 127), prefixes mid-block.
   run_case(b, rng,
-           {32, 8, 128,
-            {{3000, 1000}, {8192, 1}, {1, 1}, {1100, 100}, {77, 1}, {300, 5}, {64, 16},
-             {65, 15}, {81, 17}, {2000, 63}, {129, 64}, {700, 65}, {127, 127}},
-            2.f, "chunked+decode mixed"},
+           {32,
+            8,
+            128,
+            {{3000, 1000},
+             {8192, 1},
+             {1, 1},
+             {1100, 100},
+             {77, 1},
+             {300, 5},
+             {64, 16},
+             {65, 15},
+             {81, 17},
+             {2000, 63},
+             {129, 64},
+             {700, 65},
+             {127, 127}},
+            2.f,
+            "chunked+decode mixed"},
            s++, false, out);
   run_case(b, rng, {32, 4, 64, {{4000, 2048}, {33, 1}, {1000, 999}, {20, 3}}, 2.f, "chunked mixed"},
            s++, false, out);
@@ -209,8 +224,8 @@ void run_attention_big_cases(Backend& b, uint64_t seed, std::vector<CaseResult>&
   run_case(b, rng, {32, 4, 64, {{5000, 1}}, 2.f, "decode b1 ctx5000"}, s++, false, out);
   run_case(b, rng, {32, 8, 128, decode_batch(rng, 64, 4096), 2.f, "decode b64 ctx1..4096"}, s++,
            false, out);
-  run_case(b, rng, {32, 8, 128, decode_batch(rng, 256, 2048), 2.f, "decode b256 ctx1..2048"},
-           s++, false, out);
+  run_case(b, rng, {32, 8, 128, decode_batch(rng, 256, 2048), 2.f, "decode b256 ctx1..2048"}, s++,
+           false, out);
   run_case(b, rng, {32, 4, 64, decode_batch(rng, 256, 1024), 2.f, "decode b256 ctx1..1024"}, s++,
            false, out);
   run_case(b, rng, {32, 1, 128, decode_batch(rng, 16, 3000), 2.f, "decode b16 MQA"}, s++, false,

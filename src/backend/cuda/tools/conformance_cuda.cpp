@@ -32,11 +32,11 @@ bool write_json(const std::string& path, const std::string& device, const std::s
                results.size(), failed, seconds);
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
-    std::fprintf(f, "  {\"op\": %s, \"case\": %s, \"error\": %s, \"tolerance\": %s, \"passed\": %s}%s\n",
-                 cuda_tools::json_string(r.op).c_str(), cuda_tools::json_string(r.name).c_str(),
-                 cuda_tools::json_number(r.error).c_str(),
-                 cuda_tools::json_number(r.tolerance).c_str(), r.passed ? "true" : "false",
-                 i + 1 < results.size() ? "," : "");
+    std::fprintf(
+        f, "  {\"op\": %s, \"case\": %s, \"error\": %s, \"tolerance\": %s, \"passed\": %s}%s\n",
+        cuda_tools::json_string(r.op).c_str(), cuda_tools::json_string(r.name).c_str(),
+        cuda_tools::json_number(r.error).c_str(), cuda_tools::json_number(r.tolerance).c_str(),
+        r.passed ? "true" : "false", i + 1 < results.size() ? "," : "");
   }
   std::fprintf(f, "]}\n");
   return std::fclose(f) == 0;
@@ -58,11 +58,16 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--json") json_path = next();
-    else if (a == "--only") only = next();
-    else if (a == "--seed") seed = std::strtoull(next().c_str(), nullptr, 10);
-    else if (a == "--device") opts.device = std::atoi(next().c_str());
-    else if (a == "--no-debug-sync") opts.debug_sync = false;
+    if (a == "--json")
+      json_path = next();
+    else if (a == "--only")
+      only = next();
+    else if (a == "--seed")
+      seed = std::strtoull(next().c_str(), nullptr, 10);
+    else if (a == "--device")
+      opts.device = std::atoi(next().c_str());
+    else if (a == "--no-debug-sync")
+      opts.debug_sync = false;
     else {
       std::fprintf(stderr,
                    "usage: carpool-conformance-cuda [--json FILE] [--only OP] [--seed N] "
@@ -84,14 +89,12 @@ int main(int argc, char** argv) {
   o.only_op = only;
   o.tol = conformance::default_tolerances(b.activation_dtype(), false);
   std::vector<conformance::CaseResult> results = conformance::run_conformance(b, o);
-  std::vector<conformance::CaseResult> extra =
-      cuda_tools::run_cuda_extra_cases(b, seed, o.tol.ops);
+  std::vector<conformance::CaseResult> extra = cuda_tools::run_cuda_extra_cases(b, seed, o.tol.ops);
   if (only.empty() || only == "attention-big" || only == "attention-ref")
     cuda_tools::run_attention_big_cases(b, seed, extra);
   for (auto& r : extra)
     if (only.empty() || r.op == only) results.push_back(std::move(r));
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int failed = conformance::print_results(results, stdout);
   std::printf("conformance: %zu cases, %d failed, %.1f s on %s\n", results.size(), failed, secs,
               b.device_name().c_str());

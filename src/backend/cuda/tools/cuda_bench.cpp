@@ -99,8 +99,8 @@ void bench_copy(cuda::CudaBackend& b, Timer& timer, int samples, std::vector<Row
   CUDA_CHECK(cudaMemsetAsync(src.data, 1, bytes, b.stream()));
   double ms = timer.median_ms(
       [&](int) {
-        CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, bytes, cudaMemcpyDeviceToDevice,
-                                   b.stream()));
+        CUDA_CHECK(
+            cudaMemcpyAsync(dst.data, src.data, bytes, cudaMemcpyDeviceToDevice, b.stream()));
       },
       samples);
   rows.push_back({"copy", "1 GiB d2d", ms, 0, 2.0 * bytes / (ms * 1e-3) / 1e9, "read+written"});
@@ -117,12 +117,13 @@ void bench_gemm(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int6
     ws.push_back(must(b.alloc_random_weight(DType::kBF16, n, k, 100 + i, 0.02f), "weight"));
   Tensor x = must(b.alloc_random_weight(DType::kBF16, m, k, 7, 1.f), "x");
   Tensor y = must(b.alloc(DType::kBF16, m, n), "y");
-  const double ms = timer.median_ms(
-      [&](int i) { b.matmul(y, x, ws[size_t(i) % ws.size()], nullptr); }, samples);
+  const double ms =
+      timer.median_ms([&](int i) { b.matmul(y, x, ws[size_t(i) % ws.size()], nullptr); }, samples);
   const double flops = 2.0 * m * n * k;
-  rows.push_back({"gemm", label + " m" + std::to_string(m) + " " + std::to_string(k) + "->" +
-                              std::to_string(n),
-                  ms, flops / (ms * 1e-3) / 1e12, w_bytes / (ms * 1e-3) / 1e9, "weights"});
+  rows.push_back(
+      {"gemm",
+       label + " m" + std::to_string(m) + " " + std::to_string(k) + "->" + std::to_string(n), ms,
+       flops / (ms * 1e-3) / 1e12, w_bytes / (ms * 1e-3) / 1e9, "weights"});
   for (Tensor& w : ws) b.free(w);
   b.free(x);
   b.free(y);
@@ -130,8 +131,8 @@ void bench_gemm(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int6
 
 // Llama-3.1-8B attention: 32 query heads, 8 KV heads, head_dim 128, blocks of 16.
 // generic: the generic kernel instead of the fast ones (A/B on the same card and run).
-void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int batch,
-                     int ctx, bool prefill, std::vector<Row>& rows, bool generic = false) {
+void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int batch, int ctx,
+                     bool prefill, std::vector<Row>& rows, bool generic = false) {
   const int n_heads = 32, n_kv = 8, hd = 128, bs = 16;
   const int blocks_per_seq = (ctx + bs - 1) / bs;
   const size_t layer_bytes = size_t(batch) * blocks_per_seq * bs * n_kv * hd * 2 * 2;
@@ -148,7 +149,8 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   }
   const int q_len = prefill ? ctx : 1;
   const int n_tokens = batch * q_len;
-  std::vector<int32_t> qstart(batch + 1), kv_len(batch, ctx), tables(size_t(batch) * blocks_per_seq);
+  std::vector<int32_t> qstart(batch + 1), kv_len(batch, ctx),
+      tables(size_t(batch) * blocks_per_seq);
   for (int s = 0; s <= batch; ++s) qstart[s] = s * q_len;
   for (size_t i = 0; i < tables.size(); ++i) tables[i] = int32_t(i);  // contiguous, per sequence
   Tensor t_qs = must(b.alloc(DType::kI32, 1, batch + 1), "meta");
@@ -185,8 +187,8 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   // FLOPs: QK^T and PV, causal half for prefill.
   const double flops = 4.0 * batch * n_heads * hd * (prefill ? 0.5 * ctx * ctx : double(ctx));
   rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + (generic ? "-gen" : ""),
-                  "b" + std::to_string(batch) + " ctx" + std::to_string(ctx) + " h32/kv8 d128",
-                  ms, flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9, "kv read once"});
+                  "b" + std::to_string(batch) + " ctx" + std::to_string(ctx) + " h32/kv8 d128", ms,
+                  flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9, "kv read once"});
   for (Tensor& t : cache->k) b.free(t);
   for (Tensor& t : cache->v) b.free(t);
   for (Tensor* t : {&t_qs, &t_kv, &t_bt, &q, &out}) b.free(*t);
@@ -200,9 +202,12 @@ int main(int argc, char** argv) {
   CudaBackendOptions opts;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else if (a == "--device" && i + 1 < argc) opts.device = std::atoi(argv[++i]);
-    else if (a == "--quick") quick = true;
+    if (a == "--json" && i + 1 < argc)
+      json_path = argv[++i];
+    else if (a == "--device" && i + 1 < argc)
+      opts.device = std::atoi(argv[++i]);
+    else if (a == "--quick")
+      quick = true;
     else {
       std::fprintf(stderr, "usage: carpool-cuda-bench [--json FILE] [--device N] [--quick]\n");
       return 2;
@@ -230,9 +235,12 @@ int main(int argc, char** argv) {
   bench_copy(b, timer, samples, rows);
   bench_gemm(b, timer, l2, samples, 8192, 8192, 8192, "square", rows);
   // Llama-3.1-8B linear layers: fused qkv, o, fused gate+up, down, lm_head.
-  struct Shape { int64_t k, n; const char* name; };
-  const Shape shapes[] = {{4096, 6144, "qkv"},     {4096, 4096, "o"},   {4096, 28672, "gate_up"},
-                          {14336, 4096, "down"},   {4096, 14336, "gate"}, {4096, 128256, "lm_head"}};
+  struct Shape {
+    int64_t k, n;
+    const char* name;
+  };
+  const Shape shapes[] = {{4096, 6144, "qkv"},   {4096, 4096, "o"},     {4096, 28672, "gate_up"},
+                          {14336, 4096, "down"}, {4096, 14336, "gate"}, {4096, 128256, "lm_head"}};
   for (int m : {1, 64, 256}) {
     for (const Shape& s : shapes) {
       if (quick && s.n == 128256 && m != 1) continue;
@@ -240,8 +248,8 @@ int main(int argc, char** argv) {
     }
   }
   bench_gemm(b, timer, l2, samples, 4096, 4096, 14336, "prefill gate", rows);
-  for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{1, 1024}, {1, 8192}, {16, 4096},
-                                                            {64, 2048}, {256, 1024}})
+  for (auto [batch, ctx] :
+       std::vector<std::pair<int, int>>{{1, 1024}, {1, 8192}, {16, 4096}, {64, 2048}, {256, 1024}})
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows);
   for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{1, 1024}, {16, 4096}, {256, 1024}})
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows, /*generic=*/true);
@@ -262,13 +270,15 @@ int main(int argc, char** argv) {
     }
     using cuda_tools::json_number;
     using cuda_tools::json_string;
-    std::fprintf(f, "{\"tool\": \"carpool-cuda-bench\", \"device\": %s, \"sm_count\": %d, "
-                    "\"l2_bytes\": %zu, \"driver\": %d, \"runtime\": %d, \"rows\": [\n",
+    std::fprintf(f,
+                 "{\"tool\": \"carpool-cuda-bench\", \"device\": %s, \"sm_count\": %d, "
+                 "\"l2_bytes\": %zu, \"driver\": %d, \"runtime\": %d, \"rows\": [\n",
                  json_string(prop.name).c_str(), prop.multiProcessorCount, l2, driver, runtime);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
-      std::fprintf(f, "  {\"bench\": %s, \"shape\": %s, \"ms\": %s, \"tflops\": %s, \"gbps\": %s, "
-                      "\"bytes\": %s}%s\n",
+      std::fprintf(f,
+                   "  {\"bench\": %s, \"shape\": %s, \"ms\": %s, \"tflops\": %s, \"gbps\": %s, "
+                   "\"bytes\": %s}%s\n",
                    json_string(r.bench).c_str(), json_string(r.shape).c_str(),
                    json_number(r.ms).c_str(), json_number(r.tflops).c_str(),
                    json_number(r.gbps).c_str(), json_string(r.bytes_note).c_str(),
