@@ -63,8 +63,11 @@ void BM_GemmQ8a(benchmark::State& state, DType t, CpuIsa isa) {
   const std::vector<float> x = random_rows(m, kK);
   std::vector<BlockQ8A> xq(static_cast<size_t>(m * kK / kQK));
   for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x.data() + r * kK, xq.data() + r * kK / kQK, kK);
+  std::vector<BlockQ8A> xu(xq.size());
+  offset_q8a(xq.data(), xu.data(), static_cast<int64_t>(xq.size()));
   std::vector<float> y(static_cast<size_t>(m * kN));
   GemmQ8aArgs a;
+  if (gemm_q8a_uses_offset_acts(isa, t)) a.x_u = xu.data();  // as the backend does
   a.wtype = t;
   a.w = reinterpret_cast<const char*>(w.data());
   a.w_row_bytes = dtype_row_bytes(t, kK);

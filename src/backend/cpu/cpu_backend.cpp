@@ -72,7 +72,8 @@ BackendMemoryInfo CpuBackend::memory_info() const {
   if (page > 0 && avail > 0) info.free_bytes = static_cast<size_t>(page) * avail;
   info.weights_bytes = weights_bytes_;
   info.kv_bytes = kv_bytes_;
-  size_t workspace = x_q8_.capacity() * sizeof(BlockQ8A) + norm_weight_.capacity() * 4;
+  size_t workspace =
+      (x_q8_.capacity() + x_q8u_.capacity()) * sizeof(BlockQ8A) + norm_weight_.capacity() * 4;
   for (const auto& s : scratch_) workspace += s.capacity() * sizeof(float);
   info.other_bytes = other_bytes_ + workspace;
   return info;

@@ -1,11 +1,13 @@
 // CpuBackend::matmul: out[m, n] = x[m, k] @ w[n, k]^T (+ bias).
 //
 // Work is split over weight rows, the outermost loop. Quantized weights go through the tiled
-// kernels of gemm_q8a.h (each weight block unpacked once per tile of activation rows); float
-// weights are converted to f32 one row at a time and dotted with every activation row.
+// kernels of gemm_q8a.h (each weight block unpacked once per tile of activation rows), float
+// weights through those of gemm_float.h; without AVX2 (or with quantize_activations off for
+// quantized weights) each weight row is converted to f32 and dotted with every activation row.
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/gemm_float.h"
 #include "backend/cpu/gemm_q8a.h"
 #include "util/check.h"
 
@@ -31,9 +33,16 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
     const size_t need = static_cast<size_t>(m * blocks_per_row);
     if (x_q8_.size() < need) x_q8_.resize(need);
     BlockQ8A* xq = x_q8_.data();
+    const CpuIsa isa = cpu_isa();
+    const bool offset = gemm_q8a_uses_offset_acts(isa, w.dtype);
+    if (offset && x_q8u_.size() < need) x_q8u_.resize(need);
+    BlockQ8A* xu = offset ? x_q8u_.data() : nullptr;
     pool_.parallel_for(m, 1, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
         quantize_row_q8a(xs + r * k, xq + r * blocks_per_row, k);
+        if (xu != nullptr) {
+          offset_q8a(xq + r * blocks_per_row, xu + r * blocks_per_row, blocks_per_row);
+        }
       }
     });
     GemmQ8aArgs args;
@@ -46,8 +55,26 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
     args.y = y;
     args.ldy = n;
     args.bias = b;
-    const CpuIsa isa = cpu_isa();
+    args.x_u = xu;
     pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) { gemm_q8a(isa, args, j0, j1); });
+    return;
+  }
+
+  if (!dtype_is_quantized(w.dtype) && cpu_isa() >= CpuIsa::kAvx2) {
+    GemmFloatArgs args;
+    args.wtype = w.dtype;
+    args.w = wbase;
+    args.w_row_bytes = w_row_bytes;
+    args.x = xs;
+    args.m = m;
+    args.k = k;
+    args.y = y;
+    args.ldy = n;
+    args.bias = b;
+    pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) {
+      const bool handled = gemm_float_avx2(args, j0, j1);
+      CARPOOL_CHECK(handled);
+    });
     return;
   }
 

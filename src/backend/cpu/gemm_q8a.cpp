@@ -19,4 +19,18 @@ void gemm_q8a(CpuIsa isa, const GemmQ8aArgs& a, int64_t j0, int64_t j1) {
   }
 }
 
+bool gemm_q8a_uses_offset_acts(CpuIsa isa, DType t) {
+  return isa == CpuIsa::kAvx512 && (t == DType::kQ8_0 || t == DType::kQ6_K);
+}
+
+void offset_q8a(const BlockQ8A* src, BlockQ8A* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    dst[b].d = src[b].d;
+    dst[b].s = src[b].s;
+    for (int j = 0; j < kQK; ++j) {
+      dst[b].qs[j] = static_cast<int8_t>(static_cast<uint8_t>(src[b].qs[j]) ^ 0x80u);
+    }
+  }
+}
+
 }  // namespace carpool

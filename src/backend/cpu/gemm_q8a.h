@@ -22,6 +22,9 @@ struct GemmQ8aArgs {
   const char* w = nullptr;     // weight rows [n][row bytes]
   size_t w_row_bytes = 0;
   const BlockQ8A* x = nullptr;  // activation rows [m][nb_x] (nb_x = k / 32)
+  // Optional: the same blocks with qs ^ 0x80 (activations + 128 as unsigned bytes), which the
+  // VNNI kernels of signed weight types (Q8_0, Q6_K) use in place of a sign transfer.
+  const BlockQ8A* x_u = nullptr;
   int64_t m = 0;
   int64_t k = 0;       // elements per row, a multiple of the weight block size
   float* y = nullptr;  // y[r * ldy + j] = dot(x row r, w row j) (+ bias[j])
@@ -32,6 +35,12 @@ struct GemmQ8aArgs {
 // Computes the outputs of weight rows [j0, j1) for all m activation rows with kernels of level
 // `isa` (which the machine must support, CARPOOL_CHECK).
 void gemm_q8a(CpuIsa isa, const GemmQ8aArgs& a, int64_t j0, int64_t j1);
+
+// True if the kernels of `isa` for type t read GemmQ8aArgs::x_u when given.
+bool gemm_q8a_uses_offset_acts(CpuIsa isa, DType t);
+
+// dst[nb] = src[nb] with every quant flipped to unsigned (qs ^ 0x80); d and s are copied.
+void offset_q8a(const BlockQ8A* src, BlockQ8A* dst, int64_t nb);
 
 // The per-level entry points (defined in gemm_q8a_<level>.cpp); false: no kernel for the type.
 bool gemm_q8a_avx2(const GemmQ8aArgs& a, int64_t j0, int64_t j1);

@@ -20,6 +20,11 @@ inline __m256i dot_us(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
+inline __m256i dot_us_acc(__m256i acc, __m256i u, __m256i s) {
+  return _mm256_add_epi32(acc, dot_us(u, s));
+}
+constexpr bool kHaveVnni = false;
+
 #include "backend/cpu/gemm_q8a_tiles.inc"
 
 }  // namespace

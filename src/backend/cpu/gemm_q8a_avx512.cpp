@@ -21,6 +21,11 @@ inline __m256i dot_us(__m256i u, __m256i s) {
   return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
 }
 
+inline __m256i dot_us_acc(__m256i acc, __m256i u, __m256i s) {
+  return _mm256_dpbusd_epi32(acc, u, s);
+}
+constexpr bool kHaveVnni = true;
+
 #include "backend/cpu/gemm_q8a_tiles.inc"
 
 }  // namespace

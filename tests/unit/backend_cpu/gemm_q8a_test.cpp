@@ -1,7 +1,8 @@
 // The tiled multi-row kernels (gemm_q8a.h) at every instruction-set level this machine runs,
 // against a double-precision dot of the dequantized weights with the dequantized 8-bit
 // activations. Both sides see the same quantized activations, so only f32 summation order may
-// differ. Row counts cover full tiles and every remainder; levels the CPU lacks are skipped.
+// differ. Row counts cover full tiles and every remainder; levels the CPU lacks are skipped. For
+// the kernels that can read offset activations (x_u), odd row counts use them, even ones not.
 #include "backend/cpu/gemm_q8a.h"
 
 #include <gtest/gtest.h>
@@ -70,6 +71,10 @@ TEST_P(GemmQ8a, MatchesDequantizedReference) {
       a.y = y.data();
       a.ldy = ldy;
       a.bias = bias.data();
+      std::vector<BlockQ8A> xu(xq.size());
+      offset_q8a(xq.data(), xu.data(), static_cast<int64_t>(xq.size()));
+      // With the offset activations where the kernels take them, else without.
+      if (gemm_q8a_uses_offset_acts(isa, t) && m % 2 == 1) a.x_u = xu.data();
       gemm_q8a(isa, a, 1, n);
       std::vector<float> wf(static_cast<size_t>(k));
       for (int64_t j = 0; j < ldy; ++j) {
@@ -111,6 +116,18 @@ INSTANTIATE_TEST_SUITE_P(TypesAndLevels, GemmQ8a, ::testing::ValuesIn(all_cases(
                            return std::string(dtype_name(info.param.type)) + "_" +
                                   cpu_isa_name(info.param.isa);
                          });
+
+TEST(OffsetQ8a, FlipsTheSignBitOnly) {
+  BlockQ8A b;
+  b.d = 0.5f;
+  b.s = 3.f;
+  for (int j = 0; j < kQK; ++j) b.qs[j] = static_cast<int8_t>(j * 8 - 127);
+  BlockQ8A u;
+  offset_q8a(&b, &u, 1);
+  EXPECT_EQ(u.d, b.d);
+  EXPECT_EQ(u.s, b.s);
+  for (int j = 0; j < kQK; ++j) EXPECT_EQ(static_cast<uint8_t>(u.qs[j]), b.qs[j] + 128);
+}
 
 TEST(CpuFeatures, LevelsAreConsistent) {
   EXPECT_TRUE(cpu_supports(CpuIsa::kScalar));
