@@ -68,6 +68,10 @@ void BM_GemmQ8a(benchmark::State& state, DType t, CpuIsa isa) {
   std::vector<float> y(static_cast<size_t>(m * kN));
   GemmQ8aArgs a;
   if (gemm_q8a_uses_offset_acts(isa, t)) a.x_u = xu.data();  // as the backend does
+  std::vector<float> xd(xq.size()), xs(xq.size());
+  split_q8a_scales(xq.data(), xd.data(), xs.data(), static_cast<int64_t>(xq.size()));
+  a.x_d = xd.data();
+  a.x_s = xs.data();
   a.wtype = t;
   a.w = reinterpret_cast<const char*>(w.data());
   a.w_row_bytes = dtype_row_bytes(t, kK);

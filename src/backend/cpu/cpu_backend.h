@@ -77,6 +77,7 @@ class CpuBackend final : public Backend {
   std::vector<std::vector<float>> scratch_;  // [n_threads][scratch size]
   std::vector<BlockQ8A> x_q8_;               // quantized activations for matmul
   std::vector<BlockQ8A> x_q8u_;              // the same plus 128, for VNNI kernels (gemm_q8a.h)
+  std::vector<float> x_q8ds_;                // their d and s as arrays, for K-type kernels
   std::vector<float> norm_weight_;           // dequantized norm weights
   std::vector<int> token_seq_;               // attention: sequence of each token
 

@@ -37,9 +37,17 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
     const bool offset = gemm_q8a_uses_offset_acts(isa, w.dtype);
     if (offset && x_q8u_.size() < need) x_q8u_.resize(need);
     BlockQ8A* xu = offset ? x_q8u_.data() : nullptr;
+    const bool split = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K;
+    if (split && x_q8ds_.size() < 2 * need) x_q8ds_.resize(2 * need);
+    float* xd = split ? x_q8ds_.data() : nullptr;
+    float* xsum = split ? x_q8ds_.data() + need : nullptr;
     pool_.parallel_for(m, 1, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
         quantize_row_q8a(xs + r * k, xq + r * blocks_per_row, k);
+        if (split) {
+          split_q8a_scales(xq + r * blocks_per_row, xd + r * blocks_per_row,
+                           xsum + r * blocks_per_row, blocks_per_row);
+        }
         if (xu != nullptr) {
           offset_q8a(xq + r * blocks_per_row, xu + r * blocks_per_row, blocks_per_row);
         }
@@ -56,6 +64,8 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
     args.ldy = n;
     args.bias = b;
     args.x_u = xu;
+    args.x_d = xd;
+    args.x_s = xsum;
     pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) { gemm_q8a(isa, args, j0, j1); });
     return;
   }

@@ -23,6 +23,13 @@ bool gemm_q8a_uses_offset_acts(CpuIsa isa, DType t) {
   return isa == CpuIsa::kAvx512 && (t == DType::kQ8_0 || t == DType::kQ6_K);
 }
 
+void split_q8a_scales(const BlockQ8A* src, float* d, float* s, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    d[b] = src[b].d;
+    s[b] = src[b].s;
+  }
+}
+
 void offset_q8a(const BlockQ8A* src, BlockQ8A* dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b) {
     dst[b].d = src[b].d;

@@ -25,6 +25,10 @@ struct GemmQ8aArgs {
   // Optional: the same blocks with qs ^ 0x80 (activations + 128 as unsigned bytes), which the
   // VNNI kernels of signed weight types (Q8_0, Q6_K) use in place of a sign transfer.
   const BlockQ8A* x_u = nullptr;
+  // Optional: the d and s of every activation block as plain arrays [m][nb_x], which the Q4_K
+  // and Q5_K kernels use to scale eight sub-blocks at once (see split_q8a_scales).
+  const float* x_d = nullptr;
+  const float* x_s = nullptr;
   int64_t m = 0;
   int64_t k = 0;       // elements per row, a multiple of the weight block size
   float* y = nullptr;  // y[r * ldy + j] = dot(x row r, w row j) (+ bias[j])
@@ -38,6 +42,9 @@ void gemm_q8a(CpuIsa isa, const GemmQ8aArgs& a, int64_t j0, int64_t j1);
 
 // True if the kernels of `isa` for type t read GemmQ8aArgs::x_u when given.
 bool gemm_q8a_uses_offset_acts(CpuIsa isa, DType t);
+
+// d[nb] and s[nb] of the blocks src[nb].
+void split_q8a_scales(const BlockQ8A* src, float* d, float* s, int64_t nb);
 
 // dst[nb] = src[nb] with every quant flipped to unsigned (qs ^ 0x80); d and s are copied.
 void offset_q8a(const BlockQ8A* src, BlockQ8A* dst, int64_t nb);

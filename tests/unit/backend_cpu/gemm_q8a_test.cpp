@@ -2,7 +2,8 @@
 // against a double-precision dot of the dequantized weights with the dequantized 8-bit
 // activations. Both sides see the same quantized activations, so only f32 summation order may
 // differ. Row counts cover full tiles and every remainder; levels the CPU lacks are skipped. For
-// the kernels that can read offset activations (x_u), odd row counts use them, even ones not.
+// the kernels that can read offset activations (x_u) or scale arrays (x_d, x_s), odd row counts
+// use them, even ones not.
 #include "backend/cpu/gemm_q8a.h"
 
 #include <gtest/gtest.h>
@@ -75,6 +76,12 @@ TEST_P(GemmQ8a, MatchesDequantizedReference) {
       offset_q8a(xq.data(), xu.data(), static_cast<int64_t>(xq.size()));
       // With the offset activations where the kernels take them, else without.
       if (gemm_q8a_uses_offset_acts(isa, t) && m % 2 == 1) a.x_u = xu.data();
+      std::vector<float> xd(xq.size()), xs(xq.size());
+      split_q8a_scales(xq.data(), xd.data(), xs.data(), static_cast<int64_t>(xq.size()));
+      if (m % 2 == 1) {
+        a.x_d = xd.data();
+        a.x_s = xs.data();
+      }
       gemm_q8a(isa, a, 1, n);
       std::vector<float> wf(static_cast<size_t>(k));
       for (int64_t j = 0; j < ldy; ++j) {
