@@ -45,7 +45,9 @@ inline float hsum(__m256 v) {
 // out[r] = dot(w, x row r) for r < R. U independent accumulators per row hide FMA latency.
 template <DType T, int R>
 void tile(const char* w, const float* x, int64_t k, float* out) {
-  constexpr int U = R >= 4 ? 2 : 4;
+  // The same number of accumulator sets for every tile size: a row's f32 sum must not depend on
+  // how many rows share its tile, or a request's answer would depend on its batch.
+  constexpr int U = 2;
   __m256 acc[U][R];
   for (int u = 0; u < U; ++u) {
     for (int r = 0; r < R; ++r) acc[u][r] = _mm256_setzero_ps();
