@@ -25,6 +25,8 @@ inline __m256i dot_us_acc(__m256i acc, __m256i u, __m256i s) {
 }
 constexpr bool kHaveVnni = false;
 
+constexpr int kAccSets = 1;
+
 #include "backend/cpu/gemm_q8a_tiles.inc"
 
 }  // namespace

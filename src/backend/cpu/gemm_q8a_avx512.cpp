@@ -26,6 +26,8 @@ inline __m256i dot_us_acc(__m256i acc, __m256i u, __m256i s) {
 }
 constexpr bool kHaveVnni = true;
 
+constexpr int kAccSets = 2;
+
 #include "backend/cpu/gemm_q8a_tiles.inc"
 
 }  // namespace
