@@ -4,8 +4,9 @@
 // instructions, tens of microseconds: the gap between two ops of one forward pass) and then
 // sleeps on a condition variable, so back-to-back ops start without a wake-up system call and an
 // idle pool burns no CPU. The caller waits for the last chunk the same way. parallel_for splits
-// [0, n) into contiguous chunks; the calling thread runs chunks too and returns when every chunk
-// is done.
+// [0, n) into contiguous chunks; the calling thread runs chunks too and returns as soon as every
+// chunk is done, without waiting for workers that were not scheduled in time (on an oversubscribed
+// machine the caller may run every chunk itself).
 //
 // Thread-safety: parallel_for must be called by one thread at a time (the backend's owner).
 #pragma once
@@ -41,9 +42,20 @@ class ThreadPool {
 
  private:
   using Thunk = void (*)(void* ctx, int64_t begin, int64_t end, int thread_index);
+  // One job's description. Two slots alternate by generation, so a worker that wakes late for an
+  // old job never reads a slot while it is rewritten (see claim_and_run).
+  struct Job {
+    std::atomic<Thunk> thunk{nullptr};
+    std::atomic<void*> ctx{nullptr};
+    std::atomic<int64_t> n{0};
+    std::atomic<int64_t> chunk{0};
+    std::atomic<int64_t> n_chunks{0};
+  };
+
   void run(int64_t n, int64_t grain, Thunk thunk, void* ctx);
   void worker_loop(int thread_index);
-  void run_chunks(int thread_index);
+  // Claims and runs chunks of job `generation` until none is left or a newer job started.
+  void claim_and_run(uint64_t generation, int thread_index);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
@@ -51,15 +63,11 @@ class ThreadPool {
   std::condition_variable done_cv_;
   std::atomic<uint64_t> generation_{0};  // bumped per job (under mu_, read without it)
   std::atomic<bool> stop_{false};
-  std::atomic<int> pending_workers_{0};  // workers still inside the current job
-
-  // The current job (written before generation_ is bumped, read by workers after).
-  Thunk thunk_ = nullptr;
-  void* ctx_ = nullptr;
-  int64_t n_ = 0;
-  int64_t chunk_ = 0;
-  int64_t n_chunks_ = 0;
-  std::atomic<int64_t> next_chunk_{0};
+  Job jobs_[2];
+  // (generation mod 2^32) << 32 | index of the next unclaimed chunk of the current job. A claim
+  // is a compare-exchange on both halves, so it can only take a chunk of the job it read.
+  std::atomic<uint64_t> next_{0};
+  std::atomic<int64_t> done_chunks_{0};  // chunks of the current job finished
 };
 
 }  // namespace carpool

@@ -39,6 +39,22 @@ TEST(ThreadPool, ManyBackToBackJobs) {
   EXPECT_EQ(total.load(), 20000);
 }
 
+// More threads than cores: workers often wake after the caller has run every chunk itself, and
+// a late worker must not run a chunk of a finished job or miss one of the next.
+TEST(ThreadPool, OversubscribedBackToBackJobsRunEveryIndexOnce) {
+  ThreadPool pool(8);
+  std::vector<std::atomic<int>> hits(64);
+  for (int job = 0; job < 20000; ++job) {
+    const int64_t n = 1 + job % 64;
+    pool.parallel_for(n, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+    });
+    for (int64_t i = 0; i < 64; ++i) {
+      ASSERT_EQ(hits[static_cast<size_t>(i)].exchange(0), i < n ? 1 : 0) << job << " " << i;
+    }
+  }
+}
+
 TEST(CpuBackend, AllocRejectsBadShapes) {
   std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 1});
   EXPECT_FALSE(b->alloc(DType::kF32, -1, 4).is_ok());
