@@ -7,6 +7,11 @@
 // relative error from the activation rounding), or, with quantize_activations = false,
 // dequantized to f32 first (exact up to f32 summation order).
 //
+// Matmul kernels are chosen at run time from CPUID (cpu_features.h: AVX-512 with VNNI, AVX2, or
+// portable C++; the environment variable CARPOOL_CPU_ISA caps the level): tiled kernels that
+// unpack each weight block once per tile of 4 or 8 activation rows (gemm_q8a.h, gemm_float.h).
+// A row's result does not depend on how many rows share its matmul (batch invariance).
+//
 // Every op runs synchronously on the calling thread plus a persistent pool of worker threads, so
 // download() and synchronize() have nothing to wait for.
 //
