@@ -143,36 +143,39 @@ void setup_peaks(telemetry::Telemetry& tel, Backend& backend, bool gpu,
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
-  Args args("serve", "Serves a model over an OpenAI-compatible HTTP API.",
-            {
-                {"model", "m", "PATH_OR_NAME", "GGUF file, Hugging Face folder, or known name",
-                 "smollm2"},
-                {"host", "", "ADDR", "address to listen on", "127.0.0.1"},
-                {"port", "p", "PORT", "port to listen on (0: any free port)", "8000"},
-                {"api-key", "", "KEY",
-                 "require 'Authorization: Bearer KEY' on every route but /health", ""},
-                {"served-model-name", "", "NAME", "the model name clients use", "the --model name"},
-                {"max-num-seqs", "", "N", "sequences per engine step", "64"},
-                {"max-num-batched-tokens", "", "N", "tokens per engine step", "512"},
-                {"kv-cache-memory", "", "SIZE", "KV cache size (e.g. 512MiB, 2G)",
-                 "512MiB on CPU, 90% of free GPU memory"},
-                {"max-model-len", "", "N", "context length per request", "the model's"},
-                {"max-queued-requests", "", "N", "waiting requests before answering 429", "1024"},
-                {"shutdown-timeout", "", "SECONDS",
-                 "time in-flight requests get to finish on SIGTERM", "30"},
-                {"io-threads", "", "N", "HTTP I/O threads", "1"},
-                {"max-body-bytes", "", "N", "largest request body (413 beyond)", "8388608"},
-                {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
-                {"tokenizer", "", "PATH",
-                 "tokenizer from this GGUF file or folder (tokenizer.json) instead of the model's; "
-                 "lets synthetic models serve",
-                 ""},
-                {"threads", "t", "N", "CPU threads", "all"},
-                {"no-telemetry", "", "",
-                 "no metrics, series or dashboard (for overhead measurements)", ""},
-                {"gpu-catalog", "", "PATH", "GPU catalog JSON (datasheet peaks)",
-                 "data/gpus.json of the source tree"},
-            });
+  Args args(
+      "serve", "Serves a model over an OpenAI-compatible HTTP API.",
+      {
+          {"model", "m", "PATH_OR_NAME", "GGUF file, Hugging Face folder, or known name",
+           "smollm2"},
+          {"host", "", "ADDR", "address to listen on", "127.0.0.1"},
+          {"port", "p", "PORT", "port to listen on (0: any free port)", "8000"},
+          {"api-key", "", "KEY", "require 'Authorization: Bearer KEY' on every route but /health",
+           ""},
+          {"served-model-name", "", "NAME", "the model name clients use", "the --model name"},
+          {"max-num-seqs", "", "N", "sequences per engine step", "64"},
+          {"max-num-batched-tokens", "", "N", "tokens per engine step", "512"},
+          {"kv-cache-memory", "", "SIZE", "KV cache size (e.g. 512MiB, 2G)",
+           "512MiB on CPU, 90% of free GPU memory"},
+          {"max-model-len", "", "N", "context length per request", "the model's"},
+          {"max-queued-requests", "", "N", "waiting requests before answering 429", "1024"},
+          {"shutdown-timeout", "", "SECONDS", "time in-flight requests get to finish on SIGTERM",
+           "30"},
+          {"io-threads", "", "N", "HTTP I/O threads", "1"},
+          {"max-body-bytes", "", "N", "largest request body (413 beyond)", "8388608"},
+          {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+          {"cpu-exact", "", "",
+           "CPU: dequantize weights and compute in f32 (the reference arithmetic; slower)", ""},
+          {"tokenizer", "", "PATH",
+           "tokenizer from this GGUF file or folder (tokenizer.json) instead of the model's; "
+           "lets synthetic models serve",
+           ""},
+          {"threads", "t", "N", "CPU threads", "all"},
+          {"no-telemetry", "", "", "no metrics, series or dashboard (for overhead measurements)",
+           ""},
+          {"gpu-catalog", "", "PATH", "GPU catalog JSON (datasheet peaks)",
+           "data/gpus.json of the source tree"},
+      });
   if (Status st = args.parse(argc, argv); !st) {
     std::fprintf(stderr, "carpool serve: %s\n", st.message().c_str());
     return 2;
@@ -269,6 +272,7 @@ int cmd_serve(int argc, char** argv) {
   lo.model = model_path;
   lo.device = args.get("device", "auto");
   lo.tokenizer = args.get("tokenizer");
+  lo.cpu_exact = args.flag("cpu-exact");
   lo.threads = static_cast<int>(threads.value());
   lo.limits = engine_model_limits(eo, config);
   auto lm = load_model(lo);
