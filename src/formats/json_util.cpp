@@ -6,11 +6,9 @@
 #include <vector>
 
 namespace carpool {
-namespace {
 
-// Deepest container nesting of a JSON text, counting brackets outside strings only.
-int json_max_depth(std::string_view text) {
-  int depth = 0, max_depth = 0;
+int json_nesting_depth(std::string_view text, int stop_above) {
+  int depth = 0, deepest = 0;
   bool in_string = false, escaped = false;
   for (char c : text) {
     if (in_string) {
@@ -25,16 +23,15 @@ int json_max_depth(std::string_view text) {
     }
     if (c == '"') {
       in_string = true;
-    } else if (c == '{' || c == '[') {
-      max_depth = std::max(max_depth, ++depth);
-    } else if (c == '}' || c == ']') {
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > stop_above) return deepest;
+    } else if (c == ']' || c == '}') {
       --depth;
     }
   }
-  return max_depth;
+  return deepest;
 }
-
-}  // namespace
 
 std::string quote_name(std::string_view s) {
   constexpr size_t kMax = 80;
@@ -55,7 +52,7 @@ Status parse_json_strict(std::string_view text, int max_depth, std::string_view 
                          nlohmann::json& out) {
   using Json = nlohmann::json;
   const std::string prefix(what);
-  if (json_max_depth(text) > max_depth) {
+  if (json_nesting_depth(text, max_depth) > max_depth) {
     return Status::error(prefix + ": JSON is nested more than " + std::to_string(max_depth) +
                          " levels deep");
   }

@@ -17,6 +17,10 @@ namespace carpool {
 Status parse_json_strict(std::string_view text, int max_depth, std::string_view what,
                          nlohmann::json& out);
 
+// Deepest array/object nesting of a JSON text, counting brackets outside strings only. Stops
+// scanning once the depth exceeds `stop_above` (then the result is stop_above + 1).
+int json_nesting_depth(std::string_view text, int stop_above);
+
 // `s` in single quotes, cut to 80 bytes: untrusted names in error messages stay one short line.
 std::string quote_name(std::string_view s);
 
