@@ -70,10 +70,10 @@ BackendMemoryInfo CpuBackend::memory_info() const {
   const long avail = sysconf(_SC_AVPHYS_PAGES);
   if (page > 0 && pages > 0) info.total_bytes = static_cast<size_t>(page) * pages;
   if (page > 0 && avail > 0) info.free_bytes = static_cast<size_t>(page) * avail;
-  info.weights_bytes = weights_bytes_;
+  info.weights_bytes = weights_bytes_ + packed_bytes_;
   info.kv_bytes = kv_bytes_;
-  size_t workspace =
-      (x_q8_.capacity() + x_q8u_.capacity()) * sizeof(BlockQ8A) + norm_weight_.capacity() * 4;
+  size_t workspace = (x_q8_.capacity() + x_q8u_.capacity()) * sizeof(BlockQ8A) +
+                     norm_weight_.capacity() * 4 + x_q8ds_.capacity() * 4 + x_q8sum_.capacity() * 4;
   for (const auto& s : scratch_) workspace += s.capacity() * sizeof(float);
   info.other_bytes = other_bytes_ + workspace;
   return info;
@@ -124,6 +124,11 @@ Result<Tensor> CpuBackend::load_weight(const HostWeight& w) {
   }
   Tensor t;
   t.data = const_cast<void*>(w.data);  // never written: weights are only read by the ops
+  // A packed copy made for an earlier weight at the same address is stale.
+  if (auto it = packed_.find(w.data); it != packed_.end()) {
+    packed_bytes_ -= it->second.bytes();
+    packed_.erase(it);
+  }
   t.dtype = w.dtype;
   t.rows = w.rows;
   t.cols = w.cols;

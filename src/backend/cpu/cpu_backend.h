@@ -10,7 +10,9 @@
 // Matmul kernels are chosen at run time from CPUID (cpu_features.h: AVX-512 with VNNI, AVX2, or
 // portable C++; the environment variable CARPOOL_CPU_ISA caps the level): tiled kernels that
 // unpack each weight block once per tile of 4 or 8 activation rows (gemm_q8a.h, gemm_float.h).
-// A row's result does not depend on how many rows share its matmul (batch invariance).
+// With AVX-512 VNNI, Q4_0/Q4_1/Q8_0 weights are repacked at their first matmul so that one
+// instruction serves 16 weight rows (packed_weights.h, gemm_packed.h); the copy counts as weight
+// memory. A row's result does not depend on how many rows share its matmul (batch invariance).
 //
 // Every op runs synchronously on the calling thread plus a persistent pool of worker threads, so
 // download() and synchronize() have nothing to wait for.
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/packed_weights.h"
 #include "backend/cpu/quants.h"
 #include "backend/cpu/thread_pool.h"
 
@@ -76,6 +79,9 @@ class CpuBackend final : public Backend {
   float* scratch(int thread_index) { return scratch_[static_cast<size_t>(thread_index)].data(); }
   // `w` as f32: its data when F32, else dequantized into norm_weight_.
   const float* weight_as_f32(const Tensor& w);
+  // The packed copy of quantized weight w (packed_weights.h), made at its first matmul; null
+  // where packing does not apply (type, shape, instruction set, exact mode).
+  const PackedWeight* packed_for(const Tensor& w);
 
   CpuBackendOptions options_;
   ThreadPool pool_;
@@ -83,6 +89,7 @@ class CpuBackend final : public Backend {
   std::vector<BlockQ8A> x_q8_;               // quantized activations for matmul
   std::vector<BlockQ8A> x_q8u_;              // the same plus 128, for VNNI kernels (gemm_q8a.h)
   std::vector<float> x_q8ds_;                // their d and s as arrays, for K-type kernels
+  std::vector<int32_t> x_q8sum_;             // the sum of each block's quants, for packed kernels
   std::vector<float> norm_weight_;           // dequantized norm weights
   std::vector<int> token_seq_;               // attention: sequence of each token
 
@@ -90,7 +97,9 @@ class CpuBackend final : public Backend {
     size_t bytes = 0;
     bool kv = false;  // from alloc_kv()
   };
-  std::unordered_map<void*, Allocation> allocations_;  // alloc()/alloc_kv() memory
+  std::unordered_map<void*, Allocation> allocations_;     // alloc()/alloc_kv() memory
+  std::unordered_map<const void*, PackedWeight> packed_;  // by the weight's data pointer
+  size_t packed_bytes_ = 0;
   size_t weights_bytes_ = 0;
   size_t kv_bytes_ = 0;
   size_t other_bytes_ = 0;

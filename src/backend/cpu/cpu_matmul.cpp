@@ -1,13 +1,18 @@
 // CpuBackend::matmul: out[m, n] = x[m, k] @ w[n, k]^T (+ bias).
 //
-// Work is split over weight rows, the outermost loop. Quantized weights go through the tiled
-// kernels of gemm_q8a.h (each weight block unpacked once per tile of activation rows), float
-// weights through those of gemm_float.h; without AVX2 (or with quantize_activations off for
-// quantized weights) each weight row is converted to f32 and dotted with every activation row.
+// Work is split over weight rows, the outermost loop. Quantized weights with a packed copy
+// (packed_weights.h) go through gemm_packed.h 16 rows at a time, the rows past the last full
+// group and every other quantized type through the tiled kernels of gemm_q8a.h (each weight block
+// unpacked once per tile of activation rows), float weights through those of gemm_float.h; without
+// AVX2 (or with quantize_activations off for quantized weights) each weight row is converted to f32
+// and dotted with every activation row.
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm_float.h"
+#include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/gemm_q8a.h"
 #include "util/check.h"
 
@@ -34,10 +39,16 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
     if (x_q8_.size() < need) x_q8_.resize(need);
     BlockQ8A* xq = x_q8_.data();
     const CpuIsa isa = cpu_isa();
-    const bool offset = gemm_q8a_uses_offset_acts(isa, w.dtype);
+    const PackedWeight* packed = packed_for(w);
+    const int64_t n_packed = packed != nullptr ? packed->groups * kPackRows : 0;
+    const bool tail = n_packed < n;
+    const bool offset = tail && gemm_q8a_uses_offset_acts(isa, w.dtype);
+    const bool sums = packed != nullptr && gemm_packed_needs_sums(w.dtype);
+    if (sums && x_q8sum_.size() < need) x_q8sum_.resize(need);
+    int32_t* xsums = sums ? x_q8sum_.data() : nullptr;
     if (offset && x_q8u_.size() < need) x_q8u_.resize(need);
     BlockQ8A* xu = offset ? x_q8u_.data() : nullptr;
-    const bool split = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K;
+    const bool split = tail && (w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K);
     if (split && x_q8ds_.size() < 2 * need) x_q8ds_.resize(2 * need);
     float* xd = split ? x_q8ds_.data() : nullptr;
     float* xsum = split ? x_q8ds_.data() + need : nullptr;
@@ -51,8 +62,43 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
         if (xu != nullptr) {
           offset_q8a(xq + r * blocks_per_row, xu + r * blocks_per_row, blocks_per_row);
         }
+        if (xsums != nullptr)
+          sum_q8a(xq + r * blocks_per_row, xsums + r * blocks_per_row, blocks_per_row);
       }
     });
+    if (packed != nullptr) {
+      GemmPackedArgs pa;
+      pa.w = packed;
+      pa.x = xq;
+      pa.x_sum = xsums;
+      pa.m = m;
+      pa.y = y;
+      pa.ldy = n;
+      pa.bias = b;
+      // One task per group of 16 rows, plus one for the unpacked rows past the last group.
+      const int64_t groups = packed->groups;
+      const int64_t pgrain = std::max<int64_t>(1, grain / kPackRows);
+      GemmQ8aArgs ta;
+      ta.wtype = w.dtype;
+      ta.w = wbase;
+      ta.w_row_bytes = w_row_bytes;
+      ta.x = xq;
+      ta.x_u = xu;
+      ta.m = m;
+      ta.k = k;
+      ta.y = y;
+      ta.ldy = n;
+      ta.bias = b;
+      pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
+        const int64_t g_end = std::min(g1, groups);
+        if (g0 < g_end) {
+          const bool handled = gemm_packed_avx512(pa, g0, g_end);
+          CARPOOL_CHECK(handled);
+        }
+        if (g1 > groups) gemm_q8a(isa, ta, n_packed, n);
+      });
+      return;
+    }
     GemmQ8aArgs args;
     args.wtype = w.dtype;
     args.w = wbase;
@@ -101,6 +147,41 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
       for (int64_t r = 0; r < m; ++r) y[r * n + j] = vec_dot_f32(wf, xs + r * k, k) + bj;
     }
   });
+}
+
+namespace {
+
+// CARPOOL_CPU_PACK=0 turns packing off (A/B measurements).
+bool packing_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("CARPOOL_CPU_PACK");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return enabled;
+}
+
+}  // namespace
+
+const PackedWeight* CpuBackend::packed_for(const Tensor& w) {
+  if (!packing_enabled() || !options_.quantize_activations || cpu_isa() < CpuIsa::kAvx512 ||
+      !packable(w.dtype) || w.rows < kPackRows || w.cols % kQK != 0) {
+    return nullptr;
+  }
+  auto it = packed_.find(w.data);
+  if (it != packed_.end() && it->second.type == w.dtype &&
+      it->second.groups == w.rows / kPackRows && it->second.blocks == w.cols / kQK) {
+    return &it->second;
+  }
+  if (it != packed_.end()) {  // the memory now holds another weight
+    packed_bytes_ -= it->second.bytes();
+    packed_.erase(it);
+  }
+  PackedWeight p = make_packed(w.dtype, w.rows, w.cols);
+  const size_t row_bytes = w.row_bytes();
+  pool_.parallel_for(
+      p.groups, 1, [&](int64_t g0, int64_t g1, int) { pack_groups(p, w.data, row_bytes, g0, g1); });
+  packed_bytes_ += p.bytes();
+  return &packed_.emplace(w.data, std::move(p)).first->second;
 }
 
 }  // namespace carpool

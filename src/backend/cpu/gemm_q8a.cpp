@@ -40,4 +40,12 @@ void offset_q8a(const BlockQ8A* src, BlockQ8A* dst, int64_t nb) {
   }
 }
 
+void sum_q8a(const BlockQ8A* src, int32_t* sums, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t s = 0;
+    for (int j = 0; j < kQK; ++j) s += src[b].qs[j];
+    sums[b] = s;
+  }
+}
+
 }  // namespace carpool

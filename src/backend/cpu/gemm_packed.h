@@ -1,0 +1,37 @@
+// Internal to the CPU backend: products of packed quantized weights (packed_weights.h) with
+// 8-bit activation rows, 16 output columns per vector.
+//
+// Per output column the sum runs over the blocks in order, each block's integer dot product being
+// exact, so a column's result depends only on its weight row and activation row: never on how
+// many activation rows share the call (batch invariance) or on how groups are split over threads.
+//
+// Thread-safety: pure functions; callers split [g0, g1) across threads.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cpu/packed_weights.h"
+#include "backend/cpu/quants.h"
+
+namespace carpool {
+
+struct GemmPackedArgs {
+  const PackedWeight* w = nullptr;
+  const BlockQ8A* x = nullptr;     // activation rows [m][blocks]
+  const int32_t* x_sum = nullptr;  // sum of each activation block's qs [m][blocks] (Q4_0, Q8_0)
+  int64_t m = 0;
+  float* y = nullptr;  // y[r * ldy + j] = dot(x row r, w row j) (+ bias[j])
+  int64_t ldy = 0;
+  const float* bias = nullptr;  // [n] or null
+};
+
+// True if the kernels read GemmPackedArgs::x_sum for type t.
+inline bool gemm_packed_needs_sums(DType t) {
+  return t == DType::kQ4_0 || t == DType::kQ8_0;
+}
+
+// Computes the outputs of weight groups [g0, g1) (columns 16 g0 .. 16 g1 - 1) for all m rows.
+// False if this machine lacks AVX-512 VNNI (the caller then uses the unpacked kernels).
+bool gemm_packed_avx512(const GemmPackedArgs& a, int64_t g0, int64_t g1);
+
+}  // namespace carpool

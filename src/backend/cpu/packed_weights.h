@@ -1,0 +1,62 @@
+// Internal to the CPU backend: quantized weight matrices repacked at first use so that one
+// AVX-512 VNNI instruction serves 16 weight rows (output columns) at once.
+//
+// The tiled kernels of gemm_q8a.h keep the file's layout: each weight row's block is dotted with
+// an activation block into 8 partial sums that are then scaled and summed per row, so most of the
+// instructions go to per-row float work. In the packed layout, weight rows are taken in groups of
+// 16 and, per block of 32 elements, the group's bytes are interleaved by 4 (one 32-bit lane per
+// row): vpdpbusd with four activation bytes broadcast to every lane then advances all 16 rows'
+// integer sums at once, the block's scales are one vector per group, and the output of 16
+// columns is one vector per activation row, with no horizontal sums.
+//
+// Layout of a group (16 rows j0..j0+15), block after block (i = 0 .. k/32 - 1):
+//   Q4_0, Q4_1: 4 x 64 bytes: byte 4*l + b of part t is byte 4t + b of row j0+l's qs (low nibble:
+//               element 4t + b, high nibble: element 16 + 4t + b); then 16 f16 d (Q4_1: and 16
+//               f16 m).
+//   Q8_0:       8 x 64 bytes: byte 4*l + b of part t is element 4t + b of row j0+l plus 128 (as
+//               unsigned); then 16 f16 d.
+// Rows past the last full group are not packed: callers run the unpacked kernels on them.
+//
+// Thread-safety: pure functions; a PackedWeight is immutable after pack_weight().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "backend/dtype.h"
+
+namespace carpool {
+
+inline constexpr int kPackRows = 16;  // weight rows per group
+
+struct PackedWeight {
+  DType type = DType::kF32;
+  int64_t groups = 0;      // full groups of kPackRows rows; rows [groups * 16, n) stay unpacked
+  int64_t blocks = 0;      // blocks of 32 per row
+  size_t block_bytes = 0;  // bytes of one group's block
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t[], Free> data;  // [groups][blocks][block_bytes], 64-byte aligned
+
+  const uint8_t* group(int64_t g) const {
+    return data.get() + static_cast<size_t>(g) * static_cast<size_t>(blocks) * block_bytes;
+  }
+  size_t bytes() const { return static_cast<size_t>(groups * blocks) * block_bytes; }
+};
+
+// True for the weight types that have a packed layout.
+bool packable(DType t);
+
+// Bytes of one group's block for type t (packable(t)).
+size_t packed_block_bytes(DType t);
+
+// An empty PackedWeight of the right size for a [rows, cols] matrix of type t (packable(t),
+// cols a multiple of 32); fill it with pack_groups.
+PackedWeight make_packed(DType t, int64_t rows, int64_t cols);
+
+// Packs groups [g0, g1) of the weight rows at w (row stride row_bytes) into p.
+void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, int64_t g1);
+
+}  // namespace carpool
