@@ -89,6 +89,9 @@ void run_matmul_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<C
   matmul_case(b, rng, DType::kQ4_1, 5, 576, 1536, false, tol.matmul_quant_w, out);
   matmul_case(b, rng, DType::kQ6_K, 2, 1536, 577, true, tol.matmul_quant_w, out);
   matmul_case(b, rng, DType::kQ8_0, 33, 576, 300, false, tol.matmul_quant_w, out);
+  // Whole groups of 16 rows with a bias (the CPU backend's packed weights) and a short tail.
+  matmul_case(b, rng, DType::kQ4_0, 9, 512, 48, true, tol.matmul_quant_w, out);
+  matmul_case(b, rng, DType::kQ4_K, 10, 512, 35, true, tol.matmul_quant_w, out);
 }
 
 namespace {

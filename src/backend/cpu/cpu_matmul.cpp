@@ -164,12 +164,12 @@ bool packing_enabled() {
 
 const PackedWeight* CpuBackend::packed_for(const Tensor& w) {
   if (!packing_enabled() || !options_.quantize_activations || cpu_isa() < CpuIsa::kAvx512 ||
-      !packable(w.dtype) || w.rows < kPackRows || w.cols % kQK != 0) {
+      !packable(w.dtype) || w.rows < kPackRows || w.cols % dtype_info(w.dtype).block_elems != 0) {
     return nullptr;
   }
   auto it = packed_.find(w.data);
   if (it != packed_.end() && it->second.type == w.dtype &&
-      it->second.groups == w.rows / kPackRows && it->second.blocks == w.cols / kQK) {
+      it->second.groups == w.rows / kPackRows && it->second.cols == w.cols) {
     return &it->second;
   }
   if (it != packed_.end()) {  // the memory now holds another weight

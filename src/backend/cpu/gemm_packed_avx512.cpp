@@ -4,11 +4,13 @@
 //   Q4_0: w = d (q - 8):   acc += d_w * (d_x * (dot(q, x) - 8 sum x))
 //   Q8_0: w = d q:         acc += d_w * (d_x * (dot(q + 128, x) - 128 sum x))
 //   Q4_1: w = d q + m:     acc += d_w * (d_x * dot(q, x)) + m_w * s_x     (s_x = d_x sum x)
+//   Q4_K: w = d sc_j q - dmin m_j per sub-block j of 32:
+//                          acc += (d sc_j) * (d_x * dot(q, x)) - (dmin m_j) * s_x
 // The correction -8 sum x (-128 sum x) seeds the integer sum, so it stays exact.
-#include "backend/cpu/gemm_packed.h"
-
 #include <algorithm>
 #include <cstring>
+
+#include "backend/cpu/gemm_packed.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #pragma GCC push_options
@@ -86,13 +88,54 @@ inline void tile(const uint8_t* g, int64_t nb, size_t block_bytes, const BlockQ8
   }
 }
 
+// 16 u8 at p as f32 times s.
+inline __m512 bytes_times(const uint8_t* p, __m512 s) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), s);
+}
+
+// Q4_K: per super-block, four chunks of 8 parts; the low nibbles form sub-block 2c, the high 2c+1.
+template <int R>
+inline void tile_q4_k(const uint8_t* g, int64_t nb, size_t block_bytes, const BlockQ8A* x,
+                      int64_t ldx, __m512 (&acc)[R]) {
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i, g += block_bytes) {
+    const uint8_t* sc = g + 32 * 64;
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
+    const __m512 dmin =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + 32)));
+    const uint8_t* scales = sc + 64;
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* parts = g + 64 * 8 * (j / 2);
+      __m512i q[8];
+      for (int t = 0; t < 8; ++t) {
+        const __m512i v = _mm512_loadu_si512(parts + 64 * t);
+        q[t] = _mm512_and_si512((j & 1) != 0 ? _mm512_srli_epi16(v, 4) : v, low4);
+      }
+      const __m512 dsc = bytes_times(scales + 16 * j, d);
+      const __m512 dm = bytes_times(scales + 16 * (8 + j), dmin);
+      for (int r = 0; r < R; ++r) {
+        const BlockQ8A& xb = x[r * ldx + 8 * i + j];
+        const __m512 isum = _mm512_cvtepi32_ps(block_dot(q, xb.qs, 0));
+        acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(isum, _mm512_set1_ps(xb.d)), dsc, acc[r]);
+        acc[r] = _mm512_fnmadd_ps(dm, _mm512_set1_ps(xb.s), acc[r]);
+      }
+    }
+  }
+}
+
 template <DType T, int R>
 inline void tile_store(const GemmPackedArgs& a, int64_t g, int64_t r0) {
   const PackedWeight& w = *a.w;
-  const int64_t ldx = w.blocks;
+  const int64_t ldx = w.cols / kQK;
   __m512 acc[R];
-  tile<T, R>(w.group(g), w.blocks, w.block_bytes, a.x + r0 * ldx,
-             a.x_sum != nullptr ? a.x_sum + r0 * ldx : nullptr, ldx, acc);
+  if constexpr (T == DType::kQ4_K) {
+    tile_q4_k<R>(w.group(g), w.blocks, w.block_bytes, a.x + r0 * ldx, ldx, acc);
+  } else {
+    tile<T, R>(w.group(g), w.blocks, w.block_bytes, a.x + r0 * ldx,
+               a.x_sum != nullptr ? a.x_sum + r0 * ldx : nullptr, ldx, acc);
+  }
   const int64_t j0 = g * kPackRows;
   const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + j0) : _mm512_setzero_ps();
   for (int r = 0; r < R; ++r) {
@@ -111,7 +154,7 @@ inline void tile_tail(int rows, const GemmPackedArgs& a, int64_t g, int64_t r0) 
 // Activation rows in panels small enough to stay in L2 while the groups pass over them.
 template <DType T>
 void run(const GemmPackedArgs& a, int64_t g0, int64_t g1) {
-  const int64_t ldx = a.w->blocks;
+  const int64_t ldx = a.w->cols / kQK;
   const int64_t panel_rows = std::max<int64_t>(
       kRowsMax, (int64_t{256} << 10) / std::max<int64_t>(1, ldx * 44) / kRowsMax * kRowsMax);
   for (int64_t p0 = 0; p0 < a.m; p0 += panel_rows) {
@@ -142,6 +185,9 @@ bool gemm_packed_avx512(const GemmPackedArgs& a, int64_t g0, int64_t g1) {
       return true;
     case DType::kQ8_0:
       run<DType::kQ8_0>(a, g0, g1);
+      return true;
+    case DType::kQ4_K:
+      run<DType::kQ4_K>(a, g0, g1);
       return true;
     default:
       return false;

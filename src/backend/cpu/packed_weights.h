@@ -15,6 +15,9 @@
 //               f16 m).
 //   Q8_0:       8 x 64 bytes: byte 4*l + b of part t is element 4t + b of row j0+l plus 128 (as
 //               unsigned); then 16 f16 d.
+//   Q4_K:       per super-block of 256: 32 x 64 bytes: byte 4*l + b of part 8c + t is byte
+//               32c + 4t + b of row j0+l's qs (low nibble: sub-block 2c, high: 2c + 1); then 16
+//               f16 d, 16 f16 dmin, and the 6-bit scales [8][16] and mins [8][16] as bytes.
 // Rows past the last full group are not packed: callers run the unpacked kernels on them.
 //
 // Thread-safety: pure functions; a PackedWeight is immutable after pack_weight().
@@ -33,7 +36,8 @@ inline constexpr int kPackRows = 16;  // weight rows per group
 struct PackedWeight {
   DType type = DType::kF32;
   int64_t groups = 0;      // full groups of kPackRows rows; rows [groups * 16, n) stay unpacked
-  int64_t blocks = 0;      // blocks of 32 per row
+  int64_t cols = 0;        // elements per row
+  int64_t blocks = 0;      // weight blocks per row (32 elements; 256 for Q4_K)
   size_t block_bytes = 0;  // bytes of one group's block
   struct Free {
     void operator()(uint8_t* p) const;
