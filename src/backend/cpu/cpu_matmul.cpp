@@ -43,9 +43,9 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
     const int64_t n_packed = packed != nullptr ? packed->groups * kPackRows : 0;
     const bool tail = n_packed < n;
     const bool offset = tail && gemm_q8a_uses_offset_acts(isa, w.dtype);
-    const bool sums = packed != nullptr && gemm_packed_needs_sums(w.dtype);
-    if (sums && x_q8sum_.size() < need) x_q8sum_.resize(need);
-    int32_t* xsums = sums ? x_q8sum_.data() : nullptr;
+    const int sum_parts = packed != nullptr ? gemm_packed_sums_per_block(w.dtype) : 0;
+    if (x_q8sum_.size() < need * sum_parts) x_q8sum_.resize(need * sum_parts);
+    int32_t* xsums = sum_parts > 0 ? x_q8sum_.data() : nullptr;
     if (offset && x_q8u_.size() < need) x_q8u_.resize(need);
     BlockQ8A* xu = offset ? x_q8u_.data() : nullptr;
     const bool split = tail && (w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K);
@@ -63,7 +63,8 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
           offset_q8a(xq + r * blocks_per_row, xu + r * blocks_per_row, blocks_per_row);
         }
         if (xsums != nullptr)
-          sum_q8a(xq + r * blocks_per_row, xsums + r * blocks_per_row, blocks_per_row);
+          sum_q8a(xq + r * blocks_per_row, xsums + r * blocks_per_row * sum_parts, blocks_per_row,
+                  sum_parts);
       }
     });
     if (packed != nullptr) {

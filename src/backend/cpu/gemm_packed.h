@@ -17,17 +17,20 @@ namespace carpool {
 
 struct GemmPackedArgs {
   const PackedWeight* w = nullptr;
-  const BlockQ8A* x = nullptr;     // activation rows [m][blocks]
-  const int32_t* x_sum = nullptr;  // sum of each activation block's qs [m][blocks] (Q4_0, Q8_0)
+  const BlockQ8A* x = nullptr;  // activation rows [m][blocks]
+  const int32_t* x_sum =
+      nullptr;  // sums of activation quants [m][k/32][gemm_packed_sums_per_block]
   int64_t m = 0;
   float* y = nullptr;  // y[r * ldy + j] = dot(x row r, w row j) (+ bias[j])
   int64_t ldy = 0;
   const float* bias = nullptr;  // [n] or null
 };
 
-// True if the kernels read GemmPackedArgs::x_sum for type t.
-inline bool gemm_packed_needs_sums(DType t) {
-  return t == DType::kQ4_0 || t == DType::kQ8_0;
+// How many sums per activation block the kernels read from GemmPackedArgs::x_sum for type t:
+// 1 (the whole block) for Q4_0 and Q8_0, 2 (each half of 16) for Q6_K, else 0.
+inline int gemm_packed_sums_per_block(DType t) {
+  if (t == DType::kQ4_0 || t == DType::kQ8_0) return 1;
+  return t == DType::kQ6_K ? 2 : 0;
 }
 
 // Computes the outputs of weight groups [g0, g1) (columns 16 g0 .. 16 g1 - 1) for all m rows.

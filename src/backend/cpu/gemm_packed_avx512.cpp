@@ -6,7 +6,10 @@
 //   Q4_1: w = d q + m:     acc += d_w * (d_x * dot(q, x)) + m_w * s_x     (s_x = d_x sum x)
 //   Q4_K: w = d sc_j q - dmin m_j per sub-block j of 32:
 //                          acc += (d sc_j) * (d_x * dot(q, x)) - (dmin m_j) * s_x
-// The correction -8 sum x (-128 sum x) seeds the integer sum, so it stays exact.
+//   Q5_K: as Q4_K with 5-bit q
+//   Q6_K: w = d sc_h (q - 32) per half sub-block h of 16:
+//                          acc += (d sc_h) * (d_x * (dot_h(q, x) - 32 sum_h x))
+// The corrections (-8, -32, -128 times the activation sum) seed the integer sums: they stay exact.
 #include <algorithm>
 #include <cstring>
 
@@ -94,11 +97,13 @@ inline __m512 bytes_times(const uint8_t* p, __m512 s) {
   return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), s);
 }
 
-// Q4_K: per super-block, four chunks of 8 parts; the low nibbles form sub-block 2c, the high 2c+1.
-template <int R>
-inline void tile_q4_k(const uint8_t* g, int64_t nb, size_t block_bytes, const BlockQ8A* x,
-                      int64_t ldx, __m512 (&acc)[R]) {
+// Q4_K / Q5_K: per super-block, four chunks of 8 parts; the low nibbles form sub-block 2c, the
+// high ones 2c+1; Q5_K adds bit j of its qh parts as bit 4 of sub-block j.
+template <bool kFive, int R>
+inline void tile_k45(const uint8_t* g, int64_t nb, size_t block_bytes, const BlockQ8A* x,
+                     int64_t ldx, __m512 (&acc)[R]) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const __m512i one = _mm512_set1_epi8(1);
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t i = 0; i < nb; ++i, g += block_bytes) {
     const uint8_t* sc = g + 32 * 64;
@@ -106,12 +111,18 @@ inline void tile_q4_k(const uint8_t* g, int64_t nb, size_t block_bytes, const Bl
     const __m512 dmin =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + 32)));
     const uint8_t* scales = sc + 64;
+    const uint8_t* qh = sc + 64 + 256;
     for (int j = 0; j < 8; ++j) {
       const uint8_t* parts = g + 64 * 8 * (j / 2);
       __m512i q[8];
       for (int t = 0; t < 8; ++t) {
         const __m512i v = _mm512_loadu_si512(parts + 64 * t);
         q[t] = _mm512_and_si512((j & 1) != 0 ? _mm512_srli_epi16(v, 4) : v, low4);
+        if constexpr (kFive) {
+          const __m512i h = _mm512_loadu_si512(qh + 64 * t);
+          const __m512i bit = _mm512_and_si512(_mm512_srli_epi16(h, j), one);
+          q[t] = _mm512_or_si512(q[t], _mm512_slli_epi16(bit, 4));
+        }
       }
       const __m512 dsc = bytes_times(scales + 16 * j, d);
       const __m512 dm = bytes_times(scales + 16 * (8 + j), dmin);
@@ -125,13 +136,68 @@ inline void tile_q4_k(const uint8_t* g, int64_t nb, size_t block_bytes, const Bl
   }
 }
 
+// 16 int8 at p as f32 times s.
+inline __m512 sbytes_times(const uint8_t* p, __m512 s) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), s);
+}
+
+// Q6_K: sub-block j = 4h + g (h: half of the super-block) takes the low (g < 2) or high nibbles
+// of ql parts 16h + 8(g & 1) + t and bits 2g, 2g+1 of qh parts 8h + t. Its first and second 16
+// elements have their own scales, so each half's integer sum is seeded with -32 times that half's
+// activation sum (xsum2: two sums per activation block).
+template <int R>
+inline void tile_q6_k(const uint8_t* g, int64_t nb, size_t block_bytes, const BlockQ8A* x,
+                      const int32_t* xsum2, int64_t ldx, __m512 (&acc)[R]) {
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const __m512i three = _mm512_set1_epi8(3);
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i, g += block_bytes) {
+    const uint8_t* qh = g + 32 * 64;
+    const uint8_t* tail = g + 48 * 64;
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail)));
+    const uint8_t* scales = tail + 32;
+    for (int j = 0; j < 8; ++j) {
+      const int h = j / 4, sub = j % 4;
+      const uint8_t* lparts = g + 64 * (16 * h + 8 * (sub & 1));
+      const uint8_t* hparts = qh + 64 * 8 * h;
+      __m512i q[8];
+      for (int t = 0; t < 8; ++t) {
+        __m512i lo = _mm512_loadu_si512(lparts + 64 * t);
+        if (sub >= 2) lo = _mm512_srli_epi16(lo, 4);
+        const __m512i hi = _mm512_and_si512(
+            _mm512_srli_epi16(_mm512_loadu_si512(hparts + 64 * t), 2 * sub), three);
+        q[t] = _mm512_or_si512(_mm512_and_si512(lo, low4), _mm512_slli_epi16(hi, 4));
+      }
+      const __m512 dsc0 = sbytes_times(scales + 16 * (2 * j), d);
+      const __m512 dsc1 = sbytes_times(scales + 16 * (2 * j + 1), d);
+      for (int r = 0; r < R; ++r) {
+        const int64_t xi = r * ldx + 8 * i + j;
+        const BlockQ8A& xb = x[xi];
+        __m512i s0 = _mm512_set1_epi32(-32 * xsum2[2 * xi]);
+        __m512i s1 = _mm512_set1_epi32(-32 * xsum2[2 * xi + 1]);
+        for (int t = 0; t < 4; ++t) {
+          s0 = _mm512_dpbusd_epi32(s0, q[t], _mm512_set1_epi32(load_i32(xb.qs + 4 * t)));
+          s1 = _mm512_dpbusd_epi32(s1, q[t + 4], _mm512_set1_epi32(load_i32(xb.qs + 16 + 4 * t)));
+        }
+        const __m512 dx = _mm512_set1_ps(xb.d);
+        acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s0), dx), dsc0, acc[r]);
+        acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s1), dx), dsc1, acc[r]);
+      }
+    }
+  }
+}
+
 template <DType T, int R>
 inline void tile_store(const GemmPackedArgs& a, int64_t g, int64_t r0) {
   const PackedWeight& w = *a.w;
   const int64_t ldx = w.cols / kQK;
   __m512 acc[R];
-  if constexpr (T == DType::kQ4_K) {
-    tile_q4_k<R>(w.group(g), w.blocks, w.block_bytes, a.x + r0 * ldx, ldx, acc);
+  if constexpr (T == DType::kQ4_K || T == DType::kQ5_K) {
+    tile_k45<T == DType::kQ5_K, R>(w.group(g), w.blocks, w.block_bytes, a.x + r0 * ldx, ldx, acc);
+  } else if constexpr (T == DType::kQ6_K) {
+    tile_q6_k<R>(w.group(g), w.blocks, w.block_bytes, a.x + r0 * ldx, a.x_sum + 2 * r0 * ldx, ldx,
+                 acc);
   } else {
     tile<T, R>(w.group(g), w.blocks, w.block_bytes, a.x + r0 * ldx,
                a.x_sum != nullptr ? a.x_sum + r0 * ldx : nullptr, ldx, acc);
@@ -188,6 +254,12 @@ bool gemm_packed_avx512(const GemmPackedArgs& a, int64_t g0, int64_t g1) {
       return true;
     case DType::kQ4_K:
       run<DType::kQ4_K>(a, g0, g1);
+      return true;
+    case DType::kQ5_K:
+      run<DType::kQ5_K>(a, g0, g1);
+      return true;
+    case DType::kQ6_K:
+      run<DType::kQ6_K>(a, g0, g1);
       return true;
     default:
       return false;

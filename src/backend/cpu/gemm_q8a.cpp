@@ -40,11 +40,15 @@ void offset_q8a(const BlockQ8A* src, BlockQ8A* dst, int64_t nb) {
   }
 }
 
-void sum_q8a(const BlockQ8A* src, int32_t* sums, int64_t nb) {
+void sum_q8a(const BlockQ8A* src, int32_t* sums, int64_t nb, int parts) {
+  CARPOOL_CHECK(parts == 1 || parts == 2);
+  const int len = kQK / parts;
   for (int64_t b = 0; b < nb; ++b) {
-    int32_t s = 0;
-    for (int j = 0; j < kQK; ++j) s += src[b].qs[j];
-    sums[b] = s;
+    for (int p = 0; p < parts; ++p) {
+      int32_t s = 0;
+      for (int j = 0; j < len; ++j) s += src[b].qs[p * len + j];
+      sums[b * parts + p] = s;
+    }
   }
 }
 

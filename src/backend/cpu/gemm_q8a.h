@@ -49,8 +49,9 @@ void split_q8a_scales(const BlockQ8A* src, float* d, float* s, int64_t nb);
 // dst[nb] = src[nb] with every quant flipped to unsigned (qs ^ 0x80); d and s are copied.
 void offset_q8a(const BlockQ8A* src, BlockQ8A* dst, int64_t nb);
 
-// sums[nb] = the sum of each block's quants (the packed kernels' offset corrections).
-void sum_q8a(const BlockQ8A* src, int32_t* sums, int64_t nb);
+// sums[nb * parts] = the sums of each block's quants in `parts` (1 or 2) equal pieces (the packed
+// kernels' offset corrections).
+void sum_q8a(const BlockQ8A* src, int32_t* sums, int64_t nb, int parts);
 
 // The per-level entry points (defined in gemm_q8a_<level>.cpp); false: no kernel for the type.
 bool gemm_q8a_avx2(const GemmQ8aArgs& a, int64_t j0, int64_t j1);

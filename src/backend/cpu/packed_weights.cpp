@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/quants.h"
 #include "util/check.h"
@@ -14,7 +15,8 @@ void PackedWeight::Free::operator()(uint8_t* p) const {
 }
 
 bool packable(DType t) {
-  return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ8_0 || t == DType::kQ4_K;
+  return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ8_0 || t == DType::kQ4_K ||
+         t == DType::kQ5_K || t == DType::kQ6_K;
 }
 
 size_t packed_block_bytes(DType t) {
@@ -27,6 +29,10 @@ size_t packed_block_bytes(DType t) {
       return 8 * 64 + 2 * kPackRows;
     case DType::kQ4_K:
       return 32 * 64 + 4 * kPackRows + 16 * kPackRows;
+    case DType::kQ5_K:
+      return 32 * 64 + 4 * kPackRows + 16 * kPackRows + 8 * 64;
+    case DType::kQ6_K:
+      return 48 * 64 + 2 * kPackRows + 16 * kPackRows;
     default:
       CARPOOL_CHECK(false && "packed_block_bytes: type has no packed layout");
       return 0;
@@ -79,8 +85,16 @@ BlockView view_block(DType t, const uint8_t* row, int64_t i) {
   return v;
 }
 
-void pack_q4_k(const BlockQ4_K& b, int l, uint8_t* out) {
-  for (int part = 0; part < 32; ++part) std::memcpy(out + 64 * part + 4 * l, b.qs + 4 * part, 4);
+// Copies the 4-byte groups of src[n_parts * 4] to lane l of n_parts parts at out.
+void interleave(const uint8_t* src, int n_parts, int l, uint8_t* out) {
+  for (int part = 0; part < n_parts; ++part)
+    std::memcpy(out + 64 * part + 4 * l, src + 4 * part, 4);
+}
+
+// Q4_K and Q5_K: qs parts, d and dmin, scales and mins, then (Q5_K) the qh parts.
+template <class Block>
+void pack_k45(const Block& b, int l, uint8_t* out) {
+  interleave(b.qs, 32, l, out);
   uint16_t* d = reinterpret_cast<uint16_t*>(out + 32 * 64);
   d[l] = b.d;
   d[kPackRows + l] = b.dmin;
@@ -91,24 +105,48 @@ void pack_q4_k(const BlockQ4_K& b, int l, uint8_t* out) {
     scales[j * kPackRows + l] = sc[j];
     scales[(8 + j) * kPackRows + l] = mn[j];
   }
+  if constexpr (std::is_same_v<Block, BlockQ5_K>) {
+    interleave(b.qh, 8, l, out + 32 * 64 + 20 * kPackRows);
+  }
+}
+
+// Q6_K: ql parts, qh parts, d, then the 16 int8 scales as [16][16].
+void pack_q6_k(const BlockQ6_K& b, int l, uint8_t* out) {
+  interleave(b.ql, 32, l, out);
+  interleave(b.qh, 16, l, out + 32 * 64);
+  reinterpret_cast<uint16_t*>(out + 48 * 64)[l] = b.d;
+  int8_t* scales = reinterpret_cast<int8_t*>(out + 48 * 64 + 2 * kPackRows);
+  for (int j = 0; j < 16; ++j) scales[j * kPackRows + l] = b.scales[j];
+}
+
+template <class Block, class Pack>
+void pack_super_blocks(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g0,
+                       int64_t g1, Pack pack) {
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* out = p.data.get() + static_cast<size_t>(g * p.blocks) * p.block_bytes;
+    for (int64_t i = 0; i < p.blocks; ++i, out += p.block_bytes) {
+      for (int l = 0; l < kPackRows; ++l) {
+        const uint8_t* row = base + static_cast<size_t>(g * kPackRows + l) * row_bytes;
+        pack(reinterpret_cast<const Block*>(row)[i], l, out);
+      }
+    }
+  }
 }
 
 }  // namespace
 
 void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, int64_t g1) {
   CARPOOL_CHECK(g0 >= 0 && g0 <= g1 && g1 <= p.groups);
-  if (p.type == DType::kQ4_K) {
-    const uint8_t* base = static_cast<const uint8_t*>(w);
-    for (int64_t g = g0; g < g1; ++g) {
-      uint8_t* out = p.data.get() + static_cast<size_t>(g * p.blocks) * p.block_bytes;
-      for (int64_t i = 0; i < p.blocks; ++i, out += p.block_bytes) {
-        for (int l = 0; l < kPackRows; ++l) {
-          const uint8_t* row = base + static_cast<size_t>(g * kPackRows + l) * row_bytes;
-          pack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[i], l, out);
-        }
-      }
-    }
-    return;
+  const uint8_t* rows = static_cast<const uint8_t*>(w);
+  switch (p.type) {
+    case DType::kQ4_K:
+      return pack_super_blocks<BlockQ4_K>(p, rows, row_bytes, g0, g1, pack_k45<BlockQ4_K>);
+    case DType::kQ5_K:
+      return pack_super_blocks<BlockQ5_K>(p, rows, row_bytes, g0, g1, pack_k45<BlockQ5_K>);
+    case DType::kQ6_K:
+      return pack_super_blocks<BlockQ6_K>(p, rows, row_bytes, g0, g1, pack_q6_k);
+    default:
+      break;
   }
   const bool q8 = p.type == DType::kQ8_0;
   const int parts = q8 ? 8 : 4;

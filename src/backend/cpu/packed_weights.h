@@ -18,6 +18,9 @@
 //   Q4_K:       per super-block of 256: 32 x 64 bytes: byte 4*l + b of part 8c + t is byte
 //               32c + 4t + b of row j0+l's qs (low nibble: sub-block 2c, high: 2c + 1); then 16
 //               f16 d, 16 f16 dmin, and the 6-bit scales [8][16] and mins [8][16] as bytes.
+//   Q5_K:       as Q4_K, then 8 x 64 bytes of qh interleaved the same way.
+//   Q6_K:       32 x 64 bytes of ql and 16 x 64 bytes of qh interleaved by 4 bytes, 16 f16 d,
+//               and the int8 scales [16][16].
 // Rows past the last full group are not packed: callers run the unpacked kernels on them.
 //
 // Thread-safety: pure functions; a PackedWeight is immutable after pack_weight().
@@ -37,7 +40,7 @@ struct PackedWeight {
   DType type = DType::kF32;
   int64_t groups = 0;      // full groups of kPackRows rows; rows [groups * 16, n) stay unpacked
   int64_t cols = 0;        // elements per row
-  int64_t blocks = 0;      // weight blocks per row (32 elements; 256 for Q4_K)
+  int64_t blocks = 0;      // weight blocks per row (32 elements; 256 for the K types)
   size_t block_bytes = 0;  // bytes of one group's block
   struct Free {
     void operator()(uint8_t* p) const;

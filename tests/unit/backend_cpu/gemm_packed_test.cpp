@@ -1,0 +1,108 @@
+// The packed-weight kernels (packed_weights.h, gemm_packed.h) against a double-precision dot of
+// the dequantized weights with the dequantized 8-bit activations: both sides see the same
+// quantized activations, so only f32 summation order may differ. Every packable type, full tiles
+// of activation rows and every remainder, a row stride wider than the output, a bias, and a group
+// range that starts past zero (the columns of other groups stay untouched).
+#include "backend/cpu/gemm_packed.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_features.h"
+#include "backend/cpu/gemm_q8a.h"
+#include "backend/cpu/packed_weights.h"
+#include "backend/dtype.h"
+
+namespace carpool {
+namespace {
+
+std::vector<uint8_t> random_weights(std::mt19937& g, DType t, int64_t rows, int64_t k) {
+  const DTypeInfo& info = dtype_info(t);
+  std::vector<uint8_t> bytes(dtype_row_bytes(t, k) * static_cast<size_t>(rows));
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(g());
+  // Sane f16 scales in every block (random bytes would give infinities and NaNs).
+  std::uniform_real_distribution<float> u(-0.02f, 0.02f);
+  for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
+    uint8_t* p = bytes.data() + blk * info.block_bytes;
+    const size_t off = t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
+    const int n_halves = (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
+    for (int h = 0; h < n_halves; ++h) {
+      const uint16_t v = f32_to_f16(u(g));
+      std::memcpy(p + off + 2 * h, &v, 2);
+    }
+  }
+  return bytes;
+}
+
+class GemmPacked : public ::testing::TestWithParam<DType> {};
+
+TEST_P(GemmPacked, MatchesDequantizedReference) {
+  const DType t = GetParam();
+  if (!cpu_supports(CpuIsa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI here";
+  ASSERT_TRUE(packable(t));
+  std::mt19937 g(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t block = dtype_info(t).block_elems;
+  const int64_t n = 3 * kPackRows + 5;  // three groups and five unpacked rows
+  for (int64_t k : {block, 3 * block}) {
+    for (int64_t m : {1, 2, 7, 8, 9, 17}) {
+      std::vector<uint8_t> w = random_weights(g, t, n, k);
+      const size_t row_bytes = dtype_row_bytes(t, k);
+      PackedWeight p = make_packed(t, n, k);
+      ASSERT_EQ(p.groups, 3);
+      pack_groups(p, w.data(), row_bytes, 0, p.groups);
+      std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n));
+      for (float& v : x) v = nd(g) * (g() % 4 == 0 ? 10.f : 1.f);
+      for (float& v : bias) v = nd(g);
+      const int64_t nb_x = k / kQK;
+      std::vector<BlockQ8A> xq(static_cast<size_t>(m * nb_x));
+      for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x.data() + r * k, xq.data() + r * nb_x, k);
+      const int parts = gemm_packed_sums_per_block(t);
+      std::vector<int32_t> sums(xq.size() * 2);
+      if (parts > 0) sum_q8a(xq.data(), sums.data(), static_cast<int64_t>(xq.size()), parts);
+      const int64_t ldy = n + 3;
+      std::vector<float> y(static_cast<size_t>(m * ldy), -12345.f);
+      GemmPackedArgs a;
+      a.w = &p;
+      a.x = xq.data();
+      a.x_sum = parts > 0 ? sums.data() : nullptr;
+      a.m = m;
+      a.y = y.data();
+      a.ldy = ldy;
+      a.bias = bias.data();
+      ASSERT_TRUE(gemm_packed_avx512(a, 1, 3));  // groups 1 and 2: columns 16..47
+      std::vector<float> wf(static_cast<size_t>(k));
+      for (int64_t j = 0; j < ldy; ++j) {
+        if (j < kPackRows || j >= 3 * kPackRows) {
+          for (int64_t r = 0; r < m; ++r) ASSERT_EQ(y[r * ldy + j], -12345.f) << "col " << j;
+          continue;
+        }
+        dequantize_row(t, w.data() + row_bytes * j, wf.data(), k);
+        for (int64_t r = 0; r < m; ++r) {
+          double ref = bias[j], scale = std::fabs(bias[j]);
+          for (int64_t i = 0; i < k; ++i) {
+            const BlockQ8A& b = xq[static_cast<size_t>((r * k + i) / kQK)];
+            const double xv = static_cast<double>(b.d) * b.qs[i % kQK];
+            ref += wf[i] * xv;
+            scale += std::fabs(wf[i] * xv);
+          }
+          ASSERT_NEAR(y[r * ldy + j], ref, 1e-5 * scale)
+              << dtype_name(t) << " k=" << k << " m=" << m << " row " << r << " col " << j;
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(PackableTypes, GemmPacked,
+                         ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K,
+                                           DType::kQ5_K, DType::kQ6_K),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace carpool
