@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "engine/engine_options.h"
 #include "engine/runner.h"
@@ -114,7 +115,8 @@ class EngineImpl final : public Engine {
   // --- telemetry (tel_ != null) ---
   void setup_telemetry(const KvCachePlan& plan);
   void record_step(const StepPlan& plan, int64_t start_ns, int64_t device_ns);
-  void record_finished(const Sequence* s, FinishReason reason);
+  // generated: the request's generated tokens (-1: the sequence's own count).
+  void record_finished(const Sequence* s, FinishReason reason, int generated = -1);
 
   LlamaModel& model_;
   const EngineOptions options_;
@@ -124,6 +126,7 @@ class EngineImpl final : public Engine {
   Scheduler scheduler_;
   Runner runner_;
   std::unordered_map<RequestId, TokenSink> sinks_;
+  std::unordered_set<RequestId> prompt_only_;  // max_tokens 0: no token is delivered
   int finished_since_publish_ = 0;
   struct Delivery {
     TokenSink owned;                 // a finished request's sink (moved out of sinks_)
@@ -199,7 +202,7 @@ void EngineImpl::record_step(const StepPlan& plan, int64_t start_ns, int64_t dev
   tel_->record(st);
 }
 
-void EngineImpl::record_finished(const Sequence* s, FinishReason reason) {
+void EngineImpl::record_finished(const Sequence* s, FinishReason reason, int generated) {
   last_token_s_.erase(s ? s->id : 0);
   telemetry::RequestRecord rec;
   rec.end_ns = tel_->clock().now_ns();
@@ -212,7 +215,7 @@ void EngineImpl::record_finished(const Sequence* s, FinishReason reason) {
       rec.e2e_s = end - s->arrival_s;
     }
     rec.prompt_tokens = s->num_prompt_tokens;
-    rec.generation_tokens = s->num_generated();
+    rec.generation_tokens = generated >= 0 ? generated : s->num_generated();
   }
   tel_->record_request(rec);
 }
@@ -229,15 +232,20 @@ Result<RequestId> EngineImpl::submit(RequestParams params, TokenSink sink) {
                            std::to_string(vocab) + ")");
     }
   }
-  if (params.max_tokens < 1) return Status::error("max_tokens must be at least 1");
-  if (n_prompt + params.max_tokens > options_.max_model_len) {
+  if (params.max_tokens < 0) return Status::error("max_tokens must be at least 0");
+  // max_tokens 0 still samples (and drops) one token: the scheduler's shape of a finished prompt.
+  const int64_t sched_max_tokens = std::max(1, params.max_tokens);
+  if (n_prompt + sched_max_tokens > options_.max_model_len) {
     return Status::error("prompt (" + std::to_string(n_prompt) + " tokens) plus max_tokens (" +
-                         std::to_string(params.max_tokens) + ") exceeds max_model_len (" +
+                         std::to_string(sched_max_tokens) + ") exceeds max_model_len (" +
                          std::to_string(options_.max_model_len) + ")");
   }
   CARPOOL_RETURN_IF_ERROR(params.sampling.validate());
   if (params.logprobs < -1 || params.logprobs > kMaxLogprobs) {
     return Status::error("logprobs must be in [0, " + std::to_string(kMaxLogprobs) + "]");
+  }
+  if (params.prompt_logprobs < -1 || params.prompt_logprobs > kMaxLogprobs) {
+    return Status::error("prompt_logprobs must be in [0, " + std::to_string(kMaxLogprobs) + "]");
   }
   RequestId id;
   {
@@ -273,10 +281,14 @@ void EngineImpl::admit(Pending& p) {
   SequenceParams sp;
   sp.id = p.id;
   sp.prompt = p.params.prompt;
-  sp.max_tokens = p.params.max_tokens;
+  sp.max_tokens = std::max(1, p.params.max_tokens);
   sp.stop_ids = std::move(p.params.stop_ids);
   sp.ignore_eos = p.params.ignore_eos;
-  runner_.add(p.id, p.params.sampling, p.params.prompt, p.params.logprobs);
+  // Prompt logprobs need every prompt position computed: no cached prefix blocks.
+  sp.reuse_cached_prefix = p.params.prompt_logprobs < 0;
+  if (p.params.max_tokens == 0) prompt_only_.insert(p.id);
+  runner_.add(p.id, p.params.sampling, p.params.prompt, p.params.logprobs,
+              p.params.prompt_logprobs);
   scheduler_.add(std::move(sp));
   sinks_.emplace(p.id, std::move(p.sink));
 }
@@ -299,6 +311,7 @@ void EngineImpl::end_request(RequestId id, FinishReason reason, const std::strin
   }
   scheduler_.abort(id);
   runner_.remove(id);
+  prompt_only_.erase(id);
   outbox_.push_back(Delivery{std::move(it->second), nullptr, std::move(ev)});
   sinks_.erase(it);
   ++finished_since_publish_;
@@ -352,18 +365,29 @@ void EngineImpl::run_step() {
     ev.token = o.token;
     ev.logprob = st.logprob;
     ev.top_logprobs = std::move(st.top_logprobs);
+    ev.prompt_logprobs = std::move(st.prompt_logprobs);
     auto it = sinks_.find(o.id);
     CARPOOL_CHECK(it != sinks_.end());
+    // max_tokens 0: the prompt is computed; the one token the scheduler sampled is dropped.
+    const bool prompt_only = !prompt_only_.empty() && prompt_only_.erase(o.id) > 0;
+    if (prompt_only) {
+      CARPOOL_CHECK(o.finished);  // the scheduler ran it with max_tokens 1
+      local_.generated_tokens -= 1;
+      ev.token = -1;
+      ev.logprob = 0.f;
+      ev.top_logprobs.clear();
+    }
     if (!o.finished) {
       outbox_.push_back(Delivery{nullptr, &it->second, std::move(ev)});
       continue;
     }
     ev.finished = true;
-    ev.finish_reason = o.finish == SeqFinish::kStop ? FinishReason::kStop : FinishReason::kLength;
+    ev.finish_reason =
+        o.finish == SeqFinish::kStop && !prompt_only ? FinishReason::kStop : FinishReason::kLength;
     ev.prompt_tokens = s.num_prompt_tokens;
-    ev.generated_tokens = s.num_generated();
+    ev.generated_tokens = prompt_only ? 0 : s.num_generated();
     ev.cached_prompt_tokens = s.num_cached_prompt_tokens;
-    if (tel_ != nullptr) record_finished(&s, ev.finish_reason);
+    if (tel_ != nullptr) record_finished(&s, ev.finish_reason, ev.generated_tokens);
     outbox_.push_back(Delivery{std::move(it->second), nullptr, std::move(ev)});
     sinks_.erase(it);
     runner_.remove(o.id);

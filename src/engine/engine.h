@@ -59,17 +59,28 @@ const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "
 struct RequestParams {
   std::vector<int32_t> prompt;  // token ids (non-empty)
   SamplingParams sampling;
-  int max_tokens = 16;            // tokens to generate at most
+  // Tokens to generate at most. 0: none, only compute the prompt (to score it with
+  // prompt_logprobs); the request ends with reason "length" and no token, like OpenAI's and
+  // vLLM's echo with max_tokens 0.
+  int max_tokens = 16;
   std::vector<int32_t> stop_ids;  // finish with reason "stop" after one of these
   bool ignore_eos = false;        // ignore stop_ids
   int logprobs = -1;              // -1: none; k >= 0: the chosen token's logprob and top k
+  // -1: none; k >= 0: every prompt token's logprob (after the first) and the top k at its
+  // position, from the same raw distribution as `logprobs`, on the request's first event. Such
+  // a request computes its whole prompt: it takes no cached prefix blocks.
+  int prompt_logprobs = -1;
 };
 
 // One generated token (or the end of the request) delivered to the request's sink.
 struct TokenEvent {
-  int32_t token = -1;   // -1 for a final event without a token (abort, error)
+  int32_t token = -1;   // -1 for a final event without a token (abort, error, max_tokens 0)
   float logprob = 0.f;  // when logprobs >= 0
   std::vector<std::pair<int32_t, float>> top_logprobs;
+  // With prompt_logprobs >= 0, on the first event (the first token's, or the final event when
+  // max_tokens is 0): [n_prompt - 1], entry i scores prompt token i + 1 given tokens [0, i].
+  // Empty on every other event, and when the request ended before its prompt was computed.
+  std::vector<TokenLogprob> prompt_logprobs;
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
   std::string error;  // when finish_reason == kError
@@ -103,8 +114,9 @@ class Engine {
   virtual ~Engine() = default;
 
   // Validates and queues a request; returns its id at once. Errors: empty prompt, prompt plus
-  // max_tokens beyond max_model_len (the message gives both numbers), queue full (the caller
-  // answers 429), engine shutting down.
+  // max_tokens beyond max_model_len (the message gives both numbers; max_tokens 0 counts as 1,
+  // the position the step that scores the prompt samples), queue full (the caller answers 429),
+  // engine shutting down.
   virtual Result<RequestId> submit(RequestParams params, TokenSink sink) = 0;
   // Aborts a request; its sink gets a final event with reason kAbort (unless already finished).
   virtual void abort(RequestId id) = 0;

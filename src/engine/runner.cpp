@@ -9,13 +9,42 @@ namespace carpool {
 Runner::Runner(LlamaModel& model, const KvCache& kv) : model_(model), kv_(kv) {}
 
 void Runner::add(SeqId id, const SamplingParams& params, std::span<const int32_t> prompt,
-                 int logprobs) {
+                 int logprobs, int prompt_logprobs) {
   auto s = std::make_unique<SeqSampling>(SeqSampling{Sampler(params, prompt), logprobs});
+  if (prompt_logprobs >= 0) {
+    s->prompt_logprobs = prompt_logprobs;
+    s->num_prompt = static_cast<int>(prompt.size());
+    s->prompt.resize(prompt.empty() ? 0 : prompt.size() - 1);
+    for (size_t i = 0; i < s->prompt.size(); ++i) s->prompt[i].token = prompt[i + 1];
+  }
   sampling_[id] = std::move(s);
 }
 
 void Runner::remove(SeqId id) {
   sampling_.erase(id);
+}
+
+Status Runner::score_prompt_rows() {
+  const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
+  const size_t chunk = static_cast<size_t>(model_.limits().max_logit_rows);
+  for (size_t begin = 0; begin < prompt_rows_.size(); begin += chunk) {
+    const size_t n = std::min(chunk, prompt_rows_.size() - begin);
+    row_ids_.clear();
+    for (size_t i = 0; i < n; ++i) row_ids_.push_back(prompt_rows_[begin + i].row);
+    auto out = model_.row_logits(row_ids_);
+    if (!out) return out.status();
+    logits_.resize(n * vocab);
+    model_.backend().download(logits_.data(), out.value(), n * vocab * sizeof(float));
+    for (size_t i = 0; i < n; ++i) {
+      const PromptRow& r = prompt_rows_[begin + i];
+      std::span<const float> logits(logits_.data() + i * vocab, vocab);
+      // The same arithmetic as a sampled token's logprobs (a recompute overwrites the entry).
+      TokenLogprob& e = r.seq->prompt[r.pos];
+      e.logprob = token_logprob(logits, r.next_token);
+      if (r.seq->prompt_logprobs > 0) e.top = top_logprobs(logits, r.seq->prompt_logprobs);
+    }
+  }
+  return Status::ok();
 }
 
 Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
@@ -35,11 +64,27 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
     max_blocks = std::max(max_blocks, static_cast<int>(e.seq->blocks.blocks.size()));
   }
   block_tables_.assign(static_cast<size_t>(n_seqs) * max_blocks, 0);
+  prompt_rows_.clear();
   for (int s = 0; s < n_seqs; ++s) {
     const ScheduledSeq& e = plan.seqs[s];
     const Sequence& seq = *e.seq;
     const std::vector<int32_t>& table = seq.blocks.blocks;
     CARPOOL_CHECK(static_cast<int>(table.size()) * bs >= e.start + e.num_tokens);
+    if (e.is_prefill && e.start < seq.num_prompt_tokens - 1) {
+      // Prompt positions [start, min(end, n_prompt - 1)) predict prompt tokens: score them when
+      // asked (the last prompt position predicts the first generated token: sampled below).
+      auto it = sampling_.find(e.id);
+      CARPOOL_CHECK(it != sampling_.end());
+      SeqSampling* ss = it->second.get();
+      if (ss->prompt_logprobs >= 0) {
+        CARPOOL_CHECK(ss->num_prompt == seq.num_prompt_tokens);
+        const int end = std::min(e.start + e.num_tokens, seq.num_prompt_tokens - 1);
+        const int32_t first_row = static_cast<int32_t>(ids_.size());
+        for (int p = e.start; p < end; ++p) {
+          prompt_rows_.push_back(PromptRow{ss, first_row + (p - e.start), p, seq.tokens[p + 1]});
+        }
+      }
+    }
     for (int p = e.start; p < e.start + e.num_tokens; ++p) {
       ids_.push_back(seq.tokens[p]);
       positions_.push_back(p);
@@ -67,13 +112,17 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
   auto out = model_.forward(b, kv_);
   if (!out) return out.status();
   std::vector<SampledToken> sampled;
-  if (!any_logits) return sampled;
+  if (!any_logits) {
+    if (!prompt_rows_.empty()) CARPOOL_RETURN_IF_ERROR(score_prompt_rows());
+    return sampled;
+  }
 
   // --- sampling, on the host ---
   const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
   logits_.resize(logit_rows_.size() * vocab);
   model_.backend().download(logits_.data(), out.value(), logits_.size() * sizeof(float));
   sampled.reserve(logit_rows_.size());
+  handover_.clear();
   size_t row = 0;
   for (const ScheduledSeq& e : plan.seqs) {
     if (!e.needs_logits) continue;
@@ -92,7 +141,17 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
       t.token = ss.sampler.sample(logits);
     }
     ss.sampler.accept(t.token);
+    if (ss.prompt_logprobs >= 0) handover_.emplace_back(sampled.size(), &ss);
     sampled.push_back(std::move(t));
+  }
+  // Prompt rows after sampling: row_logits() reuses the buffer the sampled logits came from.
+  if (!prompt_rows_.empty()) CARPOOL_RETURN_IF_ERROR(score_prompt_rows());
+  // A sequence's first sampled token follows its whole prompt: hand over its prompt logprobs.
+  for (const auto& [index, ssp] : handover_) {
+    SeqSampling& ss = *ssp;
+    sampled[index].prompt_logprobs = std::move(ss.prompt);
+    ss.prompt = {};
+    ss.prompt_logprobs = -1;  // delivered: a later recompute of the prompt is not scored again
   }
   return sampled;
 }

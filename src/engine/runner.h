@@ -7,6 +7,15 @@
 // sequence whose computed tokens catch up with its known tokens), downloaded once per step, and
 // sampled on the host with each sequence's own Sampler.
 //
+// Prompt logprobs (scoring the prompt): a sequence registered with prompt_logprobs >= 0 also
+// needs the logits of every prompt position, whichever steps compute them (chunked prefill, or
+// a recompute after preemption). After each forward the runner asks the model for those rows
+// (LlamaModel::row_logits, at most max_logit_rows at a time, from the step's hidden states), and
+// keeps only each position's log-probability and top k: memory stays [max_logit_rows, vocab]
+// for logits, never [prompt, vocab]. Other sequences' rows are computed as without it. Such a
+// sequence must not take cached prefix blocks (the scheduler's reuse_cached_prefix = false),
+// since cached positions are never computed.
+//
 // Batching does not change answers on the CPU backend: every op computes each row (and each
 // attention head of each token) on its own, in an order that does not depend on the other rows.
 //
@@ -31,6 +40,10 @@ struct SampledToken {
   int32_t token = -1;
   float logprob = 0.f;                                  // when logprobs >= 0
   std::vector<std::pair<int32_t, float>> top_logprobs;  // [k] when logprobs = k > 0
+  // The sequence's first sampled token with prompt_logprobs = k >= 0: [n_prompt - 1], entry i
+  // scores prompt token i + 1 given tokens [0, i], with the top k at that position (the first
+  // prompt token has no context and no entry). Empty otherwise.
+  std::vector<TokenLogprob> prompt_logprobs;
 };
 
 class Runner {
@@ -39,8 +52,10 @@ class Runner {
 
   // Registers a sequence's sampling state. logprobs: -1 none; k >= 0 the chosen token's
   // log-probability and the top k (from the model's distribution, before penalties and
-  // temperature, as OpenAI and vLLM report them).
-  void add(SeqId id, const SamplingParams& params, std::span<const int32_t> prompt, int logprobs);
+  // temperature, as OpenAI and vLLM report them). prompt_logprobs: -1 none; k >= 0 the same for
+  // every prompt token after the first, delivered with the first sampled token.
+  void add(SeqId id, const SamplingParams& params, std::span<const int32_t> prompt, int logprobs,
+           int prompt_logprobs = -1);
   void remove(SeqId id);
 
   // Runs one forward over the plan and samples one token per entry with needs_logits, in plan
@@ -52,7 +67,20 @@ class Runner {
   struct SeqSampling {
     Sampler sampler;
     int logprobs = -1;
+    int prompt_logprobs = -1;  // -1: none, or prompt logprobs already delivered
+    int num_prompt = 0;
+    std::vector<TokenLogprob> prompt;  // [num_prompt - 1] while prompt_logprobs >= 0
   };
+  // One prompt position whose logits this step computed: row `row` of the batch scores prompt
+  // token `pos + 1` of `seq`.
+  struct PromptRow {
+    SeqSampling* seq = nullptr;
+    int32_t row = 0;
+    int pos = 0;
+    int32_t next_token = 0;
+  };
+  // Scores this step's prompt rows (prompt_rows_) from the model's row logits, chunk by chunk.
+  Status score_prompt_rows();
 
   LlamaModel& model_;
   const KvCache& kv_;
@@ -61,6 +89,9 @@ class Runner {
   std::vector<int32_t> ids_, positions_, slots_, query_start_, kv_len_, block_tables_, logit_rows_;
   std::vector<float> logits_;   // [n_logits, vocab]
   std::vector<float> scratch_;  // [vocab]
+  std::vector<PromptRow> prompt_rows_;
+  std::vector<int32_t> row_ids_;  // [<= max_logit_rows] one chunk of prompt_rows_
+  std::vector<std::pair<size_t, SeqSampling*>> handover_;  // sampled index, prompt logprobs due
 };
 
 }  // namespace carpool

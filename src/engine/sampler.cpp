@@ -132,15 +132,17 @@ std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logit
   for (float l : logits) max_l = std::max(max_l, l);
   double sum = 0;
   for (float l : logits) sum += std::exp(static_cast<double>(l - max_l));
-  const float log_z = static_cast<float>(max_l + std::log(sum));
+  const double log_sum = std::log(sum);
   std::vector<std::pair<int32_t, float>> all;
   all.reserve(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) all.emplace_back(static_cast<int32_t>(i), logits[i]);
   k = std::min<int>(k, static_cast<int>(all.size()));
-  std::partial_sort(all.begin(), all.begin() + k, all.end(),
-                    [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::partial_sort(all.begin(), all.begin() + k, all.end(), [](const auto& a, const auto& b) {
+    return a.second > b.second || (a.second == b.second && a.first < b.first);
+  });
   all.resize(k);
-  for (auto& p : all) p.second -= log_z;
+  // token_logprob's arithmetic, so that a token's value is the same in both lists.
+  for (auto& p : all) p.second = static_cast<float>(p.second - max_l - log_sum);
   return all;
 }
 

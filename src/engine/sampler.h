@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "util/status.h"
@@ -50,6 +51,13 @@ class Sampler {
   std::unordered_map<int32_t, int32_t> prompt_seen_;    // token -> 1 (repetition penalty)
   std::unordered_map<int32_t, int32_t> output_counts_;  // token -> count in generated text
   std::vector<std::pair<float, int32_t>> candidates_;   // scratch, reused across steps
+};
+
+// One token's log-probability and the most likely tokens at its position (for logprobs).
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.f;
+  std::vector<std::pair<int32_t, float>> top;  // [k] (token, logprob), most likely first
 };
 
 // log-softmax value of `token` in logits (for logprobs), and the top `k` (token, logprob).

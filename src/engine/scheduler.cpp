@@ -37,6 +37,7 @@ void Scheduler::add(SequenceParams params) {
   seq->max_tokens = params.max_tokens;
   seq->stop_ids = std::move(params.stop_ids);
   seq->ignore_eos = params.ignore_eos;
+  seq->reuse_cached_prefix = params.reuse_cached_prefix;
   seq->arrival_s = clock_();
   waiting_.push_back(seq.get());
   seqs_.emplace(seq->id, std::move(seq));
@@ -131,7 +132,8 @@ StepPlan Scheduler::schedule() {
          static_cast<int>(running_.size()) < config_.max_num_seqs) {
     Sequence* s = waiting_.front();
     // At least the last known token is computed, so that the step yields its logits.
-    const int cached = blocks_.cached_prefix_tokens(s->tokens, s->num_tokens() - 1);
+    const int cached =
+        s->reuse_cached_prefix ? blocks_.cached_prefix_tokens(s->tokens, s->num_tokens() - 1) : 0;
     const int n = std::min(s->num_tokens() - cached, budget);
     if (!blocks_.can_allocate(s->tokens, cached, cached + n)) break;
     blocks_.allocate(s->blocks, s->tokens, cached, cached + n);

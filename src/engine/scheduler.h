@@ -15,6 +15,9 @@
 //    sequence is preempted by recompute: its blocks are freed (full blocks stay in the prefix
 //    cache), it goes back to the front of the queue with its tokens, and later recomputes them
 //    as a prefill. Nothing is admitted in a step that preempted.
+//  - Prefix reuse: an admitted sequence takes the cached blocks of its longest cached prefix
+//    (whole blocks, at least one token left to compute), unless it asked to compute every
+//    position (SequenceParams::reuse_cached_prefix = false, for prompt logprobs).
 //  - Never a deadlock: as long as the cache holds one max_model_len sequence (the engine checks
 //    this), the oldest running sequence can always grow by preempting the others, and with no
 //    running sequence the head of the queue always fits.

@@ -29,6 +29,9 @@ struct SequenceParams {
   int max_tokens = 16;            // generated tokens at most (>= 1)
   std::vector<int32_t> stop_ids;  // finish with kStop after sampling one of these
   bool ignore_eos = false;        // ignore stop_ids
+  // false: never take cached prefix blocks, compute every position (prompt logprobs need the
+  // logits of each prompt position). The sequence's own blocks are still cached for others.
+  bool reuse_cached_prefix = true;
 };
 
 struct Sequence {
@@ -39,6 +42,7 @@ struct Sequence {
   int max_tokens = 16;
   std::vector<int32_t> stop_ids;
   bool ignore_eos = false;
+  bool reuse_cached_prefix = true;
 
   SeqStatus status = SeqStatus::kWaiting;
   SeqFinish finish = SeqFinish::kNone;

@@ -409,6 +409,7 @@ DecodeGraphShape decode_graph_shape(int n_seqs, int max_kv_len, int block_size,
 }
 
 Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
+  last_batch_tokens_ = 0;
   CARPOOL_RETURN_IF_ERROR(check_batch(b, kv));
   const ModelConfig& c = config_;
   const int64_t n_real = static_cast<int64_t>(b.token_ids.size());
@@ -560,7 +561,28 @@ Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
   } else {
     enqueue();
   }
+  last_batch_tokens_ = n_real;  // a padded graph step leaves the real rows first in xn_
   return logits_.rows_view(0, n_logits_real);
+}
+
+Result<Tensor> LlamaModel::row_logits(std::span<const int32_t> rows) {
+  if (last_batch_tokens_ == 0) return Status::error("row_logits: no forward to read from");
+  if (rows.empty() || rows.size() > static_cast<size_t>(limits_.max_logit_rows)) {
+    return Status::error("row_logits: bad row count");
+  }
+  for (int32_t r : rows) {
+    if (r < 0 || r >= last_batch_tokens_) return Status::error("row_logits: row out of range");
+  }
+  const int64_t n = static_cast<int64_t>(rows.size());
+  Tensor lrows = lrows_;
+  lrows.cols = n;
+  backend_.upload(lrows, rows.data(), n * sizeof(int32_t));
+  Tensor xn = xn_.rows_view(0, last_batch_tokens_);
+  Tensor sel = sel_.rows_view(0, n), logits = logits_.rows_view(0, n);
+  // --- the same two ops as forward()'s logits ---
+  backend_.gather_rows(sel, xn, lrows);
+  backend_.matmul(logits, sel, output_, nullptr);
+  return logits;
 }
 
 }  // namespace carpool

@@ -92,6 +92,14 @@ class LlamaModel {
   // call). The batch is checked against the limits and the cache geometry first.
   Result<Tensor> forward(const ForwardBatch& batch, const KvCache& kv);
 
+  // Logits for more rows of the last forward()'s batch, from the final hidden states it left in
+  // the workspace (no second forward): for scoring prompt tokens (prompt logprobs), whose every
+  // position needs logits while a step samples only one per sequence. rows: [n] token indices
+  // of that batch, 1 <= n <= limits().max_logit_rows. Returns [n, vocab] (F32, backend memory)
+  // in the buffer forward() returns, so download forward()'s logits first; valid until the next
+  // call of either. Each row's logits are the ones forward() would give for that row.
+  Result<Tensor> row_logits(std::span<const int32_t> rows);
+
  private:
   // With fused projections (Backend::prefers_fused_projections) wq/wk/wv, bq/bk/bv and
   // w_gate/w_up stay empty and wqkv [q_dim + 2 kv_dim, hidden], bqkv [1, q_dim + 2 kv_dim] and
@@ -130,6 +138,7 @@ class LlamaModel {
   Tensor logits_;           // [max_logit_rows, vocab] F32
   Tensor inv_freq_;         // [1, hd/2] F32
   Tensor ids_, pos_, slots_, qstart_, kvlen_, btab_, lrows_;  // I32 step inputs
+  int64_t last_batch_tokens_ = 0;  // rows of xn_ the last forward() filled (row_logits reads them)
 
   // Graph steps: padded host copies of the step inputs, and the KV cache the recordings write
   // (a different cache drops them).

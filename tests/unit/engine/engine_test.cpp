@@ -316,7 +316,7 @@ TEST_F(EngineTest, SubmitValidatesAndShutdownDrains) {
   auto too_long = e->submit(r, noop);
   ASSERT_FALSE(too_long.is_ok());
   EXPECT_NE(too_long.error().find("256"), std::string::npos) << too_long.error();
-  r.max_tokens = 0;
+  r.max_tokens = -1;
   EXPECT_FALSE(e->submit(r, noop).is_ok());
   r.max_tokens = 4;
   r.prompt = {1, -5};
@@ -330,6 +330,9 @@ TEST_F(EngineTest, SubmitValidatesAndShutdownDrains) {
   r.logprobs = 21;
   EXPECT_FALSE(e->submit(r, noop).is_ok());
   r.logprobs = -1;
+  r.prompt_logprobs = 21;
+  EXPECT_FALSE(e->submit(r, noop).is_ok());
+  r.prompt_logprobs = -1;
 
   // Shutdown lets running requests finish.
   Collector c;

@@ -159,6 +159,8 @@ TEST(Sampler, LogprobsAreANormalizedLogSoftmax) {
   EXPECT_EQ(top[0].first, 2);
   EXPECT_EQ(top[1].first, 1);
   EXPECT_NEAR(top[0].second, token_logprob(l, 2), 1e-6);
+  EXPECT_EQ(top[0].second, token_logprob(l, 2));  // the same arithmetic
+  EXPECT_EQ(top[1].second, token_logprob(l, top[1].first));
 }
 
 }  // namespace

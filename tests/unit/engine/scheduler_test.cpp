@@ -322,6 +322,37 @@ TEST(Scheduler, PrefixSharing) {
   EXPECT_EQ(s.block_manager().num_used_blocks(), 0);
 }
 
+// A sequence that must compute every position (prompt logprobs) takes no cached blocks, and its
+// own full blocks do not displace the cached copies. Block size 4; request 1 (10 tokens) caches
+// 2 blocks; request 2 repeats its prompt with reuse_cached_prefix = false and computes all 10;
+// request 3 repeats it again and still hits request 1's blocks.
+//
+//   step   0        1          2
+//   req1   P0-9*    D10*end
+//   req2   -        P0-9*end
+//   req3   -        -          P8-9*  (positions 0-7 from the cache)
+TEST(Scheduler, NoPrefixReuseComputesEveryPosition) {
+  FakeClock clock;
+  Scheduler s(config(64, 8, 16, 4, 32), clock.fn());
+  auto p1 = prompt(10, 100);
+  s.add(req(1, p1, 2));
+  step(s, s.schedule());
+  SequenceParams r2 = req(2, p1, 1);
+  r2.reuse_cached_prefix = false;
+  s.add(std::move(r2));
+  StepPlan p = s.schedule();
+  EXPECT_EQ(describe(p), "1:10+1* 2:0+10*");
+  EXPECT_EQ(s.find(2)->num_cached_prompt_tokens, 0);
+  EXPECT_NE(s.find(1)->blocks.blocks[0], s.find(2)->blocks.blocks[0]);
+  step(s, p);
+  s.add(req(3, p1, 1));
+  p = s.schedule();
+  EXPECT_EQ(describe(p), "3:8+2*");
+  EXPECT_EQ(s.find(3)->num_cached_prompt_tokens, 8);
+  step(s, p);
+  EXPECT_EQ(s.block_manager().num_used_blocks(), 0);
+}
+
 TEST(Scheduler, AbortWaitingAndRunningFreesBlocks) {
   FakeClock clock;
   Scheduler s(config(64, 1, 16, 4, 32), clock.fn());
