@@ -56,6 +56,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     std::string text;
     TokenLogprobs logprobs;
     int completion_tokens = 0;
+    bool prompt_scored = false;  // the echoed prompt's logprobs arrived (want_prompt_logprobs)
+    TokenLogprobs prompt_logprobs;
   };
 
   void on_event(int i, const TokenEvent& ev);
@@ -63,6 +65,13 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void on_client_gone();
   void complete();
   bool want_logprobs() const { return in_.request.logprobs >= 0; }
+  // completions with echo and logprobs: the prompt's logprobs come first (streamed: with the
+  // echoed text, in the choice's first chunk, once the engine has computed the prompt).
+  bool want_prompt_logprobs() const {
+    return !in_.meta.chat && in_.request.echo && in_.request.logprobs >= 0;
+  }
+  // The choice's prompt logprobs from its first engine event.
+  void take_prompt_logprobs(Choice& c, const TokenEvent& ev);
 
   std::shared_ptr<Exchange> ex_;
   const ModelService& model_;
@@ -111,6 +120,7 @@ void GenerationJob::start() {
     params.ignore_eos = req.ignore_eos;
     if (!req.ignore_eos) params.stop_ids = tok.end_of_generation_ids();
     params.logprobs = req.logprobs;
+    if (want_prompt_logprobs()) params.prompt_logprobs = req.logprobs;
     const int i = c.index;
     auto rid = engine.submit(std::move(params), [self, i](const TokenEvent& ev) {
       self->ex_->post([self, i, ev] { self->on_event(i, ev); });
@@ -138,7 +148,8 @@ void GenerationJob::start() {
                       {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}});
     for (Choice& c : choices_) {
       const std::string& echo = in_.echo.empty() ? std::string() : in_.echo[c.prompt];
-      if (in_.meta.chat || !echo.empty()) {
+      // With prompt logprobs the echo waits for them (take_prompt_logprobs).
+      if (in_.meta.chat || (!echo.empty() && !want_prompt_logprobs())) {
         ex_->write(chunk_event(in_.meta, c.index, in_.meta.chat ? "" : echo, in_.meta.chat, nullptr,
                                nullptr, req.include_usage));
       }
@@ -146,10 +157,34 @@ void GenerationJob::start() {
   }
 }
 
+void GenerationJob::take_prompt_logprobs(Choice& c, const TokenEvent& ev) {
+  c.prompt_scored = true;
+  const std::vector<int32_t>& prompt = in_.prompts[c.prompt];
+  TokenLogprobs& lp = c.prompt_logprobs;
+  lp.tokens = prompt;
+  lp.logprobs.assign(prompt.size(), 0.f);
+  lp.top.assign(prompt.size(), {});
+  if (ev.prompt_logprobs.size() + 1 == prompt.size()) {
+    lp.num_unscored = 1;  // no context predicts the first token
+    for (size_t k = 0; k < ev.prompt_logprobs.size(); ++k) {
+      lp.logprobs[k + 1] = ev.prompt_logprobs[k].logprob;
+      lp.top[k + 1] = ev.prompt_logprobs[k].top;
+    }
+  } else {
+    lp.num_unscored = prompt.size();  // ended (aborted) before the prompt was computed
+  }
+  if (in_.request.stream && !ex_->closed()) {
+    ex_->write(chunk_event(in_.meta, c.index, in_.echo[c.prompt], false,
+                           logprobs_json(false, *model_.tokenizer, lp, 0), nullptr,
+                           in_.request.include_usage));
+  }
+}
+
 void GenerationJob::on_event(int i, const TokenEvent& ev) {
   Choice& c = choices_[i];
   if (done_ || c.finished) return;
   const GenerationRequest& req = in_.request;
+  if (want_prompt_logprobs() && !c.prompt_scored) take_prompt_logprobs(c, ev);
   std::string delta;
   TokenLogprobs fresh;
   if (ev.token >= 0) {
@@ -253,6 +288,8 @@ void GenerationJob::complete() {
     r.finish_reason = reason_name(c.reason);
     r.with_logprobs = want_logprobs();
     r.logprobs = std::move(c.logprobs);
+    r.with_prompt_logprobs = want_prompt_logprobs();
+    r.prompt_logprobs = std::move(c.prompt_logprobs);
     results.push_back(std::move(r));
   }
   HttpResponse resp;

@@ -7,6 +7,10 @@
 // of the job's state lives. A client that disconnects has its unfinished engine requests aborted
 // (their KV blocks are freed within one engine step). A stop string aborts that choice's engine
 // request as soon as it is seen.
+//
+// Completions with echo and logprobs ask the engine for the prompt's logprobs too; they arrive
+// with each choice's first engine event, and a stream sends the echoed prompt with them as the
+// choice's first chunk (so that chunk waits for the prompt to be computed).
 #pragma once
 
 #include <memory>

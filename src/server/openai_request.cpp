@@ -232,10 +232,12 @@ std::optional<ApiError> parse_common(const json& body, const RequestLimits& limi
   return std::nullopt;
 }
 
-std::optional<ApiError> parse_max_tokens(const Fields& f, const char* name, GenerationRequest* r) {
+// min 0: completions, where echo with max_tokens 0 scores the prompt and generates nothing.
+std::optional<ApiError> parse_max_tokens(const Fields& f, const char* name, int64_t min,
+                                         GenerationRequest* r) {
   int64_t mt = -1;
-  CARPOOL_API_TRY(f.integer(name, 1, 1 << 24, &mt));
-  if (mt > 0) r->max_tokens = static_cast<int>(mt);
+  CARPOOL_API_TRY(f.integer(name, min, 1 << 24, &mt));
+  if (mt >= 0) r->max_tokens = static_cast<int>(mt);
   return std::nullopt;
 }
 
@@ -303,15 +305,17 @@ std::optional<ApiError> parse_completion_request(const json& body, const Request
   CARPOOL_API_TRY(parse_common(body, limits, r));
   CARPOOL_API_TRY(parse_prompt(body, limits, &r->prompts));
   Fields f(body);
-  CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", r));
-  if (!r->max_tokens) r->max_tokens = 16;
   CARPOOL_API_TRY(f.boolean("echo", &r->echo));
+  // With echo, max_tokens 0 returns the prompt alone (with its logprobs: scoring), as in
+  // OpenAI's legacy API and vLLM.
+  CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", 0, r));
+  if (r->max_tokens == 0 && !r->echo) {
+    return bad_request("max_tokens must be at least 1 (0 is allowed only with echo)", "max_tokens");
+  }
+  if (!r->max_tokens) r->max_tokens = 16;
   int64_t lp = -1;
   CARPOOL_API_TRY(f.integer("logprobs", 0, limits.max_logprobs, &lp));
   r->logprobs = static_cast<int>(lp);
-  if (r->echo && r->logprobs >= 0) {
-    return bad_request("echo together with logprobs is not supported", "echo");
-  }
   const size_t choices = r->prompts.size() * static_cast<size_t>(r->n);
   if (choices > static_cast<size_t>(limits.max_choices)) {
     return bad_request("prompts x n = " + std::to_string(choices) + " exceeds " +
@@ -330,8 +334,8 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   if (msgs == body.end() || msgs->is_null()) return bad_request("messages is required", "messages");
   CARPOOL_API_TRY(parse_messages(*msgs, limits, &r->messages));
   Fields f(body);
-  CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", r));
-  CARPOOL_API_TRY(parse_max_tokens(f, "max_completion_tokens", r));
+  CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", 1, r));
+  CARPOOL_API_TRY(parse_max_tokens(f, "max_completion_tokens", 1, r));
   bool logprobs = false;
   CARPOOL_API_TRY(f.boolean("logprobs", &logprobs));
   int64_t top = -1;

@@ -37,12 +37,15 @@ struct GenerationRequest {
   std::string model;                 // empty: not given
   std::vector<PromptInput> prompts;  // completions
   nlohmann::ordered_json messages;   // chat: [{"role", "content": string}]
-  std::optional<int> max_tokens;     // not given: completions 16, chat the rest of the context
+  std::optional<int> max_tokens;     // not given: completions 16, chat the rest of the context;
+                                     // 0 only for completions with echo (the prompt alone)
   SamplingParams sampling;           // temperature defaults to 1 as in the OpenAI API
   std::vector<std::string> stop;
   int n = 1;
   int logprobs = -1;  // -1: none; k: chosen token plus top k
-  bool echo = false;  // completions: prepend the prompt to the text
+  // completions: prepend the prompt to the text; with logprobs, the prompt tokens' logprobs
+  // come first (the first token's null), as in OpenAI's legacy API and vLLM
+  bool echo = false;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool ignore_eos = false;

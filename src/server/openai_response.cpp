@@ -69,12 +69,17 @@ ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs&
   for (size_t i = 0; i < lp.tokens.size(); ++i) {
     std::string_view piece = tok.token_to_piece(lp.tokens[i]);
     tokens.push_back(std::string(piece));
-    lps.push_back(lp.logprobs[i]);
-    ordered_json top = ordered_json::object();
-    if (i < lp.top.size()) {
-      for (const auto& [id, l] : lp.top[i]) top[std::string(tok.token_to_piece(id))] = l;
+    if (i < lp.num_unscored) {
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+    } else {
+      lps.push_back(lp.logprobs[i]);
+      ordered_json top = ordered_json::object();
+      if (i < lp.top.size()) {
+        for (const auto& [id, l] : lp.top[i]) top[std::string(tok.token_to_piece(id))] = l;
+      }
+      tops.push_back(std::move(top));
     }
-    tops.push_back(std::move(top));
     offsets.push_back(offset);
     offset += piece.size();
   }
@@ -83,6 +88,16 @@ ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs&
   j["token_logprobs"] = std::move(lps);
   j["top_logprobs"] = std::move(tops);
   j["text_offset"] = std::move(offsets);
+  return j;
+}
+
+ordered_json echo_logprobs_json(const Tokenizer& tok, const TokenLogprobs& prompt,
+                                const TokenLogprobs& generated, size_t generated_offset) {
+  ordered_json j = logprobs_json(false, tok, prompt, 0);
+  ordered_json more = logprobs_json(false, tok, generated, generated_offset);
+  for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
+    for (auto& v : more[key]) j[key].push_back(std::move(v));
+  }
   return j;
 }
 
@@ -101,8 +116,13 @@ std::string full_response(const ResponseMeta& meta, const Tokenizer& tok,
     } else {
       e["text"] = c.text;
     }
-    e["logprobs"] = c.with_logprobs ? logprobs_json(meta.chat, tok, c.logprobs, c.text_offset)
-                                    : ordered_json(nullptr);
+    if (c.with_prompt_logprobs && !meta.chat) {
+      e["logprobs"] = echo_logprobs_json(tok, c.prompt_logprobs, c.logprobs, c.text_offset);
+    } else if (c.with_logprobs) {
+      e["logprobs"] = logprobs_json(meta.chat, tok, c.logprobs, c.text_offset);
+    } else {
+      e["logprobs"] = nullptr;
+    }
     e["finish_reason"] = c.finish_reason;
     arr.push_back(std::move(e));
   }

@@ -27,13 +27,16 @@ struct Usage {
   int completion_tokens = 0;
 };
 
-// Logprobs of generated tokens (parallel arrays).
+// Logprobs of generated tokens, or of an echoed prompt's tokens (parallel arrays).
 struct TokenLogprobs {
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;
   std::vector<std::vector<std::pair<int32_t, float>>> top;  // [token][k] (id, logprob)
+  // Leading tokens without a logprob (a prompt's first token: no context predicts it); their
+  // token_logprobs and top_logprobs are null in completions JSON.
+  size_t num_unscored = 0;
   bool empty() const { return tokens.empty(); }
-  void clear() { tokens.clear(), logprobs.clear(), top.clear(); }
+  void clear() { tokens.clear(), logprobs.clear(), top.clear(), num_unscored = 0; }
 };
 
 // One finished choice of a non-streamed response.
@@ -44,6 +47,9 @@ struct ChoiceResult {
   bool with_logprobs = false;
   TokenLogprobs logprobs;
   size_t text_offset = 0;  // completions: offset of the first generated token (after an echo)
+  // completions with echo and logprobs: the prompt's, listed before the generated tokens'
+  bool with_prompt_logprobs = false;
+  TokenLogprobs prompt_logprobs;
 };
 
 nlohmann::ordered_json usage_json(const Usage& usage);
@@ -52,6 +58,10 @@ nlohmann::ordered_json usage_json(const Usage& usage);
 // chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
 nlohmann::ordered_json logprobs_json(bool chat, const Tokenizer& tokenizer, const TokenLogprobs& lp,
                                      size_t text_offset);
+// completions with echo: the prompt's tokens (text offsets from 0) then the generated ones (from
+// generated_offset, the echoed text's length) in one {"tokens", ...} object.
+nlohmann::ordered_json echo_logprobs_json(const Tokenizer& tokenizer, const TokenLogprobs& prompt,
+                                          const TokenLogprobs& generated, size_t generated_offset);
 
 // The whole non-streamed response.
 std::string full_response(const ResponseMeta& meta, const Tokenizer& tokenizer,

@@ -107,7 +107,9 @@ TEST(CompletionRequest, ErrorsNameTheField) {
       {R"({"prompt": "x", "stop": ["a", 3]})", "stop"},
       {R"({"prompt": "x", "n": 17})", "n"},
       {R"({"prompt": "x", "stream_options": {"include_usage": true}})", "stream_options"},
-      {R"({"prompt": "x", "echo": true, "logprobs": 1})", "echo"},
+      {R"({"prompt": "x", "max_tokens": 0})", "max_tokens"},
+      {R"({"prompt": "x", "echo": true, "max_tokens": -1})", "max_tokens"},
+      {R"({"prompt": "x", "echo": true, "logprobs": 21})", "logprobs"},
   };
   for (const auto& c : cases) {
     GenerationRequest r;
@@ -116,6 +118,28 @@ TEST(CompletionRequest, ErrorsNameTheField) {
     EXPECT_EQ(e->status, 400);
     EXPECT_EQ(e->param, c.param) << c.body << ": " << e->message;
   }
+}
+
+TEST(CompletionRequest, EchoWithLogprobsAndMaxTokensZero) {
+  GenerationRequest r;
+  ASSERT_FALSE(parse_completion(R"({"prompt": "x", "echo": true, "logprobs": 3})", &r));
+  EXPECT_TRUE(r.echo);
+  EXPECT_EQ(r.logprobs, 3);
+  EXPECT_EQ(*r.max_tokens, 16);
+  // With echo, max_tokens 0 scores the prompt alone.
+  ASSERT_FALSE(
+      parse_completion(R"({"prompt": "x", "echo": true, "logprobs": 0, "max_tokens": 0})", &r));
+  EXPECT_EQ(*r.max_tokens, 0);
+  EXPECT_EQ(r.logprobs, 0);
+  auto e = parse_completion(R"({"prompt": "x", "max_tokens": 0})", &r);
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("echo"), std::string::npos) << e->message;
+  // Chat has no echo: max_tokens 0 stays an error.
+  e = parse_chat_request(
+      nlohmann::json::parse(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})"),
+      limits(), &r);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "max_tokens");
 }
 
 TEST(CompletionRequest, NullMeansAbsent) {
