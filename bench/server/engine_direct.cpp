@@ -8,23 +8,29 @@
 // 1000 + (i*7919 + k*104729) % 19000 (distinct runs use distinct i: no prefix-cache reuse);
 // greedy, ignore_eos, exactly MAX_TOKENS generated. Engine options are `carpool serve`'s defaults,
 // and one warm-up request runs before the clock starts, as in `carpool serve`.
-// Prints one JSON line: {"concurrency", "requests", "tokens", "seconds", "tokens_per_s"}.
+// Prints one JSON line: {"concurrency", "requests", "tokens", "seconds", "tokens_per_s",
+// "telemetry"}.
 //
-// Build (after building the libraries in BUILD):
-//   g++ -O2 -std=c++20 -march=native -Isrc bench/server/engine_direct.cpp -o engine_direct \
-//     BUILD/libcarpool_engine.a BUILD/libcarpool_model.a BUILD/libcarpool_backend_cpu.a \
-//     BUILD/libcarpool_backend.a BUILD/libcarpool_tokenizer.a BUILD/libcarpool_formats.a \
-//     BUILD/libcarpool_util.a -lpthread
+// With CARPOOL_DIRECT_TELEMETRY=1 the engine reports to a Telemetry hub as in `carpool serve`
+// (every step, request and token gap recorded; the probe thread sampling once a second; the CPU
+// peaks from the cache), and the JSON adds telemetry's own cost (Telemetry::self_cost) in
+// seconds: the telemetry overhead benchmark (bench/telemetry_overhead.py) alternates both modes.
+//
+// Built with -DCARPOOL_BENCH=ON (target engine_direct).
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
+#include <string>
 
 #include "backend/cpu/cpu_backend.h"
 #include "engine/engine.h"
 #include "model/llama.h"
 #include "model/open_model.h"
+#include "telemetry/peaks.h"
+#include "telemetry/telemetry.h"
 
 using namespace carpool;
 
@@ -44,6 +50,19 @@ int main(int argc, char** argv) {
   auto model =
       LlamaModel::load(*backend, opened->source, engine_model_limits(eo, opened->source.config));
   if (!model) return std::fprintf(stderr, "%s\n", model.error().c_str()), 1;
+  std::unique_ptr<telemetry::Telemetry> tel;
+  if (const char* t = std::getenv("CARPOOL_DIRECT_TELEMETRY"); t != nullptr && t[0] == '1') {
+    tel = std::make_unique<telemetry::Telemetry>(telemetry::TelemetryOptions{});
+    tel->set_device("cpu");
+    const std::string dir = telemetry::cache_dir();
+    if (!dir.empty()) {
+      auto peaks = telemetry::cpu_peaks_cached(
+          *backend, backend->device_name(), dir + "/peaks.json", telemetry::CalibrationOptions{});
+      if (peaks) tel->set_peaks(*peaks);
+    }
+    tel->start_probes();
+    eo.telemetry = tel.get();
+  }
   auto engine = Engine::create(*model.value(), eo);
   if (!engine) return std::fprintf(stderr, "%s\n", engine.error().c_str()), 1;
 
@@ -103,9 +122,17 @@ int main(int argc, char** argv) {
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   lock.unlock();
   engine.value()->shutdown(0);
+  std::string self = "null";
+  if (tel) {
+    const auto c = tel->self_cost();
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "{\"engine_s\": %.6f, \"probes_s\": %.6f, \"render_s\": %.6f}",
+                  c.engine_s, c.probes_s, c.render_s);
+    self = buf;
+  }
   std::printf(
       "{\"concurrency\": %d, \"requests\": %d, \"tokens\": %lld, \"seconds\": %.3f, "
-      "\"tokens_per_s\": %.1f}\n",
-      conc, total, static_cast<long long>(tokens), s, tokens / s);
+      "\"tokens_per_s\": %.1f, \"telemetry\": %s}\n",
+      conc, total, static_cast<long long>(tokens), s, tokens / s, self.c_str());
   return 0;
 }

@@ -1,10 +1,22 @@
 #include "telemetry/telemetry.h"
 
+#include <time.h>
+
 #include <algorithm>
 
 #include "telemetry/telemetry_internal.h"
 
 namespace carpool::telemetry {
+namespace {
+
+// CPU time of the calling thread.
+int64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
 
 const HistogramDef kHistogramDefs[kHistograms] = {
     {"ttft_seconds", "time_to_first_token_seconds", "Time from arrival to the first token.",
@@ -105,6 +117,7 @@ void Telemetry::define_series() {
 }
 
 void Telemetry::record(const StepStats& st) {
+  SelfTimer self(self_engine_ns_);
   const Ids& id = *ids_;
   const int phase = st.shape.prefill.tokens > 0 ? 1 : 2;
   const double flops = st.cost.flops(), bytes = st.cost.bytes();
@@ -154,6 +167,7 @@ void Telemetry::record(const StepStats& st) {
 }
 
 void Telemetry::record_request(const RequestRecord& r) {
+  SelfTimer self(self_engine_ns_);
   const Ids& id = *ids_;
   int reason = kReasons - 1;  // unknown reasons count as errors
   for (int i = 0; i < kReasons; ++i)
@@ -179,6 +193,7 @@ void Telemetry::record_request(const RequestRecord& r) {
 }
 
 void Telemetry::record_token_gaps(std::span<const double> gaps_s, int64_t t_ns) {
+  SelfTimer self(self_engine_ns_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (double g : gaps_s)
@@ -345,12 +360,22 @@ void Telemetry::stop_probes() {
   if (thread_.joinable()) thread_.join();
 }
 
+Telemetry::SelfCost Telemetry::self_cost() const {
+  SelfCost c;
+  c.engine_s = static_cast<double>(self_engine_ns_.load(std::memory_order_relaxed)) / 1e9;
+  c.probes_s = static_cast<double>(self_probe_ns_.load(std::memory_order_relaxed)) / 1e9;
+  c.render_s = static_cast<double>(self_render_ns_.load(std::memory_order_relaxed)) / 1e9;
+  return c;
+}
+
 void Telemetry::probe_loop() {
   const auto interval = std::chrono::duration<double>(options_.probe_interval_s);
   std::unique_lock<std::mutex> lock(thread_mu_);
   while (!stop_) {
     lock.unlock();
+    const int64_t cpu0 = thread_cpu_ns();
     sample_probes();
+    self_probe_ns_.fetch_add(thread_cpu_ns() - cpu0, std::memory_order_relaxed);
     lock.lock();
     thread_cv_.wait_for(lock, interval, [this] { return stop_; });
   }

@@ -121,6 +121,16 @@ class Telemetry {
   void start_probes();
   void stop_probes();
 
+  // Telemetry's own cost, for the overhead figure: wall time spent in the write-side calls made
+  // on the engine thread (record, record_request, record_token_gaps, plus what the engine adds
+  // for its own preparation of them), CPU time of the probe thread, and wall time rendering
+  // /metrics and series answers. Cumulative seconds; O(1).
+  struct SelfCost {
+    double engine_s = 0, probes_s = 0, render_s = 0;
+  };
+  SelfCost self_cost() const;
+  void add_engine_self_ns(int64_t ns) { self_engine_ns_.fetch_add(ns, std::memory_order_relaxed); }
+
   // --- read side ---
   std::string render_prometheus() const;
   Result<std::string> series_json(const SeriesQuery& query) const;
@@ -146,6 +156,9 @@ class Telemetry {
   int64_t last_end_ns_ = 0;
   int64_t last_preemptions_ = -1;  // the previous snapshot's cumulative count (probe thread)
   std::atomic<int> in_flight_{0};
+  std::atomic<int64_t> self_engine_ns_{0};
+  std::atomic<int64_t> self_probe_ns_{0};
+  mutable std::atomic<int64_t> self_render_ns_{0};
   std::function<EngineSnapshot()> engine_source_;
 
   std::mutex probe_mu_;  // the probes themselves (sample_probes is not reentrant)

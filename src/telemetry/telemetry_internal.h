@@ -2,12 +2,33 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <optional>
 
 #include "telemetry/log_histogram.h"
 #include "telemetry/telemetry.h"
 
 namespace carpool::telemetry {
+
+// Adds the wall time of its scope to an atomic nanosecond counter (telemetry's self cost).
+class SelfTimer {
+ public:
+  explicit SelfTimer(std::atomic<int64_t>& total)
+      : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~SelfTimer() {
+    total_.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now() - start_)
+                         .count(),
+                     std::memory_order_relaxed);
+  }
+  SelfTimer(const SelfTimer&) = delete;
+  SelfTimer& operator=(const SelfTimer&) = delete;
+
+ private:
+  std::atomic<int64_t>& total_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 // Phases: 0 all steps, 1 steps with a prefill chunk, 2 decode-only steps.
 constexpr int kPhases = 3;

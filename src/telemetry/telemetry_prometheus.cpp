@@ -14,6 +14,7 @@ constexpr int64_t kGaugeWindowS = 10;
 }  // namespace
 
 std::string Telemetry::render_prometheus() const {
+  SelfTimer self(self_render_ns_);
   Totals totals;
   Latest latest;
   {
@@ -59,6 +60,13 @@ std::string Telemetry::render_prometheus() const {
            "HTTP answers by status class (every route, including rejected requests).");
   for (int c = 0; c < kHttpClasses; ++c)
     m.sample("carpool_http_requests_total", {{"code", kHttpClassNames[c]}}, totals.http[c]);
+  const SelfCost self_cost = this->self_cost();
+  m.family("carpool_telemetry_seconds_total", "counter",
+           "Telemetry's own cost: wall time of its calls on the engine thread, CPU time of the "
+           "probe thread, wall time rendering /metrics and series.");
+  m.sample("carpool_telemetry_seconds_total", {{"part", "engine"}}, self_cost.engine_s);
+  m.sample("carpool_telemetry_seconds_total", {{"part", "probes"}}, self_cost.probes_s);
+  m.sample("carpool_telemetry_seconds_total", {{"part", "render"}}, self_cost.render_s);
   if (totals.preemptions) {
     m.family("carpool_num_preemptions_total", "counter",
              "Sequences preempted (KV blocks ran out; recomputed later).");

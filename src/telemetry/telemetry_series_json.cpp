@@ -77,6 +77,7 @@ Result<SeriesQuery> parse_series_query(std::string_view names, std::string_view 
 }
 
 Result<std::string> Telemetry::series_json(const SeriesQuery& q) const {
+  SelfTimer self(self_render_ns_);
   const Peaks peaks = this->peaks();
   const Ids& id = *ids_;
   std::string out = "{\"from\":" + std::to_string(q.from_s) + ",\"to\":" + std::to_string(q.to_s) +

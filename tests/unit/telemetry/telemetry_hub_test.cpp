@@ -308,6 +308,30 @@ TEST(TelemetryHub, ProbeThreadSamplesAndStops) {
   const int after = calls;
   usleep(30'000);
   EXPECT_EQ(calls.load(), after);
+  // The probe thread's CPU time is counted as telemetry's own cost; nothing else ran.
+  const Telemetry::SelfCost c = t.self_cost();
+  EXPECT_GT(c.probes_s, 0);
+  EXPECT_LT(c.probes_s, 1.0);
+  EXPECT_EQ(c.engine_s, 0);
+  EXPECT_EQ(c.render_s, 0);
+}
+
+TEST(TelemetryHub, SelfCostCountsEngineCallsAndRendering) {
+  FakeClock clock(kT * kS);
+  Telemetry t({.clock = &clock, .peaks = test_peaks()});
+  const Telemetry::SelfCost before = t.self_cost();
+  EXPECT_EQ(before.engine_s, 0);
+  feed(t, clock);
+  const Telemetry::SelfCost fed = t.self_cost();
+  EXPECT_GT(fed.engine_s, 0);    // record, record_request, record_token_gaps
+  EXPECT_LT(fed.engine_s, 1.0);  // wall time of a few calls, not the fake clock's seconds
+  t.add_engine_self_ns(2'000'000'000);
+  EXPECT_NEAR(t.self_cost().engine_s, fed.engine_s + 2.0, 1e-9);
+  EXPECT_EQ(fed.render_s, 0);
+  const std::string text = t.render_prometheus();
+  EXPECT_GT(t.self_cost().render_s, 0);
+  EXPECT_NE(text.find("carpool_telemetry_seconds_total{part=\"engine\"}"), std::string::npos);
+  EXPECT_NE(text.find("carpool_telemetry_seconds_total{part=\"probes\"}"), std::string::npos);
 }
 
 }  // namespace
