@@ -213,6 +213,16 @@ class Backend {
   // Forgets every recording of `owner` (before the memory they refer to is freed or reused).
   virtual void drop_graphs(const void* /*owner*/) {}
 
+  // --- device time of a step (optional) ---
+  // begin_device_timing() before a step's first op and end_device_timing() after its last mark
+  // the stream; device_time_ns(), called once the step's results were downloaded, is the time
+  // the device's own clock saw between the two marks (CUDA events), so host work between steps
+  // is not counted. -1 where there is no separate device clock (the CPU backend runs every op on
+  // the calling thread: its wall time is the device time) or no complete pair of marks.
+  virtual void begin_device_timing() {}
+  virtual void end_device_timing() {}
+  virtual int64_t device_time_ns() { return -1; }
+
  private:
   std::vector<std::unique_ptr<uint8_t[]>> random_weights_;  // host bytes behind default weights
   // Copies the column range [col0, col0 + out.cols) of every row of src into out, through the

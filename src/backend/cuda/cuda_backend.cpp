@@ -92,6 +92,8 @@ CudaBackend::~CudaBackend() {
   if (staging_ != nullptr) cudaFree(staging_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (cublas_workspace_ != nullptr) cudaFree(cublas_workspace_);
+  if (timing_begin_ != nullptr) cudaEventDestroy(timing_begin_);
+  if (timing_end_ != nullptr) cudaEventDestroy(timing_end_);
   if (ctx_.stream != nullptr) cudaStreamDestroy(ctx_.stream);
 }
 
@@ -338,6 +340,32 @@ void CudaBackend::synchronize() {
   CARPOOL_CHECK(!capturing_);
   CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   upload_ring_used_ = 0;
+}
+
+void CudaBackend::begin_device_timing() {
+  CARPOOL_CHECK(!capturing_);
+  if (timing_begin_ == nullptr) {
+    CUDA_CHECK(cudaEventCreate(&timing_begin_));
+    CUDA_CHECK(cudaEventCreate(&timing_end_));
+  }
+  CUDA_CHECK(cudaEventRecord(timing_begin_, ctx_.stream));
+  timing_marks_ = 1;
+}
+
+void CudaBackend::end_device_timing() {
+  CARPOOL_CHECK(!capturing_);
+  if (timing_marks_ != 1) return;  // no begin
+  CUDA_CHECK(cudaEventRecord(timing_end_, ctx_.stream));
+  timing_marks_ = 2;
+}
+
+int64_t CudaBackend::device_time_ns() {
+  if (timing_marks_ != 2) return -1;
+  timing_marks_ = 0;
+  CUDA_CHECK(cudaEventSynchronize(timing_end_));  // normally complete: the results were downloaded
+  float ms = 0.f;
+  if (cudaEventElapsedTime(&ms, timing_begin_, timing_end_) != cudaSuccess) return -1;
+  return static_cast<int64_t>(static_cast<double>(ms) * 1e6);
 }
 
 void* CudaBackend::scratch(int i, size_t bytes) {

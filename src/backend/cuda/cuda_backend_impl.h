@@ -73,6 +73,9 @@ class CudaBackend final : public Backend {
   void set_graphs_enabled(bool on) override;
   void run_graph(const void* owner, uint64_t key, const std::function<void()>& enqueue) override;
   void drop_graphs(const void* owner) override;
+  void begin_device_timing() override;
+  void end_device_timing() override;
+  int64_t device_time_ns() override;
   // For tools and tests: recordings held, and replays so far.
   size_t graph_count() const;
   uint64_t graph_replays() const { return graph_replays_; }
@@ -134,6 +137,11 @@ class CudaBackend final : public Backend {
   uint64_t scratch_generation_ = 0;
   uint64_t graph_replays_ = 0;
   std::vector<void*> retired_scratch_;
+  // Step timing events (created at first use); timing_marks_ counts the marks of the current
+  // pair: 1 after begin, 2 after end.
+  cudaEvent_t timing_begin_ = nullptr;
+  cudaEvent_t timing_end_ = nullptr;
+  int timing_marks_ = 0;
   void drop_all_graphs();
   void free_retired_scratch();
 };
