@@ -93,7 +93,8 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
       pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
         const int64_t g_end = std::min(g1, groups);
         if (g0 < g_end) {
-          const bool handled = gemm_packed_avx512(pa, g0, g_end);
+          const bool handled = isa >= CpuIsa::kAvx512 ? gemm_packed_avx512(pa, g0, g_end)
+                                                      : gemm_packed_avx2(pa, g0, g_end);
           CARPOOL_CHECK(handled);
         }
         if (g1 > groups) gemm_q8a(isa, ta, n_packed, n);
@@ -164,7 +165,7 @@ bool packing_enabled() {
 }  // namespace
 
 const PackedWeight* CpuBackend::packed_for(const Tensor& w) {
-  if (!packing_enabled() || !options_.quantize_activations || cpu_isa() < CpuIsa::kAvx512 ||
+  if (!packing_enabled() || !options_.quantize_activations || cpu_isa() < CpuIsa::kAvx2 ||
       !packable(w.dtype) || w.rows < kPackRows || w.cols % dtype_info(w.dtype).block_elems != 0) {
     return nullptr;
   }

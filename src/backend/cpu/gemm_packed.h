@@ -33,8 +33,11 @@ inline int gemm_packed_sums_per_block(DType t) {
   return t == DType::kQ6_K ? 2 : 0;
 }
 
-// Computes the outputs of weight groups [g0, g1) (columns 16 g0 .. 16 g1 - 1) for all m rows.
-// False if this machine lacks AVX-512 VNNI (the caller then uses the unpacked kernels).
+// Computes the outputs of weight groups [g0, g1) (columns 16 g0 .. 16 g1 - 1) for all m rows,
+// with the kernels of one instruction-set level. False if this machine lacks the level (the
+// caller then uses the unpacked kernels). Both levels give the same integer sums and use the
+// same f32 operations per column.
 bool gemm_packed_avx512(const GemmPackedArgs& a, int64_t g0, int64_t g1);
+bool gemm_packed_avx2(const GemmPackedArgs& a, int64_t g0, int64_t g1);
 
 }  // namespace carpool

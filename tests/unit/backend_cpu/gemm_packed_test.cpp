@@ -39,11 +39,17 @@ std::vector<uint8_t> random_weights(std::mt19937& g, DType t, int64_t rows, int6
   return bytes;
 }
 
-class GemmPacked : public ::testing::TestWithParam<DType> {};
+struct Case {
+  DType type;
+  CpuIsa isa;
+};
+
+class GemmPacked : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GemmPacked, MatchesDequantizedReference) {
-  const DType t = GetParam();
-  if (!cpu_supports(CpuIsa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI here";
+  const auto [t, isa] = GetParam();
+  if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
+  auto gemm = isa == CpuIsa::kAvx512 ? gemm_packed_avx512 : gemm_packed_avx2;
   ASSERT_TRUE(packable(t));
   std::mt19937 g(5);
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -75,7 +81,7 @@ TEST_P(GemmPacked, MatchesDequantizedReference) {
       a.y = y.data();
       a.ldy = ldy;
       a.bias = bias.data();
-      ASSERT_TRUE(gemm_packed_avx512(a, 1, 3));  // groups 1 and 2: columns 16..47
+      ASSERT_TRUE(gemm(a, 1, 3));  // groups 1 and 2: columns 16..47
       std::vector<float> wf(static_cast<size_t>(k));
       for (int64_t j = 0; j < ldy; ++j) {
         if (j < kPackRows || j >= 3 * kPackRows) {
@@ -92,17 +98,64 @@ TEST_P(GemmPacked, MatchesDequantizedReference) {
             scale += std::fabs(wf[i] * xv);
           }
           ASSERT_NEAR(y[r * ldy + j], ref, 1e-5 * scale)
-              << dtype_name(t) << " k=" << k << " m=" << m << " row " << r << " col " << j;
+              << dtype_name(t) << " " << cpu_isa_name(isa) << " k=" << k << " m=" << m << " row "
+              << r << " col " << j;
         }
       }
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(PackableTypes, GemmPacked,
-                         ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K,
-                                           DType::kQ5_K, DType::kQ6_K),
-                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+std::vector<Case> all_cases() {
+  std::vector<Case> out;
+  for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    for (DType t :
+         {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+      out.push_back({t, isa});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(TypesAndLevels, GemmPacked, ::testing::ValuesIn(all_cases()),
+                         [](const auto& info) {
+                           return std::string(dtype_name(info.param.type)) + "_" +
+                                  cpu_isa_name(info.param.isa);
+                         });
+
+// Both levels form the same exact integer sums and apply the same f32 operations per column, so
+// they agree bit for bit (a model gives the same answers on AVX2 and AVX-512 machines).
+TEST(GemmPackedLevels, Avx2EqualsAvx512) {
+  if (!cpu_supports(CpuIsa::kAvx512)) GTEST_SKIP() << "needs both levels";
+  std::mt19937 g(9);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (DType t :
+       {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    const int64_t k = 2 * dtype_info(t).block_elems, n = 32, m = 5;
+    std::vector<uint8_t> w = random_weights(g, t, n, k);
+    PackedWeight p = make_packed(t, n, k);
+    pack_groups(p, w.data(), dtype_row_bytes(t, k), 0, p.groups);
+    std::vector<float> x(static_cast<size_t>(m * k));
+    for (float& v : x) v = nd(g);
+    std::vector<BlockQ8A> xq(static_cast<size_t>(m * k / kQK));
+    for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x.data() + r * k, xq.data() + r * k / kQK, k);
+    std::vector<int32_t> sums(xq.size() * 2);
+    const int parts = gemm_packed_sums_per_block(t);
+    if (parts > 0) sum_q8a(xq.data(), sums.data(), static_cast<int64_t>(xq.size()), parts);
+    std::vector<float> y2(static_cast<size_t>(m * n)), y5(y2.size());
+    GemmPackedArgs a;
+    a.w = &p;
+    a.x = xq.data();
+    a.x_sum = parts > 0 ? sums.data() : nullptr;
+    a.m = m;
+    a.ldy = n;
+    a.y = y2.data();
+    ASSERT_TRUE(gemm_packed_avx2(a, 0, p.groups));
+    a.y = y5.data();
+    ASSERT_TRUE(gemm_packed_avx512(a, 0, p.groups));
+    for (size_t i = 0; i < y2.size(); ++i) ASSERT_EQ(y2[i], y5[i]) << dtype_name(t) << " " << i;
+  }
+}
 
 }  // namespace
 }  // namespace carpool

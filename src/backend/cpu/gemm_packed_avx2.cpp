@@ -1,0 +1,127 @@
+// AVX2 kernels for packed weights (gemm_packed.h): each group of 16 weight rows as two halves of
+// 8; per 4-byte part, maddubs and madd (no VNNI) form 8 rows' exact integer sums. Q8_0 parts
+// (q + 128) are dotted as |q| times x with q's sign.
+// The kernels themselves are in gemm_packed_kernels.inc; the formulas per type:
+//   Q4_0: w = d (q - 8):   acc += d_w * (d_x * (dot(q, x) - 8 sum x))
+//   Q8_0: w = d q:         acc += d_w * (d_x * dot(q, x))
+//   Q4_1: w = d q + m:     acc += d_w * (d_x * dot(q, x)) + m_w * s_x     (s_x = d_x sum x)
+//   Q4_K: w = d sc_j q - dmin m_j per sub-block j of 32:
+//                          acc += (d sc_j) * (d_x * dot(q, x)) - (dmin m_j) * s_x
+//   Q5_K: as Q4_K with 5-bit q
+//   Q6_K: w = d sc_h (q - 32) per half sub-block h of 16:
+//                          acc += (d sc_h) * (d_x * (dot_h(q, x) - 32 sum_h x))
+// The corrections (-8, -32 times the activation sum) seed the integer sums: they stay exact.
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/gemm_packed.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+#include "backend/cpu/cpu_features.h"
+
+namespace carpool {
+namespace {
+using VecI = __m256i;
+using VecF = __m256;
+constexpr int kLanes = 8;
+constexpr int kRowsMax = 4;  // 16 vector registers: 8 parts, 4 accumulators and temporaries
+constexpr int32_t kQ8Offset = 0;
+
+inline VecI vload(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline VecI vset1_8(int8_t v) {
+  return _mm256_set1_epi8(v);
+}
+inline VecI vset1_32(int32_t v) {
+  return _mm256_set1_epi32(v);
+}
+inline VecI vand(VecI a, VecI b) {
+  return _mm256_and_si256(a, b);
+}
+inline VecI vor(VecI a, VecI b) {
+  return _mm256_or_si256(a, b);
+}
+inline VecI vadd_i(VecI a, VecI b) {
+  return _mm256_add_epi32(a, b);
+}
+inline VecI vsrl16(VecI a, int n) {
+  return _mm256_srli_epi16(a, n);
+}
+inline VecI vsll16(VecI a, int n) {
+  return _mm256_slli_epi16(a, n);
+}
+// u8 x s8 pairs into 16 bits (no saturation for weights below 128), then pairs into 32 bits.
+inline VecI vdot(VecI acc, VecI w, int32_t x4) {
+  const __m256i p = _mm256_maddubs_epi16(w, _mm256_set1_epi32(x4));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+// Q8_0 parts hold q + 128, too large for maddubs: |q| times x with q's sign (exact: |q| <= 128,
+// |x| <= 127), so no correction (kQ8Offset 0).
+inline VecI vdot_q8(VecI acc, VecI w, int32_t x4) {
+  const __m256i q = _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));
+  const __m256i p =
+      _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(_mm256_set1_epi32(x4), q));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+inline VecF vcvt(VecI a) {
+  return _mm256_cvtepi32_ps(a);
+}
+inline VecF vmul(VecF a, VecF b) {
+  return _mm256_mul_ps(a, b);
+}
+inline VecF vfmadd(VecF a, VecF b, VecF c) {
+  return _mm256_fmadd_ps(a, b, c);
+}
+inline VecF vfnmadd(VecF a, VecF b, VecF c) {
+  return _mm256_fnmadd_ps(a, b, c);
+}
+inline VecF vset1_f(float v) {
+  return _mm256_set1_ps(v);
+}
+inline VecF vadd_f(VecF a, VecF b) {
+  return _mm256_add_ps(a, b);
+}
+inline VecF vload_f16(const uint8_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline VecF vload_u8f(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+inline VecF vload_s8f(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+inline VecF vloadu_f(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+inline void vstoreu_f(float* p, VecF v) {
+  _mm256_storeu_ps(p, v);
+}
+
+#include "backend/cpu/gemm_packed_kernels.inc"
+
+}  // namespace
+
+bool gemm_packed_avx2(const GemmPackedArgs& a, int64_t g0, int64_t g1) {
+  if (!cpu_supports(CpuIsa::kAvx2)) return false;
+  return packed_dispatch(a, g0, g1);
+}
+
+}  // namespace carpool
+#pragma GCC pop_options
+
+#else
+
+namespace carpool {
+bool gemm_packed_avx2(const GemmPackedArgs&, int64_t, int64_t) {
+  return false;
+}
+}  // namespace carpool
+
+#endif
