@@ -199,13 +199,15 @@ void EngineImpl::record_step(const StepPlan& plan, int64_t start_ns, int64_t dev
     st.shape.add_sequence(e.num_tokens, e.start + e.num_tokens, e.is_prefill, e.needs_logits);
   }
   st.cost = telemetry::compute_step_cost(cost_, st.shape);
+  tel_->add_engine_self_ns(tel_->clock().now_ns() - st.end_ns);  // the preparation above
   tel_->record(st);
 }
 
 void EngineImpl::record_finished(const Sequence* s, FinishReason reason, int generated) {
+  const int64_t t0 = tel_->clock().now_ns();
   last_token_s_.erase(s ? s->id : 0);
   telemetry::RequestRecord rec;
-  rec.end_ns = tel_->clock().now_ns();
+  rec.end_ns = t0;
   rec.finish_reason = finish_reason_name(reason);
   if (s != nullptr) {
     const double end = s->finish_s >= 0 ? s->finish_s : steady_now_s();
@@ -217,6 +219,7 @@ void EngineImpl::record_finished(const Sequence* s, FinishReason reason, int gen
     rec.prompt_tokens = s->num_prompt_tokens;
     rec.generation_tokens = generated >= 0 ? generated : s->num_generated();
   }
+  tel_->add_engine_self_ns(tel_->clock().now_ns() - t0);
   tel_->record_request(rec);
 }
 
@@ -324,8 +327,13 @@ void EngineImpl::run_step() {
   CARPOOL_CHECK(!plan.empty());
   const int64_t exec_ns = tel_ != nullptr ? tel_->clock().now_ns() : 0;
   auto sampled = runner_.execute(plan);
-  // The runner waits for the step's logits, so the device was busy from launch to here.
-  const int64_t device_ns = tel_ != nullptr ? tel_->clock().now_ns() - exec_ns : 0;
+  // The device's own clock where the backend has one (CUDA events around the forward); else the
+  // runner waited for the step's logits, so the device was busy from launch to here.
+  int64_t device_ns = 0;
+  if (tel_ != nullptr) {
+    device_ns = runner_.last_device_ns();
+    if (device_ns < 0) device_ns = tel_->clock().now_ns() - exec_ns;
+  }
   if (!sampled) {
     std::fprintf(stderr, "carpool: engine step failed: %s\n", sampled.error().c_str());
     for (const ScheduledSeq& e : plan.seqs) {
@@ -341,6 +349,7 @@ void EngineImpl::run_step() {
 
   if (tel_ != nullptr) {
     record_step(plan, start_ns, device_ns);
+    const int64_t t0 = tel_->clock().now_ns();
     const double now = steady_now_s();
     gaps_.clear();
     for (const SeqOutput& o : outputs) {
@@ -350,7 +359,9 @@ void EngineImpl::run_step() {
         it->second = now;
       }
     }
-    if (!gaps_.empty()) tel_->record_token_gaps(gaps_, tel_->clock().now_ns());
+    const int64_t t1 = tel_->clock().now_ns();
+    tel_->add_engine_self_ns(t1 - t0);
+    if (!gaps_.empty()) tel_->record_token_gaps(gaps_, t1);
   }
   local_.steps += 1;
   local_.prompt_tokens += plan.num_prefill_tokens;

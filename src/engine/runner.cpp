@@ -109,7 +109,10 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
   b.block_tables = block_tables_;
   b.max_blocks_per_seq = max_blocks;
   b.logit_rows = logit_rows_;
+  // Device timing marks the forward alone: sampling and prompt scoring are host work.
+  model_.backend().begin_device_timing();
   auto out = model_.forward(b, kv_);
+  model_.backend().end_device_timing();
   if (!out) return out.status();
   std::vector<SampledToken> sampled;
   if (!any_logits) {

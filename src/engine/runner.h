@@ -62,6 +62,10 @@ class Runner {
   // order. PRECONDITION: the plan comes from the scheduler that owns these sequences, and fits
   // the model's limits (the engine sizes them together).
   Result<std::vector<SampledToken>> execute(const StepPlan& plan);
+  // The device time of the last execute()'s forward by the backend's own clock
+  // (Backend::device_time_ns), or -1 where the backend has none (then the step's wall time is
+  // its device time).
+  int64_t last_device_ns() { return model_.backend().device_time_ns(); }
 
  private:
   struct SeqSampling {
