@@ -194,6 +194,17 @@ class Backend {
   // out[m, f] = silu(gate_up[:, :f]) * gate_up[:, f:2f].  gate_up: [m, 2f].
   virtual void swiglu_fused(Tensor out, const Tensor& gate_up);
 
+  // --- sampling on the device (optional) ---
+  // out[r, 0] = the greedy token of logits row r: the index of its largest value, ties to the
+  // lowest index (torch.argmax), exactly what the host sampler picks at temperature 0
+  // (std::max_element). NaN follows std::max_element too: a NaN never beats an earlier value, and
+  // a NaN at index 0 is never beaten, so a row whose first logit is NaN gives 0 and any other row
+  // gives the lowest index of its largest non-NaN value. -0 and +0 are equal.
+  // out: I32 [rows, 1]; logits: [rows, vocab] F32 (CUDA also F16/BF16), vocab >= 1.
+  // Enqueued on the stream like any op (graph-safe). Returns false, doing nothing, where the
+  // backend does not implement it (the default): the caller then samples on the host.
+  virtual bool argmax_rows(Tensor /*out*/, const Tensor& /*logits*/) { return false; }
+
   // --- step graphs (optional) ---
   // A backend with graphs records the ops that `enqueue` enqueues the first time(s) it sees
   // (owner, key) and later replays the recording instead of calling `enqueue`. A recording holds

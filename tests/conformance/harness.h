@@ -75,6 +75,8 @@ std::vector<uint8_t> random_weight_bytes(Rng& rng, DType t, int64_t rows, int64_
 // Per-op case groups (each appends to `out`).
 void run_matmul_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<CaseResult>& out);
 void run_attention_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<CaseResult>& out);
+// argmax_rows (sampling_cases.cpp); nothing where the backend does not implement it.
+void run_sampling_cases(Backend& b, Rng& rng, std::vector<CaseResult>& out);
 void run_row_op_cases(Backend& b, Rng& rng, const Tolerances& tol, const std::string& only_op,
                       std::vector<CaseResult>& out);
 

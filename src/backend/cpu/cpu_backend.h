@@ -73,6 +73,7 @@ class CpuBackend final : public Backend {
                  const AttentionMeta& meta) override;
   void swiglu(Tensor out, const Tensor& gate, const Tensor& up) override;
   void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
+  bool argmax_rows(Tensor out, const Tensor& logits) override;  // cpu_sampling.cpp
 
  private:
   // Per-thread f32 scratch of at least `floats` elements; grows (rarely) outside parallel code.

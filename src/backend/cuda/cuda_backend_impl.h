@@ -56,6 +56,7 @@ class CudaBackend final : public Backend {
                  const AttentionMeta& meta) override;
   void swiglu(Tensor out, const Tensor& gate, const Tensor& up) override;
   void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
+  bool argmax_rows(Tensor out, const Tensor& logits) override;
   void rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
                      const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
                      int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;

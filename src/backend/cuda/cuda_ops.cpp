@@ -210,4 +210,12 @@ void CudaBackend::gather_rows(Tensor out, const Tensor& x, const Tensor& idx) {
                      out.cols);
 }
 
+bool CudaBackend::argmax_rows(Tensor out, const Tensor& logits) {
+  CARPOOL_CHECK(is_float_type(logits.dtype) && logits.cols >= 1 && logits.cols <= INT32_MAX);
+  CARPOOL_CHECK(out.dtype == DType::kI32 && out.rows == logits.rows && out.cols == 1);
+  launch_argmax_rows(ctx_, static_cast<int32_t*>(out.data), logits.data, logits.dtype, logits.rows,
+                     logits.cols);
+  return true;
+}
+
 }  // namespace carpool::cuda

@@ -81,6 +81,12 @@ void launch_swiglu_fused(const LaunchCtx& ctx, void* out, DType out_dtype, const
 void launch_gather_rows(const LaunchCtx& ctx, void* out, DType out_dtype, const void* x,
                         DType x_dtype, int64_t x_rows, const int32_t* idx, int64_t m, int64_t d);
 
+// --- sampling (sampling_kernels.cu) ---
+// out[r] = greedy token of logits row r [rows, vocab] (F32, F16 or BF16): Backend::argmax_rows
+// (largest value, ties to the lowest index, NaN as std::max_element treats it). One block per row.
+void launch_argmax_rows(const LaunchCtx& ctx, int32_t* out, const void* logits, DType dtype,
+                        int64_t rows, int64_t vocab);
+
 // --- paged attention (attention_kernels.cu) ---
 struct AttentionLaunch {
   const void* q = nullptr;  // [n_tokens, n_heads * head_dim]
