@@ -8,6 +8,10 @@ namespace carpool {
 
 Runner::Runner(LlamaModel& model, const KvCache& kv) : model_(model), kv_(kv) {}
 
+Runner::~Runner() {
+  if (argmax_ids_.data != nullptr) model_.backend().free(argmax_ids_);
+}
+
 void Runner::add(SeqId id, const SamplingParams& params, std::span<const int32_t> prompt,
                  int logprobs, int prompt_logprobs) {
   auto s = std::make_unique<SeqSampling>(SeqSampling{Sampler(params, prompt), logprobs});
@@ -45,6 +49,83 @@ Status Runner::score_prompt_rows() {
     }
   }
   return Status::ok();
+}
+
+bool Runner::can_sample_on_device(const StepPlan& plan) const {
+  if (!device_greedy_ || device_argmax_missing_) return false;
+  for (const ScheduledSeq& e : plan.seqs) {
+    if (!e.needs_logits) continue;
+    auto it = sampling_.find(e.id);
+    CARPOOL_CHECK(it != sampling_.end());
+    const SeqSampling& ss = *it->second;
+    // Sampler::sample at temperature 0 applies the penalties, then takes the argmax; top_k,
+    // top_p, min_p and the seed are not read. Logprobs read the logits on the host.
+    const SamplingParams& p = ss.sampler.params();
+    if (p.temperature != 0.f || p.repetition_penalty != 1.f || p.frequency_penalty != 0.f ||
+        p.presence_penalty != 0.f || ss.logprobs >= 0 || ss.prompt_logprobs >= 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Result<bool> Runner::sample_greedy_on_device(const StepPlan& plan, const Tensor& logits,
+                                             std::vector<SampledToken>& sampled) {
+  Backend& be = model_.backend();
+  const int64_t n = static_cast<int64_t>(logit_rows_.size());
+  CARPOOL_CHECK(logits.rows == n);
+  if (argmax_ids_.data == nullptr) {
+    auto ids = be.alloc(DType::kI32, model_.limits().max_logit_rows, 1);
+    if (!ids) return ids.status();
+    argmax_ids_ = ids.value();
+  }
+  CARPOOL_CHECK(n <= argmax_ids_.rows);
+  const Tensor ids = argmax_ids_.rows_view(0, n);
+  if (!be.argmax_rows(ids, logits)) {
+    device_argmax_missing_ = true;
+    return false;
+  }
+  argmax_host_.resize(static_cast<size_t>(n));
+  be.download(argmax_host_.data(), ids, argmax_host_.size() * sizeof(int32_t));
+  size_t row = 0;
+  for (const ScheduledSeq& e : plan.seqs) {
+    if (!e.needs_logits) continue;
+    SeqSampling& ss = *sampling_.find(e.id)->second;
+    SampledToken t;
+    t.token = argmax_host_[row++];
+    ss.sampler.accept(t.token);
+    sampled.push_back(std::move(t));
+  }
+  ++device_greedy_steps_;
+  return true;
+}
+
+void Runner::sample_on_host(const StepPlan& plan, const Tensor& logits_dev,
+                            std::vector<SampledToken>& sampled) {
+  const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
+  logits_.resize(logit_rows_.size() * vocab);
+  model_.backend().download(logits_.data(), logits_dev, logits_.size() * sizeof(float));
+  size_t row = 0;
+  for (const ScheduledSeq& e : plan.seqs) {
+    if (!e.needs_logits) continue;
+    auto it = sampling_.find(e.id);
+    CARPOOL_CHECK(it != sampling_.end());
+    SeqSampling& ss = *it->second;
+    std::span<float> logits(logits_.data() + row * vocab, vocab);
+    ++row;
+    SampledToken t;
+    if (ss.logprobs >= 0) {
+      scratch_.assign(logits.begin(), logits.end());  // sample() modifies its input
+      t.token = ss.sampler.sample(scratch_);
+      t.logprob = token_logprob(logits, t.token);
+      if (ss.logprobs > 0) t.top_logprobs = top_logprobs(logits, ss.logprobs);
+    } else {
+      t.token = ss.sampler.sample(logits);
+    }
+    ss.sampler.accept(t.token);
+    if (ss.prompt_logprobs >= 0) handover_.emplace_back(sampled.size(), &ss);
+    sampled.push_back(std::move(t));
+  }
 }
 
 Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
@@ -109,7 +190,8 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
   b.block_tables = block_tables_;
   b.max_blocks_per_seq = max_blocks;
   b.logit_rows = logit_rows_;
-  // Device timing marks the forward alone: sampling and prompt scoring are host work.
+  // Device timing marks the forward alone: sampling (on the device: one small argmax kernel) and
+  // prompt scoring come after it.
   model_.backend().begin_device_timing();
   auto out = model_.forward(b, kv_);
   model_.backend().end_device_timing();
@@ -120,33 +202,16 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
     return sampled;
   }
 
-  // --- sampling, on the host ---
-  const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
-  logits_.resize(logit_rows_.size() * vocab);
-  model_.backend().download(logits_.data(), out.value(), logits_.size() * sizeof(float));
+  // --- sampling: plain greedy steps on the device, the others on the host ---
   sampled.reserve(logit_rows_.size());
   handover_.clear();
-  size_t row = 0;
-  for (const ScheduledSeq& e : plan.seqs) {
-    if (!e.needs_logits) continue;
-    auto it = sampling_.find(e.id);
-    CARPOOL_CHECK(it != sampling_.end());
-    SeqSampling& ss = *it->second;
-    std::span<float> logits(logits_.data() + row * vocab, vocab);
-    ++row;
-    SampledToken t;
-    if (ss.logprobs >= 0) {
-      scratch_.assign(logits.begin(), logits.end());  // sample() modifies its input
-      t.token = ss.sampler.sample(scratch_);
-      t.logprob = token_logprob(logits, t.token);
-      if (ss.logprobs > 0) t.top_logprobs = top_logprobs(logits, ss.logprobs);
-    } else {
-      t.token = ss.sampler.sample(logits);
-    }
-    ss.sampler.accept(t.token);
-    if (ss.prompt_logprobs >= 0) handover_.emplace_back(sampled.size(), &ss);
-    sampled.push_back(std::move(t));
+  bool on_device = false;
+  if (can_sample_on_device(plan)) {
+    auto r = sample_greedy_on_device(plan, out.value(), sampled);
+    if (!r) return r.status();
+    on_device = r.value();
   }
+  if (!on_device) sample_on_host(plan, out.value(), sampled);
   // Prompt rows after sampling: row_logits() reuses the buffer the sampled logits came from.
   if (!prompt_rows_.empty()) CARPOOL_RETURN_IF_ERROR(score_prompt_rows());
   // A sequence's first sampled token follows its whole prompt: hand over its prompt logprobs.

@@ -4,8 +4,15 @@
 // so each weight is read once per step for all sequences (the backend's matmuls take all rows),
 // and attention reads each sequence's KV through its block table (paged attention, prefill and
 // decode alike). Logits are computed only for the rows that need them (the last token of each
-// sequence whose computed tokens catch up with its known tokens), downloaded once per step, and
-// sampled on the host with each sequence's own Sampler.
+// sequence whose computed tokens catch up with its known tokens), and sampled with each
+// sequence's own Sampler.
+//
+// Greedy on the device: when every row that samples in a step is plain greedy (temperature 0, no
+// penalties, no logprobs or prompt logprobs: the token is then the argmax of the raw logits and
+// nothing else reads them), the backend picks the tokens (Backend::argmax_rows) and only
+// [rows] int32 ids come back instead of [rows, vocab] floats. Same tokens as the host sampler.
+// Otherwise, or where the backend lacks the op, the logits are downloaded once per step and
+// sampled on the host.
 //
 // Prompt logprobs (scoring the prompt): a sequence registered with prompt_logprobs >= 0 also
 // needs the logits of every prompt position, whichever steps compute them (chunked prefill, or
@@ -49,6 +56,9 @@ struct SampledToken {
 class Runner {
  public:
   Runner(LlamaModel& model, const KvCache& kv);
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
 
   // Registers a sequence's sampling state. logprobs: -1 none; k >= 0 the chosen token's
   // log-probability and the top k (from the model's distribution, before penalties and
@@ -67,6 +77,12 @@ class Runner {
   // its device time).
   int64_t last_device_ns() { return model_.backend().device_time_ns(); }
 
+  // Greedy sampling on the device (see the top of this file): on by default; off samples every
+  // step on the host (A/B checks).
+  void set_device_greedy(bool on) { device_greedy_ = on; }
+  // Steps whose tokens the device picked, since construction (tests, diagnostics).
+  int64_t device_greedy_steps() const { return device_greedy_steps_; }
+
  private:
   struct SeqSampling {
     Sampler sampler;
@@ -83,6 +99,17 @@ class Runner {
     int pos = 0;
     int32_t next_token = 0;
   };
+  // Whether every entry of `plan` with needs_logits samples plain greedy from the raw logits
+  // (temperature 0, no penalties, no logprobs, no prompt logprobs), so its token is the argmax.
+  bool can_sample_on_device(const StepPlan& plan) const;
+  // Appends one token per needs_logits entry of `plan`, picked by Backend::argmax_rows from
+  // logits [n_logits, vocab]. Returns false (nothing appended) where the backend lacks the op.
+  Result<bool> sample_greedy_on_device(const StepPlan& plan, const Tensor& logits,
+                                       std::vector<SampledToken>& sampled);
+  // Downloads logits [n_logits, vocab] and appends one token per needs_logits entry of `plan`
+  // from each sequence's Sampler (with logprobs where asked); fills handover_.
+  void sample_on_host(const StepPlan& plan, const Tensor& logits,
+                      std::vector<SampledToken>& sampled);
   // Scores this step's prompt rows (prompt_rows_) from the model's row logits, chunk by chunk.
   Status score_prompt_rows();
 
@@ -96,6 +123,12 @@ class Runner {
   std::vector<PromptRow> prompt_rows_;
   std::vector<int32_t> row_ids_;  // [<= max_logit_rows] one chunk of prompt_rows_
   std::vector<std::pair<size_t, SeqSampling*>> handover_;  // sampled index, prompt logprobs due
+  // Greedy on the device.
+  bool device_greedy_ = true;
+  bool device_argmax_missing_ = false;  // the backend's argmax_rows returned false
+  int64_t device_greedy_steps_ = 0;
+  Tensor argmax_ids_;                 // I32 [max_logit_rows, 1] backend memory, made at first use
+  std::vector<int32_t> argmax_host_;  // [n_logits]
 };
 
 }  // namespace carpool
