@@ -1,0 +1,116 @@
+// Internal to the CPU backend: causal attention over a paged f32 KV cache for a ragged batch
+// (the work behind CpuBackend::attention, which validates the metadata first).
+//
+// Work is split into tasks of (tile of up to kAttnTileRows / group consecutive query tokens of one
+// sequence, KV heads), where group = n_heads / n_kv_heads: every query head that reads a KV head
+// of the task is in the task, so each K and V block is read from memory once per tile and then
+// reused from L1 by all of the tile's rows (a row is one token and one query head). A task takes
+// one KV head when the batch has few tiles (so that all threads get work, e.g. one decoding
+// sequence) and all of them otherwise (whole cache rows, which the hardware prefetchers follow);
+// the next block is prefetched while one is computed. Tasks run costliest first.
+//
+// Per row the softmax is the online (running max) form, one KV block of block_size keys at a
+// time: scores of the block, the block max, one rescale of the row's accumulator, then exp and
+// P.V. A row never sees positions after its own (causal); the last block it reads may be partial.
+//
+// Batch invariance, bitwise: a row's arithmetic depends only on its q, its sequence's K/V and its
+// position. Block boundaries are fixed by position (multiples of block_size), a key's place in the
+// SIMD lanes is fixed by its position in the block, and rows never mix, so a token's output is the
+// same whether it is alone, in a tile with other tokens, in a task with one or all KV heads, in a
+// batch with other sequences, or on any thread.
+//
+// Kernels per instruction-set level (cpu_features.h): AVX-512 (16 keys per vector), AVX2 (8 keys
+// per vector) and portable C++ (one key at a time, std::exp). The SIMD levels use their own exp
+// (range reduction to |r| <= ln2 / 2, Taylor polynomial of degree 7; max error 1 ulp measured over
+// [-104, 88.7], exp(-inf) = 0); levels differ from each other only in f32 rounding.
+//
+// Thread-safety: pure functions of their arguments; paged_attention runs on the given pool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "backend/cpu/cpu_features.h"
+#include "backend/cpu/thread_pool.h"
+
+namespace carpool {
+
+// Query rows per tile and KV head (tokens x the group's heads): a tile's accumulators and K/V
+// block stay in L1.
+constexpr int kAttnTileRows = 16;
+
+// One query row's online-softmax state (one token, one query head).
+struct AttnRowState {
+  const float* q = nullptr;  // [head_dim]
+  float* acc = nullptr;      // [head_dim] sum over the keys seen of exp(score - max) * v
+  float max = 0.f;           // max of the scores seen; -inf before the first block
+  float denom = 0.f;         // sum over the keys seen of exp(score - max)
+  int n_keys = 0;            // keys of the current block the row sees, 1..block_size (causal)
+};
+
+// One KV cache block, for one KV head.
+struct AttnKvBlock {
+  const float* k = nullptr;  // key row 0 of the block; row i at k + i * stride, [head_dim] each
+  const float* v = nullptr;  // value rows, the same layout
+  int64_t stride = 0;        // floats between consecutive cache rows (n_kv_heads * head_dim)
+  int block_size = 0;        // keys in a full block
+};
+
+// Rows a block kernel takes per call.
+constexpr int kAttnRowsPerCall = 16;
+
+// Scratch floats for one row's scores in a block kernel (n_keys rounded up to 16 lanes).
+inline size_t attn_scores_floats(int n_keys) {
+  return (static_cast<size_t>(n_keys) + 15) / 16 * 16;
+}
+
+// Folds one block into each of rows[0, n_rows) (n_rows <= kAttnRowsPerCall; the rows read the
+// same K and V): scores = scale * q.k over the row's n_keys keys, new max, one rescale of acc and
+// denom, then acc += exp(score - max) * v. The scores of all rows come first, so one row's
+// reduction overlaps the next row's dot products; a row's arithmetic does not depend on the other
+// rows. `scores` is scratch of n_rows * attn_scores_floats(block_size) floats.
+using AttnBlockFn = void (*)(const AttnKvBlock& block, AttnRowState* rows, int n_rows, int head_dim,
+                             float scale, float* scores);
+
+// The block kernel of level `isa` (which this machine must support) for head_dim.
+AttnBlockFn attn_block_kernel(CpuIsa isa, int head_dim);
+
+// Per-level kernels for head_dim (specialized on it): null where this build has no kernel for
+// the level.
+AttnBlockFn attn_block_avx2(int head_dim);
+AttnBlockFn attn_block_avx512(int head_dim);
+
+// y[i] = exp(x[i]) with the SIMD levels' exp (for its accuracy test); false (nothing written)
+// where the build or the CPU lacks the level. -inf and inputs below about -103.97 give 0, NaN
+// stays NaN, inputs above about 88.72 give +inf; results below FLT_MIN are rounded subnormals.
+bool exp_f32_avx2(const float* x, float* y, int64_t n);
+bool exp_f32_avx512(const float* x, float* y, int64_t n);
+
+// The batch, already validated by the caller (CpuBackend::attention checks every field).
+struct PagedAttentionArgs {
+  const float* q = nullptr;               // [n_tokens, n_heads * head_dim]
+  const float* k_cache = nullptr;         // [cache rows, n_kv_heads * head_dim]
+  const float* v_cache = nullptr;         // [cache rows, n_kv_heads * head_dim]
+  float* out = nullptr;                   // [n_tokens, n_heads * head_dim]
+  const int32_t* query_start = nullptr;   // [n_seqs + 1] first token of each sequence
+  const int32_t* kv_len = nullptr;        // [n_seqs] context length including this step
+  const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks_per_seq] cache block ids
+  int n_seqs = 0;
+  int max_blocks_per_seq = 0;
+  int block_size = 0;  // keys per cache block
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float scale = 0.f;  // multiplies q.k
+};
+
+// Floats of per-thread scratch that paged_attention needs.
+size_t paged_attention_scratch_floats(const PagedAttentionArgs& a);
+
+// Computes `out` on `pool` with the kernels of level `isa`. scratch[t] is thread t's scratch of
+// at least paged_attention_scratch_floats(a) floats, for every thread of the pool.
+void paged_attention(CpuIsa isa, const PagedAttentionArgs& a, ThreadPool& pool,
+                     std::vector<float>* scratch);
+
+}  // namespace carpool

@@ -1,0 +1,275 @@
+// AVX2 block kernel of paged attention (paged_attention.h): the AVX-512 kernel's scheme with 8
+// keys per vector. Called only where CPUID reports AVX2 and FMA.
+//
+// Scores: for 8 keys at a time, each key's 8-lane partial dot product over head_dim (q held in
+// registers), then a transpose-and-add tree that leaves key j's total in lane j (the same FMA
+// chain and tree for every key). P.V: the row's accumulator is held in registers, 32 dims at a
+// time (16 vector registers), while the block's value rows stream through.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "backend/cpu/paged_attention.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+namespace carpool {
+namespace {
+
+// The helpers are forced inline so that the accumulator arrays stay in registers.
+#define ATTN_INLINE inline __attribute__((always_inline))
+
+constexpr int kLanes = 8;
+constexpr int kPanelVecs = 4;  // q or accumulator registers per pass over head_dim: 32 dims
+
+// All-ones in lanes [0, n), for maskload/maskstore and blends.
+ATTN_INLINE __m256i first_lanes(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// 2^n for integer n in [-126, 127], as a float.
+ATTN_INLINE __m256 pow2(__m256i n) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+}
+
+// exp(x) per lane, the same arithmetic as the AVX-512 kernel's exp16 (max error 1 ulp): range
+// reduction with n = round(x / ln2), Taylor polynomial of degree 7 of e^r, |r| <= ln2 / 2. The
+// scaling by 2^n (n in [-159, 128] after clamping x to [-110, 89]) is split into two factors that
+// are normal floats, p * 2^(n >> 1) exactly and then * 2^(n - (n >> 1)) with one rounding, so
+// results below FLT_MIN round to subnormals or 0 as with scalef. -inf gives 0, NaN stays NaN.
+ATTN_INLINE __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(_mm256_set1_ps(-110.f), x);
+  x = _mm256_min_ps(_mm256_set1_ps(89.f), x);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-1.90465430e-09f), r);
+  __m256 p = _mm256_set1_ps(1.f / 5040.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1);
+  return _mm256_mul_ps(_mm256_mul_ps(p, pow2(n1)), pow2(_mm256_sub_epi32(ni, n1)));
+}
+
+ATTN_INLINE float exp1(float x) {
+  return _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)));
+}
+
+ATTN_INLINE float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
+ATTN_INLINE float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+
+// Lane j of the result: the sum of the 8 lanes of a[j]. The same tree for every j: within each
+// 128-bit half (0+2)+(1+3), then the two halves.
+ATTN_INLINE __m256 transpose_sum(const __m256* a) {
+  __m256 b[4], c[2];
+#pragma GCC unroll 16
+  for (int j = 0; j < 4; ++j) {
+    b[j] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * j], a[2 * j + 1]),
+                         _mm256_unpackhi_ps(a[2 * j], a[2 * j + 1]));
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < 2; ++j) {
+    const __m256d lo = _mm256_castps_pd(b[2 * j]), hi = _mm256_castps_pd(b[2 * j + 1]);
+    c[j] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(lo, hi)),
+                         _mm256_castpd_ps(_mm256_unpackhi_pd(lo, hi)));
+  }
+  return _mm256_add_ps(_mm256_permute2f128_ps(c[0], c[1], 0x20),
+                       _mm256_permute2f128_ps(c[0], c[1], 0x31));
+}
+
+// acc[j] += lane-wise q * (key row j) over one panel of dims: kVecs full vectors, then the lanes
+// of `tail` of one more (when has_tail). q stays in registers while the 8 key rows stream past;
+// rows from n_keys on read row 0 instead (in the block, and their lanes are discarded).
+template <int kVecs>
+ATTN_INLINE void dot_panel(const float* q, const float* k, int64_t stride, int n_keys,
+                           bool has_tail, __m256i tail, __m256* acc) {
+  __m256 qv[kVecs + 1];
+#pragma GCC unroll 16
+  for (int c = 0; c < kVecs; ++c) qv[c] = _mm256_loadu_ps(q + c * kLanes);
+  if (has_tail) qv[kVecs] = _mm256_maskload_ps(q + kVecs * kLanes, tail);
+#pragma GCC unroll 16
+  for (int j = 0; j < kLanes; ++j) {
+    const float* kr = k + (j < n_keys ? j : 0) * stride;
+#pragma GCC unroll 16
+    for (int c = 0; c < kVecs; ++c) {
+      acc[j] = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kr + c * kLanes), acc[j]);
+    }
+    if (has_tail) {
+      acc[j] = _mm256_fmadd_ps(qv[kVecs], _mm256_maskload_ps(kr + kVecs * kLanes, tail), acc[j]);
+    }
+  }
+}
+
+// head_dim as passes of kPanel dims: `full` passes of kPanelVecs vectors, then one of
+// (rest / 8) vectors plus the lanes of `tail` of one more (the kernel is instantiated per
+// rest / 8).
+struct Panels {
+  static constexpr int kPanel = kPanelVecs * kLanes;
+  explicit Panels(int hd)
+      : full((hd - 1) / kPanel),
+        rest(hd - full * kPanel),
+        has_tail(rest % kLanes != 0),
+        tail(first_lanes(rest % kLanes)) {}
+  int full;
+  int rest;  // 1..kPanel
+  bool has_tail;
+  __m256i tail;
+};
+
+// Lane j: q . (key row j) for j < n_keys (n_keys <= 8). Each key's dot is one FMA chain over
+// head_dim in order, whatever n_keys is.
+template <int kVecs>
+ATTN_INLINE __m256 dot_keys(const float* q, const float* k, int64_t stride, const Panels& pn,
+                            int n_keys) {
+  __m256 acc[kLanes];
+#pragma GCC unroll 16
+  for (int j = 0; j < kLanes; ++j) acc[j] = _mm256_setzero_ps();
+  for (int i = 0; i < pn.full; ++i, q += Panels::kPanel, k += Panels::kPanel) {
+    dot_panel<kPanelVecs>(q, k, stride, n_keys, false, pn.tail, acc);
+  }
+  dot_panel<kVecs>(q, k, stride, n_keys, pn.has_tail, pn.tail, acc);
+  return transpose_sum(acc);
+}
+
+// acc[0, 8 * kVecs + tail lanes) = acc * correction + sum over keys i of p[i] * v row i, the
+// accumulator in registers.
+template <int kVecs>
+ATTN_INLINE void pv_panel(float* acc, const float* v, int64_t stride, const float* p, int n_keys,
+                          float correction, bool has_tail, __m256i tail) {
+  __m256 a[kVecs + 1];
+  const __m256 c = _mm256_set1_ps(correction);
+#pragma GCC unroll 16
+  for (int j = 0; j < kVecs; ++j) a[j] = _mm256_mul_ps(_mm256_loadu_ps(acc + j * kLanes), c);
+  if (has_tail) a[kVecs] = _mm256_mul_ps(_mm256_maskload_ps(acc + kVecs * kLanes, tail), c);
+  for (int i = 0; i < n_keys; ++i) {
+    const __m256 pi = _mm256_broadcast_ss(p + i);
+    const float* vr = v + i * stride;
+#pragma GCC unroll 16
+    for (int j = 0; j < kVecs; ++j) {
+      a[j] = _mm256_fmadd_ps(pi, _mm256_loadu_ps(vr + j * kLanes), a[j]);
+    }
+    if (has_tail) {
+      a[kVecs] = _mm256_fmadd_ps(pi, _mm256_maskload_ps(vr + kVecs * kLanes, tail), a[kVecs]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < kVecs; ++j) _mm256_storeu_ps(acc + j * kLanes, a[j]);
+  if (has_tail) _mm256_maskstore_ps(acc + kVecs * kLanes, tail, a[kVecs]);
+}
+
+template <int kVecs>
+ATTN_INLINE void accumulate_pv(float* acc, const float* v, int64_t stride, const float* p,
+                               int n_keys, float correction, const Panels& pn) {
+  for (int i = 0; i < pn.full; ++i, acc += Panels::kPanel, v += Panels::kPanel) {
+    pv_panel<kPanelVecs>(acc, v, stride, p, n_keys, correction, false, pn.tail);
+  }
+  pv_panel<kVecs>(acc, v, stride, p, n_keys, correction, pn.has_tail, pn.tail);
+}
+
+// The row's scores of the block, scaled, -inf past n_keys (to a multiple of 8 lanes).
+template <int kVecs>
+ATTN_INLINE void row_scores(const AttnKvBlock& b, const AttnRowState& row, const Panels& pn,
+                            float scale, float* scores) {
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int i0 = 0; i0 < row.n_keys; i0 += kLanes) {
+    const int n = std::min(kLanes, row.n_keys - i0);
+    const __m256 dots = dot_keys<kVecs>(row.q, b.k + i0 * b.stride, b.stride, pn, n);
+    _mm256_storeu_ps(scores + i0,
+                     _mm256_blendv_ps(neg_inf, _mm256_mul_ps(dots, _mm256_set1_ps(scale)),
+                                      _mm256_castsi256_ps(first_lanes(n))));
+  }
+}
+
+// The online-softmax update of one row from its scores: new max, rescale, exp, P.V.
+template <int kVecs>
+ATTN_INLINE void row_update(const AttnKvBlock& b, AttnRowState& row, const Panels& pn,
+                            float* scores) {
+  __m256 vmax = _mm256_loadu_ps(scores);
+  for (int i0 = kLanes; i0 < row.n_keys; i0 += kLanes) {
+    vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + i0));
+  }
+  const float new_max = std::max(row.max, hmax(vmax));
+  const float correction = exp1(row.max - new_max);  // 0 on the first block
+  const __m256 m = _mm256_set1_ps(new_max);
+  __m256 sum = _mm256_setzero_ps();
+  for (int i0 = 0; i0 < row.n_keys; i0 += kLanes) {
+    const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + i0), m));  // 0 past n_keys
+    _mm256_storeu_ps(scores + i0, p);
+    sum = _mm256_add_ps(sum, p);
+  }
+  row.denom = row.denom * correction + hsum(sum);
+  accumulate_pv<kVecs>(row.acc, b.v, b.stride, scores, row.n_keys, correction, pn);
+  row.max = new_max;
+}
+
+template <int kVecs>
+void attn_block(const AttnKvBlock& b, AttnRowState* rows, int n_rows, int hd, float scale,
+                float* scores) {
+  const Panels pn(hd);
+  const int64_t per_row = static_cast<int64_t>(attn_scores_floats(b.block_size));
+  for (int r = 0; r < n_rows; ++r) row_scores<kVecs>(b, rows[r], pn, scale, scores + r * per_row);
+  for (int r = 0; r < n_rows; ++r) row_update<kVecs>(b, rows[r], pn, scores + r * per_row);
+}
+
+}  // namespace
+
+AttnBlockFn attn_block_avx2(int head_dim) {
+  switch (Panels(head_dim).rest / kLanes) {
+    case 0:
+      return attn_block<0>;
+    case 1:
+      return attn_block<1>;
+    case 2:
+      return attn_block<2>;
+    case 3:
+      return attn_block<3>;
+    default:
+      return attn_block<4>;
+  }
+}
+
+bool exp_f32_avx2(const float* x, float* y, int64_t n) {
+  if (!cpu_supports(CpuIsa::kAvx2)) return false;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = first_lanes(static_cast<int>(n - i));
+    _mm256_maskstore_ps(y + i, m, exp8(_mm256_maskload_ps(x + i, m)));
+  }
+  return true;
+}
+
+}  // namespace carpool
+#undef ATTN_INLINE
+#pragma GCC pop_options
+
+#else
+
+namespace carpool {
+AttnBlockFn attn_block_avx2(int) {
+  return nullptr;
+}
+bool exp_f32_avx2(const float*, float*, int64_t) {
+  return false;
+}
+}  // namespace carpool
+
+#endif

@@ -1,0 +1,383 @@
+// Paged attention (paged_attention.h) at every instruction-set level this machine runs:
+//  - the SIMD exp against double-precision exp (ulp error, special values), and the AVX2 and
+//    AVX-512 versions against each other (the same arithmetic, so the same bits);
+//  - outputs against a two-pass softmax in double;
+//  - batch invariance, bitwise: every token's output, computed inside ragged batches (prefill,
+//    chunked prefill and decode rows of several sequences, any thread count), equals the same
+//    token computed alone as a one-token decode step of its sequence. Also through
+//    CpuBackend::attention.
+#include "backend/cpu/paged_attention.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+
+namespace carpool {
+namespace {
+
+// Distance in representable floats between two finite non-negative floats.
+int64_t ulp_distance(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return std::abs(static_cast<int64_t>(ia) - ib);
+}
+
+using ExpFn = bool (*)(const float*, float*, int64_t);
+
+class SimdExp : public ::testing::TestWithParam<CpuIsa> {};
+
+TEST_P(SimdExp, WithinTwoUlpAndSpecialValues) {
+  const CpuIsa isa = GetParam();
+  if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
+  const ExpFn exp_fn = isa == CpuIsa::kAvx512 ? exp_f32_avx512 : exp_f32_avx2;
+  // Every 997th float in [-104, 88.7] (by bit pattern, so every binade is sampled) and a dense
+  // sweep of [-20, 0], where attention's exp(score - max) lives.
+  std::vector<float> x;
+  auto add_bits = [&](uint32_t from, uint32_t to) {
+    for (uint64_t b = from; b <= to; b += 997) {
+      const uint32_t bits = static_cast<uint32_t>(b);
+      float v;
+      std::memcpy(&v, &bits, 4);
+      x.push_back(v);
+    }
+  };
+  uint32_t neg_lo, pos_hi;
+  const float lo = -104.f, hi = 88.7f;
+  std::memcpy(&neg_lo, &lo, 4);
+  std::memcpy(&pos_hi, &hi, 4);
+  add_bits(0x80000000u, neg_lo);  // -0 down to -104
+  add_bits(0u, pos_hi);           // +0 up to 88.7
+  for (float v = -20.f; v < 0.f; v += 1.7e-5f) x.push_back(v);
+  std::vector<float> y(x.size());
+  ASSERT_TRUE(exp_fn(x.data(), y.data(), static_cast<int64_t>(x.size())));
+  int64_t worst = 0;
+  float worst_x = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float ref = static_cast<float>(std::exp(static_cast<double>(x[i])));
+    const int64_t d = ulp_distance(y[i], ref);
+    if (d > worst) worst = d, worst_x = x[i];
+  }
+  std::printf("%s exp: %zu inputs, max error %lld ulp (at x = %.9g)\n", cpu_isa_name(isa), x.size(),
+              static_cast<long long>(worst), worst_x);
+  EXPECT_LE(worst, 2);
+
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> special = {
+      -inf, -1e30f, -200.f, -104.f, 0.f,
+      -0.f, 89.f,   1e30f,  inf,    std::numeric_limits<float>::quiet_NaN()};
+  std::vector<float> ys(special.size());
+  ASSERT_TRUE(exp_fn(special.data(), ys.data(), static_cast<int64_t>(special.size())));
+  EXPECT_EQ(ys[0], 0.f);
+  EXPECT_EQ(ys[1], 0.f);
+  EXPECT_EQ(ys[2], 0.f);
+  EXPECT_EQ(ys[3], 0.f);  // e^-104 = 6.8e-46, below half the smallest subnormal
+  EXPECT_EQ(ys[4], 1.f);
+  EXPECT_EQ(ys[5], 1.f);
+  EXPECT_EQ(ys[6], inf);
+  EXPECT_EQ(ys[7], inf);
+  EXPECT_EQ(ys[8], inf);
+  EXPECT_TRUE(std::isnan(ys[9]));
+}
+
+TEST(SimdExp, Avx2AndAvx512GiveTheSameBits) {
+  if (!cpu_supports(CpuIsa::kAvx512)) GTEST_SKIP() << "avx512 not supported here";
+  std::vector<float> x;
+  for (uint64_t b = 0; b <= 0xffffffffu; b += 4099) {
+    const uint32_t bits = static_cast<uint32_t>(b);
+    float v;
+    std::memcpy(&v, &bits, 4);
+    x.push_back(v);
+  }
+  std::vector<float> y2(x.size()), y512(x.size());
+  ASSERT_TRUE(exp_f32_avx2(x.data(), y2.data(), static_cast<int64_t>(x.size())));
+  ASSERT_TRUE(exp_f32_avx512(x.data(), y512.data(), static_cast<int64_t>(x.size())));
+  EXPECT_EQ(std::memcmp(y2.data(), y512.data(), x.size() * sizeof(float)), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, SimdExp, ::testing::Values(CpuIsa::kAvx2, CpuIsa::kAvx512),
+                         [](const auto& info) { return std::string(cpu_isa_name(info.param)); });
+
+struct Shape {
+  int n_heads, n_kv_heads, head_dim, block_size;
+  float q_scale;  // multiplies q: large scores test the softmax's stability
+};
+
+// Sequences with fixed K/V (in shuffled cache blocks) and a q row for every position; a step
+// runs some of them, each with a context length and a number of new tokens.
+class Sequences {
+ public:
+  Sequences(const Shape& s, int n_seqs, int max_len, uint32_t seed) : s_(s), max_len_(max_len) {
+    std::mt19937 g(seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    blocks_per_seq_ = (max_len + s.block_size - 1) / s.block_size;
+    const int n_blocks = n_seqs * blocks_per_seq_ + 2;
+    std::vector<int32_t> pool(static_cast<size_t>(n_blocks));
+    std::iota(pool.begin(), pool.end(), 0);
+    std::shuffle(pool.begin(), pool.end(), g);
+    tables_.assign(pool.begin(), pool.begin() + n_seqs * blocks_per_seq_);
+    const size_t cache_floats = static_cast<size_t>(n_blocks) * s.block_size * kv_cols();
+    k_.resize(cache_floats);
+    v_.resize(cache_floats);
+    for (float& x : k_) x = nd(g);
+    for (float& x : v_) x = nd(g);
+    q_.resize(static_cast<size_t>(n_seqs) * max_len * q_cols());
+    for (float& x : q_) x = nd(g) * s.q_scale;
+  }
+
+  struct Step {
+    int seq, kv_len, q_len;
+  };
+
+  // Runs a batch; returns each token's output row keyed by (sequence, position).
+  std::map<std::pair<int, int>, std::vector<float>> run(const std::vector<Step>& steps, CpuIsa isa,
+                                                        int n_threads) const {
+    std::vector<float> q, out;
+    std::vector<int32_t> qstart{0}, kv_len, tables;
+    build(steps, q, qstart, kv_len, tables);
+    out.assign(q.size(), std::nanf(""));
+    PagedAttentionArgs a = args(steps, q, qstart, kv_len, tables);
+    a.out = out.data();
+    ThreadPool pool(n_threads);
+    std::vector<std::vector<float>> scratch(static_cast<size_t>(n_threads),
+                                            std::vector<float>(paged_attention_scratch_floats(a)));
+    paged_attention(isa, a, pool, scratch.data());
+    return split(steps, out);
+  }
+
+  // The same through CpuBackend::attention (the backend's own level and pool).
+  std::map<std::pair<int, int>, std::vector<float>> run_backend(const std::vector<Step>& steps,
+                                                                Backend& b) const {
+    std::vector<float> q, out;
+    std::vector<int32_t> qstart{0}, kv_len, tables;
+    build(steps, q, qstart, kv_len, tables);
+    out.assign(q.size(), std::nanf(""));
+    const int n_tokens = qstart.back(), n = static_cast<int>(steps.size());
+    auto host = [](const void* p, DType t, int64_t rows, int64_t cols) {
+      return Tensor{const_cast<void*>(p), t, rows, cols};
+    };
+    const int64_t cache_rows = static_cast<int64_t>(k_.size()) / kv_cols();
+    AttentionMeta meta;
+    meta.n_tokens = n_tokens;
+    meta.n_seqs = n;
+    meta.max_blocks_per_seq = blocks_per_seq_;
+    meta.block_size = s_.block_size;
+    meta.query_start = host(qstart.data(), DType::kI32, 1, n + 1);
+    meta.kv_len = host(kv_len.data(), DType::kI32, 1, n);
+    meta.block_tables = host(tables.data(), DType::kI32, n, blocks_per_seq_);
+    meta.n_heads = s_.n_heads;
+    meta.n_kv_heads = s_.n_kv_heads;
+    meta.head_dim = s_.head_dim;
+    meta.scale = scale();
+    b.attention(host(out.data(), DType::kF32, n_tokens, q_cols()),
+                host(q.data(), DType::kF32, n_tokens, q_cols()),
+                host(k_.data(), DType::kF32, cache_rows, kv_cols()),
+                host(v_.data(), DType::kF32, cache_rows, kv_cols()), meta);
+    return split(steps, out);
+  }
+
+  // Output row of (seq, pos) by a two-pass softmax in double.
+  std::vector<double> reference(int seq, int pos) const {
+    const int group = s_.n_heads / s_.n_kv_heads, hd = s_.head_dim;
+    std::vector<double> y(static_cast<size_t>(q_cols()));
+    for (int h = 0; h < s_.n_heads; ++h) {
+      const float* qh = q_row(seq, pos) + h * hd;
+      std::vector<double> sc(static_cast<size_t>(pos + 1));
+      double mx = -1e300;
+      for (int p = 0; p <= pos; ++p) {
+        const float* k = cache_row(k_, seq, p) + (h / group) * hd;
+        double d = 0;
+        for (int e = 0; e < hd; ++e) d += static_cast<double>(qh[e]) * k[e];
+        sc[static_cast<size_t>(p)] = d * scale();
+        mx = std::max(mx, sc[static_cast<size_t>(p)]);
+      }
+      double denom = 0;
+      for (double& x : sc) denom += (x = std::exp(x - mx));
+      for (int e = 0; e < hd; ++e) {
+        double acc = 0;
+        for (int p = 0; p <= pos; ++p) {
+          acc += sc[static_cast<size_t>(p)] * cache_row(v_, seq, p)[(h / group) * hd + e];
+        }
+        y[static_cast<size_t>(h * hd + e)] = acc / denom;
+      }
+    }
+    return y;
+  }
+
+ private:
+  int64_t q_cols() const { return static_cast<int64_t>(s_.n_heads) * s_.head_dim; }
+  int64_t kv_cols() const { return static_cast<int64_t>(s_.n_kv_heads) * s_.head_dim; }
+  float scale() const { return 1.f / std::sqrt(static_cast<float>(s_.head_dim)); }
+  const float* q_row(int seq, int pos) const {
+    return q_.data() + (static_cast<int64_t>(seq) * max_len_ + pos) * q_cols();
+  }
+  const float* cache_row(const std::vector<float>& c, int seq, int pos) const {
+    const int64_t blk = tables_[static_cast<size_t>(seq * blocks_per_seq_ + pos / s_.block_size)];
+    return c.data() + (blk * s_.block_size + pos % s_.block_size) * kv_cols();
+  }
+
+  void build(const std::vector<Step>& steps, std::vector<float>& q, std::vector<int32_t>& qstart,
+             std::vector<int32_t>& kv_len, std::vector<int32_t>& tables) const {
+    for (const Step& st : steps) {
+      EXPECT_LE(st.kv_len, max_len_);
+      for (int j = 0; j < st.q_len; ++j) {
+        const float* row = q_row(st.seq, st.kv_len - st.q_len + j);
+        q.insert(q.end(), row, row + q_cols());
+      }
+      qstart.push_back(qstart.back() + st.q_len);
+      kv_len.push_back(st.kv_len);
+      const auto first = tables_.begin() + st.seq * blocks_per_seq_;
+      tables.insert(tables.end(), first, first + blocks_per_seq_);
+    }
+  }
+
+  PagedAttentionArgs args(const std::vector<Step>& steps, const std::vector<float>& q,
+                          const std::vector<int32_t>& qstart, const std::vector<int32_t>& kv_len,
+                          const std::vector<int32_t>& tables) const {
+    PagedAttentionArgs a;
+    a.q = q.data();
+    a.k_cache = k_.data();
+    a.v_cache = v_.data();
+    a.query_start = qstart.data();
+    a.kv_len = kv_len.data();
+    a.block_tables = tables.data();
+    a.n_seqs = static_cast<int>(steps.size());
+    a.max_blocks_per_seq = blocks_per_seq_;
+    a.block_size = s_.block_size;
+    a.n_heads = s_.n_heads;
+    a.n_kv_heads = s_.n_kv_heads;
+    a.head_dim = s_.head_dim;
+    a.scale = scale();
+    return a;
+  }
+
+  std::map<std::pair<int, int>, std::vector<float>> split(const std::vector<Step>& steps,
+                                                          const std::vector<float>& out) const {
+    std::map<std::pair<int, int>, std::vector<float>> rows;
+    int64_t tok = 0;
+    for (const Step& st : steps) {
+      for (int j = 0; j < st.q_len; ++j, ++tok) {
+        const float* r = out.data() + tok * q_cols();
+        rows[{st.seq, st.kv_len - st.q_len + j}] = std::vector<float>(r, r + q_cols());
+      }
+    }
+    return rows;
+  }
+
+  Shape s_;
+  int max_len_;
+  int blocks_per_seq_ = 0;
+  std::vector<int32_t> tables_;  // [n_seqs][blocks_per_seq]
+  std::vector<float> k_, v_;     // [cache rows, n_kv_heads * head_dim]
+  std::vector<float> q_;         // [n_seqs][max_len][n_heads * head_dim]
+};
+
+using Batch = std::vector<Sequences::Step>;
+
+// Sequence 0 is the probe: prefill whole, in chunks, and decode, alone and among the others.
+const std::vector<Batch>& batches() {
+  static const std::vector<Batch> b = {
+      {{0, 70, 70}},
+      {{0, 70, 13}},
+      {{1, 23, 23}, {0, 70, 13}, {2, 40, 1}, {3, 50, 7}},
+      {{2, 41, 1}, {0, 70, 1}, {1, 30, 30}},
+      {{0, 57, 57}, {1, 12, 3}},
+      {{3, 16, 16}, {2, 1, 1}, {0, 33, 1}, {1, 64, 17}},
+  };
+  return b;
+}
+
+const Shape kShapes[] = {
+    {9, 3, 64, 16, 1.f},   // SmolLM2-135M
+    {8, 1, 20, 5, 1.f},    // MQA, head_dim and block size not multiples of the lanes
+    {4, 4, 136, 32, 1.f},  // MHA, head_dim past one accumulator panel
+    {6, 2, 64, 16, 8.f},   // large scores
+};
+
+std::string shape_name(const Shape& s) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "h%d/kv%d d%d bs%d%s", s.n_heads, s.n_kv_heads, s.head_dim,
+                s.block_size, s.q_scale > 1.f ? " big-q" : "");
+  return buf;
+}
+
+class PagedAttention : public ::testing::TestWithParam<CpuIsa> {};
+
+TEST_P(PagedAttention, MatchesDoubleReference) {
+  const CpuIsa isa = GetParam();
+  if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
+  for (const Shape& shape : kShapes) {
+    Sequences seqs(shape, 4, 70, 5);
+    double worst = 0;
+    for (const Batch& batch : batches()) {
+      for (const auto& [key, row] : seqs.run(batch, isa, 2)) {
+        const std::vector<double> ref = seqs.reference(key.first, key.second);
+        double max_ref = 0, max_diff = 0;
+        for (size_t i = 0; i < row.size(); ++i) {
+          max_ref = std::max(max_ref, std::fabs(ref[i]));
+          max_diff = std::max(max_diff, std::fabs(row[i] - ref[i]));
+        }
+        worst = std::max(worst, max_diff / max_ref);
+      }
+    }
+    std::printf("%s %s: max normalized error %.3g\n", cpu_isa_name(isa), shape_name(shape).c_str(),
+                worst);
+    EXPECT_LT(worst, 1e-5) << shape_name(shape);
+  }
+}
+
+TEST_P(PagedAttention, TokenResultDoesNotDependOnItsBatch) {
+  const CpuIsa isa = GetParam();
+  if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
+  for (const Shape& shape : kShapes) {
+    Sequences seqs(shape, 4, 70, 9);
+    for (size_t bi = 0; bi < batches().size(); ++bi) {
+      for (int n_threads : {1, 2, 3}) {
+        for (const auto& [key, row] : seqs.run(batches()[bi], isa, n_threads)) {
+          const auto [seq, pos] = key;
+          // The same token alone: a one-token step of its sequence at its position.
+          const auto alone = seqs.run({{seq, pos + 1, 1}}, isa, 1).at(key);
+          ASSERT_EQ(std::memcmp(row.data(), alone.data(), row.size() * sizeof(float)), 0)
+              << cpu_isa_name(isa) << " " << shape_name(shape) << ": batch " << bi << ", "
+              << n_threads << " threads: sequence " << seq << " position " << pos
+              << " differs from the same token alone";
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, PagedAttention,
+                         ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
+                         [](const auto& info) { return std::string(cpu_isa_name(info.param)); });
+
+TEST(PagedAttentionBackend, TokenResultDoesNotDependOnItsBatch) {
+  auto backend = make_cpu_backend({.n_threads = 2});
+  const Shape shape{9, 3, 64, 16, 1.f};
+  Sequences seqs(shape, 4, 70, 13);
+  for (size_t bi = 0; bi < batches().size(); ++bi) {
+    for (const auto& [key, row] : seqs.run_backend(batches()[bi], *backend)) {
+      const auto [seq, pos] = key;
+      const auto alone = seqs.run_backend({{seq, pos + 1, 1}}, *backend).at(key);
+      ASSERT_EQ(std::memcmp(row.data(), alone.data(), row.size() * sizeof(float)), 0)
+          << "batch " << bi << ": sequence " << seq << " position " << pos
+          << " differs from the same token alone";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace carpool
