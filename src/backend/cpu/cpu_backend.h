@@ -93,7 +93,6 @@ class CpuBackend final : public Backend {
   std::vector<float> x_q8ds_;                // their d and s as arrays, for K-type kernels
   std::vector<int32_t> x_q8sum_;             // the sum of each block's quants, for packed kernels
   std::vector<float> norm_weight_;           // dequantized norm weights
-  std::vector<int> token_seq_;               // attention: sequence of each token
 
   struct Allocation {
     size_t bytes = 0;
