@@ -1,8 +1,11 @@
 // CpuBackend: row-wise ops (embed, norms, rope, kv_write, swiglu, gather_rows).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_features.h"
+#include "backend/cpu/paged_attention.h"
 #include "util/check.h"
 
 namespace carpool {
@@ -161,8 +164,19 @@ void CpuBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
   const float* g = f32(gate);
   const float* u = f32(up);
   float* y = f32(out);
+  // silu(g) * u; exp(-g) from the attention kernels' vector exp (1 ulp) where the level has it.
+  const bool simd = cpu_isa() >= CpuIsa::kAvx2;
   pool_.parallel_for(out.numel(), 4096, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) y[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+    constexpr int64_t kChunk = 512;
+    float t[kChunk];
+    for (int64_t c0 = b; c0 < e; c0 += kChunk) {
+      const int64_t n = std::min(kChunk, e - c0);
+      for (int64_t i = 0; i < n; ++i) t[i] = -g[c0 + i];
+      if (!simd || !exp_f32_avx2(t, t, n)) {
+        for (int64_t i = 0; i < n; ++i) t[i] = std::exp(t[i]);
+      }
+      for (int64_t i = 0; i < n; ++i) y[c0 + i] = g[c0 + i] / (1.f + t[i]) * u[c0 + i];
+    }
   });
 }
 
