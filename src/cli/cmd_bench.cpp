@@ -193,10 +193,15 @@ int cmd_bench(int argc, char** argv) {
   double total = 0;
   for (double s : step_s) total += s;
   const double decode_tps = B * step_s.size() / total;
-  // Bytes per decode step: every weight once, plus each sequence's KV read and written.
+  // Bytes per decode step: every weight a step streams (all but the embedding table, of which
+  // only the batch's rows are read, unless it doubles as the output matrix), plus each
+  // sequence's KV read: the telemetry cost model's count.
   const int kv_elem = be.activation_dtype() == DType::kF32 ? 4 : 2;
   const double kv_read = static_cast<double>(B) * (P + G / 2.0) * cfg.kv_bytes_per_token(kv_elem);
-  const double step_bytes = static_cast<double>(model.weight_bytes()) + kv_read;
+  const WeightRoleBytes& roles = model.weight_role_bytes();
+  const double streamed = static_cast<double>(roles.attention + roles.ffn + roles.norms +
+                                              (roles.output > 0 ? roles.output : roles.embedding));
+  const double step_bytes = streamed + kv_read;
   const double achieved_bw = step_bytes / median;
 
   if (args.flag("json")) {
