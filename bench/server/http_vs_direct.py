@@ -5,7 +5,7 @@
   http_vs_direct.py --carpool BUILD/carpool --direct BUILD/engine_direct [--model PATH]
                     [--concurrency 1,4,16,64] [--max-tokens 32] [--rounds 2]
 
-Closed loop at each concurrency: C requests in flight, REQUESTS = max(2C, 8) in all; request i's
+Closed loop at each concurrency: C requests in flight, REQUESTS = max(2C, --min-requests) in all; request i's
 prompt is 32 token ids 1000 + (i*7919 + k*104729) % 19000 (as engine_direct builds them), and every
 run, direct or HTTP, uses fresh values of i, so no run is helped by the prefix cache; greedy,
 ignore_eos, exactly --max-tokens generated. The HTTP client uses one keep-alive connection per
@@ -81,6 +81,7 @@ def direct_run(direct, model, conc, total, max_tokens):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--carpool", required=True)
+    ap.add_argument("--min-requests", type=int, default=8)
     ap.add_argument("--direct", required=True)
     ap.add_argument("--model", default=os.path.expanduser(
         "~/.cache/carpool/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -104,11 +105,13 @@ def main():
             time.sleep(0.1)
         rows = []
         for conc in [int(x) for x in a.concurrency.split(",")]:
-            total = max(2 * conc, 8)
+            total = max(2 * conc, a.min_requests)
             best_d = best_h = 0.0
-            for _ in range(a.rounds):
-                best_d = max(best_d, direct_run(a.direct, a.model, conc, total, a.max_tokens))
-                best_h = max(best_h, http_run(port, conc, total, a.max_tokens))
+            for r in range(a.rounds):
+                d = direct_run(a.direct, a.model, conc, total, a.max_tokens)
+                h = http_run(port, conc, total, a.max_tokens)
+                print(f"  round {r}: direct {d:.1f} tok/s, http {h:.1f} tok/s", flush=True)
+                best_d, best_h = max(best_d, d), max(best_h, h)
             rows.append((conc, total, best_d, best_h))
             print(f"concurrency {conc}: direct {best_d:.1f} tok/s, http {best_h:.1f} tok/s",
                   flush=True)
