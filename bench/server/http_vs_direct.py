@@ -88,10 +88,13 @@ def main():
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--serve-arg", action="append", default=[],
+                    help="extra argument for carpool serve (repeatable), e.g. --serve-arg=--no-telemetry")
     a = ap.parse_args()
 
     port = free_port()
-    proc = subprocess.Popen([a.carpool, "serve", "--model", a.model, "--port", str(port)],
+    proc = subprocess.Popen([a.carpool, "serve", "--model", a.model, "--port", str(port)] +
+                            a.serve_arg,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
