@@ -187,6 +187,11 @@ std::optional<Peaks> read_cached_peaks(std::string_view text, const std::string&
   auto bw = positive_number(*it, "bandwidth_bytes_per_s");
   auto fl = positive_number(*it, "flops_per_s");
   if (!bw || !fl) return std::nullopt;
+  auto version = it->find("kernels");
+  if (version == it->end() || !version->is_number_integer() ||
+      version->get<int64_t>() != kPeaksCacheVersion) {
+    return std::nullopt;  // measured with other kernels: calibrate again
+  }
   Peaks p;
   p.device = key;
   p.bandwidth_bytes_per_s = *bw;
@@ -199,7 +204,8 @@ std::string write_cached_peaks(std::string_view old_text, const Peaks& p) {
   Json root = Json::parse(old_text, nullptr, false);
   if (root.is_discarded() || !root.is_object()) root = Json::object();
   root[p.device] = {{"bandwidth_bytes_per_s", p.bandwidth_bytes_per_s},
-                    {"flops_per_s", p.flops_per_s}};
+                    {"flops_per_s", p.flops_per_s},
+                    {"kernels", kPeaksCacheVersion}};
   return root.dump(2) + "\n";
 }
 

@@ -71,7 +71,15 @@ Result<double> measure_matmul_flops(Backend& backend, const CalibrationOptions& 
 Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
                                const std::string& cache_path, const CalibrationOptions& options);
 
-// Serialization of the cache file: {"<key>": {"bandwidth_bytes_per_s":..,"flops_per_s":..}}.
+// The version of the CPU kernels a cached calibration was measured with. Bump it when a change
+// makes the matmul kernels faster: an entry of another version (or none) is measured again, so a
+// kernel speed-up never shows as an MFU above 1 on machines that calibrated before it.
+// 2: packed weights (one VNNI instruction per 16 output columns).
+inline constexpr int kPeaksCacheVersion = 2;
+
+// Serialization of the cache file:
+//   {"<key>": {"bandwidth_bytes_per_s":..,"flops_per_s":..,"kernels": kPeaksCacheVersion}}.
+// Reading ignores an entry of another kernels version.
 std::optional<Peaks> read_cached_peaks(std::string_view json_text, const std::string& key);
 std::string write_cached_peaks(std::string_view old_json_text, const Peaks& peaks);
 

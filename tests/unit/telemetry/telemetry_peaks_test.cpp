@@ -52,13 +52,23 @@ TEST(TelemetryPeaks, CacheFileRoundTrip) {
   p.bandwidth_bytes_per_s = 3.3e10;
   p.flops_per_s = 1.5e11;
   const std::string text =
-      write_cached_peaks(R"({"other": {"bandwidth_bytes_per_s": 1, "flops_per_s": 2}})", p);
+      write_cached_peaks(R"({"other": {"bandwidth_bytes_per_s": 1, "flops_per_s": 2, "kernels": )" +
+                             std::to_string(kPeaksCacheVersion) +
+                             R"(}, "stale": {"bandwidth_bytes_per_s": 1, "flops_per_s": 2}})",
+                         p);
   auto back = read_cached_peaks(text, p.device);
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->bandwidth_bytes_per_s, 3.3e10);
   EXPECT_EQ(back->flops_per_s, 1.5e11);
   EXPECT_EQ(back->flops_source, "measured");
   EXPECT_TRUE(read_cached_peaks(text, "other").has_value());  // kept
+  // Kept in the file, but measured with older kernels (no version): calibrate again.
+  EXPECT_NE(text.find("\"stale\""), std::string::npos);
+  EXPECT_FALSE(read_cached_peaks(text, "stale").has_value());
+  EXPECT_FALSE(
+      read_cached_peaks(R"({"k": {"bandwidth_bytes_per_s": 1, "flops_per_s": 1, "kernels": )" +
+                            std::to_string(kPeaksCacheVersion - 1) + "}}",
+                        "k"));
   EXPECT_FALSE(read_cached_peaks(text, "missing").has_value());
   EXPECT_FALSE(read_cached_peaks("not json", p.device).has_value());
   EXPECT_FALSE(read_cached_peaks(R"({"k": {"bandwidth_bytes_per_s": 0, "flops_per_s": 1}})", "k"));
