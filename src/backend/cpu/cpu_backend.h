@@ -13,7 +13,8 @@
 // With AVX-512 VNNI, Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K weights are repacked at their first matmul
 // so that one instruction serves 16 weight rows (packed_weights.h, gemm_packed.h); the copy
 // counts as weight memory (the file's pages of a packed tensor are no longer read; an embedding
-// table also used as the output matrix keeps both). CARPOOL_CPU_PACK=0 turns packing off. A row's result does not depend on how many rows share its matmul (batch invariance).
+// table also used as the output matrix keeps both). CARPOOL_CPU_PACK=0 turns packing off. A row's
+// result does not depend on how many rows share its matmul (batch invariance).
 //
 // Every op runs synchronously on the calling thread plus a persistent pool of worker threads, so
 // download() and synchronize() have nothing to wait for.

@@ -67,40 +67,7 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
                   sum_parts);
       }
     });
-    if (packed != nullptr) {
-      GemmPackedArgs pa;
-      pa.w = packed;
-      pa.x = xq;
-      pa.x_sum = xsums;
-      pa.m = m;
-      pa.y = y;
-      pa.ldy = n;
-      pa.bias = b;
-      // One task per group of 16 rows, plus one for the unpacked rows past the last group.
-      const int64_t groups = packed->groups;
-      const int64_t pgrain = std::max<int64_t>(1, grain / kPackRows);
-      GemmQ8aArgs ta;
-      ta.wtype = w.dtype;
-      ta.w = wbase;
-      ta.w_row_bytes = w_row_bytes;
-      ta.x = xq;
-      ta.x_u = xu;
-      ta.m = m;
-      ta.k = k;
-      ta.y = y;
-      ta.ldy = n;
-      ta.bias = b;
-      pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
-        const int64_t g_end = std::min(g1, groups);
-        if (g0 < g_end) {
-          const bool handled = isa >= CpuIsa::kAvx512 ? gemm_packed_avx512(pa, g0, g_end)
-                                                      : gemm_packed_avx2(pa, g0, g_end);
-          CARPOOL_CHECK(handled);
-        }
-        if (g1 > groups) gemm_q8a(isa, ta, n_packed, n);
-      });
-      return;
-    }
+    // The unpacked kernels: every row, or the rows past the last packed group.
     GemmQ8aArgs args;
     args.wtype = w.dtype;
     args.w = wbase;
@@ -114,6 +81,29 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
     args.x_u = xu;
     args.x_d = xd;
     args.x_s = xsum;
+    if (packed != nullptr) {
+      GemmPackedArgs pa;
+      pa.w = packed;
+      pa.x = xq;
+      pa.x_sum = xsums;
+      pa.m = m;
+      pa.y = y;
+      pa.ldy = n;
+      pa.bias = b;
+      // One task per group of 16 rows, plus one for the unpacked rows past the last group.
+      const int64_t groups = packed->groups;
+      const int64_t pgrain = std::max<int64_t>(1, grain / kPackRows);
+      pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
+        const int64_t g_end = std::min(g1, groups);
+        if (g0 < g_end) {
+          const bool handled = isa >= CpuIsa::kAvx512 ? gemm_packed_avx512(pa, g0, g_end)
+                                                      : gemm_packed_avx2(pa, g0, g_end);
+          CARPOOL_CHECK(handled);
+        }
+        if (g1 > groups) gemm_q8a(isa, args, n_packed, n);
+      });
+      return;
+    }
     pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) { gemm_q8a(isa, args, j0, j1); });
     return;
   }

@@ -17,27 +17,10 @@
 #include "backend/cpu/gemm_q8a.h"
 #include "backend/cpu/packed_weights.h"
 #include "backend/dtype.h"
+#include "random_quant_weights.h"
 
 namespace carpool {
 namespace {
-
-std::vector<uint8_t> random_weights(std::mt19937& g, DType t, int64_t rows, int64_t k) {
-  const DTypeInfo& info = dtype_info(t);
-  std::vector<uint8_t> bytes(dtype_row_bytes(t, k) * static_cast<size_t>(rows));
-  for (uint8_t& b : bytes) b = static_cast<uint8_t>(g());
-  // Sane f16 scales in every block (random bytes would give infinities and NaNs).
-  std::uniform_real_distribution<float> u(-0.02f, 0.02f);
-  for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
-    uint8_t* p = bytes.data() + blk * info.block_bytes;
-    const size_t off = t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
-    const int n_halves = (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
-    for (int h = 0; h < n_halves; ++h) {
-      const uint16_t v = f32_to_f16(u(g));
-      std::memcpy(p + off + 2 * h, &v, 2);
-    }
-  }
-  return bytes;
-}
 
 struct Case {
   DType type;
@@ -57,7 +40,7 @@ TEST_P(GemmPacked, MatchesDequantizedReference) {
   const int64_t n = 3 * kPackRows + 5;  // three groups and five unpacked rows
   for (int64_t k : {block, 3 * block}) {
     for (int64_t m : {1, 2, 7, 8, 9, 17}) {
-      std::vector<uint8_t> w = random_weights(g, t, n, k);
+      std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
       const size_t row_bytes = dtype_row_bytes(t, k);
       PackedWeight p = make_packed(t, n, k);
       ASSERT_EQ(p.groups, 3);
@@ -132,7 +115,7 @@ TEST(GemmPackedLevels, Avx2EqualsAvx512) {
   for (DType t :
        {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     const int64_t k = 2 * dtype_info(t).block_elems, n = 32, m = 5;
-    std::vector<uint8_t> w = random_weights(g, t, n, k);
+    std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
     PackedWeight p = make_packed(t, n, k);
     pack_groups(p, w.data(), dtype_row_bytes(t, k), 0, p.groups);
     std::vector<float> x(static_cast<size_t>(m * k));

@@ -15,26 +15,10 @@
 #include <vector>
 
 #include "backend/dtype.h"
+#include "random_quant_weights.h"
 
 namespace carpool {
 namespace {
-
-std::vector<uint8_t> random_weights(std::mt19937& g, DType t, int64_t rows, int64_t k) {
-  const DTypeInfo& info = dtype_info(t);
-  std::vector<uint8_t> bytes(dtype_row_bytes(t, k) * static_cast<size_t>(rows));
-  for (uint8_t& b : bytes) b = static_cast<uint8_t>(g());
-  std::uniform_real_distribution<float> u(-0.02f, 0.02f);
-  for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
-    uint8_t* p = bytes.data() + blk * info.block_bytes;
-    const size_t off = t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
-    const int n_halves = (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
-    for (int h = 0; h < n_halves; ++h) {
-      const uint16_t v = f32_to_f16(u(g));
-      std::memcpy(p + off + 2 * h, &v, 2);
-    }
-  }
-  return bytes;
-}
 
 struct Case {
   DType type;
@@ -52,7 +36,7 @@ TEST_P(GemmQ8a, MatchesDequantizedReference) {
   const int64_t n = 7;
   for (int64_t k : {block, 3 * block, (1024 / block + 1) * block}) {
     for (int64_t m : {1, 2, 3, 4, 5, 7, 8, 9, 13, 17}) {
-      std::vector<uint8_t> w = random_weights(g, t, n, k);
+      std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
       std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n));
       for (float& v : x) v = nd(g) * (g() % 4 == 0 ? 10.f : 1.f);
       for (float& v : bias) v = nd(g);
