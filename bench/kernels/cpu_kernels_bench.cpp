@@ -4,15 +4,25 @@
 //     activations, one thread; counters: weight GB/s and integer GMAC/s.
 //   BM_QuantizeQ8a: activation quantization of a 2048-wide row.
 //   BM_MatmulFloat/<type>/<m>: CpuBackend::matmul with F32/F16/BF16 weights, 1 thread.
+//   BM_AttentionDecode/<kv type>/<isa>/<batch>/<context>: paged attention of one decode step (one
+//   query
+//     token per sequence) over 30 layers' caches in SmolLM2-135M's shape (9 heads, 3 KV heads,
+//     head_dim 64, blocks of 16 in shuffled order), 2 threads; counter: KV GB/s (K and V bytes
+//     read per step over its time). The layers cycle through 512 MB of caches, so KV comes from
+//     memory as in a real step.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm_q8a.h"
+#include "backend/cpu/paged_attention.h"
+#include "backend/cpu/thread_pool.h"
 
 namespace carpool {
 namespace {
@@ -117,6 +127,74 @@ void BM_MatmulFloat(benchmark::State& state, DType t) {
   be->free(y);
 }
 
+void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
+  if (!cpu_supports(isa)) {
+    state.SkipWithError("instruction set not supported here");
+    return;
+  }
+  constexpr int kLayers = 30, kHeads = 9, kKvHeads = 3, kHeadDim = 64, kBlock = 16;
+  const int batch = static_cast<int>(state.range(0)), ctx = static_cast<int>(state.range(1));
+  const int blocks_per_seq = (ctx + kBlock - 1) / kBlock;
+  const int n_blocks = batch * blocks_per_seq;
+  const int64_t kv_cols = kKvHeads * kHeadDim;
+  const int elem = kv == DType::kF16 ? 2 : 4;
+  // Enough distinct caches (at least 512 MB in all) that a step finds none of its layers in the
+  // last-level cache, as in serving, where the weights stream through it between layers.
+  const size_t layer_bytes = 2ull * n_blocks * kBlock * kv_cols * elem;
+  const int n_caches = std::max<int>(kLayers, static_cast<int>((512ull << 20) / layer_bytes) + 1);
+  std::vector<std::vector<uint8_t>> k(n_caches), v(n_caches);
+  const std::vector<float> fill = random_rows(kBlock, kv_cols);
+  auto put = [&](uint8_t* dst, float x) {
+    if (elem == 4) std::memcpy(dst, &x, 4);
+    const uint16_t h = f32_to_f16(x);
+    if (elem == 2) std::memcpy(dst, &h, 2);
+  };
+  for (int l = 0; l < n_caches; ++l) {
+    const size_t n = static_cast<size_t>(n_blocks) * kBlock * kv_cols;
+    k[l].resize(n * elem);
+    v[l].resize(n * elem);
+    for (size_t i = 0; i < n; ++i) {
+      put(k[l].data() + i * elem, fill[i % fill.size()]);
+      put(v[l].data() + i * elem, fill[(i * 7) % fill.size()]);
+    }
+  }
+  std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), std::mt19937(3));
+  std::vector<int32_t> starts(static_cast<size_t>(batch) + 1),
+      lens(static_cast<size_t>(batch), ctx);
+  std::iota(starts.begin(), starts.end(), 0);
+  const std::vector<float> q = random_rows(batch, kHeads * kHeadDim);
+  std::vector<float> out(q.size());
+  ThreadPool pool(2);
+  PagedAttentionArgs a;
+  a.q = q.data();
+  a.out = out.data();
+  a.query_start = starts.data();
+  a.kv_len = lens.data();
+  a.block_tables = table.data();
+  a.n_seqs = batch;
+  a.max_blocks_per_seq = blocks_per_seq;
+  a.block_size = kBlock;
+  a.n_heads = kHeads;
+  a.n_kv_heads = kKvHeads;
+  a.head_dim = kHeadDim;
+  a.scale = 0.125f;
+  a.kv_dtype = kv;
+  std::vector<std::vector<float>> scratch(2, std::vector<float>(paged_attention_scratch_floats(a)));
+  int next = 0;
+  for (auto _ : state) {
+    for (int l = 0; l < kLayers; ++l, next = (next + 1) % n_caches) {
+      a.k_cache = k[next].data();
+      a.v_cache = v[next].data();
+      paged_attention(isa, a, pool, scratch.data());
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["KV_GB/s"] = benchmark::Counter(2.0 * kLayers * batch * ctx * kv_cols * elem / 1e9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void register_all() {
   for (DType t :
        {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
@@ -131,6 +209,17 @@ void register_all() {
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     const std::string name = std::string("BM_MatmulFloat/") + std::string(dtype_name(t));
     benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16);
+  }
+  for (DType kv : {DType::kF32, DType::kF16}) {
+    for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+      const std::string name = std::string("BM_AttentionDecode/") + std::string(dtype_name(kv)) +
+                               "/" + cpu_isa_name(isa);
+      benchmark::RegisterBenchmark(name.c_str(), BM_AttentionDecode, isa, kv)
+          ->Args({16, 48})
+          ->Args({16, 512})
+          ->Args({1, 2048})
+          ->UseRealTime();
+    }
   }
 }
 

@@ -106,6 +106,9 @@ class Backend {
   virtual std::string device_name() const = 0;  // "AMD EPYC 9B14 (2 threads)", "NVIDIA H200"
   // Type the backend uses for activations (CPU: F32; CUDA: BF16). Logits are always F32.
   virtual DType activation_dtype() const = 0;
+  // Element type of the caches alloc_kv makes (default: the activation type; the CPU backend
+  // keeps f16 unless asked for f32).
+  virtual DType kv_cache_dtype() const { return activation_dtype(); }
   virtual BackendMemoryInfo memory_info() const = 0;
 
   // --- memory ---

@@ -36,6 +36,9 @@ int cmd_bench(int argc, char** argv) {
           {"chunk", "", "N", "max tokens per step (prefill chunk)", "512"},
           {"dtype", "", "TYPE", "weight type of synthetic models", "q4_1 on CPU, bf16 on GPU"},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
+          {"kv-cache-dtype", "", "TYPE",
+           "KV cache element type: auto (CPU f16, f32 with --cpu-exact; CUDA bf16), f16, f32, bf16",
+           "auto"},
           {"threads", "t", "N", "CPU threads", "all"},
           {"no-graphs", "", "", "run every step directly (no recorded step graphs; A/B)", ""},
           {"check-graphs", "", "",
@@ -74,6 +77,7 @@ int cmd_bench(int argc, char** argv) {
   LoadOptions lo;
   lo.model = args.get("model");
   lo.device = args.get("device", "auto");
+  lo.kv_cache_dtype = args.get("kv-cache-dtype", "auto");
   lo.threads = static_cast<int>(threads.value());
   lo.synthetic_dtype = args.get("dtype");
   lo.limits.max_batch_tokens = std::max(C, B);
@@ -196,7 +200,7 @@ int cmd_bench(int argc, char** argv) {
   // Bytes per decode step: every weight a step streams (all but the embedding table, of which
   // only the batch's rows are read, unless it doubles as the output matrix), plus each
   // sequence's KV read: the telemetry cost model's count.
-  const int kv_elem = be.activation_dtype() == DType::kF32 ? 4 : 2;
+  const int kv_elem = be.kv_cache_dtype() == DType::kF32 ? 4 : 2;
   const double kv_read = static_cast<double>(B) * (P + G / 2.0) * cfg.kv_bytes_per_token(kv_elem);
   const WeightRoleBytes& roles = model.weight_role_bytes();
   const double streamed = static_cast<double>(roles.attention + roles.ffn + roles.norms +

@@ -38,6 +38,9 @@ int cmd_generate(int argc, char** argv) {
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"cpu-exact", "", "",
            "CPU: dequantize weights and compute in f32 (reference arithmetic, slower)", ""},
+          {"kv-cache-dtype", "", "TYPE",
+           "KV cache element type: auto (CPU f16, f32 with --cpu-exact; CUDA bf16), f16, f32, bf16",
+           "auto"},
           {"threads", "t", "N", "CPU threads", "all"},
       });
   if (Status st = args.parse(argc, argv); !st) {
@@ -85,6 +88,7 @@ int cmd_generate(int argc, char** argv) {
   LoadOptions lo;
   lo.model = args.get("model");
   lo.device = args.get("device", "auto");
+  lo.kv_cache_dtype = args.get("kv-cache-dtype", "auto");
   lo.threads = static_cast<int>(threads.value());
   lo.cpu_exact = args.flag("cpu-exact");
   auto lm = load_model(lo);

@@ -166,6 +166,9 @@ int cmd_serve(int argc, char** argv) {
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"cpu-exact", "", "",
            "CPU: dequantize weights and compute in f32 (the reference arithmetic; slower)", ""},
+          {"kv-cache-dtype", "", "TYPE",
+           "KV cache element type: auto (CPU f16, f32 with --cpu-exact; CUDA bf16), f16, f32, bf16",
+           "auto"},
           {"tokenizer", "", "PATH",
            "tokenizer from this GGUF file or folder (tokenizer.json) instead of the model's; "
            "lets synthetic models serve",
@@ -271,6 +274,7 @@ int cmd_serve(int argc, char** argv) {
   LoadOptions lo;
   lo.model = model_path;
   lo.device = args.get("device", "auto");
+  lo.kv_cache_dtype = args.get("kv-cache-dtype", "auto");
   lo.tokenizer = args.get("tokenizer");
   lo.cpu_exact = args.flag("cpu-exact");
   lo.threads = static_cast<int>(threads.value());

@@ -22,23 +22,39 @@ Result<DType> parse_dtype(const std::string& name) {
 }
 
 Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
-                                              bool cpu_exact) {
+                                              bool cpu_exact, const std::string& kv_cache_dtype) {
   if (device != "auto" && device != "cpu" && device != "cuda") {
     return Status::error("--device must be auto, cpu or cuda, got '" + device + "'");
   }
+  const std::string& kvd = kv_cache_dtype;
+  if (kvd != "auto" && kvd != "f16" && kvd != "f32" && kvd != "bf16") {
+    return Status::error("--kv-cache-dtype must be auto, f16, f32 (CPU) or bf16 (CUDA), got '" +
+                         kvd + "'");
+  }
 #ifdef CARPOOL_HAVE_CUDA
-  if (device != "cpu") {
+  if (device != "cpu" && kvd != "f16" && kvd != "f32") {
     auto cuda = make_cuda_backend(CudaBackendOptions{});
     if (cuda) return std::move(cuda).value();
     if (device == "cuda") return Status::error("CUDA backend unavailable: " + cuda.error());
+    if (kvd == "bf16") {
+      return Status::error("--kv-cache-dtype bf16 needs the CUDA backend (" + cuda.error() + ")");
+    }
     std::fprintf(stderr, "carpool: no usable GPU (%s); using the CPU\n", cuda.error().c_str());
+  }
+  if (device == "cuda") {
+    return Status::error(
+        "the CUDA backend keeps its KV cache in bf16: --kv-cache-dtype must be "
+        "auto or bf16 with --device cuda");
   }
 #else
   if (device == "cuda") return Status::error("this carpool was built without the CUDA backend");
 #endif
+  if (kvd == "bf16") return Status::error("the CPU backend's KV cache is f16 or f32, not bf16");
   CpuBackendOptions o;
   o.n_threads = threads;
   o.quantize_activations = !cpu_exact;
+  if (kvd == "f32") o.kv_dtype = DType::kF32;
+  if (kvd == "f16") o.kv_dtype = DType::kF16;  // auto: f16, or f32 with cpu_exact
   return make_cpu_backend(o);
 }
 
@@ -57,7 +73,7 @@ Result<ModelConfig> synthetic_config(const std::string& spec) {
 Result<LoadedModel> load_model(const LoadOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   LoadedModel lm;
-  auto be = make_backend(opt.device, opt.threads, opt.cpu_exact);
+  auto be = make_backend(opt.device, opt.threads, opt.cpu_exact, opt.kv_cache_dtype);
   if (!be) return be.status();
   lm.backend = std::move(be).value();
   const std::string prefix = "synthetic:";

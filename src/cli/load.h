@@ -17,6 +17,7 @@ struct LoadOptions {
   int threads = 0;              // CPU threads (0: all)
   std::string tokenizer;        // tokenizer from this GGUF file or folder (else the model's)
   bool cpu_exact = false;       // CPU: f32 reference arithmetic instead of 8-bit activations
+  std::string kv_cache_dtype = "auto";  // auto, f16, f32 (CPU) or bf16 (CUDA)
   std::string
       synthetic_dtype;  // weight type of synthetic models (default: q4_1 on CPU, bf16 on GPU)
   ModelLimits limits;
@@ -31,9 +32,11 @@ struct LoadedModel {
 };
 
 // Chooses the backend: "cuda" requires a GPU; "auto" uses one when present and otherwise says
-// clearly that it is using the CPU.
+// clearly that it is using the CPU. kv_cache_dtype: "auto" (CPU: f16, or f32 with cpu_exact;
+// CUDA: bf16), "f16" or "f32" (CPU only), "bf16" (CUDA only).
 Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
-                                              bool cpu_exact = false);
+                                              bool cpu_exact = false,
+                                              const std::string& kv_cache_dtype = "auto");
 
 Result<LoadedModel> load_model(const LoadOptions& options);
 

@@ -165,9 +165,10 @@ void EngineImpl::setup_telemetry(const KvCachePlan& plan) {
   const ModelConfig& c = model_.config();
   const WeightRoleBytes& r = model_.weight_role_bytes();
   telemetry::WeightBytes wb{r.embedding, r.attention, r.ffn, r.norms, r.output};
-  const DType act = model_.backend().activation_dtype();
-  const int elem = act == DType::kF32 ? 4 : 2;  // the KV cache uses the activation type
-  cost_ = telemetry::make_cost_model(c, wb, elem, elem);
+  const Backend& be = model_.backend();
+  const int act = be.activation_dtype() == DType::kF32 ? 4 : 2;
+  const int kv = be.kv_cache_dtype() == DType::kF32 ? 4 : 2;
+  cost_ = telemetry::make_cost_model(c, wb, kv, act);
   kv_bytes_per_block_ = static_cast<double>(plan.bytes) / std::max(1, plan.num_blocks);
   const double weights = static_cast<double>(model_.weight_bytes());
   const double kv_reserved = static_cast<double>(plan.bytes);
@@ -482,9 +483,9 @@ Result<std::unique_ptr<Engine>> Engine::create(LlamaModel& model, const EngineOp
         "); load it with engine_model_limits(options, config)");
   }
   Backend& backend = model.backend();
-  CARPOOL_ASSIGN_OR_RETURN(KvCachePlan plan,
-                           plan_kv_cache(config, backend.activation_dtype(), o,
-                                         backend.name() != "cpu", backend.memory_info()));
+  CARPOOL_ASSIGN_OR_RETURN(
+      KvCachePlan plan, plan_kv_cache(config, backend.kv_cache_dtype(), o, backend.name() != "cpu",
+                                      backend.memory_info()));
   auto kv = model.alloc_kv_cache(plan.num_blocks, plan.block_size);
   if (!kv) {
     return Status::error("kv cache: could not allocate " + std::to_string(plan.bytes >> 20) +

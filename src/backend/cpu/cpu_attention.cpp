@@ -16,7 +16,8 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
   const int head_dim = meta.head_dim;
   CARPOOL_CHECK(n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 && head_dim > 0);
   CARPOOL_CHECK(q.dtype == DType::kF32 && out.dtype == DType::kF32);
-  CARPOOL_CHECK(k_cache.dtype == DType::kF32 && v_cache.dtype == DType::kF32);
+  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype &&
+                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
   CARPOOL_CHECK(q.rows == n_tokens && out.rows == n_tokens);
   CARPOOL_CHECK(q.cols == static_cast<int64_t>(n_heads) * head_dim && out.cols == q.cols);
   const int64_t kv_cols = static_cast<int64_t>(n_kv_heads) * head_dim;
@@ -48,8 +49,9 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
 
   PagedAttentionArgs args;
   args.q = static_cast<const float*>(q.data);
-  args.k_cache = static_cast<const float*>(k_cache.data);
-  args.v_cache = static_cast<const float*>(v_cache.data);
+  args.k_cache = k_cache.data;
+  args.v_cache = v_cache.data;
+  args.kv_dtype = k_cache.dtype;
   args.out = static_cast<float*>(out.data);
   args.query_start = qstart;
   args.kv_len = kv_len;

@@ -11,12 +11,12 @@
 #include <string>
 #include <thread>
 
+#include "backend/cpu/host_memory.h"
 #include "util/check.h"
 
 namespace carpool {
 namespace {
 
-constexpr size_t kAlignment = 64;
 // Largest single allocation we attempt (guards against overflowing size arithmetic).
 constexpr size_t kMaxAllocBytes = size_t{1} << 46;
 
@@ -39,8 +39,7 @@ std::string cpu_model_name() {
 }
 
 void* aligned_bytes(size_t bytes) {
-  const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
-  return std::aligned_alloc(kAlignment, rounded);
+  return host_alloc(bytes);
 }
 
 }  // namespace
@@ -52,6 +51,10 @@ std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
 CpuBackend::CpuBackend(const CpuBackendOptions& options)
     : options_(options), pool_(resolve_threads(options.n_threads)) {
   options_.n_threads = pool_.n_threads();
+  if (!options_.kv_dtype) {
+    options_.kv_dtype = options_.quantize_activations ? DType::kF16 : DType::kF32;
+  }
+  CARPOOL_CHECK(options_.kv_dtype == DType::kF32 || options_.kv_dtype == DType::kF16);
   scratch_.resize(static_cast<size_t>(pool_.n_threads()));
 }
 
@@ -147,7 +150,7 @@ Result<KvCache> CpuBackend::alloc_kv(const KvCacheConfig& config) {
   cache.config = config;
   for (int l = 0; l < config.n_layers; ++l) {
     for (std::vector<Tensor>* side : {&cache.k, &cache.v}) {
-      Result<Tensor> t = alloc(DType::kF32, rows, cols);
+      Result<Tensor> t = alloc(*options_.kv_dtype, rows, cols);
       if (!t.is_ok()) {
         for (Tensor& k : cache.k) free(k);
         for (Tensor& v : cache.v) free(v);

@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -39,6 +40,10 @@ struct CpuBackendOptions {
   // Quantized matmul with 8-bit activations and integer dot products (fast), or with weights
   // dequantized to f32 (exact reference).
   bool quantize_activations = true;
+  // Element type of the KV cache: kF16 (half the memory and the bytes each decode step streams;
+  // values rounded to f16 as they are written, arithmetic in f32) or kF32 (the exact reference).
+  // Unset: kF16 with quantize_activations, kF32 without.
+  std::optional<DType> kv_dtype;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
@@ -51,6 +56,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   std::string device_name() const override;
   DType activation_dtype() const override { return DType::kF32; }
+  DType kv_cache_dtype() const override { return *options_.kv_dtype; }
   BackendMemoryInfo memory_info() const override;
 
   Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override;

@@ -3,6 +3,10 @@
 #include <cmath>
 #include <cstring>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
+
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/paged_attention.h"
@@ -38,6 +42,26 @@ void rmsnorm_row(const float* x, const float* w, float* y, int64_t d, float eps)
   for (i = 0; i < d; ++i) y[i] = x[i] * inv * w[i];
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// f32_to_f16 eight values at a time with F16C (round to nearest even, as f32_to_f16).
+__attribute__((target("avx,f16c"))) void f32_to_f16_f16c(const float* src, uint16_t* dst,
+                                                         int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+  for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+#endif
+
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (cpu_supports(CpuIsa::kAvx2)) return f32_to_f16_f16c(src, dst, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+
 // Converts n f32 values to the storage type `t` (F32, F16 or BF16) at dst.
 void store_row(DType t, const float* src, void* dst, int64_t n) {
   switch (t) {
@@ -45,7 +69,7 @@ void store_row(DType t, const float* src, void* dst, int64_t n) {
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
       return;
     case DType::kF16:
-      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_f16(src[i]);
+      f32_to_f16_row(src, static_cast<uint16_t*>(dst), n);
       return;
     case DType::kBF16:
       for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_bf16(src[i]);

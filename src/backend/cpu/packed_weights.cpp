@@ -5,6 +5,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backend/cpu/host_memory.h"
 #include "backend/cpu/quants.h"
 #include "util/check.h"
 
@@ -49,7 +50,7 @@ PackedWeight make_packed(DType t, int64_t rows, int64_t cols) {
   p.blocks = cols / block_elems;
   p.block_bytes = packed_block_bytes(t);
   const size_t bytes = std::max<size_t>(64, (p.bytes() + 63) / 64 * 64);
-  p.data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+  p.data.reset(static_cast<uint8_t*>(host_alloc(bytes)));
   CARPOOL_CHECK(p.data != nullptr);
   return p;
 }

@@ -19,6 +19,9 @@
 // same whether it is alone, in a tile with other tokens, in a task with one or all KV heads, in a
 // batch with other sequences, or on any thread.
 //
+// The cache holds f32 or f16 (half the bytes to stream; each value is widened to f32 as it is
+// loaded, and all arithmetic is f32 as with an f32 cache holding the same values).
+//
 // Kernels per instruction-set level (cpu_features.h): AVX-512 (16 keys per vector), AVX2 (8 keys
 // per vector) and portable C++ (one key at a time, std::exp). The SIMD levels use their own exp
 // (range reduction to |r| <= ln2 / 2, Taylor polynomial of degree 7; max error 1 ulp measured over
@@ -33,6 +36,7 @@
 
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/thread_pool.h"
+#include "backend/dtype.h"
 
 namespace carpool {
 
@@ -49,12 +53,12 @@ struct AttnRowState {
   int n_keys = 0;            // keys of the current block the row sees, 1..block_size (causal)
 };
 
-// One KV cache block, for one KV head.
+// One KV cache block, for one KV head. The elements are f32 or f16 (the kernel's type).
 struct AttnKvBlock {
-  const float* k = nullptr;  // key row 0 of the block; row i at k + i * stride, [head_dim] each
-  const float* v = nullptr;  // value rows, the same layout
-  int64_t stride = 0;        // floats between consecutive cache rows (n_kv_heads * head_dim)
-  int block_size = 0;        // keys in a full block
+  const void* k = nullptr;  // key row 0 of the block; row i at element i * stride, [head_dim] each
+  const void* v = nullptr;  // value rows, the same layout
+  int64_t stride = 0;       // elements between consecutive cache rows (n_kv_heads * head_dim)
+  int block_size = 0;       // keys in a full block
 };
 
 // Rows a block kernel takes per call.
@@ -73,13 +77,14 @@ inline size_t attn_scores_floats(int n_keys) {
 using AttnBlockFn = void (*)(const AttnKvBlock& block, AttnRowState* rows, int n_rows, int head_dim,
                              float scale, float* scores);
 
-// The block kernel of level `isa` (which this machine must support) for head_dim.
-AttnBlockFn attn_block_kernel(CpuIsa isa, int head_dim);
+// The block kernel of level `isa` (which this machine must support) for head_dim and a cache of
+// kv_dtype (kF32 or kF16).
+AttnBlockFn attn_block_kernel(CpuIsa isa, int head_dim, DType kv_dtype);
 
-// Per-level kernels for head_dim (specialized on it): null where this build has no kernel for
-// the level.
-AttnBlockFn attn_block_avx2(int head_dim);
-AttnBlockFn attn_block_avx512(int head_dim);
+// Per-level kernels for head_dim (specialized on it) and an f16 (else f32) cache: null where this
+// build has no kernel for the level.
+AttnBlockFn attn_block_avx2(int head_dim, bool kv_f16);
+AttnBlockFn attn_block_avx512(int head_dim, bool kv_f16);
 
 // y[i] = exp(x[i]) with the SIMD levels' exp (for its accuracy test); false (nothing written)
 // where the build or the CPU lacks the level. -inf and inputs below about -103.97 give 0, NaN
@@ -90,8 +95,9 @@ bool exp_f32_avx512(const float* x, float* y, int64_t n);
 // The batch, already validated by the caller (CpuBackend::attention checks every field).
 struct PagedAttentionArgs {
   const float* q = nullptr;               // [n_tokens, n_heads * head_dim]
-  const float* k_cache = nullptr;         // [cache rows, n_kv_heads * head_dim]
-  const float* v_cache = nullptr;         // [cache rows, n_kv_heads * head_dim]
+  const void* k_cache = nullptr;          // [cache rows, n_kv_heads * head_dim] of kv_dtype
+  const void* v_cache = nullptr;          // [cache rows, n_kv_heads * head_dim] of kv_dtype
+  DType kv_dtype = DType::kF32;           // kF32 or kF16 (converted to f32 as it is read)
   float* out = nullptr;                   // [n_tokens, n_heads * head_dim]
   const int32_t* query_start = nullptr;   // [n_seqs + 1] first token of each sequence
   const int32_t* kv_len = nullptr;        // [n_seqs] context length including this step

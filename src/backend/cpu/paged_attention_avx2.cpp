@@ -13,7 +13,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 
 namespace carpool {
@@ -60,6 +60,24 @@ ATTN_INLINE __m256 exp8(__m256 x) {
   return _mm256_mul_ps(_mm256_mul_ps(p, pow2(n1)), pow2(_mm256_sub_epi32(ni, n1)));
 }
 
+// 8 cache values from p as f32 (the cache holds f32 or f16); the _tail forms read only the
+// lanes of `tail` (its first lanes) and give 0 in the others.
+ATTN_INLINE __m256 load_kv(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+ATTN_INLINE __m256 load_kv(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+ATTN_INLINE __m256 load_kv_tail(__m256i tail, const float* p) {
+  return _mm256_maskload_ps(p, tail);
+}
+ATTN_INLINE __m256 load_kv_tail(__m256i tail, const uint16_t* p) {
+  alignas(16) uint16_t h[kLanes] = {};
+  const int n = __builtin_popcount(_mm256_movemask_ps(_mm256_castsi256_ps(tail)));
+  for (int i = 0; i < n; ++i) h[i] = p[i];
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+}
+
 ATTN_INLINE float exp1(float x) {
   return _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)));
 }
@@ -98,22 +116,22 @@ ATTN_INLINE __m256 transpose_sum(const __m256* a) {
 // acc[j] += lane-wise q * (key row j) over one panel of dims: kVecs full vectors, then the lanes
 // of `tail` of one more (when has_tail). q stays in registers while the 8 key rows stream past;
 // rows from n_keys on read row 0 instead (in the block, and their lanes are discarded).
-template <int kVecs>
-ATTN_INLINE void dot_panel(const float* q, const float* k, int64_t stride, int n_keys,
-                           bool has_tail, __m256i tail, __m256* acc) {
+template <typename T, int kVecs>
+ATTN_INLINE void dot_panel(const float* q, const T* k, int64_t stride, int n_keys, bool has_tail,
+                           __m256i tail, __m256* acc) {
   __m256 qv[kVecs + 1];
 #pragma GCC unroll 16
   for (int c = 0; c < kVecs; ++c) qv[c] = _mm256_loadu_ps(q + c * kLanes);
   if (has_tail) qv[kVecs] = _mm256_maskload_ps(q + kVecs * kLanes, tail);
 #pragma GCC unroll 16
   for (int j = 0; j < kLanes; ++j) {
-    const float* kr = k + (j < n_keys ? j : 0) * stride;
+    const T* kr = k + (j < n_keys ? j : 0) * stride;
 #pragma GCC unroll 16
     for (int c = 0; c < kVecs; ++c) {
-      acc[j] = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kr + c * kLanes), acc[j]);
+      acc[j] = _mm256_fmadd_ps(qv[c], load_kv(kr + c * kLanes), acc[j]);
     }
     if (has_tail) {
-      acc[j] = _mm256_fmadd_ps(qv[kVecs], _mm256_maskload_ps(kr + kVecs * kLanes, tail), acc[j]);
+      acc[j] = _mm256_fmadd_ps(qv[kVecs], load_kv_tail(tail, kr + kVecs * kLanes), acc[j]);
     }
   }
 }
@@ -136,23 +154,23 @@ struct Panels {
 
 // Lane j: q . (key row j) for j < n_keys (n_keys <= 8). Each key's dot is one FMA chain over
 // head_dim in order, whatever n_keys is.
-template <int kVecs>
-ATTN_INLINE __m256 dot_keys(const float* q, const float* k, int64_t stride, const Panels& pn,
+template <typename T, int kVecs>
+ATTN_INLINE __m256 dot_keys(const float* q, const T* k, int64_t stride, const Panels& pn,
                             int n_keys) {
   __m256 acc[kLanes];
 #pragma GCC unroll 16
   for (int j = 0; j < kLanes; ++j) acc[j] = _mm256_setzero_ps();
   for (int i = 0; i < pn.full; ++i, q += Panels::kPanel, k += Panels::kPanel) {
-    dot_panel<kPanelVecs>(q, k, stride, n_keys, false, pn.tail, acc);
+    dot_panel<T, kPanelVecs>(q, k, stride, n_keys, false, pn.tail, acc);
   }
-  dot_panel<kVecs>(q, k, stride, n_keys, pn.has_tail, pn.tail, acc);
+  dot_panel<T, kVecs>(q, k, stride, n_keys, pn.has_tail, pn.tail, acc);
   return transpose_sum(acc);
 }
 
 // acc[0, 8 * kVecs + tail lanes) = acc * correction + sum over keys i of p[i] * v row i, the
 // accumulator in registers.
-template <int kVecs>
-ATTN_INLINE void pv_panel(float* acc, const float* v, int64_t stride, const float* p, int n_keys,
+template <typename T, int kVecs>
+ATTN_INLINE void pv_panel(float* acc, const T* v, int64_t stride, const float* p, int n_keys,
                           float correction, bool has_tail, __m256i tail) {
   __m256 a[kVecs + 1];
   const __m256 c = _mm256_set1_ps(correction);
@@ -161,13 +179,13 @@ ATTN_INLINE void pv_panel(float* acc, const float* v, int64_t stride, const floa
   if (has_tail) a[kVecs] = _mm256_mul_ps(_mm256_maskload_ps(acc + kVecs * kLanes, tail), c);
   for (int i = 0; i < n_keys; ++i) {
     const __m256 pi = _mm256_broadcast_ss(p + i);
-    const float* vr = v + i * stride;
+    const T* vr = v + i * stride;
 #pragma GCC unroll 16
     for (int j = 0; j < kVecs; ++j) {
-      a[j] = _mm256_fmadd_ps(pi, _mm256_loadu_ps(vr + j * kLanes), a[j]);
+      a[j] = _mm256_fmadd_ps(pi, load_kv(vr + j * kLanes), a[j]);
     }
     if (has_tail) {
-      a[kVecs] = _mm256_fmadd_ps(pi, _mm256_maskload_ps(vr + kVecs * kLanes, tail), a[kVecs]);
+      a[kVecs] = _mm256_fmadd_ps(pi, load_kv_tail(tail, vr + kVecs * kLanes), a[kVecs]);
     }
   }
 #pragma GCC unroll 16
@@ -175,23 +193,24 @@ ATTN_INLINE void pv_panel(float* acc, const float* v, int64_t stride, const floa
   if (has_tail) _mm256_maskstore_ps(acc + kVecs * kLanes, tail, a[kVecs]);
 }
 
-template <int kVecs>
-ATTN_INLINE void accumulate_pv(float* acc, const float* v, int64_t stride, const float* p,
-                               int n_keys, float correction, const Panels& pn) {
+template <typename T, int kVecs>
+ATTN_INLINE void accumulate_pv(float* acc, const T* v, int64_t stride, const float* p, int n_keys,
+                               float correction, const Panels& pn) {
   for (int i = 0; i < pn.full; ++i, acc += Panels::kPanel, v += Panels::kPanel) {
-    pv_panel<kPanelVecs>(acc, v, stride, p, n_keys, correction, false, pn.tail);
+    pv_panel<T, kPanelVecs>(acc, v, stride, p, n_keys, correction, false, pn.tail);
   }
-  pv_panel<kVecs>(acc, v, stride, p, n_keys, correction, pn.has_tail, pn.tail);
+  pv_panel<T, kVecs>(acc, v, stride, p, n_keys, correction, pn.has_tail, pn.tail);
 }
 
 // The row's scores of the block, scaled, -inf past n_keys (to a multiple of 8 lanes).
-template <int kVecs>
+template <typename T, int kVecs>
 ATTN_INLINE void row_scores(const AttnKvBlock& b, const AttnRowState& row, const Panels& pn,
                             float scale, float* scores) {
   const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   for (int i0 = 0; i0 < row.n_keys; i0 += kLanes) {
     const int n = std::min(kLanes, row.n_keys - i0);
-    const __m256 dots = dot_keys<kVecs>(row.q, b.k + i0 * b.stride, b.stride, pn, n);
+    const __m256 dots =
+        dot_keys<T, kVecs>(row.q, static_cast<const T*>(b.k) + i0 * b.stride, b.stride, pn, n);
     _mm256_storeu_ps(scores + i0,
                      _mm256_blendv_ps(neg_inf, _mm256_mul_ps(dots, _mm256_set1_ps(scale)),
                                       _mm256_castsi256_ps(first_lanes(n))));
@@ -199,7 +218,7 @@ ATTN_INLINE void row_scores(const AttnKvBlock& b, const AttnRowState& row, const
 }
 
 // The online-softmax update of one row from its scores: new max, rescale, exp, P.V.
-template <int kVecs>
+template <typename T, int kVecs>
 ATTN_INLINE void row_update(const AttnKvBlock& b, AttnRowState& row, const Panels& pn,
                             float* scores) {
   __m256 vmax = _mm256_loadu_ps(scores);
@@ -216,33 +235,35 @@ ATTN_INLINE void row_update(const AttnKvBlock& b, AttnRowState& row, const Panel
     sum = _mm256_add_ps(sum, p);
   }
   row.denom = row.denom * correction + hsum(sum);
-  accumulate_pv<kVecs>(row.acc, b.v, b.stride, scores, row.n_keys, correction, pn);
+  accumulate_pv<T, kVecs>(row.acc, static_cast<const T*>(b.v), b.stride, scores, row.n_keys,
+                          correction, pn);
   row.max = new_max;
 }
 
-template <int kVecs>
+template <typename T, int kVecs>
 void attn_block(const AttnKvBlock& b, AttnRowState* rows, int n_rows, int hd, float scale,
                 float* scores) {
   const Panels pn(hd);
   const int64_t per_row = static_cast<int64_t>(attn_scores_floats(b.block_size));
-  for (int r = 0; r < n_rows; ++r) row_scores<kVecs>(b, rows[r], pn, scale, scores + r * per_row);
-  for (int r = 0; r < n_rows; ++r) row_update<kVecs>(b, rows[r], pn, scores + r * per_row);
+  for (int r = 0; r < n_rows; ++r)
+    row_scores<T, kVecs>(b, rows[r], pn, scale, scores + r * per_row);
+  for (int r = 0; r < n_rows; ++r) row_update<T, kVecs>(b, rows[r], pn, scores + r * per_row);
 }
 
 }  // namespace
 
-AttnBlockFn attn_block_avx2(int head_dim) {
+AttnBlockFn attn_block_avx2(int head_dim, bool kv_f16) {
   switch (Panels(head_dim).rest / kLanes) {
     case 0:
-      return attn_block<0>;
+      return kv_f16 ? attn_block<uint16_t, 0> : attn_block<float, 0>;
     case 1:
-      return attn_block<1>;
+      return kv_f16 ? attn_block<uint16_t, 1> : attn_block<float, 1>;
     case 2:
-      return attn_block<2>;
+      return kv_f16 ? attn_block<uint16_t, 2> : attn_block<float, 2>;
     case 3:
-      return attn_block<3>;
+      return kv_f16 ? attn_block<uint16_t, 3> : attn_block<float, 3>;
     default:
-      return attn_block<4>;
+      return kv_f16 ? attn_block<uint16_t, 4> : attn_block<float, 4>;
   }
 }
 
@@ -264,7 +285,7 @@ bool exp_f32_avx2(const float* x, float* y, int64_t n) {
 #else
 
 namespace carpool {
-AttnBlockFn attn_block_avx2(int) {
+AttnBlockFn attn_block_avx2(int, bool) {
   return nullptr;
 }
 bool exp_f32_avx2(const float*, float*, int64_t) {

@@ -59,6 +59,21 @@ ATTN_INLINE __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// 16 cache values from p as f32 (the cache holds f32 or f16); the _tail forms read only the
+// lanes of m and give 0 in the others.
+ATTN_INLINE __m512 load_kv(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+ATTN_INLINE __m512 load_kv(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+ATTN_INLINE __m512 load_kv_tail(__mmask16 m, const float* p) {
+  return _mm512_maskz_loadu_ps(m, p);
+}
+ATTN_INLINE __m512 load_kv_tail(__mmask16 m, const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
 ATTN_INLINE float exp1(float x) {
   return _mm512_cvtss_f32(exp16(_mm512_set1_ps(x)));
 }
@@ -90,22 +105,22 @@ ATTN_INLINE __m512 transpose_sum(const __m512* a) {
 // acc[j] += lane-wise q * (key row j) over one panel of dims: kVecs full vectors, then `tail`
 // lanes of one more (none if tail is 0). q stays in registers while the 16 key rows stream past;
 // rows from n_keys on read row 0 instead (in the block, and their lanes are discarded).
-template <int kVecs>
-ATTN_INLINE void dot_panel(const float* q, const float* k, int64_t stride, int n_keys,
-                           __mmask16 tail, __m512* acc) {
+template <typename T, int kVecs>
+ATTN_INLINE void dot_panel(const float* q, const T* k, int64_t stride, int n_keys, __mmask16 tail,
+                           __m512* acc) {
   __m512 qv[kVecs + 1];
 #pragma GCC unroll 16
   for (int c = 0; c < kVecs; ++c) qv[c] = _mm512_loadu_ps(q + c * kLanes);
   qv[kVecs] = _mm512_maskz_loadu_ps(tail, q + kVecs * kLanes);
 #pragma GCC unroll 16
   for (int j = 0; j < kLanes; ++j) {
-    const float* kr = k + (j < n_keys ? j : 0) * stride;
+    const T* kr = k + (j < n_keys ? j : 0) * stride;
 #pragma GCC unroll 16
     for (int c = 0; c < kVecs; ++c) {
-      acc[j] = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kr + c * kLanes), acc[j]);
+      acc[j] = _mm512_fmadd_ps(qv[c], load_kv(kr + c * kLanes), acc[j]);
     }
     if (tail) {
-      acc[j] = _mm512_fmadd_ps(qv[kVecs], _mm512_maskz_loadu_ps(tail, kr + kVecs * kLanes), acc[j]);
+      acc[j] = _mm512_fmadd_ps(qv[kVecs], load_kv_tail(tail, kr + kVecs * kLanes), acc[j]);
     }
   }
 }
@@ -123,23 +138,23 @@ struct Panels {
 
 // Lane j: q . (key row j) for j < n_keys (n_keys <= 16). Each key's dot is one FMA chain over
 // head_dim in order, whatever n_keys is.
-template <int kVecs>
-ATTN_INLINE __m512 dot_keys(const float* q, const float* k, int64_t stride, const Panels& pn,
+template <typename T, int kVecs>
+ATTN_INLINE __m512 dot_keys(const float* q, const T* k, int64_t stride, const Panels& pn,
                             int n_keys) {
   __m512 acc[kLanes];
 #pragma GCC unroll 16
   for (int j = 0; j < kLanes; ++j) acc[j] = _mm512_setzero_ps();
   for (int i = 0; i < pn.full; ++i, q += Panels::kPanel, k += Panels::kPanel) {
-    dot_panel<kPanelVecs>(q, k, stride, n_keys, 0, acc);
+    dot_panel<T, kPanelVecs>(q, k, stride, n_keys, 0, acc);
   }
-  dot_panel<kVecs>(q, k, stride, n_keys, pn.tail, acc);
+  dot_panel<T, kVecs>(q, k, stride, n_keys, pn.tail, acc);
   return transpose_sum(acc);
 }
 
 // acc[0, 16 * kVecs + tail lanes) = acc * correction + sum over keys i of p[i] * v row i, the
 // accumulator in registers.
-template <int kVecs>
-ATTN_INLINE void pv_panel(float* acc, const float* v, int64_t stride, const float* p, int n_keys,
+template <typename T, int kVecs>
+ATTN_INLINE void pv_panel(float* acc, const T* v, int64_t stride, const float* p, int n_keys,
                           float correction, __mmask16 tail) {
   __m512 a[kVecs + 1];
   const __m512 c = _mm512_set1_ps(correction);
@@ -148,13 +163,13 @@ ATTN_INLINE void pv_panel(float* acc, const float* v, int64_t stride, const floa
   a[kVecs] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, acc + kVecs * kLanes), c);
   for (int i = 0; i < n_keys; ++i) {
     const __m512 pi = _mm512_set1_ps(p[i]);
-    const float* vr = v + i * stride;
+    const T* vr = v + i * stride;
 #pragma GCC unroll 16
     for (int j = 0; j < kVecs; ++j) {
-      a[j] = _mm512_fmadd_ps(pi, _mm512_loadu_ps(vr + j * kLanes), a[j]);
+      a[j] = _mm512_fmadd_ps(pi, load_kv(vr + j * kLanes), a[j]);
     }
     if (tail) {
-      a[kVecs] = _mm512_fmadd_ps(pi, _mm512_maskz_loadu_ps(tail, vr + kVecs * kLanes), a[kVecs]);
+      a[kVecs] = _mm512_fmadd_ps(pi, load_kv_tail(tail, vr + kVecs * kLanes), a[kVecs]);
     }
   }
 #pragma GCC unroll 16
@@ -162,22 +177,23 @@ ATTN_INLINE void pv_panel(float* acc, const float* v, int64_t stride, const floa
   _mm512_mask_storeu_ps(acc + kVecs * kLanes, tail, a[kVecs]);
 }
 
-template <int kVecs>
-ATTN_INLINE void accumulate_pv(float* acc, const float* v, int64_t stride, const float* p,
-                               int n_keys, float correction, const Panels& pn) {
+template <typename T, int kVecs>
+ATTN_INLINE void accumulate_pv(float* acc, const T* v, int64_t stride, const float* p, int n_keys,
+                               float correction, const Panels& pn) {
   for (int i = 0; i < pn.full; ++i, acc += Panels::kPanel, v += Panels::kPanel) {
-    pv_panel<kPanelVecs>(acc, v, stride, p, n_keys, correction, 0);
+    pv_panel<T, kPanelVecs>(acc, v, stride, p, n_keys, correction, 0);
   }
-  pv_panel<kVecs>(acc, v, stride, p, n_keys, correction, pn.tail);
+  pv_panel<T, kVecs>(acc, v, stride, p, n_keys, correction, pn.tail);
 }
 
 // The row's scores of the block, scaled, -inf past n_keys (to a multiple of 16 lanes).
-template <int kVecs>
+template <typename T, int kVecs>
 ATTN_INLINE void row_scores(const AttnKvBlock& b, const AttnRowState& row, const Panels& pn,
                             float scale, float* scores) {
   for (int i0 = 0; i0 < row.n_keys; i0 += kLanes) {
     const int n = std::min(kLanes, row.n_keys - i0);
-    const __m512 dots = dot_keys<kVecs>(row.q, b.k + i0 * b.stride, b.stride, pn, n);
+    const __m512 dots =
+        dot_keys<T, kVecs>(row.q, static_cast<const T*>(b.k) + i0 * b.stride, b.stride, pn, n);
     _mm512_storeu_ps(scores + i0, _mm512_mask_mov_ps(
                                       _mm512_set1_ps(-std::numeric_limits<float>::infinity()),
                                       first_lanes(n), _mm512_mul_ps(dots, _mm512_set1_ps(scale))));
@@ -185,7 +201,7 @@ ATTN_INLINE void row_scores(const AttnKvBlock& b, const AttnRowState& row, const
 }
 
 // The online-softmax update of one row from its scores: new max, rescale, exp, P.V.
-template <int kVecs>
+template <typename T, int kVecs>
 ATTN_INLINE void row_update(const AttnKvBlock& b, AttnRowState& row, const Panels& pn,
                             float* scores) {
   __m512 vmax = _mm512_loadu_ps(scores);
@@ -202,41 +218,43 @@ ATTN_INLINE void row_update(const AttnKvBlock& b, AttnRowState& row, const Panel
     sum = _mm512_add_ps(sum, p);
   }
   row.denom = row.denom * correction + _mm512_reduce_add_ps(sum);
-  accumulate_pv<kVecs>(row.acc, b.v, b.stride, scores, row.n_keys, correction, pn);
+  accumulate_pv<T, kVecs>(row.acc, static_cast<const T*>(b.v), b.stride, scores, row.n_keys,
+                          correction, pn);
   row.max = new_max;
 }
 
-template <int kVecs>
+template <typename T, int kVecs>
 void attn_block(const AttnKvBlock& b, AttnRowState* rows, int n_rows, int hd, float scale,
                 float* scores) {
   const Panels pn(hd);
   const int64_t per_row = static_cast<int64_t>(attn_scores_floats(b.block_size));
-  for (int r = 0; r < n_rows; ++r) row_scores<kVecs>(b, rows[r], pn, scale, scores + r * per_row);
-  for (int r = 0; r < n_rows; ++r) row_update<kVecs>(b, rows[r], pn, scores + r * per_row);
+  for (int r = 0; r < n_rows; ++r)
+    row_scores<T, kVecs>(b, rows[r], pn, scale, scores + r * per_row);
+  for (int r = 0; r < n_rows; ++r) row_update<T, kVecs>(b, rows[r], pn, scores + r * per_row);
 }
 
 }  // namespace
 
-AttnBlockFn attn_block_avx512(int head_dim) {
+AttnBlockFn attn_block_avx512(int head_dim, bool kv_f16) {
   switch (Panels(head_dim).rest / kLanes) {
     case 0:
-      return attn_block<0>;
+      return kv_f16 ? attn_block<uint16_t, 0> : attn_block<float, 0>;
     case 1:
-      return attn_block<1>;
+      return kv_f16 ? attn_block<uint16_t, 1> : attn_block<float, 1>;
     case 2:
-      return attn_block<2>;
+      return kv_f16 ? attn_block<uint16_t, 2> : attn_block<float, 2>;
     case 3:
-      return attn_block<3>;
+      return kv_f16 ? attn_block<uint16_t, 3> : attn_block<float, 3>;
     case 4:
-      return attn_block<4>;
+      return kv_f16 ? attn_block<uint16_t, 4> : attn_block<float, 4>;
     case 5:
-      return attn_block<5>;
+      return kv_f16 ? attn_block<uint16_t, 5> : attn_block<float, 5>;
     case 6:
-      return attn_block<6>;
+      return kv_f16 ? attn_block<uint16_t, 6> : attn_block<float, 6>;
     case 7:
-      return attn_block<7>;
+      return kv_f16 ? attn_block<uint16_t, 7> : attn_block<float, 7>;
     default:
-      return attn_block<8>;
+      return kv_f16 ? attn_block<uint16_t, 8> : attn_block<float, 8>;
   }
 }
 
@@ -258,7 +276,7 @@ bool exp_f32_avx512(const float* x, float* y, int64_t n) {
 #else
 
 namespace carpool {
-AttnBlockFn attn_block_avx512(int) {
+AttnBlockFn attn_block_avx512(int, bool) {
   return nullptr;
 }
 bool exp_f32_avx512(const float*, float*, int64_t) {

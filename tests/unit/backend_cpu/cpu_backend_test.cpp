@@ -79,6 +79,18 @@ TEST(CpuBackend, LoadWeightIsZeroCopy) {
   EXPECT_FALSE(b->load_weight(HostWeight{DType::kI32, bytes.data(), 2, 4}).is_ok());
 }
 
+TEST(CpuBackend, KvCacheTypeFollowsTheArithmeticUnlessSet) {
+  EXPECT_EQ(make_cpu_backend({.n_threads = 1})->kv_cache_dtype(), DType::kF16);
+  EXPECT_EQ(make_cpu_backend({.n_threads = 1, .quantize_activations = false})->kv_cache_dtype(),
+            DType::kF32);
+  EXPECT_EQ(make_cpu_backend({.n_threads = 1, .kv_dtype = DType::kF32})->kv_cache_dtype(),
+            DType::kF32);
+  EXPECT_EQ(
+      make_cpu_backend({.n_threads = 1, .quantize_activations = false, .kv_dtype = DType::kF16})
+          ->kv_cache_dtype(),
+      DType::kF16);
+}
+
 TEST(CpuBackend, KvCacheGeometryAndAccounting) {
   std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 2});
   KvCacheConfig c{.n_layers = 3, .num_blocks = 4, .block_size = 8, .n_kv_heads = 2, .head_dim = 16};
@@ -88,7 +100,8 @@ TEST(CpuBackend, KvCacheGeometryAndAccounting) {
   ASSERT_EQ(kv->v.size(), 3u);
   EXPECT_EQ(kv->k[0].rows, 32);
   EXPECT_EQ(kv->k[0].cols, 32);
-  EXPECT_EQ(b->memory_info().kv_bytes, 6u * 32 * 32 * 4);
+  EXPECT_EQ(kv->k[0].dtype, DType::kF16);
+  EXPECT_EQ(b->memory_info().kv_bytes, 6u * 32 * 32 * 2);
   for (Tensor& t : kv->k) b->free(t);
   for (Tensor& t : kv->v) b->free(t);
   EXPECT_EQ(b->memory_info().kv_bytes, 0u);

@@ -20,6 +20,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -116,11 +117,13 @@ struct Shape {
   float q_scale;  // multiplies q: large scores test the softmax's stability
 };
 
-// Sequences with fixed K/V (in shuffled cache blocks) and a q row for every position; a step
-// runs some of them, each with a context length and a number of new tokens.
+// Sequences with fixed K/V (in shuffled cache blocks of type kv: f32, or f16 holding the same
+// values, which are then rounded to f16 first) and a q row for every position; a step runs some
+// of them, each with a context length and a number of new tokens.
 class Sequences {
  public:
-  Sequences(const Shape& s, int n_seqs, int max_len, uint32_t seed) : s_(s), max_len_(max_len) {
+  Sequences(const Shape& s, int n_seqs, int max_len, uint32_t seed, DType kv = DType::kF32)
+      : s_(s), max_len_(max_len), kv_(kv) {
     std::mt19937 g(seed);
     std::normal_distribution<float> nd(0.f, 1.f);
     blocks_per_seq_ = (max_len + s.block_size - 1) / s.block_size;
@@ -134,6 +137,14 @@ class Sequences {
     v_.resize(cache_floats);
     for (float& x : k_) x = nd(g);
     for (float& x : v_) x = nd(g);
+    if (kv_ == DType::kF16) {
+      for (auto [f, h] : {std::pair{&k_, &k16_}, std::pair{&v_, &v16_}}) {
+        for (float& x : *f) {
+          h->push_back(f32_to_f16(x));
+          x = f16_to_f32(h->back());
+        }
+      }
+    }
     q_.resize(static_cast<size_t>(n_seqs) * max_len * q_cols());
     for (float& x : q_) x = nd(g) * s.q_scale;
   }
@@ -184,8 +195,8 @@ class Sequences {
     meta.scale = scale();
     b.attention(host(out.data(), DType::kF32, n_tokens, q_cols()),
                 host(q.data(), DType::kF32, n_tokens, q_cols()),
-                host(k_.data(), DType::kF32, cache_rows, kv_cols()),
-                host(v_.data(), DType::kF32, cache_rows, kv_cols()), meta);
+                host(k_cache(), kv_, cache_rows, kv_cols()),
+                host(v_cache(), kv_, cache_rows, kv_cols()), meta);
     return split(steps, out);
   }
 
@@ -218,6 +229,12 @@ class Sequences {
   }
 
  private:
+  const void* k_cache() const {
+    return kv_ == DType::kF16 ? static_cast<const void*>(k16_.data()) : k_.data();
+  }
+  const void* v_cache() const {
+    return kv_ == DType::kF16 ? static_cast<const void*>(v16_.data()) : v_.data();
+  }
   int64_t q_cols() const { return static_cast<int64_t>(s_.n_heads) * s_.head_dim; }
   int64_t kv_cols() const { return static_cast<int64_t>(s_.n_kv_heads) * s_.head_dim; }
   float scale() const { return 1.f / std::sqrt(static_cast<float>(s_.head_dim)); }
@@ -249,8 +266,9 @@ class Sequences {
                           const std::vector<int32_t>& tables) const {
     PagedAttentionArgs a;
     a.q = q.data();
-    a.k_cache = k_.data();
-    a.v_cache = v_.data();
+    a.k_cache = k_cache();
+    a.v_cache = v_cache();
+    a.kv_dtype = kv_;
     a.query_start = qstart.data();
     a.kv_len = kv_len.data();
     a.block_tables = tables.data();
@@ -281,8 +299,10 @@ class Sequences {
   int max_len_;
   int blocks_per_seq_ = 0;
   std::vector<int32_t> tables_;  // [n_seqs][blocks_per_seq]
-  std::vector<float> k_, v_;     // [cache rows, n_kv_heads * head_dim]
-  std::vector<float> q_;         // [n_seqs][max_len][n_heads * head_dim]
+  DType kv_;
+  std::vector<float> k_, v_;         // [cache rows, n_kv_heads * head_dim]
+  std::vector<uint16_t> k16_, v16_;  // the same values as f16 (kv_ = kF16)
+  std::vector<float> q_;             // [n_seqs][max_len][n_heads * head_dim]
 };
 
 using Batch = std::vector<Sequences::Step>;
@@ -314,13 +334,13 @@ std::string shape_name(const Shape& s) {
   return buf;
 }
 
-class PagedAttention : public ::testing::TestWithParam<CpuIsa> {};
+class PagedAttention : public ::testing::TestWithParam<std::tuple<CpuIsa, DType>> {};
 
 TEST_P(PagedAttention, MatchesDoubleReference) {
-  const CpuIsa isa = GetParam();
+  const auto [isa, kv] = GetParam();
   if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
   for (const Shape& shape : kShapes) {
-    Sequences seqs(shape, 4, 70, 5);
+    Sequences seqs(shape, 4, 70, 5, kv);
     double worst = 0;
     for (const Batch& batch : batches()) {
       for (const auto& [key, row] : seqs.run(batch, isa, 2)) {
@@ -340,10 +360,10 @@ TEST_P(PagedAttention, MatchesDoubleReference) {
 }
 
 TEST_P(PagedAttention, TokenResultDoesNotDependOnItsBatch) {
-  const CpuIsa isa = GetParam();
+  const auto [isa, kv] = GetParam();
   if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
   for (const Shape& shape : kShapes) {
-    Sequences seqs(shape, 4, 70, 9);
+    Sequences seqs(shape, 4, 70, 9, kv);
     for (size_t bi = 0; bi < batches().size(); ++bi) {
       for (int n_threads : {1, 2, 3}) {
         for (const auto& [key, row] : seqs.run(batches()[bi], isa, n_threads)) {
@@ -361,13 +381,20 @@ TEST_P(PagedAttention, TokenResultDoesNotDependOnItsBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Levels, PagedAttention,
-                         ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
-                         [](const auto& info) { return std::string(cpu_isa_name(info.param)); });
+                         ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2,
+                                                              CpuIsa::kAvx512),
+                                            ::testing::Values(DType::kF32, DType::kF16)),
+                         [](const auto& info) {
+                           return std::string(cpu_isa_name(std::get<0>(info.param))) + "_" +
+                                  std::string(dtype_name(std::get<1>(info.param)));
+                         });
 
-TEST(PagedAttentionBackend, TokenResultDoesNotDependOnItsBatch) {
+class PagedAttentionBackend : public ::testing::TestWithParam<DType> {};
+
+TEST_P(PagedAttentionBackend, TokenResultDoesNotDependOnItsBatch) {
   auto backend = make_cpu_backend({.n_threads = 2});
   const Shape shape{9, 3, 64, 16, 1.f};
-  Sequences seqs(shape, 4, 70, 13);
+  Sequences seqs(shape, 4, 70, 13, GetParam());
   for (size_t bi = 0; bi < batches().size(); ++bi) {
     for (const auto& [key, row] : seqs.run_backend(batches()[bi], *backend)) {
       const auto [seq, pos] = key;
@@ -378,6 +405,10 @@ TEST(PagedAttentionBackend, TokenResultDoesNotDependOnItsBatch) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(KvTypes, PagedAttentionBackend,
+                         ::testing::Values(DType::kF32, DType::kF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace
 }  // namespace carpool

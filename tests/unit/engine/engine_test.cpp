@@ -285,8 +285,9 @@ TEST_F(EngineTest, KvPressurePreemptsAndKeepsAnswers) {
   // hold their blocks at once.
   EngineOptions o = base_options();
   o.max_model_len = 128;
-  const int64_t bytes_per_block = 2 * model_->config().n_layers * model_->config().n_kv_heads *
-                                  model_->config().head_dim * 4 * o.block_size;
+  const int64_t bytes_per_block =
+      2 * model_->config().n_layers * model_->config().n_kv_heads * model_->config().head_dim *
+      static_cast<int64_t>(dtype_row_bytes(model_->backend().kv_cache_dtype(), 1)) * o.block_size;
   o.kv_cache_bytes = 10 * bytes_per_block;
   auto e = make_engine(o);
   ASSERT_TRUE(e);

@@ -354,8 +354,9 @@ TEST_F(PromptLogprobsTest, PreemptionKeepsTheScores) {
   o.max_model_len = 128;
   o.max_num_batched_tokens = 24;
   o.max_num_seqs = 8;
-  const int64_t bytes_per_block = 2 * model_->config().n_layers * model_->config().n_kv_heads *
-                                  model_->config().head_dim * 4 * o.block_size;
+  const int64_t bytes_per_block =
+      2 * model_->config().n_layers * model_->config().n_kv_heads * model_->config().head_dim *
+      static_cast<int64_t>(dtype_row_bytes(model_->backend().kv_cache_dtype(), 1)) * o.block_size;
   o.kv_cache_bytes = 10 * bytes_per_block;
   auto e = make_engine(o);
   ASSERT_TRUE(e);

@@ -1,0 +1,18 @@
+// Host allocations for the CPU backend's large arrays (weights, packed weights, the KV cache).
+//
+// An allocation of at least 2 MiB is aligned to 2 MiB, rounded up to whole 2 MiB pages and
+// marked for transparent huge pages (madvise MADV_HUGEPAGE, which Linux honours where THP is in
+// "madvise" or "always" mode): a decode step walks hundreds of MB of weights and KV blocks, and
+// with 4 KiB pages most of its loads would first miss the TLB. Smaller ones are 64-byte aligned.
+// Release with std::free. Null when out of memory.
+//
+// Thread-safety: as malloc.
+#pragma once
+
+#include <cstddef>
+
+namespace carpool {
+
+void* host_alloc(size_t bytes);
+
+}  // namespace carpool
