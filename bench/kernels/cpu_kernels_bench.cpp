@@ -4,6 +4,8 @@
 //     activations, one thread; counters: weight GB/s and integer GMAC/s.
 //   BM_QuantizeQ8a: activation quantization of a 2048-wide row.
 //   BM_MatmulFloat/<type>/<m>: CpuBackend::matmul with F32/F16/BF16 weights, 1 thread.
+//   BM_Matmul/<type>/<m>: CpuBackend::matmul with quantized weights, 1 thread: the serving path
+//     (activation quantization, weights repacked at first use, the machine's best level).
 //   BM_AttentionDecode/<kv type>/<isa>/<batch>/<context>: paged attention of one decode step (one
 //   query
 //     token per sequence) over 30 layers' caches in SmolLM2-135M's shape (9 heads, 3 KV heads,
@@ -209,6 +211,11 @@ void register_all() {
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     const std::string name = std::string("BM_MatmulFloat/") + std::string(dtype_name(t));
     benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16);
+  }
+  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K,
+                  DType::kQ6_K}) {
+    const std::string name = std::string("BM_Matmul/") + std::string(dtype_name(t));
+    benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16)->Arg(64);
   }
   for (DType kv : {DType::kF32, DType::kF16}) {
     for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {

@@ -55,7 +55,10 @@ enum class RopeStyle {
 };
 
 // Paged KV cache geometry. Each layer has a K and a V tensor of
-// [num_blocks * block_size, n_kv_heads * head_dim]; a token's slot = block * block_size + offset.
+// [num_blocks * block_size, n_kv_heads * head_dim] elements; a token's slot = block * block_size +
+// offset. V holds slot s in row s. Where K's values sit inside their block is the backend's
+// choice (Backend::k_cache_index): the CPU keeps each block's K column-major, so that one vector
+// load reads one dimension of consecutive keys.
 struct KvCacheConfig {
   int n_layers = 0;
   int num_blocks = 0;
@@ -125,6 +128,11 @@ class Backend {
   virtual Result<Tensor> alloc_random_weight(DType dtype, int64_t rows, int64_t cols, uint64_t seed,
                                              float scale);
   virtual Result<KvCache> alloc_kv(const KvCacheConfig& config) = 0;
+  // Element index of (slot, col) in a K tensor from alloc_kv, for code that reads a cache back
+  // (tests). Default: row-major, slot * cols + col, as V.
+  virtual int64_t k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const {
+    return slot * k_cache.cols + col;
+  }
   // Releases a cache from alloc_kv. Default: free() on each layer's K and V tensor.
   virtual void free_kv(KvCache& kv) {
     for (Tensor& t : kv.k) free(t);

@@ -161,7 +161,7 @@ void kv_write_case(Backend& b, Rng& rng, int64_t n, int n_kv_heads, int head_dim
   std::vector<double> ref;
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < d; ++j) {
-      got.push_back(kc_all[slots[i] * d + j]);
+      got.push_back(kc_all[static_cast<size_t>(b.k_cache_index(cache->k[1], slots[i], j))]);
       got.push_back(vc_all[slots[i] * d + j]);
       ref.push_back(round_to(cache->k[1].dtype, k[i * d + j]));
       ref.push_back(round_to(cache->v[1].dtype, v[i * d + j]));

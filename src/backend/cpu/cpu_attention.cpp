@@ -37,7 +37,11 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
     CARPOOL_CHECK(kv_len[s] >= qstart[s + 1] - qstart[s]);
   }
   const int block_size = meta.block_size;
-  CARPOOL_CHECK(block_size > 0);
+  CARPOOL_CHECK(block_size > 0 && k_cache.rows % block_size == 0);
+  // K blocks are column-major with the cache's own block size.
+  if (const auto it = allocations_.find(k_cache.data); it != allocations_.end()) {
+    CARPOOL_CHECK(it->second.k_block_size == block_size);
+  }
   for (int s = 0; s < meta.n_seqs; ++s) {
     const int n_blocks = (kv_len[s] + block_size - 1) / block_size;
     CARPOOL_CHECK(n_blocks <= meta.max_blocks_per_seq);

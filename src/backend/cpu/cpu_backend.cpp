@@ -159,12 +159,25 @@ Result<KvCache> CpuBackend::alloc_kv(const KvCacheConfig& config) {
       // Fresh cache memory is zeroed so that a stray read is deterministic.
       std::memset(t->data, 0, t->bytes());
       allocations_[t->data].kv = true;
+      if (side == &cache.k) allocations_[t->data].k_block_size = config.block_size;
       other_bytes_ -= t->bytes();
       kv_bytes_ += t->bytes();
       side->push_back(*t);
     }
   }
   return cache;
+}
+
+int CpuBackend::k_block_size(const Tensor& k_cache) const {
+  const auto it = allocations_.find(k_cache.data);
+  CARPOOL_CHECK(it != allocations_.end() && it->second.k_block_size > 0);  // a K from alloc_kv
+  return it->second.k_block_size;
+}
+
+int64_t CpuBackend::k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const {
+  const int64_t bs = k_block_size(k_cache);
+  CARPOOL_CHECK(slot >= 0 && slot < k_cache.rows && col >= 0 && col < k_cache.cols);
+  return slot / bs * bs * k_cache.cols + col * bs + slot % bs;
 }
 
 void CpuBackend::upload(Tensor dst, const void* host, size_t bytes) {

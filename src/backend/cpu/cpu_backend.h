@@ -63,6 +63,9 @@ class CpuBackend final : public Backend {
   void free(Tensor& t) override;
   Result<Tensor> load_weight(const HostWeight& w) override;
   Result<KvCache> alloc_kv(const KvCacheConfig& config) override;
+  // K blocks are column-major: (slot, col) at block * block_size * cols + col * block_size +
+  // slot % block_size.
+  int64_t k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const override;
   void upload(Tensor dst, const void* host, size_t bytes) override;
   void download(void* host, const Tensor& src, size_t bytes) override;
   void synchronize() override {}
@@ -103,8 +106,11 @@ class CpuBackend final : public Backend {
 
   struct Allocation {
     size_t bytes = 0;
-    bool kv = false;  // from alloc_kv()
+    bool kv = false;       // from alloc_kv()
+    int k_block_size = 0;  // a K tensor from alloc_kv: its block size (blocks column-major)
   };
+  // The block size of a K tensor from alloc_kv (checked).
+  int k_block_size(const Tensor& k_cache) const;
   std::unordered_map<void*, Allocation> allocations_;     // alloc()/alloc_kv() memory
   std::unordered_map<const void*, PackedWeight> packed_;  // by the weight's data pointer
   size_t packed_bytes_ = 0;

@@ -169,16 +169,30 @@ void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const
   const int64_t d = k.cols;
   CARPOOL_CHECK(v.rows == n && v.cols == d && slots.numel() == n);
   CARPOOL_CHECK(k_cache.cols == d && v_cache.cols == d && k_cache.rows == v_cache.rows);
+  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype &&
+                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
   const int32_t* slot = i32(slots);
   const float* ks = f32(k);
   const float* vs = f32(v);
-  const size_t row_bytes = k_cache.row_bytes();
+  const size_t row_bytes = v_cache.row_bytes();
+  const int64_t bs = k_block_size(k_cache);
+  const bool f16 = k_cache.dtype == DType::kF16;
+  reserve_scratch(static_cast<size_t>(d));
+  uint16_t* krow = reinterpret_cast<uint16_t*>(scratch(0));  // one K row as f16
   for (int64_t i = 0; i < n; ++i) {
     CARPOOL_CHECK(slot[i] >= 0 && slot[i] < k_cache.rows);
-    char* kd = static_cast<char*>(k_cache.data) + row_bytes * static_cast<size_t>(slot[i]);
     char* vd = static_cast<char*>(v_cache.data) + row_bytes * static_cast<size_t>(slot[i]);
-    store_row(k_cache.dtype, ks + i * d, kd, d);
     store_row(v_cache.dtype, vs + i * d, vd, d);
+    // K: column c of the slot's block holds dimension c of its bs keys (k_cache_index).
+    const int64_t base = slot[i] / bs * bs * d + slot[i] % bs;
+    if (f16) {
+      f32_to_f16_row(ks + i * d, krow, d);
+      uint16_t* kd = static_cast<uint16_t*>(k_cache.data) + base;
+      for (int64_t c = 0; c < d; ++c) kd[c * bs] = krow[c];
+    } else {
+      float* kd = static_cast<float*>(k_cache.data) + base;
+      for (int64_t c = 0; c < d; ++c) kd[c * bs] = ks[i * d + c];
+    }
   }
 }
 

@@ -60,20 +60,20 @@ const void* kv_at(const PagedAttentionArgs& a, const void* base, int64_t i) {
   return static_cast<const char*>(base) + i * (a.kv_dtype == DType::kF16 ? 2 : 4);
 }
 
-// Asks for rows [0, n_rows) of a block (`width` bytes of each, from k and v) while the current
+// Asks for a block's K (k_bytes from k: the task's KV heads, column-major) and rows [0, n_rows)
+// of its V (`width` bytes of each) while the current
 // block is computed. Into L2 (locality 2): a whole block's lines requested into L1 fill its miss
 // queue and stall (measured: decode at batch 16 about 10% faster than with L1 prefetches, which
 // are about 12% faster than none).
-void prefetch_block(const void* k, const void* v, int64_t stride_bytes, int n_rows,
-                    int width_bytes) {
+void prefetch_block(const void* k, const void* v, int64_t stride_bytes, int n_rows, int width_bytes,
+                    int64_t k_bytes) {
   constexpr int kLine = 64;
   const char* kb = static_cast<const char*>(k);
   const char* vb = static_cast<const char*>(v);
+  for (int64_t o = 0; o < k_bytes; o += kLine) __builtin_prefetch(kb + o, 0, 2);
   for (int i = 0; i < n_rows; ++i) {
-    for (int d = 0; d < width_bytes; d += kLine) {
-      __builtin_prefetch(kb + i * stride_bytes + d, 0, 2);
+    for (int d = 0; d < width_bytes; d += kLine)
       __builtin_prefetch(vb + i * stride_bytes + d, 0, 2);
-    }
   }
 }
 
@@ -89,9 +89,10 @@ void prefetch_first_block(const PagedAttentionArgs& a, const AttnTask& task) {
   const int last_ctx =
       a.kv_len[task.seq] - q_len + (task.tok0 - a.query_start[task.seq]) + task.n_tok;
   const int elem = a.kv_dtype == DType::kF16 ? 2 : 4;
-  prefetch_block(kv_at(a, a.k_cache, row0 * kv_cols + kv_off),
+  prefetch_block(kv_at(a, a.k_cache, row0 * kv_cols + kv_off * a.block_size),
                  kv_at(a, a.v_cache, row0 * kv_cols + kv_off), elem * kv_cols,
-                 std::min(a.block_size, last_ctx), elem * task.n_kv * a.head_dim);
+                 std::min(a.block_size, last_ctx), elem * task.n_kv * a.head_dim,
+                 int64_t{elem} * task.n_kv * a.head_dim * a.block_size);
 }
 
 // The per-task view of the scratch and of the tile: rows are (token i of the tile, query head h
@@ -118,7 +119,7 @@ void fold_block(const PagedAttentionArgs& a, const AttnTask& task, const TaskRow
   const int first_tok = std::max(0, p0 + 1 - t.ctx0);
   for (int g = 0; g < task.n_kv; ++g) {
     const int64_t col = static_cast<int64_t>(task.kv0 + g) * hd;
-    const AttnKvBlock block{kv_at(a, a.k_cache, row0 * kv_cols + col),
+    const AttnKvBlock block{kv_at(a, a.k_cache, row0 * kv_cols + col * a.block_size),
                             kv_at(a, a.v_cache, row0 * kv_cols + col), kv_cols, a.block_size};
     AttnRowState batch[kAttnRowsPerCall];
     int batch_rows[kAttnRowsPerCall];  // the rows' indices r
@@ -174,9 +175,10 @@ void run_task(const PagedAttentionArgs& a, const AttnTask& task, AttnBlockFn blo
   for (int p0 = 0; p0 < last_ctx; p0 += a.block_size) {
     if (p0 + a.block_size < last_ctx) {
       const int64_t next0 = static_cast<int64_t>(table[p0 / a.block_size + 1]) * a.block_size;
-      prefetch_block(kv_at(a, a.k_cache, next0 * kv_cols + kv_off),
+      prefetch_block(kv_at(a, a.k_cache, next0 * kv_cols + kv_off * a.block_size),
                      kv_at(a, a.v_cache, next0 * kv_cols + kv_off), elem * kv_cols,
-                     std::min(a.block_size, last_ctx - p0 - a.block_size), elem * task.n_kv * hd);
+                     std::min(a.block_size, last_ctx - p0 - a.block_size), elem * task.n_kv * hd,
+                     int64_t{elem} * task.n_kv * hd * a.block_size);
     }
     const int64_t row0 = static_cast<int64_t>(table[p0 / a.block_size]) * a.block_size;
     fold_block(a, task, t, block_fn, row0, p0);
@@ -207,10 +209,15 @@ void attn_row_portable(const AttnKvBlock& b, int hd, float scale, float* scores,
                        AttnRowState& row) {
   float block_max = -std::numeric_limits<float>::infinity();
   for (int i = 0; i < row.n_keys; ++i) {
-    const T* k = static_cast<const T*>(b.k) + i * b.stride;
-    float dot = 0.f;
-    for (int d = 0; d < hd; ++d) dot += row.q[d] * kv_value(k[d]);
-    scores[i] = dot * scale;
+    const T* k = static_cast<const T*>(b.k) + i;  // dimension d at k[d * block_size]
+    float even = 0.f, odd = 0.f;
+    int d = 0;
+    for (; d + 2 <= hd; d += 2) {
+      even = std::fma(row.q[d], kv_value(k[d * b.block_size]), even);
+      odd = std::fma(row.q[d + 1], kv_value(k[(d + 1) * b.block_size]), odd);
+    }
+    if (d < hd) even = std::fma(row.q[d], kv_value(k[d * b.block_size]), even);
+    scores[i] = (even + odd) * scale;
     block_max = std::max(block_max, scores[i]);
   }
   const float new_max = std::max(row.max, block_max);
@@ -223,7 +230,7 @@ void attn_row_portable(const AttnKvBlock& b, int hd, float scale, float* scores,
   row.denom = row.denom * correction + sum;
   for (int d = 0; d < hd; ++d) row.acc[d] *= correction;
   for (int i = 0; i < row.n_keys; ++i) {
-    const T* v = static_cast<const T*>(b.v) + i * b.stride;
+    const T* v = static_cast<const T*>(b.v) + i * b.v_stride;
     for (int d = 0; d < hd; ++d) row.acc[d] += scores[i] * kv_value(v[d]);
   }
   row.max = new_max;

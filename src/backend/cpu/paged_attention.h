@@ -54,11 +54,13 @@ struct AttnRowState {
 };
 
 // One KV cache block, for one KV head. The elements are f32 or f16 (the kernel's type).
+// K is column-major within a block (dimension d of key i at element d * block_size + i), so one
+// vector load reads one dimension of 16 (8) consecutive keys; V is row-major (the cache's rows).
 struct AttnKvBlock {
-  const void* k = nullptr;  // key row 0 of the block; row i at element i * stride, [head_dim] each
-  const void* v = nullptr;  // value rows, the same layout
-  int64_t stride = 0;       // elements between consecutive cache rows (n_kv_heads * head_dim)
-  int block_size = 0;       // keys in a full block
+  const void* k = nullptr;  // dimension 0 of key 0 of this KV head
+  const void* v = nullptr;  // value row 0 of the block; row i at element i * v_stride
+  int64_t v_stride = 0;     // elements between consecutive cache rows (n_kv_heads * head_dim)
+  int block_size = 0;       // keys in a full block (and elements between K dimensions)
 };
 
 // Rows a block kernel takes per call.
@@ -71,9 +73,11 @@ inline size_t attn_scores_floats(int n_keys) {
 
 // Folds one block into each of rows[0, n_rows) (n_rows <= kAttnRowsPerCall; the rows read the
 // same K and V): scores = scale * q.k over the row's n_keys keys, new max, one rescale of acc and
-// denom, then acc += exp(score - max) * v. The scores of all rows come first, so one row's
-// reduction overlaps the next row's dot products; a row's arithmetic does not depend on the other
-// rows. `scores` is scratch of n_rows * attn_scores_floats(block_size) floats.
+// denom, then acc += exp(score - max) * v. The scores of all rows come first, a few rows at a
+// time sharing each K load: lane i holds key i, and its dot product is two FMA chains, over the
+// even and over the odd dimensions in order, then their sum, so a row's arithmetic does not
+// depend on the other rows. `scores` is scratch of n_rows * attn_scores_floats(block_size)
+// floats.
 using AttnBlockFn = void (*)(const AttnKvBlock& block, AttnRowState* rows, int n_rows, int head_dim,
                              float scale, float* scores);
 
@@ -95,7 +99,8 @@ bool exp_f32_avx512(const float* x, float* y, int64_t n);
 // The batch, already validated by the caller (CpuBackend::attention checks every field).
 struct PagedAttentionArgs {
   const float* q = nullptr;               // [n_tokens, n_heads * head_dim]
-  const void* k_cache = nullptr;          // [cache rows, n_kv_heads * head_dim] of kv_dtype
+  const void* k_cache = nullptr;          // [cache rows, n_kv_heads * head_dim] of kv_dtype,
+                                          // each block column-major (AttnKvBlock)
   const void* v_cache = nullptr;          // [cache rows, n_kv_heads * head_dim] of kv_dtype
   DType kv_dtype = DType::kF32;           // kF32 or kF16 (converted to f32 as it is read)
   float* out = nullptr;                   // [n_tokens, n_heads * head_dim]

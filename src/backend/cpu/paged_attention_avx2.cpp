@@ -1,10 +1,10 @@
 // AVX2 block kernel of paged attention (paged_attention.h): the AVX-512 kernel's scheme with 8
-// keys per vector. Called only where CPUID reports AVX2 and FMA.
+// keys per vector. Called only where CPUID reports AVX2, FMA and F16C.
 //
-// Scores: for 8 keys at a time, each key's 8-lane partial dot product over head_dim (q held in
-// registers), then a transpose-and-add tree that leaves key j's total in lane j (the same FMA
-// chain and tree for every key). P.V: the row's accumulator is held in registers, 32 dims at a
-// time (16 vector registers), while the block's value rows stream through.
+// Scores: one load of the column-major K block gives one dimension of 8 consecutive keys; up to
+// four rows share it, each with two FMA chains (even and odd dimensions), added at the end (the
+// same arithmetic per key as the AVX-512 kernel). P.V: the row's accumulator is held in
+// registers, 32 dims at a time (16 vector registers), while the block's value rows stream through.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -94,48 +94,6 @@ ATTN_INLINE float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
 
-// Lane j of the result: the sum of the 8 lanes of a[j]. The same tree for every j: within each
-// 128-bit half (0+2)+(1+3), then the two halves.
-ATTN_INLINE __m256 transpose_sum(const __m256* a) {
-  __m256 b[4], c[2];
-#pragma GCC unroll 16
-  for (int j = 0; j < 4; ++j) {
-    b[j] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * j], a[2 * j + 1]),
-                         _mm256_unpackhi_ps(a[2 * j], a[2 * j + 1]));
-  }
-#pragma GCC unroll 16
-  for (int j = 0; j < 2; ++j) {
-    const __m256d lo = _mm256_castps_pd(b[2 * j]), hi = _mm256_castps_pd(b[2 * j + 1]);
-    c[j] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(lo, hi)),
-                         _mm256_castpd_ps(_mm256_unpackhi_pd(lo, hi)));
-  }
-  return _mm256_add_ps(_mm256_permute2f128_ps(c[0], c[1], 0x20),
-                       _mm256_permute2f128_ps(c[0], c[1], 0x31));
-}
-
-// acc[j] += lane-wise q * (key row j) over one panel of dims: kVecs full vectors, then the lanes
-// of `tail` of one more (when has_tail). q stays in registers while the 8 key rows stream past;
-// rows from n_keys on read row 0 instead (in the block, and their lanes are discarded).
-template <typename T, int kVecs>
-ATTN_INLINE void dot_panel(const float* q, const T* k, int64_t stride, int n_keys, bool has_tail,
-                           __m256i tail, __m256* acc) {
-  __m256 qv[kVecs + 1];
-#pragma GCC unroll 16
-  for (int c = 0; c < kVecs; ++c) qv[c] = _mm256_loadu_ps(q + c * kLanes);
-  if (has_tail) qv[kVecs] = _mm256_maskload_ps(q + kVecs * kLanes, tail);
-#pragma GCC unroll 16
-  for (int j = 0; j < kLanes; ++j) {
-    const T* kr = k + (j < n_keys ? j : 0) * stride;
-#pragma GCC unroll 16
-    for (int c = 0; c < kVecs; ++c) {
-      acc[j] = _mm256_fmadd_ps(qv[c], load_kv(kr + c * kLanes), acc[j]);
-    }
-    if (has_tail) {
-      acc[j] = _mm256_fmadd_ps(qv[kVecs], load_kv_tail(tail, kr + kVecs * kLanes), acc[j]);
-    }
-  }
-}
-
 // head_dim as passes of kPanel dims: `full` passes of kPanelVecs vectors, then one of
 // (rest / 8) vectors plus the lanes of `tail` of one more (the kernel is instantiated per
 // rest / 8).
@@ -151,21 +109,6 @@ struct Panels {
   bool has_tail;
   __m256i tail;
 };
-
-// Lane j: q . (key row j) for j < n_keys (n_keys <= 8). Each key's dot is one FMA chain over
-// head_dim in order, whatever n_keys is.
-template <typename T, int kVecs>
-ATTN_INLINE __m256 dot_keys(const float* q, const T* k, int64_t stride, const Panels& pn,
-                            int n_keys) {
-  __m256 acc[kLanes];
-#pragma GCC unroll 16
-  for (int j = 0; j < kLanes; ++j) acc[j] = _mm256_setzero_ps();
-  for (int i = 0; i < pn.full; ++i, q += Panels::kPanel, k += Panels::kPanel) {
-    dot_panel<T, kPanelVecs>(q, k, stride, n_keys, false, pn.tail, acc);
-  }
-  dot_panel<T, kVecs>(q, k, stride, n_keys, pn.has_tail, pn.tail, acc);
-  return transpose_sum(acc);
-}
 
 // acc[0, 8 * kVecs + tail lanes) = acc * correction + sum over keys i of p[i] * v row i, the
 // accumulator in registers.
@@ -202,18 +145,86 @@ ATTN_INLINE void accumulate_pv(float* acc, const T* v, int64_t stride, const flo
   pv_panel<T, kVecs>(acc, v, stride, p, n_keys, correction, pn.has_tail, pn.tail);
 }
 
-// The row's scores of the block, scaled, -inf past n_keys (to a multiple of 8 lanes).
-template <typename T, int kVecs>
-ATTN_INLINE void row_scores(const AttnKvBlock& b, const AttnRowState& row, const Panels& pn,
-                            float scale, float* scores) {
+// Scores of kR rows for keys [i0, i0 + 8) of the block (lanes past n_keys of a row are -inf):
+// each lane's dot product is two FMA chains, over the even and the odd dimensions in order, added
+// at the end; the rows share each load of K (one dimension of the 8 keys). kFull: all 8 keys lie
+// inside the block's storage (else only the lanes of `inside` are read).
+template <typename T, int kR, bool kFull>
+ATTN_INLINE void scores_rows(const T* k, int64_t k_stride, int hd, const AttnRowState* rows, int i0,
+                             __m256i inside, float scale, float* scores, int64_t per_row) {
+  const float* q[kR];
+  __m256 even[kR], odd[kR];
+#pragma GCC unroll 4
+  for (int r = 0; r < kR; ++r) {
+    q[r] = rows[r].q;
+    even[r] = odd[r] = _mm256_setzero_ps();
+  }
+  const T* kp = k + i0;
+  auto load = [inside](const T* p) { return kFull ? load_kv(p) : load_kv_tail(inside, p); };
+  int d = 0;
+  for (; d + 2 <= hd; d += 2, kp += 2 * k_stride) {
+    const __m256 k0 = load(kp), k1 = load(kp + k_stride);
+#pragma GCC unroll 4
+    for (int r = 0; r < kR; ++r) {
+      even[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&q[r][d]), k0, even[r]);
+      odd[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&q[r][d + 1]), k1, odd[r]);
+    }
+  }
+  if (d < hd) {
+    const __m256 k0 = load(kp);
+#pragma GCC unroll 4
+    for (int r = 0; r < kR; ++r)
+      even[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&q[r][d]), k0, even[r]);
+  }
   const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int i0 = 0; i0 < row.n_keys; i0 += kLanes) {
-    const int n = std::min(kLanes, row.n_keys - i0);
-    const __m256 dots =
-        dot_keys<T, kVecs>(row.q, static_cast<const T*>(b.k) + i0 * b.stride, b.stride, pn, n);
-    _mm256_storeu_ps(scores + i0,
-                     _mm256_blendv_ps(neg_inf, _mm256_mul_ps(dots, _mm256_set1_ps(scale)),
-                                      _mm256_castsi256_ps(first_lanes(n))));
+#pragma GCC unroll 4
+  for (int r = 0; r < kR; ++r) {
+    const int n = std::clamp(rows[r].n_keys - i0, 0, kLanes);
+    const __m256 sc = _mm256_mul_ps(_mm256_add_ps(even[r], odd[r]), _mm256_set1_ps(scale));
+    _mm256_storeu_ps(scores + r * per_row + i0,
+                     _mm256_blendv_ps(neg_inf, sc, _mm256_castsi256_ps(first_lanes(n))));
+  }
+}
+
+template <typename T, bool kFull>
+ATTN_INLINE void scores_chunk(const T* k, int64_t k_stride, int hd, const AttnRowState* rows,
+                              int n_rows, int i0, __m256i inside, float scale, float* scores,
+                              int64_t per_row) {
+  int r = 0;
+  for (; r + 4 <= n_rows; r += 4) {
+    scores_rows<T, 4, kFull>(k, k_stride, hd, rows + r, i0, inside, scale, scores + r * per_row,
+                             per_row);
+  }
+  switch (n_rows - r) {
+    case 3:
+      return scores_rows<T, 3, kFull>(k, k_stride, hd, rows + r, i0, inside, scale,
+                                      scores + r * per_row, per_row);
+    case 2:
+      return scores_rows<T, 2, kFull>(k, k_stride, hd, rows + r, i0, inside, scale,
+                                      scores + r * per_row, per_row);
+    case 1:
+      return scores_rows<T, 1, kFull>(k, k_stride, hd, rows + r, i0, inside, scale,
+                                      scores + r * per_row, per_row);
+    default:
+      return;
+  }
+}
+
+// Every row's scores of the block, to a multiple of 8 lanes (-inf past each row's n_keys).
+template <typename T>
+ATTN_INLINE void block_scores(const AttnKvBlock& b, const AttnRowState* rows, int n_rows, int hd,
+                              float scale, float* scores, int64_t per_row) {
+  int max_keys = 0;
+  for (int r = 0; r < n_rows; ++r) max_keys = std::max(max_keys, rows[r].n_keys);
+  const T* k = static_cast<const T*>(b.k);
+  for (int i0 = 0; i0 < max_keys; i0 += kLanes) {
+    if (i0 + kLanes <= b.block_size) {
+      scores_chunk<T, true>(k, b.block_size, hd, rows, n_rows, i0, first_lanes(kLanes), scale,
+                            scores, per_row);
+    } else {
+      scores_chunk<T, false>(k, b.block_size, hd, rows, n_rows, i0, first_lanes(b.block_size - i0),
+                             scale, scores, per_row);
+    }
   }
 }
 
@@ -235,7 +246,7 @@ ATTN_INLINE void row_update(const AttnKvBlock& b, AttnRowState& row, const Panel
     sum = _mm256_add_ps(sum, p);
   }
   row.denom = row.denom * correction + hsum(sum);
-  accumulate_pv<T, kVecs>(row.acc, static_cast<const T*>(b.v), b.stride, scores, row.n_keys,
+  accumulate_pv<T, kVecs>(row.acc, static_cast<const T*>(b.v), b.v_stride, scores, row.n_keys,
                           correction, pn);
   row.max = new_max;
 }
@@ -245,8 +256,7 @@ void attn_block(const AttnKvBlock& b, AttnRowState* rows, int n_rows, int hd, fl
                 float* scores) {
   const Panels pn(hd);
   const int64_t per_row = static_cast<int64_t>(attn_scores_floats(b.block_size));
-  for (int r = 0; r < n_rows; ++r)
-    row_scores<T, kVecs>(b, rows[r], pn, scale, scores + r * per_row);
+  block_scores<T>(b, rows, n_rows, hd, scale, scores, per_row);
   for (int r = 0; r < n_rows; ++r) row_update<T, kVecs>(b, rows[r], pn, scores + r * per_row);
 }
 

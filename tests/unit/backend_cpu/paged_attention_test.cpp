@@ -145,6 +145,19 @@ class Sequences {
         }
       }
     }
+    // The cache's K: each block column-major (dimension c of key o at c * block_size + o).
+    const int64_t bs = s.block_size, cols = kv_cols();
+    kt_.resize(k_.size());
+    kt16_.resize(k16_.size());
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      for (int64_t o = 0; o < bs; ++o) {
+        for (int64_t c = 0; c < cols; ++c) {
+          const int64_t from = (b * bs + o) * cols + c, to = b * bs * cols + c * bs + o;
+          kt_[static_cast<size_t>(to)] = k_[static_cast<size_t>(from)];
+          if (!k16_.empty()) kt16_[static_cast<size_t>(to)] = k16_[static_cast<size_t>(from)];
+        }
+      }
+    }
     q_.resize(static_cast<size_t>(n_seqs) * max_len * q_cols());
     for (float& x : q_) x = nd(g) * s.q_scale;
   }
@@ -230,7 +243,7 @@ class Sequences {
 
  private:
   const void* k_cache() const {
-    return kv_ == DType::kF16 ? static_cast<const void*>(k16_.data()) : k_.data();
+    return kv_ == DType::kF16 ? static_cast<const void*>(kt16_.data()) : kt_.data();
   }
   const void* v_cache() const {
     return kv_ == DType::kF16 ? static_cast<const void*>(v16_.data()) : v_.data();
@@ -302,6 +315,8 @@ class Sequences {
   DType kv_;
   std::vector<float> k_, v_;         // [cache rows, n_kv_heads * head_dim]
   std::vector<uint16_t> k16_, v16_;  // the same values as f16 (kv_ = kF16)
+  std::vector<float> kt_;            // k_ as the cache holds it (blocks column-major)
+  std::vector<uint16_t> kt16_;       // k16_ as the cache holds it
   std::vector<float> q_;             // [n_seqs][max_len][n_heads * head_dim]
 };
 
