@@ -78,10 +78,6 @@ ATTN_INLINE __m256 load_kv_tail(__m256i tail, const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
 }
 
-ATTN_INLINE float exp1(float x) {
-  return _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)));
-}
-
 ATTN_INLINE float hmax(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -110,39 +106,96 @@ struct Panels {
   __m256i tail;
 };
 
-// acc[0, 8 * kVecs + tail lanes) = acc * correction + sum over keys i of p[i] * v row i, the
-// accumulator in registers.
-template <typename T, int kVecs>
-ATTN_INLINE void pv_panel(float* acc, const T* v, int64_t stride, const float* p, int n_keys,
-                          float correction, bool has_tail, __m256i tail) {
-  __m256 a[kVecs + 1];
-  const __m256 c = _mm256_set1_ps(correction);
+// For rows r < kR (one panel of dims: kVecs full vectors, then the lanes of `tail` of one more
+// when has_tail): acc[r] = acc[r] * corr[r] (kRescale) + sum over keys i < n of p[r][i] * (value
+// row i), in key order, the accumulators in registers; the rows share each load of V. A row's
+// arithmetic does not depend on the other rows of the group.
+template <typename T, int kVecs, int kR, bool kRescale>
+ATTN_INLINE void pv_rows(float* const* acc, const T* v, int64_t stride, const float* const* p,
+                         int n, const float* corr, bool has_tail, __m256i tail) {
+  __m256 a[kR][kVecs + 1];
+#pragma GCC unroll 4
+  for (int r = 0; r < kR; ++r) {
 #pragma GCC unroll 16
-  for (int j = 0; j < kVecs; ++j) a[j] = _mm256_mul_ps(_mm256_loadu_ps(acc + j * kLanes), c);
-  if (has_tail) a[kVecs] = _mm256_mul_ps(_mm256_maskload_ps(acc + kVecs * kLanes, tail), c);
-  for (int i = 0; i < n_keys; ++i) {
-    const __m256 pi = _mm256_broadcast_ss(p + i);
+    for (int j = 0; j < kVecs; ++j) a[r][j] = _mm256_loadu_ps(acc[r] + j * kLanes);
+    a[r][kVecs] =
+        has_tail ? _mm256_maskload_ps(acc[r] + kVecs * kLanes, tail) : _mm256_setzero_ps();
+    if constexpr (kRescale) {
+      const __m256 c = _mm256_set1_ps(corr[r]);
+#pragma GCC unroll 16
+      for (int j = 0; j <= kVecs; ++j) a[r][j] = _mm256_mul_ps(a[r][j], c);
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    __m256 pi[kR];
+#pragma GCC unroll 4
+    for (int r = 0; r < kR; ++r) pi[r] = _mm256_broadcast_ss(p[r] + i);
     const T* vr = v + i * stride;
 #pragma GCC unroll 16
     for (int j = 0; j < kVecs; ++j) {
-      a[j] = _mm256_fmadd_ps(pi, load_kv(vr + j * kLanes), a[j]);
+      const __m256 vj = load_kv(vr + j * kLanes);
+#pragma GCC unroll 4
+      for (int r = 0; r < kR; ++r) a[r][j] = _mm256_fmadd_ps(pi[r], vj, a[r][j]);
     }
     if (has_tail) {
-      a[kVecs] = _mm256_fmadd_ps(pi, load_kv_tail(tail, vr + kVecs * kLanes), a[kVecs]);
+      const __m256 vt = load_kv_tail(tail, vr + kVecs * kLanes);
+#pragma GCC unroll 4
+      for (int r = 0; r < kR; ++r) a[r][kVecs] = _mm256_fmadd_ps(pi[r], vt, a[r][kVecs]);
     }
   }
+#pragma GCC unroll 4
+  for (int r = 0; r < kR; ++r) {
 #pragma GCC unroll 16
-  for (int j = 0; j < kVecs; ++j) _mm256_storeu_ps(acc + j * kLanes, a[j]);
-  if (has_tail) _mm256_maskstore_ps(acc + kVecs * kLanes, tail, a[kVecs]);
+    for (int j = 0; j < kVecs; ++j) _mm256_storeu_ps(acc[r] + j * kLanes, a[r][j]);
+    if (has_tail) _mm256_maskstore_ps(acc[r] + kVecs * kLanes, tail, a[r][kVecs]);
+  }
 }
 
-template <typename T, int kVecs>
-ATTN_INLINE void accumulate_pv(float* acc, const T* v, int64_t stride, const float* p, int n_keys,
-                               float correction, const Panels& pn) {
-  for (int i = 0; i < pn.full; ++i, acc += Panels::kPanel, v += Panels::kPanel) {
-    pv_panel<T, kPanelVecs>(acc, v, stride, p, n_keys, correction, false, pn.tail);
+// Groups of nr <= kR rows (dims [off, off + panel) of each): the keys every row of the group
+// sees go through pv_rows together, each row's remaining keys (causal tiles) through pv_rows
+// alone, continuing the same FMA sequence.
+template <typename T, int kVecs, int kR>
+ATTN_INLINE void pv_group(const T* v, int64_t stride, AttnRowState* rows, int nr, int64_t off,
+                          const float* const* p, const float* corr, bool has_tail, __m256i tail) {
+  float* acc[kR];
+  int n = rows[0].n_keys;
+  for (int r = 0; r < nr; ++r) {
+    acc[r] = rows[r].acc + off;
+    n = std::min(n, rows[r].n_keys);
   }
-  pv_panel<T, kVecs>(acc, v, stride, p, n_keys, correction, pn.has_tail, pn.tail);
+  if constexpr (kR > 1) {
+    if (nr < kR) {
+      return pv_group<T, kVecs, kR - 1>(v, stride, rows, nr, off, p, corr, has_tail, tail);
+    }
+  }
+  pv_rows<T, kVecs, kR, true>(acc, v + off, stride, p, n, corr, has_tail, tail);
+  for (int r = 0; r < nr; ++r) {
+    if (rows[r].n_keys > n) {
+      const float* pr = p[r] + n;
+      pv_rows<T, kVecs, 1, false>(&acc[r], v + off + n * stride, stride, &pr, rows[r].n_keys - n,
+                                  nullptr, has_tail, tail);
+    }
+  }
+}
+
+// P.V of every row over head_dim, two rows at a time (16 vector registers): full panels of
+// kPanelVecs vectors, then the rest.
+template <typename T, int kVecs>
+ATTN_INLINE void rows_pv(const AttnKvBlock& b, AttnRowState* rows, int n_rows, const Panels& pn,
+                         const float* const* p, const float* corr) {
+  constexpr int kGroup = 2;
+  const T* v = static_cast<const T*>(b.v);
+  for (int i = 0; i < pn.full; ++i) {
+    for (int r = 0; r < n_rows; r += kGroup) {
+      pv_group<T, kPanelVecs, kGroup>(v, b.v_stride, rows + r, std::min(kGroup, n_rows - r),
+                                      int64_t{i} * Panels::kPanel, p + r, corr + r, false, pn.tail);
+    }
+  }
+  for (int r = 0; r < n_rows; r += kGroup) {
+    pv_group<T, kVecs, kGroup>(v, b.v_stride, rows + r, std::min(kGroup, n_rows - r),
+                               int64_t{pn.full} * Panels::kPanel, p + r, corr + r, pn.has_tail,
+                               pn.tail);
+  }
 }
 
 // Scores of kR rows for keys [i0, i0 + 8) of the block (lanes past n_keys of a row are -inf):
@@ -228,36 +281,45 @@ ATTN_INLINE void block_scores(const AttnKvBlock& b, const AttnRowState* rows, in
   }
 }
 
-// The online-softmax update of one row from its scores: new max, rescale, exp, P.V.
-template <typename T, int kVecs>
-ATTN_INLINE void row_update(const AttnKvBlock& b, AttnRowState& row, const Panels& pn,
-                            float* scores) {
-  __m256 vmax = _mm256_loadu_ps(scores);
-  for (int i0 = kLanes; i0 < row.n_keys; i0 += kLanes) {
-    vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + i0));
-  }
-  const float new_max = std::max(row.max, hmax(vmax));
-  const float correction = exp1(row.max - new_max);  // 0 on the first block
-  const __m256 m = _mm256_set1_ps(new_max);
-  __m256 sum = _mm256_setzero_ps();
-  for (int i0 = 0; i0 < row.n_keys; i0 += kLanes) {
-    const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + i0), m));  // 0 past n_keys
-    _mm256_storeu_ps(scores + i0, p);
-    sum = _mm256_add_ps(sum, p);
-  }
-  row.denom = row.denom * correction + hsum(sum);
-  accumulate_pv<T, kVecs>(row.acc, static_cast<const T*>(b.v), b.v_stride, scores, row.n_keys,
-                          correction, pn);
-  row.max = new_max;
-}
-
+// The online-softmax update of every row from its scores: new max, the rescale factors of all
+// rows in two vector exps, exp of the scores, then P.V.
 template <typename T, int kVecs>
 void attn_block(const AttnKvBlock& b, AttnRowState* rows, int n_rows, int hd, float scale,
                 float* scores) {
+  static_assert(kAttnRowsPerCall == 2 * kLanes, "two vectors of rescale factors");
   const Panels pn(hd);
   const int64_t per_row = static_cast<int64_t>(attn_scores_floats(b.block_size));
   block_scores<T>(b, rows, n_rows, hd, scale, scores, per_row);
-  for (int r = 0; r < n_rows; ++r) row_update<T, kVecs>(b, rows[r], pn, scores + r * per_row);
+  alignas(32) float shift[2 * kLanes] = {};
+  alignas(32) float corr[2 * kLanes];
+  float new_max[2 * kLanes];
+  const float* p[2 * kLanes];
+  for (int r = 0; r < n_rows; ++r) {
+    const float* sc = scores + r * per_row;
+    __m256 vmax = _mm256_loadu_ps(sc);
+    for (int i0 = kLanes; i0 < rows[r].n_keys; i0 += kLanes) {
+      vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(sc + i0));
+    }
+    new_max[r] = std::max(rows[r].max, hmax(vmax));
+    shift[r] = rows[r].max - new_max[r];
+  }
+  for (int h = 0; h < 2 * kLanes; h += kLanes) {  // 0 on a row's first block
+    _mm256_store_ps(corr + h, exp8(_mm256_load_ps(shift + h)));
+  }
+  for (int r = 0; r < n_rows; ++r) {
+    float* sc = scores + r * per_row;
+    const __m256 m = _mm256_set1_ps(new_max[r]);
+    __m256 sum = _mm256_setzero_ps();
+    for (int i0 = 0; i0 < rows[r].n_keys; i0 += kLanes) {
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + i0), m));  // 0 past n_keys
+      _mm256_storeu_ps(sc + i0, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    rows[r].denom = rows[r].denom * corr[r] + hsum(sum);
+    rows[r].max = new_max[r];
+    p[r] = sc;
+  }
+  rows_pv<T, kVecs>(b, rows, n_rows, pn, p, corr);
 }
 
 }  // namespace
