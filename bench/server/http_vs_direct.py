@@ -3,14 +3,15 @@
 (engine_direct, same requests, same engine options), at several concurrencies.
 
   http_vs_direct.py --carpool BUILD/carpool --direct BUILD/engine_direct [--model PATH]
-                    [--concurrency 1,4,16,64] [--max-tokens 32] [--rounds 2]
+                    [--concurrency 1,4,16,64] [--max-tokens 32] [--rounds 3]
 
 Closed loop at each concurrency: C requests in flight, REQUESTS = max(2C, --min-requests) in all; request i's
 prompt is 32 token ids 1000 + (i*7919 + k*104729) % 19000 (as engine_direct builds them), and every
 run, direct or HTTP, uses fresh values of i, so no run is helped by the prefix cache; greedy,
 ignore_eos, exactly --max-tokens generated. The HTTP client uses one keep-alive connection per
-worker thread and non-streamed completions. For each concurrency, direct and HTTP runs alternate
---rounds times and the best of each is kept (the machine is shared). Prints a Markdown table.
+worker thread and non-streamed completions. Each of --rounds rounds runs every concurrency,
+direct then HTTP; the table gives medians over the rounds, and each ratio is the median of the
+ratios taken within one round (the machine is shared and its speed drifts over minutes).
 """
 import argparse
 import concurrent.futures as cf
@@ -19,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import time
 
@@ -87,7 +89,7 @@ def main():
         "~/.cache/carpool/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--serve-arg", action="append", default=[],
                     help="extra argument for carpool serve (repeatable), e.g. --serve-arg=--no-telemetry")
     a = ap.parse_args()
@@ -106,27 +108,33 @@ def main():
             except OSError:
                 pass
             time.sleep(0.1)
-        rows = []
-        for conc in [int(x) for x in a.concurrency.split(",")]:
-            total = max(2 * conc, a.min_requests)
-            best_d = best_h = 0.0
-            for r in range(a.rounds):
+        concs = [int(x) for x in a.concurrency.split(",")]
+        direct = {c: [] for c in concs}
+        via_http = {c: [] for c in concs}
+        # Rounds outermost: each round runs every concurrency, direct then HTTP, so the ratios
+        # taken within a round (HTTP / direct, c / first c) see the machine at the same speed.
+        for r in range(a.rounds):
+            for conc in concs:
+                total = max(2 * conc, a.min_requests)
                 d = direct_run(a.direct, a.model, conc, total, a.max_tokens)
                 h = http_run(port, conc, total, a.max_tokens)
-                print(f"  round {r}: direct {d:.1f} tok/s, http {h:.1f} tok/s", flush=True)
-                best_d, best_h = max(best_d, d), max(best_h, h)
-            rows.append((conc, total, best_d, best_h))
-            print(f"concurrency {conc}: direct {best_d:.1f} tok/s, http {best_h:.1f} tok/s",
-                  flush=True)
+                direct[conc].append(d)
+                via_http[conc].append(h)
+                print(f"  round {r}, concurrency {conc}: direct {d:.1f} tok/s, http {h:.1f} tok/s",
+                      flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    base = rows[0][3] if rows else 1
-    print("\n| concurrency | requests | direct tok/s | HTTP tok/s | HTTP / direct | HTTP vs c=1 |")
+    first = concs[0]
+    print(f"\nmedians over {a.rounds} rounds; ratios are medians of the per-round ratios")
+    print(f"| concurrency | requests | direct tok/s | HTTP tok/s | HTTP / direct | HTTP vs c={first} |")
     print("|---|---|---|---|---|---|")
-    for conc, total, d, h in rows:
-        print(f"| {conc} | {total} | {d:.1f} | {h:.1f} | {100 * h / d:.0f}% | {h / base:.2f}x |")
-
+    for conc in concs:
+        total = max(2 * conc, a.min_requests)
+        hd = statistics.median(h / d for h, d in zip(via_http[conc], direct[conc]))
+        vs1 = statistics.median(h / h1 for h, h1 in zip(via_http[conc], via_http[first]))
+        print(f"| {conc} | {total} | {statistics.median(direct[conc]):.1f} | "
+              f"{statistics.median(via_http[conc]):.1f} | {100 * hd:.0f}% | {vs1:.2f}x |")
 
 if __name__ == "__main__":
     main()

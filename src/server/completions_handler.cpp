@@ -1,4 +1,5 @@
 // POST /v1/completions: validate, tokenize each prompt, check the context, start the job.
+#include <algorithm>
 #include <chrono>
 
 #include "server/generation.h"
@@ -25,7 +26,10 @@ void handle_completions(const ServerState& state, const std::shared_ptr<Exchange
         p.is_ids ? p.ids : tok.encode(p.text, tok.add_bos_default(), /*parse_special=*/true);
     if (ids.empty()) return ex->respond(error_response(bad_request("prompt is empty", "prompt")));
     const int max_tokens = *req.max_tokens;
-    if (auto e = check_context(*model, static_cast<int>(ids.size()), max_tokens, "prompt")) {
+    // Scoring a prompt (echo, max_tokens 0) still takes the engine one step past it: the prompt
+    // must leave room for one token, as for generation.
+    if (auto e = check_context(*model, static_cast<int>(ids.size()), std::max(max_tokens, 1),
+                               "prompt")) {
       return ex->respond(error_response(*e));
     }
     if (req.echo) in.echo.push_back(p.is_ids ? tok.decode(ids, /*skip_special=*/false) : p.text);

@@ -192,3 +192,14 @@ def test_bad_requests(server):
     r = server.post("/v1/completions", json={"prompt": "hi", "max_tokens": 0, "logprobs": 1})
     assert r.status_code == 400
     assert "echo" in r.json()["error"]["message"]
+    # Scoring still needs room for one step past the prompt: a prompt of the whole context is
+    # refused up front, naming the context, like a generation request of one token.
+    n_ctx = server.get("/v1/models").json()["data"][0]["max_model_len"]
+    r = server.post("/v1/completions", json={"prompt": [42] * n_ctx, "max_tokens": 0, "echo": True,
+                                             "logprobs": 0})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "context_length_exceeded"
+    r = server.post("/v1/completions", json={"prompt": [42] * (n_ctx - 1), "max_tokens": 0,
+                                             "echo": True, "logprobs": 0})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"][0]["logprobs"]["token_logprobs"]) == n_ctx - 1
