@@ -335,6 +335,25 @@ const std::vector<Batch>& batches() {
   return b;
 }
 
+// Longer contexts: many blocks per row, decode steps of several long sequences, prefill chunks
+// deep into a sequence.
+const std::vector<Batch>& long_batches() {
+  static const std::vector<Batch> b = {
+      {{0, 300, 1}},
+      {{0, 300, 37}},
+      {{1, 200, 1}, {0, 260, 1}, {2, 129, 1}, {3, 128, 1}},
+      {{0, 257, 16}, {3, 140, 1}},
+      {{2, 290, 1}, {1, 130, 2}},
+  };
+  return b;
+}
+
+std::vector<Batch> all_batches() {
+  std::vector<Batch> all = batches();
+  all.insert(all.end(), long_batches().begin(), long_batches().end());
+  return all;
+}
+
 const Shape kShapes[] = {
     {9, 3, 64, 16, 1.f},   // SmolLM2-135M
     {8, 1, 20, 5, 1.f},    // MQA, head_dim and block size not multiples of the lanes
@@ -355,9 +374,9 @@ TEST_P(PagedAttention, MatchesDoubleReference) {
   const auto [isa, kv] = GetParam();
   if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
   for (const Shape& shape : kShapes) {
-    Sequences seqs(shape, 4, 70, 5, kv);
+    Sequences seqs(shape, 4, 300, 5, kv);
     double worst = 0;
-    for (const Batch& batch : batches()) {
+    for (const Batch& batch : all_batches()) {
       for (const auto& [key, row] : seqs.run(batch, isa, 2)) {
         const std::vector<double> ref = seqs.reference(key.first, key.second);
         double max_ref = 0, max_diff = 0;
@@ -378,10 +397,11 @@ TEST_P(PagedAttention, TokenResultDoesNotDependOnItsBatch) {
   const auto [isa, kv] = GetParam();
   if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
   for (const Shape& shape : kShapes) {
-    Sequences seqs(shape, 4, 70, 9, kv);
-    for (size_t bi = 0; bi < batches().size(); ++bi) {
+    Sequences seqs(shape, 4, 300, 9, kv);
+    const std::vector<Batch> all = all_batches();
+    for (size_t bi = 0; bi < all.size(); ++bi) {
       for (int n_threads : {1, 2, 3}) {
-        for (const auto& [key, row] : seqs.run(batches()[bi], isa, n_threads)) {
+        for (const auto& [key, row] : seqs.run(all[bi], isa, n_threads)) {
           const auto [seq, pos] = key;
           // The same token alone: a one-token step of its sequence at its position.
           const auto alone = seqs.run({{seq, pos + 1, 1}}, isa, 1).at(key);
@@ -409,9 +429,10 @@ class PagedAttentionBackend : public ::testing::TestWithParam<DType> {};
 TEST_P(PagedAttentionBackend, TokenResultDoesNotDependOnItsBatch) {
   auto backend = make_cpu_backend({.n_threads = 2});
   const Shape shape{9, 3, 64, 16, 1.f};
-  Sequences seqs(shape, 4, 70, 13, GetParam());
-  for (size_t bi = 0; bi < batches().size(); ++bi) {
-    for (const auto& [key, row] : seqs.run_backend(batches()[bi], *backend)) {
+  Sequences seqs(shape, 4, 300, 13, GetParam());
+  const std::vector<Batch> all = all_batches();
+  for (size_t bi = 0; bi < all.size(); ++bi) {
+    for (const auto& [key, row] : seqs.run_backend(all[bi], *backend)) {
       const auto [seq, pos] = key;
       const auto alone = seqs.run_backend({{seq, pos + 1, 1}}, *backend).at(key);
       ASSERT_EQ(std::memcmp(row.data(), alone.data(), row.size() * sizeof(float)), 0)
