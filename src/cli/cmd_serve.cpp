@@ -213,6 +213,11 @@ int cmd_serve(int argc, char** argv) {
   if (!(shutdown_s.value() >= 0) || shutdown_s.value() > 86400) {
     return fail("--shutdown-timeout must be in [0, 86400]");
   }
+  // Spelling now; whether the device supports the type is known once the backend starts.
+  if (const std::string kvd = args.get("kv-cache-dtype", "auto");
+      kvd != "auto" && kvd != "f16" && kvd != "f32" && kvd != "bf16") {
+    return fail("--kv-cache-dtype must be auto, f16, f32 (CPU) or bf16 (CUDA), got '" + kvd + "'");
+  }
 
   EngineOptions eo;
   eo.max_num_seqs = static_cast<int>(std::clamp<int64_t>(seqs.value(), -1, 1 << 20));
@@ -288,6 +293,8 @@ int cmd_serve(int argc, char** argv) {
     setup_peaks(*tel, *lm->backend, gpu, args.get("gpu-catalog", default_gpu_catalog()));
     eo.telemetry = tel.get();
   }
+  // One I/O wake-up per engine step for all the step's token events.
+  eo.delivery_hook = [&server](bool begin) { server.hold_posts(begin); };
   auto engine = Engine::create(*lm->model, eo);
   if (!engine) return fail(engine.error());
   const Tokenizer& tok = *lm->opened.tokenizer;

@@ -32,24 +32,28 @@ Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int thr
                          kvd + "'");
   }
 #ifdef CARPOOL_HAVE_CUDA
-  if (device != "cpu" && kvd != "f16" && kvd != "f32") {
+  if (device != "cpu") {
     auto cuda = make_cuda_backend(CudaBackendOptions{});
-    if (cuda) return std::move(cuda).value();
+    if (cuda) {
+      if (kvd == "f16" || kvd == "f32") {
+        return Status::error("--kv-cache-dtype " + kvd +
+                             ": the CUDA backend keeps its KV cache in bf16 (use auto or bf16, or "
+                             "--device cpu for an f16 or f32 cache)");
+      }
+      return std::move(cuda).value();
+    }
     if (device == "cuda") return Status::error("CUDA backend unavailable: " + cuda.error());
     if (kvd == "bf16") {
       return Status::error("--kv-cache-dtype bf16 needs the CUDA backend (" + cuda.error() + ")");
     }
     std::fprintf(stderr, "carpool: no usable GPU (%s); using the CPU\n", cuda.error().c_str());
   }
-  if (device == "cuda") {
-    return Status::error(
-        "the CUDA backend keeps its KV cache in bf16: --kv-cache-dtype must be "
-        "auto or bf16 with --device cuda");
-  }
 #else
   if (device == "cuda") return Status::error("this carpool was built without the CUDA backend");
 #endif
-  if (kvd == "bf16") return Status::error("the CPU backend's KV cache is f16 or f32, not bf16");
+  if (kvd == "bf16") {
+    return Status::error("--kv-cache-dtype bf16: the CPU backend keeps its KV cache in f16 or f32");
+  }
   CpuBackendOptions o;
   o.n_threads = threads;
   o.quantize_activations = !cpu_exact;
