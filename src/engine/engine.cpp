@@ -408,8 +408,11 @@ void EngineImpl::run_step() {
 }
 
 void EngineImpl::deliver() {
+  if (outbox_.empty()) return;
+  if (options_.delivery_hook) options_.delivery_hook(true);
   for (Delivery& d : outbox_) (d.ref != nullptr ? *d.ref : d.owned)(d.event);
   outbox_.clear();
+  if (options_.delivery_hook) options_.delivery_hook(false);
 }
 
 void EngineImpl::publish_stats() {

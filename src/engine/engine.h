@@ -45,6 +45,10 @@ struct EngineOptions {
   // Receives every step's roofline accounting, each finished request's latencies and the
   // engine's state (not owned; must outlive the engine; null: no telemetry).
   telemetry::Telemetry* telemetry = nullptr;
+  // Called on the engine thread around each batch of events it hands to the sinks (once per
+  // engine iteration that has events): true, then the sinks, then false. The server gathers the
+  // sinks' work in between and wakes its IO threads once per step. Null: not called.
+  std::function<void(bool begin)> delivery_hook;
 };
 
 // The ModelLimits a model must be loaded with to serve these options: max_batch_tokens =

@@ -11,6 +11,8 @@
 #include <csignal>
 #include <cstdio>
 #include <deque>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -89,10 +91,64 @@ std::string simple_error_body(const std::string& message, const std::string& typ
 
 }  // namespace
 
+// Work posted to the sessions from other threads (the engine's token events: one per sequence
+// per step) reaches the IO threads in one wake-up per burst: the first post of a burst (or the
+// end of a hold, around one engine step's events) schedules a drain on a strand of its own, which
+// moves everything gathered by then onto the sessions' executors from inside an IO thread, where
+// posting needs no further wake-up. Every post waking an IO thread would preempt a compute thread
+// once per token (on a machine whose cores all compute, that stalls the whole step at its next
+// barrier). Order per session is kept: one drain strand, FIFO.
+class PostBatcher {
+ public:
+  explicit PostBatcher(net::io_context& ioc) : strand_(net::make_strand(ioc)) {}
+
+  void post(net::any_io_executor target, std::function<void()> fn) {
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      first = items_.empty() && !hold_;
+      items_.push_back({std::move(target), std::move(fn)});
+    }
+    if (first) net::post(strand_, [this] { drain(); });
+  }
+
+  // While held, posts only gather (the engine delivers one step's events); the release
+  // schedules one drain for all of them.
+  void hold(bool on) {
+    bool schedule = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      schedule = hold_ && !on && !items_.empty();
+      hold_ = on;
+    }
+    if (schedule) net::post(strand_, [this] { drain(); });
+  }
+
+ private:
+  struct Item {
+    net::any_io_executor target;
+    std::function<void()> fn;
+  };
+  void drain() {
+    std::vector<Item> items;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      items.swap(items_);
+    }
+    for (Item& it : items) net::post(it.target, std::move(it.fn));
+  }
+
+  net::strand<net::io_context::executor_type> strand_;
+  std::mutex mu_;
+  std::vector<Item> items_;
+  bool hold_ = false;
+};
+
 struct HttpServer::Impl {
   HttpServerOptions opts;
   Handler handler;
   net::io_context ioc;
+  PostBatcher batcher{ioc};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   tcp::acceptor acceptor{ioc};
   net::signal_set signals{ioc};
@@ -156,6 +212,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   auto executor() { return stream_.get_executor(); }
+  HttpServer::Impl& server() { return server_; }
 
   // Queues bytes; `last` marks the end of the current answer.
   void enqueue(std::string data, bool last) {
@@ -409,7 +466,7 @@ void ExchangeImpl::end_stream() {
 }
 
 void ExchangeImpl::post(std::function<void()> fn) {
-  net::post(session_->executor(), std::move(fn));
+  session_->server().batcher.post(session_->executor(), std::move(fn));
 }
 
 void ExchangeImpl::on_close(std::function<void()> fn) {
@@ -491,6 +548,10 @@ Status HttpServer::start() {
 
 int HttpServer::port() const {
   return impl_->bound_port.load();
+}
+
+void HttpServer::hold_posts(bool on) {
+  impl_->batcher.hold(on);
 }
 
 void HttpServer::stop_accepting() {

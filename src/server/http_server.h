@@ -48,6 +48,10 @@ class HttpServer {
   // start(); the signals are then not delivered to default handlers.
   void on_signal(std::function<void(int)> fn);
 
+  // While on, work posted to exchanges from other threads is gathered, and handed to the I/O
+  // threads in one wake-up when it is turned off (EngineOptions::delivery_hook). Any thread.
+  void hold_posts(bool on);
+
   // Closes the listening socket; open connections continue.
   void stop_accepting();
   // From now on every answer closes its connection (no keep-alive).

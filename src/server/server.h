@@ -49,6 +49,8 @@ class Server {
 
   Status start();
   int port() const { return http_->port(); }
+  // See HttpServer::hold_posts: install as the engine's delivery_hook.
+  void hold_posts(bool on) { http_->hold_posts(on); }
 
   // Makes `model` servable. Call once.
   void publish_model(std::unique_ptr<ModelService> model);

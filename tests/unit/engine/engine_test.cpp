@@ -277,6 +277,48 @@ TEST_F(EngineTest, AbortReturnsBlocksWithinAStep) {
   e->abort(id.value());  // a second abort is harmless
 }
 
+TEST_F(EngineTest, DeliveryHookBracketsEveryBatchOfEvents) {
+  // The hook and the sinks all run on the engine thread: a plain log needs no lock until the
+  // requests have finished.
+  std::vector<std::string> log;
+  EngineOptions o = base_options();
+  o.delivery_hook = [&log](bool begin) { log.push_back(begin ? "begin" : "end"); };
+  auto e = make_engine(o);
+  ASSERT_TRUE(e);
+  auto reqs = greedy_requests();
+  reqs.resize(4);
+  Collector c;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].max_tokens = 5;
+    TokenSink inner = c.sink(i);
+    ASSERT_TRUE(e->submit(reqs[i], [&log, inner](const TokenEvent& ev) {
+                   log.push_back("event");
+                   inner(ev);
+                 }).is_ok());
+  }
+  c.wait(reqs.size());
+  e.reset();  // joins the engine thread
+  ASSERT_FALSE(log.empty());
+  bool open = false;
+  int events = 0, batches = 0;
+  for (const std::string& entry : log) {
+    if (entry == "begin") {
+      EXPECT_FALSE(open);
+      open = true;
+      ++batches;
+    } else if (entry == "end") {
+      EXPECT_TRUE(open);
+      open = false;
+    } else {
+      EXPECT_TRUE(open) << "an event outside begin/end";
+      ++events;
+    }
+  }
+  EXPECT_FALSE(open);
+  EXPECT_EQ(events, 4 * 5);    // every token, the last one carrying the finish
+  EXPECT_LT(batches, events);  // a step's events of several requests share one batch
+}
+
 TEST_F(EngineTest, KvPressurePreemptsAndKeepsAnswers) {
   auto reqs = greedy_requests();
   reqs.resize(8);
