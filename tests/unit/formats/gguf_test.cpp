@@ -110,7 +110,9 @@ TEST(Gguf, EveryTruncationIsAnError) {
   for (size_t n = 0; n < bytes.size(); ++n) {
     auto f = GgufFile::parse(bytes.data(), n);
     EXPECT_FALSE(f.is_ok()) << "truncated at " << n;
-    if (!f.is_ok()) EXPECT_EQ(f.error().find('\n'), std::string::npos);
+    if (!f.is_ok()) {
+      EXPECT_EQ(f.error().find('\n'), std::string::npos);
+    }
   }
 }
 
