@@ -88,7 +88,7 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
   v->type = t;
   switch (t) {
     case GgufType::kU8: {
-      uint8_t x;
+      uint8_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "u8"));
       v->u = x;
       v->i = x;
@@ -96,7 +96,7 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
       break;
     }
     case GgufType::kI8: {
-      int8_t x;
+      int8_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "i8"));
       v->i = x;
       v->u = static_cast<uint64_t>(x);
@@ -104,7 +104,7 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
       break;
     }
     case GgufType::kU16: {
-      uint16_t x;
+      uint16_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "u16"));
       v->u = x;
       v->i = x;
@@ -112,7 +112,7 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
       break;
     }
     case GgufType::kI16: {
-      int16_t x;
+      int16_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "i16"));
       v->i = x;
       v->u = static_cast<uint64_t>(x);
@@ -120,7 +120,7 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
       break;
     }
     case GgufType::kU32: {
-      uint32_t x;
+      uint32_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "u32"));
       v->u = x;
       v->i = x;
@@ -128,7 +128,7 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
       break;
     }
     case GgufType::kI32: {
-      int32_t x;
+      int32_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "i32"));
       v->i = x;
       v->u = static_cast<uint64_t>(x);
@@ -136,7 +136,7 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
       break;
     }
     case GgufType::kU64: {
-      uint64_t x;
+      uint64_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "u64"));
       v->u = x;
       v->i = static_cast<int64_t>(x);
@@ -144,7 +144,7 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
       break;
     }
     case GgufType::kI64: {
-      int64_t x;
+      int64_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "i64"));
       v->i = x;
       v->u = static_cast<uint64_t>(x);
@@ -152,19 +152,19 @@ Status read_scalar(Reader& r, GgufType t, GgufValue* v) {
       break;
     }
     case GgufType::kF32: {
-      float x;
+      float x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "f32"));
       v->f = x;
       break;
     }
     case GgufType::kF64: {
-      double x;
+      double x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "f64"));
       v->f = x;
       break;
     }
     case GgufType::kBool: {
-      uint8_t x;
+      uint8_t x = 0;
       CARPOOL_RETURN_IF_ERROR(r.read(&x, "bool"));
       if (x > 1) return Status::error("gguf: bool value " + std::to_string(x) + " is not 0 or 1");
       v->u = x;

@@ -43,7 +43,7 @@ struct CpuBackendOptions {
   // Element type of the KV cache: kF16 (half the memory and the bytes each decode step streams;
   // values rounded to f16 as they are written, arithmetic in f32) or kF32 (the exact reference).
   // Unset: kF16 with quantize_activations, kF32 without.
-  std::optional<DType> kv_dtype;
+  std::optional<DType> kv_dtype = std::nullopt;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
