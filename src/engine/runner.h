@@ -89,7 +89,7 @@ class Runner {
     int logprobs = -1;
     int prompt_logprobs = -1;  // -1: none, or prompt logprobs already delivered
     int num_prompt = 0;
-    std::vector<TokenLogprob> prompt;  // [num_prompt - 1] while prompt_logprobs >= 0
+    std::vector<TokenLogprob> prompt{};  // [num_prompt - 1] while prompt_logprobs >= 0
   };
   // One prompt position whose logits this step computed: row `row` of the batch scores prompt
   // token `pos + 1` of `seq`.
