@@ -212,8 +212,8 @@ void register_all() {
     const std::string name = std::string("BM_MatmulFloat/") + std::string(dtype_name(t));
     benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16);
   }
-  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K,
-                  DType::kQ6_K}) {
+  for (DType t :
+       {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     const std::string name = std::string("BM_Matmul/") + std::string(dtype_name(t));
     benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16)->Arg(64);
   }

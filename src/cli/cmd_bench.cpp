@@ -200,7 +200,7 @@ int cmd_bench(int argc, char** argv) {
   // Bytes per decode step: every weight a step streams (all but the embedding table, of which
   // only the batch's rows are read, unless it doubles as the output matrix), plus each
   // sequence's KV read: the telemetry cost model's count.
-  const int kv_elem = be.kv_cache_dtype() == DType::kF32 ? 4 : 2;
+  const int kv_elem = static_cast<int>(dtype_row_bytes(be.kv_cache_dtype(), 1));
   const double kv_read = static_cast<double>(B) * (P + G / 2.0) * cfg.kv_bytes_per_token(kv_elem);
   const WeightRoleBytes& roles = model.weight_role_bytes();
   const double streamed = static_cast<double>(roles.attention + roles.ffn + roles.norms +

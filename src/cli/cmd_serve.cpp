@@ -214,9 +214,8 @@ int cmd_serve(int argc, char** argv) {
     return fail("--shutdown-timeout must be in [0, 86400]");
   }
   // Spelling now; whether the device supports the type is known once the backend starts.
-  if (const std::string kvd = args.get("kv-cache-dtype", "auto");
-      kvd != "auto" && kvd != "f16" && kvd != "f32" && kvd != "bf16") {
-    return fail("--kv-cache-dtype must be auto, f16, f32 (CPU) or bf16 (CUDA), got '" + kvd + "'");
+  if (Status st = check_kv_cache_dtype(args.get("kv-cache-dtype", "auto")); !st) {
+    return fail(st.message());
   }
 
   EngineOptions eo;

@@ -21,16 +21,19 @@ Result<DType> parse_dtype(const std::string& name) {
                        "' (f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k)");
 }
 
+Status check_kv_cache_dtype(const std::string& name) {
+  if (name == "auto" || name == "f16" || name == "f32" || name == "bf16") return Status::ok();
+  return Status::error("--kv-cache-dtype must be auto, f16, f32 (CPU) or bf16 (CUDA), got '" +
+                       name + "'");
+}
+
 Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
                                               bool cpu_exact, const std::string& kv_cache_dtype) {
   if (device != "auto" && device != "cpu" && device != "cuda") {
     return Status::error("--device must be auto, cpu or cuda, got '" + device + "'");
   }
   const std::string& kvd = kv_cache_dtype;
-  if (kvd != "auto" && kvd != "f16" && kvd != "f32" && kvd != "bf16") {
-    return Status::error("--kv-cache-dtype must be auto, f16, f32 (CPU) or bf16 (CUDA), got '" +
-                         kvd + "'");
-  }
+  CARPOOL_RETURN_IF_ERROR(check_kv_cache_dtype(kvd));
 #ifdef CARPOOL_HAVE_CUDA
   if (device != "cpu") {
     auto cuda = make_cuda_backend(CudaBackendOptions{});

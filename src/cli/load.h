@@ -34,6 +34,9 @@ struct LoadedModel {
 // Chooses the backend: "cuda" requires a GPU; "auto" uses one when present and otherwise says
 // clearly that it is using the CPU. kv_cache_dtype: "auto" (CPU: f16, or f32 with cpu_exact;
 // CUDA: bf16), "f16" or "f32" (CPU only), "bf16" (CUDA only).
+// OK when `name` is a --kv-cache-dtype value (auto, f16, f32, bf16); else the option's error.
+Status check_kv_cache_dtype(const std::string& name);
+
 Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
                                               bool cpu_exact = false,
                                               const std::string& kv_cache_dtype = "auto");

@@ -166,8 +166,8 @@ void EngineImpl::setup_telemetry(const KvCachePlan& plan) {
   const WeightRoleBytes& r = model_.weight_role_bytes();
   telemetry::WeightBytes wb{r.embedding, r.attention, r.ffn, r.norms, r.output};
   const Backend& be = model_.backend();
-  const int act = be.activation_dtype() == DType::kF32 ? 4 : 2;
-  const int kv = be.kv_cache_dtype() == DType::kF32 ? 4 : 2;
+  const int act = static_cast<int>(dtype_row_bytes(be.activation_dtype(), 1));
+  const int kv = static_cast<int>(dtype_row_bytes(be.kv_cache_dtype(), 1));
   cost_ = telemetry::make_cost_model(c, wb, kv, act);
   kv_bytes_per_block_ = static_cast<double>(plan.bytes) / std::max(1, plan.num_blocks);
   const double weights = static_cast<double>(model_.weight_bytes());

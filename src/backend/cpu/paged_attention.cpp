@@ -55,9 +55,14 @@ std::vector<AttnTask> plan_tasks(const PagedAttentionArgs& a, int n_threads) {
   return tasks;
 }
 
+// Bytes of one cache element.
+int kv_elem(const PagedAttentionArgs& a) {
+  return a.kv_dtype == DType::kF16 ? 2 : 4;
+}
+
 // Element `i` of a cache of a's type.
 const void* kv_at(const PagedAttentionArgs& a, const void* base, int64_t i) {
-  return static_cast<const char*>(base) + i * (a.kv_dtype == DType::kF16 ? 2 : 4);
+  return static_cast<const char*>(base) + i * kv_elem(a);
 }
 
 // Asks for a block's K (k_bytes from k: the task's KV heads, column-major) and rows [0, n_rows)
@@ -88,7 +93,7 @@ void prefetch_first_block(const PagedAttentionArgs& a, const AttnTask& task) {
   const int q_len = a.query_start[task.seq + 1] - a.query_start[task.seq];
   const int last_ctx =
       a.kv_len[task.seq] - q_len + (task.tok0 - a.query_start[task.seq]) + task.n_tok;
-  const int elem = a.kv_dtype == DType::kF16 ? 2 : 4;
+  const int elem = kv_elem(a);
   prefetch_block(kv_at(a, a.k_cache, row0 * kv_cols + kv_off * a.block_size),
                  kv_at(a, a.v_cache, row0 * kv_cols + kv_off), elem * kv_cols,
                  std::min(a.block_size, last_ctx), elem * task.n_kv * a.head_dim,
@@ -170,7 +175,7 @@ void run_task(const PagedAttentionArgs& a, const AttnTask& task, AttnBlockFn blo
   std::fill(t.denom, t.denom + rows, 0.f);
 
   const int32_t* table = a.block_tables + static_cast<int64_t>(task.seq) * a.max_blocks_per_seq;
-  const int elem = a.kv_dtype == DType::kF16 ? 2 : 4;
+  const int elem = kv_elem(a);
   const int last_ctx = t.ctx0 + task.n_tok - 1;  // context of the tile's last token
   for (int p0 = 0; p0 < last_ctx; p0 += a.block_size) {
     if (p0 + a.block_size < last_ctx) {
