@@ -2,13 +2,14 @@
 """Writes a GGUF file of random weights for a ~1B Llama config (TinyLlama-1.1B shapes, the
 config carpool calls synthetic:llama-1b), for timing carpool and llama.cpp on the same bytes.
 
-Every matrix is stored in the chosen type (q8_0 or q4_k, the token embedding and the output
-matrix included); norms are f32. Blocks are random but valid: small positive f16 scales and
-uniformly random quants, so activations stay finite through every layer. The vocabulary is a
+Every matrix is stored in the chosen type (the token embedding and the output matrix included);
+norms are f32. Blocks are random but valid: small positive f16 scales and uniformly random quants
+(float types: small uniform values), so activations stay finite through every layer. The vocabulary is a
 placeholder SentencePiece-style list (control tokens, the 256 byte tokens, then filler pieces):
 both programs are fed token ids directly.
 
-usage: make_synthetic_gguf.py --dtype q8_0|q4_k --out FILE [--layers N]
+usage: make_synthetic_gguf.py --dtype TYPE --out FILE [--layers N]
+       TYPE: q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32
 """
 import argparse
 import sys
@@ -33,6 +34,48 @@ def random_q8_0(rng, rows, cols):
     return np.concatenate([d, qs], axis=1).reshape(rows, cols // 32 * 34), QT.Q8_0
 
 
+def random_q4_0(rng, rows, cols):
+    nb = rows * cols // 32
+    d = f16_bytes(rng, nb, 1e-4, 4e-4)
+    qs = rng.integers(0, 256, size=(nb, 16), dtype=np.uint8)
+    return np.concatenate([d, qs], axis=1).reshape(rows, cols // 32 * 18), QT.Q4_0
+
+
+def random_q4_1(rng, rows, cols):
+    nb = rows * cols // 32
+    d = f16_bytes(rng, nb, 1e-4, 4e-4)
+    m = f16_bytes(rng, nb, -8e-4, -4e-4)  # about -8 d: centred as Q4_0
+    qs = rng.integers(0, 256, size=(nb, 16), dtype=np.uint8)
+    return np.concatenate([d, m, qs], axis=1).reshape(rows, cols // 32 * 20), QT.Q4_1
+
+
+def random_q5_k(rng, rows, cols):
+    nb = rows * cols // 256
+    d = f16_bytes(rng, nb, 1e-5, 4e-5)
+    dmin = f16_bytes(rng, nb, 1e-5, 4e-5)
+    rest = rng.integers(0, 256, size=(nb, 12 + 32 + 128), dtype=np.uint8)
+    return np.concatenate([d, dmin, rest], axis=1).reshape(rows, cols // 256 * 176), QT.Q5_K
+
+
+def random_q6_k(rng, rows, cols):
+    nb = rows * cols // 256
+    quants = rng.integers(0, 256, size=(nb, 128 + 64), dtype=np.uint8)
+    scales = rng.integers(-64, 64, size=(nb, 16), dtype=np.int8).view(np.uint8)
+    d = f16_bytes(rng, nb, 1e-6, 4e-6)
+    return np.concatenate([quants, scales, d], axis=1).reshape(rows, cols // 256 * 210), QT.Q6_K
+
+
+def random_float(rng, rows, cols, kind):
+    x = rng.uniform(-0.02, 0.02, size=(rows, cols)).astype(np.float32)
+    if kind == "f32":
+        return x.view(np.uint8), QT.F32
+    if kind == "f16":
+        return x.astype(np.float16).view(np.uint8), QT.F16
+    bits = x.view(np.uint32)  # bf16: round to nearest even on the upper 16 bits
+    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    return bits.view(np.uint8), QT.BF16
+
+
 def random_q4_k(rng, rows, cols):
     nb = rows * cols // 256
     d = f16_bytes(rng, nb, 1e-5, 4e-5)
@@ -41,16 +84,29 @@ def random_q4_k(rng, rows, cols):
     return np.concatenate([d, dmin, rest], axis=1).reshape(rows, cols // 256 * 144), QT.Q4_K
 
 
+FT = gguf.LlamaFileType
+MAKERS = {
+    "q4_0": (random_q4_0, FT.MOSTLY_Q4_0),
+    "q4_1": (random_q4_1, FT.MOSTLY_Q4_1),
+    "q8_0": (random_q8_0, FT.MOSTLY_Q8_0),
+    "q4_k": (random_q4_k, FT.MOSTLY_Q4_K_M),
+    "q5_k": (random_q5_k, FT.MOSTLY_Q5_K_M),
+    "q6_k": (random_q6_k, FT.MOSTLY_Q6_K),
+    "f16": (lambda r, a, b: random_float(r, a, b, "f16"), FT.MOSTLY_F16),
+    "bf16": (lambda r, a, b: random_float(r, a, b, "bf16"), FT.MOSTLY_BF16),
+    "f32": (lambda r, a, b: random_float(r, a, b, "f32"), FT.ALL_F32),
+}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dtype", choices=["q8_0", "q4_k"], required=True)
+    ap.add_argument("--dtype", choices=sorted(MAKERS), required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--layers", type=int, default=LAYERS)
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
-    make = random_q8_0 if args.dtype == "q8_0" else random_q4_k
-    ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if args.dtype == "q8_0" else gguf.LlamaFileType.MOSTLY_Q4_K_M
+    make, ftype = MAKERS[args.dtype]
 
     w = gguf.GGUFWriter(args.out, "llama")
     w.add_name(f"synthetic-llama-1b-{args.dtype}")

@@ -1,8 +1,9 @@
 // Peaks: the ceilings MFU and MBU divide by, and where each came from.
 //
 // Sources, in the order carpool prefers them:
-//   "measured"  a calibration on this machine (CPU: a STREAM-like triad and a matmul through the
-//               backend), cached in <cache dir>/peaks.json so it runs once per machine
+//   "measured"  a calibration on this machine (CPU: the faster of a read-only pass and a
+//               STREAM-like triad over huge-page arrays, and a matmul through the backend), cached
+//               in <cache dir>/peaks.json so it runs once per machine
 //   "catalog"   the datasheet figure of the GPU catalog (data/gpus.json, user-editable)
 //   "none"      unknown: MFU/MBU are then unavailable
 // Cache dir: $CARPOOL_CACHE, else $XDG_CACHE_HOME/carpool, else $HOME/.cache/carpool.
@@ -51,8 +52,9 @@ Peaks peaks_from_catalog(const GpuCatalogEntry& e, std::string device_name);
 std::string cache_dir();
 
 struct CalibrationOptions {
-  int threads = 0;                // triad threads; 0: hardware threads
-  size_t triad_bytes = 3u << 26;  // three arrays of 64 MiB in total (beyond any cache)
+  int threads = 0;                // bandwidth threads; 0: hardware threads
+  size_t triad_bytes = 3u << 26;  // 192 MiB in all (beyond any cache): the read pass's one array,
+                                  // the triad's three
   int repeats = 5;                // best of
   int matmul_rows = 256;          // x [rows, k] · w[n, k]^T
   int matmul_k = 2048;
@@ -60,7 +62,11 @@ struct CalibrationOptions {
   DType matmul_dtype = DType::kF32;
 };
 
-// Bytes/s of a triad a = b + s·c (2 reads + 1 write per element; the best of `repeats`).
+// Bytes/s of a read-only pass (a sum over one array, as a decode step reads its weights) and of a
+// triad a = b + s·c (2 reads + 1 write per element), each the best of `repeats`. Arrays come from
+// host_alloc, so they are paged as the engine's weights and KV are (transparent huge pages where
+// the kernel allows): on 4 KiB pages the same loop measured 23-28 GB/s where decode reached 32.
+double measure_read_bandwidth(const CalibrationOptions& options);
 double measure_triad_bandwidth(const CalibrationOptions& options);
 // FLOP/s of backend.matmul at the given shape (2·rows·k·n per call; the best of `repeats`).
 Result<double> measure_matmul_flops(Backend& backend, const CalibrationOptions& options);
@@ -71,11 +77,13 @@ Result<double> measure_matmul_flops(Backend& backend, const CalibrationOptions& 
 Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
                                const std::string& cache_path, const CalibrationOptions& options);
 
-// The version of the CPU kernels a cached calibration was measured with. Bump it when a change
-// makes the matmul kernels faster: an entry of another version (or none) is measured again, so a
-// kernel speed-up never shows as an MFU above 1 on machines that calibrated before it.
-// 2: packed weights (one VNNI instruction per 16 output columns).
-inline constexpr int kPeaksCacheVersion = 2;
+// The version of the CPU kernels and calibration a cached entry was measured with. Bump it when a
+// change makes the matmul kernels faster or the calibration measure higher: an entry of another
+// version (or none) is measured again, so a speed-up never shows as an MFU (or MBU) above 1 on
+// machines that calibrated before it.
+//   2: packed weights (one VNNI instruction per 16 output columns).
+//   3: bandwidth = the faster of a read pass and the triad, on huge pages.
+inline constexpr int kPeaksCacheVersion = 3;
 
 // Serialization of the cache file:
 //   {"<key>": {"bandwidth_bytes_per_s":..,"flops_per_s":..,"kernels": kPeaksCacheVersion}}.

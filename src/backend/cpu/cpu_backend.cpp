@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "backend/cpu/host_memory.h"
+#include "util/host_memory.h"
 #include "util/check.h"
 
 namespace carpool {

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "backend/cpu/host_memory.h"
+#include "util/host_memory.h"
 #include "backend/cpu/quants.h"
 #include "util/check.h"
 

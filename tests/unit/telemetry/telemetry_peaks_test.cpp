@@ -117,5 +117,18 @@ TEST(TelemetryPeaks, CpuCalibrationMeasuresOnceThenReadsTheCache) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(TelemetryPeaks, BandwidthPassesMeasureAPositiveRate) {
+  CalibrationOptions o;
+  o.threads = 2;
+  o.triad_bytes = 3u << 22;  // small: a test of the code path, not a measurement
+  o.repeats = 2;
+  const double read = measure_read_bandwidth(o);
+  const double triad = measure_triad_bandwidth(o);
+  EXPECT_GT(read, 1e8);
+  EXPECT_GT(triad, 1e8);
+  EXPECT_LT(read, 1e13);  // a clock or byte-count slip would show as absurd
+  EXPECT_LT(triad, 1e13);
+}
+
 }  // namespace
 }  // namespace carpool::telemetry

@@ -1,4 +1,4 @@
-#include "backend/cpu/host_memory.h"
+#include "util/host_memory.h"
 
 #include <algorithm>
 #include <cstdint>

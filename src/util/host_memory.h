@@ -1,4 +1,5 @@
-// Host allocations for the CPU backend's large arrays (weights, packed weights, the KV cache).
+// Host allocations for large arrays: the CPU backend's weights, packed weights and KV cache,
+// and the bandwidth calibration's arrays (which must be paged as the engine's are).
 //
 // An allocation of at least 2 MiB is aligned to 2 MiB, rounded up to whole 2 MiB pages and
 // marked for transparent huge pages (madvise MADV_HUGEPAGE, which Linux honours where THP is in
