@@ -193,9 +193,13 @@ Tolerances default_tolerances(DType activation_dtype, bool quantized_activations
   if (activation_dtype != DType::kF32) {
     t.ops = 2e-2;
     t.matmul_float_w = 2e-2;
+    t.matmul_bf16_w = 2e-2;
     t.matmul_quant_w = 2e-2;
   }
-  if (quantized_activations) t.matmul_quant_w = std::max(t.matmul_quant_w, 3e-2);
+  if (quantized_activations) {
+    t.matmul_quant_w = std::max(t.matmul_quant_w, 3e-2);
+    t.matmul_bf16_w = std::max(t.matmul_bf16_w, 1e-2);
+  }
   return t;
 }
 

@@ -67,7 +67,10 @@ void run_matmul_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<C
   for (DType t : float_types) {
     for (int64_t k : {1, 7, 33, 130, 576}) {
       for (int64_t m : ms) {
-        for (int64_t n : ns) matmul_case(b, rng, t, m, k, n, n == 13, tol.matmul_float_w, out);
+        for (int64_t n : ns) {
+          matmul_case(b, rng, t, m, k, n, n == 13,
+                      t == DType::kBF16 ? tol.matmul_bf16_w : tol.matmul_float_w, out);
+        }
       }
     }
   }

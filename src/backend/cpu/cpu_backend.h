@@ -2,7 +2,8 @@
 //
 // Activations, logits and the KV cache are F32. Weights stay where load_weight found them (zero
 // copy; the host memory, often a file mapping, must outlive the backend). Matmul supports every
-// weight dtype: F32/F16/BF16 rows are converted to f32 and dotted in f32; quantized rows are
+// weight dtype: F32/F16/BF16 rows are converted to f32 and multiplied in f32 (fast mode, BF16
+// weights with AVX512_BF16: activations rounded to bf16, as llama.cpp does); quantized rows are
 // dotted with activations quantized to 8 bits per block of 32 (integer dot products, about 0.5%
 // relative error from the activation rounding), or, with quantize_activations = false,
 // dequantized to f32 first (exact up to f32 summation order).
@@ -11,7 +12,9 @@
 // portable C++; the environment variable CARPOOL_CPU_ISA caps the level): tiled kernels that
 // unpack each weight block once per tile of 4 or 8 activation rows (gemm_q8a.h, gemm_float.h).
 // With AVX-512 VNNI, Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K weights are repacked at their first matmul
-// so that one instruction serves 16 weight rows (packed_weights.h, gemm_packed.h); the copy
+// so that one instruction serves 16 weight rows (packed_weights.h, gemm_packed.h), and with
+// AVX-512 so are F32/F16/BF16 weights (gemm_packed_float.h: FMAs as outer products; in the fast
+// mode BF16 weights take bf16 activations and vdpbf16ps where the CPU has it); the copy
 // counts as weight memory (the file's pages of a packed tensor are no longer read; an embedding
 // table also used as the output matrix keeps both). CARPOOL_CPU_PACK=0 turns packing off. A row's
 // result does not depend on how many rows share its matmul (batch invariance).
@@ -102,6 +105,7 @@ class CpuBackend final : public Backend {
   std::vector<BlockQ8A> x_q8u_;              // the same plus 128, for VNNI kernels (gemm_q8a.h)
   std::vector<float> x_q8ds_;                // their d and s as arrays, for K-type kernels
   std::vector<int32_t> x_q8sum_;             // the sum of each block's quants, for packed kernels
+  std::vector<uint32_t> x_bf16_;             // bf16 activation pairs, for packed BF16 weights
   std::vector<float> norm_weight_;           // dequantized norm weights
 
   struct Allocation {

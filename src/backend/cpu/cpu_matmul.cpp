@@ -3,7 +3,8 @@
 // Work is split over weight rows, the outermost loop. Quantized weights with a packed copy
 // (packed_weights.h) go through gemm_packed.h 16 rows at a time, the rows past the last full
 // group and every other quantized type through the tiled kernels of gemm_q8a.h (each weight block
-// unpacked once per tile of activation rows), float weights through those of gemm_float.h; without
+// unpacked once per tile of activation rows); float weights through gemm_packed_float.h (AVX-512)
+// or the tiled dot products of gemm_float.h (AVX2, and the rows past the last group); without
 // AVX2 (or with quantize_activations off for quantized weights) each weight row is converted to f32
 // and dotted with every activation row.
 #include <algorithm>
@@ -11,8 +12,10 @@
 #include <string>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/gemm_float.h"
 #include "backend/cpu/gemm_packed.h"
+#include "backend/cpu/gemm_packed_float.h"
 #include "backend/cpu/gemm_q8a.h"
 #include "util/check.h"
 
@@ -110,6 +113,43 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
 
   if (!dtype_is_quantized(w.dtype) && cpu_isa() >= CpuIsa::kAvx2) {
     GemmFloatArgs args;
+    if (const PackedWeight* packed = packed_for(w)) {
+      GemmPackedFloatArgs pa;
+      pa.w = packed;
+      pa.x = xs;
+      pa.m = m;
+      pa.y = y;
+      pa.ldy = n;
+      pa.bias = b;
+      if (w.dtype == DType::kBF16 && options_.quantize_activations && cpu_features().avx512_bf16) {
+        // Fast mode: bf16 activations and vdpbf16ps (two products per lane).
+        const int64_t pairs = packed->blocks;
+        if (x_bf16_.size() < static_cast<size_t>(m * pairs)) x_bf16_.resize(m * pairs);
+        uint32_t* xb = x_bf16_.data();
+        pool_.parallel_for(m, 1, [&](int64_t r0, int64_t r1, int) {
+          for (int64_t r = r0; r < r1; ++r) f32_to_bf16_pairs(xs + r * k, k, xb + r * pairs);
+        });
+        pa.x_bf16 = xb;
+      }
+      args.wtype = w.dtype;
+      args.w = wbase;
+      args.w_row_bytes = w_row_bytes;
+      args.x = xs;
+      args.m = m;
+      args.k = k;
+      args.y = y;
+      args.ldy = n;
+      args.bias = b;
+      const int64_t groups = packed->groups;
+      const bool tail = groups * kPackRows < n;
+      const int64_t pgrain = std::max<int64_t>(2, grain / kPackRows);
+      pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
+        const int64_t g_end = std::min(g1, groups);
+        if (g0 < g_end) CARPOOL_CHECK(gemm_packed_float_avx512(pa, g0, g_end));
+        if (g1 > groups) CARPOOL_CHECK(gemm_float_avx2(args, groups * kPackRows, n));
+      });
+      return;
+    }
     args.wtype = w.dtype;
     args.w = wbase;
     args.w_row_bytes = w_row_bytes;
@@ -155,8 +195,14 @@ bool packing_enabled() {
 }  // namespace
 
 const PackedWeight* CpuBackend::packed_for(const Tensor& w) {
-  if (!packing_enabled() || !options_.quantize_activations || cpu_isa() < CpuIsa::kAvx2 ||
-      !packable(w.dtype) || w.rows < kPackRows || w.cols % dtype_info(w.dtype).block_elems != 0) {
+  if (!packing_enabled() || !packable(w.dtype) || w.rows < kPackRows ||
+      w.cols % dtype_info(w.dtype).block_elems != 0) {
+    return nullptr;
+  }
+  // Float weights: AVX-512 kernels (f32 activations, exact products), in both modes. Quantized
+  // weights: 8-bit activations, AVX2 or AVX-512.
+  if (packable_float(w.dtype) ? cpu_isa() < CpuIsa::kAvx512
+                              : !options_.quantize_activations || cpu_isa() < CpuIsa::kAvx2) {
     return nullptr;
   }
   auto it = packed_.find(w.data);

@@ -5,9 +5,9 @@
 #include <cstring>
 #include <type_traits>
 
-#include "util/host_memory.h"
 #include "backend/cpu/quants.h"
 #include "util/check.h"
+#include "util/host_memory.h"
 
 namespace carpool {
 
@@ -17,7 +17,11 @@ void PackedWeight::Free::operator()(uint8_t* p) const {
 
 bool packable(DType t) {
   return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ8_0 || t == DType::kQ4_K ||
-         t == DType::kQ5_K || t == DType::kQ6_K;
+         t == DType::kQ5_K || t == DType::kQ6_K || packable_float(t);
+}
+
+bool packable_float(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16;
 }
 
 size_t packed_block_bytes(DType t) {
@@ -34,6 +38,12 @@ size_t packed_block_bytes(DType t) {
       return 32 * 64 + 4 * kPackRows + 16 * kPackRows + 8 * 64;
     case DType::kQ6_K:
       return 48 * 64 + 2 * kPackRows + 16 * kPackRows;
+    case DType::kF32:
+      return 4 * kPackRows;
+    case DType::kF16:
+      return 2 * kPackRows;
+    case DType::kBF16:
+      return 4 * kPackRows;  // a pair of elements per row
     default:
       CARPOOL_CHECK(false && "packed_block_bytes: type has no packed layout");
       return 0;
@@ -47,7 +57,7 @@ PackedWeight make_packed(DType t, int64_t rows, int64_t cols) {
   p.type = t;
   p.groups = rows / kPackRows;
   p.cols = cols;
-  p.blocks = cols / block_elems;
+  p.blocks = t == DType::kBF16 ? (cols + 1) / 2 : cols / block_elems;
   p.block_bytes = packed_block_bytes(t);
   const size_t bytes = std::max<size_t>(64, (p.bytes() + 63) / 64 * 64);
   p.data.reset(static_cast<uint8_t*>(host_alloc(bytes)));
@@ -136,9 +146,38 @@ void pack_super_blocks(PackedWeight& p, const uint8_t* base, size_t row_bytes, i
 
 }  // namespace
 
+namespace {
+
+// F32, F16: element i of the group's rows side by side; BF16: elements 2i and 2i + 1 of each row
+// side by side (a zero after the last element of an odd-length row).
+void pack_float(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g0, int64_t g1) {
+  const size_t elem = p.type == DType::kF32 ? 4 : 2;
+  const int64_t per_block = p.type == DType::kBF16 ? 2 : 1;
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* out = p.data.get() + static_cast<size_t>(g * p.blocks) * p.block_bytes;
+    for (int64_t i = 0; i < p.blocks; ++i, out += p.block_bytes) {
+      for (int l = 0; l < kPackRows; ++l) {
+        const uint8_t* row = base + static_cast<size_t>(g * kPackRows + l) * row_bytes;
+        for (int64_t e = 0; e < per_block; ++e) {
+          const int64_t col = per_block * i + e;
+          uint8_t* dst = out + (static_cast<size_t>(l * per_block + e)) * elem;
+          if (col < p.cols) {
+            std::memcpy(dst, row + static_cast<size_t>(col) * elem, elem);
+          } else {
+            std::memset(dst, 0, elem);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, int64_t g1) {
   CARPOOL_CHECK(g0 >= 0 && g0 <= g1 && g1 <= p.groups);
   const uint8_t* rows = static_cast<const uint8_t*>(w);
+  if (packable_float(p.type)) return pack_float(p, rows, row_bytes, g0, g1);
   switch (p.type) {
     case DType::kQ4_K:
       return pack_super_blocks<BlockQ4_K>(p, rows, row_bytes, g0, g1, pack_k45<BlockQ4_K>);

@@ -1,5 +1,6 @@
-// Internal to the CPU backend: quantized weight matrices repacked at first use so that one
-// AVX-512 VNNI instruction serves 16 weight rows (output columns) at once.
+// Internal to the CPU backend: weight matrices repacked at first use so that one AVX-512
+// instruction (VNNI for quantized types, an FMA or vdpbf16ps for float types) serves 16 weight
+// rows (output columns) at once.
 //
 // The tiled kernels of gemm_q8a.h keep the file's layout: each weight row's block is dotted with
 // an activation block into 8 partial sums that are then scaled and summed per row, so most of the
@@ -21,6 +22,10 @@
 //   Q5_K:       as Q4_K, then 8 x 64 bytes of qh interleaved the same way.
 //   Q6_K:       32 x 64 bytes of ql and 16 x 64 bytes of qh interleaved by 4 bytes, 16 f16 d,
 //               and the int8 scales [16][16].
+//   F32, F16:   one "block" per element i: element i of the 16 rows side by side (64 or 32
+//               bytes), so one vector load gives 16 output columns' weights for one k.
+//   BF16:       one block per pair of elements: elements 2i, 2i+1 of row j0+l at lane l (64
+//               bytes), the operand layout of vdpbf16ps; an odd-length row ends with a zero.
 // Rows past the last full group are not packed: callers run the unpacked kernels on them.
 //
 // Thread-safety: pure functions; a PackedWeight is immutable after pack_weight().
@@ -40,7 +45,8 @@ struct PackedWeight {
   DType type = DType::kF32;
   int64_t groups = 0;      // full groups of kPackRows rows; rows [groups * 16, n) stay unpacked
   int64_t cols = 0;        // elements per row
-  int64_t blocks = 0;      // weight blocks per row (32 elements; 256 for the K types)
+  int64_t blocks = 0;      // weight blocks per row (32 elements; 256 for the K types; float
+                           // types: 1 element, BF16 a pair)
   size_t block_bytes = 0;  // bytes of one group's block
   struct Free {
     void operator()(uint8_t* p) const;
@@ -53,14 +59,16 @@ struct PackedWeight {
   size_t bytes() const { return static_cast<size_t>(groups * blocks) * block_bytes; }
 };
 
-// True for the weight types that have a packed layout.
+// True for the weight types that have a packed layout; packable_float: F32, F16 and BF16 (used
+// by gemm_packed_float.h with f32 or bf16 activations, not 8-bit ones).
 bool packable(DType t);
+bool packable_float(DType t);
 
 // Bytes of one group's block for type t (packable(t)).
 size_t packed_block_bytes(DType t);
 
 // An empty PackedWeight of the right size for a [rows, cols] matrix of type t (packable(t),
-// cols a multiple of 32); fill it with pack_groups.
+// cols a multiple of the type's block elements); fill it with pack_groups.
 PackedWeight make_packed(DType t, int64_t rows, int64_t cols);
 
 // Packs groups [g0, g1) of the weight rows at w (row stride row_bytes) into p.

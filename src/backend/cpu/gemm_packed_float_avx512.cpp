@@ -1,0 +1,220 @@
+// AVX-512 kernels for packed float weights (gemm_packed_float.h). A tile is R activation rows x
+// C groups of 16 columns (R <= 8, C <= 2): R * C accumulators; per k, C weight vectors (F16
+// widened by vcvtph2ps, BF16 pairs split into their even and odd elements by shifts) and one
+// broadcast per row.
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/gemm_packed_float.h"
+#include "backend/dtype.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "backend/cpu/cpu_features.h"
+
+namespace carpool {
+namespace {
+
+constexpr int kRowsMax = 8;
+constexpr int kGroupsMax = 2;
+
+enum class Mode { kF32, kF16, kBF16, kBF16Dot };
+
+inline void prefetch(const uint8_t* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+}
+
+// acc[r][c] = sum over k of w[c] column values times x row r, k in order.
+template <Mode M, int R, int C>
+inline void tile(const uint8_t* const (&w)[C], int64_t nb, size_t bb, const GemmPackedFloatArgs& a,
+                 int64_t r0, __m512 (&acc)[R][C]) {
+  const int64_t k = a.w->cols;
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  if constexpr (M == Mode::kF32 || M == Mode::kF16) {
+    const float* x = a.x + r0 * k;
+    for (int64_t i = 0; i < nb; ++i) {
+      __m512 wv[C];
+#pragma GCC unroll 2
+      for (int c = 0; c < C; ++c) {
+        const uint8_t* p = w[c] + static_cast<size_t>(i) * bb;
+        if (R == 1) prefetch(p + 2048);
+        if constexpr (M == Mode::kF32) {
+          wv[c] = _mm512_loadu_ps(reinterpret_cast<const float*>(p));
+        } else {
+          wv[c] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512 xb = _mm512_set1_ps(x[r * k + i]);
+#pragma GCC unroll 2
+        for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(wv[c], xb, acc[r][c]);
+      }
+    }
+  } else if constexpr (M == Mode::kBF16) {
+    const float* x = a.x + r0 * k;
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+    for (int64_t i = 0; i < nb; ++i) {
+      __m512 even[C], odd[C];
+#pragma GCC unroll 2
+      for (int c = 0; c < C; ++c) {
+        const uint8_t* p = w[c] + static_cast<size_t>(i) * bb;
+        if (R == 1) prefetch(p + 2048);
+        const __m512i v = _mm512_loadu_si512(p);
+        even[c] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        odd[c] = _mm512_castsi512_ps(_mm512_and_si512(v, high));
+      }
+      const bool has_odd = 2 * i + 1 < k;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512 x0 = _mm512_set1_ps(x[r * k + 2 * i]);
+#pragma GCC unroll 2
+        for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(even[c], x0, acc[r][c]);
+        if (has_odd) {
+          const __m512 x1 = _mm512_set1_ps(x[r * k + 2 * i + 1]);
+#pragma GCC unroll 2
+          for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(odd[c], x1, acc[r][c]);
+        }
+      }
+    }
+  } else {
+    const uint32_t* x = a.x_bf16 + r0 * nb;
+    for (int64_t i = 0; i < nb; ++i) {
+      __m512bh wv[C];
+#pragma GCC unroll 2
+      for (int c = 0; c < C; ++c) {
+        const uint8_t* p = w[c] + static_cast<size_t>(i) * bb;
+        if (R == 1) prefetch(p + 2048);
+        wv[c] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(p));
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512bh xb =
+            reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[r * nb + i])));
+#pragma GCC unroll 2
+        for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], wv[c], xb);
+      }
+    }
+  }
+}
+
+template <Mode M, int R, int C>
+inline void tile_store(const GemmPackedFloatArgs& a, int64_t g, int64_t r0) {
+  const PackedWeight& pw = *a.w;
+  const uint8_t* w[C];
+  for (int c = 0; c < C; ++c) w[c] = pw.group(g + c);
+  __m512 acc[R][C];
+  tile<M, R, C>(w, pw.blocks, pw.block_bytes, a, r0, acc);
+  for (int c = 0; c < C; ++c) {
+    const int64_t j0 = (g + c) * kPackRows;
+    const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + j0) : _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(a.y + (r0 + r) * a.ldy + j0, _mm512_add_ps(acc[r][c], bias));
+    }
+  }
+}
+
+template <Mode M, int R, int C>
+inline void tile_rows(int rows, const GemmPackedFloatArgs& a, int64_t g, int64_t r0) {
+  if constexpr (R >= 1) {
+    if (rows == R) return tile_store<M, R, C>(a, g, r0);
+    return tile_rows<M, R - 1, C>(rows, a, g, r0);
+  }
+}
+
+template <Mode M>
+void run(const GemmPackedFloatArgs& a, int64_t g0, int64_t g1) {
+  // Activation rows in panels that stay in L2 while the groups pass over them.
+  const int64_t row_bytes = a.w->cols * 4;
+  const int64_t panel_rows = std::max<int64_t>(
+      kRowsMax, (int64_t{384} << 10) / std::max<int64_t>(1, row_bytes) / kRowsMax * kRowsMax);
+  for (int64_t p0 = 0; p0 < a.m; p0 += panel_rows) {
+    const int64_t p1 = std::min(a.m, p0 + panel_rows);
+    for (int64_t g = g0; g < g1; g += kGroupsMax) {
+      const bool pair = g + 1 < g1;
+      for (int64_t r = p0; r < p1; r += kRowsMax) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRowsMax, p1 - r));
+        if (pair) {
+          tile_rows<M, kRowsMax, 2>(rows, a, g, r);
+        } else {
+          tile_rows<M, kRowsMax, 1>(rows, a, g, r);
+        }
+      }
+      if (!pair) break;
+    }
+  }
+}
+
+// 32 values at a time with vcvtne2ps2bf16 (round to nearest even; the bf16 array in element
+// order is the pairs array); the rest as the scalar f32_to_bf16.
+int64_t f32_to_bf16_vector(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+    _mm512_storeu_si512(out + i, reinterpret_cast<__m512i>(v));
+  }
+  return i;
+}
+
+}  // namespace
+
+void f32_to_bf16_pairs(const float* x, int64_t n, uint32_t* out) {
+  int64_t done = 0;
+  if (cpu_features().avx512_bf16) done = f32_to_bf16_vector(x, n, reinterpret_cast<uint16_t*>(out));
+  for (int64_t i = done; i < n; i += 2) {
+    const uint32_t lo = f32_to_bf16(x[i]);
+    const uint32_t hi = i + 1 < n ? f32_to_bf16(x[i + 1]) : 0;
+    out[i / 2] = lo | (hi << 16);
+  }
+}
+
+bool gemm_packed_float_avx512(const GemmPackedFloatArgs& a, int64_t g0, int64_t g1) {
+  if (!cpu_supports(CpuIsa::kAvx512)) return false;
+  switch (a.w->type) {
+    case DType::kF32:
+      run<Mode::kF32>(a, g0, g1);
+      return true;
+    case DType::kF16:
+      run<Mode::kF16>(a, g0, g1);
+      return true;
+    case DType::kBF16:
+      if (a.x_bf16 != nullptr) {
+        if (!cpu_features().avx512_bf16) return false;
+        run<Mode::kBF16Dot>(a, g0, g1);
+      } else {
+        run<Mode::kBF16>(a, g0, g1);
+      }
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace carpool
+#pragma GCC pop_options
+
+#else
+
+namespace carpool {
+bool gemm_packed_float_avx512(const GemmPackedFloatArgs&, int64_t, int64_t) {
+  return false;
+}
+void f32_to_bf16_pairs(const float* x, int64_t n, uint32_t* out) {
+  for (int64_t i = 0; i < n; i += 2) {
+    const uint32_t lo = f32_to_bf16(x[i]);
+    const uint32_t hi = i + 1 < n ? f32_to_bf16(x[i + 1]) : 0;
+    out[i / 2] = lo | (hi << 16);
+  }
+}
+}  // namespace carpool
+
+#endif
