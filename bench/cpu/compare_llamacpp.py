@@ -8,7 +8,9 @@ batch 16, and a STREAM-like memory bandwidth (bench/cpu/stream.c) for the MBU of
 Each figure is the best of --reps runs, taken in alternation so both sides see similar load.
 
 usage: compare_llamacpp.py --carpool BUILD/carpool [--threads 2] [--models default,q8_0,q4_k]
-Synthetic ~1B GGUF files are written by make_synthetic_gguf.py into --cache on first use.
+--models: "default" (SmolLM2-135M Q4_1) and any of q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32
+(a synthetic ~1B Llama in that type); the default list is all of them. Synthetic files are
+written by make_synthetic_gguf.py into --cache on first use (f32: 4.4 GB).
 """
 import argparse
 import json
@@ -100,7 +102,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--carpool", required=True, help="path of the carpool executable")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--models", default="default,q8_0,q4_k")
+    ap.add_argument("--models", default="default,q4_0,q4_1,q8_0,q4_k,q5_k,q6_k,f16,bf16,f32")
     ap.add_argument("--default-model", default=DEFAULT_MODEL)
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/carpool/bench"))
     ap.add_argument("--prompt-len", type=int, default=128)
