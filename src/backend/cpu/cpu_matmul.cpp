@@ -142,7 +142,9 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
       args.bias = b;
       const int64_t groups = packed->groups;
       const bool tail = groups * kPackRows < n;
-      const int64_t pgrain = std::max<int64_t>(2, grain / kPackRows);
+      // Whole tiles of groups per task (gemm_packed_float.h: 4 groups per tile at one or two
+      // rows, else 2).
+      const int64_t pgrain = std::max<int64_t>(m <= 2 ? 4 : 2, grain / kPackRows);
       pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
         const int64_t g_end = std::min(g1, groups);
         if (g0 < g_end) CARPOOL_CHECK(gemm_packed_float_avx512(pa, g0, g_end));

@@ -13,6 +13,7 @@
 // The corrections (-8, -32 times the activation sum) seed the integer sums: they stay exact.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "backend/cpu/gemm_packed.h"
 
@@ -33,6 +34,9 @@ constexpr int32_t kQ8Offset = 0;
 
 inline VecI vload(const uint8_t* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline void vstore(uint8_t* p, VecI v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
 }
 inline VecI vset1_8(int8_t v) {
   return _mm256_set1_epi8(v);

@@ -14,6 +14,7 @@
 // The corrections (-8, -32 times the activation sum) seed the integer sums: they stay exact.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "backend/cpu/gemm_packed.h"
 
@@ -37,6 +38,9 @@ constexpr int32_t kQ8Offset = 128;
 
 inline VecI vload(const uint8_t* p) {
   return _mm512_loadu_si512(p);
+}
+inline void vstore(uint8_t* p, VecI v) {
+  _mm512_storeu_si512(p, v);
 }
 inline VecI vset1_8(int8_t v) {
   return _mm512_set1_epi8(v);
