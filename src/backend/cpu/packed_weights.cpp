@@ -149,24 +149,28 @@ void pack_super_blocks(PackedWeight& p, const uint8_t* base, size_t row_bytes, i
 namespace {
 
 // F32, F16: element i of the group's rows side by side; BF16: elements 2i and 2i + 1 of each row
-// side by side (a zero after the last element of an odd-length row).
+// side by side (a zero after the last element of an odd-length row). Elem: the element's bytes
+// as an unsigned integer type, so every copy is one load and one store.
+template <typename Elem, int kPerBlock>
 void pack_float(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g0, int64_t g1) {
-  const size_t elem = p.type == DType::kF32 ? 4 : 2;
-  const int64_t per_block = p.type == DType::kBF16 ? 2 : 1;
+  const int64_t full = p.cols / kPerBlock;  // blocks with every element present
   for (int64_t g = g0; g < g1; ++g) {
-    uint8_t* out = p.data.get() + static_cast<size_t>(g * p.blocks) * p.block_bytes;
-    for (int64_t i = 0; i < p.blocks; ++i, out += p.block_bytes) {
+    Elem* out =
+        reinterpret_cast<Elem*>(p.data.get() + static_cast<size_t>(g * p.blocks) * p.block_bytes);
+    const Elem* rows[kPackRows];
+    for (int l = 0; l < kPackRows; ++l) {
+      rows[l] =
+          reinterpret_cast<const Elem*>(base + static_cast<size_t>(g * kPackRows + l) * row_bytes);
+    }
+    for (int64_t i = 0; i < full; ++i, out += kPackRows * kPerBlock) {
       for (int l = 0; l < kPackRows; ++l) {
-        const uint8_t* row = base + static_cast<size_t>(g * kPackRows + l) * row_bytes;
-        for (int64_t e = 0; e < per_block; ++e) {
-          const int64_t col = per_block * i + e;
-          uint8_t* dst = out + (static_cast<size_t>(l * per_block + e)) * elem;
-          if (col < p.cols) {
-            std::memcpy(dst, row + static_cast<size_t>(col) * elem, elem);
-          } else {
-            std::memset(dst, 0, elem);
-          }
-        }
+        for (int e = 0; e < kPerBlock; ++e) out[l * kPerBlock + e] = rows[l][i * kPerBlock + e];
+      }
+    }
+    if (full < p.blocks) {  // BF16, odd length: the last element and a zero
+      for (int l = 0; l < kPackRows; ++l) {
+        out[l * kPerBlock] = rows[l][full * kPerBlock];
+        for (int e = 1; e < kPerBlock; ++e) out[l * kPerBlock + e] = 0;
       }
     }
   }
@@ -177,7 +181,9 @@ void pack_float(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t 
 void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, int64_t g1) {
   CARPOOL_CHECK(g0 >= 0 && g0 <= g1 && g1 <= p.groups);
   const uint8_t* rows = static_cast<const uint8_t*>(w);
-  if (packable_float(p.type)) return pack_float(p, rows, row_bytes, g0, g1);
+  if (p.type == DType::kF32) return pack_float<uint32_t, 1>(p, rows, row_bytes, g0, g1);
+  if (p.type == DType::kF16) return pack_float<uint16_t, 1>(p, rows, row_bytes, g0, g1);
+  if (p.type == DType::kBF16) return pack_float<uint16_t, 2>(p, rows, row_bytes, g0, g1);
   switch (p.type) {
     case DType::kQ4_K:
       return pack_super_blocks<BlockQ4_K>(p, rows, row_bytes, g0, g1, pack_k45<BlockQ4_K>);
