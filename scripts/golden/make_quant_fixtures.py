@@ -7,7 +7,7 @@ implementation of the block formats. For each type the script writes:
   tests/golden/quants/<type>.bin  raw block bytes (as stored in a GGUF file)
   tests/golden/quants/<type>.f32  their dequantized values, float32 little-endian
 
-Q4_0, Q4_1 and Q8_0 blocks come from gguf's reference quantizer applied to random data (plus some
+Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 blocks come from gguf's reference quantizer applied to random data (plus some
 blocks of random bytes); gguf has no quantizer for the K types, so their blocks are random bytes
 whose f16 scale fields are set to random finite values, dequantized by gguf.
 
@@ -32,8 +32,15 @@ BLOCK = {  # type -> (elements per block, bytes per block, offsets of f16 scale 
     "q5_k": (256, 176, [0, 2]),
     "q6_k": (256, 210, [208]),
 }
+# Written after the others from their own generator (--seed + 1), so adding them left the
+# fixtures above unchanged.
+LATER_BLOCK = {
+    "q5_0": (32, 22, [0]),
+    "q5_1": (32, 24, [0, 2]),
+}
+BLOCK.update(LATER_BLOCK)
 QTYPE = {"q4_0": T.Q4_0, "q4_1": T.Q4_1, "q8_0": T.Q8_0, "q4_k": T.Q4_K, "q5_k": T.Q5_K,
-         "q6_k": T.Q6_K}
+         "q6_k": T.Q6_K, "q5_0": T.Q5_0, "q5_1": T.Q5_1}
 
 
 def random_finite_f16(rng, n):
@@ -63,7 +70,7 @@ def random_blocks(rng, name, n_blocks, extreme_scales):
 def write_type(out, rng, name):
     elems, nbytes, _ = BLOCK[name]
     parts = []
-    if name in ("q4_0", "q4_1", "q8_0"):
+    if name in ("q4_0", "q4_1", "q8_0", "q5_0", "q5_1"):
         data = (rng.standard_normal((6, elems)) * rng.uniform(0.01, 10.0, size=(6, 1)))
         data = data.astype(np.float32)
         data[0, :7] = 0.0  # a block with exact zeros and an all-constant block
@@ -112,8 +119,12 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     for name in BLOCK:
-        write_type(args.out, rng, name)
+        if name not in LATER_BLOCK:
+            write_type(args.out, rng, name)
     write_floats(args.out, rng)
+    later = np.random.default_rng(args.seed + 1)
+    for name in LATER_BLOCK:
+        write_type(args.out, later, name)
     print("wrote fixtures to", os.path.normpath(args.out))
 
 

@@ -49,6 +49,15 @@ void fill_quantized(DType t, uint8_t* dst, size_t bytes, SplitMix& rng, float sc
         q->m = m_neg;
         break;
       }
+      case DType::kQ5_0:
+        reinterpret_cast<BlockQ5_0*>(blk)->d = f32_to_f16(scale / 16.f);
+        break;
+      case DType::kQ5_1: {
+        auto* q = reinterpret_cast<BlockQ5_1*>(blk);
+        q->d = f32_to_f16(scale * 2.f / 31.f);
+        q->m = m_neg;
+        break;
+      }
       case DType::kQ8_0:
         reinterpret_cast<BlockQ8_0*>(blk)->d = d_q8;
         break;

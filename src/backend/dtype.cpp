@@ -13,6 +13,8 @@ constexpr DTypeInfo kBF16Info{"bf16", 1, 2};
 constexpr DTypeInfo kI32Info{"i32", 1, 4};
 constexpr DTypeInfo kQ4_0Info{"q4_0", kQK, sizeof(BlockQ4_0)};
 constexpr DTypeInfo kQ4_1Info{"q4_1", kQK, sizeof(BlockQ4_1)};
+constexpr DTypeInfo kQ5_0Info{"q5_0", kQK, sizeof(BlockQ5_0)};
+constexpr DTypeInfo kQ5_1Info{"q5_1", kQK, sizeof(BlockQ5_1)};
 constexpr DTypeInfo kQ8_0Info{"q8_0", kQK, sizeof(BlockQ8_0)};
 constexpr DTypeInfo kQ4_KInfo{"q4_k", kQKK, sizeof(BlockQ4_K)};
 constexpr DTypeInfo kQ5_KInfo{"q5_k", kQKK, sizeof(BlockQ5_K)};
@@ -28,6 +30,10 @@ const DTypeInfo* find_info(uint32_t id) {
       return &kQ4_0Info;
     case DType::kQ4_1:
       return &kQ4_1Info;
+    case DType::kQ5_0:
+      return &kQ5_0Info;
+    case DType::kQ5_1:
+      return &kQ5_1Info;
     case DType::kQ8_0:
       return &kQ8_0Info;
     case DType::kQ4_K:

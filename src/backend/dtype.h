@@ -15,6 +15,8 @@ enum class DType : uint32_t {
   kF16 = 1,
   kQ4_0 = 2,
   kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
   kQ8_0 = 8,
   kQ4_K = 12,
   kQ5_K = 13,
@@ -60,6 +62,17 @@ struct BlockQ4_1 {
   uint16_t m;  // f16 minimum
   uint8_t qs[kQK / 2];
 };
+struct BlockQ5_0 {
+  uint16_t d;           // f16 scale
+  uint8_t qh[4];        // bit j: the fifth bit of element j
+  uint8_t qs[kQK / 2];  // low 4 bits, as Q4_0; w = d (q - 16)
+};
+struct BlockQ5_1 {
+  uint16_t d;  // f16 scale
+  uint16_t m;  // f16 minimum; w = d q + m
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
 struct BlockQ8_0 {
   uint16_t d;  // f16 scale
   int8_t qs[kQK];
@@ -87,6 +100,8 @@ struct BlockQ6_K {
 
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);
+static_assert(sizeof(BlockQ5_0) == 22);
+static_assert(sizeof(BlockQ5_1) == 24);
 static_assert(sizeof(BlockQ8_0) == 34);
 static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);

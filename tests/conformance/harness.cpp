@@ -158,6 +158,10 @@ std::vector<uint8_t> random_weight_bytes(Rng& rng, DType t, int64_t rows, int64_
       case DType::kQ8_0:
         put_f16(blk, rng.uniform(-0.1f, 0.1f));
         break;
+      case DType::kQ5_0:
+        put_f16(blk, rng.uniform(-0.05f, 0.05f));
+        break;
+      case DType::kQ5_1:
       case DType::kQ4_1:
         put_f16(blk, rng.uniform(0.001f, 0.1f));
         put_f16(blk + 2, rng.uniform(-0.5f, 0.5f));

@@ -117,6 +117,9 @@ class CpuBackend final : public Backend {
   int k_block_size(const Tensor& k_cache) const;
   std::unordered_map<void*, Allocation> allocations_;     // alloc()/alloc_kv() memory
   std::unordered_map<const void*, PackedWeight> packed_;  // by the weight's data pointer
+  // Q5_0 weights, re-encoded as Q8_0 by load_weight (exact); the host copy is owned here.
+  Result<Tensor> load_q5_0_as_q8_0(const HostWeight& w);
+  std::vector<std::unique_ptr<uint8_t[], PackedWeight::Free>> owned_weights_;
   size_t packed_bytes_ = 0;
   size_t weights_bytes_ = 0;
   size_t kv_bytes_ = 0;

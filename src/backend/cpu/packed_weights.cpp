@@ -16,8 +16,8 @@ void PackedWeight::Free::operator()(uint8_t* p) const {
 }
 
 bool packable(DType t) {
-  return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ8_0 || t == DType::kQ4_K ||
-         t == DType::kQ5_K || t == DType::kQ6_K || packable_float(t);
+  return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ5_1 || t == DType::kQ8_0 ||
+         t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K || packable_float(t);
 }
 
 bool packable_float(DType t) {
@@ -32,6 +32,8 @@ size_t packed_block_bytes(DType t) {
       return 4 * 64 + 4 * kPackRows;
     case DType::kQ8_0:
       return 8 * 64 + 2 * kPackRows;
+    case DType::kQ5_1:
+      return 8 * 64 + 4 * kPackRows;
     case DType::kQ4_K:
       return 32 * 64 + 4 * kPackRows + 16 * kPackRows;
     case DType::kQ5_K:
@@ -176,6 +178,31 @@ void pack_float(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t 
   }
 }
 
+// Q5_1: the 5-bit values as bytes in 8 parts (byte 4 * l + b of part t: element 4t + b of row
+// j0 + l), then 16 f16 d and 16 f16 m: Q8_0's layout with Q4_1's scales.
+void pack_q5_1(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g0, int64_t g1) {
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* out = p.data.get() + static_cast<size_t>(g * p.blocks) * p.block_bytes;
+    for (int64_t i = 0; i < p.blocks; ++i, out += p.block_bytes) {
+      uint16_t* scales = reinterpret_cast<uint16_t*>(out + 8 * 64);
+      for (int l = 0; l < kPackRows; ++l) {
+        const uint8_t* row = base + static_cast<size_t>(g * kPackRows + l) * row_bytes;
+        const BlockQ5_1& b = reinterpret_cast<const BlockQ5_1*>(row)[i];
+        uint32_t qh;
+        std::memcpy(&qh, b.qh, 4);
+        for (int e = 0; e < kQK; ++e) {
+          const int j = e % (kQK / 2);
+          const int nibble = e < kQK / 2 ? b.qs[j] & 0x0f : b.qs[j] >> 4;
+          out[64 * (e / 4) + 4 * l + e % 4] =
+              static_cast<uint8_t>(nibble | static_cast<int>(((qh >> e) & 1u) << 4));
+        }
+        scales[l] = b.d;
+        scales[kPackRows + l] = b.m;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, int64_t g1) {
@@ -194,6 +221,7 @@ void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, i
     default:
       break;
   }
+  if (p.type == DType::kQ5_1) return pack_q5_1(p, rows, row_bytes, g0, g1);
   const bool q8 = p.type == DType::kQ8_0;
   const int parts = q8 ? 8 : 4;
   const uint8_t* base = static_cast<const uint8_t*>(w);

@@ -16,6 +16,8 @@
 //               f16 m).
 //   Q8_0:       8 x 64 bytes: byte 4*l + b of part t is element 4t + b of row j0+l plus 128 (as
 //               unsigned); then 16 f16 d.
+//   Q5_1:       8 x 64 bytes as Q8_0 holding the 5-bit values (0..31); then 16 f16 d, 16 f16 m.
+//   (Q5_0 weights reach the CPU backend as Q8_0: load_weight re-encodes them exactly.)
 //   Q4_K:       per super-block of 256: 32 x 64 bytes: byte 4*l + b of part 8c + t is byte
 //               32c + 4t + b of row j0+l's qs (low nibble: sub-block 2c, high: 2c + 1); then 16
 //               f16 d, 16 f16 dmin, and the 6-bit scales [8][16] and mins [8][16] as bytes.

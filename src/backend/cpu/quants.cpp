@@ -42,6 +42,38 @@ CARPOOL_NO_FMA void dequant_q4_1(const BlockQ4_1* b, float* y, int64_t nb) {
   }
 }
 
+// Q5_0 / Q5_1: element j < 16 is the low nibble of qs[j] with bit j of qh as its fifth bit,
+// element j + 16 the high nibble with bit j + 16.
+inline int q5_value(const uint8_t* qs, uint32_t qh, int e) {
+  const int j = e % (kQK / 2);
+  const int nibble = e < kQK / 2 ? qs[j] & 0x0f : qs[j] >> 4;
+  return nibble | static_cast<int>(((qh >> e) & 1u) << 4);
+}
+
+CARPOOL_NO_FMA void dequant_q5_0(const BlockQ5_0* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    uint32_t qh;
+    std::memcpy(&qh, b[i].qh, 4);
+    for (int e = 0; e < kQK; ++e) y[e] = d * static_cast<float>(q5_value(b[i].qs, qh, e) - 16);
+    y += kQK;
+  }
+}
+
+CARPOOL_NO_FMA void dequant_q5_1(const BlockQ5_1* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    const float m = f16_to_f32(b[i].m);
+    uint32_t qh;
+    std::memcpy(&qh, b[i].qh, 4);
+    for (int e = 0; e < kQK; ++e) {
+      const float v = d * static_cast<float>(q5_value(b[i].qs, qh, e));
+      y[e] = v + m;
+    }
+    y += kQK;
+  }
+}
+
 CARPOOL_NO_FMA void dequant_q8_0(const BlockQ8_0* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float d = f16_to_f32(b[i].d);
@@ -169,6 +201,10 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       return dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
     case DType::kQ4_1:
       return dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
+    case DType::kQ5_0:
+      return dequant_q5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
+    case DType::kQ5_1:
+      return dequant_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
     case DType::kQ8_0:
       return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
     case DType::kQ4_K:

@@ -54,6 +54,38 @@ float dot_q4_1(const BlockQ4_1* w, const BlockQ8A* x, int64_t nb) {
   return acc;
 }
 
+// Q5_0 / Q5_1: the 5-bit values of a block (element order as in dequantize_row).
+void q5_values(const uint8_t* qs, const uint8_t* qh_bytes, int8_t* q) {
+  uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
+  for (int j = 0; j < kQK / 2; ++j) {
+    q[j] = static_cast<int8_t>((qs[j] & 0x0f) | (((qh >> j) & 1u) << 4));
+    q[j + kQK / 2] = static_cast<int8_t>((qs[j] >> 4) | (((qh >> (j + kQK / 2)) & 1u) << 4));
+  }
+}
+
+float dot_q5_0(const BlockQ5_0* w, const BlockQ8A* x, int64_t nb) {
+  float acc = 0.f;
+  int8_t q[kQK];
+  for (int64_t i = 0; i < nb; ++i) {
+    q5_values(w[i].qs, w[i].qh, q);
+    for (int8_t& v : q) v = static_cast<int8_t>(v - 16);
+    acc += f16_to_f32(w[i].d) * x[i].d * static_cast<float>(dot32_i8(q, x[i].qs));
+  }
+  return acc;
+}
+
+float dot_q5_1(const BlockQ5_1* w, const BlockQ8A* x, int64_t nb) {
+  float acc = 0.f;
+  int8_t q[kQK];
+  for (int64_t i = 0; i < nb; ++i) {
+    q5_values(w[i].qs, w[i].qh, q);
+    acc += f16_to_f32(w[i].d) * x[i].d * static_cast<float>(dot32_i8(q, x[i].qs)) +
+           f16_to_f32(w[i].m) * x[i].s;
+  }
+  return acc;
+}
+
 float dot_q8_0(const BlockQ8_0* w, const BlockQ8A* x, int64_t nb) {
   float acc = 0.f;
   for (int64_t i = 0; i < nb; ++i) {
@@ -155,6 +187,10 @@ float vec_dot_q8a_scalar(DType t, const void* w_row, const BlockQ8A* x, int64_t 
       return dot_q4_0(static_cast<const BlockQ4_0*>(w_row), x, nb);
     case DType::kQ4_1:
       return dot_q4_1(static_cast<const BlockQ4_1*>(w_row), x, nb);
+    case DType::kQ5_0:
+      return dot_q5_0(static_cast<const BlockQ5_0*>(w_row), x, nb);
+    case DType::kQ5_1:
+      return dot_q5_1(static_cast<const BlockQ5_1*>(w_row), x, nb);
     case DType::kQ8_0:
       return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, nb);
     case DType::kQ4_K:

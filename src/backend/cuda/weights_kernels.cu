@@ -62,6 +62,26 @@ __global__ void dequant_kernel(DType dtype, const uint8_t* raw, int64_t n_groups
         }
         break;
       }
+      case DType::kQ5_0:
+      case DType::kQ5_1: {
+        // Element j < 16: low nibble of qs[j], fifth bit j of qh; element j + 16: high nibble,
+        // bit j + 16. Q5_0: d (q - 16); Q5_1: d q + m.
+        const bool one = dtype == DType::kQ5_1;
+        const uint8_t* b = raw + g * (one ? sizeof(BlockQ5_1) : sizeof(BlockQ5_0));
+        float d = h2f(u16_at(b)), m = one ? h2f(u16_at(b + 2)) : 0.f;
+        const uint8_t* qhb = b + (one ? 4 : 2);
+        const uint32_t qh = uint32_t(qhb[0]) | (uint32_t(qhb[1]) << 8) | (uint32_t(qhb[2]) << 16) |
+                            (uint32_t(qhb[3]) << 24);
+        const uint8_t* qs = qhb + 4;
+        const int off = one ? 0 : 16;
+        for (int j = 0; j < 16; ++j) {
+          const int lo = int(qs[j] & 0xF) | int(((qh >> j) & 1u) << 4);
+          const int hi = int(qs[j] >> 4) | int(((qh >> (j + 16)) & 1u) << 4);
+          put(y, j, d * (lo - off) + m);
+          put(y, j + 16, d * (hi - off) + m);
+        }
+        break;
+      }
       case DType::kQ4_K: {
         // Super-block of 256 = 8 sub-blocks of 32; sub-blocks 2p and 2p+1 share 32 bytes of qs
         // (low nibbles, then high nibbles).

@@ -92,8 +92,8 @@ TEST_P(GemmPacked, MatchesDequantizedReference) {
 std::vector<Case> all_cases() {
   std::vector<Case> out;
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
-    for (DType t :
-         {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_1, DType::kQ8_0, DType::kQ4_K,
+                    DType::kQ5_K, DType::kQ6_K}) {
       out.push_back({t, isa});
     }
   }

@@ -70,6 +70,7 @@ TEST_P(DequantGolden, MatchesGgufBitExactly) {
 INSTANTIATE_TEST_SUITE_P(
     AllTypes, DequantGolden,
     ::testing::Values(TypeCase{"q4_0", DType::kQ4_0}, TypeCase{"q4_1", DType::kQ4_1},
+                      TypeCase{"q5_0", DType::kQ5_0}, TypeCase{"q5_1", DType::kQ5_1},
                       TypeCase{"q8_0", DType::kQ8_0}, TypeCase{"q4_k", DType::kQ4_K},
                       TypeCase{"q5_k", DType::kQ5_K}, TypeCase{"q6_k", DType::kQ6_K}),
     [](const auto& info) { return std::string(info.param.name); });

@@ -21,7 +21,8 @@ inline std::vector<uint8_t> random_quant_weights(std::mt19937& g, DType t, int64
   for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
     uint8_t* p = bytes.data() + blk * info.block_bytes;
     const size_t off = t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
-    const int n_halves = (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
+    const int n_halves =
+        (t == DType::kQ4_1 || t == DType::kQ5_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
     for (int h = 0; h < n_halves; ++h) {
       const uint16_t v = f32_to_f16(u(g));
       std::memcpy(p + off + 2 * h, &v, 2);
