@@ -9,7 +9,7 @@ placeholder SentencePiece-style list (control tokens, the 256 byte tokens, then 
 both programs are fed token ids directly.
 
 usage: make_synthetic_gguf.py --dtype TYPE --out FILE [--layers N]
-       TYPE: q4_0 q4_1 q8_0 q4_k q5_k q6_k f16 bf16 f32
+       TYPE: q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k f16 bf16 f32
 """
 import argparse
 import sys
@@ -47,6 +47,21 @@ def random_q4_1(rng, rows, cols):
     m = f16_bytes(rng, nb, -8e-4, -4e-4)  # about -8 d: centred as Q4_0
     qs = rng.integers(0, 256, size=(nb, 16), dtype=np.uint8)
     return np.concatenate([d, m, qs], axis=1).reshape(rows, cols // 32 * 20), QT.Q4_1
+
+
+def random_q5_0(rng, rows, cols):
+    nb = rows * cols // 32
+    d = f16_bytes(rng, nb, 1e-4, 4e-4)
+    rest = rng.integers(0, 256, size=(nb, 4 + 16), dtype=np.uint8)
+    return np.concatenate([d, rest], axis=1).reshape(rows, cols // 32 * 22), QT.Q5_0
+
+
+def random_q5_1(rng, rows, cols):
+    nb = rows * cols // 32
+    d = f16_bytes(rng, nb, 1e-4, 4e-4)
+    m = f16_bytes(rng, nb, -64e-4, -32e-4)  # about -16 d: centred as Q5_0
+    rest = rng.integers(0, 256, size=(nb, 4 + 16), dtype=np.uint8)
+    return np.concatenate([d, m, rest], axis=1).reshape(rows, cols // 32 * 24), QT.Q5_1
 
 
 def random_q5_k(rng, rows, cols):
@@ -88,6 +103,8 @@ FT = gguf.LlamaFileType
 MAKERS = {
     "q4_0": (random_q4_0, FT.MOSTLY_Q4_0),
     "q4_1": (random_q4_1, FT.MOSTLY_Q4_1),
+    "q5_0": (random_q5_0, FT.MOSTLY_Q5_0),
+    "q5_1": (random_q5_1, FT.MOSTLY_Q5_1),
     "q8_0": (random_q8_0, FT.MOSTLY_Q8_0),
     "q4_k": (random_q4_k, FT.MOSTLY_Q4_K_M),
     "q5_k": (random_q5_k, FT.MOSTLY_Q5_K_M),
