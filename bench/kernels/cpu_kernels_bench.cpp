@@ -210,7 +210,11 @@ void register_all() {
   benchmark::RegisterBenchmark("BM_QuantizeQ8a", BM_QuantizeQ8a);
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     const std::string name = std::string("BM_MatmulFloat/") + std::string(dtype_name(t));
-    benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16)->Arg(64)->Arg(256);
+    benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)
+        ->Arg(1)
+        ->Arg(16)
+        ->Arg(64)
+        ->Arg(256);
   }
   for (DType t :
        {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {

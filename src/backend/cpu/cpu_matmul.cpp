@@ -112,7 +112,16 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
   }
 
   if (!dtype_is_quantized(w.dtype) && cpu_isa() >= CpuIsa::kAvx2) {
-    GemmFloatArgs args;
+    GemmFloatArgs args;  // the AVX2 kernels: every row, or the rows past the last packed group
+    args.wtype = w.dtype;
+    args.w = wbase;
+    args.w_row_bytes = w_row_bytes;
+    args.x = xs;
+    args.m = m;
+    args.k = k;
+    args.y = y;
+    args.ldy = n;
+    args.bias = b;
     if (const PackedWeight* packed = packed_for(w)) {
       GemmPackedFloatArgs pa;
       pa.w = packed;
@@ -131,15 +140,6 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
         });
         pa.x_bf16 = xb;
       }
-      args.wtype = w.dtype;
-      args.w = wbase;
-      args.w_row_bytes = w_row_bytes;
-      args.x = xs;
-      args.m = m;
-      args.k = k;
-      args.y = y;
-      args.ldy = n;
-      args.bias = b;
       const int64_t groups = packed->groups;
       const bool tail = groups * kPackRows < n;
       // Whole tiles of groups per task (gemm_packed_float.h: 4 groups per tile at one or two
@@ -152,15 +152,6 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
       });
       return;
     }
-    args.wtype = w.dtype;
-    args.w = wbase;
-    args.w_row_bytes = w_row_bytes;
-    args.x = xs;
-    args.m = m;
-    args.k = k;
-    args.y = y;
-    args.ldy = n;
-    args.bias = b;
     pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) {
       const bool handled = gemm_float_avx2(args, j0, j1);
       CARPOOL_CHECK(handled);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/gemm_packed_float.h"
 #include "backend/dtype.h"
 
@@ -14,8 +15,6 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
-
-#include "backend/cpu/cpu_features.h"
 
 namespace carpool {
 namespace {
@@ -176,16 +175,6 @@ int64_t f32_to_bf16_vector(const float* x, int64_t n, uint16_t* out) {
 
 }  // namespace
 
-void f32_to_bf16_pairs(const float* x, int64_t n, uint32_t* out) {
-  int64_t done = 0;
-  if (cpu_features().avx512_bf16) done = f32_to_bf16_vector(x, n, reinterpret_cast<uint16_t*>(out));
-  for (int64_t i = done; i < n; i += 2) {
-    const uint32_t lo = f32_to_bf16(x[i]);
-    const uint32_t hi = i + 1 < n ? f32_to_bf16(x[i + 1]) : 0;
-    out[i / 2] = lo | (hi << 16);
-  }
-}
-
 bool gemm_packed_float_avx512(const GemmPackedFloatArgs& a, int64_t g0, int64_t g1) {
   if (!cpu_supports(CpuIsa::kAvx512)) return false;
   switch (a.w->type) {
@@ -214,16 +203,28 @@ bool gemm_packed_float_avx512(const GemmPackedFloatArgs& a, int64_t g0, int64_t 
 #else
 
 namespace carpool {
+namespace {
+int64_t f32_to_bf16_vector(const float*, int64_t, uint16_t*) {
+  return 0;
+}
+}  // namespace
 bool gemm_packed_float_avx512(const GemmPackedFloatArgs&, int64_t, int64_t) {
   return false;
 }
+}  // namespace carpool
+
+#endif
+
+namespace carpool {
+
 void f32_to_bf16_pairs(const float* x, int64_t n, uint32_t* out) {
-  for (int64_t i = 0; i < n; i += 2) {
+  int64_t done = 0;
+  if (cpu_features().avx512_bf16) done = f32_to_bf16_vector(x, n, reinterpret_cast<uint16_t*>(out));
+  for (int64_t i = done; i < n; i += 2) {
     const uint32_t lo = f32_to_bf16(x[i]);
     const uint32_t hi = i + 1 < n ? f32_to_bf16(x[i + 1]) : 0;
     out[i / 2] = lo | (hi << 16);
   }
 }
-}  // namespace carpool
 
-#endif
+}  // namespace carpool
