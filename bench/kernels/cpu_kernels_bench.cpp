@@ -227,6 +227,7 @@ void register_all() {
                                "/" + cpu_isa_name(isa);
       benchmark::RegisterBenchmark(name.c_str(), BM_AttentionDecode, isa, kv)
           ->Args({16, 48})
+          ->Args({16, 160})
           ->Args({16, 512})
           ->Args({1, 2048})
           ->UseRealTime();

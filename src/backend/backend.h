@@ -188,8 +188,12 @@ class Backend {
   // load_weight_concat, runs one matmul per stack, and reads q, k, v (or gate, up) as column
   // slices of the result through rope_kv_write_qkv and swiglu_fused. It should override both ops:
   // their defaults move the data through the host (correct, but slow, and they may not run
-  // inside a graph recording). The CPU backend keeps the separate projections.
+  // inside a graph recording).
   virtual bool prefers_fused_projections() const { return false; }
+  // Whether load_weight_concat takes parts of different dtypes (a backend that converts weights
+  // to one type). Where not, the model stacks only the parts that share one dtype and keeps the
+  // others separate.
+  virtual bool stacks_mixed_weight_types() const { return false; }
   // One weight [sum of rows, cols] holding `parts` one after another, as load_weight would make of
   // a single tensor with those rows. Every part must have the same cols. The default concatenates
   // the raw bytes on the host (kept for the backend's lifetime) and calls load_weight, so it

@@ -158,15 +158,26 @@ Status LlamaModel::load_projections(const ModelSource& src, int64_t i, Layer& l)
     Tensor* unfused;
   };
   // Finds every part (checking its shape), then loads them one by one or stacked as `name`.
-  auto load = [&](std::initializer_list<Part> parts, const char* fused_name, bool as_bias,
-                  Tensor* fused) -> Status {
-    std::vector<HostWeight> host;
+  auto find = [&](std::initializer_list<Part> parts, std::vector<HostWeight>* host) -> Status {
     for (const Part& p : parts) {
       auto w = expect(src, layer_name(i, p.what), p.rows, p.cols);
       if (!w) return w.status();
-      host.push_back(w.value());
+      host->push_back(w.value());
     }
-    if (!fused_) {
+    return Status::ok();
+  };
+  // Whether parts can be stacked: the backend converts (any types), or they share one type.
+  auto stackable = [&](const std::vector<HostWeight>& host) {
+    if (backend_.stacks_mixed_weight_types()) return true;
+    for (const HostWeight& w : host) {
+      if (w.dtype != host[0].dtype) return false;
+    }
+    return true;
+  };
+  auto load = [&](std::initializer_list<Part> parts, const std::vector<HostWeight>& found,
+                  bool stack, const char* fused_name, bool as_bias, Tensor* fused) -> Status {
+    std::vector<HostWeight> host = found;
+    if (!stack) {
       size_t k = 0;
       for (const Part& p : parts) {
         auto t = backend_.load_weight(host[k++]);
@@ -190,18 +201,27 @@ Status LlamaModel::load_projections(const ModelSource& src, int64_t i, Layer& l)
     count_weight(layer_name(i, fused_name), *fused);
     return Status::ok();
   };
-  CARPOOL_RETURN_IF_ERROR(load({{"attn_q.weight", q_dim, h, &l.wq},
-                                {"attn_k.weight", kv_dim, h, &l.wk},
-                                {"attn_v.weight", kv_dim, h, &l.wv}},
-                               "attn_qkv.weight", false, &l.wqkv));
+  // Each stack is fused or not on its own: a backend that keeps the file's types (the CPU) fuses
+  // q|k|v only where the three share one (Q4_K_M files keep attn_v wider in some layers).
+  const std::initializer_list<Part> qkv = {{"attn_q.weight", q_dim, h, &l.wq},
+                                           {"attn_k.weight", kv_dim, h, &l.wk},
+                                           {"attn_v.weight", kv_dim, h, &l.wv}};
+  const std::initializer_list<Part> qkv_bias = {{"attn_q.bias", 1, q_dim, &l.bq},
+                                                {"attn_k.bias", 1, kv_dim, &l.bk},
+                                                {"attn_v.bias", 1, kv_dim, &l.bv}};
+  const std::initializer_list<Part> gate_up = {{"ffn_gate.weight", ff, h, &l.w_gate},
+                                               {"ffn_up.weight", ff, h, &l.w_up}};
+  std::vector<HostWeight> w_qkv, b_qkv, w_gate_up;
+  CARPOOL_RETURN_IF_ERROR(find(qkv, &w_qkv));
+  if (c.qkv_bias) CARPOOL_RETURN_IF_ERROR(find(qkv_bias, &b_qkv));
+  CARPOOL_RETURN_IF_ERROR(find(gate_up, &w_gate_up));
+  const bool stack_qkv = fused_ && stackable(w_qkv) && (!c.qkv_bias || stackable(b_qkv));
+  CARPOOL_RETURN_IF_ERROR(load(qkv, w_qkv, stack_qkv, "attn_qkv.weight", false, &l.wqkv));
   if (c.qkv_bias) {
-    CARPOOL_RETURN_IF_ERROR(load({{"attn_q.bias", 1, q_dim, &l.bq},
-                                  {"attn_k.bias", 1, kv_dim, &l.bk},
-                                  {"attn_v.bias", 1, kv_dim, &l.bv}},
-                                 "attn_qkv.bias", true, &l.bqkv));
+    CARPOOL_RETURN_IF_ERROR(load(qkv_bias, b_qkv, stack_qkv, "attn_qkv.bias", true, &l.bqkv));
   }
-  return load({{"ffn_gate.weight", ff, h, &l.w_gate}, {"ffn_up.weight", ff, h, &l.w_up}},
-              "ffn_gate_up.weight", false, &l.w_gate_up);
+  return load(gate_up, w_gate_up, fused_ && stackable(w_gate_up), "ffn_gate_up.weight", false,
+              &l.w_gate_up);
 }
 
 Result<std::unique_ptr<LlamaModel>> LlamaModel::synthetic(Backend& backend, const ModelConfig& c,
@@ -298,12 +318,19 @@ Status LlamaModel::alloc_workspace() {
   CARPOOL_RETURN_IF_ERROR(a(act, T, c.hidden_size, &x_));
   CARPOOL_RETURN_IF_ERROR(a(act, T, c.hidden_size, &xn_));
   CARPOOL_RETURN_IF_ERROR(a(act, T, q_dim, &q_));
-  if (fused_) {
-    CARPOOL_RETURN_IF_ERROR(a(act, T, q_dim + 2 * kv_dim, &qkv_));
-    CARPOOL_RETURN_IF_ERROR(a(act, T, 2 * c.intermediate_size, &gate_up_));
-  } else {
+  // The buffers of the stacked projections, of the separate ones, or both (layers may differ).
+  bool any_qkv = false, any_split_qkv = false, any_gate_up = false, any_split_gate_up = false;
+  for (const Layer& l : layers_) {
+    (l.wqkv.data != nullptr ? any_qkv : any_split_qkv) = true;
+    (l.w_gate_up.data != nullptr ? any_gate_up : any_split_gate_up) = true;
+  }
+  if (any_qkv) CARPOOL_RETURN_IF_ERROR(a(act, T, q_dim + 2 * kv_dim, &qkv_));
+  if (any_gate_up) CARPOOL_RETURN_IF_ERROR(a(act, T, 2 * c.intermediate_size, &gate_up_));
+  if (any_split_qkv) {
     CARPOOL_RETURN_IF_ERROR(a(act, T, kv_dim, &k_));
     CARPOOL_RETURN_IF_ERROR(a(act, T, kv_dim, &v_));
+  }
+  if (any_split_gate_up) {
     CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &gate_));
     CARPOOL_RETURN_IF_ERROR(a(act, T, c.intermediate_size, &up_));
   }
@@ -525,7 +552,7 @@ Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
     for (size_t li = 0; li < layers_.size(); ++li) {
       const Layer& l = layers_[li];
       // --- attention ---
-      if (fused_) {
+      if (l.wqkv.data != nullptr) {
         be.matmul(qkv, xn, l.wqkv, c.qkv_bias ? &l.bqkv : nullptr);
         be.rope_kv_write_qkv(q, qkv, kv.k[li], kv.v[li], pos, inv_freq_, slots, nh, nkv, hd,
                              c.rope_style);
@@ -540,7 +567,7 @@ Result<Tensor> LlamaModel::forward(const ForwardBatch& b, const KvCache& kv) {
       be.matmul(proj, attn, l.wo, nullptr);
       be.add_rmsnorm(x, proj, l.ffn_norm, xn, c.rms_eps);
       // --- feed-forward (SwiGLU) ---
-      if (fused_) {
+      if (l.w_gate_up.data != nullptr) {
         be.matmul(gate_up, xn, l.w_gate_up, nullptr);
         be.swiglu_fused(act, gate_up);
       } else {

@@ -104,6 +104,8 @@ class LlamaModel {
   // With fused projections (Backend::prefers_fused_projections) wq/wk/wv, bq/bk/bv and
   // w_gate/w_up stay empty and wqkv [q_dim + 2 kv_dim, hidden], bqkv [1, q_dim + 2 kv_dim] and
   // w_gate_up [2 ff, hidden] hold them stacked row-wise; otherwise the fused ones stay empty.
+  // Each stack is decided per layer (a null wqkv.data or w_gate_up.data: separate weights), as a
+  // backend may stack only parts of one type (Backend::stacks_mixed_weight_types).
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
     Tensor wqkv, bqkv, w_gate_up;

@@ -55,6 +55,9 @@ CpuBackend::CpuBackend(const CpuBackendOptions& options)
     options_.kv_dtype = options_.quantize_activations ? DType::kF16 : DType::kF32;
   }
   CARPOOL_CHECK(options_.kv_dtype == DType::kF32 || options_.kv_dtype == DType::kF16);
+  if (const char* e = std::getenv("CARPOOL_CPU_FUSED"); e != nullptr && std::string(e) == "0") {
+    options_.fused_projections = false;
+  }
   scratch_.resize(static_cast<size_t>(pool_.n_threads()));
 }
 
@@ -137,6 +140,55 @@ Result<Tensor> CpuBackend::load_weight(const HostWeight& w) {
   t.rows = w.rows;
   t.cols = w.cols;
   weights_bytes_ += t.bytes();
+  return t;
+}
+
+Result<Tensor> CpuBackend::load_weight_concat(std::span<const HostWeight> parts) {
+  if (parts.empty()) return Status::error("cpu load_weight_concat: no parts");
+  const DType dtype = parts[0].dtype;
+  const int64_t cols = parts[0].cols;
+  if (!dtype_info(static_cast<uint32_t>(dtype)).has_value() || dtype == DType::kI32 || cols <= 0 ||
+      cols % dtype_info(dtype).block_elems != 0) {
+    return Status::error("cpu load_weight_concat: bad weight type or shape");
+  }
+  const size_t row_bytes = dtype_row_bytes(dtype, cols);
+  int64_t rows = 0;
+  bool in_place = true;  // every part starts where the one before it ends
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const HostWeight& p = parts[i];
+    if (p.dtype != dtype) return Status::error("cpu load_weight_concat: parts differ in type");
+    if (p.cols != cols || p.rows <= 0 || p.data == nullptr) {
+      return Status::error("cpu load_weight_concat: parts differ in width or are empty");
+    }
+    if (static_cast<size_t>(p.rows) > kMaxAllocBytes / row_bytes ||
+        rows > std::numeric_limits<int64_t>::max() - p.rows) {
+      return Status::error("cpu load_weight_concat: weight too large");
+    }
+    if (i > 0) {
+      const HostWeight& prev = parts[i - 1];
+      in_place = in_place &&
+                 static_cast<const char*>(prev.data) + row_bytes * static_cast<size_t>(prev.rows) ==
+                     static_cast<const char*>(p.data);
+    }
+    rows += p.rows;
+  }
+  if (static_cast<size_t>(rows) > kMaxAllocBytes / row_bytes) {
+    return Status::error("cpu load_weight_concat: weight too large");
+  }
+  if (in_place) return load_weight(HostWeight{dtype, parts[0].data, rows, cols});
+  const size_t bytes = row_bytes * static_cast<size_t>(rows);
+  std::unique_ptr<uint8_t[], PackedWeight::Free> buf(static_cast<uint8_t*>(host_alloc(bytes)));
+  if (!buf) return Status::error("cpu load_weight_concat: out of host memory");
+  size_t off = 0;
+  for (const HostWeight& p : parts) {
+    const size_t n = row_bytes * static_cast<size_t>(p.rows);
+    std::memcpy(buf.get() + off, p.data, n);
+    off += n;
+  }
+  auto t = load_weight(HostWeight{dtype, buf.get(), rows, cols});
+  if (!t) return t;
+  // load_weight keeps pointing at the bytes, except where it made its own copy (Q5_0).
+  if (t->data == buf.get()) owned_weights_.push_back(std::move(buf));
   return t;
 }
 

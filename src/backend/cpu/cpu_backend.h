@@ -47,6 +47,11 @@ struct CpuBackendOptions {
   // values rounded to f16 as they are written, arithmetic in f32) or kF32 (the exact reference).
   // Unset: kF16 with quantize_activations, kF32 without.
   std::optional<DType> kv_dtype = std::nullopt;
+  // Ask the model for fused projections (Backend::prefers_fused_projections): one matmul for
+  // q|k|v and one for gate|up, each with one activation quantization and one hand-off to the
+  // threads, and the rotation and cache write of q and k in one pass. Off when
+  // CARPOOL_CPU_FUSED=0 is set when the backend starts (A/B runs).
+  bool fused_projections = true;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
@@ -65,6 +70,11 @@ class CpuBackend final : public Backend {
   Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override;
   void free(Tensor& t) override;
   Result<Tensor> load_weight(const HostWeight& w) override;
+  // Parts that lie back to back in memory (GGUF files sort tensor names, so ffn_gate is followed
+  // by ffn_up) are used in place; others are copied once into memory owned by the backend (for
+  // q|k|v of a GGUF file: about a ninth of an 8B model's weights).
+  Result<Tensor> load_weight_concat(std::span<const HostWeight> parts) override;
+  bool prefers_fused_projections() const override { return options_.fused_projections; }
   Result<KvCache> alloc_kv(const KvCacheConfig& config) override;
   // K blocks are column-major: (slot, col) at block * block_size * cols + col * block_size +
   // slot % block_size.
@@ -85,6 +95,15 @@ class CpuBackend final : public Backend {
   void attention(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                  const AttentionMeta& meta) override;
   void swiglu(Tensor out, const Tensor& gate, const Tensor& up) override;
+  // One pass over the tokens: each token's cos/sin once, q and k rotated, k and v written to the
+  // cache (bitwise the results of rope, rope and kv_write).
+  void rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
+                     const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
+                     int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;
+  void rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cache, Tensor v_cache,
+                         const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
+                         int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;
+  void swiglu_fused(Tensor out, const Tensor& gate_up) override;
   void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
   bool argmax_rows(Tensor out, const Tensor& logits) override;  // cpu_sampling.cpp
 
@@ -92,6 +111,26 @@ class CpuBackend final : public Backend {
   // Per-thread f32 scratch of at least `floats` elements; grows (rarely) outside parallel code.
   void reserve_scratch(size_t floats);
   float* scratch(int thread_index) { return scratch_[static_cast<size_t>(thread_index)].data(); }
+  // silu(gate) * up over rows, reading gate and up with their row strides (swiglu and
+  // swiglu_fused).
+  void swiglu_rows(float* out, const float* gate, const float* up, int64_t rows, int64_t cols,
+                   int64_t in_stride);
+  // The rotation of q and k and the cache write of k and v for every token; q is read at
+  // q_in (row stride q_in_stride) and written rotated to q_out, k and v read with row stride
+  // kv_stride (rope_kv_write and rope_kv_write_qkv).
+  struct RopeKvArgs {
+    const float* q_in = nullptr;
+    float* q_out = nullptr;
+    int64_t q_in_stride = 0, q_out_stride = 0;
+    const float* k = nullptr;
+    float* k_out = nullptr;  // null: k is left as it was
+    const float* v = nullptr;
+    int64_t kv_stride = 0;
+    int64_t n = 0;
+  };
+  void rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cache, const Tensor& positions,
+                    const Tensor& inv_freq, const Tensor& slots, int n_heads, int n_kv_heads,
+                    int head_dim, RopeStyle style);
   // `w` as f32: its data when F32, else dequantized into norm_weight_.
   const float* weight_as_f32(const Tensor& w);
   // The packed copy of quantized weight w (packed_weights.h), made at its first matmul; null

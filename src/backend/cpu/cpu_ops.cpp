@@ -128,6 +128,32 @@ void CpuBackend::add_rmsnorm(Tensor residual, const Tensor& x, const Tensor& w, 
   });
 }
 
+namespace {
+
+// cs[j] = cos(pos * inv_freq[j]), cs[half + j] = sin(...): the angle formed in f32 like the
+// reference implementations (position * inv_freq).
+void rope_angles(int32_t pos, const float* freq, int half, float* cs) {
+  const float p = static_cast<float>(pos);
+  for (int j = 0; j < half; ++j) {
+    const float theta = p * freq[j];
+    cs[j] = std::cos(theta);
+    cs[half + j] = std::sin(theta);
+  }
+}
+
+// dst = src rotated by the angles cs (one head; dst may be src).
+inline void rope_head(const float* src, float* dst, const float* cs, int half, RopeStyle style) {
+  for (int j = 0; j < half; ++j) {
+    const int a = style == RopeStyle::kNeox ? j : 2 * j;
+    const int c = style == RopeStyle::kNeox ? j + half : 2 * j + 1;
+    const float x0 = src[a], x1 = src[c];
+    dst[a] = x0 * cs[j] - x1 * cs[half + j];
+    dst[c] = x0 * cs[half + j] + x1 * cs[j];
+  }
+}
+
+}  // namespace
+
 void CpuBackend::rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
                       int head_dim, RopeStyle style) {
   const int64_t n = x.rows;
@@ -142,25 +168,106 @@ void CpuBackend::rope(Tensor x, const Tensor& positions, const Tensor& inv_freq,
   pool_.parallel_for(n, 1, [&](int64_t b, int64_t e, int t) {
     float* cs = scratch(t);  // [half] cos, then [half] sin
     for (int64_t i = b; i < e; ++i) {
-      // The angle is formed in f32 like the reference implementations (position * inv_freq).
-      const float p = static_cast<float>(pos[i]);
-      for (int j = 0; j < half; ++j) {
-        const float theta = p * freq[j];
-        cs[j] = std::cos(theta);
-        cs[half + j] = std::sin(theta);
-      }
+      rope_angles(pos[i], freq, half, cs);
       for (int h = 0; h < n_heads; ++h) {
         float* v = xs + i * x.cols + static_cast<int64_t>(h) * head_dim;
-        for (int j = 0; j < half; ++j) {
-          const int a = style == RopeStyle::kNeox ? j : 2 * j;
-          const int c = style == RopeStyle::kNeox ? j + half : 2 * j + 1;
-          const float x0 = v[a], x1 = v[c];
-          v[a] = x0 * cs[j] - x1 * cs[half + j];
-          v[c] = x0 * cs[half + j] + x1 * cs[j];
-        }
+        rope_head(v, v, cs, half, style);
       }
     }
   });
+}
+
+void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cache,
+                              const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
+                              int n_heads, int n_kv_heads, int head_dim, RopeStyle style) {
+  const int half = head_dim / 2;
+  const int64_t d = static_cast<int64_t>(n_kv_heads) * head_dim;
+  CARPOOL_CHECK(head_dim > 0 && head_dim % 2 == 0 && n_heads > 0 && n_kv_heads > 0);
+  CARPOOL_CHECK(positions.numel() == a.n && slots.numel() == a.n && inv_freq.numel() == half);
+  CARPOOL_CHECK(k_cache.cols == d && v_cache.cols == d && k_cache.rows == v_cache.rows);
+  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype &&
+                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
+  const int32_t* pos = i32(positions);
+  const int32_t* slot = i32(slots);
+  const float* freq = f32(inv_freq);
+  const size_t v_row_bytes = v_cache.row_bytes();
+  const int64_t bs = k_block_size(k_cache);
+  const bool f16 = k_cache.dtype == DType::kF16;
+  // Per thread: [head_dim] angles, [d] the rotated K row, [d / 2] that row as f16.
+  reserve_scratch(static_cast<size_t>(head_dim + d + (d + 1) / 2));
+  pool_.parallel_for(a.n, 1, [&](int64_t b, int64_t e, int t) {
+    float* cs = scratch(t);
+    float* krow = cs + head_dim;
+    uint16_t* krow16 = reinterpret_cast<uint16_t*>(krow + d);
+    for (int64_t i = b; i < e; ++i) {
+      CARPOOL_CHECK(slot[i] >= 0 && slot[i] < k_cache.rows);
+      rope_angles(pos[i], freq, half, cs);
+      for (int h = 0; h < n_heads; ++h) {
+        const int64_t o = static_cast<int64_t>(h) * head_dim;
+        rope_head(a.q_in + i * a.q_in_stride + o, a.q_out + i * a.q_out_stride + o, cs, half,
+                  style);
+      }
+      const float* ki = a.k + i * a.kv_stride;
+      for (int h = 0; h < n_kv_heads; ++h) {
+        const int64_t o = static_cast<int64_t>(h) * head_dim;
+        rope_head(ki + o, krow + o, cs, half, style);
+      }
+      char* vd = static_cast<char*>(v_cache.data) + v_row_bytes * static_cast<size_t>(slot[i]);
+      store_row(v_cache.dtype, a.v + i * a.kv_stride, vd, d);
+      // K: column c of the slot's block holds dimension c of its bs keys (k_cache_index).
+      const int64_t base = slot[i] / bs * bs * d + slot[i] % bs;
+      if (f16) {
+        f32_to_f16_row(krow, krow16, d);
+        uint16_t* kd = static_cast<uint16_t*>(k_cache.data) + base;
+        for (int64_t c = 0; c < d; ++c) kd[c * bs] = krow16[c];
+      } else {
+        float* kd = static_cast<float*>(k_cache.data) + base;
+        for (int64_t c = 0; c < d; ++c) kd[c * bs] = krow[c];
+      }
+      // Rotated in place where the caller's k is writable (rope_kv_write leaves k rotated).
+      if (a.k_out != nullptr) std::memcpy(a.k_out + i * a.kv_stride, krow, d * sizeof(float));
+    }
+  });
+}
+
+void CpuBackend::rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
+                               const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
+                               int n_heads, int n_kv_heads, int head_dim, RopeStyle style) {
+  const int64_t n = q.rows, kv_dim = static_cast<int64_t>(n_kv_heads) * head_dim;
+  CARPOOL_CHECK(q.cols == static_cast<int64_t>(n_heads) * head_dim);
+  CARPOOL_CHECK(k.rows == n && v.rows == n && k.cols == kv_dim && v.cols == kv_dim);
+  RopeKvArgs a;
+  a.q_in = f32(q);
+  a.q_out = f32(q);
+  a.q_in_stride = a.q_out_stride = q.cols;
+  a.k = f32(k);
+  a.k_out = f32(k);
+  a.v = f32(v);
+  a.kv_stride = kv_dim;
+  a.n = n;
+  rope_kv_rows(a, k_cache, v_cache, positions, inv_freq, slots, n_heads, n_kv_heads, head_dim,
+               style);
+}
+
+void CpuBackend::rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cache, Tensor v_cache,
+                                   const Tensor& positions, const Tensor& inv_freq,
+                                   const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
+                                   RopeStyle style) {
+  const int64_t q_dim = static_cast<int64_t>(n_heads) * head_dim;
+  const int64_t kv_dim = static_cast<int64_t>(n_kv_heads) * head_dim;
+  CARPOOL_CHECK(qkv.cols == q_dim + 2 * kv_dim && q_out.cols == q_dim && q_out.rows == qkv.rows);
+  CARPOOL_CHECK(qkv.dtype == DType::kF32 && q_out.dtype == DType::kF32);
+  RopeKvArgs a;
+  a.q_in = f32(qkv);
+  a.q_out = f32(q_out);
+  a.q_in_stride = qkv.cols;
+  a.q_out_stride = q_dim;
+  a.k = a.q_in + q_dim;
+  a.v = a.q_in + q_dim + kv_dim;
+  a.kv_stride = qkv.cols;
+  a.n = qkv.rows;
+  rope_kv_rows(a, k_cache, v_cache, positions, inv_freq, slots, n_heads, n_kv_heads, head_dim,
+               style);
 }
 
 void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
@@ -196,26 +303,42 @@ void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const
   }
 }
 
-void CpuBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
-  CARPOOL_CHECK(gate.rows == up.rows && gate.cols == up.cols);
-  CARPOOL_CHECK(out.rows == gate.rows && out.cols == gate.cols);
-  const float* g = f32(gate);
-  const float* u = f32(up);
-  float* y = f32(out);
+void CpuBackend::swiglu_rows(float* out, const float* gate, const float* up, int64_t rows,
+                             int64_t cols, int64_t in_stride) {
   // silu(g) * u; exp(-g) from the attention kernels' vector exp (1 ulp) where the level has it.
+  // Work is split over the elements (a decode step has few rows), in pieces within one row.
   const bool simd = cpu_isa() >= CpuIsa::kAvx2;
-  pool_.parallel_for(out.numel(), 4096, [&](int64_t b, int64_t e, int) {
+  pool_.parallel_for(rows * cols, 4096, [&](int64_t b, int64_t e, int) {
     constexpr int64_t kChunk = 512;
     float t[kChunk];
-    for (int64_t c0 = b; c0 < e; c0 += kChunk) {
-      const int64_t n = std::min(kChunk, e - c0);
-      for (int64_t i = 0; i < n; ++i) t[i] = -g[c0 + i];
+    for (int64_t c0 = b; c0 < e;) {
+      const int64_t r = c0 / cols, col = c0 % cols;
+      const int64_t n = std::min({kChunk, e - c0, cols - col});
+      const float* g = gate + r * in_stride + col;
+      const float* u = up + r * in_stride + col;
+      float* y = out + r * cols + col;
+      for (int64_t i = 0; i < n; ++i) t[i] = -g[i];
       if (!simd || !exp_f32_avx2(t, t, n)) {
         for (int64_t i = 0; i < n; ++i) t[i] = std::exp(t[i]);
       }
-      for (int64_t i = 0; i < n; ++i) y[c0 + i] = g[c0 + i] / (1.f + t[i]) * u[c0 + i];
+      for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.f + t[i]) * u[i];
+      c0 += n;
     }
   });
+}
+
+void CpuBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
+  CARPOOL_CHECK(gate.rows == up.rows && gate.cols == up.cols);
+  CARPOOL_CHECK(out.rows == gate.rows && out.cols == gate.cols);
+  CARPOOL_CHECK(gate.dtype == DType::kF32 && up.dtype == DType::kF32 && out.dtype == DType::kF32);
+  swiglu_rows(f32(out), f32(gate), f32(up), out.rows, out.cols, out.cols);
+}
+
+void CpuBackend::swiglu_fused(Tensor out, const Tensor& gate_up) {
+  CARPOOL_CHECK(gate_up.cols == 2 * out.cols && gate_up.rows == out.rows);
+  CARPOOL_CHECK(gate_up.dtype == DType::kF32 && out.dtype == DType::kF32);
+  const float* g = f32(gate_up);
+  swiglu_rows(f32(out), g, g + out.cols, out.rows, out.cols, gate_up.cols);
 }
 
 void CpuBackend::gather_rows(Tensor out, const Tensor& x, const Tensor& idx) {

@@ -62,6 +62,7 @@ class CudaBackend final : public Backend {
                      int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;
   // Fused projections (cuda_ops.cpp): one kernel each, reading q|k|v and gate|up column slices.
   bool prefers_fused_projections() const override { return options_.fused_projections; }
+  bool stacks_mixed_weight_types() const override { return true; }  // all converted to bf16
   void rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cache, Tensor v_cache,
                          const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
                          int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
+#include <cstring>
+#include <random>
 #include <vector>
 
 #include "backend/cpu/thread_pool.h"
@@ -115,6 +118,107 @@ TEST(CpuBackend, DescribesItself) {
   EXPECT_EQ(b->activation_dtype(), DType::kF32);
   EXPECT_NE(b->device_name().find("(2 threads)"), std::string::npos);
   EXPECT_GT(b->memory_info().total_bytes, 0u);
+}
+
+// The one-pass rope_kv_write and rope_kv_write_qkv against rope, rope and kv_write (bitwise:
+// same angles, same rotation, same rounding to the cache type), for both cache types and both
+// rotation styles, with several tokens on two threads.
+TEST(CpuBackend, FusedRopeKvWriteEqualsTheSeparateOps) {
+  const int n = 13, nh = 6, nkv = 2, hd = 8, bs = 4, blocks = 5;
+  const int64_t q_dim = nh * hd, kv_dim = nkv * hd, qkv_cols = q_dim + 2 * kv_dim;
+  std::mt19937 gen(17);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  std::vector<float> qkv(static_cast<size_t>(n * qkv_cols)), freq(hd / 2);
+  for (float& x : qkv) x = u(gen);
+  for (int j = 0; j < hd / 2; ++j) freq[j] = std::pow(10000.f, -2.f * j / hd);
+  std::vector<int32_t> pos(n), slots(n);
+  for (int i = 0; i < n; ++i) {
+    pos[i] = 3 * i + 1;
+    slots[i] = (i * 7) % (bs * blocks);  // distinct, scattered over the blocks
+  }
+  for (DType kv_t : {DType::kF16, DType::kF32}) {
+    for (RopeStyle style : {RopeStyle::kNeox, RopeStyle::kInterleaved}) {
+      std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 2, .kv_dtype = kv_t});
+      auto t = [&](DType d, int64_t r, int64_t c, const void* src) {
+        Tensor x = b->alloc(d, r, c).value();
+        if (src != nullptr) b->upload(x, src, x.bytes());
+        return x;
+      };
+      Tensor tp = t(DType::kI32, 1, n, pos.data()), ts = t(DType::kI32, 1, n, slots.data());
+      Tensor tf = t(DType::kF32, 1, hd / 2, freq.data());
+      Tensor tqkv = t(DType::kF32, n, qkv_cols, qkv.data());
+      KvCacheConfig cfg{1, blocks, bs, nkv, hd};
+      KvCache sep = b->alloc_kv(cfg).value(), one = b->alloc_kv(cfg).value(),
+              fused = b->alloc_kv(cfg).value();
+      // The separate ops on separate q, k, v.
+      std::vector<float> q(n * q_dim), k(n * kv_dim), v(n * kv_dim);
+      for (int i = 0; i < n; ++i) {
+        std::memcpy(&q[i * q_dim], &qkv[i * qkv_cols], q_dim * 4);
+        std::memcpy(&k[i * kv_dim], &qkv[i * qkv_cols + q_dim], kv_dim * 4);
+        std::memcpy(&v[i * kv_dim], &qkv[i * qkv_cols + q_dim + kv_dim], kv_dim * 4);
+      }
+      Tensor q0 = t(DType::kF32, n, q_dim, q.data()), k0 = t(DType::kF32, n, kv_dim, k.data()),
+             v0 = t(DType::kF32, n, kv_dim, v.data());
+      b->rope(q0, tp, tf, nh, hd, style);
+      b->rope(k0, tp, tf, nkv, hd, style);
+      b->kv_write(sep.k[0], sep.v[0], k0, v0, ts);
+      // rope_kv_write on fresh copies.
+      Tensor q1 = t(DType::kF32, n, q_dim, q.data()), k1 = t(DType::kF32, n, kv_dim, k.data()),
+             v1 = t(DType::kF32, n, kv_dim, v.data());
+      b->rope_kv_write(q1, k1, v1, one.k[0], one.v[0], tp, tf, ts, nh, nkv, hd, style);
+      // rope_kv_write_qkv from the stacked rows.
+      Tensor q2 = t(DType::kF32, n, q_dim, nullptr);
+      b->rope_kv_write_qkv(q2, tqkv, fused.k[0], fused.v[0], tp, tf, ts, nh, nkv, hd, style);
+      auto bytes = [&](const Tensor& x) {
+        std::vector<uint8_t> h(x.bytes());
+        b->download(h.data(), x, h.size());
+        return h;
+      };
+      const std::string what =
+          std::string(dtype_name(kv_t)) + (style == RopeStyle::kNeox ? " neox" : " interleaved");
+      EXPECT_EQ(bytes(q1), bytes(q0)) << what;
+      EXPECT_EQ(bytes(k1), bytes(k0)) << what;  // rope_kv_write leaves k rotated, as rope does
+      EXPECT_EQ(bytes(q2), bytes(q0)) << what;
+      EXPECT_EQ(bytes(tqkv),
+                std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(qkv.data()),
+                                     reinterpret_cast<const uint8_t*>(qkv.data()) + qkv.size() * 4))
+          << what << ": qkv is left unchanged";
+      for (const KvCache* c : {&one, &fused}) {
+        EXPECT_EQ(bytes(c->k[0]), bytes(sep.k[0])) << what;
+        EXPECT_EQ(bytes(c->v[0]), bytes(sep.v[0])) << what;
+      }
+    }
+  }
+}
+
+TEST(CpuBackend, SwigluFusedEqualsSwiglu) {
+  const int64_t rows = 5, f = 700;  // pieces of a row cross the 4096-element chunks
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> u(-6.f, 6.f);
+  std::vector<float> gu(static_cast<size_t>(rows * 2 * f)), g(rows * f), up(rows * f);
+  for (float& x : gu) x = u(gen);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(&g[r * f], &gu[r * 2 * f], f * 4);
+    std::memcpy(&up[r * f], &gu[r * 2 * f + f], f * 4);
+  }
+  std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 2});
+  auto t = [&](int64_t r, int64_t c, const float* src) {
+    Tensor x = b->alloc(DType::kF32, r, c).value();
+    if (src != nullptr) b->upload(x, src, x.bytes());
+    return x;
+  };
+  Tensor tgu = t(rows, 2 * f, gu.data()), tg = t(rows, f, g.data()), tu = t(rows, f, up.data());
+  Tensor a = t(rows, f, nullptr), c = t(rows, f, nullptr);
+  b->swiglu(a, tg, tu);
+  b->swiglu_fused(c, tgu);
+  std::vector<float> ha(rows * f), hc(rows * f);
+  b->download(ha.data(), a, a.bytes());
+  b->download(hc.data(), c, c.bytes());
+  EXPECT_EQ(std::memcmp(ha.data(), hc.data(), a.bytes()), 0);
+  for (int64_t i = 0; i < rows * f; ++i) {
+    const float x = g[i], want = x / (1.f + std::exp(-x)) * up[i];
+    ASSERT_NEAR(ha[i], want, 1e-5f * (1.f + std::fabs(want))) << i;
+  }
 }
 
 }  // namespace

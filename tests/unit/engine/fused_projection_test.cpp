@@ -1,12 +1,16 @@
-// Fused projections in LlamaModel (Backend::prefers_fused_projections), checked on the CPU: a
-// backend that forwards every op to the CPU backend but asks for fused projections, so the model
-// stacks wq|wk|wv (and the biases) and w_gate|w_up, runs one matmul each and uses Backend's
-// default load_weight_concat, rope_kv_write_qkv and swiglu_fused. Its logits and KV cache must
-// match the plain CPU backend's (which keeps the separate projections) on the same weights.
+// Fused projections in LlamaModel (Backend::prefers_fused_projections), checked on the CPU
+// against the CPU backend with fused_projections off (separate projections, the reference):
+//  - a backend that forwards every op to the CPU backend but uses Backend's default
+//    load_weight_concat, rope_kv_write_qkv and swiglu_fused;
+//  - the CPU backend's own fused path (its load_weight_concat, in place or copied, and its
+//    one-pass rope_kv_write_qkv and swiglu_fused), exact and with 8-bit activations, and with
+//    parts of different types (then only the stacks of one type are fused).
+// Logits and KV cache must match on the same weights.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,10 +21,11 @@
 namespace carpool {
 namespace {
 
-CpuBackendOptions exact_options() {
+CpuBackendOptions exact_options(bool fused = false) {
   CpuBackendOptions o;
   o.n_threads = 1;
   o.quantize_activations = false;
+  o.fused_projections = fused;
   return o;
 }
 
@@ -105,7 +110,8 @@ struct TinySource {
   ModelSource src;
   std::vector<std::vector<uint8_t>> bytes;
 
-  TinySource(DType dtype, bool qkv_bias, uint32_t seed) {
+  // v_dtype: attn_v's type (default: dtype), as Q4_K_M files keep attn_v wider.
+  TinySource(DType dtype, bool qkv_bias, uint32_t seed, std::optional<DType> v_dtype = {}) {
     ModelConfig& c = src.config;
     c.name = "tiny";
     c.vocab_size = 96;
@@ -128,7 +134,7 @@ struct TinySource {
       add(p + "attn_norm.weight", DType::kF32, 1, h, 0.f, gen);
       add(p + "attn_q.weight", dtype, q, h, 0.125f, gen);
       add(p + "attn_k.weight", dtype, kv, h, 0.125f, gen);
-      add(p + "attn_v.weight", dtype, kv, h, 0.125f, gen);
+      add(p + "attn_v.weight", v_dtype.value_or(dtype), kv, h, 0.125f, gen);
       add(p + "attn_output.weight", dtype, h, q, 0.125f, gen);
       if (qkv_bias) {
         add(p + "attn_q.bias", DType::kF32, 1, q, 0.1f, gen);
@@ -263,8 +269,80 @@ TEST(FusedProjections, DefaultConcatRejectsMixedTypes) {
   EXPECT_FALSE(be.load_weight_concat(narrow).is_ok());
 }
 
-TEST(FusedProjections, PlainCpuBackendKeepsSeparateProjections) {
-  EXPECT_FALSE(make_cpu_backend()->prefers_fused_projections());
+TEST(FusedProjections, CpuBackendFusesUnlessTurnedOff) {
+  EXPECT_TRUE(make_cpu_backend()->prefers_fused_projections());
+  EXPECT_FALSE(make_cpu_backend(exact_options(false))->prefers_fused_projections());
+  EXPECT_FALSE(make_cpu_backend()->stacks_mixed_weight_types());
+}
+
+// The CPU backend's own fused path against its separate projections, same options otherwise.
+void expect_cpu_fused_matches(const TinySource& tiny, bool quantize_activations, float tol) {
+  CpuBackendOptions sep = exact_options(false), fused = exact_options(true);
+  sep.quantize_activations = fused.quantize_activations = quantize_activations;
+  sep.n_threads = fused.n_threads = 2;
+  auto a = make_cpu_backend(sep);
+  auto b = make_cpu_backend(fused);
+  const std::vector<float> want = run(*a, tiny.src);
+  const std::vector<float> got = run(*b, tiny.src);
+  ASSERT_EQ(want.size(), got.size());
+  ASSERT_FALSE(want.empty());
+  float scale = 0;
+  for (float x : want) scale = std::max(scale, std::fabs(x));
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], tol * scale) << "element " << i;
+}
+
+TEST(FusedProjections, CpuFusedPathMatchesSeparateExact) {
+  expect_cpu_fused_matches(TinySource(DType::kF32, false, 3), false, 1e-5f);
+  expect_cpu_fused_matches(TinySource(DType::kF32, true, 4), false, 1e-5f);
+  expect_cpu_fused_matches(TinySource(DType::kQ8_0, true, 5), false, 1e-5f);
+}
+
+TEST(FusedProjections, CpuFusedPathMatchesSeparateWithQuantizedActivations) {
+  // One activation quantization per stack instead of one per part: the same values.
+  expect_cpu_fused_matches(TinySource(DType::kQ8_0, false, 6), true, 1e-5f);
+}
+
+TEST(FusedProjections, CpuStacksOnlyPartsOfOneType) {
+  // attn_v F32 beside Q8_0 q and k: q, k, v stay separate, gate|up is stacked.
+  TinySource tiny(DType::kQ8_0, false, 8, DType::kF32);
+  expect_cpu_fused_matches(tiny, false, 1e-5f);
+  expect_cpu_fused_matches(tiny, true, 1e-5f);
+}
+
+TEST(FusedProjections, CpuConcatInPlaceOrCopied) {
+  auto be = make_cpu_backend(exact_options(true));
+  std::vector<float> f(5 * 64);
+  for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(i);
+  // Back to back: the stacked weight is the parts' own memory.
+  const HostWeight adjacent[] = {{DType::kF32, f.data(), 2, 64},
+                                 {DType::kF32, f.data() + 128, 3, 64}};
+  auto t = be->load_weight_concat(adjacent);
+  ASSERT_TRUE(t.is_ok()) << t.error();
+  EXPECT_EQ(t->data, f.data());
+  EXPECT_EQ(t->rows, 5);
+  // Apart (and out of order): a copy holding the parts in the order given.
+  const HostWeight apart[] = {{DType::kF32, f.data() + 192, 2, 64}, {DType::kF32, f.data(), 1, 64}};
+  auto c = be->load_weight_concat(apart);
+  ASSERT_TRUE(c.is_ok()) << c.error();
+  EXPECT_NE(c->data, f.data() + 192);
+  ASSERT_EQ(c->rows, 3);
+  std::vector<float> got(3 * 64);
+  be->download(got.data(), *c, got.size() * sizeof(float));
+  for (int j = 0; j < 64; ++j) {
+    EXPECT_EQ(got[j], f[192 + j]);
+    EXPECT_EQ(got[64 + j], f[256 + j]);
+    EXPECT_EQ(got[128 + j], f[j]);
+  }
+  // Mixed types, different widths, empty parts and no parts are refused.
+  std::vector<uint8_t> q(dtype_row_bytes(DType::kQ8_0, 64), 0);
+  const HostWeight mixed[] = {{DType::kF32, f.data(), 1, 64}, {DType::kQ8_0, q.data(), 1, 64}};
+  EXPECT_FALSE(be->load_weight_concat(mixed).is_ok());
+  const HostWeight narrow[] = {{DType::kF32, f.data(), 1, 64}, {DType::kF32, f.data(), 2, 32}};
+  EXPECT_FALSE(be->load_weight_concat(narrow).is_ok());
+  const HostWeight empty[] = {{DType::kF32, f.data(), 1, 64}, {DType::kF32, nullptr, 0, 64}};
+  EXPECT_FALSE(be->load_weight_concat(empty).is_ok());
+  EXPECT_FALSE(be->load_weight_concat(std::span<const HostWeight>()).is_ok());
 }
 
 }  // namespace
