@@ -10,7 +10,7 @@ prompt is 32 token ids 1000 + (i*7919 + k*104729) % 19000 (as engine_direct buil
 run, direct or HTTP, uses fresh values of i, so no run is helped by the prefix cache; greedy,
 ignore_eos, exactly --max-tokens generated. The HTTP client uses one keep-alive connection per
 worker thread and non-streamed completions. Each of --rounds rounds runs every concurrency,
-direct then HTTP; the table gives medians over the rounds, and each ratio is the median of the
+direct then HTTP (odd rounds: HTTP then direct); the table gives medians over the rounds, and each ratio is the median of the
 ratios taken within one round (the machine is shared and its speed drifts over minutes).
 """
 import argparse
@@ -111,13 +111,18 @@ def main():
         concs = [int(x) for x in a.concurrency.split(",")]
         direct = {c: [] for c in concs}
         via_http = {c: [] for c in concs}
-        # Rounds outermost: each round runs every concurrency, direct then HTTP, so the ratios
-        # taken within a round (HTTP / direct, c / first c) see the machine at the same speed.
+        # Rounds outermost: each round runs every concurrency, direct and HTTP back to back, so
+        # the ratios taken within a round (HTTP / direct, c / first c) see the machine at the same
+        # speed; odd rounds run HTTP first, so neither side always runs in the other's wake.
         for r in range(a.rounds):
             for conc in concs:
                 total = max(2 * conc, a.min_requests)
-                d = direct_run(a.direct, a.model, conc, total, a.max_tokens)
-                h = http_run(port, conc, total, a.max_tokens)
+                if r % 2 == 0:
+                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens)
+                    h = http_run(port, conc, total, a.max_tokens)
+                else:
+                    h = http_run(port, conc, total, a.max_tokens)
+                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens)
                 direct[conc].append(d)
                 via_http[conc].append(h)
                 print(f"  round {r}, concurrency {conc}: direct {d:.1f} tok/s, http {h:.1f} tok/s",

@@ -69,9 +69,10 @@ const void* kv_at(const PagedAttentionArgs& a, const void* base, int64_t i) {
 // bytes of each) while the current block is computed. Into L2 (locality 2): a whole block's
 // lines requested into L1 fill its miss queue and stall (measured: decode at batch 16 about 10%
 // faster than with L1 prefetches, which are about 12% faster than none). Within a task the next
-// block is asked for one KV head at a time, just before the current block's fold for that head
-// (fold_block), so the requests are spread over the block's compute: asking for all heads at
-// once took 5.1-6.3 ms where the spread takes 2.9-3.4 ms (BM_AttentionDecode 16 x 160, f16).
+// block is asked for by the block kernel, one KV head at a time (AttnKvBlock::next_k, fold_block),
+// its K before the current block's scores and its V before P.V, so the requests are spread over
+// the block's compute: asking for all heads at once took 5.1-6.3 ms where one head at a time
+// took 2.9-3.4 ms (BM_AttentionDecode 16 x 160, f16), and K and V apart a further 10-15% less.
 void prefetch_block(const void* k, const void* v, int64_t stride_bytes, int n_rows, int width_bytes,
                     int64_t k_bytes) {
   constexpr int kLine = 64;
@@ -126,13 +127,12 @@ void fold_block(const PagedAttentionArgs& a, const AttnTask& task, const TaskRow
   const int first_tok = std::max(0, p0 + 1 - t.ctx0);
   for (int g = 0; g < task.n_kv; ++g) {
     const int64_t col = static_cast<int64_t>(task.kv0 + g) * hd;
-    const AttnKvBlock block{kv_at(a, a.k_cache, row0 * kv_cols + col * a.block_size),
-                            kv_at(a, a.v_cache, row0 * kv_cols + col), kv_cols, a.block_size};
-    if (pf_row0 >= 0) {  // this KV head's part of a block further on
-      const int elem = kv_elem(a);
-      prefetch_block(kv_at(a, a.k_cache, pf_row0 * kv_cols + col * a.block_size),
-                     kv_at(a, a.v_cache, pf_row0 * kv_cols + col), elem * kv_cols, pf_keys,
-                     elem * hd, int64_t{elem} * hd * a.block_size);
+    AttnKvBlock block{kv_at(a, a.k_cache, row0 * kv_cols + col * a.block_size),
+                      kv_at(a, a.v_cache, row0 * kv_cols + col), kv_cols, a.block_size};
+    if (pf_row0 >= 0) {  // this KV head's part of the next block, asked for by the kernel
+      block.next_k = kv_at(a, a.k_cache, pf_row0 * kv_cols + col * a.block_size);
+      block.next_v = kv_at(a, a.v_cache, pf_row0 * kv_cols + col);
+      block.next_keys = pf_keys;
     }
     AttnRowState batch[kAttnRowsPerCall];
     int batch_rows[kAttnRowsPerCall];  // the rows' indices r
@@ -248,6 +248,8 @@ void attn_row_portable(const AttnKvBlock& b, int hd, float scale, float* scores,
 template <typename T>
 void attn_block_portable(const AttnKvBlock& b, AttnRowState* rows, int n_rows, int hd, float scale,
                          float* scores) {
+  attn_prefetch_next_k(b, hd, sizeof(T));
+  attn_prefetch_next_v(b, hd, sizeof(T));
   for (int r = 0; r < n_rows; ++r) attn_row_portable<T>(b, hd, scale, scores, rows[r]);
 }
 

@@ -61,7 +61,29 @@ struct AttnKvBlock {
   const void* v = nullptr;  // value row 0 of the block; row i at element i * v_stride
   int64_t v_stride = 0;     // elements between consecutive cache rows (n_kv_heads * head_dim)
   int block_size = 0;       // keys in a full block (and elements between K dimensions)
+  // The same KV head's part of a block read later, asked for while this one is computed (its K
+  // before the scores, its V before P.V); null: none.
+  const void* next_k = nullptr;
+  const void* next_v = nullptr;
+  int next_keys = 0;
 };
+
+// The block kernels' requests for the next block (AttnKvBlock::next_k / next_v), into L2:
+// its K, hd * block_size elements of elem_bytes, and its next_keys V rows of hd elements.
+inline void attn_prefetch_next_k(const AttnKvBlock& b, int hd, int elem_bytes) {
+  if (b.next_k == nullptr) return;
+  const char* k = static_cast<const char*>(b.next_k);
+  const int64_t bytes = int64_t{hd} * b.block_size * elem_bytes;
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(k + o, 0, 2);
+}
+inline void attn_prefetch_next_v(const AttnKvBlock& b, int hd, int elem_bytes) {
+  if (b.next_v == nullptr) return;
+  const char* v = static_cast<const char*>(b.next_v);
+  const int64_t width = int64_t{hd} * elem_bytes, stride = b.v_stride * elem_bytes;
+  for (int i = 0; i < b.next_keys; ++i) {
+    for (int64_t o = 0; o < width; o += 64) __builtin_prefetch(v + i * stride + o, 0, 2);
+  }
+}
 
 // Rows a block kernel takes per call.
 constexpr int kAttnRowsPerCall = 16;
