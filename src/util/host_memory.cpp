@@ -29,4 +29,16 @@ void* host_alloc(size_t bytes) {
   return p;
 }
 
+bool host_release_pages(void* p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_DONTNEED)
+  if (p == nullptr || bytes < kHugePage || bytes > SIZE_MAX - kHugePage) return false;
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;  // as host_alloc
+  return madvise(p, rounded, MADV_DONTNEED) == 0;
+#else
+  (void)p;
+  (void)bytes;
+  return false;
+#endif
+}
+
 }  // namespace carpool

@@ -16,4 +16,11 @@ namespace carpool {
 
 void* host_alloc(size_t bytes);
 
+// Returns the physical pages of a host_alloc allocation of at least 2 MiB to the system
+// (madvise MADV_DONTNEED on its whole 2 MiB pages) while the address range stays allocated and
+// reserved: for bytes that will never be read again but whose address is still a key (the CPU
+// backend's stacked weights once packed). Reading the range afterwards gives zeros. Smaller
+// allocations (which may share pages with others) are left alone: returns false.
+bool host_release_pages(void* p, size_t bytes);
+
 }  // namespace carpool

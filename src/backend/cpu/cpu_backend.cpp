@@ -188,7 +188,17 @@ Result<Tensor> CpuBackend::load_weight_concat(std::span<const HostWeight> parts)
   auto t = load_weight(HostWeight{dtype, buf.get(), rows, cols});
   if (!t) return t;
   // load_weight keeps pointing at the bytes, except where it made its own copy (Q5_0).
-  if (t->data == buf.get()) owned_weights_.push_back(std::move(buf));
+  if (t->data != buf.get()) return t;
+  // Where every row will be read from the packed copy (no rows past the last group of 16, and
+  // packing applies in this mode), pack now and give the copy's pages back: only its address is
+  // still used, as the packed copy's key.
+  if (t->rows % kPackRows == 0) {
+    const PackedWeight* p = packed_for(*t);
+    if (p != nullptr && p->groups * kPackRows == t->rows && host_release_pages(buf.get(), bytes)) {
+      weights_bytes_ -= t->bytes();
+    }
+  }
+  owned_weights_.push_back(std::move(buf));
   return t;
 }
 

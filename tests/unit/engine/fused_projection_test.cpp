@@ -7,6 +7,8 @@
 //    parts of different types (then only the stacks of one type are fused).
 // Logits and KV cache must match on the same weights.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_features.h"
 #include "model/llama.h"
 
 namespace carpool {
@@ -343,6 +346,72 @@ TEST(FusedProjections, CpuConcatInPlaceOrCopied) {
   const HostWeight empty[] = {{DType::kF32, f.data(), 1, 64}, {DType::kF32, nullptr, 0, 64}};
   EXPECT_FALSE(be->load_weight_concat(empty).is_ok());
   EXPECT_FALSE(be->load_weight_concat(std::span<const HostWeight>()).is_ok());
+}
+
+// A copied stack that will only ever be read from its packed form (fast mode, rows a multiple of
+// 16, packing available) gives its pages back once packed: only the packed copy counts as weight
+// memory, the copy's pages are no longer resident, and the matmul still equals the separate ones.
+TEST(FusedProjections, CpuConcatCopyGivesItsPagesBackOncePacked) {
+  const int64_t cols = 2048, rows_a = 1024, rows_b = 512;  // Q8_0: 3.2 MiB stacked
+  std::mt19937 gen(9);
+  std::uniform_int_distribution<int> q(-127, 127);
+  const size_t row_bytes = dtype_row_bytes(DType::kQ8_0, cols);
+  std::vector<uint8_t> a(row_bytes * rows_a), b(row_bytes * rows_b);
+  for (std::vector<uint8_t>* v : {&a, &b}) {
+    auto* blocks = reinterpret_cast<BlockQ8_0*>(v->data());
+    for (size_t i = 0; i < v->size() / sizeof(BlockQ8_0); ++i) {
+      blocks[i].d = f32_to_f16(0.01f + 0.001f * static_cast<float>(i % 7));
+      for (int8_t& x : blocks[i].qs) x = static_cast<int8_t>(q(gen));
+    }
+  }
+  CpuBackendOptions o;
+  o.n_threads = 2;
+  auto be = make_cpu_backend(o);
+  const size_t before = be->memory_info().weights_bytes;
+  const HostWeight parts[] = {{DType::kQ8_0, b.data(), rows_b, cols},
+                              {DType::kQ8_0, a.data(), rows_a, cols}};
+  auto t = be->load_weight_concat(parts);
+  ASSERT_TRUE(t.is_ok()) << t.error();
+  const size_t raw = row_bytes * (rows_a + rows_b);
+  const size_t added = be->memory_info().weights_bytes - before;
+  const bool packs = cpu_isa() >= CpuIsa::kAvx2;  // quantized weights pack with AVX2 or better
+  if (packs) {
+    EXPECT_LT(added, raw + raw / 4) << "only the packed copy counts";
+    const long page = sysconf(_SC_PAGESIZE);
+    std::vector<unsigned char> resident((raw + page - 1) / page);
+    ASSERT_EQ(mincore(t->data, raw, resident.data()), 0);
+    size_t n_resident = 0;
+    for (unsigned char r : resident) n_resident += r & 1;
+    EXPECT_EQ(n_resident, 0u) << "of " << resident.size() << " pages";
+  } else {
+    EXPECT_EQ(added, raw);
+  }
+  // Still the separate weights' results.
+  auto wa = be->load_weight({DType::kQ8_0, a.data(), rows_a, cols});
+  auto wb = be->load_weight({DType::kQ8_0, b.data(), rows_b, cols});
+  ASSERT_TRUE(wa.is_ok() && wb.is_ok());
+  const int64_t m = 3;
+  std::vector<float> x(m * cols);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (float& v : x) v = u(gen);
+  auto tx = be->alloc(DType::kF32, m, cols).value();
+  be->upload(tx, x.data(), x.size() * 4);
+  auto y = be->alloc(DType::kF32, m, rows_a + rows_b).value();
+  auto ya = be->alloc(DType::kF32, m, rows_a).value();
+  auto yb = be->alloc(DType::kF32, m, rows_b).value();
+  be->matmul(y, tx, *t, nullptr);
+  be->matmul(ya, tx, *wa, nullptr);
+  be->matmul(yb, tx, *wb, nullptr);
+  std::vector<float> hy(m * (rows_a + rows_b)), ha(m * rows_a), hb(m * rows_b);
+  be->download(hy.data(), y, hy.size() * 4);
+  be->download(ha.data(), ya, ha.size() * 4);
+  be->download(hb.data(), yb, hb.size() * 4);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t j = 0; j < rows_b; ++j)
+      ASSERT_EQ(hy[r * (rows_a + rows_b) + j], hb[r * rows_b + j]) << r << " " << j;
+    for (int64_t j = 0; j < rows_a; ++j)
+      ASSERT_EQ(hy[r * (rows_a + rows_b) + rows_b + j], ha[r * rows_a + j]) << r << " " << j;
+  }
 }
 
 }  // namespace
