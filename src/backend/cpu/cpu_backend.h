@@ -72,7 +72,9 @@ class CpuBackend final : public Backend {
   Result<Tensor> load_weight(const HostWeight& w) override;
   // Parts that lie back to back in memory (GGUF files sort tensor names, so ffn_gate is followed
   // by ffn_up) are used in place; others are copied once into memory owned by the backend (for
-  // q|k|v of a GGUF file: about a ninth of an 8B model's weights).
+  // q|k|v of a GGUF file: about a ninth of an 8B model's weights). A copy of at least 2 MiB that
+  // will only be read packed (rows a multiple of 16, packing applies) is packed at once and its
+  // pages are given back (host_release_pages).
   Result<Tensor> load_weight_concat(std::span<const HostWeight> parts) override;
   bool prefers_fused_projections() const override { return options_.fused_projections; }
   Result<KvCache> alloc_kv(const KvCacheConfig& config) override;
