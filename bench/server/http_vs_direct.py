@@ -132,14 +132,18 @@ def main():
         proc.wait(timeout=60)
     first = concs[0]
     print(f"\nmedians over {a.rounds} rounds; ratios are medians of the per-round ratios")
-    print(f"| concurrency | requests | direct tok/s | HTTP tok/s | HTTP / direct | HTTP vs c={first} |")
-    print("|---|---|---|---|---|---|")
+    print(f"| concurrency | requests | direct tok/s | HTTP tok/s | HTTP / direct | "
+          f"HTTP / direct per round | HTTP vs c={first} |")
+    print("|---|---|---|---|---|---|---|")
     for conc in concs:
         total = max(2 * conc, a.min_requests)
-        hd = statistics.median(h / d for h, d in zip(via_http[conc], direct[conc]))
+        ratios = [h / d for h, d in zip(via_http[conc], direct[conc])]
+        hd = statistics.median(ratios)
         vs1 = statistics.median(h / h1 for h, h1 in zip(via_http[conc], via_http[first]))
+        per_round = " ".join(f"{100 * r:.0f}%" for r in ratios)
         print(f"| {conc} | {total} | {statistics.median(direct[conc]):.1f} | "
-              f"{statistics.median(via_http[conc]):.1f} | {100 * hd:.0f}% | {vs1:.2f}x |")
+              f"{statistics.median(via_http[conc]):.1f} | {100 * hd:.0f}% | {per_round} | "
+              f"{vs1:.2f}x |")
 
 if __name__ == "__main__":
     main()
