@@ -152,6 +152,31 @@ inline void rope_head(const float* src, float* dst, const float* cs, int half, R
   }
 }
 
+// A layer's K and V caches of rows of d values, f32 or f16 (checked).
+void check_kv_caches(const Tensor& k_cache, const Tensor& v_cache, int64_t d) {
+  CARPOOL_CHECK(k_cache.cols == d && v_cache.cols == d && k_cache.rows == v_cache.rows);
+  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype &&
+                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
+}
+
+// Writes one token's k and v rows (d values each) to cache slot `slot`: V row-major, K into
+// column c of the slot's block, which holds dimension c of its bs keys (k_cache_index). k16:
+// scratch of d values for the f16 conversion.
+void write_kv_slot(Tensor& k_cache, Tensor& v_cache, int64_t bs, int32_t slot, const float* k,
+                   const float* v, int64_t d, uint16_t* k16) {
+  char* vd = static_cast<char*>(v_cache.data) + v_cache.row_bytes() * static_cast<size_t>(slot);
+  store_row(v_cache.dtype, v, vd, d);
+  const int64_t base = slot / bs * bs * d + slot % bs;
+  if (k_cache.dtype == DType::kF16) {
+    f32_to_f16_row(k, k16, d);
+    uint16_t* kd = static_cast<uint16_t*>(k_cache.data) + base;
+    for (int64_t c = 0; c < d; ++c) kd[c * bs] = k16[c];
+  } else {
+    float* kd = static_cast<float*>(k_cache.data) + base;
+    for (int64_t c = 0; c < d; ++c) kd[c * bs] = k[c];
+  }
+}
+
 }  // namespace
 
 void CpuBackend::rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
@@ -184,15 +209,11 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
   const int64_t d = static_cast<int64_t>(n_kv_heads) * head_dim;
   CARPOOL_CHECK(head_dim > 0 && head_dim % 2 == 0 && n_heads > 0 && n_kv_heads > 0);
   CARPOOL_CHECK(positions.numel() == a.n && slots.numel() == a.n && inv_freq.numel() == half);
-  CARPOOL_CHECK(k_cache.cols == d && v_cache.cols == d && k_cache.rows == v_cache.rows);
-  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype &&
-                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
+  check_kv_caches(k_cache, v_cache, d);
   const int32_t* pos = i32(positions);
   const int32_t* slot = i32(slots);
   const float* freq = f32(inv_freq);
-  const size_t v_row_bytes = v_cache.row_bytes();
   const int64_t bs = k_block_size(k_cache);
-  const bool f16 = k_cache.dtype == DType::kF16;
   // Per thread: [head_dim] angles, [d] the rotated K row, [d / 2] that row as f16.
   reserve_scratch(static_cast<size_t>(head_dim + d + (d + 1) / 2));
   pool_.parallel_for(a.n, 1, [&](int64_t b, int64_t e, int t) {
@@ -212,18 +233,7 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
         const int64_t o = static_cast<int64_t>(h) * head_dim;
         rope_head(ki + o, krow + o, cs, half, style);
       }
-      char* vd = static_cast<char*>(v_cache.data) + v_row_bytes * static_cast<size_t>(slot[i]);
-      store_row(v_cache.dtype, a.v + i * a.kv_stride, vd, d);
-      // K: column c of the slot's block holds dimension c of its bs keys (k_cache_index).
-      const int64_t base = slot[i] / bs * bs * d + slot[i] % bs;
-      if (f16) {
-        f32_to_f16_row(krow, krow16, d);
-        uint16_t* kd = static_cast<uint16_t*>(k_cache.data) + base;
-        for (int64_t c = 0; c < d; ++c) kd[c * bs] = krow16[c];
-      } else {
-        float* kd = static_cast<float*>(k_cache.data) + base;
-        for (int64_t c = 0; c < d; ++c) kd[c * bs] = krow[c];
-      }
+      write_kv_slot(k_cache, v_cache, bs, slot[i], krow, a.v + i * a.kv_stride, d, krow16);
       // Rotated in place where the caller's k is writable (rope_kv_write leaves k rotated).
       if (a.k_out != nullptr) std::memcpy(a.k_out + i * a.kv_stride, krow, d * sizeof(float));
     }
@@ -275,31 +285,16 @@ void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const
   const int64_t n = k.rows;
   const int64_t d = k.cols;
   CARPOOL_CHECK(v.rows == n && v.cols == d && slots.numel() == n);
-  CARPOOL_CHECK(k_cache.cols == d && v_cache.cols == d && k_cache.rows == v_cache.rows);
-  CARPOOL_CHECK(k_cache.dtype == v_cache.dtype &&
-                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
+  check_kv_caches(k_cache, v_cache, d);
   const int32_t* slot = i32(slots);
   const float* ks = f32(k);
   const float* vs = f32(v);
-  const size_t row_bytes = v_cache.row_bytes();
   const int64_t bs = k_block_size(k_cache);
-  const bool f16 = k_cache.dtype == DType::kF16;
   reserve_scratch(static_cast<size_t>(d));
   uint16_t* krow = reinterpret_cast<uint16_t*>(scratch(0));  // one K row as f16
   for (int64_t i = 0; i < n; ++i) {
     CARPOOL_CHECK(slot[i] >= 0 && slot[i] < k_cache.rows);
-    char* vd = static_cast<char*>(v_cache.data) + row_bytes * static_cast<size_t>(slot[i]);
-    store_row(v_cache.dtype, vs + i * d, vd, d);
-    // K: column c of the slot's block holds dimension c of its bs keys (k_cache_index).
-    const int64_t base = slot[i] / bs * bs * d + slot[i] % bs;
-    if (f16) {
-      f32_to_f16_row(ks + i * d, krow, d);
-      uint16_t* kd = static_cast<uint16_t*>(k_cache.data) + base;
-      for (int64_t c = 0; c < d; ++c) kd[c * bs] = krow[c];
-    } else {
-      float* kd = static_cast<float*>(k_cache.data) + base;
-      for (int64_t c = 0; c < d; ++c) kd[c * bs] = ks[i * d + c];
-    }
+    write_kv_slot(k_cache, v_cache, bs, slot[i], ks + i * d, vs + i * d, d, krow);
   }
 }
 
