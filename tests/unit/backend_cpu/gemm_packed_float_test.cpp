@@ -18,6 +18,7 @@
 #include "backend/cpu/packed_weights.h"
 #include "backend/cpu/quants.h"
 #include "backend/dtype.h"
+#include "random_quant_weights.h"
 
 namespace carpool {
 namespace {
@@ -38,15 +39,9 @@ TEST_P(GemmPackedFloat, MatchesDoubleReference) {
   const int64_t n = 4 * kPackRows;  // four groups
   for (int64_t k : {1, 7, 32, 33, 130, 577}) {
     const size_t row_bytes = dtype_row_bytes(t, k);
-    std::vector<uint8_t> w(row_bytes * n);
-    std::vector<float> wf(static_cast<size_t>(n * k));
-    for (int64_t i = 0; i < n * k; ++i) {
-      const float v = nd(g);
-      if (t == DType::kF32) std::memcpy(w.data() + 4 * i, &v, 4);
-      const uint16_t h = t == DType::kF16 ? f32_to_f16(v) : f32_to_bf16(v);
-      if (t != DType::kF32) std::memcpy(w.data() + 2 * i, &h, 2);
-    }
-    for (int64_t j = 0; j < n; ++j) dequantize_row(t, w.data() + row_bytes * j, &wf[j * k], k);
+    std::vector<uint8_t> w;
+    std::vector<float> wf;
+    random_float_weights(g, nd, t, n, k, &w, &wf);
     PackedWeight p = make_packed(t, n, k);
     pack_groups(p, w.data(), row_bytes, 0, p.groups);
     for (int64_t m : {1, 2, 3, 8, 9, 17, 20}) {

@@ -1,5 +1,5 @@
-// Random quantized weight rows for the CPU kernel tests: random quant bytes with sane f16 scales
-// (random bytes there would give infinities and NaNs).
+// Random weight rows for the CPU kernel tests: quantized ones (random quant bytes with sane f16
+// scales; random bytes there would give infinities and NaNs) and float ones with their f32 values.
 #pragma once
 
 #include <cstddef>
@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "backend/cpu/quants.h"
 #include "backend/dtype.h"
 
 namespace carpool {
@@ -29,6 +30,23 @@ inline std::vector<uint8_t> random_quant_weights(std::mt19937& g, DType t, int64
     }
   }
   return bytes;
+}
+
+// n rows of k weights of float type t (F32, F16 or BF16) drawn from nd: their bytes in *w and
+// their values as f32 (after rounding to t) in *wf.
+inline void random_float_weights(std::mt19937& g, std::normal_distribution<float>& nd, DType t,
+                                 int64_t n, int64_t k, std::vector<uint8_t>* w,
+                                 std::vector<float>* wf) {
+  const size_t row_bytes = dtype_row_bytes(t, k);
+  w->assign(row_bytes * static_cast<size_t>(n), 0);
+  wf->assign(static_cast<size_t>(n * k), 0.f);
+  for (int64_t i = 0; i < n * k; ++i) {
+    const float v = nd(g);
+    if (t == DType::kF32) std::memcpy(w->data() + 4 * i, &v, 4);
+    const uint16_t h = t == DType::kF16 ? f32_to_f16(v) : f32_to_bf16(v);
+    if (t != DType::kF32) std::memcpy(w->data() + 2 * i, &h, 2);
+  }
+  for (int64_t j = 0; j < n; ++j) dequantize_row(t, w->data() + row_bytes * j, &(*wf)[j * k], k);
 }
 
 }  // namespace carpool
