@@ -211,15 +211,9 @@ Result<Tensor> CpuBackend::load_q5_0_as_q8_0(const HostWeight& w) {
   if (out == nullptr) return Status::error("cpu load_weight: out of host memory for a Q5_0 copy");
   const auto* in = static_cast<const BlockQ5_0*>(w.data);
   for (int64_t b = 0; b < nb; ++b) {
-    uint32_t qh;
-    std::memcpy(&qh, in[b].qh, 4);
     out[b].d = in[b].d;
-    for (int j = 0; j < kQK / 2; ++j) {
-      const int lo = (in[b].qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4);
-      const int hi = (in[b].qs[j] >> 4) | static_cast<int>(((qh >> (j + kQK / 2)) & 1u) << 4);
-      out[b].qs[j] = static_cast<int8_t>(lo - 16);
-      out[b].qs[j + kQK / 2] = static_cast<int8_t>(hi - 16);
-    }
+    q5_values(in[b].qs, in[b].qh, out[b].qs);
+    for (int8_t& q : out[b].qs) q = static_cast<int8_t>(q - 16);
   }
   owned_weights_.emplace_back(reinterpret_cast<uint8_t*>(out));
   Tensor t;

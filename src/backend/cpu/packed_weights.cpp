@@ -188,14 +188,10 @@ void pack_q5_1(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g
       for (int l = 0; l < kPackRows; ++l) {
         const uint8_t* row = base + static_cast<size_t>(g * kPackRows + l) * row_bytes;
         const BlockQ5_1& b = reinterpret_cast<const BlockQ5_1*>(row)[i];
-        uint32_t qh;
-        std::memcpy(&qh, b.qh, 4);
-        for (int e = 0; e < kQK; ++e) {
-          const int j = e % (kQK / 2);
-          const int nibble = e < kQK / 2 ? b.qs[j] & 0x0f : b.qs[j] >> 4;
-          out[64 * (e / 4) + 4 * l + e % 4] =
-              static_cast<uint8_t>(nibble | static_cast<int>(((qh >> e) & 1u) << 4));
-        }
+        int8_t q[kQK];
+        q5_values(b.qs, b.qh, q);
+        for (int e = 0; e < kQK; ++e)
+          out[64 * (e / 4) + 4 * l + e % 4] = static_cast<uint8_t>(q[e]);
         scales[l] = b.d;
         scales[kPackRows + l] = b.m;
       }

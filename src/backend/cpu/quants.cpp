@@ -42,32 +42,24 @@ CARPOOL_NO_FMA void dequant_q4_1(const BlockQ4_1* b, float* y, int64_t nb) {
   }
 }
 
-// Q5_0 / Q5_1: element j < 16 is the low nibble of qs[j] with bit j of qh as its fifth bit,
-// element j + 16 the high nibble with bit j + 16.
-inline int q5_value(const uint8_t* qs, uint32_t qh, int e) {
-  const int j = e % (kQK / 2);
-  const int nibble = e < kQK / 2 ? qs[j] & 0x0f : qs[j] >> 4;
-  return nibble | static_cast<int>(((qh >> e) & 1u) << 4);
-}
-
 CARPOOL_NO_FMA void dequant_q5_0(const BlockQ5_0* b, float* y, int64_t nb) {
+  int8_t q[kQK];
   for (int64_t i = 0; i < nb; ++i) {
     const float d = f16_to_f32(b[i].d);
-    uint32_t qh;
-    std::memcpy(&qh, b[i].qh, 4);
-    for (int e = 0; e < kQK; ++e) y[e] = d * static_cast<float>(q5_value(b[i].qs, qh, e) - 16);
+    q5_values(b[i].qs, b[i].qh, q);
+    for (int e = 0; e < kQK; ++e) y[e] = d * static_cast<float>(q[e] - 16);
     y += kQK;
   }
 }
 
 CARPOOL_NO_FMA void dequant_q5_1(const BlockQ5_1* b, float* y, int64_t nb) {
+  int8_t q[kQK];
   for (int64_t i = 0; i < nb; ++i) {
     const float d = f16_to_f32(b[i].d);
     const float m = f16_to_f32(b[i].m);
-    uint32_t qh;
-    std::memcpy(&qh, b[i].qh, 4);
+    q5_values(b[i].qs, b[i].qh, q);
     for (int e = 0; e < kQK; ++e) {
-      const float v = d * static_cast<float>(q5_value(b[i].qs, qh, e));
+      const float v = d * static_cast<float>(q[e]);
       y[e] = v + m;
     }
     y += kQK;

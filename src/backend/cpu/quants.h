@@ -61,4 +61,15 @@ inline void k_scales_mins(const uint8_t* q, uint8_t* scales, uint8_t* mins) {
   std::memcpy(mins + 4, &m_hi, 4);
 }
 
+// The 32 five-bit values (0..31) of a Q5_0 / Q5_1 block: element j < 16 is the low nibble of
+// qs[j] with bit j of qh as its fifth bit, element j + 16 the high nibble with bit j + 16.
+inline void q5_values(const uint8_t* qs, const uint8_t* qh_bytes, int8_t* q) {
+  uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
+  for (int j = 0; j < kQK / 2; ++j) {
+    q[j] = static_cast<int8_t>((qs[j] & 0x0f) | (((qh >> j) & 1u) << 4));
+    q[j + kQK / 2] = static_cast<int8_t>((qs[j] >> 4) | (((qh >> (j + kQK / 2)) & 1u) << 4));
+  }
+}
+
 }  // namespace carpool

@@ -54,16 +54,6 @@ float dot_q4_1(const BlockQ4_1* w, const BlockQ8A* x, int64_t nb) {
   return acc;
 }
 
-// Q5_0 / Q5_1: the 5-bit values of a block (element order as in dequantize_row).
-void q5_values(const uint8_t* qs, const uint8_t* qh_bytes, int8_t* q) {
-  uint32_t qh;
-  std::memcpy(&qh, qh_bytes, 4);
-  for (int j = 0; j < kQK / 2; ++j) {
-    q[j] = static_cast<int8_t>((qs[j] & 0x0f) | (((qh >> j) & 1u) << 4));
-    q[j + kQK / 2] = static_cast<int8_t>((qs[j] >> 4) | (((qh >> (j + kQK / 2)) & 1u) << 4));
-  }
-}
-
 float dot_q5_0(const BlockQ5_0* w, const BlockQ8A* x, int64_t nb) {
   float acc = 0.f;
   int8_t q[kQK];
