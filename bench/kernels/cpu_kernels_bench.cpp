@@ -6,6 +6,11 @@
 //   BM_MatmulFloat/<type>/<m>: CpuBackend::matmul with F32/F16/BF16 weights, 1 thread.
 //   BM_Matmul/<type>/<m>: CpuBackend::matmul with quantized weights, 1 thread: the serving path
 //     (activation quantization, weights repacked at first use, the machine's best level).
+//   BM_MatmulStream/<type>/<threads>: one decode step's matmuls at batch 1 (m = 1) over 12 layers
+//   of
+//     TinyLlama-1.1B's shapes (q|k|v 2560 x 2048, o 2048 x 2048, gate|up 11264 x 2048, down
+//     2048 x 5632), 1 or 2 threads, weights far larger than the caches: the weight stream of decode
+//     without the model's other ops; counter: weight GB/s (compare bench/cpu/stream.c).
 //   BM_AttentionDecode/<kv type>/<isa>/<batch>/<context>: paged attention of one decode step (one
 //   query
 //     token per sequence) over 30 layers' caches in SmolLM2-135M's shape (9 heads, 3 KV heads,
@@ -129,6 +134,43 @@ void BM_MatmulFloat(benchmark::State& state, DType t) {
   be->free(y);
 }
 
+void BM_MatmulStream(benchmark::State& state, DType t) {
+  constexpr int kLayers = 12;
+  constexpr int64_t kHidden = 2048, kFfn = 5632;
+  const int64_t shapes[4][2] = {
+      {2560, kHidden}, {kHidden, kHidden}, {2 * kFfn, kHidden}, {kHidden, kFfn}};
+  std::unique_ptr<Backend> be = make_cpu_backend({.n_threads = static_cast<int>(state.range(0))});
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<Tensor> ws;
+  double weight_bytes = 0;
+  for (int l = 0; l < kLayers; ++l) {
+    for (const auto& s : shapes) {
+      bytes.push_back(random_weights(t, s[0], s[1]));
+      ws.push_back(be->load_weight(HostWeight{t, bytes.back().data(), s[0], s[1]}).value());
+      weight_bytes += static_cast<double>(bytes.back().size());
+    }
+  }
+  Tensor x[2] = {be->alloc(DType::kF32, 1, kFfn).value(), be->alloc(DType::kF32, 1, kFfn).value()};
+  Tensor y = be->alloc(DType::kF32, 1, 2 * kFfn).value();
+  const std::vector<float> xs = random_rows(1, kFfn);
+  be->upload(x[0], xs.data(), static_cast<size_t>(kHidden) * 4);
+  be->upload(x[1], xs.data(), xs.size() * 4);
+  for (auto _ : state) {
+    for (const Tensor& w : ws) {
+      Tensor xin = x[w.cols == kFfn ? 1 : 0];
+      xin.cols = w.cols;
+      Tensor out = y;
+      out.cols = w.rows;
+      be->matmul(out, xin, w, nullptr);
+    }
+  }
+  state.counters["weight_GB/s"] =
+      benchmark::Counter(weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  be->free(x[0]);
+  be->free(x[1]);
+  be->free(y);
+}
+
 void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
   if (!cpu_supports(isa)) {
     state.SkipWithError("instruction set not supported here");
@@ -220,6 +262,11 @@ void register_all() {
        {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     const std::string name = std::string("BM_Matmul/") + std::string(dtype_name(t));
     benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16)->Arg(64);
+  }
+  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K,
+                  DType::kQ6_K, DType::kF16, DType::kBF16}) {
+    const std::string name = std::string("BM_MatmulStream/") + std::string(dtype_name(t));
+    benchmark::RegisterBenchmark(name.c_str(), BM_MatmulStream, t)->Arg(1)->Arg(2)->UseRealTime();
   }
   for (DType kv : {DType::kF32, DType::kF16}) {
     for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {

@@ -60,6 +60,19 @@ inline VecI vsll16(VecI a, int n) {
   return _mm256_slli_epi16(a, n);
 }
 // u8 x s8 pairs into 16 bits (no saturation for weights below 128), then pairs into 32 bits.
+// Byte i of the result is q + 16 where bit i of the 32 bits at p is set: the bits' bytes are
+// spread to 8 lanes each, each lane keeps its own bit, and the lanes that kept one get 16.
+inline VecI vadd_bit4(VecI q, const uint8_t* p) {
+  uint32_t m;
+  std::memcpy(&m, p, 4);
+  const VecI spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(m)),
+                          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                           2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const VecI bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  const VecI set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+  return _mm256_add_epi8(q, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+}
 inline VecI vdot(VecI acc, VecI w, int32_t x4) {
   const __m256i p = _mm256_maddubs_epi16(w, _mm256_set1_epi32(x4));
   return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));

@@ -63,6 +63,11 @@ inline VecI vsrl16(VecI a, int n) {
 inline VecI vsll16(VecI a, int n) {
   return _mm512_slli_epi16(a, static_cast<unsigned>(n));
 }
+inline VecI vadd_bit4(VecI q, const uint8_t* p) {
+  uint64_t m;
+  std::memcpy(&m, p, 8);
+  return _mm512_mask_add_epi8(q, m, q, _mm512_set1_epi8(16));
+}
 inline VecI vdot(VecI acc, VecI w, int32_t x4) {
   return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(x4));
 }

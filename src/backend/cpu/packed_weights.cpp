@@ -104,7 +104,22 @@ void interleave(const uint8_t* src, int n_parts, int l, uint8_t* out) {
     std::memcpy(out + 64 * part + 4 * l, src + 4 * part, 4);
 }
 
-// Q4_K and Q5_K: qs parts, d and dmin, scales and mins, then (Q5_K) the qh parts.
+// Q5_K's fifth bits of row l as bit masks: bit 4l + b of the 64-bit word for sub-block j and
+// part t is bit j of qh[4t + b] (the element whose low bits part t holds at byte 4l + b). Rows
+// share the words' bytes (two rows per byte), so each row rewrites only its own four bits.
+void pack_q5_k_masks(const uint8_t* qh, int l, uint8_t* out) {
+  const int shift = 4 * (l % 2);
+  for (int j = 0; j < 8; ++j) {
+    for (int t = 0; t < 8; ++t) {
+      unsigned nibble = 0;
+      for (int b = 0; b < 4; ++b) nibble |= ((qh[4 * t + b] >> j) & 1u) << b;
+      uint8_t& byte = out[(8 * j + t) * 8 + l / 2];
+      byte = static_cast<uint8_t>((byte & ~(0xfu << shift)) | (nibble << shift));
+    }
+  }
+}
+
+// Q4_K and Q5_K: qs parts, d and dmin, scales and mins, then (Q5_K) the fifth-bit masks.
 template <class Block>
 void pack_k45(const Block& b, int l, uint8_t* out) {
   interleave(b.qs, 32, l, out);
@@ -119,7 +134,7 @@ void pack_k45(const Block& b, int l, uint8_t* out) {
     scales[(8 + j) * kPackRows + l] = mn[j];
   }
   if constexpr (std::is_same_v<Block, BlockQ5_K>) {
-    interleave(b.qh, 8, l, out + 32 * 64 + 20 * kPackRows);
+    pack_q5_k_masks(b.qh, l, out + 32 * 64 + 20 * kPackRows);
   }
 }
 

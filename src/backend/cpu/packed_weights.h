@@ -21,7 +21,9 @@
 //   Q4_K:       per super-block of 256: 32 x 64 bytes: byte 4*l + b of part 8c + t is byte
 //               32c + 4t + b of row j0+l's qs (low nibble: sub-block 2c, high: 2c + 1); then 16
 //               f16 d, 16 f16 dmin, and the 6-bit scales [8][16] and mins [8][16] as bytes.
-//   Q5_K:       as Q4_K, then 8 x 64 bytes of qh interleaved the same way.
+//   Q5_K:       as Q4_K, then the fifth bits as 64 masks of 64 bits, [sub-block j][part t]:
+//               bit 4*l + b is bit 4 of the value whose low bits part t holds at byte 4*l + b
+//               (one masked byte add per part restores it).
 //   Q6_K:       32 x 64 bytes of ql and 16 x 64 bytes of qh interleaved by 4 bytes, 16 f16 d,
 //               and the int8 scales [16][16].
 //   F32, F16:   one "block" per element i: element i of the 16 rows side by side (64 or 32
