@@ -1,8 +1,11 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
+
+#include "engine/fast_exp.h"
 
 namespace carpool {
 
@@ -60,59 +63,201 @@ void Sampler::apply_penalties(std::span<float> logits) const {
   }
 }
 
+namespace {
+
+using Candidate = std::pair<float, int32_t>;  // (weight, token)
+
+// The order of top-k and top-p: heavier first, ties to the lower id.
+bool before(const Candidate& a, const Candidate& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+// Reorders c so that its first n elements are the first n in `before` order, for the smallest n
+// whose weights sum to at least `mass` (all of c if none does); returns n. A quickselect that
+// carries the weight of the part already known to be in the prefix: expected linear time, and
+// only a short range is ever sorted.
+size_t heaviest_prefix(std::vector<Candidate>& c, double mass) {
+  size_t lo = 0, hi = c.size();
+  double in = 0;  // weight of c[0, lo), all in the prefix
+  while (hi - lo > 32) {
+    const size_t mid = lo + (hi - lo) / 2;
+    // Median of three as the pivot, moved to hi - 1.
+    if (before(c[mid], c[lo])) std::swap(c[mid], c[lo]);
+    if (before(c[hi - 1], c[lo])) std::swap(c[hi - 1], c[lo]);
+    if (before(c[mid], c[hi - 1])) std::swap(c[mid], c[hi - 1]);
+    const Candidate pivot = c[hi - 1];
+    const auto split = std::partition(c.begin() + static_cast<std::ptrdiff_t>(lo),
+                                      c.begin() + static_cast<std::ptrdiff_t>(hi - 1),
+                                      [&](const Candidate& x) { return before(x, pivot); });
+    const size_t m = static_cast<size_t>(split - c.begin());
+    std::swap(c[m], c[hi - 1]);  // the pivot between the two parts
+    double heavier = 0;
+    for (size_t i = lo; i < m; ++i) heavier += c[i].first;
+    if (in + heavier >= mass) {
+      hi = m;
+    } else if (in + heavier + pivot.first >= mass) {
+      return m + 1;
+    } else {
+      in += heavier + pivot.first;
+      lo = m + 1;
+    }
+  }
+  std::sort(c.begin() + static_cast<std::ptrdiff_t>(lo),
+            c.begin() + static_cast<std::ptrdiff_t>(hi), before);
+  for (size_t i = lo; i < hi; ++i) {
+    in += c[i].first;
+    if (in >= mass) return i + 1;
+  }
+  return c.size();
+}
+
+}  // namespace
+
+// Lane-wise loops that the compiler turns into SIMD code (no reduction carried by one scalar).
+// They stay out of line: inlined into Sampler::sample, GCC 12 left them scalar.
+namespace {
+
+// Scales the logits by inv_t in place (NaN becomes -inf: never drawn); returns their maximum.
+[[gnu::noinline]] float scale_and_max(float* l, size_t n, float inv_t) {
+  constexpr size_t kLanes = 16;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  float lane_max[kLanes];
+  for (float& m : lane_max) m = neg_inf;
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) {
+      const float v = l[i + j] == l[i + j] ? l[i + j] * inv_t : neg_inf;
+      l[i + j] = v;
+      lane_max[j] = v > lane_max[j] ? v : lane_max[j];
+    }
+  }
+  for (; i < n; ++i) {
+    l[i] = l[i] == l[i] ? l[i] * inv_t : neg_inf;
+    lane_max[0] = std::max(lane_max[0], l[i]);
+  }
+  return *std::max_element(std::begin(lane_max), std::end(lane_max));
+}
+
+// exp(l - max) in place; returns their sum (in double).
+[[gnu::noinline]] double weights_and_sum(float* l, size_t n, float max_l) {
+  for (size_t i = 0; i < n; ++i) l[i] = exp_nonpositive(l[i] - max_l);
+  constexpr size_t kLanes = 8;
+  double lane_sum[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) lane_sum[j] += l[i + j];
+  }
+  for (; i < n; ++i) lane_sum[0] += l[i];
+  double z = 0;
+  for (double v : lane_sum) z += v;
+  return z;
+}
+
+// Weight of the tokens at least t heavy, summed in lanes (w times 0 or 1: a form the vectorizer
+// takes, where a conditional would be a branch).
+[[gnu::noinline]] double mass_at_least(const float* w, size_t n, float t) {
+  constexpr size_t kLanes = 8;
+  double lane[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) lane[j] += w[i + j] * static_cast<float>(w[i + j] >= t);
+  }
+  for (; i < n; ++i) lane[0] += w[i] * static_cast<float>(w[i] >= t);
+  double m = 0;
+  for (double v : lane) m += v;
+  return m;
+}
+
+// The largest weight t such that the tokens at least t heavy hold `mass` (0 < mass, and the
+// weights, at most 1, hold more): top-p's prefix is made of tokens at least that heavy. A
+// bisection over the bit patterns of non-negative floats, which order as their values: about 30
+// branch-free passes instead of sorting the vocabulary.
+float top_p_boundary(const float* w, size_t n, double mass) {
+  uint32_t lo = 0;                                 // mass_at_least(lo) >= mass
+  uint32_t hi = std::bit_cast<uint32_t>(1.f) + 1;  // mass_at_least(hi) = 0 < mass
+  while (hi - lo > 1) {
+    const uint32_t mid = lo + (hi - lo) / 2;
+    if (mass_at_least(w, n, std::bit_cast<float>(mid)) >= mass) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return std::bit_cast<float>(lo);
+}
+
+}  // namespace
+
 int32_t Sampler::sample(std::span<float> logits) {
   apply_penalties(logits);
-  const int32_t vocab = static_cast<int32_t>(logits.size());
   if (params_.temperature == 0.f) {
     // Greedy; ties go to the lowest id, as torch.argmax does.
     return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
-  const float inv_t = 1.f / params_.temperature;
-  candidates_.clear();
-  candidates_.reserve(vocab);
-  for (int32_t i = 0; i < vocab; ++i) candidates_.emplace_back(logits[i] * inv_t, i);
-  auto by_logit = [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  size_t keep = candidates_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
-    keep = static_cast<size_t>(params_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  const float max_l = scale_and_max(logits.data(), logits.size(), 1.f / params_.temperature);
+  if (!std::isfinite(max_l)) {  // all -inf, or some +inf: the first of the largest
+    return static_cast<int32_t>(std::find(logits.begin(), logits.end(), max_l) - logits.begin());
   }
-  candidates_.resize(keep);
-  // Softmax over the kept candidates.
-  const float max_l = candidates_[0].first;
-  double sum = 0;
-  for (auto& c : candidates_) {
-    c.first = std::exp(c.first - max_l);
-    sum += c.first;
-  }
-  for (auto& c : candidates_) c.first = static_cast<float>(c.first / sum);
-  // top-p: smallest prefix whose mass reaches top_p (always keeps the first).
-  if (params_.top_p < 1.f) {
-    double cum = 0;
-    size_t n = 0;
-    while (n < candidates_.size()) {
-      cum += candidates_[n].first;
-      ++n;
-      if (cum >= params_.top_p) break;
+  // Softmax weights exp(l - max) in place (the most likely token weighs 1); the draw does not
+  // need them normalized.
+  double z = weights_and_sum(logits.data(), logits.size(), max_l);
+  const size_t vocab = logits.size();
+  const bool top_k = params_.top_k > 0 && static_cast<size_t>(params_.top_k) < vocab;
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  if (!top_k && params_.top_p >= 1.f && params_.min_p <= 0.f) {
+    // Every token is a candidate: one walk in id order.
+    double r = unit(rng_) * z;
+    for (size_t i = 0; i < vocab; ++i) {
+      r -= logits[i];
+      if (r <= 0 && logits[i] > 0) return static_cast<int32_t>(i);
     }
-    candidates_.resize(n);
+    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
-  // min-p: drop tokens below min_p times the most likely one.
-  if (params_.min_p > 0.f) {
-    const float cut = params_.min_p * candidates_[0].first;
-    size_t n = 1;
-    while (n < candidates_.size() && candidates_[n].first >= cut) ++n;
-    candidates_.resize(n);
+  // Candidates: tokens of weight above 0 and (min-p, which keeps only tokens of at least min_p
+  // times the most likely one's weight, 1) at least min_p. Dropping those before top-p changes
+  // nothing: they come after every other token in its order, so a top-p prefix that reaches them
+  // keeps all the others.
+  candidates_.clear();
+  const float floor_w = params_.min_p;
+  if (top_k) {
+    // top-k: the k heaviest, kept as a heap whose top is the lightest of them.
+    const size_t k = static_cast<size_t>(params_.top_k);
+    for (size_t i = 0; i < vocab; ++i) {
+      const float w = logits[i];
+      if (!(w > 0)) continue;
+      const Candidate c{w, static_cast<int32_t>(i)};
+      if (candidates_.size() < k) {
+        candidates_.push_back(c);
+        std::push_heap(candidates_.begin(), candidates_.end(), before);
+      } else if (before(c, candidates_.front())) {
+        std::pop_heap(candidates_.begin(), candidates_.end(), before);
+        candidates_.back() = c;
+        std::push_heap(candidates_.begin(), candidates_.end(), before);
+      }
+    }
+    // The softmax after top-k is over its k tokens, those min-p then drops included.
+    z = 0;
+    for (const Candidate& c : candidates_) z += c.first;
+    if (floor_w > 0)
+      std::erase_if(candidates_, [&](const Candidate& c) { return c.first < floor_w; });
+  } else {
+    // top-p's prefix holds only tokens at least as heavy as its boundary: the others are left out
+    // (ties at the boundary stay in, for heaviest_prefix to take in id order).
+    float lightest = floor_w;
+    if (params_.top_p < 1.f) {
+      lightest = std::max(lightest, top_p_boundary(logits.data(), vocab, params_.top_p * z));
+    }
+    for (size_t i = 0; i < vocab; ++i) {
+      const float w = logits[i];
+      if (w > 0 && w >= lightest) candidates_.emplace_back(w, static_cast<int32_t>(i));
+    }
   }
+  // top-p: the smallest heaviest-first prefix whose mass reaches top_p (at least one token).
+  if (params_.top_p < 1.f) candidates_.resize(heaviest_prefix(candidates_, params_.top_p * z));
   double total = 0;
-  for (const auto& c : candidates_) total += c.first;
-  std::uniform_real_distribution<double> dist(0.0, total);
-  double r = dist(rng_);
-  for (const auto& c : candidates_) {
+  for (const Candidate& c : candidates_) total += c.first;
+  double r = unit(rng_) * total;
+  for (const Candidate& c : candidates_) {
     r -= c.first;
     if (r <= 0) return c.second;
   }

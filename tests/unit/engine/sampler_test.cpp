@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <random>
 #include <set>
 
 namespace carpool {
@@ -100,6 +103,105 @@ TEST(Sampler, TemperatureSharpensTheDistribution) {
   double share_cold = histogram(p, l, 4000)[0] / 4000.0;
   EXPECT_NEAR(share_t1, 1 / (1 + std::exp(-1.0)), 0.03);    // 0.731
   EXPECT_NEAR(share_cold, 1 / (1 + std::exp(-4.0)), 0.02);  // 0.982
+}
+
+// The distribution the order of operations in sampler.h defines, computed the plain way: sort
+// by scaled logit (ties to the lower id), top-k, softmax over what is left, top-p prefix, min-p.
+std::map<int32_t, double> reference_distribution(const std::vector<float>& logits,
+                                                 const SamplingParams& p) {
+  std::vector<std::pair<double, int32_t>> c;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    c.emplace_back(static_cast<double>(logits[i]) / p.temperature, static_cast<int32_t>(i));
+  }
+  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < c.size()) c.resize(p.top_k);
+  const double max_l = c[0].first;
+  double sum = 0;
+  for (auto& x : c) sum += x.first = std::exp(x.first - max_l);
+  for (auto& x : c) x.first /= sum;
+  if (p.top_p < 1.f) {
+    double cum = 0;
+    size_t n = 0;
+    while (n < c.size() && cum < p.top_p) cum += c[n++].first;
+    c.resize(n);
+  }
+  if (p.min_p > 0.f) {
+    const double cut = p.min_p * c[0].first;
+    std::erase_if(c, [&](const auto& x) { return x.first < cut; });
+  }
+  double total = 0;
+  for (const auto& x : c) total += x.first;
+  std::map<int32_t, double> d;
+  for (const auto& x : c) d[x.second] = x.first / total;
+  return d;
+}
+
+// Many draws over a 3,000-token vocabulary with the shape of a model's logits (a few tokens well
+// above a broad tail): every drawn token is in the reference's kept set, and each token's share
+// is within 5 standard deviations of its reference probability.
+TEST(Sampler, DrawsFollowTheReferenceDistribution) {
+  std::mt19937 g(11);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  std::vector<float> logits(3000);
+  for (float& l : logits) l = nd(g);
+  for (int i = 0; i < 6; ++i) logits[static_cast<size_t>(i * 401)] += 7.f - static_cast<float>(i);
+  struct Case {
+    float temperature, top_p, min_p;
+    int top_k;
+  };
+  for (const Case& k : {Case{1.f, 1.f, 0.f, 0}, Case{1.f, 0.9f, 0.f, 0}, Case{1.f, 1.f, 0.f, 40},
+                        Case{1.f, 1.f, 0.02f, 0}, Case{0.7f, 0.8f, 0.01f, 100},
+                        Case{1.5f, 0.95f, 0.f, 0}, Case{1.f, 0.5f, 0.f, 3}}) {
+    SCOPED_TRACE(testing::Message() << "temperature " << k.temperature << " top_p " << k.top_p
+                                    << " min_p " << k.min_p << " top_k " << k.top_k);
+    SamplingParams p;
+    p.temperature = k.temperature;
+    p.top_p = k.top_p;
+    p.min_p = k.min_p;
+    p.top_k = k.top_k;
+    p.seed = 5;
+    const std::map<int32_t, double> want = reference_distribution(logits, p);
+    constexpr int kDraws = 40000;
+    const std::map<int32_t, int> got = histogram(p, logits, kDraws);
+    for (const auto& [token, n] : got) EXPECT_TRUE(want.count(token)) << token;
+    for (const auto& [token, prob] : want) {
+      const auto it = got.find(token);
+      const double share = it == got.end() ? 0.0 : static_cast<double>(it->second) / kDraws;
+      EXPECT_NEAR(share, prob, 5 * std::sqrt(prob * (1 - prob) / kDraws) + 1e-4) << token;
+    }
+  }
+}
+
+// Equal logits: top-k and top-p take the lowest ids first.
+TEST(Sampler, TiesGoToTheLowerIds) {
+  const std::vector<float> flat(10, 0.5f);
+  SamplingParams p;
+  p.seed = 6;
+  p.top_k = 3;
+  std::map<int32_t, int> h = histogram(p, flat, 3000);
+  EXPECT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.rbegin()->first, 2);
+  p.top_k = 0;
+  p.top_p = 0.25f;  // three of ten equal tokens reach it
+  h = histogram(p, flat, 3000);
+  EXPECT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.rbegin()->first, 2);
+}
+
+// NaN logits are never drawn; all -inf but one gives that one.
+TEST(Sampler, NanAndInfiniteLogits) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  SamplingParams p;
+  p.seed = 7;
+  std::map<int32_t, int> h = histogram(p, {nan, 1.f, nan, 1.f}, 500);
+  EXPECT_EQ(h.count(0) + h.count(2), 0u);
+  EXPECT_EQ(h.size(), 2u);
+  h = histogram(p, {-inf, -inf, 3.f, -inf}, 50);
+  EXPECT_EQ(h.size(), 1u);
+  EXPECT_EQ(h.begin()->first, 2);
 }
 
 TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {

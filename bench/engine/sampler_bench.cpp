@@ -1,0 +1,66 @@
+// Host sampler (engine/sampler.h): one call of Sampler::sample per iteration on a logits row
+// shaped like a language model's (Gaussian logits, a few tokens well above the rest), for the
+// vocabularies of SmolLM2 (49,152) and Llama 3 (128,256).
+//
+//   BM_Sample/<vocab>/<mode>: mode 0 greedy, 1 temperature 1 (the OpenAI API's default: no
+//   top-k, top-p or min-p), 2 top_p 0.9, 3 top_k 50, 4 min_p 0.05, 5 top_p 0.95 at temperature
+//   1.5 (a flat distribution).
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "engine/sampler.h"
+
+namespace carpool {
+namespace {
+
+std::vector<float> lm_logits(int vocab) {
+  std::mt19937 g(7);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  std::vector<float> l(static_cast<size_t>(vocab));
+  for (float& v : l) v = nd(g);
+  for (int i = 0; i < 8; ++i) l[static_cast<size_t>((i * 7919) % vocab)] += 12.f - i;
+  return l;
+}
+
+void BM_Sample(benchmark::State& state) {
+  const int vocab = static_cast<int>(state.range(0));
+  SamplingParams p;
+  switch (state.range(1)) {
+    case 0:
+      p.temperature = 0.f;
+      break;
+    case 1:
+      break;
+    case 2:
+      p.top_p = 0.9f;
+      break;
+    case 3:
+      p.top_k = 50;
+      break;
+    case 4:
+      p.min_p = 0.05f;
+      break;
+    default:
+      p.temperature = 1.5f;
+      p.top_p = 0.95f;
+      break;
+  }
+  p.seed = 1;
+  Sampler s(p, {});
+  const std::vector<float> base = lm_logits(vocab);
+  std::vector<float> l(base.size());
+  for (auto _ : state) {
+    state.PauseTiming();
+    l = base;
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(s.sample(l));
+  }
+}
+BENCHMARK(BM_Sample)->ArgsProduct({{49152, 128256}, {0, 1, 2, 3, 4, 5}});
+
+}  // namespace
+}  // namespace carpool
+
+BENCHMARK_MAIN();
