@@ -264,31 +264,87 @@ int32_t Sampler::sample(std::span<float> logits) {
   return candidates_.back().second;
 }
 
-float token_logprob(std::span<const float> logits, int32_t token) {
-  float max_l = -std::numeric_limits<float>::infinity();
-  for (float l : logits) max_l = std::max(max_l, l);
+namespace {
+
+// max and log(sum exp(l - max)) of a logits row, in lanes (see above), shared by token_logprob
+// and top_logprobs so that a token's value is the same in both lists.
+struct LogSumExp {
+  float max;
+  double log_sum;
+};
+[[gnu::noinline]] float max_of(const float* l, size_t n) {
+  constexpr size_t kLanes = 16;
+  float lane[kLanes];
+  for (float& m : lane) m = -std::numeric_limits<float>::infinity();
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) lane[j] = l[i + j] > lane[j] ? l[i + j] : lane[j];
+  }
+  for (; i < n; ++i) lane[0] = l[i] > lane[0] ? l[i] : lane[0];
+  return *std::max_element(std::begin(lane), std::end(lane));
+}
+[[gnu::noinline]] double sum_exp(const float* l, size_t n, float max_l) {
+  // Through a small buffer: the exp loop and the sum loop each vectorize on their own.
+  constexpr size_t kChunk = 256;
+  constexpr size_t kLanes = 8;
+  float e[kChunk];
+  double lane[kLanes] = {};
+  for (size_t c = 0; c < n; c += kChunk) {
+    const size_t m = std::min(kChunk, n - c);
+    for (size_t i = 0; i < m; ++i) e[i] = exp_nonpositive(l[c + i] - max_l);
+    size_t i = 0;
+    for (; i + kLanes <= m; i += kLanes) {
+      for (size_t j = 0; j < kLanes; ++j) lane[j] += e[i + j];
+    }
+    for (; i < m; ++i) lane[0] += e[i];
+  }
   double sum = 0;
-  for (float l : logits) sum += std::exp(static_cast<double>(l - max_l));
-  return static_cast<float>(logits[token] - max_l - std::log(sum));
+  for (double v : lane) sum += v;
+  return sum;
+}
+LogSumExp log_sum_exp(std::span<const float> logits) {
+  const float max_l = max_of(logits.data(), logits.size());
+  return {max_l, std::log(sum_exp(logits.data(), logits.size(), max_l))};
+}
+
+}  // namespace
+
+float token_logprob(std::span<const float> logits, int32_t token) {
+  const LogSumExp s = log_sum_exp(logits);
+  return static_cast<float>(logits[token] - s.max - s.log_sum);
 }
 
 std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logits, int k) {
-  float max_l = -std::numeric_limits<float>::infinity();
-  for (float l : logits) max_l = std::max(max_l, l);
-  double sum = 0;
-  for (float l : logits) sum += std::exp(static_cast<double>(l - max_l));
-  const double log_sum = std::log(sum);
-  std::vector<std::pair<int32_t, float>> all;
-  all.reserve(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) all.emplace_back(static_cast<int32_t>(i), logits[i]);
-  k = std::min<int>(k, static_cast<int>(all.size()));
-  std::partial_sort(all.begin(), all.begin() + k, all.end(), [](const auto& a, const auto& b) {
-    return a.second > b.second || (a.second == b.second && a.first < b.first);
-  });
-  all.resize(k);
-  // token_logprob's arithmetic, so that a token's value is the same in both lists.
-  for (auto& p : all) p.second = static_cast<float>(p.second - max_l - log_sum);
-  return all;
+  const LogSumExp s = log_sum_exp(logits);
+  // The k largest logits (NaN ranks as -inf), ties to the lower id: a heap of k whose top is the
+  // smallest of them, then sorted.
+  using Entry = std::pair<float, int32_t>;  // (logit, token)
+  auto key = [](float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; };
+  auto first = [&](const Entry& a, const Entry& b) {
+    const float ka = key(a.first), kb = key(b.first);
+    return ka > kb || (ka == kb && a.second < b.second);
+  };
+  const size_t n = std::min<size_t>(static_cast<size_t>(std::max(k, 0)), logits.size());
+  std::vector<Entry> heap;
+  heap.reserve(n);
+  for (size_t i = 0; i < logits.size() && n > 0; ++i) {
+    const Entry e{logits[i], static_cast<int32_t>(i)};
+    if (heap.size() < n) {
+      heap.push_back(e);
+      std::push_heap(heap.begin(), heap.end(), first);
+    } else if (first(e, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), first);
+      heap.back() = e;
+      std::push_heap(heap.begin(), heap.end(), first);
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end(), first);
+  std::vector<std::pair<int32_t, float>> top;
+  top.reserve(n);
+  for (const Entry& e : heap) {
+    top.emplace_back(e.second, static_cast<float>(e.first - s.max - s.log_sum));
+  }
+  return top;
 }
 
 }  // namespace carpool
