@@ -117,40 +117,44 @@ size_t heaviest_prefix(std::vector<Candidate>& c, double mass) {
 // They stay out of line: inlined into Sampler::sample, GCC 12 left them scalar.
 namespace {
 
-// Scales the logits by inv_t in place (NaN becomes -inf: never drawn); returns their maximum.
-[[gnu::noinline]] float scale_and_max(float* l, size_t n, float inv_t) {
+// Largest value of l (NaN never is).
+[[gnu::noinline]] float max_of(const float* l, size_t n) {
   constexpr size_t kLanes = 16;
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  float lane_max[kLanes];
-  for (float& m : lane_max) m = neg_inf;
+  float lane[kLanes];
+  for (float& m : lane) m = -std::numeric_limits<float>::infinity();
   size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    for (size_t j = 0; j < kLanes; ++j) {
-      const float v = l[i + j] == l[i + j] ? l[i + j] * inv_t : neg_inf;
-      l[i + j] = v;
-      lane_max[j] = v > lane_max[j] ? v : lane_max[j];
-    }
+    for (size_t j = 0; j < kLanes; ++j) lane[j] = l[i + j] > lane[j] ? l[i + j] : lane[j];
   }
-  for (; i < n; ++i) {
-    l[i] = l[i] == l[i] ? l[i] * inv_t : neg_inf;
-    lane_max[0] = std::max(lane_max[0], l[i]);
-  }
-  return *std::max_element(std::begin(lane_max), std::end(lane_max));
+  for (; i < n; ++i) lane[0] = l[i] > lane[0] ? l[i] : lane[0];
+  return *std::max_element(std::begin(lane), std::end(lane));
 }
 
-// exp(l - max) in place; returns their sum (in double).
-[[gnu::noinline]] double weights_and_sum(float* l, size_t n, float max_l) {
-  for (size_t i = 0; i < n; ++i) l[i] = exp_nonpositive(l[i] - max_l);
+// Sum of v in double.
+[[gnu::noinline]] double lane_sum(const float* v, size_t n) {
   constexpr size_t kLanes = 8;
-  double lane_sum[kLanes] = {};
+  double lane[kLanes] = {};
   size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    for (size_t j = 0; j < kLanes; ++j) lane_sum[j] += l[i + j];
+    for (size_t j = 0; j < kLanes; ++j) lane[j] += v[i + j];
   }
-  for (; i < n; ++i) lane_sum[0] += l[i];
-  double z = 0;
-  for (double v : lane_sum) z += v;
-  return z;
+  for (; i < n; ++i) lane[0] += v[i];
+  double sum = 0;
+  for (double x : lane) sum += x;
+  return sum;
+}
+
+// Scales the logits by inv_t in place (NaN becomes -inf: never drawn); returns their maximum.
+[[gnu::noinline]] float scale_and_max(float* l, size_t n, float inv_t) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (size_t i = 0; i < n; ++i) l[i] = l[i] == l[i] ? l[i] * inv_t : neg_inf;
+  return max_of(l, n);
+}
+
+// exp(l - max) in place; returns their sum.
+[[gnu::noinline]] double weights_and_sum(float* l, size_t n, float max_l) {
+  for (size_t i = 0; i < n; ++i) l[i] = exp_nonpositive(l[i] - max_l);
+  return lane_sum(l, n);
 }
 
 // Weight of the tokens at least t heavy, summed in lanes (w times 0 or 1: a form the vectorizer
@@ -266,40 +270,23 @@ int32_t Sampler::sample(std::span<float> logits) {
 
 namespace {
 
-// max and log(sum exp(l - max)) of a logits row, in lanes (see above), shared by token_logprob
-// and top_logprobs so that a token's value is the same in both lists.
+// max and log(sum exp(l - max)) of a logits row (the lane helpers above), shared by
+// token_logprob and top_logprobs so that a token's value is the same in both lists.
 struct LogSumExp {
   float max;
   double log_sum;
 };
-[[gnu::noinline]] float max_of(const float* l, size_t n) {
-  constexpr size_t kLanes = 16;
-  float lane[kLanes];
-  for (float& m : lane) m = -std::numeric_limits<float>::infinity();
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (size_t j = 0; j < kLanes; ++j) lane[j] = l[i + j] > lane[j] ? l[i + j] : lane[j];
-  }
-  for (; i < n; ++i) lane[0] = l[i] > lane[0] ? l[i] : lane[0];
-  return *std::max_element(std::begin(lane), std::end(lane));
-}
-[[gnu::noinline]] double sum_exp(const float* l, size_t n, float max_l) {
-  // Through a small buffer: the exp loop and the sum loop each vectorize on their own.
+// Sum of exp(l - max) without writing l: through a small buffer, so that the exp loop and the
+// sum each vectorize.
+double sum_exp(const float* l, size_t n, float max_l) {
   constexpr size_t kChunk = 256;
-  constexpr size_t kLanes = 8;
   float e[kChunk];
-  double lane[kLanes] = {};
+  double sum = 0;
   for (size_t c = 0; c < n; c += kChunk) {
     const size_t m = std::min(kChunk, n - c);
     for (size_t i = 0; i < m; ++i) e[i] = exp_nonpositive(l[c + i] - max_l);
-    size_t i = 0;
-    for (; i + kLanes <= m; i += kLanes) {
-      for (size_t j = 0; j < kLanes; ++j) lane[j] += e[i + j];
-    }
-    for (; i < m; ++i) lane[0] += e[i];
+    sum += lane_sum(e, m);
   }
-  double sum = 0;
-  for (double v : lane) sum += v;
   return sum;
 }
 LogSumExp log_sum_exp(std::span<const float> logits) {
