@@ -67,6 +67,20 @@ namespace {
 
 using Candidate = std::pair<float, int32_t>;  // (weight, token)
 
+// Offers c to `best`, which keeps the k first of what it was offered in `first` order, as a heap
+// whose top is the last of them (k > 0).
+template <typename T, typename First>
+void keep_first_k(std::vector<T>& best, size_t k, const T& c, First first) {
+  if (best.size() < k) {
+    best.push_back(c);
+    std::push_heap(best.begin(), best.end(), first);
+  } else if (first(c, best.front())) {
+    std::pop_heap(best.begin(), best.end(), first);
+    best.back() = c;
+    std::push_heap(best.begin(), best.end(), first);
+  }
+}
+
 // The order of top-k and top-p: heavier first, ties to the lower id.
 bool before(const Candidate& a, const Candidate& b) {
   return a.first > b.first || (a.first == b.first && a.second < b.second);
@@ -227,17 +241,7 @@ int32_t Sampler::sample(std::span<float> logits) {
     // top-k: the k heaviest, kept as a heap whose top is the lightest of them.
     const size_t k = static_cast<size_t>(params_.top_k);
     for (size_t i = 0; i < vocab; ++i) {
-      const float w = logits[i];
-      if (!(w > 0)) continue;
-      const Candidate c{w, static_cast<int32_t>(i)};
-      if (candidates_.size() < k) {
-        candidates_.push_back(c);
-        std::push_heap(candidates_.begin(), candidates_.end(), before);
-      } else if (before(c, candidates_.front())) {
-        std::pop_heap(candidates_.begin(), candidates_.end(), before);
-        candidates_.back() = c;
-        std::push_heap(candidates_.begin(), candidates_.end(), before);
-      }
+      if (logits[i] > 0) keep_first_k(candidates_, k, {logits[i], static_cast<int32_t>(i)}, before);
     }
     // The softmax after top-k is over its k tokens, those min-p then drops included.
     z = 0;
@@ -315,15 +319,7 @@ std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logit
   std::vector<Entry> heap;
   heap.reserve(n);
   for (size_t i = 0; i < logits.size() && n > 0; ++i) {
-    const Entry e{logits[i], static_cast<int32_t>(i)};
-    if (heap.size() < n) {
-      heap.push_back(e);
-      std::push_heap(heap.begin(), heap.end(), first);
-    } else if (first(e, heap.front())) {
-      std::pop_heap(heap.begin(), heap.end(), first);
-      heap.back() = e;
-      std::push_heap(heap.begin(), heap.end(), first);
-    }
+    keep_first_k(heap, n, {logits[i], static_cast<int32_t>(i)}, first);
   }
   std::sort_heap(heap.begin(), heap.end(), first);
   std::vector<std::pair<int32_t, float>> top;
