@@ -128,7 +128,12 @@ Result<Tensor> CpuBackend::load_weight(const HostWeight& w) {
       (w.data == nullptr && w.rows != 0 && w.cols != 0)) {
     return Status::error("cpu load_weight: bad weight shape");
   }
-  if (w.dtype == DType::kQ5_0 && w.rows > 0 && w.cols > 0) return load_q5_0_as_q8_0(w);
+  // Q5_0 has only packed kernels: a matrix with rows past its last group of 16 (or one that
+  // will not be packed) is re-encoded as Q8_0 for the other kernels.
+  if (w.dtype == DType::kQ5_0 && w.rows > 0 && w.cols > 0 &&
+      (w.rows % kPackRows != 0 || !packs(w.dtype, w.rows, w.cols))) {
+    return load_q5_0_as_q8_0(w);
+  }
   Tensor t;
   t.data = const_cast<void*>(w.data);  // never written: weights are only read by the ops
   // A packed copy made for an earlier weight at the same address is stale.
@@ -187,7 +192,7 @@ Result<Tensor> CpuBackend::load_weight_concat(std::span<const HostWeight> parts)
   }
   auto t = load_weight(HostWeight{dtype, buf.get(), rows, cols});
   if (!t) return t;
-  // load_weight keeps pointing at the bytes, except where it made its own copy (Q5_0).
+  // load_weight keeps pointing at the bytes, except where it made its own copy (some Q5_0).
   if (t->data != buf.get()) return t;
   // Where every row will be read from the packed copy (no rows past the last group of 16, and
   // packing applies in this mode), pack now and give the copy's pages back: only its address is

@@ -138,6 +138,8 @@ class CpuBackend final : public Backend {
   // The packed copy of quantized weight w (packed_weights.h), made at its first matmul; null
   // where packing does not apply (type, shape, instruction set, exact mode).
   const PackedWeight* packed_for(const Tensor& w);
+  // Whether matmul packs a [rows, cols] weight of type t (packed_for would give it a copy).
+  bool packs(DType t, int64_t rows, int64_t cols) const;
 
   CpuBackendOptions options_;
   ThreadPool pool_;

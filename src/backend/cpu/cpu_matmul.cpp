@@ -187,17 +187,19 @@ bool packing_enabled() {
 
 }  // namespace
 
-const PackedWeight* CpuBackend::packed_for(const Tensor& w) {
-  if (!packing_enabled() || !packable(w.dtype) || w.rows < kPackRows ||
-      w.cols % dtype_info(w.dtype).block_elems != 0) {
-    return nullptr;
+bool CpuBackend::packs(DType t, int64_t rows, int64_t cols) const {
+  if (!packing_enabled() || !packable(t) || rows < kPackRows ||
+      cols % dtype_info(t).block_elems != 0) {
+    return false;
   }
   // Float weights: AVX-512 kernels (f32 activations, exact products), in both modes. Quantized
   // weights: 8-bit activations, AVX2 or AVX-512.
-  if (packable_float(w.dtype) ? cpu_isa() < CpuIsa::kAvx512
-                              : !options_.quantize_activations || cpu_isa() < CpuIsa::kAvx2) {
-    return nullptr;
-  }
+  return packable_float(t) ? cpu_isa() >= CpuIsa::kAvx512
+                           : options_.quantize_activations && cpu_isa() >= CpuIsa::kAvx2;
+}
+
+const PackedWeight* CpuBackend::packed_for(const Tensor& w) {
+  if (!packs(w.dtype, w.rows, w.cols)) return nullptr;
   auto it = packed_.find(w.data);
   if (it != packed_.end() && it->second.type == w.dtype &&
       it->second.groups == w.rows / kPackRows && it->second.cols == w.cols) {

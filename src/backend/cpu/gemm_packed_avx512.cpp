@@ -6,6 +6,8 @@
 //   Q4_0: w = d (q - 8):   acc += d_w * (d_x * (dot(q, x) - 8 sum x))
 //   Q8_0: w = d q:         acc += d_w * (d_x * dot(q, x))
 //   Q4_1: w = d q + m:     acc += d_w * (d_x * dot(q, x)) + m_w * s_x     (s_x = d_x sum x)
+//   Q5_0: w = d (q - 16):  as Q4_0 with 5-bit q
+//   Q5_1: w = d q + m:     as Q4_1 with 5-bit q
 //   Q4_K: w = d sc_j q - dmin m_j per sub-block j of 32:
 //                          acc += (d sc_j) * (d_x * dot(q, x)) - (dmin m_j) * s_x
 //   Q5_K: as Q4_K with 5-bit q

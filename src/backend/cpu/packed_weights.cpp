@@ -16,8 +16,9 @@ void PackedWeight::Free::operator()(uint8_t* p) const {
 }
 
 bool packable(DType t) {
-  return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ5_1 || t == DType::kQ8_0 ||
-         t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K || packable_float(t);
+  return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ5_0 || t == DType::kQ5_1 ||
+         t == DType::kQ8_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K ||
+         packable_float(t);
 }
 
 bool packable_float(DType t) {
@@ -32,8 +33,10 @@ size_t packed_block_bytes(DType t) {
       return 4 * 64 + 4 * kPackRows;
     case DType::kQ8_0:
       return 8 * 64 + 2 * kPackRows;
+    case DType::kQ5_0:
+      return 4 * 64 + 64 + 2 * kPackRows;
     case DType::kQ5_1:
-      return 8 * 64 + 4 * kPackRows;
+      return 4 * 64 + 64 + 4 * kPackRows;
     case DType::kQ4_K:
       return 32 * 64 + 4 * kPackRows + 16 * kPackRows;
     case DType::kQ5_K:
@@ -193,23 +196,31 @@ void pack_float(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t 
   }
 }
 
-// Q5_1: the 5-bit values as bytes in 8 parts (byte 4 * l + b of part t: element 4t + b of row
-// j0 + l), then 16 f16 d and 16 f16 m: Q8_0's layout with Q4_1's scales.
-void pack_q5_1(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g0, int64_t g1) {
+// Q5_0 and Q5_1: the low four bits as Q4_0's parts (4 x 64 bytes), the fifth bits as 8 masks of
+// 64 bits (mask u, u < 8, is for the nibbles unpacked as part u: elements 4u + b; bit 4l + b is
+// the fifth bit of that element of row l), then 16 f16 d (Q5_1: and 16 f16 m).
+template <class Block>
+void pack_q5(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g0, int64_t g1) {
   for (int64_t g = g0; g < g1; ++g) {
     uint8_t* out = p.data.get() + static_cast<size_t>(g * p.blocks) * p.block_bytes;
     for (int64_t i = 0; i < p.blocks; ++i, out += p.block_bytes) {
-      uint16_t* scales = reinterpret_cast<uint16_t*>(out + 8 * 64);
+      uint64_t masks[8] = {};
+      uint16_t* scales = reinterpret_cast<uint16_t*>(out + 4 * 64 + 64);
       for (int l = 0; l < kPackRows; ++l) {
         const uint8_t* row = base + static_cast<size_t>(g * kPackRows + l) * row_bytes;
-        const BlockQ5_1& b = reinterpret_cast<const BlockQ5_1*>(row)[i];
-        int8_t q[kQK];
-        q5_values(b.qs, b.qh, q);
-        for (int e = 0; e < kQK; ++e)
-          out[64 * (e / 4) + 4 * l + e % 4] = static_cast<uint8_t>(q[e]);
+        const Block& b = reinterpret_cast<const Block*>(row)[i];
+        interleave(b.qs, 4, l, out);
+        uint32_t qh;
+        std::memcpy(&qh, b.qh, 4);
+        for (int u = 0; u < 8; ++u) {
+          for (int k = 0; k < 4; ++k) {
+            masks[u] |= static_cast<uint64_t>((qh >> (4 * u + k)) & 1u) << (4 * l + k);
+          }
+        }
         scales[l] = b.d;
-        scales[kPackRows + l] = b.m;
+        if constexpr (std::is_same_v<Block, BlockQ5_1>) scales[kPackRows + l] = b.m;
       }
+      std::memcpy(out + 4 * 64, masks, sizeof(masks));
     }
   }
 }
@@ -232,7 +243,8 @@ void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, i
     default:
       break;
   }
-  if (p.type == DType::kQ5_1) return pack_q5_1(p, rows, row_bytes, g0, g1);
+  if (p.type == DType::kQ5_0) return pack_q5<BlockQ5_0>(p, rows, row_bytes, g0, g1);
+  if (p.type == DType::kQ5_1) return pack_q5<BlockQ5_1>(p, rows, row_bytes, g0, g1);
   const bool q8 = p.type == DType::kQ8_0;
   const int parts = q8 ? 8 : 4;
   const uint8_t* base = static_cast<const uint8_t*>(w);

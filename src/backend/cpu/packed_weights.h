@@ -16,8 +16,11 @@
 //               f16 m).
 //   Q8_0:       8 x 64 bytes: byte 4*l + b of part t is element 4t + b of row j0+l plus 128 (as
 //               unsigned); then 16 f16 d.
-//   Q5_1:       8 x 64 bytes as Q8_0 holding the 5-bit values (0..31); then 16 f16 d, 16 f16 m.
-//   (Q5_0 weights reach the CPU backend as Q8_0: load_weight re-encodes them exactly.)
+//   Q5_0, Q5_1: the low four bits as Q4_0's 4 x 64 bytes; then the fifth bits as 8 masks of 64
+//               bits (mask u for the values unpacked as part u, elements 4u + b: bit 4*l + b is
+//               the fifth bit of that element of row j0+l); then 16 f16 d (Q5_1: and 16 f16 m).
+//               (Q5_0 matrices whose rows are not all in groups reach the CPU backend as Q8_0:
+//               load_weight re-encodes them exactly.)
 //   Q4_K:       per super-block of 256: 32 x 64 bytes: byte 4*l + b of part 8c + t is byte
 //               32c + 4t + b of row j0+l's qs (low nibble: sub-block 2c, high: 2c + 1); then 16
 //               f16 d, 16 f16 dmin, and the 6-bit scales [8][16] and mins [8][16] as bytes.

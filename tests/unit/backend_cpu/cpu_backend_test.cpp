@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/cpu/thread_pool.h"
+#include "random_quant_weights.h"
 
 namespace carpool {
 namespace {
@@ -80,6 +81,36 @@ TEST(CpuBackend, LoadWeightIsZeroCopy) {
   EXPECT_EQ(b->memory_info().weights_bytes, bytes.size());
   EXPECT_FALSE(b->load_weight(HostWeight{DType::kQ4_1, bytes.data(), 2, 63}).is_ok());
   EXPECT_FALSE(b->load_weight(HostWeight{DType::kI32, bytes.data(), 2, 4}).is_ok());
+}
+
+// Q5_0 in groups of 16 rows is packed as it is; with rows past the last group it is re-encoded
+// as Q8_0 (exact). Both give the same integer sums and scale them alike: the outputs they share
+// are bit for bit equal.
+TEST(CpuBackend, Q5_0IsPackedAsItIsOrReencodedAsQ8_0) {
+  std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 2});
+  std::mt19937 g(21);
+  constexpr int64_t k = 96, m = 3;
+  const std::vector<uint8_t> bytes = random_quant_weights(g, DType::kQ5_0, 33, k);
+  Tensor grouped = b->load_weight(HostWeight{DType::kQ5_0, bytes.data(), 32, k}).value();
+  Tensor ragged = b->load_weight(HostWeight{DType::kQ5_0, bytes.data(), 33, k}).value();
+  EXPECT_EQ(grouped.dtype, DType::kQ5_0);
+  EXPECT_EQ(grouped.data, bytes.data());  // zero copy
+  EXPECT_EQ(ragged.dtype, DType::kQ8_0);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> xs(m * k);
+  for (float& v : xs) v = nd(g);
+  Tensor x = b->alloc(DType::kF32, m, k).value();
+  b->upload(x, xs.data(), xs.size() * 4);
+  Tensor y32 = b->alloc(DType::kF32, m, 32).value(), y33 = b->alloc(DType::kF32, m, 33).value();
+  b->matmul(y32, x, grouped, nullptr);
+  b->matmul(y33, x, ragged, nullptr);
+  std::vector<float> a(m * 32), c(m * 33);
+  b->download(a.data(), y32, a.size() * 4);
+  b->download(c.data(), y33, c.size() * 4);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t j = 0; j < 32; ++j) ASSERT_EQ(a[r * 32 + j], c[r * 33 + j]) << r << " " << j;
+  }
+  for (Tensor* t : {&x, &y32, &y33}) b->free(*t);
 }
 
 TEST(CpuBackend, KvCacheTypeFollowsTheArithmeticUnlessSet) {
