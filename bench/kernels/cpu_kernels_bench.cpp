@@ -29,7 +29,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm_q8a.h"
 #include "backend/cpu/paged_attention.h"
-#include "backend/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 
 namespace carpool {
 namespace {

@@ -220,6 +220,16 @@ class Backend {
   // backend does not implement it (the default): the caller then samples on the host.
   virtual bool argmax_rows(Tensor /*out*/, const Tensor& /*logits*/) { return false; }
 
+  // --- host work between steps (optional) ---
+  // Calls fn(begin, end, worker) over disjoint chunks covering [0, n) on the host threads the
+  // backend keeps (the CPU backend: its compute threads, idle between steps; CUDA: a pool of host
+  // threads), worker < host_workers() naming the calling thread, and returns when every chunk is
+  // done. For per-row host work such as sampling. Default: one chunk on the calling thread.
+  virtual int host_workers() const { return 1; }
+  virtual void host_parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+    if (n > 0) fn(0, n, 0);
+  }
+
   // --- step graphs (optional) ---
   // A backend with graphs records the ops that `enqueue` enqueues the first time(s) it sees
   // (owner, key) and later replays the recording instead of calling `enqueue`. A recording holds

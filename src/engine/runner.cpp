@@ -102,30 +102,46 @@ Result<bool> Runner::sample_greedy_on_device(const StepPlan& plan, const Tensor&
 
 void Runner::sample_on_host(const StepPlan& plan, const Tensor& logits_dev,
                             std::vector<SampledToken>& sampled) {
+  Backend& be = model_.backend();
   const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
   logits_.resize(logit_rows_.size() * vocab);
-  model_.backend().download(logits_.data(), logits_dev, logits_.size() * sizeof(float));
-  size_t row = 0;
+  be.download(logits_.data(), logits_dev, logits_.size() * sizeof(float));
+  host_rows_.clear();
   for (const ScheduledSeq& e : plan.seqs) {
     if (!e.needs_logits) continue;
     auto it = sampling_.find(e.id);
     CARPOOL_CHECK(it != sampling_.end());
-    SeqSampling& ss = *it->second;
-    std::span<float> logits(logits_.data() + row * vocab, vocab);
-    ++row;
-    SampledToken t;
-    if (ss.logprobs >= 0) {
-      scratch_.assign(logits.begin(), logits.end());  // sample() modifies its input
-      t.token = ss.sampler.sample(scratch_);
-      t.logprob = token_logprob(logits, t.token);
-      if (ss.logprobs > 0) t.top_logprobs = top_logprobs(logits, ss.logprobs);
-    } else {
-      t.token = ss.sampler.sample(logits);
-    }
-    ss.sampler.accept(t.token);
-    if (ss.prompt_logprobs >= 0) handover_.emplace_back(sampled.size(), &ss);
-    sampled.push_back(std::move(t));
+    host_rows_.push_back(it->second.get());
   }
+  const size_t first = sampled.size();
+  sampled.resize(first + host_rows_.size());
+  scratch_.resize(static_cast<size_t>(be.host_workers()));
+  // Rows are independent (each sequence has its own sampler and generator, and its own row and
+  // result): they are sampled on the backend's host threads.
+  be.host_parallel_for(static_cast<int64_t>(host_rows_.size()), [&](int64_t begin, int64_t end,
+                                                                    int worker) {
+    for (int64_t r = begin; r < end; ++r) {
+      sample_row(*host_rows_[static_cast<size_t>(r)],
+                 {logits_.data() + static_cast<size_t>(r) * vocab, vocab},
+                 scratch_[static_cast<size_t>(worker)], sampled[first + static_cast<size_t>(r)]);
+    }
+  });
+  for (size_t r = 0; r < host_rows_.size(); ++r) {
+    if (host_rows_[r]->prompt_logprobs >= 0) handover_.emplace_back(first + r, host_rows_[r]);
+  }
+}
+
+void Runner::sample_row(SeqSampling& ss, std::span<float> logits, std::vector<float>& scratch,
+                        SampledToken& t) {
+  if (ss.logprobs >= 0) {
+    scratch.assign(logits.begin(), logits.end());  // sample() modifies its input
+    t.token = ss.sampler.sample(scratch);
+    t.logprob = token_logprob(logits, t.token);
+    if (ss.logprobs > 0) t.top_logprobs = top_logprobs(logits, ss.logprobs);
+  } else {
+    t.token = ss.sampler.sample(logits);
+  }
+  ss.sampler.accept(t.token);
 }
 
 Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {

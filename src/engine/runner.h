@@ -107,9 +107,13 @@ class Runner {
   Result<bool> sample_greedy_on_device(const StepPlan& plan, const Tensor& logits,
                                        std::vector<SampledToken>& sampled);
   // Downloads logits [n_logits, vocab] and appends one token per needs_logits entry of `plan`
-  // from each sequence's Sampler (with logprobs where asked); fills handover_.
+  // from each sequence's Sampler (with logprobs where asked), the rows spread over the backend's
+  // host threads (Backend::host_parallel_for); fills handover_.
   void sample_on_host(const StepPlan& plan, const Tensor& logits,
                       std::vector<SampledToken>& sampled);
+  // One row: the token (logits is used as scratch unless logprobs are asked), its logprobs.
+  static void sample_row(SeqSampling& ss, std::span<float> logits, std::vector<float>& scratch,
+                         SampledToken& t);
   // Scores this step's prompt rows (prompt_rows_) from the model's row logits, chunk by chunk.
   Status score_prompt_rows();
 
@@ -118,8 +122,9 @@ class Runner {
   std::unordered_map<SeqId, std::unique_ptr<SeqSampling>> sampling_;
   // Step buffers, reused.
   std::vector<int32_t> ids_, positions_, slots_, query_start_, kv_len_, block_tables_, logit_rows_;
-  std::vector<float> logits_;   // [n_logits, vocab]
-  std::vector<float> scratch_;  // [vocab]
+  std::vector<float> logits_;                // [n_logits, vocab]
+  std::vector<std::vector<float>> scratch_;  // [host worker][vocab]
+  std::vector<SeqSampling*> host_rows_;      // the samplers of the rows sampled on the host
   std::vector<PromptRow> prompt_rows_;
   std::vector<int32_t> row_ids_;  // [<= max_logit_rows] one chunk of prompt_rows_
   std::vector<std::pair<size_t, SeqSampling*>> handover_;  // sampled index, prompt logprobs due

@@ -34,7 +34,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/packed_weights.h"
 #include "backend/cpu/quants.h"
-#include "backend/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 
 namespace carpool {
 
@@ -108,6 +108,10 @@ class CpuBackend final : public Backend {
   void swiglu_fused(Tensor out, const Tensor& gate_up) override;
   void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
   bool argmax_rows(Tensor out, const Tensor& logits) override;  // cpu_sampling.cpp
+  int host_workers() const override { return pool_.n_threads(); }
+  void host_parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) override {
+    pool_.parallel_for(n, 1, [&fn](int64_t b, int64_t e, int t) { fn(b, e, t); });
+  }
 
  private:
   // Per-thread f32 scratch of at least `floats` elements; grows (rarely) outside parallel code.

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -17,6 +18,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
+#include "util/thread_pool.h"
 
 namespace carpool::cuda {
 
@@ -57,6 +59,10 @@ class CudaBackend final : public Backend {
   void swiglu(Tensor out, const Tensor& gate, const Tensor& up) override;
   void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
   bool argmax_rows(Tensor out, const Tensor& logits) override;
+  // Host work between steps (host sampling of many rows) on a pool of host threads, started at
+  // first use: one per hardware thread, at most 16.
+  int host_workers() const override;
+  void host_parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) override;
   void rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
                      const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
                      int n_heads, int n_kv_heads, int head_dim, RopeStyle style) override;
@@ -106,6 +112,7 @@ class CudaBackend final : public Backend {
     Kind kind;
   };
   CudaBackendOptions options_;
+  std::unique_ptr<ThreadPool> host_pool_;  // host_parallel_for's threads
   LaunchCtx ctx_;
   cublasHandle_t cublas_ = nullptr;
   std::string device_name_;

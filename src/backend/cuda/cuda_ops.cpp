@@ -2,6 +2,9 @@
 // backend's stream. Shapes are documented in backend/backend.h.
 #include <cublas_v2.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/cuda_check.h"
 #include "util/check.h"
@@ -216,6 +219,16 @@ bool CudaBackend::argmax_rows(Tensor out, const Tensor& logits) {
   launch_argmax_rows(ctx_, static_cast<int32_t*>(out.data), logits.data, logits.dtype, logits.rows,
                      logits.cols);
   return true;
+}
+
+int CudaBackend::host_workers() const {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
+}
+
+void CudaBackend::host_parallel_for(int64_t n,
+                                    const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (!host_pool_) host_pool_ = std::make_unique<ThreadPool>(host_workers());
+  host_pool_->parallel_for(n, 1, [&fn](int64_t b, int64_t e, int t) { fn(b, e, t); });
 }
 
 }  // namespace carpool::cuda

@@ -1,63 +1,17 @@
-// CpuBackend memory handling and the thread pool (the ops are covered by conformance_test).
+// CpuBackend memory, weight loading and fused ops (the ops are covered by conformance_test).
 #include "backend/cpu/cpu_backend.h"
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
-#include "backend/cpu/thread_pool.h"
 #include "random_quant_weights.h"
 
 namespace carpool {
 namespace {
-
-TEST(ThreadPool, EveryIndexRunsExactlyOnce) {
-  for (int threads : {1, 2, 5}) {
-    ThreadPool pool(threads);
-    EXPECT_EQ(pool.n_threads(), threads);
-    for (int64_t n : {0, 1, 2, 7, 64, 1000, 4097}) {
-      for (int64_t grain : {1, 3, 100}) {
-        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-        std::atomic<int> bad_thread{0};
-        pool.parallel_for(n, grain, [&](int64_t b, int64_t e, int t) {
-          if (t < 0 || t >= threads || b >= e) bad_thread++;
-          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
-        });
-        EXPECT_EQ(bad_thread.load(), 0);
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << i;
-      }
-    }
-  }
-}
-
-TEST(ThreadPool, ManyBackToBackJobs) {
-  ThreadPool pool(3);
-  std::atomic<int64_t> total{0};
-  for (int job = 0; job < 2000; ++job) {
-    pool.parallel_for(10, 1, [&](int64_t b, int64_t e, int) { total += e - b; });
-  }
-  EXPECT_EQ(total.load(), 20000);
-}
-
-// More threads than cores: workers often wake after the caller has run every chunk itself, and
-// a late worker must not run a chunk of a finished job or miss one of the next.
-TEST(ThreadPool, OversubscribedBackToBackJobsRunEveryIndexOnce) {
-  ThreadPool pool(8);
-  std::vector<std::atomic<int>> hits(64);
-  for (int job = 0; job < 20000; ++job) {
-    const int64_t n = 1 + job % 64;
-    pool.parallel_for(n, 1, [&](int64_t b, int64_t e, int) {
-      for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
-    });
-    for (int64_t i = 0; i < 64; ++i) {
-      ASSERT_EQ(hits[static_cast<size_t>(i)].exchange(0), i < n ? 1 : 0) << job << " " << i;
-    }
-  }
-}
 
 TEST(CpuBackend, AllocRejectsBadShapes) {
   std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 1});
