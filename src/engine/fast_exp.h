@@ -4,7 +4,8 @@
 // Range reduction x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, Cody-Waite), exp(r) by its
 // Taylor polynomial of degree 7, times 2^n built in the exponent bits. Relative error below 2e-7
 // (tested against std::exp over [-87, 0]); x < -87 (including -inf) gives 0, as exp would
-// underflow to a denormal or 0 there. NaN is not expected (callers map it to -inf first).
+// underflow to a denormal or 0 there, and so does NaN. Positive x is clamped to 0 (gives 1): no
+// input reaches an undefined float-to-int conversion.
 #pragma once
 
 #include <bit>
@@ -13,7 +14,7 @@
 namespace carpool {
 
 inline float exp_nonpositive(float x) {
-  const float xc = x < -87.f ? -87.f : x;
+  const float xc = x >= -87.f ? (x <= 0.f ? x : 0.f) : -87.f;  // NaN: -87
   // Round to nearest by adding and removing 1.5 * 2^23 (std::floor stops the vectorizer).
   constexpr float kRound = 12582912.f;
   const float n = (xc * 1.44269504f + kRound) - kRound;
@@ -28,7 +29,7 @@ inline float exp_nonpositive(float x) {
   p = p * r + 1.f;
   const float scale =
       std::bit_cast<float>(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
-  return x < -87.f ? 0.f : p * scale;
+  return x >= -87.f ? p * scale : 0.f;
 }
 
 }  // namespace carpool

@@ -1,4 +1,4 @@
-// exp_nonpositive against std::exp (double) over [-87, 0], and its ends.
+// exp_nonpositive against std::exp (double) over [-87, 0], its ends, NaN and +inf.
 #include "engine/fast_exp.h"
 
 #include <gtest/gtest.h>
@@ -25,6 +25,8 @@ TEST(FastExp, EndsOfTheRange) {
   EXPECT_EQ(exp_nonpositive(-88.f), 0.f);
   EXPECT_EQ(exp_nonpositive(-std::numeric_limits<float>::infinity()), 0.f);
   EXPECT_GT(exp_nonpositive(-86.9f), 0.f);
+  EXPECT_EQ(exp_nonpositive(std::numeric_limits<float>::quiet_NaN()), 0.f);
+  EXPECT_EQ(exp_nonpositive(std::numeric_limits<float>::infinity()), 1.f);
 }
 
 }  // namespace
