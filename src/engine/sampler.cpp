@@ -125,11 +125,8 @@ size_t heaviest_prefix(std::vector<Candidate>& c, double mass) {
   return c.size();
 }
 
-}  // namespace
-
 // Lane-wise loops that the compiler turns into SIMD code (no reduction carried by one scalar).
 // They stay out of line: inlined into Sampler::sample, GCC 12 left them scalar.
-namespace {
 
 // Largest value of l (NaN never is).
 [[gnu::noinline]] float max_of(const float* l, size_t n) {

@@ -35,8 +35,8 @@
 #include <vector>
 
 #include "backend/cpu/cpu_features.h"
-#include "util/thread_pool.h"
 #include "backend/dtype.h"
+#include "util/thread_pool.h"
 
 namespace carpool {
 
