@@ -2,12 +2,15 @@
 // mix that http_bench.py sends through `carpool serve`, for the HTTP-vs-direct comparison.
 //
 //   engine_direct MODEL.gguf CONCURRENCY REQUESTS MAX_TOKENS [PROMPT_LEN=32] [FIRST=0]
+//                 [SETTLE_S=0]
 //
 // Closed loop: CONCURRENCY requests in flight; each finished one is replaced until REQUESTS
 // have run. Request i (FIRST, FIRST+1, ...) has the prompt of PROMPT_LEN token ids
 // 1000 + (i*7919 + k*104729) % 19000 (distinct runs use distinct i: no prefix-cache reuse);
 // greedy, ignore_eos, exactly MAX_TOKENS generated. Engine options are `carpool serve`'s defaults,
-// and one warm-up request runs before the clock starts, as in `carpool serve`.
+// and one warm-up request runs before the clock starts, as in `carpool serve`; then, with
+// SETTLE_S > 0, the process sleeps that long before the clock starts (see http_vs_direct.py: on a
+// VM, the seconds after a process has faulted in or freed its memory run slower).
 // Prints one JSON line: {"concurrency", "requests", "tokens", "seconds", "tokens_per_s",
 // "telemetry"}.
 //
@@ -24,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "backend/cpu/cpu_backend.h"
 #include "engine/engine.h"
@@ -37,12 +41,14 @@ using namespace carpool;
 int main(int argc, char** argv) {
   if (argc < 5) {
     std::fprintf(stderr,
-                 "usage: engine_direct MODEL CONCURRENCY REQUESTS MAX_TOKENS [PROMPT_LEN]\n");
+                 "usage: engine_direct MODEL CONCURRENCY REQUESTS MAX_TOKENS [PROMPT_LEN] [FIRST] "
+        "[SETTLE_S]\n");
     return 2;
   }
   const int conc = std::atoi(argv[2]), total = std::atoi(argv[3]), max_tokens = std::atoi(argv[4]);
   const int plen = argc > 5 ? std::atoi(argv[5]) : 32;
   const int first = argc > 6 ? std::atoi(argv[6]) : 0;
+  const double settle_s = argc > 7 ? std::atof(argv[7]) : 0.0;
   auto opened = open_model(argv[1]);
   if (!opened) return std::fprintf(stderr, "%s\n", opened.error().c_str()), 1;
   auto backend = make_cpu_backend(CpuBackendOptions{});
@@ -106,6 +112,7 @@ int main(int argc, char** argv) {
     std::unique_lock<std::mutex> l(wm);
     wcv.wait(l, [&] { return wdone; });
   }
+  if (settle_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(settle_s));
   auto t0 = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mu);
   while (finished < total) {

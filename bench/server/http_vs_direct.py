@@ -3,7 +3,7 @@
 (engine_direct, same requests, same engine options), at several concurrencies.
 
   http_vs_direct.py --carpool BUILD/carpool --direct BUILD/engine_direct [--model PATH]
-                    [--concurrency 1,4,16,64] [--max-tokens 32] [--rounds 3]
+                    [--concurrency 1,4,16,64] [--max-tokens 32] [--rounds 3] [--settle 5]
 
 Closed loop at each concurrency: C requests in flight, REQUESTS = max(2C, --min-requests) in all; request i's
 prompt is 32 token ids 1000 + (i*7919 + k*104729) % 19000 (as engine_direct builds them), and every
@@ -12,6 +12,13 @@ ignore_eos, exactly --max-tokens generated. The HTTP client uses one keep-alive 
 worker thread and non-streamed completions. Each of --rounds rounds runs every concurrency,
 direct then HTTP (odd rounds: HTTP then direct); the table gives medians over the rounds, and each ratio is the median of the
 ratios taken within one round (the machine is shared and its speed drifts over minutes).
+
+Every timed run, direct or HTTP, starts --settle seconds after the last process started or ended
+(engine_direct sleeps that long after loading and warming up; the HTTP side sleeps before its
+run). On the 2-core VM the runs in the seconds after a process had faulted in or freed its ~1 GB
+were slower, and without the pause every HTTP run came right after an engine_direct exit: HTTP
+read 5-10% below direct in seven of eight alternations at c = 4; with a 5 s pause, six
+alternations read 92-119%, median 102% (2026-11-26, bench/RESULTS.md).
 """
 import argparse
 import concurrent.futures as cf
@@ -44,8 +51,9 @@ def fresh_range(total):
     return first
 
 
-def http_run(port, conc, total, max_tokens):
+def http_run(port, conc, total, max_tokens, settle=0.0):
     first = fresh_range(total)
+    time.sleep(settle)
     counter = iter(range(first, first + total))
     import threading
     lock = threading.Lock()
@@ -73,9 +81,10 @@ def http_run(port, conc, total, max_tokens):
     return tokens / s
 
 
-def direct_run(direct, model, conc, total, max_tokens):
+def direct_run(direct, model, conc, total, max_tokens, settle=0.0):
     first = fresh_range(total)
-    out = subprocess.run([direct, model, str(conc), str(total), str(max_tokens), "32", str(first)],
+    out = subprocess.run([direct, model, str(conc), str(total), str(max_tokens), "32", str(first),
+                          str(settle)],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["tokens_per_s"]
 
@@ -90,6 +99,8 @@ def main():
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=5.0,
+                    help="seconds between a process starting or ending and a timed run")
     ap.add_argument("--serve-arg", action="append", default=[],
                     help="extra argument for carpool serve (repeatable), e.g. --serve-arg=--no-telemetry")
     a = ap.parse_args()
@@ -118,11 +129,11 @@ def main():
             for conc in concs:
                 total = max(2 * conc, a.min_requests)
                 if r % 2 == 0:
-                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens)
-                    h = http_run(port, conc, total, a.max_tokens)
+                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens, a.settle)
+                    h = http_run(port, conc, total, a.max_tokens, a.settle)
                 else:
-                    h = http_run(port, conc, total, a.max_tokens)
-                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens)
+                    h = http_run(port, conc, total, a.max_tokens, a.settle)
+                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens, a.settle)
                 direct[conc].append(d)
                 via_http[conc].append(h)
                 print(f"  round {r}, concurrency {conc}: direct {d:.1f} tok/s, http {h:.1f} tok/s",
