@@ -127,6 +127,7 @@ void BM_MatmulFloat(benchmark::State& state, DType t) {
   Tensor y = be->alloc(DType::kF32, m, kN).value();
   const std::vector<float> xs = random_rows(m, kK);
   be->upload(x, xs.data(), xs.size() * 4);
+  be->matmul(y, x, w, nullptr);  // untimed: the backend packs a weight at its first use
   for (auto _ : state) be->matmul(y, x, w, nullptr);
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * m * kK * kN / 1e9, benchmark::Counter::kIsIterationInvariantRate);
@@ -155,7 +156,7 @@ void BM_MatmulStream(benchmark::State& state, DType t) {
   const std::vector<float> xs = random_rows(1, kFfn);
   be->upload(x[0], xs.data(), static_cast<size_t>(kHidden) * 4);
   be->upload(x[1], xs.data(), xs.size() * 4);
-  for (auto _ : state) {
+  auto pass = [&] {
     for (const Tensor& w : ws) {
       Tensor xin = x[w.cols == kFfn ? 1 : 0];
       xin.cols = w.cols;
@@ -163,7 +164,9 @@ void BM_MatmulStream(benchmark::State& state, DType t) {
       out.cols = w.rows;
       be->matmul(out, xin, w, nullptr);
     }
-  }
+  };
+  pass();  // untimed: the backend packs each weight at its first use
+  for (auto _ : state) pass();
   state.counters["weight_GB/s"] =
       benchmark::Counter(weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   be->free(x[0]);

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   if (argc < 5) {
     std::fprintf(stderr,
                  "usage: engine_direct MODEL CONCURRENCY REQUESTS MAX_TOKENS [PROMPT_LEN] [FIRST] "
-        "[SETTLE_S]\n");
+                 "[SETTLE_S]\n");
     return 2;
   }
   const int conc = std::atoi(argv[2]), total = std::atoi(argv[3]), max_tokens = std::atoi(argv[4]);
