@@ -141,6 +141,14 @@ size_t heaviest_prefix(std::vector<Candidate>& c, double mass) {
   return *std::max_element(std::begin(lane), std::end(lane));
 }
 
+// The index std::max_element gives (the first of the largest; a NaN never beats an earlier value
+// and one at index 0 is never beaten): the largest in lanes, then its first place (n > 0).
+int32_t first_of_largest(const float* l, size_t n) {
+  if (std::isnan(l[0])) return 0;
+  const float m = max_of(l, n);  // not NaN, and l[0] <= m
+  return static_cast<int32_t>(std::find(l, l + n, m) - l);
+}
+
 // Sum of v in double.
 [[gnu::noinline]] double lane_sum(const float* v, size_t n) {
   constexpr size_t kLanes = 8;
@@ -183,6 +191,18 @@ size_t heaviest_prefix(std::vector<Candidate>& c, double mass) {
   return m;
 }
 
+// The k largest of l[0, n) with their ids (k < n; ties to the lower id), as a heap whose top is
+// the last of them in `before` order. Chunks whose largest value cannot enter the full heap (ids
+// rise, so an equal value never does) are passed over after one vectorized max each.
+void select_top_k(const float* l, size_t n, size_t k, std::vector<Candidate>& best) {
+  constexpr size_t kChunk = 64;
+  for (size_t i = 0; i < n; i += kChunk) {
+    const size_t e = std::min(n, i + kChunk);
+    if (best.size() == k && !(max_of(l + i, e - i) > best.front().first)) continue;
+    for (size_t j = i; j < e; ++j) keep_first_k(best, k, {l[j], static_cast<int32_t>(j)}, before);
+  }
+}
+
 // The largest weight t such that the tokens at least t heavy hold `mass` (0 < mass, and the
 // weights, at most 1, hold more): top-p's prefix is made of tokens at least that heavy. A
 // bisection over the bit patterns of non-negative floats, which order as their values: about 30
@@ -207,18 +227,39 @@ int32_t Sampler::sample(std::span<float> logits) {
   apply_penalties(logits);
   if (params_.temperature == 0.f) {
     // Greedy; ties go to the lowest id, as torch.argmax does.
-    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return first_of_largest(logits.data(), logits.size());
   }
   const float max_l = scale_and_max(logits.data(), logits.size(), 1.f / params_.temperature);
   if (!std::isfinite(max_l)) {  // all -inf, or some +inf: the first of the largest
     return static_cast<int32_t>(std::find(logits.begin(), logits.end(), max_l) - logits.begin());
   }
-  // Softmax weights exp(l - max) in place (the most likely token weighs 1); the draw does not
-  // need them normalized.
-  double z = weights_and_sum(logits.data(), logits.size(), max_l);
   const size_t vocab = logits.size();
   const bool top_k = params_.top_k > 0 && static_cast<size_t>(params_.top_k) < vocab;
   std::uniform_real_distribution<double> unit(0.0, 1.0);
+  const float floor_w = params_.min_p;
+  // Candidates: tokens of weight above 0 and (min-p, which keeps only tokens of at least min_p
+  // times the most likely one's weight, 1) at least min_p. Dropping those before top-p changes
+  // nothing: they come after every other token in its order, so a top-p prefix that reaches them
+  // keeps all the others.
+  candidates_.clear();
+  double z = 0;
+  if (top_k) {
+    // top-k on the scaled logits, whose order is the weights' (exp is monotonic): only the k
+    // kept get weights, and the softmax after top-k is over them (those min-p then drops
+    // included). Ties go to the lower id, in logits and so in weights (two logits a few ulps
+    // apart can round to one weight; then the larger logit is kept).
+    select_top_k(logits.data(), vocab, static_cast<size_t>(params_.top_k), candidates_);
+    for (Candidate& c : candidates_) {
+      c.first = exp_nonpositive(c.first - max_l);
+      z += c.first;
+    }
+    std::erase_if(candidates_,
+                  [&](const Candidate& c) { return !(c.first > 0 && c.first >= floor_w); });
+  } else {
+    // Softmax weights exp(l - max) in place (the most likely token weighs 1); the draw does not
+    // need them normalized.
+    z = weights_and_sum(logits.data(), vocab, max_l);
+  }
   if (!top_k && params_.top_p >= 1.f && params_.min_p <= 0.f) {
     // Every token is a candidate: one walk in id order.
     double r = unit(rng_) * z;
@@ -228,24 +269,7 @@ int32_t Sampler::sample(std::span<float> logits) {
     }
     return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
-  // Candidates: tokens of weight above 0 and (min-p, which keeps only tokens of at least min_p
-  // times the most likely one's weight, 1) at least min_p. Dropping those before top-p changes
-  // nothing: they come after every other token in its order, so a top-p prefix that reaches them
-  // keeps all the others.
-  candidates_.clear();
-  const float floor_w = params_.min_p;
-  if (top_k) {
-    // top-k: the k heaviest, kept as a heap whose top is the lightest of them.
-    const size_t k = static_cast<size_t>(params_.top_k);
-    for (size_t i = 0; i < vocab; ++i) {
-      if (logits[i] > 0) keep_first_k(candidates_, k, {logits[i], static_cast<int32_t>(i)}, before);
-    }
-    // The softmax after top-k is over its k tokens, those min-p then drops included.
-    z = 0;
-    for (const Candidate& c : candidates_) z += c.first;
-    if (floor_w > 0)
-      std::erase_if(candidates_, [&](const Candidate& c) { return c.first < floor_w; });
-  } else {
+  if (!top_k) {
     // top-p's prefix holds only tokens at least as heavy as its boundary: the others are left out
     // (ties at the boundary stay in, for heaviest_prefix to take in id order).
     float lightest = floor_w;

@@ -34,6 +34,22 @@ TEST(Sampler, GreedyPicksTheArgmaxAndLowestIdOnTies) {
   Sampler s(p, {});
   auto l = logits_of({0.1f, 2.f, -1.f, 2.f});
   EXPECT_EQ(s.sample(l), 1);
+  // As std::max_element (and the device argmax_rows): a NaN never beats an earlier value, one at
+  // index 0 is never beaten; -0 equals +0. Long rows go through the vectorized scan.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto pick = [&](std::vector<float> v) { return s.sample(v); };
+  EXPECT_EQ(pick({nan, 1.f, 2.f}), 0);
+  EXPECT_EQ(pick({1.f, nan, 2.f, 2.f}), 2);
+  EXPECT_EQ(pick({-inf, -inf}), 0);
+  EXPECT_EQ(pick({-0.f, 0.f}), 0);
+  std::vector<float> row(5000, -3.f);
+  row[17] = nan;
+  row[4321] = 7.f;
+  row[4400] = 7.f;
+  EXPECT_EQ(pick(row), 4321);
+  row[4999] = inf;
+  EXPECT_EQ(pick(row), 4999);
 }
 
 TEST(Sampler, SameSeedSameTokensDifferentSeedDifferentTokens) {
@@ -188,6 +204,41 @@ TEST(Sampler, TiesGoToTheLowerIds) {
   h = histogram(p, flat, 3000);
   EXPECT_EQ(h.size(), 3u);
   EXPECT_EQ(h.rbegin()->first, 2);
+}
+
+// top-k over a vocabulary of many scan chunks (the sampler passes over chunks that cannot enter
+// its heap): the largest logits wherever they are, and of equal ones the lower ids, also when
+// the equal ones are far apart.
+TEST(Sampler, TopKAcrossTheVocabularyKeepsTheLargestAndTheLowerIdsOfTies) {
+  std::vector<float> l(1000, 0.f);
+  l[10] = 3.f;   // fills a heap of one first
+  l[100] = 5.f;  // replaces it
+  l[650] = 4.f;  // below the heap's top: its chunk is passed over
+  l[700] = 5.f;  // equal to the top at a higher id: stays out of a heap of one
+  l[999] = 4.5f;
+  SamplingParams p;
+  p.seed = 8;
+  p.top_k = 1;
+  EXPECT_EQ(histogram(p, l, 200), (std::map<int32_t, int>{{100, 200}}));
+  p.top_k = 2;
+  std::map<int32_t, int> h = histogram(p, l, 2000);
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_NEAR(h[100], 1000, 5 * std::sqrt(500.0));
+  EXPECT_NEAR(h[700], 1000, 5 * std::sqrt(500.0));
+  p.top_k = 3;
+  h = histogram(p, l, 3000);
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.count(999), 1u);
+  // Ascending logits (every chunk enters) and descending ones (none after the first does).
+  for (int dir : {1, -1}) {
+    for (size_t i = 0; i < l.size(); ++i)
+      l[i] = 0.01f * static_cast<float>(dir * static_cast<int>(i));
+    p.top_k = 4;
+    h = histogram(p, l, 400);
+    for (const auto& [token, n] : h) {
+      EXPECT_TRUE(dir > 0 ? token >= 996 : token <= 3) << token;
+    }
+  }
 }
 
 // NaN logits are never drawn; all -inf but one gives that one.
