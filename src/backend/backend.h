@@ -219,6 +219,21 @@ class Backend {
   // Enqueued on the stream like any op (graph-safe). Returns false, doing nothing, where the
   // backend does not implement it (the default): the caller then samples on the host.
   virtual bool argmax_rows(Tensor /*out*/, const Tensor& /*logits*/) { return false; }
+  // Floats per row of sample_rows' params: temperature (0: greedy, as argmax_rows), top_k (0:
+  // off), top_p (1: off), min_p (0: off), and the row's uniform draw u in [0, 1).
+  static constexpr int kRowSamplingFloats = 5;
+  // out[r, 0] = a token drawn from logits row r as the host sampler (engine/sampler.h) draws
+  // without penalties: logits over temperature, top-k (ties to the lower id), softmax over what
+  // is left, min-p and top-p (the smallest heaviest-first prefix reaching top_p of that mass,
+  // ties to the lower id); then the kept tokens in id order, the one whose cumulative weight
+  // first passes u times their total. Same distribution as the host; a given u may pick another
+  // token than the host's walk does. A row with NaN or infinite scaled logits gives the first of
+  // its largest. params: F32 [rows, kRowSamplingFloats]; out, logits as argmax_rows. Enqueued on
+  // the stream; false, doing nothing, where the backend does not implement it (zero rows: does
+  // nothing and says whether it does).
+  virtual bool sample_rows(Tensor /*out*/, const Tensor& /*logits*/, const Tensor& /*params*/) {
+    return false;
+  }
 
   // --- host work between steps (optional) ---
   // Calls fn(begin, end, worker) over disjoint chunks covering [0, n) on the host threads the

@@ -1,6 +1,7 @@
 #include "engine/runner.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "util/check.h"
 
@@ -10,6 +11,7 @@ Runner::Runner(LlamaModel& model, const KvCache& kv) : model_(model), kv_(kv) {}
 
 Runner::~Runner() {
   if (argmax_ids_.data != nullptr) model_.backend().free(argmax_ids_);
+  if (draw_params_.data != nullptr) model_.backend().free(draw_params_);
 }
 
 void Runner::add(SeqId id, const SamplingParams& params, std::span<const int32_t> prompt,
@@ -51,42 +53,40 @@ Status Runner::score_prompt_rows() {
   return Status::ok();
 }
 
-bool Runner::can_sample_on_device(const StepPlan& plan) const {
-  if (!device_greedy_ || device_argmax_missing_) return false;
+Runner::DeviceSampling Runner::device_sampling(const StepPlan& plan) const {
+  if (!device_greedy_) return DeviceSampling::kNone;
+  bool greedy = true;
   for (const ScheduledSeq& e : plan.seqs) {
     if (!e.needs_logits) continue;
     auto it = sampling_.find(e.id);
     CARPOOL_CHECK(it != sampling_.end());
     const SeqSampling& ss = *it->second;
     // Sampler::sample at temperature 0 applies the penalties, then takes the argmax; top_k,
-    // top_p, min_p and the seed are not read. Logprobs read the logits on the host.
+    // top_p, min_p and the seed are not read. Penalties need the token counts and logprobs the
+    // logits, both on the host.
     const SamplingParams& p = ss.sampler.params();
-    if (p.temperature != 0.f || p.repetition_penalty != 1.f || p.frequency_penalty != 0.f ||
-        p.presence_penalty != 0.f || ss.logprobs >= 0 || ss.prompt_logprobs >= 0) {
-      return false;
+    if (p.repetition_penalty != 1.f || p.frequency_penalty != 0.f || p.presence_penalty != 0.f ||
+        ss.logprobs >= 0 || ss.prompt_logprobs >= 0) {
+      return DeviceSampling::kNone;
     }
+    greedy = greedy && p.temperature == 0.f;
   }
-  return true;
+  if (greedy) return device_argmax_missing_ ? DeviceSampling::kNone : DeviceSampling::kGreedy;
+  return device_draws_ == 0 ? DeviceSampling::kNone : DeviceSampling::kDraw;
 }
 
-Result<bool> Runner::sample_greedy_on_device(const StepPlan& plan, const Tensor& logits,
-                                             std::vector<SampledToken>& sampled) {
-  Backend& be = model_.backend();
-  const int64_t n = static_cast<int64_t>(logit_rows_.size());
-  CARPOOL_CHECK(logits.rows == n);
-  if (argmax_ids_.data == nullptr) {
-    auto ids = be.alloc(DType::kI32, model_.limits().max_logit_rows, 1);
-    if (!ids) return ids.status();
-    argmax_ids_ = ids.value();
-  }
-  CARPOOL_CHECK(n <= argmax_ids_.rows);
-  const Tensor ids = argmax_ids_.rows_view(0, n);
-  if (!be.argmax_rows(ids, logits)) {
-    device_argmax_missing_ = true;
-    return false;
-  }
+Status Runner::ensure_device_ids() {
+  if (argmax_ids_.data != nullptr) return Status::ok();
+  auto ids = model_.backend().alloc(DType::kI32, model_.limits().max_logit_rows, 1);
+  if (!ids) return ids.status();
+  argmax_ids_ = ids.value();
+  return Status::ok();
+}
+
+void Runner::take_device_ids(const StepPlan& plan, int64_t n, std::vector<SampledToken>& sampled) {
   argmax_host_.resize(static_cast<size_t>(n));
-  be.download(argmax_host_.data(), ids, argmax_host_.size() * sizeof(int32_t));
+  model_.backend().download(argmax_host_.data(), argmax_ids_.rows_view(0, n),
+                            argmax_host_.size() * sizeof(int32_t));
   size_t row = 0;
   for (const ScheduledSeq& e : plan.seqs) {
     if (!e.needs_logits) continue;
@@ -96,7 +96,65 @@ Result<bool> Runner::sample_greedy_on_device(const StepPlan& plan, const Tensor&
     ss.sampler.accept(t.token);
     sampled.push_back(std::move(t));
   }
+}
+
+Result<bool> Runner::sample_greedy_on_device(const StepPlan& plan, const Tensor& logits,
+                                             std::vector<SampledToken>& sampled) {
+  const int64_t n = static_cast<int64_t>(logit_rows_.size());
+  CARPOOL_CHECK(logits.rows == n);
+  CARPOOL_RETURN_IF_ERROR(ensure_device_ids());
+  CARPOOL_CHECK(n <= argmax_ids_.rows);
+  if (!model_.backend().argmax_rows(argmax_ids_.rows_view(0, n), logits)) {
+    device_argmax_missing_ = true;
+    return false;
+  }
+  take_device_ids(plan, n, sampled);
   ++device_greedy_steps_;
+  return true;
+}
+
+Result<bool> Runner::sample_draws_on_device(const StepPlan& plan, const Tensor& logits,
+                                            std::vector<SampledToken>& sampled) {
+  Backend& be = model_.backend();
+  constexpr int kF = Backend::kRowSamplingFloats;
+  const int64_t n = static_cast<int64_t>(logit_rows_.size());
+  CARPOOL_CHECK(logits.rows == n);
+  CARPOOL_RETURN_IF_ERROR(ensure_device_ids());
+  if (draw_params_.data == nullptr) {
+    auto p = be.alloc(DType::kF32, model_.limits().max_logit_rows, kF);
+    if (!p) return p.status();
+    draw_params_ = p.value();
+  }
+  CARPOOL_CHECK(n <= argmax_ids_.rows && n <= draw_params_.rows);
+  if (device_draws_ < 0) {  // zero rows: whether the backend draws at all
+    device_draws_ = be.sample_rows(argmax_ids_.rows_view(0, 0), logits.rows_view(0, 0),
+                                   draw_params_.rows_view(0, 0))
+                        ? 1
+                        : 0;
+  }
+  if (device_draws_ == 0) return false;
+  const int64_t vocab = logits.cols;
+  draw_host_.resize(static_cast<size_t>(n * kF));
+  size_t row = 0;
+  for (const ScheduledSeq& e : plan.seqs) {
+    if (!e.needs_logits) continue;
+    Sampler& s = sampling_.find(e.id)->second->sampler;
+    const SamplingParams& p = s.params();
+    float* f = &draw_host_[row++ * kF];
+    f[0] = p.temperature;
+    f[1] = p.top_k > 0 && p.top_k < vocab ? static_cast<float>(p.top_k) : 0.f;
+    f[2] = p.top_p;
+    f[3] = p.min_p;
+    // Sampler::sample takes one uniform for a draw and none for greedy: so does this.
+    f[4] = p.temperature > 0.f
+               ? std::min(static_cast<float>(s.draw_uniform()), std::nextafter(1.f, 0.f))
+               : 0.f;
+  }
+  const Tensor params = draw_params_.rows_view(0, n);
+  be.upload(params, draw_host_.data(), draw_host_.size() * sizeof(float));
+  CARPOOL_CHECK(be.sample_rows(argmax_ids_.rows_view(0, n), logits, params));
+  take_device_ids(plan, n, sampled);
+  ++device_draw_steps_;
   return true;
 }
 
@@ -218,14 +276,25 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
     return sampled;
   }
 
-  // --- sampling: plain greedy steps on the device, the others on the host ---
+  // --- sampling: on the device where it can, the others on the host ---
   sampled.reserve(logit_rows_.size());
   handover_.clear();
   bool on_device = false;
-  if (can_sample_on_device(plan)) {
-    auto r = sample_greedy_on_device(plan, out.value(), sampled);
-    if (!r) return r.status();
-    on_device = r.value();
+  switch (device_sampling(plan)) {
+    case DeviceSampling::kGreedy: {
+      auto r = sample_greedy_on_device(plan, out.value(), sampled);
+      if (!r) return r.status();
+      on_device = r.value();
+      break;
+    }
+    case DeviceSampling::kDraw: {
+      auto r = sample_draws_on_device(plan, out.value(), sampled);
+      if (!r) return r.status();
+      on_device = r.value();
+      break;
+    }
+    case DeviceSampling::kNone:
+      break;
   }
   if (!on_device) sample_on_host(plan, out.value(), sampled);
   // Prompt rows after sampling: row_logits() reuses the buffer the sampled logits came from.

@@ -7,11 +7,15 @@
 // sequence whose computed tokens catch up with its known tokens), and sampled with each
 // sequence's own Sampler.
 //
-// Greedy on the device: when every row that samples in a step is plain greedy (temperature 0, no
-// penalties, no logprobs or prompt logprobs: the token is then the argmax of the raw logits and
-// nothing else reads them), the backend picks the tokens (Backend::argmax_rows) and only
-// [rows] int32 ids come back instead of [rows, vocab] floats. Same tokens as the host sampler.
-// Otherwise, or where the backend lacks the op, the logits are downloaded once per step and
+// Sampling on the device: when every row that samples in a step is plain greedy (temperature 0,
+// no penalties, no logprobs or prompt logprobs: the token is then the argmax of the raw logits
+// and nothing else reads them), the backend picks the tokens (Backend::argmax_rows) and only
+// [rows] int32 ids come back instead of [rows, vocab] floats: the host sampler's tokens. When
+// every such row is free of penalties, logprobs and prompt logprobs but some sample (temperature,
+// top-k, top-p, min-p), the backend draws them (Backend::sample_rows) with one uniform per row
+// from each sequence's own generator: the host sampler's distribution, and seeded requests stay
+// reproducible on that backend. Otherwise, or where the backend lacks the op (the CPU backend
+// draws on the host, with its compute threads), the logits are downloaded once per step and
 // sampled on the host.
 //
 // Prompt logprobs (scoring the prompt): a sequence registered with prompt_logprobs >= 0 also
@@ -77,11 +81,13 @@ class Runner {
   // its device time).
   int64_t last_device_ns() { return model_.backend().device_time_ns(); }
 
-  // Greedy sampling on the device (see the top of this file): on by default; off samples every
-  // step on the host (A/B checks).
+  // Sampling on the device (see the top of this file): on by default; off samples every step on
+  // the host (A/B checks).
   void set_device_greedy(bool on) { device_greedy_ = on; }
-  // Steps whose tokens the device picked, since construction (tests, diagnostics).
+  // Steps whose tokens the device picked by argmax / drew, since construction (tests,
+  // diagnostics).
   int64_t device_greedy_steps() const { return device_greedy_steps_; }
+  int64_t device_draw_steps() const { return device_draw_steps_; }
 
  private:
   struct SeqSampling {
@@ -99,13 +105,24 @@ class Runner {
     int pos = 0;
     int32_t next_token = 0;
   };
-  // Whether every entry of `plan` with needs_logits samples plain greedy from the raw logits
-  // (temperature 0, no penalties, no logprobs, no prompt logprobs), so its token is the argmax.
-  bool can_sample_on_device(const StepPlan& plan) const;
+  // How the device can sample the entries of `plan` with needs_logits: kGreedy where all of
+  // them sample plain greedy from the raw logits (temperature 0, no penalties, no logprobs, no
+  // prompt logprobs: the argmax), kDraw where none has penalties or (prompt) logprobs, kNone
+  // otherwise.
+  enum class DeviceSampling { kNone, kGreedy, kDraw };
+  DeviceSampling device_sampling(const StepPlan& plan) const;
+  // The token buffer of the device paths, I32 [max_logit_rows, 1], made at first use.
+  Status ensure_device_ids();
   // Appends one token per needs_logits entry of `plan`, picked by Backend::argmax_rows from
   // logits [n_logits, vocab]. Returns false (nothing appended) where the backend lacks the op.
   Result<bool> sample_greedy_on_device(const StepPlan& plan, const Tensor& logits,
                                        std::vector<SampledToken>& sampled);
+  // The same with Backend::sample_rows, each row's parameters and uniform draw uploaded first.
+  // Returns false (nothing appended, no generator advanced) where the backend lacks the op.
+  Result<bool> sample_draws_on_device(const StepPlan& plan, const Tensor& logits,
+                                      std::vector<SampledToken>& sampled);
+  // Appends the downloaded ids of the device paths, one per needs_logits entry of `plan`.
+  void take_device_ids(const StepPlan& plan, int64_t n, std::vector<SampledToken>& sampled);
   // Downloads logits [n_logits, vocab] and appends one token per needs_logits entry of `plan`
   // from each sequence's Sampler (with logprobs where asked), the rows spread over the backend's
   // host threads (Backend::host_parallel_for); fills handover_.
@@ -131,9 +148,13 @@ class Runner {
   // Greedy on the device.
   bool device_greedy_ = true;
   bool device_argmax_missing_ = false;  // the backend's argmax_rows returned false
+  int8_t device_draws_ = -1;            // whether the backend has sample_rows; -1: not asked yet
   int64_t device_greedy_steps_ = 0;
+  int64_t device_draw_steps_ = 0;
   Tensor argmax_ids_;                 // I32 [max_logit_rows, 1] backend memory, made at first use
   std::vector<int32_t> argmax_host_;  // [n_logits]
+  Tensor draw_params_;                // F32 [max_logit_rows, kRowSamplingFloats], at first use
+  std::vector<float> draw_host_;      // [n_logits * kRowSamplingFloats]
 };
 
 }  // namespace carpool

@@ -36,6 +36,10 @@ Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> prompt) 
   }
 }
 
+double Sampler::draw_uniform() {
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
+
 void Sampler::accept(int32_t token) {
   output_counts_[token] += 1;
 }

@@ -45,6 +45,9 @@ class Sampler {
   int32_t sample(std::span<float> logits);
   // Records a generated token (for the penalties).
   void accept(int32_t token);
+  // The draw sample() would take (one uniform in [0, 1) from this sequence's generator), for a
+  // row the backend samples itself (Backend::sample_rows).
+  double draw_uniform();
 
   const SamplingParams& params() const { return params_; }
 

@@ -188,7 +188,9 @@ std::vector<CaseResult> run_conformance(Backend& backend, const Options& options
   if (only.empty() || only == "matmul") run_matmul_cases(backend, rng, options.tol, results);
   if (only.empty() || only == "attention") run_attention_cases(backend, rng, options.tol, results);
   run_row_op_cases(backend, rng, options.tol, only, results);
-  if (only.empty() || only == "argmax_rows") run_sampling_cases(backend, rng, results);
+  if (only.empty() || only == "argmax_rows" || only == "sample_rows") {
+    run_sampling_cases(backend, rng, results);
+  }
   return results;
 }
 

@@ -59,6 +59,7 @@ class CudaBackend final : public Backend {
   void swiglu(Tensor out, const Tensor& gate, const Tensor& up) override;
   void gather_rows(Tensor out, const Tensor& x, const Tensor& idx) override;
   bool argmax_rows(Tensor out, const Tensor& logits) override;
+  bool sample_rows(Tensor out, const Tensor& logits, const Tensor& params) override;
   // Host work between steps (host sampling of many rows) on a pool of host threads, started at
   // first use: one per hardware thread, at most 16.
   int host_workers() const override;

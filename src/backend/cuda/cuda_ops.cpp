@@ -221,6 +221,16 @@ bool CudaBackend::argmax_rows(Tensor out, const Tensor& logits) {
   return true;
 }
 
+bool CudaBackend::sample_rows(Tensor out, const Tensor& logits, const Tensor& params) {
+  CARPOOL_CHECK(is_float_type(logits.dtype) && logits.cols >= 1 && logits.cols <= INT32_MAX);
+  CARPOOL_CHECK(out.dtype == DType::kI32 && out.rows == logits.rows && out.cols == 1);
+  CARPOOL_CHECK(params.dtype == DType::kF32 && params.rows == logits.rows &&
+                params.cols == kRowSamplingFloats);
+  launch_sample_rows(ctx_, static_cast<int32_t*>(out.data), logits.data, logits.dtype, logits.rows,
+                     logits.cols, static_cast<const float*>(params.data));
+  return true;
+}
+
 int CudaBackend::host_workers() const {
   return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
 }

@@ -86,6 +86,10 @@ void launch_gather_rows(const LaunchCtx& ctx, void* out, DType out_dtype, const 
 // (largest value, ties to the lowest index, NaN as std::max_element treats it). One block per row.
 void launch_argmax_rows(const LaunchCtx& ctx, int32_t* out, const void* logits, DType dtype,
                         int64_t rows, int64_t vocab);
+// out[r] = a token drawn from logits row r with params[r * 5 ..] (temperature, top_k, top_p,
+// min_p, u): Backend::sample_rows. One block of 512 threads per row.
+void launch_sample_rows(const LaunchCtx& ctx, int32_t* out, const void* logits, DType dtype,
+                        int64_t rows, int64_t vocab, const float* params);
 
 // --- paged attention (attention_kernels.cu) ---
 struct AttentionLaunch {

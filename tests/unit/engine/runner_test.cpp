@@ -49,6 +49,7 @@ struct RunResult {
   std::vector<std::vector<int32_t>> tokens;  // [seq][generated]
   std::vector<std::vector<float>> logprobs;  // [seq][generated] where asked
   int64_t device_steps = 0;
+  int64_t draw_steps = 0;
 };
 
 class RunnerTest : public ::testing::Test {
@@ -116,6 +117,7 @@ class RunnerTest : public ::testing::Test {
       }
     }
     r.device_steps = runner.device_greedy_steps();
+    r.draw_steps = runner.device_draw_steps();
     return r;
   }
 
@@ -162,6 +164,9 @@ TEST_F(RunnerTest, RowsThatReadTheLogitsKeepTheStepOnTheHost) {
     RunResult device = run(setups, true);
     RunResult host = run(setups, false);
     EXPECT_EQ(device.device_steps, 0);
+    // The CPU backend has no sample_rows: asking (for the sampled row) must not advance any
+    // generator, so the tokens stay the host's.
+    EXPECT_EQ(device.draw_steps, 0);
     EXPECT_EQ(device.tokens, host.tokens);
     EXPECT_EQ(device.logprobs, host.logprobs);
   }
