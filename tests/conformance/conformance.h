@@ -55,4 +55,16 @@ std::vector<CaseResult> run_conformance(Backend& backend, const Options& options
 // One line per case plus a summary; returns the number of failed cases.
 int print_results(const std::vector<CaseResult>& results, std::FILE* out);
 
+// Parameters of a Backend::sample_rows row (the uniform apart).
+struct DrawParams {
+  float temperature = 1.f;
+  int top_k = 0;
+  float top_p = 1.f;
+  float min_p = 0.f;
+};
+// The probability of each token of the logits row x [vocab] under sample_rows' rule (the host
+// sampler's without penalties), computed the plain way: sorts and double sums. The row's scaled
+// logits must have a finite maximum and the temperature must be above 0.
+std::vector<double> reference_draw(const float* x, int64_t vocab, const DrawParams& p);
+
 }  // namespace carpool::conformance

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "conformance/conformance.h"
 #include "conformance/harness.h"
 
 namespace carpool::conformance {
@@ -94,49 +95,6 @@ void argmax_case(Backend& b, Rng& rng, DType dtype, int64_t rows, int64_t vocab,
     if (got[static_cast<size_t>(r)] != reference_argmax(x.data() + r * vocab, vocab)) ++wrong;
   }
   out.push_back(make_result("argmax_rows", name, wrong, 0));
-}
-
-struct DrawParams {
-  float temperature = 1.f;
-  int top_k = 0;
-  float top_p = 1.f;
-  float min_p = 0.f;
-};
-
-// The probability of each token under sample_rows' rule (Backend::sample_rows; the host
-// sampler's without penalties): scaled logits (f32, as the device scales them), top-k by (logit,
-// lower id), softmax over those, min-p, top-p's heaviest-first prefix (ties to the lower id).
-// The row's scaled logits must have a finite maximum.
-std::vector<double> reference_draw(const float* x, int64_t vocab, const DrawParams& p) {
-  const float inv_t = 1.f / p.temperature;
-  std::vector<float> s(static_cast<size_t>(vocab));
-  for (int64_t i = 0; i < vocab; ++i) s[i] = std::isnan(x[i]) ? -kInf : x[i] * inv_t;
-  std::vector<int64_t> order(static_cast<size_t>(vocab));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a] > s[b]; });
-  if (p.top_k > 0 && p.top_k < vocab) order.resize(static_cast<size_t>(p.top_k));
-  const double max = s[order[0]];
-  std::vector<double> w(static_cast<size_t>(vocab), 0.0);
-  double z = 0;
-  for (int64_t i : order) z += w[i] = std::exp(static_cast<double>(s[i]) - max);
-  std::vector<int64_t> kept;
-  for (int64_t i : order) {
-    if (w[i] > 0 && w[i] >= p.min_p) kept.push_back(i);
-  }
-  if (p.top_p < 1.f) {
-    std::stable_sort(kept.begin(), kept.end(),
-                     [&](int64_t a, int64_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
-    const double target = static_cast<double>(p.top_p) * z;
-    double cum = 0;
-    size_t n = 0;
-    while (n < kept.size() && cum < target) cum += w[kept[n++]];
-    kept.resize(n);
-  }
-  std::vector<double> prob(static_cast<size_t>(vocab), 0.0);
-  double total = 0;
-  for (int64_t i : kept) total += w[i];
-  for (int64_t i : kept) prob[i] = w[i] / total;
-  return prob;
 }
 
 // `rows` rows of the logits x [vocab] drawn with p and the stratified uniforms.
@@ -235,6 +193,38 @@ void run_draw_cases(Backend& b, Rng& rng, std::vector<CaseResult>& out) {
 }
 
 }  // namespace
+
+std::vector<double> reference_draw(const float* x, int64_t vocab, const DrawParams& p) {
+  const float inv_t = 1.f / p.temperature;
+  std::vector<float> s(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) s[i] = std::isnan(x[i]) ? -kInf : x[i] * inv_t;
+  std::vector<int64_t> order(static_cast<size_t>(vocab));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a] > s[b]; });
+  if (p.top_k > 0 && p.top_k < vocab) order.resize(static_cast<size_t>(p.top_k));
+  const double max = s[order[0]];
+  std::vector<double> w(static_cast<size_t>(vocab), 0.0);
+  double z = 0;
+  for (int64_t i : order) z += w[i] = std::exp(static_cast<double>(s[i]) - max);
+  std::vector<int64_t> kept;
+  for (int64_t i : order) {
+    if (w[i] > 0 && w[i] >= p.min_p) kept.push_back(i);
+  }
+  if (p.top_p < 1.f) {
+    std::stable_sort(kept.begin(), kept.end(),
+                     [&](int64_t a, int64_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
+    const double target = static_cast<double>(p.top_p) * z;
+    double cum = 0;
+    size_t n = 0;
+    while (n < kept.size() && cum < target) cum += w[kept[n++]];
+    kept.resize(n);
+  }
+  std::vector<double> prob(static_cast<size_t>(vocab), 0.0);
+  double total = 0;
+  for (int64_t i : kept) total += w[i];
+  for (int64_t i : kept) prob[i] = w[i] / total;
+  return prob;
+}
 
 void run_sampling_cases(Backend& b, Rng& rng, std::vector<CaseResult>& out) {
   // Logits are F32 on every backend; the activation dtype where a backend accepts it.

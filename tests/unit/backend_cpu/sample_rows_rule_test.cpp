@@ -1,0 +1,200 @@
+// The rule of Backend::sample_rows (backend/sample_rows_rule.h), run here through a sequential
+// emulation of the CUDA kernel's block: the same 512 contiguous chunks of ids, every block-wide
+// step a loop over them. Rows drawn with the stratified uniforms u = (j + 0.5) / N take each
+// token about N p times (the kept tokens are walked in id order), p from the conformance
+// suite's plain reference (sorts and double sums): |count - N p| <= 2 for every token, nothing
+// drawn outside the reference's kept set.
+#include "backend/sample_rows_rule.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "conformance/conformance.h"
+
+namespace carpool {
+namespace {
+
+using conformance::DrawParams;
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// The kernel's block, one chunk after another.
+struct HostBlock {
+  const float* x;
+  int64_t vocab;
+  static constexpr int64_t kThreads = 512;
+
+  int64_t chunk() const { return (vocab + kThreads - 1) / kThreads; }
+  int64_t begin(int64_t t) const { return std::min(vocab, t * chunk()); }
+  int64_t end(int64_t t) const { return std::min(vocab, begin(t) + chunk()); }
+
+  float load(int64_t i) const { return x[i]; }
+  float exp(float v) const { return std::exp(v); }
+  template <class Fn>
+  float max_f(Fn fn) {
+    float m = -kInf;
+    for (int64_t t = 0; t < kThreads; ++t) m = std::fmax(m, fn(begin(t), end(t)));
+    return m;
+  }
+  template <class Fn>
+  double sum_d(Fn fn) {
+    double a = 0;
+    for (int64_t t = 0; t < kThreads; ++t) a += fn(begin(t), end(t));
+    return a;
+  }
+  template <class Fn>
+  int64_t sum_l(Fn fn) {
+    int64_t a = 0;
+    for (int64_t t = 0; t < kThreads; ++t) a += fn(begin(t), end(t));
+    return a;
+  }
+  template <class Fn>
+  int64_t min_l(Fn fn) {
+    int64_t a = std::numeric_limits<int64_t>::max();
+    for (int64_t t = 0; t < kThreads; ++t) a = std::min(a, fn(begin(t), end(t)));
+    return a;
+  }
+  template <class Fn>
+  int64_t max_l(Fn fn) {
+    int64_t a = std::numeric_limits<int64_t>::min();
+    for (int64_t t = 0; t < kThreads; ++t) a = std::max(a, fn(begin(t), end(t)));
+    return a;
+  }
+  template <class Pred>
+  int64_t nth_match(int64_t n, Pred pred) {
+    int64_t seen = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      if (pred(i) && ++seen == n) return i;
+    }
+    return -1;
+  }
+  template <class W>
+  int64_t draw(double r, W w) {
+    for (int64_t i = 0; i < vocab; ++i) {
+      const double wi = w(i);
+      if (!(wi > 0)) continue;
+      r -= wi;
+      if (r < 0) return i;
+    }
+    return -1;
+  }
+};
+
+int64_t sample(const std::vector<float>& x, const DrawParams& p, double u) {
+  HostBlock b{x.data(), static_cast<int64_t>(x.size())};
+  return sample_rule::sample(b, b.vocab, p.temperature, p.top_k, p.top_p, p.min_p, u);
+}
+
+// |count - N p| over the tokens, plus N for each draw outside the kept set.
+double stratified_error(const std::vector<float>& x, const DrawParams& p, int n) {
+  const std::vector<double> prob = conformance::reference_draw(x.data(), std::ssize(x), p);
+  std::vector<int64_t> count(x.size(), 0);
+  double error = 0;
+  for (int j = 0; j < n; ++j) {
+    const int64_t t = sample(x, p, (j + 0.5) / n);
+    if (t < 0 || t >= std::ssize(x) || prob[static_cast<size_t>(t)] == 0) {
+      error += n;
+    } else {
+      ++count[static_cast<size_t>(t)];
+    }
+  }
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::fabs(count[i] - n * prob[i]));
+  return error + worst;
+}
+
+std::vector<float> model_like(std::mt19937& g, int64_t vocab) {
+  std::normal_distribution<float> nd(0.f, 2.f);
+  std::vector<float> x(static_cast<size_t>(vocab));
+  for (float& v : x) v = nd(g);
+  for (int i = 0; i < 6; ++i)
+    x[static_cast<size_t>((i * 401) % vocab)] += 9.f - static_cast<float>(i);
+  return x;
+}
+
+TEST(SampleRowsRule, StratifiedDrawsFollowTheReference) {
+  std::mt19937 g(21);
+  const std::vector<float> x = model_like(g, 701);
+  const DrawParams cases[] = {{1.f, 0, 1.f, 0.f},    {0.7f, 50, 1.f, 0.f},     {1.f, 0, 0.9f, 0.f},
+                              {1.3f, 0, 1.f, 0.05f}, {0.8f, 200, 0.8f, 0.01f}, {1.f, 1, 1.f, 0.f},
+                              {2.f, 0, 0.3f, 0.f},   {1.f, 700, 0.95f, 0.f}};
+  for (const DrawParams& p : cases) {
+    SCOPED_TRACE(testing::Message() << "t " << p.temperature << " k " << p.top_k << " p " << p.top_p
+                                    << " min_p " << p.min_p);
+    EXPECT_LE(stratified_error(x, p, 1000), 2.0);
+  }
+}
+
+// Logits on a coarse grid: the top-k and top-p boundaries fall inside runs of equal values,
+// which are taken in id order; NaN and -inf are never drawn. Chunks of 512 threads hold 2 ids
+// each here, so runs of ties cross chunk ends.
+TEST(SampleRowsRule, TiesAtTheBoundariesGoInIdOrder) {
+  std::mt19937 g(22);
+  std::vector<float> grid = model_like(g, 1000);
+  for (float& v : grid) v = std::round(v);
+  grid[3] = kNaN;
+  grid[500] = -kInf;
+  for (const DrawParams& p : {DrawParams{1.f, 100, 1.f, 0.f}, DrawParams{1.f, 0, 0.5f, 0.f},
+                              DrawParams{0.9f, 300, 0.7f, 0.f}, DrawParams{1.f, 0, 0.9f, 0.1f}}) {
+    SCOPED_TRACE(testing::Message() << "k " << p.top_k << " p " << p.top_p);
+    EXPECT_LE(stratified_error(grid, p, 1000), 2.0);
+  }
+  // Heavy ties: ten equal logits far above the rest, spread over many chunks. top-p 0.5 needs
+  // six of them (five hold just under half the mass), top-k 4 the first four.
+  std::vector<float> heavy(1000, -8.f);
+  for (int i = 0; i < 10; ++i) heavy[static_cast<size_t>(5 + 97 * i)] = 1.f;
+  for (const DrawParams& p : {DrawParams{1.f, 0, 0.5f, 0.f}, DrawParams{1.f, 4, 1.f, 0.f},
+                              DrawParams{1.f, 12, 0.3f, 0.f}}) {
+    SCOPED_TRACE(testing::Message() << "heavy ties, k " << p.top_k << " p " << p.top_p);
+    EXPECT_LE(stratified_error(heavy, p, 1000), 2.0);
+  }
+  // Equal logits everywhere: top-k 3 keeps ids 0..2; top-p 0.25 of ten (2.5 tokens) keeps 0..2.
+  const std::vector<float> flat(10, 0.5f);
+  for (const DrawParams& p : {DrawParams{1.f, 3, 1.f, 0.f}, DrawParams{1.f, 0, 0.25f, 0.f}}) {
+    std::vector<int> count(10, 0);
+    for (int j = 0; j < 99; ++j) ++count[static_cast<size_t>(sample(flat, p, (j + 0.5) / 99))];
+    EXPECT_EQ(count, (std::vector<int>{33, 33, 33, 0, 0, 0, 0, 0, 0, 0})) << p.top_k;
+  }
+}
+
+TEST(SampleRowsRule, GreedyAndNonFiniteRows) {
+  // Temperature 0: std::max_element's choice (NaN at index 0 wins, other NaN skipped, ties to
+  // the lowest index).
+  EXPECT_EQ(sample({kNaN, 1.f, 2.f}, {0.f}, 0.5), 0);
+  EXPECT_EQ(sample({1.f, kNaN, 2.f, 2.f}, {0.f}, 0.5), 2);
+  EXPECT_EQ(sample({-kInf, -kInf}, {0.f}, 0.5), 0);
+  std::vector<float> big(5000, -1.f);
+  big[4321] = 3.f;
+  big[4400] = 3.f;
+  EXPECT_EQ(sample(big, {0.f}, 0.5), 4321);
+  // +inf, or every logit -inf (NaN counts as -inf): the first of the largest, whatever u is.
+  big[1000] = kInf;
+  big[3000] = kInf;
+  EXPECT_EQ(sample(big, {1.f, 5, 0.5f, 0.1f}, 0.99), 1000);
+  EXPECT_EQ(sample({kNaN, -kInf, kNaN}, {1.f}, 0.7), 0);
+  // u at the very top still draws a kept token.
+  EXPECT_EQ(sample({0.f, -100.f, 5.f}, {1.f, 1, 1.f, 0.f}, std::nextafter(1.0, 0.0)), 2);
+}
+
+// A vocabulary of a real model's size through the same chunks: the draws of a few u stay in the
+// kept set (top-k 40 with top-p 0.9).
+TEST(SampleRowsRule, LargeVocabularyDrawsStayInTheKeptSet) {
+  std::mt19937 g(23);
+  const std::vector<float> x = model_like(g, 128256);
+  const DrawParams p{1.f, 40, 0.9f, 0.f};
+  const std::vector<double> prob = conformance::reference_draw(x.data(), std::ssize(x), p);
+  for (double u : {0.0, 0.1, 0.5, 0.77, 0.999}) {
+    const int64_t t = sample(x, p, u);
+    ASSERT_GE(t, 0);
+    EXPECT_GT(prob[static_cast<size_t>(t)], 0) << u;
+  }
+}
+
+}  // namespace
+}  // namespace carpool
