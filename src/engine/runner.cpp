@@ -46,8 +46,9 @@ Status Runner::score_prompt_rows() {
       std::span<const float> logits(logits_.data() + i * vocab, vocab);
       // The same arithmetic as a sampled token's logprobs (a recompute overwrites the entry).
       TokenLogprob& e = r.seq->prompt[r.pos];
-      e.logprob = token_logprob(logits, r.next_token);
-      if (r.seq->prompt_logprobs > 0) e.top = top_logprobs(logits, r.seq->prompt_logprobs);
+      TokenLogprob lp = logprobs_of(logits, r.next_token, r.seq->prompt_logprobs);
+      e.logprob = lp.logprob;
+      e.top = std::move(lp.top);
     }
   }
   return Status::ok();
@@ -194,8 +195,9 @@ void Runner::sample_row(SeqSampling& ss, std::span<float> logits, std::vector<fl
   if (ss.logprobs >= 0) {
     scratch.assign(logits.begin(), logits.end());  // sample() modifies its input
     t.token = ss.sampler.sample(scratch);
-    t.logprob = token_logprob(logits, t.token);
-    if (ss.logprobs > 0) t.top_logprobs = top_logprobs(logits, ss.logprobs);
+    TokenLogprob lp = logprobs_of(logits, t.token, ss.logprobs);
+    t.logprob = lp.logprob;
+    t.top_logprobs = std::move(lp.top);
   } else {
     t.token = ss.sampler.sample(logits);
   }

@@ -90,6 +90,15 @@ bool before(const Candidate& a, const Candidate& b) {
   return a.first > b.first || (a.first == b.first && a.second < b.second);
 }
 
+// The same for raw logits, where NaN ranks as -inf.
+float rank_key(float v) {
+  return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v;
+}
+bool ranks_before(const Candidate& a, const Candidate& b) {
+  const float ka = rank_key(a.first), kb = rank_key(b.first);
+  return ka > kb || (ka == kb && a.second < b.second);
+}
+
 // Reorders c so that its first n elements are the first n in `before` order, for the smallest n
 // whose weights sum to at least `mass` (all of c if none does); returns n. A quickselect that
 // carries the weight of the part already known to be in the prefix: expected linear time, and
@@ -195,15 +204,18 @@ int32_t first_of_largest(const float* l, size_t n) {
   return m;
 }
 
-// The k largest of l[0, n) with their ids (k < n; ties to the lower id), as a heap whose top is
-// the last of them in `before` order. Chunks whose largest value cannot enter the full heap (ids
-// rise, so an equal value never does) are passed over after one vectorized max each.
+// The k largest of l[0, n) with their ids (k > 0; NaN ranks as -inf, ties to the lower id), as
+// a heap whose top is the last of them in `ranks_before` order. Chunks whose largest value
+// cannot enter the full heap (ids rise, so an equal value never does) are passed over after one
+// vectorized max each (which skips NaN).
 void select_top_k(const float* l, size_t n, size_t k, std::vector<Candidate>& best) {
   constexpr size_t kChunk = 64;
   for (size_t i = 0; i < n; i += kChunk) {
     const size_t e = std::min(n, i + kChunk);
-    if (best.size() == k && !(max_of(l + i, e - i) > best.front().first)) continue;
-    for (size_t j = i; j < e; ++j) keep_first_k(best, k, {l[j], static_cast<int32_t>(j)}, before);
+    if (best.size() == k && !(max_of(l + i, e - i) > rank_key(best.front().first))) continue;
+    for (size_t j = i; j < e; ++j) {
+      keep_first_k(best, k, {l[j], static_cast<int32_t>(j)}, ranks_before);
+    }
   }
 }
 
@@ -325,34 +337,42 @@ LogSumExp log_sum_exp(std::span<const float> logits) {
 
 }  // namespace
 
+namespace {
+
+// The top k of logits, given their log-sum-exp.
+std::vector<std::pair<int32_t, float>> top_given(std::span<const float> logits, int k,
+                                                 const LogSumExp& s) {
+  std::vector<std::pair<int32_t, float>> top;
+  if (k <= 0 || logits.empty()) return top;
+  std::vector<Candidate> heap;
+  heap.reserve(std::min(static_cast<size_t>(k), logits.size()));
+  select_top_k(logits.data(), logits.size(), static_cast<size_t>(k), heap);
+  std::sort_heap(heap.begin(), heap.end(), ranks_before);
+  top.reserve(heap.size());
+  for (const Candidate& e : heap) {
+    top.emplace_back(e.second, static_cast<float>(e.first - s.max - s.log_sum));
+  }
+  return top;
+}
+
+}  // namespace
+
 float token_logprob(std::span<const float> logits, int32_t token) {
   const LogSumExp s = log_sum_exp(logits);
   return static_cast<float>(logits[token] - s.max - s.log_sum);
 }
 
 std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logits, int k) {
+  return top_given(logits, k, log_sum_exp(logits));
+}
+
+TokenLogprob logprobs_of(std::span<const float> logits, int32_t token, int k) {
   const LogSumExp s = log_sum_exp(logits);
-  // The k largest logits (NaN ranks as -inf), ties to the lower id: a heap of k whose top is the
-  // smallest of them, then sorted.
-  using Entry = std::pair<float, int32_t>;  // (logit, token)
-  auto key = [](float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; };
-  auto first = [&](const Entry& a, const Entry& b) {
-    const float ka = key(a.first), kb = key(b.first);
-    return ka > kb || (ka == kb && a.second < b.second);
-  };
-  const size_t n = std::min<size_t>(static_cast<size_t>(std::max(k, 0)), logits.size());
-  std::vector<Entry> heap;
-  heap.reserve(n);
-  for (size_t i = 0; i < logits.size() && n > 0; ++i) {
-    keep_first_k(heap, n, {logits[i], static_cast<int32_t>(i)}, first);
-  }
-  std::sort_heap(heap.begin(), heap.end(), first);
-  std::vector<std::pair<int32_t, float>> top;
-  top.reserve(n);
-  for (const Entry& e : heap) {
-    top.emplace_back(e.second, static_cast<float>(e.first - s.max - s.log_sum));
-  }
-  return top;
+  TokenLogprob t;
+  t.token = token;
+  t.logprob = static_cast<float>(logits[token] - s.max - s.log_sum);
+  t.top = top_given(logits, k, s);
+  return t;
 }
 
 }  // namespace carpool

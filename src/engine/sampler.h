@@ -68,8 +68,11 @@ struct TokenLogprob {
   std::vector<std::pair<int32_t, float>> top;  // [k] (token, logprob), most likely first
 };
 
-// log-softmax value of `token` in logits (for logprobs), and the top `k` (token, logprob).
+// log-softmax value of `token` in logits (for logprobs), and the top `k` (token, logprob; NaN
+// ranks last, ties to the lower id).
 float token_logprob(std::span<const float> logits, int32_t token);
 std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logits, int k);
+// Both from one log-sum-exp (the same values): `token`'s and the top k (k <= 0: none).
+TokenLogprob logprobs_of(std::span<const float> logits, int32_t token, int k);
 
 }  // namespace carpool

@@ -316,5 +316,31 @@ TEST(Sampler, LogprobsAreANormalizedLogSoftmax) {
   EXPECT_EQ(top[1].second, token_logprob(l, top[1].first));
 }
 
+// logprobs_of gives exactly token_logprob and top_logprobs, over a vocabulary of many scan
+// chunks with NaN, ties far apart and k past the vocabulary.
+TEST(Sampler, LogprobsOfMatchesTheSeparateCalls) {
+  std::vector<float> l(3000);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = std::sin(0.37f * static_cast<float>(i)) * 4.f;
+  l[5] = std::numeric_limits<float>::quiet_NaN();
+  l[100] = l[2900] = 9.f;
+  for (int k : {0, 1, 2, 5, 20}) {
+    const TokenLogprob t = logprobs_of(l, 42, k);
+    EXPECT_EQ(t.token, 42);
+    EXPECT_EQ(t.logprob, token_logprob(l, 42));
+    EXPECT_EQ(t.top, top_logprobs(l, k)) << k;
+    ASSERT_EQ(t.top.size(), static_cast<size_t>(k));
+    if (k >= 2) {
+      EXPECT_EQ(t.top[0].first, 100);
+      EXPECT_EQ(t.top[1].first, 2900);
+    }
+  }
+  const std::vector<float> small = {1.f, std::numeric_limits<float>::quiet_NaN(), 1.f};
+  const TokenLogprob all = logprobs_of(small, 0, 10);
+  ASSERT_EQ(all.top.size(), 3u);
+  EXPECT_EQ(all.top[0].first, 0);
+  EXPECT_EQ(all.top[1].first, 2);
+  EXPECT_EQ(all.top[2].first, 1);  // NaN last
+}
+
 }  // namespace
 }  // namespace carpool
