@@ -9,6 +9,10 @@ kernel ran: 1 - it is the time the GPU idled), GPM SM activity and DRAM bandwidt
 MBU/MFU; saves /metrics, /api/v1/status and the dashboard's series under OUT.
 
 usage: serve_check.py CARPOOL_BIN TOKENIZER_DIR OUT [CONCURRENCY] [SECONDS]
+
+SERVE_TEMPERATURE (default 0: greedy, the device argmax) and SERVE_TOP_P (default 1) set the
+requests' sampling: above 0 the rows are drawn on the device (Backend::sample_rows), or on the
+host with CARPOOL_CUDA_SAMPLING=0.
 """
 import json
 import os
@@ -23,6 +27,8 @@ CONC = int(sys.argv[4]) if len(sys.argv) > 4 else 64
 SECONDS = float(sys.argv[5]) if len(sys.argv) > 5 else 40
 PORT = 8391
 MODEL = os.environ.get("SERVE_MODEL", "synthetic:llama-3.1-8b")
+TEMPERATURE = float(os.environ.get("SERVE_TEMPERATURE", "0"))
+TOP_P = float(os.environ.get("SERVE_TOP_P", "1"))
 DEVICE = os.environ.get("SERVE_DEVICE", "cuda")  # "cpu" for a dry run of the script itself
 LABEL = "cuda:0" if DEVICE == "cuda" else "cpu"
 BASE = f"http://127.0.0.1:{PORT}"
@@ -74,7 +80,7 @@ def main():
                 r = post("/v1/completions", {"model": MODEL,
                                              "prompt": f"Request {i}: tell a long story about GPUs.",
                                              "max_tokens": 128, "ignore_eos": True,
-                                             "temperature": 0})
+                                             "temperature": TEMPERATURE, "top_p": TOP_P})
                 with lock:
                     done_tokens[0] += r["usage"]["completion_tokens"]
 

@@ -62,6 +62,9 @@ Status CudaBackend::init() {
     ctx_.generic_attention = std::strcmp(e, "generic") == 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_FUSED"); e != nullptr && std::strcmp(e, "0") == 0)
     options_.fused_projections = false;
+  if (const char* e = std::getenv("CARPOOL_CUDA_SAMPLING");
+      e != nullptr && std::strcmp(e, "0") == 0)
+    options_.device_sampling = false;
   graphs_on_ = options_.graphs;
   if (const char* e = std::getenv("CARPOOL_CUDA_GRAPHS"); e != nullptr && std::strcmp(e, "0") == 0)
     graphs_on_ = false;

@@ -27,6 +27,9 @@ struct CudaBackendOptions {
   // Ask the model for fused projections (Backend::prefers_fused_projections): one matmul for
   // q|k|v and one for gate|up. Off when CARPOOL_CUDA_FUSED=0 is set when the backend starts.
   bool fused_projections = true;
+  // Draw sampled rows on the device (Backend::sample_rows). Off (the runner then samples them on
+  // the host) when CARPOOL_CUDA_SAMPLING=0 is set when the backend starts (A/B runs).
+  bool device_sampling = true;
 };
 
 // A backend on options.device, or an error such as "no CUDA device (...)".

@@ -222,6 +222,7 @@ bool CudaBackend::argmax_rows(Tensor out, const Tensor& logits) {
 }
 
 bool CudaBackend::sample_rows(Tensor out, const Tensor& logits, const Tensor& params) {
+  if (!options_.device_sampling) return false;
   CARPOOL_CHECK(is_float_type(logits.dtype) && logits.cols >= 1 && logits.cols <= INT32_MAX);
   CARPOOL_CHECK(out.dtype == DType::kI32 && out.rows == logits.rows && out.cols == 1);
   CARPOOL_CHECK(params.dtype == DType::kF32 && params.rows == logits.rows &&
