@@ -113,33 +113,27 @@ struct DeviceBlock {
   // apart, and the same value in every pass.
   __device__ float exp(float x) const { return __expf(x); }
 
-  template <class Fn>
-  __device__ float max_f(Fn fn) {
-    const float r =
-        cub::BlockReduce<float, kSampleThreads>(sh.tmp.max_f).Reduce(fn(i0, i1), MaxOf());
-    if (threadIdx.x == 0) sh.f = r;
+  // Thread 0's v (where CUB leaves a block reduction), given to every thread through `slot`.
+  template <class T>
+  __device__ T broadcast(T v, T& slot) {
+    if (threadIdx.x == 0) slot = v;
     __syncthreads();
-    const float out = sh.f;
+    const T out = slot;
     __syncthreads();
     return out;
+  }
+  template <class Fn>
+  __device__ float max_f(Fn fn) {
+    return broadcast(
+        cub::BlockReduce<float, kSampleThreads>(sh.tmp.max_f).Reduce(fn(i0, i1), MaxOf()), sh.f);
   }
   template <class Fn>
   __device__ double sum_d(Fn fn) {
-    const double r = cub::BlockReduce<double, kSampleThreads>(sh.tmp.sum_d).Sum(fn(i0, i1));
-    if (threadIdx.x == 0) sh.d = r;
-    __syncthreads();
-    const double out = sh.d;
-    __syncthreads();
-    return out;
+    return broadcast(cub::BlockReduce<double, kSampleThreads>(sh.tmp.sum_d).Sum(fn(i0, i1)), sh.d);
   }
   template <class Op>
   __device__ int64_t reduce_l(int64_t v, Op op) {
-    const int64_t r = cub::BlockReduce<int64_t, kSampleThreads>(sh.tmp.red_l).Reduce(v, op);
-    if (threadIdx.x == 0) sh.l = r;
-    __syncthreads();
-    const int64_t out = sh.l;
-    __syncthreads();
-    return out;
+    return broadcast(cub::BlockReduce<int64_t, kSampleThreads>(sh.tmp.red_l).Reduce(v, op), sh.l);
   }
   template <class Fn>
   __device__ int64_t sum_l(Fn fn) {
@@ -154,13 +148,22 @@ struct DeviceBlock {
     return reduce_l(fn(i0, i1), MaxOf());
   }
 
+  // This thread's sum of f over its ids (*mine) and the sum over the threads before it.
+  template <class T, class Storage, class F>
+  __device__ T sum_before(Storage& storage, F f, T* mine) {
+    T m = 0;
+    for (int64_t i = i0; i < i1; ++i) m += f(i);
+    T before, total;
+    cub::BlockScan<T, kSampleThreads>(storage).ExclusiveSum(m, before, total);
+    __syncthreads();
+    *mine = m;
+    return before;
+  }
+
   template <class Pred>
   __device__ int64_t nth_match(int64_t n, Pred pred) {
-    int64_t mine = 0;
-    for (int64_t i = i0; i < i1; ++i) mine += pred(i);
-    int64_t before, total;
-    cub::BlockScan<int64_t, kSampleThreads>(sh.tmp.scan_l).ExclusiveSum(mine, before, total);
-    __syncthreads();
+    int64_t mine;
+    const int64_t before = sum_before<int64_t>(sh.tmp.scan_l, pred, &mine);
     if (threadIdx.x == 0) sh.l = -1;
     __syncthreads();
     if (before < n && n <= before + mine) {
@@ -180,11 +183,8 @@ struct DeviceBlock {
 
   template <class W>
   __device__ int64_t draw(double r, W w) {
-    double mine = 0;
-    for (int64_t i = i0; i < i1; ++i) mine += w(i);
-    double before, total;
-    cub::BlockScan<double, kSampleThreads>(sh.tmp.scan_d).ExclusiveSum(mine, before, total);
-    __syncthreads();
+    double mine;
+    const double before = sum_before<double>(sh.tmp.scan_d, w, &mine);
     if (threadIdx.x == 0) sh.pick = ~0ull;
     __syncthreads();
     if (mine > 0 && before <= r && r < before + mine) {
