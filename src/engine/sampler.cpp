@@ -283,7 +283,7 @@ int32_t Sampler::sample(std::span<float> logits) {
       r -= logits[i];
       if (r <= 0 && logits[i] > 0) return static_cast<int32_t>(i);
     }
-    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return first_of_largest(logits.data(), vocab);
   }
   if (!top_k) {
     // top-p's prefix holds only tokens at least as heavy as its boundary: the others are left out
@@ -335,10 +335,6 @@ LogSumExp log_sum_exp(std::span<const float> logits) {
   return {max_l, std::log(sum_exp(logits.data(), logits.size(), max_l))};
 }
 
-}  // namespace
-
-namespace {
-
 // The top k of logits, given their log-sum-exp.
 std::vector<std::pair<int32_t, float>> top_given(std::span<const float> logits, int k,
                                                  const LogSumExp& s) {
@@ -358,8 +354,7 @@ std::vector<std::pair<int32_t, float>> top_given(std::span<const float> logits, 
 }  // namespace
 
 float token_logprob(std::span<const float> logits, int32_t token) {
-  const LogSumExp s = log_sum_exp(logits);
-  return static_cast<float>(logits[token] - s.max - s.log_sum);
+  return logprobs_of(logits, token, 0).logprob;
 }
 
 std::vector<std::pair<int32_t, float>> top_logprobs(std::span<const float> logits, int k) {
