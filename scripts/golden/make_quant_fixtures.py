@@ -38,9 +38,15 @@ LATER_BLOCK = {
     "q5_0": (32, 22, [0]),
     "q5_1": (32, 24, [0, 2]),
 }
+# The 2- and 3-bit K types, from a third generator (--seed + 2).
+LOW_BIT_BLOCK = {
+    "q2_k": (256, 84, [80, 82]),
+    "q3_k": (256, 110, [108]),
+}
 BLOCK.update(LATER_BLOCK)
+BLOCK.update(LOW_BIT_BLOCK)
 QTYPE = {"q4_0": T.Q4_0, "q4_1": T.Q4_1, "q8_0": T.Q8_0, "q4_k": T.Q4_K, "q5_k": T.Q5_K,
-         "q6_k": T.Q6_K, "q5_0": T.Q5_0, "q5_1": T.Q5_1}
+         "q6_k": T.Q6_K, "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q2_k": T.Q2_K, "q3_k": T.Q3_K}
 
 
 def random_finite_f16(rng, n):
@@ -119,12 +125,15 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     for name in BLOCK:
-        if name not in LATER_BLOCK:
+        if name not in LATER_BLOCK and name not in LOW_BIT_BLOCK:
             write_type(args.out, rng, name)
     write_floats(args.out, rng)
     later = np.random.default_rng(args.seed + 1)
     for name in LATER_BLOCK:
         write_type(args.out, later, name)
+    low_bit = np.random.default_rng(args.seed + 2)
+    for name in LOW_BIT_BLOCK:
+        write_type(args.out, low_bit, name)
     print("wrote fixtures to", os.path.normpath(args.out))
 
 

@@ -61,6 +61,15 @@ void fill_quantized(DType t, uint8_t* dst, size_t bytes, SplitMix& rng, float sc
       case DType::kQ8_0:
         reinterpret_cast<BlockQ8_0*>(blk)->d = d_q8;
         break;
+      case DType::kQ2_K: {
+        auto* q = reinterpret_cast<BlockQ2_K*>(blk);
+        q->d = f32_to_f16(scale * 2.f / 3.f / 15.f);
+        q->dmin = f32_to_f16(scale / 15.f);
+        break;
+      }
+      case DType::kQ3_K:
+        reinterpret_cast<BlockQ3_K*>(blk)->d = f32_to_f16(scale / 4.f / 32.f);
+        break;
       case DType::kQ4_K: {
         auto* q = reinterpret_cast<BlockQ4_K*>(blk);
         q->d = d_k;

@@ -16,6 +16,8 @@ constexpr DTypeInfo kQ4_1Info{"q4_1", kQK, sizeof(BlockQ4_1)};
 constexpr DTypeInfo kQ5_0Info{"q5_0", kQK, sizeof(BlockQ5_0)};
 constexpr DTypeInfo kQ5_1Info{"q5_1", kQK, sizeof(BlockQ5_1)};
 constexpr DTypeInfo kQ8_0Info{"q8_0", kQK, sizeof(BlockQ8_0)};
+constexpr DTypeInfo kQ2_KInfo{"q2_k", kQKK, sizeof(BlockQ2_K)};
+constexpr DTypeInfo kQ3_KInfo{"q3_k", kQKK, sizeof(BlockQ3_K)};
 constexpr DTypeInfo kQ4_KInfo{"q4_k", kQKK, sizeof(BlockQ4_K)};
 constexpr DTypeInfo kQ5_KInfo{"q5_k", kQKK, sizeof(BlockQ5_K)};
 constexpr DTypeInfo kQ6_KInfo{"q6_k", kQKK, sizeof(BlockQ6_K)};
@@ -36,6 +38,10 @@ const DTypeInfo* find_info(uint32_t id) {
       return &kQ5_1Info;
     case DType::kQ8_0:
       return &kQ8_0Info;
+    case DType::kQ2_K:
+      return &kQ2_KInfo;
+    case DType::kQ3_K:
+      return &kQ3_KInfo;
     case DType::kQ4_K:
       return &kQ4_KInfo;
     case DType::kQ5_K:

@@ -18,6 +18,8 @@ enum class DType : uint32_t {
   kQ5_0 = 6,
   kQ5_1 = 7,
   kQ8_0 = 8,
+  kQ2_K = 10,
+  kQ3_K = 11,
   kQ4_K = 12,
   kQ5_K = 13,
   kQ6_K = 14,
@@ -77,6 +79,21 @@ struct BlockQ8_0 {
   uint16_t d;  // f16 scale
   int8_t qs[kQK];
 };
+// Q2_K and Q3_K: 16 sub-blocks of 16; element e of the super-block (half h = e / 128, quarter
+// j = (e % 128) / 32, l = e % 32) has its low two bits at (qs[32 h + l] >> 2 j) & 3 and the
+// scale (and Q2_K's min) of sub-block e / 16.
+struct BlockQ2_K {
+  uint8_t scales[kQKK / 16];  // low nibble: 4-bit scale, high nibble: 4-bit min
+  uint8_t qs[kQKK / 4];       // 2-bit quants
+  uint16_t d;                 // f16 super-block scale for the scales
+  uint16_t dmin;              // f16 super-block scale for the mins; w = d sc q - dmin m
+};
+struct BlockQ3_K {
+  uint8_t hmask[kQKK / 8];       // third bit of element e: bit 4 h + j of hmask[l]
+  uint8_t qs[kQKK / 4];          // low 2 bits
+  uint8_t scales[kKScaleBytes];  // 16 scales of 6 bits (q3_k_scales); w = d (sc - 32) (q - 4)
+  uint16_t d;                    // f16 super-block scale
+};
 struct BlockQ4_K {
   uint16_t d;                    // f16 super-block scale for the 6-bit scales
   uint16_t dmin;                 // f16 super-block scale for the 6-bit mins
@@ -103,6 +120,8 @@ static_assert(sizeof(BlockQ4_1) == 20);
 static_assert(sizeof(BlockQ5_0) == 22);
 static_assert(sizeof(BlockQ5_1) == 24);
 static_assert(sizeof(BlockQ8_0) == 34);
+static_assert(sizeof(BlockQ2_K) == 84);
+static_assert(sizeof(BlockQ3_K) == 110);
 static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);

@@ -174,6 +174,13 @@ std::vector<uint8_t> random_weight_bytes(Rng& rng, DType t, int64_t rows, int64_
       case DType::kQ6_K:
         put_f16(blk + offsetof(BlockQ6_K, d), rng.uniform(-0.002f, 0.002f));
         break;
+      case DType::kQ2_K:
+        put_f16(blk + offsetof(BlockQ2_K, d), rng.uniform(0.0005f, 0.005f));
+        put_f16(blk + offsetof(BlockQ2_K, dmin), rng.uniform(0.0005f, 0.01f));
+        break;
+      case DType::kQ3_K:
+        put_f16(blk + offsetof(BlockQ3_K, d), rng.uniform(-0.002f, 0.002f));
+        break;
       default:
         CARPOOL_CHECK(false && "random_weight_bytes: unsupported type");
     }

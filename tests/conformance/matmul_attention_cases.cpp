@@ -62,7 +62,7 @@ void run_matmul_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<C
   const DType float_types[] = {DType::kF32, DType::kF16, DType::kBF16};
   const DType block_types[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
                                DType::kQ8_0};
-  const DType k_types[] = {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+  const DType k_types[] = {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
   const int64_t ms[] = {1, 3, 17};
   const int64_t ns[] = {1, 13, 67};
   for (DType t : float_types) {
@@ -96,6 +96,8 @@ void run_matmul_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<C
   // Whole groups of 16 rows with a bias (the CPU backend's packed weights) and a short tail.
   matmul_case(b, rng, DType::kQ4_0, 9, 512, 48, true, tol.matmul_quant_w, out);
   matmul_case(b, rng, DType::kQ4_K, 10, 512, 35, true, tol.matmul_quant_w, out);
+  matmul_case(b, rng, DType::kQ2_K, 10, 512, 35, true, tol.matmul_quant_w, out);
+  matmul_case(b, rng, DType::kQ3_K, 20, 768, 50, false, tol.matmul_quant_w, out);
 }
 
 namespace {

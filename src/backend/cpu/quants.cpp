@@ -74,6 +74,37 @@ CARPOOL_NO_FMA void dequant_q8_0(const BlockQ8_0* b, float* y, int64_t nb) {
   }
 }
 
+// Q2_K: w = (d sc) q - (dmin m) per sub-block of 16 (each factor rounded, as the reference).
+CARPOOL_NO_FMA void dequant_q2_k(const BlockQ2_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    const float dmin = f16_to_f32(b[i].dmin);
+    for (int e = 0; e < kQKK; ++e) {
+      const uint8_t sm = b[i].scales[e / 16];
+      const float dl = d * static_cast<float>(sm & 0x0f);
+      const float ml = dmin * static_cast<float>(sm >> 4);
+      const float v = dl * static_cast<float>(k_low2(b[i].qs, e));
+      y[e] = v - ml;
+    }
+    y += kQKK;
+  }
+}
+
+// Q3_K: w = (d (sc - 32)) (q - 4), q = low two bits + 4 * third bit, per sub-block of 16.
+CARPOOL_NO_FMA void dequant_q3_k(const BlockQ3_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    uint8_t sc[16];
+    q3_k_scales(b[i].scales, sc);
+    for (int e = 0; e < kQKK; ++e) {
+      const float dl = d * static_cast<float>(sc[e / 16] - 32);
+      const int q = k_low2(b[i].qs, e) + 4 * q3_k_high(b[i].hmask, e) - 4;
+      y[e] = dl * static_cast<float>(q);
+    }
+    y += kQKK;
+  }
+}
+
 CARPOOL_NO_FMA void dequant_q4_k(const BlockQ4_K* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float d = f16_to_f32(b[i].d);
@@ -199,6 +230,10 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       return dequant_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
     case DType::kQ8_0:
       return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+    case DType::kQ2_K:
+      return dequant_q2_k(static_cast<const BlockQ2_K*>(src), dst, nb);
+    case DType::kQ3_K:
+      return dequant_q3_k(static_cast<const BlockQ3_K*>(src), dst, nb);
     case DType::kQ4_K:
       return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
     case DType::kQ5_K:

@@ -61,6 +61,26 @@ inline void k_scales_mins(const uint8_t* q, uint8_t* scales, uint8_t* mins) {
   std::memcpy(mins + 4, &m_hi, 4);
 }
 
+// The 16 six-bit scales of a Q3_K block (0..63; the weight's factor is the value minus 32):
+// scale s takes its low four bits from the low (s < 8) or high nibble of scales[s % 8], and its
+// top two from bits 2 (s / 4), 2 (s / 4) + 1 of scales[8 + s % 4].
+inline void q3_k_scales(const uint8_t* packed, uint8_t* out) {
+  for (int s = 0; s < 16; ++s) {
+    const int low = s < 8 ? (packed[s] & 0x0f) : (packed[s - 8] >> 4);
+    const int high = (packed[8 + s % 4] >> (2 * (s / 4))) & 3;
+    out[s] = static_cast<uint8_t>(low | (high << 4));
+  }
+}
+
+// The 256 two-bit parts of a Q2_K / Q3_K block (element e at (qs[32 h + l] >> 2 j) & 3, h = e /
+// 128, j = e % 128 / 32, l = e % 32), and Q3_K's third bits (bit 4 h + j of hmask[l]).
+inline int k_low2(const uint8_t* qs, int e) {
+  return (qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3;
+}
+inline int q3_k_high(const uint8_t* hmask, int e) {
+  return (hmask[e % 32] >> (4 * (e / 128) + e % 128 / 32)) & 1;
+}
+
 // The 32 five-bit values (0..31) of a Q5_0 / Q5_1 block: element j < 16 is the low nibble of
 // qs[j] with bit j of qh as its fifth bit, element j + 16 the high nibble with bit j + 16.
 inline void q5_values(const uint8_t* qs, const uint8_t* qh_bytes, int8_t* q) {

@@ -84,6 +84,58 @@ float dot_q8_0(const BlockQ8_0* w, const BlockQ8A* x, int64_t nb) {
   return acc;
 }
 
+inline int sum16_i8(const int8_t* a) {
+  int sum = 0;
+  for (int j = 0; j < 16; ++j) sum += a[j];
+  return sum;
+}
+
+// Q2_K: sixteen sub-blocks of 16 with 4-bit scales and mins; activation block j covers sub-blocks
+// 2j and 2j+1: sum = d * sum_j dx_j * sum_h sc_h isum_h - dmin * sum_j dx_j * sum_h m_h xsum_h.
+float dot_q2_k(const BlockQ2_K* w, const BlockQ8A* x, int64_t nb) {
+  float acc = 0.f;
+  int8_t q[kQKK];
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int e = 0; e < kQKK; ++e) q[e] = static_cast<int8_t>(k_low2(w[i].qs, e));
+    float sum_d = 0.f, sum_m = 0.f;
+    for (int j = 0; j < 8; ++j) {
+      const BlockQ8A& xb = x[i * 8 + j];
+      int isum = 0, msum = 0;
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t sm = w[i].scales[2 * j + h];
+        isum += (sm & 0x0f) * dot16_i8(q + 32 * j + 16 * h, xb.qs + 16 * h);
+        msum += (sm >> 4) * sum16_i8(xb.qs + 16 * h);
+      }
+      sum_d += xb.d * static_cast<float>(isum);
+      sum_m += xb.d * static_cast<float>(msum);
+    }
+    acc += f16_to_f32(w[i].d) * sum_d - f16_to_f32(w[i].dmin) * sum_m;
+  }
+  return acc;
+}
+
+// Q3_K: sixteen sub-blocks of 16 with 6-bit scales (minus 32) and values q - 4 in -4..3.
+float dot_q3_k(const BlockQ3_K* w, const BlockQ8A* x, int64_t nb) {
+  float acc = 0.f;
+  int8_t q[kQKK];
+  uint8_t sc[16];
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int e = 0; e < kQKK; ++e) {
+      q[e] = static_cast<int8_t>(k_low2(w[i].qs, e) + 4 * q3_k_high(w[i].hmask, e) - 4);
+    }
+    q3_k_scales(w[i].scales, sc);
+    float sum = 0.f;
+    for (int j = 0; j < 8; ++j) {
+      const BlockQ8A& xb = x[i * 8 + j];
+      const int isum = (sc[2 * j] - 32) * dot16_i8(q + 32 * j, xb.qs) +
+                       (sc[2 * j + 1] - 32) * dot16_i8(q + 32 * j + 16, xb.qs + 16);
+      sum += xb.d * static_cast<float>(isum);
+    }
+    acc += f16_to_f32(w[i].d) * sum;
+  }
+  return acc;
+}
+
 // Q4_K / Q5_K: eight sub-blocks of 32, each with a 6-bit scale and min; one activation block
 // per sub-block: sum = d * sum_j sc_j * dx_j * isum_j - dmin * sum_j m_j * s_j.
 float dot_q4_k(const BlockQ4_K* w, const BlockQ8A* x, int64_t nb) {
@@ -183,6 +235,10 @@ float vec_dot_q8a_scalar(DType t, const void* w_row, const BlockQ8A* x, int64_t 
       return dot_q5_1(static_cast<const BlockQ5_1*>(w_row), x, nb);
     case DType::kQ8_0:
       return dot_q8_0(static_cast<const BlockQ8_0*>(w_row), x, nb);
+    case DType::kQ2_K:
+      return dot_q2_k(static_cast<const BlockQ2_K*>(w_row), x, nb);
+    case DType::kQ3_K:
+      return dot_q3_k(static_cast<const BlockQ3_K*>(w_row), x, nb);
     case DType::kQ4_K:
       return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, nb);
     case DType::kQ5_K:

@@ -112,6 +112,38 @@ __global__ void dequant_kernel(DType dtype, const uint8_t* raw, int64_t n_groups
         }
         break;
       }
+      case DType::kQ2_K:
+      case DType::kQ3_K: {
+        // 256 = 2 halves of 128; sub-block r (0..3) of 32 in half h takes bits 2r, 2r+1 of qs
+        // bytes [32h, 32h + 32) (Q3_K: bit 4h + r of hmask as the third bit); 16 scales of 16.
+        const int64_t sb = g / 8;
+        const int j = int(g % 8);
+        const int half = j / 4, r = j % 4;
+        if (dtype == DType::kQ2_K) {
+          const uint8_t* b = raw + sb * sizeof(BlockQ2_K);
+          const uint8_t* qs = b + kQKK / 16 + half * 32;
+          float d = h2f(u16_at(b + kQKK / 16 + kQKK / 4));
+          float dmin = h2f(u16_at(b + kQKK / 16 + kQKK / 4 + 2));
+          for (int l = 0; l < 32; ++l) {
+            const int sm = b[2 * j + l / 16];
+            put(y, l, d * (sm & 0xF) * ((qs[l] >> (2 * r)) & 3) - dmin * (sm >> 4));
+          }
+        } else {
+          const uint8_t* b = raw + sb * sizeof(BlockQ3_K);
+          const uint8_t* hmask = b;
+          const uint8_t* qs = b + kQKK / 8 + half * 32;
+          const uint8_t* packed = b + kQKK / 8 + kQKK / 4;
+          float d = h2f(u16_at(packed + kKScaleBytes));
+          for (int l = 0; l < 32; ++l) {
+            const int s = 2 * j + l / 16;
+            const int low = s < 8 ? (packed[s] & 0xF) : (packed[s - 8] >> 4);
+            const int sc = low | (((packed[8 + s % 4] >> (2 * (s / 4))) & 3) << 4);
+            const int q = ((qs[l] >> (2 * r)) & 3) + 4 * ((hmask[l] >> (4 * half + r)) & 1) - 4;
+            put(y, l, d * (sc - 32) * q);
+          }
+        }
+        break;
+      }
       case DType::kQ6_K: {
         // 256 = 2 halves of 128; in each half, sub-block r (0..3) of 32 takes ql low/high
         // nibbles of bytes [0,32) or [32,64) and 2 bits of qh at shift 2r; 16 scales of 16.

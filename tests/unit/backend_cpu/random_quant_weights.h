@@ -13,17 +13,40 @@
 
 namespace carpool {
 
+// Where a block of type t keeps its f16 scale fields (d, then m or dmin where it has one).
+struct F16Fields {
+  size_t offset;
+  int count;
+};
+inline F16Fields f16_scale_fields(DType t) {
+  switch (t) {
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return {0, 2};
+    case DType::kQ2_K:
+      return {offsetof(BlockQ2_K, d), 2};
+    case DType::kQ3_K:
+      return {offsetof(BlockQ3_K, d), 1};
+    case DType::kQ6_K:
+      return {offsetof(BlockQ6_K, d), 1};
+    default:
+      return {0, 1};
+  }
+}
+
 inline std::vector<uint8_t> random_quant_weights(std::mt19937& g, DType t, int64_t rows,
                                                  int64_t k) {
   const DTypeInfo& info = dtype_info(t);
   std::vector<uint8_t> bytes(dtype_row_bytes(t, k) * static_cast<size_t>(rows));
   for (uint8_t& b : bytes) b = static_cast<uint8_t>(g());
   std::uniform_real_distribution<float> u(-0.02f, 0.02f);
+  const F16Fields fields = f16_scale_fields(t);
   for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
     uint8_t* p = bytes.data() + blk * info.block_bytes;
-    const size_t off = t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
-    const int n_halves =
-        (t == DType::kQ4_1 || t == DType::kQ5_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
+    const size_t off = fields.offset;
+    const int n_halves = fields.count;
     for (int h = 0; h < n_halves; ++h) {
       const uint16_t v = f32_to_f16(u(g));
       std::memcpy(p + off + 2 * h, &v, 2);

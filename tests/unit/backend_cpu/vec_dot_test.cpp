@@ -10,26 +10,10 @@
 
 #include "backend/cpu/quants.h"
 #include "backend/dtype.h"
+#include "random_quant_weights.h"
 
 namespace carpool {
 namespace {
-
-std::vector<uint8_t> random_blocks(std::mt19937& g, DType t, int64_t n) {
-  std::vector<uint8_t> bytes(dtype_row_bytes(t, n));
-  for (uint8_t& b : bytes) b = static_cast<uint8_t>(g());
-  const DTypeInfo& info = dtype_info(t);
-  std::uniform_real_distribution<float> u(-0.02f, 0.02f);
-  for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
-    uint8_t* p = bytes.data() + blk * info.block_bytes;
-    const size_t off = t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
-    const int n_halves = (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) ? 2 : 1;
-    for (int h = 0; h < n_halves; ++h) {
-      const uint16_t v = f32_to_f16(u(g));
-      std::memcpy(p + off + 2 * h, &v, 2);
-    }
-  }
-  return bytes;
-}
 
 class VecDot : public ::testing::TestWithParam<DType> {};
 
@@ -39,7 +23,7 @@ TEST_P(VecDot, IntegerKernelsMatchDequantizedDot) {
   std::normal_distribution<float> nd(0.f, 1.f);
   const int64_t block = dtype_info(t).block_elems;
   for (int64_t n : {block, 3 * block, 1024 / block * block + block}) {
-    std::vector<uint8_t> w = random_blocks(g, t, n);
+    std::vector<uint8_t> w = random_quant_weights(g, t, 1, n);
     std::vector<float> x(static_cast<size_t>(n)), wf(static_cast<size_t>(n));
     for (float& v : x) v = nd(g) * (g() % 4 == 0 ? 10.f : 1.f);
     std::vector<BlockQ8A> xq(static_cast<size_t>(n / kQK));
@@ -62,7 +46,8 @@ TEST_P(VecDot, IntegerKernelsMatchDequantizedDot) {
 }
 
 INSTANTIATE_TEST_SUITE_P(QuantTypes, VecDot,
-                         ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K,
+                         ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
+                                           DType::kQ8_0, DType::kQ2_K, DType::kQ3_K, DType::kQ4_K,
                                            DType::kQ5_K, DType::kQ6_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
