@@ -9,7 +9,7 @@ placeholder SentencePiece-style list (control tokens, the 256 byte tokens, then 
 both programs are fed token ids directly.
 
 usage: make_synthetic_gguf.py --dtype TYPE --out FILE [--layers N]
-       TYPE: q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k f16 bf16 f32
+       TYPE: q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k f16 bf16 f32
 """
 import argparse
 import sys
@@ -64,6 +64,21 @@ def random_q5_1(rng, rows, cols):
     return np.concatenate([d, m, rest], axis=1).reshape(rows, cols // 32 * 24), QT.Q5_1
 
 
+def random_q2_k(rng, rows, cols):
+    nb = rows * cols // 256
+    rest = rng.integers(0, 256, size=(nb, 16 + 64), dtype=np.uint8)  # scale-and-min bytes, quants
+    d = f16_bytes(rng, nb, 2e-4, 8e-4)
+    dmin = f16_bytes(rng, nb, 3e-4, 1.2e-3)  # about half the largest d sc q: centred
+    return np.concatenate([rest, d, dmin], axis=1).reshape(rows, cols // 256 * 84), QT.Q2_K
+
+
+def random_q3_k(rng, rows, cols):
+    nb = rows * cols // 256
+    rest = rng.integers(0, 256, size=(nb, 32 + 64 + 12), dtype=np.uint8)  # hmask, qs, scales
+    d = f16_bytes(rng, nb, 1e-4, 3e-4)
+    return np.concatenate([rest, d], axis=1).reshape(rows, cols // 256 * 110), QT.Q3_K
+
+
 def random_q5_k(rng, rows, cols):
     nb = rows * cols // 256
     d = f16_bytes(rng, nb, 1e-5, 4e-5)
@@ -106,6 +121,8 @@ MAKERS = {
     "q5_0": (random_q5_0, FT.MOSTLY_Q5_0),
     "q5_1": (random_q5_1, FT.MOSTLY_Q5_1),
     "q8_0": (random_q8_0, FT.MOSTLY_Q8_0),
+    "q2_k": (random_q2_k, FT.MOSTLY_Q2_K),
+    "q3_k": (random_q3_k, FT.MOSTLY_Q3_K_M),
     "q4_k": (random_q4_k, FT.MOSTLY_Q4_K_M),
     "q5_k": (random_q5_k, FT.MOSTLY_Q5_K_M),
     "q6_k": (random_q6_k, FT.MOSTLY_Q6_K),

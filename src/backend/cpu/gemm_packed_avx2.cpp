@@ -10,6 +10,9 @@
 //   Q5_K: as Q4_K with 5-bit q
 //   Q6_K: w = d sc_h (q - 32) per half sub-block h of 16:
 //                          acc += (d sc_h) * (d_x * (dot_h(q, x) - 32 sum_h x))
+//   Q3_K: as Q6_K with 3-bit q and -4
+//   Q2_K: w = d sc_h q - dmin m_h per half sub-block h of 16 (q values pre-multiplied by sc_h):
+//                          acc += d * (d_x * dot(sc q, x)) - sum_h (dmin m_h) * (d_x sum_h x)
 // The corrections (-8, -32 times the activation sum) seed the integer sums: they stay exact.
 #include <algorithm>
 #include <cstring>
@@ -59,10 +62,9 @@ inline VecI vsrl16(VecI a, int n) {
 inline VecI vsll16(VecI a, int n) {
   return _mm256_slli_epi16(a, n);
 }
-// u8 x s8 pairs into 16 bits (no saturation for weights below 128), then pairs into 32 bits.
-// Byte i of the result is q + 16 where bit i of the 32 bits at p is set: the bits' bytes are
-// spread to 8 lanes each, each lane keeps its own bit, and the lanes that kept one get 16.
-inline VecI vadd_bit4(VecI q, const uint8_t* p) {
+// Byte i of the result is q + add where bit i of the 32 bits at p is set: the bits' bytes are
+// spread to 8 lanes each, each lane keeps its own bit, and the lanes that kept one get add.
+inline VecI vadd_bits(VecI q, const uint8_t* p, VecI add) {
   uint32_t m;
   std::memcpy(&m, p, 4);
   const VecI spread =
@@ -71,8 +73,21 @@ inline VecI vadd_bit4(VecI q, const uint8_t* p) {
                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
   const VecI bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
   const VecI set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-  return _mm256_add_epi8(q, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+  return _mm256_add_epi8(q, _mm256_and_si256(set, add));
 }
+inline VecI vmul16(VecI a, VecI b) {
+  return _mm256_mullo_epi16(a, b);
+}
+inline VecI vload_u8_32(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+inline VecI vsrl32(VecI a, int n) {
+  return _mm256_srli_epi32(a, n);
+}
+inline VecI vsll32(VecI a, int n) {
+  return _mm256_slli_epi32(a, n);
+}
+// u8 x s8 pairs into 16 bits (no saturation for weights below 128), then pairs into 32 bits.
 inline VecI vdot(VecI acc, VecI w, int32_t x4) {
   const __m256i p = _mm256_maddubs_epi16(w, _mm256_set1_epi32(x4));
   return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));

@@ -13,6 +13,9 @@
 //   Q5_K: as Q4_K with 5-bit q
 //   Q6_K: w = d sc_h (q - 32) per half sub-block h of 16:
 //                          acc += (d sc_h) * (d_x * (dot_h(q, x) - 32 sum_h x))
+//   Q3_K: as Q6_K with 3-bit q and -4
+//   Q2_K: w = d sc_h q - dmin m_h per half sub-block h of 16 (q values pre-multiplied by sc_h):
+//                          acc += d * (d_x * dot(sc q, x)) - sum_h (dmin m_h) * (d_x sum_h x)
 // The corrections (-8, -32 times the activation sum) seed the integer sums: they stay exact.
 #include <algorithm>
 #include <cstring>
@@ -65,10 +68,22 @@ inline VecI vsrl16(VecI a, int n) {
 inline VecI vsll16(VecI a, int n) {
   return _mm512_slli_epi16(a, static_cast<unsigned>(n));
 }
-inline VecI vadd_bit4(VecI q, const uint8_t* p) {
+inline VecI vadd_bits(VecI q, const uint8_t* p, VecI add) {
   uint64_t m;
   std::memcpy(&m, p, 8);
-  return _mm512_mask_add_epi8(q, m, q, _mm512_set1_epi8(16));
+  return _mm512_mask_add_epi8(q, m, q, add);
+}
+inline VecI vmul16(VecI a, VecI b) {
+  return _mm512_mullo_epi16(a, b);
+}
+inline VecI vload_u8_32(const uint8_t* p) {
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline VecI vsrl32(VecI a, int n) {
+  return _mm512_srli_epi32(a, static_cast<unsigned>(n));
+}
+inline VecI vsll32(VecI a, int n) {
+  return _mm512_slli_epi32(a, static_cast<unsigned>(n));
 }
 inline VecI vdot(VecI acc, VecI w, int32_t x4) {
   return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(x4));

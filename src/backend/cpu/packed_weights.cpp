@@ -17,8 +17,8 @@ void PackedWeight::Free::operator()(uint8_t* p) const {
 
 bool packable(DType t) {
   return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ5_0 || t == DType::kQ5_1 ||
-         t == DType::kQ8_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K ||
-         packable_float(t);
+         t == DType::kQ8_0 || t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K ||
+         t == DType::kQ5_K || t == DType::kQ6_K || packable_float(t);
 }
 
 bool packable_float(DType t) {
@@ -37,6 +37,10 @@ size_t packed_block_bytes(DType t) {
       return 4 * 64 + 64 + 2 * kPackRows;
     case DType::kQ5_1:
       return 4 * 64 + 64 + 4 * kPackRows;
+    case DType::kQ2_K:
+      return 16 * 64 + 4 * kPackRows + 16 * kPackRows;
+    case DType::kQ3_K:
+      return 16 * 64 + 8 * 64 + 2 * kPackRows + 16 * kPackRows;
     case DType::kQ4_K:
       return 32 * 64 + 4 * kPackRows + 16 * kPackRows;
     case DType::kQ5_K:
@@ -150,6 +154,28 @@ void pack_q6_k(const BlockQ6_K& b, int l, uint8_t* out) {
   for (int j = 0; j < 16; ++j) scales[j * kPackRows + l] = b.scales[j];
 }
 
+// Q2_K: the 16 two-bit parts, d and dmin, then the scale-and-min bytes as [16][16].
+void pack_q2_k(const BlockQ2_K& b, int l, uint8_t* out) {
+  interleave(b.qs, 16, l, out);
+  uint16_t* d = reinterpret_cast<uint16_t*>(out + 16 * 64);
+  d[l] = b.d;
+  d[kPackRows + l] = b.dmin;
+  uint8_t* sm = out + 16 * 64 + 4 * kPackRows;
+  for (int s = 0; s < 16; ++s) sm[s * kPackRows + l] = b.scales[s];
+}
+
+// Q3_K: the 16 two-bit parts, the third bits as Q5_K's masks (bit 4l + b of the word for
+// sub-block j and part t is bit j of hmask[4t + b]), d, then the scales minus 32 as int8 [16][16].
+void pack_q3_k(const BlockQ3_K& b, int l, uint8_t* out) {
+  interleave(b.qs, 16, l, out);
+  pack_q5_k_masks(b.hmask, l, out + 16 * 64);
+  reinterpret_cast<uint16_t*>(out + 24 * 64)[l] = b.d;
+  uint8_t sc[16];
+  q3_k_scales(b.scales, sc);
+  int8_t* scales = reinterpret_cast<int8_t*>(out + 24 * 64 + 2 * kPackRows);
+  for (int s = 0; s < 16; ++s) scales[s * kPackRows + l] = static_cast<int8_t>(sc[s] - 32);
+}
+
 template <class Block, class Pack>
 void pack_super_blocks(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g0,
                        int64_t g1, Pack pack) {
@@ -234,6 +260,10 @@ void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, i
   if (p.type == DType::kF16) return pack_float<uint16_t, 1>(p, rows, row_bytes, g0, g1);
   if (p.type == DType::kBF16) return pack_float<uint16_t, 2>(p, rows, row_bytes, g0, g1);
   switch (p.type) {
+    case DType::kQ2_K:
+      return pack_super_blocks<BlockQ2_K>(p, rows, row_bytes, g0, g1, pack_q2_k);
+    case DType::kQ3_K:
+      return pack_super_blocks<BlockQ3_K>(p, rows, row_bytes, g0, g1, pack_q3_k);
     case DType::kQ4_K:
       return pack_super_blocks<BlockQ4_K>(p, rows, row_bytes, g0, g1, pack_k45<BlockQ4_K>);
     case DType::kQ5_K:

@@ -29,6 +29,10 @@
 //               (one masked byte add per part restores it).
 //   Q6_K:       32 x 64 bytes of ql and 16 x 64 bytes of qh interleaved by 4 bytes, 16 f16 d,
 //               and the int8 scales [16][16].
+//   Q2_K, Q3_K: 16 x 64 bytes of qs interleaved by 4 bytes (part 8h + t holds bytes 32h + 4t ..
+//               +3: bits 2c, 2c + 1 are elements of sub-block 4h + c). Q2_K: then 16 f16 d, 16
+//               f16 dmin and the scale-and-min bytes [16][16]; Q3_K: then the third bits as
+//               Q5_K's 64 masks, 16 f16 d and the scales minus 32 as int8 [16][16].
 //   F32, F16:   one "block" per element i: element i of the 16 rows side by side (64 or 32
 //               bytes), so one vector load gives 16 output columns' weights for one k.
 //   BF16:       one block per pair of elements: elements 2i, 2i+1 of row j0+l at lane l (64

@@ -93,7 +93,7 @@ std::vector<Case> all_cases() {
   std::vector<Case> out;
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
     for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
-                    DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+                    DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
       out.push_back({t, isa});
     }
   }
@@ -113,7 +113,7 @@ TEST(GemmPackedLevels, Avx2EqualsAvx512) {
   std::mt19937 g(9);
   std::normal_distribution<float> nd(0.f, 1.f);
   for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
-                  DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+                  DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     const int64_t k = 2 * dtype_info(t).block_elems, n = 32, m = 5;
     std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
     PackedWeight p = make_packed(t, n, k);
