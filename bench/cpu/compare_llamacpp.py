@@ -9,8 +9,8 @@ Each figure is the best of --reps runs, taken in alternation so both sides see s
 
 usage: compare_llamacpp.py --carpool BUILD/carpool [--threads 2] [--models default,q8_0,q4_k]
 --models: "default" (SmolLM2-135M Q4_1) and any of q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k
-q6_k f16 bf16 f32 (a synthetic ~1B Llama in that type); the default list is all but q5_0, q5_1,
-q2_k and q3_k (the nine types the CPU goals name). Synthetic files are
+q6_k iq4_nl iq4_xs f16 bf16 f32 (a synthetic ~1B Llama in that type); the default list is the nine
+types the CPU goals name (all but q5_0, q5_1, q2_k, q3_k, iq4_nl, iq4_xs). Synthetic files are
 written by make_synthetic_gguf.py into --cache on first use (f32: 4.4 GB).
 """
 import argparse

@@ -9,7 +9,7 @@ placeholder SentencePiece-style list (control tokens, the 256 byte tokens, then 
 both programs are fed token ids directly.
 
 usage: make_synthetic_gguf.py --dtype TYPE --out FILE [--layers N]
-       TYPE: q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k f16 bf16 f32
+       TYPE: q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs f16 bf16 f32
 """
 import argparse
 import sys
@@ -79,6 +79,20 @@ def random_q3_k(rng, rows, cols):
     return np.concatenate([rest, d], axis=1).reshape(rows, cols // 256 * 110), QT.Q3_K
 
 
+def random_iq4_nl(rng, rows, cols):
+    nb = rows * cols // 32
+    d = f16_bytes(rng, nb, 1e-4, 3e-4)
+    qs = rng.integers(0, 256, size=(nb, 16), dtype=np.uint8)
+    return np.concatenate([d, qs], axis=1).reshape(rows, cols // 32 * 18), QT.IQ4_NL
+
+
+def random_iq4_xs(rng, rows, cols):
+    nb = rows * cols // 256
+    d = f16_bytes(rng, nb, 5e-6, 1.5e-5)
+    rest = rng.integers(0, 256, size=(nb, 2 + 4 + 128), dtype=np.uint8)  # scales_h, scales_l, qs
+    return np.concatenate([d, rest], axis=1).reshape(rows, cols // 256 * 136), QT.IQ4_XS
+
+
 def random_q5_k(rng, rows, cols):
     nb = rows * cols // 256
     d = f16_bytes(rng, nb, 1e-5, 4e-5)
@@ -124,6 +138,8 @@ MAKERS = {
     "q2_k": (random_q2_k, FT.MOSTLY_Q2_K),
     "q3_k": (random_q3_k, FT.MOSTLY_Q3_K_M),
     "q4_k": (random_q4_k, FT.MOSTLY_Q4_K_M),
+    "iq4_nl": (random_iq4_nl, FT.MOSTLY_IQ4_NL),
+    "iq4_xs": (random_iq4_xs, FT.MOSTLY_IQ4_XS),
     "q5_k": (random_q5_k, FT.MOSTLY_Q5_K_M),
     "q6_k": (random_q6_k, FT.MOSTLY_Q6_K),
     "f16": (lambda r, a, b: random_float(r, a, b, "f16"), FT.MOSTLY_F16),

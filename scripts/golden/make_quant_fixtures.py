@@ -8,7 +8,7 @@ implementation of the block formats. For each type the script writes:
   tests/golden/quants/<type>.f32  their dequantized values, float32 little-endian
 
 Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 blocks come from gguf's reference quantizer applied to random data (plus some
-blocks of random bytes); gguf has no quantizer for the K types, so their blocks are random bytes
+blocks of random bytes); gguf has no quantizer for the K and IQ4 types, so their blocks are random bytes
 whose f16 scale fields are set to random finite values, dequantized by gguf.
 
 Float conversions (numpy is the reference for f16; gguf's BF16 for bf16, round to nearest even):
@@ -43,10 +43,17 @@ LOW_BIT_BLOCK = {
     "q2_k": (256, 84, [80, 82]),
     "q3_k": (256, 110, [108]),
 }
+# The IQ4 types, from a fourth generator (--seed + 3).
+IQ4_BLOCK = {
+    "iq4_nl": (32, 18, [0]),
+    "iq4_xs": (256, 136, [0]),
+}
 BLOCK.update(LATER_BLOCK)
 BLOCK.update(LOW_BIT_BLOCK)
+BLOCK.update(IQ4_BLOCK)
 QTYPE = {"q4_0": T.Q4_0, "q4_1": T.Q4_1, "q8_0": T.Q8_0, "q4_k": T.Q4_K, "q5_k": T.Q5_K,
-         "q6_k": T.Q6_K, "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q2_k": T.Q2_K, "q3_k": T.Q3_K}
+         "q6_k": T.Q6_K, "q5_0": T.Q5_0, "q5_1": T.Q5_1, "q2_k": T.Q2_K, "q3_k": T.Q3_K,
+         "iq4_nl": T.IQ4_NL, "iq4_xs": T.IQ4_XS}
 
 
 def random_finite_f16(rng, n):
@@ -125,7 +132,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     for name in BLOCK:
-        if name not in LATER_BLOCK and name not in LOW_BIT_BLOCK:
+        if name not in LATER_BLOCK and name not in LOW_BIT_BLOCK and name not in IQ4_BLOCK:
             write_type(args.out, rng, name)
     write_floats(args.out, rng)
     later = np.random.default_rng(args.seed + 1)
@@ -134,6 +141,9 @@ def main():
     low_bit = np.random.default_rng(args.seed + 2)
     for name in LOW_BIT_BLOCK:
         write_type(args.out, low_bit, name)
+    iq4 = np.random.default_rng(args.seed + 3)
+    for name in IQ4_BLOCK:
+        write_type(args.out, iq4, name)
     print("wrote fixtures to", os.path.normpath(args.out))
 
 

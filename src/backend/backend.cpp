@@ -85,6 +85,12 @@ void fill_quantized(DType t, uint8_t* dst, size_t bytes, SplitMix& rng, float sc
       case DType::kQ6_K:
         reinterpret_cast<BlockQ6_K*>(blk)->d = f32_to_f16(scale / 32.f / 127.f);
         break;
+      case DType::kIQ4_NL:
+        reinterpret_cast<BlockIQ4_NL*>(blk)->d = d_q8;
+        break;
+      case DType::kIQ4_XS:
+        reinterpret_cast<BlockIQ4_XS*>(blk)->d = f32_to_f16(scale / 32.f / 127.f);
+        break;
       default:
         break;
     }

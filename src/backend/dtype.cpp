@@ -21,6 +21,8 @@ constexpr DTypeInfo kQ3_KInfo{"q3_k", kQKK, sizeof(BlockQ3_K)};
 constexpr DTypeInfo kQ4_KInfo{"q4_k", kQKK, sizeof(BlockQ4_K)};
 constexpr DTypeInfo kQ5_KInfo{"q5_k", kQKK, sizeof(BlockQ5_K)};
 constexpr DTypeInfo kQ6_KInfo{"q6_k", kQKK, sizeof(BlockQ6_K)};
+constexpr DTypeInfo kIQ4_NLInfo{"iq4_nl", kQK, sizeof(BlockIQ4_NL)};
+constexpr DTypeInfo kIQ4_XSInfo{"iq4_xs", kQKK, sizeof(BlockIQ4_XS)};
 
 const DTypeInfo* find_info(uint32_t id) {
   switch (static_cast<DType>(id)) {
@@ -48,6 +50,10 @@ const DTypeInfo* find_info(uint32_t id) {
       return &kQ5_KInfo;
     case DType::kQ6_K:
       return &kQ6_KInfo;
+    case DType::kIQ4_NL:
+      return &kIQ4_NLInfo;
+    case DType::kIQ4_XS:
+      return &kIQ4_XSInfo;
     case DType::kI32:
       return &kI32Info;
     case DType::kBF16:

@@ -23,6 +23,8 @@ enum class DType : uint32_t {
   kQ4_K = 12,
   kQ5_K = 13,
   kQ6_K = 14,
+  kIQ4_NL = 20,
+  kIQ4_XS = 23,
   kI32 = 26,
   kBF16 = 30,
 };
@@ -113,7 +115,23 @@ struct BlockQ6_K {
   int8_t scales[kQKK / 16];  // 8-bit scales
   uint16_t d;                // f16 super-block scale
 };
+// IQ4_NL and IQ4_XS: 4-bit indices (Q4_0's nibble layout per 32 elements) into a fixed table of
+// non-uniform values (kIQ4Values). IQ4_NL: w = d v; IQ4_XS: w = d (ls - 32) v per sub-block of 32
+// with a 6-bit ls (iq4_xs_scale).
+struct BlockIQ4_NL {
+  uint16_t d;  // f16 scale
+  uint8_t qs[kQK / 2];
+};
+struct BlockIQ4_XS {
+  uint16_t d;                   // f16 super-block scale
+  uint16_t scales_h;            // top two bits of sub-block j's scale at bits 2j, 2j + 1
+  uint8_t scales_l[kQKK / 64];  // low four bits: nibble j % 2 of byte j / 2
+  uint8_t qs[kQKK / 2];         // sub-block j: bytes 16j .. 16j + 15, as Q4_0's qs
+};
 #pragma pack(pop)
+
+inline constexpr int8_t kIQ4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,  38,  53,  69,  89,  113};
 
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);
@@ -125,5 +143,7 @@ static_assert(sizeof(BlockQ3_K) == 110);
 static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);
+static_assert(sizeof(BlockIQ4_NL) == 18);
+static_assert(sizeof(BlockIQ4_XS) == 136);
 
 }  // namespace carpool

@@ -158,6 +158,12 @@ std::vector<uint8_t> random_weight_bytes(Rng& rng, DType t, int64_t rows, int64_
       case DType::kQ8_0:
         put_f16(blk, rng.uniform(-0.1f, 0.1f));
         break;
+      case DType::kIQ4_NL:
+        put_f16(blk, rng.uniform(-0.01f, 0.01f));
+        break;
+      case DType::kIQ4_XS:
+        put_f16(blk, rng.uniform(-0.0005f, 0.0005f));
+        break;
       case DType::kQ5_0:
         put_f16(blk, rng.uniform(-0.05f, 0.05f));
         break;

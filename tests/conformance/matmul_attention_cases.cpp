@@ -60,9 +60,10 @@ void matmul_case(Backend& b, Rng& rng, DType wt, int64_t m, int64_t k, int64_t n
 
 void run_matmul_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<CaseResult>& out) {
   const DType float_types[] = {DType::kF32, DType::kF16, DType::kBF16};
-  const DType block_types[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
-                               DType::kQ8_0};
-  const DType k_types[] = {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+  const DType block_types[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
+                               DType::kQ5_1, DType::kQ8_0, DType::kIQ4_NL};
+  const DType k_types[] = {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K,
+                           DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS};
   const int64_t ms[] = {1, 3, 17};
   const int64_t ns[] = {1, 13, 67};
   for (DType t : float_types) {

@@ -23,9 +23,9 @@ std::vector<int32_t> random_ids(Rng& rng, int64_t n, int64_t below) {
 }
 
 void embed_cases(Backend& b, Rng& rng, const Tolerances& tol, std::vector<CaseResult>& out) {
-  const DType types[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
-                         DType::kQ4_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
-                         DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+  const DType types[] = {DType::kF32,  DType::kF16,    DType::kBF16,  DType::kQ4_0, DType::kQ4_1,
+                         DType::kQ8_0, DType::kQ2_K,   DType::kQ3_K,  DType::kQ4_K, DType::kQ5_K,
+                         DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS};
   for (DType t : types) {
     const int64_t d = dtype_info(t).block_elems == kQKK ? 512 : (dtype_is_quantized(t) ? 96 : 37);
     for (int64_t n : {1, 7}) {

@@ -27,10 +27,13 @@ struct GemmPackedArgs {
 };
 
 // How many sums per activation block the kernels read from GemmPackedArgs::x_sum for type t:
-// 1 (the whole block) for Q4_0, Q5_0 and Q8_0, 2 (each half of 16) for Q2_K, Q3_K and Q6_K,
-// else 0.
+// 1 (the whole block) for Q4_0, Q5_0, Q8_0 and the IQ4 types, 2 (each half of 16) for Q2_K, Q3_K
+// and Q6_K, else 0.
 inline int gemm_packed_sums_per_block(DType t) {
-  if (t == DType::kQ4_0 || t == DType::kQ5_0 || t == DType::kQ8_0) return 1;
+  if (t == DType::kQ4_0 || t == DType::kQ5_0 || t == DType::kQ8_0 || t == DType::kIQ4_NL ||
+      t == DType::kIQ4_XS) {
+    return 1;
+  }
   return t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ6_K ? 2 : 0;
 }
 

@@ -13,6 +13,9 @@
 //   Q3_K: as Q6_K with 3-bit q and -4
 //   Q2_K: w = d sc_h q - dmin m_h per half sub-block h of 16 (q values pre-multiplied by sc_h):
 //                          acc += d * (d_x * dot(sc q, x)) - sum_h (dmin m_h) * (d_x sum_h x)
+//   IQ4_NL: w = d v (v from the IQ4 table, held as v + 128 like Q8_0's parts):
+//                          acc += d_w * (d_x * dot(v, x))
+//   IQ4_XS: w = d (ls_j - 32) v per sub-block j of 32: as IQ4_NL with d (ls_j - 32)
 // The corrections (-8, -32 times the activation sum) seed the integer sums: they stay exact.
 #include <algorithm>
 #include <cstring>
@@ -77,6 +80,12 @@ inline VecI vadd_bits(VecI q, const uint8_t* p, VecI add) {
 }
 inline VecI vmul16(VecI a, VecI b) {
   return _mm256_mullo_epi16(a, b);
+}
+inline VecI vtable16(const uint8_t* p) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline VecI vlookup(VecI table, VecI idx) {
+  return _mm256_shuffle_epi8(table, idx);
 }
 inline VecI vload_u8_32(const uint8_t* p) {
   return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));

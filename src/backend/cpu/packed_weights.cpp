@@ -18,7 +18,8 @@ void PackedWeight::Free::operator()(uint8_t* p) const {
 bool packable(DType t) {
   return t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ5_0 || t == DType::kQ5_1 ||
          t == DType::kQ8_0 || t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K ||
-         t == DType::kQ5_K || t == DType::kQ6_K || packable_float(t);
+         t == DType::kQ5_K || t == DType::kQ6_K || t == DType::kIQ4_NL || t == DType::kIQ4_XS ||
+         packable_float(t);
 }
 
 bool packable_float(DType t) {
@@ -28,7 +29,10 @@ bool packable_float(DType t) {
 size_t packed_block_bytes(DType t) {
   switch (t) {
     case DType::kQ4_0:
+    case DType::kIQ4_NL:
       return 4 * 64 + 2 * kPackRows;
+    case DType::kIQ4_XS:
+      return 32 * 64 + 2 * kPackRows + 8 * kPackRows;
     case DType::kQ4_1:
       return 4 * 64 + 4 * kPackRows;
     case DType::kQ8_0:
@@ -88,6 +92,11 @@ BlockView view_block(DType t, const uint8_t* row, int64_t i) {
   switch (t) {
     case DType::kQ4_0: {
       const auto* b = reinterpret_cast<const BlockQ4_0*>(row) + i;
+      v = {b->qs, b->d, 0};
+      break;
+    }
+    case DType::kIQ4_NL: {
+      const auto* b = reinterpret_cast<const BlockIQ4_NL*>(row) + i;
       v = {b->qs, b->d, 0};
       break;
     }
@@ -176,6 +185,15 @@ void pack_q3_k(const BlockQ3_K& b, int l, uint8_t* out) {
   for (int s = 0; s < 16; ++s) scales[s * kPackRows + l] = static_cast<int8_t>(sc[s] - 32);
 }
 
+// IQ4_XS: 32 parts (sub-block j: parts 4j .. 4j + 3), d, then the scales minus 32 as int8 [8][16].
+void pack_iq4_xs(const BlockIQ4_XS& b, int l, uint8_t* out) {
+  interleave(b.qs, 32, l, out);
+  reinterpret_cast<uint16_t*>(out + 32 * 64)[l] = b.d;
+  int8_t* scales = reinterpret_cast<int8_t*>(out + 32 * 64 + 2 * kPackRows);
+  for (int j = 0; j < 8; ++j)
+    scales[j * kPackRows + l] = static_cast<int8_t>(iq4_xs_scale(b, j) - 32);
+}
+
 template <class Block, class Pack>
 void pack_super_blocks(PackedWeight& p, const uint8_t* base, size_t row_bytes, int64_t g0,
                        int64_t g1, Pack pack) {
@@ -262,6 +280,8 @@ void pack_groups(PackedWeight& p, const void* w, size_t row_bytes, int64_t g0, i
   switch (p.type) {
     case DType::kQ2_K:
       return pack_super_blocks<BlockQ2_K>(p, rows, row_bytes, g0, g1, pack_q2_k);
+    case DType::kIQ4_XS:
+      return pack_super_blocks<BlockIQ4_XS>(p, rows, row_bytes, g0, g1, pack_iq4_xs);
     case DType::kQ3_K:
       return pack_super_blocks<BlockQ3_K>(p, rows, row_bytes, g0, g1, pack_q3_k);
     case DType::kQ4_K:

@@ -33,6 +33,9 @@
 //               +3: bits 2c, 2c + 1 are elements of sub-block 4h + c). Q2_K: then 16 f16 d, 16
 //               f16 dmin and the scale-and-min bytes [16][16]; Q3_K: then the third bits as
 //               Q5_K's 64 masks, 16 f16 d and the scales minus 32 as int8 [16][16].
+//   IQ4_NL:     as Q4_0 (the nibbles index the IQ4 table).
+//   IQ4_XS:     per super-block, 32 parts as Q4_0's (sub-block j: parts 4j .. 4j + 3), 16 f16 d,
+//               and the 6-bit scales minus 32 as int8 [8][16].
 //   F32, F16:   one "block" per element i: element i of the 16 rows side by side (64 or 32
 //               bytes), so one vector load gives 16 output columns' weights for one k.
 //   BF16:       one block per pair of elements: elements 2i, 2i+1 of row j0+l at lane l (64

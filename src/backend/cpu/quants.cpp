@@ -105,6 +105,33 @@ CARPOOL_NO_FMA void dequant_q3_k(const BlockQ3_K* b, float* y, int64_t nb) {
   }
 }
 
+CARPOOL_NO_FMA void dequant_iq4_nl(const BlockIQ4_NL* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[j] = d * static_cast<float>(kIQ4Values[b[i].qs[j] & 0x0f]);
+      y[j + kQK / 2] = d * static_cast<float>(kIQ4Values[b[i].qs[j] >> 4]);
+    }
+    y += kQK;
+  }
+}
+
+// IQ4_XS: w = (d (ls - 32)) v per sub-block of 32.
+CARPOOL_NO_FMA void dequant_iq4_xs(const BlockIQ4_XS* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    for (int j = 0; j < 8; ++j) {
+      const float dl = d * static_cast<float>(iq4_xs_scale(b[i], j) - 32);
+      const uint8_t* qs = b[i].qs + 16 * j;
+      for (int l = 0; l < 16; ++l) {
+        y[l] = dl * static_cast<float>(kIQ4Values[qs[l] & 0x0f]);
+        y[l + 16] = dl * static_cast<float>(kIQ4Values[qs[l] >> 4]);
+      }
+      y += 32;
+    }
+  }
+}
+
 CARPOOL_NO_FMA void dequant_q4_k(const BlockQ4_K* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float d = f16_to_f32(b[i].d);
@@ -234,6 +261,10 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       return dequant_q2_k(static_cast<const BlockQ2_K*>(src), dst, nb);
     case DType::kQ3_K:
       return dequant_q3_k(static_cast<const BlockQ3_K*>(src), dst, nb);
+    case DType::kIQ4_NL:
+      return dequant_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, nb);
+    case DType::kIQ4_XS:
+      return dequant_iq4_xs(static_cast<const BlockIQ4_XS*>(src), dst, nb);
     case DType::kQ4_K:
       return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
     case DType::kQ5_K:

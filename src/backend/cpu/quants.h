@@ -81,6 +81,11 @@ inline int q3_k_high(const uint8_t* hmask, int e) {
   return (hmask[e % 32] >> (4 * (e / 128) + e % 128 / 32)) & 1;
 }
 
+// The 6-bit scale (0..63; the factor is the value minus 32) of sub-block j of an IQ4_XS block.
+inline int iq4_xs_scale(const BlockIQ4_XS& b, int j) {
+  return ((b.scales_l[j / 2] >> (4 * (j % 2))) & 0x0f) | (((b.scales_h >> (2 * j)) & 3) << 4);
+}
+
 // The 32 five-bit values (0..31) of a Q5_0 / Q5_1 block: element j < 16 is the low nibble of
 // qs[j] with bit j of qh as its fifth bit, element j + 16 the high nibble with bit j + 16.
 inline void q5_values(const uint8_t* qs, const uint8_t* qh_bytes, int8_t* q) {

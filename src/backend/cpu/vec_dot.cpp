@@ -136,6 +136,39 @@ float dot_q3_k(const BlockQ3_K* w, const BlockQ8A* x, int64_t nb) {
   return acc;
 }
 
+// IQ4_NL and IQ4_XS: table values; IQ4_XS's sub-blocks of 32 match the activation blocks.
+inline void iq4_values(const uint8_t* qs, int8_t* q) {
+  for (int j = 0; j < kQK / 2; ++j) {
+    q[j] = kIQ4Values[qs[j] & 0x0f];
+    q[j + kQK / 2] = kIQ4Values[qs[j] >> 4];
+  }
+}
+
+float dot_iq4_nl(const BlockIQ4_NL* w, const BlockQ8A* x, int64_t nb) {
+  float acc = 0.f;
+  int8_t q[kQK];
+  for (int64_t i = 0; i < nb; ++i) {
+    iq4_values(w[i].qs, q);
+    acc += f16_to_f32(w[i].d) * x[i].d * static_cast<float>(dot32_i8(q, x[i].qs));
+  }
+  return acc;
+}
+
+float dot_iq4_xs(const BlockIQ4_XS* w, const BlockQ8A* x, int64_t nb) {
+  float acc = 0.f;
+  int8_t q[kQK];
+  for (int64_t i = 0; i < nb; ++i) {
+    float sum = 0.f;
+    for (int j = 0; j < 8; ++j) {
+      iq4_values(w[i].qs + 16 * j, q);
+      const BlockQ8A& xb = x[i * 8 + j];
+      sum += xb.d * static_cast<float>((iq4_xs_scale(w[i], j) - 32) * dot32_i8(q, xb.qs));
+    }
+    acc += f16_to_f32(w[i].d) * sum;
+  }
+  return acc;
+}
+
 // Q4_K / Q5_K: eight sub-blocks of 32, each with a 6-bit scale and min; one activation block
 // per sub-block: sum = d * sum_j sc_j * dx_j * isum_j - dmin * sum_j m_j * s_j.
 float dot_q4_k(const BlockQ4_K* w, const BlockQ8A* x, int64_t nb) {
@@ -239,6 +272,10 @@ float vec_dot_q8a_scalar(DType t, const void* w_row, const BlockQ8A* x, int64_t 
       return dot_q2_k(static_cast<const BlockQ2_K*>(w_row), x, nb);
     case DType::kQ3_K:
       return dot_q3_k(static_cast<const BlockQ3_K*>(w_row), x, nb);
+    case DType::kIQ4_NL:
+      return dot_iq4_nl(static_cast<const BlockIQ4_NL*>(w_row), x, nb);
+    case DType::kIQ4_XS:
+      return dot_iq4_xs(static_cast<const BlockIQ4_XS*>(w_row), x, nb);
     case DType::kQ4_K:
       return dot_q4_k(static_cast<const BlockQ4_K*>(w_row), x, nb);
     case DType::kQ5_K:

@@ -144,6 +144,33 @@ __global__ void dequant_kernel(DType dtype, const uint8_t* raw, int64_t n_groups
         }
         break;
       }
+      case DType::kIQ4_NL:
+      case DType::kIQ4_XS: {
+        // Nibbles as Q4_0 (low: element l, high: l + 16) index the IQ4 table; IQ4_XS: sub-block j
+        // of its super-block has the 6-bit scale ls (w = d (ls - 32) v).
+        constexpr int8_t kValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                        1,    13,   25,  38,  53,  69,  89,  113};
+        const uint8_t* qs;
+        float dl;
+        if (dtype == DType::kIQ4_NL) {
+          const uint8_t* b = raw + g * sizeof(BlockIQ4_NL);
+          dl = h2f(u16_at(b));
+          qs = b + 2;
+        } else {
+          const int64_t sb = g / 8;
+          const int j = int(g % 8);
+          const uint8_t* b = raw + sb * sizeof(BlockIQ4_XS);
+          const int ls =
+              ((b[4 + j / 2] >> (4 * (j % 2))) & 0xF) | (((u16_at(b + 2) >> (2 * j)) & 3) << 4);
+          dl = h2f(u16_at(b)) * (ls - 32);
+          qs = b + 8 + 16 * j;
+        }
+        for (int l = 0; l < 16; ++l) {
+          put(y, l, dl * kValues[qs[l] & 0xF]);
+          put(y, l + 16, dl * kValues[qs[l] >> 4]);
+        }
+        break;
+      }
       case DType::kQ6_K: {
         // 256 = 2 halves of 128; in each half, sub-block r (0..3) of 32 takes ql low/high
         // nibbles of bytes [0,32) or [32,64) and 2 bits of qh at shift 2r; 16 scales of 16.

@@ -92,8 +92,9 @@ TEST_P(GemmPacked, MatchesDequantizedReference) {
 std::vector<Case> all_cases() {
   std::vector<Case> out;
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
-    for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
-                    DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    for (DType t :
+         {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ2_K,
+          DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS}) {
       out.push_back({t, isa});
     }
   }
@@ -112,8 +113,9 @@ TEST(GemmPackedLevels, Avx2EqualsAvx512) {
   if (!cpu_supports(CpuIsa::kAvx512)) GTEST_SKIP() << "needs both levels";
   std::mt19937 g(9);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
-                  DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+  for (DType t :
+       {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ2_K,
+        DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS}) {
     const int64_t k = 2 * dtype_info(t).block_elems, n = 32, m = 5;
     std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
     PackedWeight p = make_packed(t, n, k);

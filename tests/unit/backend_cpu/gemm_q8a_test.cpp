@@ -95,7 +95,7 @@ std::vector<Case> all_cases() {
   std::vector<Case> out;
   for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
     for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
-                    DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+                    DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS}) {
       out.push_back({t, isa});
     }
   }

@@ -73,7 +73,8 @@ INSTANTIATE_TEST_SUITE_P(
                       TypeCase{"q5_0", DType::kQ5_0}, TypeCase{"q5_1", DType::kQ5_1},
                       TypeCase{"q8_0", DType::kQ8_0}, TypeCase{"q4_k", DType::kQ4_K},
                       TypeCase{"q5_k", DType::kQ5_K}, TypeCase{"q6_k", DType::kQ6_K},
-                      TypeCase{"q2_k", DType::kQ2_K}, TypeCase{"q3_k", DType::kQ3_K}),
+                      TypeCase{"q2_k", DType::kQ2_K}, TypeCase{"q3_k", DType::kQ3_K},
+                      TypeCase{"iq4_nl", DType::kIQ4_NL}, TypeCase{"iq4_xs", DType::kIQ4_XS}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(FloatGolden, F16ToF32MatchesNumpy) {

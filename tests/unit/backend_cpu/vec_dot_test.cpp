@@ -48,7 +48,8 @@ TEST_P(VecDot, IntegerKernelsMatchDequantizedDot) {
 INSTANTIATE_TEST_SUITE_P(QuantTypes, VecDot,
                          ::testing::Values(DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
                                            DType::kQ8_0, DType::kQ2_K, DType::kQ3_K, DType::kQ4_K,
-                                           DType::kQ5_K, DType::kQ6_K),
+                                           DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL,
+                                           DType::kIQ4_XS),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST(VecDotF32, MatchesDouble) {
