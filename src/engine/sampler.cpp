@@ -42,6 +42,14 @@ double Sampler::draw_uniform() {
 
 void Sampler::accept(int32_t token) {
   output_counts_[token] += 1;
+  if (params_.json_vocab != nullptr && token >= 0 &&
+      static_cast<size_t>(token) < params_.json_vocab->text.size()) {
+    json_.feed(params_.json_vocab->text[static_cast<size_t>(token)]);
+  }
+}
+
+void Sampler::mask(std::span<float> logits) const {
+  if (params_.json_vocab != nullptr) mask_json(json_, *params_.json_vocab, logits);
 }
 
 void Sampler::apply_penalties(std::span<float> logits) const {
@@ -240,6 +248,7 @@ float top_p_boundary(const float* w, size_t n, double mass) {
 }  // namespace
 
 int32_t Sampler::sample(std::span<float> logits) {
+  mask(logits);
   apply_penalties(logits);
   if (params_.temperature == 0.f) {
     // Greedy; ties go to the lowest id, as torch.argmax does.

@@ -1,7 +1,8 @@
 // Sampling of the next token from one row of logits, on the host.
 //
-// Order (as vLLM applies it): penalties -> greedy if temperature == 0, otherwise
-// temperature -> top-k -> top-p -> min-p -> draw from the request's own seeded generator.
+// Order (as vLLM applies it): JSON mode's mask -> penalties -> greedy if temperature == 0,
+// otherwise temperature -> top-k -> top-p -> min-p -> draw from the request's own seeded
+// generator.
 //
 // Cost: a few vectorized passes over the vocabulary, never a sort of it (top-k keeps a heap of
 // k, top-p finds its boundary weight by bisection and orders only the tokens it keeps); the
@@ -10,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <span>
 #include <string>
@@ -17,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/json_constraint.h"
 #include "util/status.h"
 
 namespace carpool {
@@ -30,6 +33,9 @@ struct SamplingParams {
   float frequency_penalty = 0.f;   // [-2, 2]; scaled by the count in generated tokens
   float presence_penalty = 0.f;    // [-2, 2]; once per distinct generated token
   int64_t seed = -1;               // -1: nondeterministic
+  // Set: JSON mode (json_constraint.h), the output must be one JSON object; these are the
+  // vocabulary's bytes and end ids, shared by every request that asks for it.
+  std::shared_ptr<const TokenBytes> json_vocab;
 
   // Range checks; the message names the field.
   Status validate() const;
@@ -41,10 +47,14 @@ class Sampler {
   // prompt: the prompt tokens (for the repetition penalty).
   Sampler(const SamplingParams& params, std::span<const int32_t> prompt);
 
-  // Picks the next token from logits [vocab]; `logits` is used as scratch and modified.
+  // Picks the next token from logits [vocab]; `logits` is used as scratch and modified. In JSON
+  // mode the tokens that cannot continue the object are masked first.
   int32_t sample(std::span<float> logits);
-  // Records a generated token (for the penalties).
+  // Records a generated token (for the penalties, and JSON mode's state).
   void accept(int32_t token);
+  // JSON mode: the logits of tokens that cannot continue the object set to -inf (sample() does
+  // this itself; exposed for tests).
+  void mask(std::span<float> logits) const;
   // The draw sample() would take (one uniform in [0, 1) from this sequence's generator), for a
   // row the backend samples itself (Backend::sample_rows).
   double draw_uniform();
@@ -59,6 +69,7 @@ class Sampler {
   std::unordered_map<int32_t, int32_t> prompt_seen_;    // token -> 1 (repetition penalty)
   std::unordered_map<int32_t, int32_t> output_counts_;  // token -> count in generated text
   std::vector<std::pair<float, int32_t>> candidates_;   // scratch, reused across steps
+  JsonState json_;                                      // JSON mode: the text so far
 };
 
 // One token's log-probability and the most likely tokens at its position (for logprobs).

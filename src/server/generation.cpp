@@ -111,6 +111,11 @@ void GenerationJob::start() {
     }
   }
 
+  if (req.json_object && model_.json_vocab == nullptr) {
+    ex_->respond(error_response(bad_request(
+        "response_format json_object is not available for this model", "response_format")));
+    return;
+  }
   choices_.resize(n_choices);
   for (int p = 0; p < static_cast<int>(in_.prompts.size()); ++p) {
     for (int j = 0; j < req.n; ++j) {
@@ -132,6 +137,7 @@ void GenerationJob::start() {
     params.max_tokens = in_.max_tokens[c.prompt];
     params.ignore_eos = req.ignore_eos;
     if (!req.ignore_eos) params.stop_ids = tok.end_of_generation_ids();
+    if (req.json_object) params.sampling.json_vocab = model_.json_vocab;
     params.logprobs = req.logprobs;
     if (want_prompt_logprobs()) params.prompt_logprobs = req.logprobs;
     const int i = c.index;

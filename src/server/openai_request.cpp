@@ -184,6 +184,34 @@ std::optional<ApiError> parse_stop(const json& body, const RequestLimits& limits
   return add(*it);
 }
 
+// response_format: "text" (the default) or "json_object" (JSON mode); json_schema is refused
+// rather than answered with unchecked text.
+std::optional<ApiError> parse_response_format(const json& body, GenerationRequest* r) {
+  auto it = body.find("response_format");
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) return bad_request("response_format must be an object", "response_format");
+  auto type = it->find("type");
+  if (type == it->end() || !type->is_string()) {
+    return bad_request("response_format.type must be a string", "response_format.type");
+  }
+  const std::string t = type->get<std::string>();
+  if (t == "json_object") {
+    if (r->ignore_eos) {
+      return bad_request("ignore_eos cannot be combined with response_format json_object",
+                         "ignore_eos");
+    }
+    r->json_object = true;
+  } else if (t == "json_schema") {
+    return bad_request(
+        "response_format json_schema is not supported; use {\"type\": \"json_object\"}",
+        "response_format.type");
+  } else if (t != "text") {
+    return bad_request("response_format.type must be text or json_object, got '" + t + "'",
+                       "response_format.type");
+  }
+  return std::nullopt;
+}
+
 // The fields both endpoints share.
 std::optional<ApiError> parse_common(const json& body, const RequestLimits& limits,
                                      GenerationRequest* r) {
@@ -228,6 +256,7 @@ std::optional<ApiError> parse_common(const json& body, const RequestLimits& limi
       r->include_usage = iu->get<bool>();
     }
   }
+  CARPOOL_API_TRY(parse_response_format(body, r));
   if (Status st = s.validate(); !st) return bad_request(st.message());
   return std::nullopt;
 }

@@ -49,6 +49,7 @@ struct GenerationRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool ignore_eos = false;
+  bool json_object = false;  // response_format {"type": "json_object"}: JSON mode
   std::string user;
 };
 
