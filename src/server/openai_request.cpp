@@ -362,6 +362,16 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   auto msgs = body.find("messages");
   if (msgs == body.end() || msgs->is_null()) return bad_request("messages is required", "messages");
   CARPOOL_API_TRY(parse_messages(*msgs, limits, &r->messages));
+  // Tool calls would need a per-model parser of the answer; refuse rather than ignore the tools
+  // (a client would wait for calls that never come). tool_choice "none" asks for text anyway.
+  auto tools = body.find("tools");
+  if (tools != body.end() && !tools->is_null() && !(tools->is_array() && tools->empty())) {
+    auto choice = body.find("tool_choice");
+    if (choice == body.end() || !choice->is_string() || *choice != "none") {
+      return bad_request("tools are not supported by this server (tool_choice \"none\" is)",
+                         "tools");
+    }
+  }
   Fields f(body);
   CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", 1, r));
   CARPOOL_API_TRY(parse_max_tokens(f, "max_completion_tokens", 1, r));

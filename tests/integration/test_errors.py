@@ -5,6 +5,7 @@ import openai
 import pytest
 
 MODEL = "smollm2"
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 
 
 def error_of(r, status):
@@ -51,9 +52,18 @@ def test_bad_field_names_the_field(server, field, value):
     ({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, "top_logprobs"),
     ({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": True}},
      "stream_options"),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [TOOL]}, "tools"),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [TOOL], "tool_choice": "auto"},
+     "tools"),
 ])
 def test_bad_chat_requests(server, body, param):
     assert error_of(server.post("/v1/chat/completions", json=body), 400)["param"] == param
+
+
+def test_tools_with_tool_choice_none_answer_text(client):
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
+                                       max_tokens=4, tools=[TOOL], tool_choice="none")
+    assert r.choices[0].message.content
 
 
 def test_bad_prompts(server):
