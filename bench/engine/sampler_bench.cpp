@@ -7,11 +7,17 @@
 //   1.5 (a flat distribution).
 //   BM_Logprobs/<vocab>: a token's logprob and the top 5 of one row (logprobs_of, as the runner
 //   asks for `logprobs: 5`).
+//   BM_JsonMask/<vocab>/<where>: JSON mode's mask (mask_json) over a BPE-like vocabulary (the 256
+//   single bytes, then pieces of 2-10 letters, half with a leading space, some with
+//   punctuation); where 0: at a value (after {"a":), 1: inside a string, 2: after a value.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "engine/json_constraint.h"
 #include "engine/sampler.h"
 
 namespace carpool {
@@ -70,6 +76,40 @@ void BM_Logprobs(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Logprobs)->Arg(49152)->Arg(128256);
+
+void BM_JsonMask(benchmark::State& state) {
+  const int vocab = static_cast<int>(state.range(0));
+  TokenBytes v;
+  v.text.resize(static_cast<size_t>(vocab));
+  std::mt19937 g(3);
+  const std::string punct = "{}[]\":,. 0123456789";
+  for (int id = 0; id < vocab; ++id) {
+    std::string& t = v.text[static_cast<size_t>(id)];
+    if (id < 256) {
+      t = std::string(1, static_cast<char>(id));
+      continue;
+    }
+    if (g() % 2 == 0) t += ' ';
+    const int len = 2 + static_cast<int>(g() % 9);
+    for (int i = 0; i < len; ++i) {
+      t += g() % 8 == 0 ? punct[g() % punct.size()] : static_cast<char>('a' + g() % 26);
+    }
+  }
+  v.end_ids = {0};
+  v.text[0].clear();
+  v.index();
+  JsonState s;
+  const char* prefix =
+      state.range(1) == 0 ? "{\"a\":" : (state.range(1) == 1 ? "{\"a\":\"b" : "{\"a\":1");
+  s.feed(prefix);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  for (auto _ : state) {
+    std::fill(logits.begin(), logits.end(), 0.f);
+    mask_json(s, v, logits);
+    benchmark::DoNotOptimize(logits.data());
+  }
+}
+BENCHMARK(BM_JsonMask)->ArgsProduct({{49152, 128256}, {0, 1, 2}});
 
 }  // namespace
 }  // namespace carpool

@@ -258,10 +258,16 @@ bool JsonState::feed(uint8_t c) {
 
 void TokenBytes::index() {
   for (auto& group : by_first) group.clear();
+  plain.assign(text.size(), 0);
   for (size_t id = 0; id < text.size(); ++id) {
-    if (!text[id].empty()) {
-      by_first[static_cast<uint8_t>(text[id][0])].push_back(static_cast<int32_t>(id));
+    if (text[id].empty()) continue;
+    by_first[static_cast<uint8_t>(text[id][0])].push_back(static_cast<int32_t>(id));
+    bool p = true;
+    for (char ch : text[id]) {
+      const auto c = static_cast<uint8_t>(ch);
+      p = p && c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
     }
+    plain[id] = p ? 1 : 0;
   }
 }
 
@@ -271,6 +277,7 @@ void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float>
   keep.assign(static_cast<size_t>(n), 0);
   bool any = false;
   if (!state.complete()) {
+    const bool body = state.in_string_body();
     for (int b = 0; b < 256; ++b) {
       const std::vector<int32_t>& group = vocab.by_first[static_cast<size_t>(b)];
       if (group.empty()) continue;
@@ -278,6 +285,11 @@ void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float>
       if (!first.feed(static_cast<uint8_t>(b))) continue;
       for (int32_t id : group) {
         if (id >= n) continue;
+        if (body && vocab.plain[static_cast<size_t>(id)] != 0) {
+          keep[static_cast<size_t>(id)] = 1;
+          any = true;
+          continue;
+        }
         JsonState s = first;
         if (s.feed(std::string_view(vocab.text[static_cast<size_t>(id)]).substr(1))) {
           keep[static_cast<size_t>(id)] = 1;
