@@ -67,7 +67,8 @@ Runner::DeviceSampling Runner::device_sampling(const StepPlan& plan) const {
     // logits, both on the host.
     const SamplingParams& p = ss.sampler.params();
     if (p.repetition_penalty != 1.f || p.frequency_penalty != 0.f || p.presence_penalty != 0.f ||
-        ss.logprobs >= 0 || ss.prompt_logprobs >= 0 || p.json_vocab != nullptr) {
+        ss.logprobs >= 0 || ss.prompt_logprobs >= 0 || p.json_vocab != nullptr ||
+        !p.logit_bias.empty()) {
       return DeviceSampling::kNone;
     }
     greedy = greedy && p.temperature == 0.f;

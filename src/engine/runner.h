@@ -107,8 +107,8 @@ class Runner {
   };
   // How the device can sample the entries of `plan` with needs_logits: kGreedy where all of
   // them sample plain greedy from the raw logits (temperature 0, no penalties, no logprobs, no
-  // prompt logprobs, no JSON mode: the argmax), kDraw where none has penalties, (prompt)
-  // logprobs or JSON mode, kNone otherwise.
+  // prompt logprobs, no JSON mode, no logit bias: the argmax), kDraw where none has penalties,
+  // (prompt) logprobs, JSON mode or a logit bias, kNone otherwise.
   enum class DeviceSampling { kNone, kGreedy, kDraw };
   DeviceSampling device_sampling(const StepPlan& plan) const;
   // The token buffer of the device paths, I32 [max_logit_rows, 1], made at first use.

@@ -22,6 +22,11 @@ Status SamplingParams::validate() const {
     return Status::error("frequency_penalty must be in [-2, 2]");
   if (!(presence_penalty >= -2.f && presence_penalty <= 2.f))
     return Status::error("presence_penalty must be in [-2, 2]");
+  for (const auto& [token, bias] : logit_bias) {
+    if (token < 0) return Status::error("logit_bias holds a negative token id");
+    if (!(bias >= -100.f && bias <= 100.f))
+      return Status::error("logit_bias values must be in [-100, 100]");
+  }
   return Status::ok();
 }
 
@@ -249,6 +254,11 @@ float top_p_boundary(const float* w, size_t n, double mass) {
 
 int32_t Sampler::sample(std::span<float> logits) {
   mask(logits);
+  for (const auto& [token, bias] : params_.logit_bias) {
+    if (token >= 0 && static_cast<size_t>(token) < logits.size()) {
+      logits[static_cast<size_t>(token)] += bias;
+    }
+  }
   apply_penalties(logits);
   if (params_.temperature == 0.f) {
     // Greedy; ties go to the lowest id, as torch.argmax does.

@@ -1,6 +1,7 @@
 // Sampling of the next token from one row of logits, on the host.
 //
-// Order (as vLLM applies it): JSON mode's mask -> penalties -> greedy if temperature == 0,
+// Order (as vLLM applies it): JSON mode's mask -> logit bias -> penalties -> greedy if
+// temperature == 0,
 // otherwise temperature -> top-k -> top-p -> min-p -> draw from the request's own seeded
 // generator.
 //
@@ -33,6 +34,9 @@ struct SamplingParams {
   float frequency_penalty = 0.f;   // [-2, 2]; scaled by the count in generated tokens
   float presence_penalty = 0.f;    // [-2, 2]; once per distinct generated token
   int64_t seed = -1;               // -1: nondeterministic
+  // (token, bias) added to the logits before the penalties (OpenAI's logit_bias, [-100, 100]);
+  // tokens past the logits are skipped.
+  std::vector<std::pair<int32_t, float>> logit_bias;
   // Set: JSON mode (json_constraint.h), the output must be one JSON object; these are the
   // vocabulary's bytes and end ids, shared by every request that asks for it.
   std::shared_ptr<const TokenBytes> json_vocab;

@@ -184,6 +184,36 @@ std::optional<ApiError> parse_stop(const json& body, const RequestLimits& limits
   return add(*it);
 }
 
+// logit_bias: {"token id": bias in [-100, 100]}, as OpenAI's API.
+std::optional<ApiError> parse_logit_bias(const json& body, const RequestLimits& limits,
+                                         SamplingParams* s) {
+  auto it = body.find("logit_bias");
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) return bad_request("logit_bias must be an object", "logit_bias");
+  if (it->size() > static_cast<size_t>(limits.max_logit_bias)) {
+    return bad_request(
+        "logit_bias holds more than " + std::to_string(limits.max_logit_bias) + " entries",
+        "logit_bias");
+  }
+  for (const auto& [key, value] : it->items()) {
+    int64_t id = -1;
+    if (!key.empty() && key.size() <= 10 &&
+        key.find_first_not_of("0123456789") == std::string::npos) {
+      id = std::stoll(key);
+    }
+    if (id < 0 || id >= limits.vocab_size) {
+      return bad_request("logit_bias keys must be token ids in [0, " +
+                             std::to_string(limits.vocab_size) + "), got '" + key + "'",
+                         "logit_bias");
+    }
+    if (!value.is_number() || !(value.get<double>() >= -100 && value.get<double>() <= 100)) {
+      return bad_request("logit_bias values must be numbers in [-100, 100]", "logit_bias");
+    }
+    s->logit_bias.emplace_back(static_cast<int32_t>(id), value.get<float>());
+  }
+  return std::nullopt;
+}
+
 // response_format: "text" (the default) or "json_object" (JSON mode); json_schema is refused
 // rather than answered with unchecked text.
 std::optional<ApiError> parse_response_format(const json& body, GenerationRequest* r) {
@@ -257,6 +287,7 @@ std::optional<ApiError> parse_common(const json& body, const RequestLimits& limi
     }
   }
   CARPOOL_API_TRY(parse_response_format(body, r));
+  CARPOOL_API_TRY(parse_logit_bias(body, limits, &s));
   if (Status st = s.validate(); !st) return bad_request(st.message());
   return std::nullopt;
 }

@@ -21,6 +21,7 @@ struct RequestLimits {
   int max_stop = 16;            // stop strings
   size_t max_stop_bytes = 256;  // bytes per stop string
   int max_logprobs = 20;        // top logprobs per token
+  int max_logit_bias = 1024;    // entries of logit_bias
   int max_messages = 4096;
   int32_t vocab_size = 0;  // token ids must be in [0, vocab_size)
 };

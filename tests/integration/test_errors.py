@@ -32,7 +32,9 @@ def test_non_object_body_and_deep_nesting(server):
     ("temperature", "hot"), ("top_p", 0), ("top_p", 1.5), ("top_k", -2), ("min_p", 2),
     ("presence_penalty", 5), ("frequency_penalty", -3), ("repetition_penalty", 0),
     ("seed", -5), ("n", 0), ("n", 1000), ("stop", 5), ("stop", [""]), ("logprobs", 99),
-    ("stream", "yes"), ("echo", 1), ("model", 7),
+    ("stream", "yes"), ("echo", 1), ("model", 7), ("logit_bias", [1]),
+    ("logit_bias", {"x": 1}), ("logit_bias", {"-1": 1}), ("logit_bias", {"99999999": 1}),
+    ("logit_bias", {"5": 101}), ("logit_bias", {"5": "big"}),
 ])
 def test_bad_field_names_the_field(server, field, value):
     err = error_of(server.post("/v1/completions",

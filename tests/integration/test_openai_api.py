@@ -162,3 +162,20 @@ def test_curl_raw_sse(server):
     full = server.post("/v1/completions", json={"model": MODEL, "prompt": PROMPT,
                                                 "max_tokens": 4, "temperature": 0}).json()
     assert "".join(texts) == full["choices"][0]["text"]
+
+
+def test_logit_bias_bans_and_forces_tokens(server, client):
+    kw = dict(model=MODEL, prompt=PROMPT, max_tokens=3, temperature=0, logprobs=0)
+    plain = client.completions.create(**kw)
+    first = server.post("/tokenize", json={"prompt": plain.choices[0].logprobs.tokens[0]}).json()
+    banned = first["tokens"][0]
+    r = client.completions.create(logit_bias={str(banned): -100}, **kw)
+    ids = server.post("/tokenize", json={"prompt": r.choices[0].text}).json()["tokens"]
+    assert banned not in ids
+    forced = server.post("/tokenize", json={"prompt": " banana"}).json()["tokens"]
+    assert len(forced) == 1
+    r = client.completions.create(logit_bias={str(forced[0]): 100}, **kw)
+    assert r.choices[0].text == " banana" * 3
+    # Sampled requests take the bias too (host sampling).
+    r = client.completions.create(logit_bias={str(forced[0]): 100}, **{**kw, "temperature": 1.0})
+    assert r.choices[0].text == " banana" * 3

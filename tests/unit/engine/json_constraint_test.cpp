@@ -44,28 +44,28 @@ TEST(JsonState, AcceptsObjects) {
 
 TEST(JsonState, RejectsWhatJsonRejects) {
   const std::vector<std::string> bad = {
-      "[]",                   // the top level must be an object
-      "\"s\"",                // likewise
-      "{a:1}",                // unquoted key
-      "{\"a\" 1}",            // missing colon
-      "{\"a\":1,}",           // trailing comma
-      "{\"a\":01}",           // leading zero
-      "{\"a\":1.}",           // no digit after the point
-      "{\"a\":.5}",           // no digit before it
-      "{\"a\":-}",            // a lone minus
-      "{\"a\":1e}",           // no exponent digits
-      "{\"a\":tru}",          // truncated literal
-      "{\"a\":True}",         // wrong case
-      "{\"a\":NaN}",          // not JSON
-      "{\"a\":\"\\x\"}",      // bad escape
-      "{\"a\":\"\\u12G4\"}",  // bad hex digit
-      "{\"a\":\"line\nbreak\"}",  // raw control character
-      "{\"a\":\"\xc3\"}",         // truncated UTF-8
-      "{\"a\":\"\xc0\xaf\"}",     // overlong UTF-8
-      "{\"a\":\"\xed\xa0\x80\"}", // UTF-8 surrogate
-      "{\"a\":[1,2}",             // mismatched bracket
-      "{\"a\":1}}",               // text after the object
-      "{\"a\":1} ",               // even whitespace
+      "[]",                        // the top level must be an object
+      "\"s\"",                     // likewise
+      "{a:1}",                     // unquoted key
+      "{\"a\" 1}",                 // missing colon
+      "{\"a\":1,}",                // trailing comma
+      "{\"a\":01}",                // leading zero
+      "{\"a\":1.}",                // no digit after the point
+      "{\"a\":.5}",                // no digit before it
+      "{\"a\":-}",                 // a lone minus
+      "{\"a\":1e}",                // no exponent digits
+      "{\"a\":tru}",               // truncated literal
+      "{\"a\":True}",              // wrong case
+      "{\"a\":NaN}",               // not JSON
+      "{\"a\":\"\\x\"}",           // bad escape
+      "{\"a\":\"\\u12G4\"}",       // bad hex digit
+      "{\"a\":\"line\nbreak\"}",   // raw control character
+      "{\"a\":\"\xc3\"}",          // truncated UTF-8
+      "{\"a\":\"\xc0\xaf\"}",      // overlong UTF-8
+      "{\"a\":\"\xed\xa0\x80\"}",  // UTF-8 surrogate
+      "{\"a\":[1,2}",              // mismatched bracket
+      "{\"a\":1}}",                // text after the object
+      "{\"a\":1} ",                // even whitespace
   };
   for (const std::string& t : bad) EXPECT_FALSE(accepts(t)) << t;
 }
@@ -95,9 +95,8 @@ TEST(JsonState, Limits) {
 
 TokenBytes small_vocab() {
   TokenBytes v;
-  v.text = {"",     "{",   "}",  "\"", "a",   "\":", " ",   "1",     "x",
-            "\"}",  "[",   "]",  ",",  "{\"", "}}", "tru", "e",     "null}",
-            "\xc3", "\xa9", "",      ":"};
+  v.text = {"",  "{", "}",   "\"", "a",   "\":", " ",     "1",    "x",    "\"}", "[",
+            "]", ",", "{\"", "}}", "tru", "e",   "null}", "\xc3", "\xa9", "",    ":"};
   v.end_ids = {0, 20};  // 0: an end-of-generation token, 20: another control token
   v.index();
   return v;
