@@ -34,6 +34,7 @@ int cmd_generate(int argc, char** argv) {
           {"presence-penalty", "", "F", "penalty once per generated token", "0.0"},
           {"seed", "s", "N", "random seed; the same seed gives the same tokens", "-1 (random)"},
           {"ignore-eos", "", "", "keep generating after an end-of-generation token", ""},
+          {"json", "", "", "JSON mode: the output is one JSON object", ""},
           {"chat", "", "", "wrap the prompt in the model's chat template as a user message", ""},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"cpu-exact", "", "",
@@ -130,6 +131,11 @@ int cmd_generate(int argc, char** argv) {
   }
   if (ids.empty()) return fail("the prompt is empty after tokenization");
   if (tok && !args.flag("ignore-eos")) opt.stop_ids = tok->end_of_generation_ids();
+  if (args.flag("json")) {
+    if (!tok) return fail("--json needs the model's tokenizer");
+    if (args.flag("ignore-eos")) return fail("--json cannot be combined with --ignore-eos");
+    opt.sampling.json_vocab = json_token_bytes(*tok);
+  }
   std::fprintf(stderr, "carpool: %s on %s (%s), loaded in %.2f s\n",
                lm->model->config().name.c_str(), lm->backend->device_name().c_str(),
                lm->backend->name().c_str(), lm->load_s);

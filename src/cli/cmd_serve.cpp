@@ -305,7 +305,7 @@ int cmd_serve(int argc, char** argv) {
   svc->model_name = served_name;
   svc->max_model_len = engine.value()->max_model_len();
   svc->max_queued_requests = eo.max_queued_requests;
-  svc->json_vocab = server::make_json_vocab(tok);
+  svc->json_vocab = json_token_bytes(tok);
   svc->created = std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();

@@ -3,6 +3,8 @@
 #include <limits>
 #include <string_view>
 
+#include "tokenizer/tokenizer.h"
+
 namespace carpool {
 namespace {
 
@@ -184,7 +186,11 @@ bool JsonState::number_byte(uint8_t c) {
     end_value();
     return feed(c);
   }
-  if (++scalar_len_ > kMaxNumberBytes) return false;
+  // '.', 'e' and the exponent's sign need a digit after them: take them only while one fits, so
+  // that every accepted number can still be finished.
+  const bool needs_digit = next == Num::kDot || next == Num::kExp || next == Num::kExpSign;
+  if (scalar_len_ + (needs_digit ? 2 : 1) > kMaxNumberBytes) return false;
+  ++scalar_len_;
   num_ = next;
   return true;
 }
@@ -201,8 +207,8 @@ bool JsonState::feed(uint8_t c) {
       if (++scalar_len_ == lit.size()) end_value();
       return true;
     }
-    case Mode::kDone:
-      return false;
+    case Mode::kDone:  // whitespace may follow the object (RFC 8259), within the limit
+      return is_ws(c) && whitespace();
     default:
       break;
   }
@@ -271,12 +277,25 @@ void TokenBytes::index() {
   }
 }
 
+std::shared_ptr<const TokenBytes> json_token_bytes(const Tokenizer& tok) {
+  auto v = std::make_shared<TokenBytes>();
+  v->text.resize(static_cast<size_t>(tok.vocab_size()));
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+    if (!tok.is_special(id) && !tok.is_end_of_generation(id)) {
+      v->text[static_cast<size_t>(id)] = std::string(tok.token_to_piece(id));
+    }
+  }
+  v->end_ids = tok.end_of_generation_ids();
+  v->index();
+  return v;
+}
+
 void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float> logits) {
   const int64_t n = static_cast<int64_t>(logits.size());
   thread_local std::vector<uint8_t> keep;
   keep.assign(static_cast<size_t>(n), 0);
   bool any = false;
-  if (!state.complete()) {
+  {
     const bool body = state.in_string_body();
     for (int b = 0; b < 256; ++b) {
       const std::vector<int32_t>& group = vocab.by_first[static_cast<size_t>(b)];
@@ -298,7 +317,7 @@ void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float>
       }
     }
   }
-  if (!any) {
+  if (state.complete() || !any) {
     for (int32_t id : vocab.end_ids) {
       if (id >= 0 && id < n) keep[static_cast<size_t>(id)] = 1;
     }

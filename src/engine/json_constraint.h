@@ -1,7 +1,9 @@
 // JSON mode (response_format {"type": "json_object"}): the generated text must be one JSON
 // object. JsonState recognizes such a text byte by byte; mask_json() sets the logits of the
 // tokens that cannot continue it to -inf before a token is sampled, and lets an end-of-generation
-// token through only once the object is closed.
+// token through only once the object is closed (whitespace may follow it, within the limit).
+// Every state the recognizer accepts can be finished (no dead ends within the limits), so with a
+// vocabulary that holds every single byte some token is always allowed.
 //
 // The grammar is RFC 8259 with a top-level object, plus limits that keep a small model from
 // running away inside the structure: nesting depth kMaxDepth, at most kMaxWhitespace consecutive
@@ -18,11 +20,14 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 namespace carpool {
+
+class Tokenizer;
 
 class JsonState {
  public:
@@ -39,7 +44,7 @@ class JsonState {
     }
     return true;
   }
-  // The top-level object is closed: only the end of the text may follow.
+  // The top-level object is closed: only whitespace and the end of the text may follow.
   bool complete() const { return mode_ == Mode::kDone; }
   // Inside a string, not within an escape or a UTF-8 character: any printable ASCII other than
   // '"' and '\\' keeps it there.
@@ -94,6 +99,10 @@ struct TokenBytes {
   // Fills by_first and plain from text.
   void index();
 };
+
+// Every token's bytes as the decoder writes them (control and end-of-generation tokens: none),
+// and the end-of-generation ids.
+std::shared_ptr<const TokenBytes> json_token_bytes(const Tokenizer& tok);
 
 // Sets logits[id] = -inf for every id that cannot follow `state` (see the top of this file).
 // If no token could (a vocabulary without some needed byte), the end ids are let through.

@@ -395,12 +395,23 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   CARPOOL_API_TRY(parse_messages(*msgs, limits, &r->messages));
   // Tool calls would need a per-model parser of the answer; refuse rather than ignore the tools
   // (a client would wait for calls that never come). tool_choice "none" asks for text anyway.
-  auto tools = body.find("tools");
-  if (tools != body.end() && !tools->is_null() && !(tools->is_array() && tools->empty())) {
-    auto choice = body.find("tool_choice");
-    if (choice == body.end() || !choice->is_string() || *choice != "none") {
-      return bad_request("tools are not supported by this server (tool_choice \"none\" is)",
-                         "tools");
+  // The same for the legacy functions / function_call.
+  for (const auto& [list, choice_name] :
+       {std::pair{"tools", "tool_choice"}, std::pair{"functions", "function_call"}}) {
+    auto tools = body.find(list);
+    const bool given =
+        tools != body.end() && !tools->is_null() && !(tools->is_array() && tools->empty());
+    auto choice = body.find(choice_name);
+    const bool none = choice != body.end() && choice->is_string() && *choice == "none";
+    const bool absent =
+        choice == body.end() || choice->is_null() || (choice->is_string() && *choice == "auto");
+    if (given && !none) {
+      return bad_request(
+          std::string(list) + " are not supported by this server (" + choice_name + " \"none\" is)",
+          list);
+    }
+    if (!given && !none && !absent) {
+      return bad_request(std::string(choice_name) + " needs " + list, choice_name);
     }
   }
   Fields f(body);

@@ -28,24 +28,9 @@ struct ModelService {
   int max_model_len = 0;
   int max_queued_requests = 0;  // 0: no server-side check (the engine still refuses)
   int64_t created = 0;          // Unix seconds, for /v1/models
-  // The vocabulary's bytes for JSON mode (response_format json_object); make_json_vocab.
+  // The vocabulary's bytes for JSON mode (response_format json_object): json_token_bytes.
   std::shared_ptr<const TokenBytes> json_vocab;
 };
-
-// Every token's bytes as the decoder writes them (control and end-of-generation tokens: none),
-// and the end-of-generation ids, for JSON mode.
-inline std::shared_ptr<const TokenBytes> make_json_vocab(const Tokenizer& tok) {
-  auto v = std::make_shared<TokenBytes>();
-  v->text.resize(static_cast<size_t>(tok.vocab_size()));
-  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
-    if (!tok.is_special(id) && !tok.is_end_of_generation(id)) {
-      v->text[static_cast<size_t>(id)] = std::string(tok.token_to_piece(id));
-    }
-  }
-  v->end_ids = tok.end_of_generation_ids();
-  v->index();
-  return v;
-}
 
 struct ServerState {
   std::atomic<const ModelService*> model{nullptr};

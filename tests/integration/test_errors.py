@@ -57,6 +57,10 @@ def test_bad_field_names_the_field(server, field, value):
     ({"messages": [{"role": "user", "content": "x"}], "tools": [TOOL]}, "tools"),
     ({"messages": [{"role": "user", "content": "x"}], "tools": [TOOL], "tool_choice": "auto"},
      "tools"),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [], "tool_choice": "required"},
+     "tool_choice"),
+    ({"messages": [{"role": "user", "content": "x"}], "functions": [TOOL["function"]]},
+     "functions"),
 ])
 def test_bad_chat_requests(server, body, param):
     assert error_of(server.post("/v1/chat/completions", json=body), 400)["param"] == param

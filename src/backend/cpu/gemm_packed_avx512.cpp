@@ -19,7 +19,8 @@
 //   IQ4_NL: w = d v (v from the IQ4 table, held as v + 128 like Q8_0's parts):
 //                          acc += d_w * (d_x * dot(v, x))
 //   IQ4_XS: w = d (ls_j - 32) v per sub-block j of 32: as IQ4_NL with d (ls_j - 32)
-// The corrections (-8, -32 times the activation sum) seed the integer sums: they stay exact.
+// The corrections (-8, -16, -32, -4 times the activation sum for Q4_0, Q5_0, Q6_K, Q3_K; AVX-512
+// also -128 for the biased Q8_0 and IQ4 bytes) seed the integer sums: they stay exact.
 #include <algorithm>
 #include <cstring>
 #include <vector>

@@ -65,7 +65,7 @@ TEST(JsonState, RejectsWhatJsonRejects) {
       "{\"a\":\"\xed\xa0\x80\"}",  // UTF-8 surrogate
       "{\"a\":[1,2}",              // mismatched bracket
       "{\"a\":1}}",                // text after the object
-      "{\"a\":1} ",                // even whitespace
+      "{\"a\":1} x",               // even after whitespace
   };
   for (const std::string& t : bad) EXPECT_FALSE(accepts(t)) << t;
 }
@@ -132,8 +132,58 @@ TEST(MaskJson, KeepsExactlyTheTokensThatContinue) {
   EXPECT_EQ(allowed(s, v), (std::vector<int32_t>{19}));  // only the continuation byte
   ASSERT_TRUE(s.feed("\xa9\"}"));
   ASSERT_TRUE(s.complete());
-  // Closed: only the end ids.
-  EXPECT_EQ(allowed(s, v), (std::vector<int32_t>{0, 20}));
+  // Closed: the end ids, and whitespace.
+  EXPECT_EQ(allowed(s, v), (std::vector<int32_t>{0, 6, 20}));
+}
+
+// With every single byte a token, some token is allowed in every reachable state (no dead ends
+// within the limits), and an end id exactly when the object is closed. Random walks, half of the
+// bytes from digits, '.', 'e', '-', whitespace and brackets to reach the limits.
+TEST(MaskJson, NoDeadEnds) {
+  TokenBytes v;
+  v.text.resize(257);
+  for (int b = 0; b < 256; ++b) {
+    v.text[static_cast<size_t>(b + 1)] = std::string(1, static_cast<char>(b));
+  }
+  v.end_ids = {0};
+  v.index();
+  std::mt19937 g(5);
+  const std::string favoured = "0123456789.eE-+ \n[{\"a:,";
+  int closed = 0;
+  for (int walk = 0; walk < 300; ++walk) {
+    JsonState s;
+    for (int step = 0; step < 400; ++step) {
+      std::vector<float> logits(v.text.size(), 0.f);
+      mask_json(s, v, logits);
+      std::vector<int32_t> ok;
+      for (size_t i = 0; i < logits.size(); ++i) {
+        if (std::isfinite(logits[i])) ok.push_back(static_cast<int32_t>(i));
+      }
+      ASSERT_FALSE(ok.empty());
+      ASSERT_EQ(std::isfinite(logits[0]), s.complete());
+      if (s.complete()) {
+        ++closed;
+        break;
+      }
+      int32_t pick = ok[g() % ok.size()];
+      if (g() % 2 == 0) {
+        const int32_t f = static_cast<uint8_t>(favoured[g() % favoured.size()]) + 1;
+        if (std::isfinite(logits[static_cast<size_t>(f)])) pick = f;
+      }
+      ASSERT_TRUE(s.feed(v.text[static_cast<size_t>(pick)]));
+    }
+  }
+  EXPECT_GT(closed, 0);
+}
+
+TEST(MaskJson, LongNumbersCanAlwaysEnd) {
+  for (const std::string tail : {".", "e", "e-", "E+", ".5e"}) {
+    for (int digits = 1; digits <= JsonState::kMaxNumberBytes; ++digits) {
+      JsonState s;
+      if (!s.feed("{\"a\":" + std::string(static_cast<size_t>(digits), '7') + tail)) continue;
+      EXPECT_TRUE(s.feed("1}")) << digits << " digits then " << tail;
+    }
+  }
 }
 
 TEST(MaskJson, LogitsPastTheVocabularyAreMasked) {
