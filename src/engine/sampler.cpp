@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "engine/fast_exp.h"
+#include "util/argmax.h"
 
 namespace carpool {
 
@@ -153,27 +154,6 @@ size_t heaviest_prefix(std::vector<Candidate>& c, double mass) {
 
 // Lane-wise loops that the compiler turns into SIMD code (no reduction carried by one scalar).
 // They stay out of line: inlined into Sampler::sample, GCC 12 left them scalar.
-
-// Largest value of l (NaN never is).
-[[gnu::noinline]] float max_of(const float* l, size_t n) {
-  constexpr size_t kLanes = 16;
-  float lane[kLanes];
-  for (float& m : lane) m = -std::numeric_limits<float>::infinity();
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (size_t j = 0; j < kLanes; ++j) lane[j] = l[i + j] > lane[j] ? l[i + j] : lane[j];
-  }
-  for (; i < n; ++i) lane[0] = l[i] > lane[0] ? l[i] : lane[0];
-  return *std::max_element(std::begin(lane), std::end(lane));
-}
-
-// The index std::max_element gives (the first of the largest; a NaN never beats an earlier value
-// and one at index 0 is never beaten): the largest in lanes, then its first place (n > 0).
-int32_t first_of_largest(const float* l, size_t n) {
-  if (std::isnan(l[0])) return 0;
-  const float m = max_of(l, n);  // not NaN, and l[0] <= m
-  return static_cast<int32_t>(std::find(l, l + n, m) - l);
-}
 
 // Sum of v in double.
 [[gnu::noinline]] double lane_sum(const float* v, size_t n) {

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "util/argmax.h"
 #include "util/check.h"
 
 namespace carpool {
@@ -12,11 +13,11 @@ bool CpuBackend::argmax_rows(Tensor out, const Tensor& logits) {
   const float* x = static_cast<const float*>(logits.data);
   int32_t* ids = static_cast<int32_t*>(out.data);
   const int64_t vocab = logits.cols;
-  // std::max_element is the host sampler's own greedy choice, NaN handling included.
+  // first_of_largest is the host sampler's own greedy choice (std::max_element's index, NaN
+  // handling included).
   pool_.parallel_for(logits.rows, 1, [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r) {
-      const float* row = x + r * vocab;
-      ids[r] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+      ids[r] = first_of_largest(x + r * vocab, static_cast<size_t>(vocab));
     }
   });
   return true;
