@@ -56,8 +56,14 @@ std::vector<uint8_t> random_weights(DType t, int64_t rows, int64_t k) {
   for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
     const uint16_t d = f32_to_f16(0.01f);
     uint8_t* p = bytes.data() + blk * info.block_bytes;
-    std::memcpy(p + (t == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0), &d, 2);
-    if (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K) std::memcpy(p + 2, &d, 2);
+    size_t at = 0;  // where the block's f16 d is (then m or dmin, for the types with one)
+    if (t == DType::kQ6_K) at = offsetof(BlockQ6_K, d);
+    if (t == DType::kQ2_K) at = offsetof(BlockQ2_K, d);
+    if (t == DType::kQ3_K) at = offsetof(BlockQ3_K, d);
+    std::memcpy(p + at, &d, 2);
+    if (t == DType::kQ4_1 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ2_K) {
+      std::memcpy(p + at + 2, &d, 2);
+    }
   }
   return bytes;
 }
@@ -261,13 +267,14 @@ void register_all() {
         ->Arg(64)
         ->Arg(256);
   }
-  for (DType t :
-       {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
+                  DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS}) {
     const std::string name = std::string("BM_Matmul/") + std::string(dtype_name(t));
     benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16)->Arg(64);
   }
-  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K,
-                  DType::kQ6_K, DType::kF16, DType::kBF16}) {
+  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
+                  DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS,
+                  DType::kF16, DType::kBF16}) {
     const std::string name = std::string("BM_MatmulStream/") + std::string(dtype_name(t));
     benchmark::RegisterBenchmark(name.c_str(), BM_MatmulStream, t)->Arg(1)->Arg(2)->UseRealTime();
   }
