@@ -9,7 +9,8 @@ Each figure is the best of --reps runs, taken in alternation so both sides see s
 
 usage: compare_llamacpp.py --carpool BUILD/carpool [--threads 2] [--models default,q8_0,q4_k]
 --models: "default" (SmolLM2-135M Q4_1) and any of q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k
-q6_k iq4_nl iq4_xs f16 bf16 f32 (a synthetic ~1B Llama in that type); the default list is the nine
+q6_k iq4_nl iq4_xs f16 bf16 f32 (a synthetic ~1B Llama in that type), or the path of any other
+GGUF file (ending in .gguf); the default list is the nine
 types the CPU goals name (all but q5_0, q5_1, q2_k, q3_k, iq4_nl, iq4_xs). Synthetic files are
 written by make_synthetic_gguf.py into --cache on first use (f32: 4.4 GB).
 """
@@ -130,6 +131,9 @@ def main():
     for m in args.models.split(","):
         if m == "default":
             files.append(("SmolLM2-135M Q4_1", args.default_model))
+            continue
+        if m.endswith(".gguf"):  # any other file, as it is
+            files.append((os.path.basename(m), m))
             continue
         path = os.path.join(args.cache, f"llama-1b-{m}.gguf")
         if not os.path.exists(path):
