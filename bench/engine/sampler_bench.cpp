@@ -10,6 +10,7 @@
 //   BM_JsonMask/<vocab>/<where>: JSON mode's mask (mask_json) over a BPE-like vocabulary (the 256
 //   single bytes, then pieces of 2-10 letters, half with a leading space, some with
 //   punctuation); where 0: at a value (after {"a":), 1: inside a string, 2: after a value.
+//   BM_JsonSchemaMask/<vocab>/<where>: the same with a schema (json_schema.h).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "engine/json_constraint.h"
+#include "engine/json_schema.h"
 #include "engine/sampler.h"
 
 namespace carpool {
@@ -77,8 +79,7 @@ void BM_Logprobs(benchmark::State& state) {
 }
 BENCHMARK(BM_Logprobs)->Arg(49152)->Arg(128256);
 
-void BM_JsonMask(benchmark::State& state) {
-  const int vocab = static_cast<int>(state.range(0));
+TokenBytes bpe_like_vocab(int vocab) {
   TokenBytes v;
   v.text.resize(static_cast<size_t>(vocab));
   std::mt19937 g(3);
@@ -98,6 +99,12 @@ void BM_JsonMask(benchmark::State& state) {
   v.end_ids = {0};
   v.text[0].clear();
   v.index();
+  return v;
+}
+
+void BM_JsonMask(benchmark::State& state) {
+  const int vocab = static_cast<int>(state.range(0));
+  const TokenBytes v = bpe_like_vocab(vocab);
   JsonState s;
   const char* prefix =
       state.range(1) == 0 ? "{\"a\":" : (state.range(1) == 1 ? "{\"a\":\"b" : "{\"a\":1");
@@ -110,6 +117,31 @@ void BM_JsonMask(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_JsonMask)->ArgsProduct({{49152, 128256}, {0, 1, 2}});
+
+// The same with a schema (SchemaState: {"a": string, "n": integer}), where 0: at the string value
+// (after {"a":), 1: inside it, 2: at the integer (after {"a":"b","n":).
+void BM_JsonSchemaMask(benchmark::State& state) {
+  const TokenBytes v = bpe_like_vocab(static_cast<int>(state.range(0)));
+  JsonSchema schema;
+  schema.nodes.resize(3);
+  schema.nodes[0].type = SchemaNode::Type::kObject;
+  schema.nodes[0].keys = {"\"a\"", "\"n\""};
+  schema.nodes[0].children = {1, 2};
+  schema.nodes[1].type = SchemaNode::Type::kString;
+  schema.nodes[2].type = SchemaNode::Type::kInteger;
+  SchemaState s(&schema);
+  const char* prefix = state.range(1) == 0   ? "{\"a\":"
+                       : state.range(1) == 1 ? "{\"a\":\"b"
+                                             : "{\"a\":\"b\",\"n\":";
+  if (!s.feed(prefix)) state.SkipWithError("prefix rejected");
+  std::vector<float> logits(v.text.size());
+  for (auto _ : state) {
+    std::fill(logits.begin(), logits.end(), 0.f);
+    mask_tokens(s, v, logits);
+    benchmark::DoNotOptimize(logits.data());
+  }
+}
+BENCHMARK(BM_JsonSchemaMask)->ArgsProduct({{49152, 128256}, {0, 1, 2}});
 
 }  // namespace
 }  // namespace carpool

@@ -3,6 +3,7 @@
 #include <limits>
 #include <string_view>
 
+#include "engine/json_schema.h"
 #include "tokenizer/tokenizer.h"
 
 namespace carpool {
@@ -22,6 +23,14 @@ bool is_hex(uint8_t c) {
 
 bool JsonState::whitespace() {
   return ++ws_run_ <= kMaxWhitespace;
+}
+
+bool JsonState::end_number() {
+  if (mode_ != Mode::kNumber) return false;
+  if (num_ != Num::kZero && num_ != Num::kInt && num_ != Num::kFrac && num_ != Num::kExpDigits) {
+    return false;
+  }
+  return end_value();
 }
 
 bool JsonState::end_value() {
@@ -290,7 +299,8 @@ std::shared_ptr<const TokenBytes> json_token_bytes(const Tokenizer& tok) {
   return v;
 }
 
-void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float> logits) {
+template <class State>
+void mask_tokens(const State& state, const TokenBytes& vocab, std::span<float> logits) {
   const int64_t n = static_cast<int64_t>(logits.size());
   thread_local std::vector<uint8_t> keep;
   keep.assign(static_cast<size_t>(n), 0);
@@ -300,7 +310,7 @@ void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float>
     for (int b = 0; b < 256; ++b) {
       const std::vector<int32_t>& group = vocab.by_first[static_cast<size_t>(b)];
       if (group.empty()) continue;
-      JsonState first = state;
+      State first = state;
       if (!first.feed(static_cast<uint8_t>(b))) continue;
       for (int32_t id : group) {
         if (id >= n) continue;
@@ -309,7 +319,7 @@ void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float>
           any = true;
           continue;
         }
-        JsonState s = first;
+        State s = first;
         if (s.feed(std::string_view(vocab.text[static_cast<size_t>(id)]).substr(1))) {
           keep[static_cast<size_t>(id)] = 1;
           any = true;
@@ -327,5 +337,8 @@ void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float>
     if (keep[static_cast<size_t>(i)] == 0) logits[static_cast<size_t>(i)] = ninf;
   }
 }
+
+template void mask_tokens(const JsonState&, const TokenBytes&, std::span<float>);
+template void mask_tokens(const SchemaState&, const TokenBytes&, std::span<float>);
 
 }  // namespace carpool

@@ -1,9 +1,10 @@
-// JSON mode (response_format {"type": "json_object"}): the generated text must be one JSON
-// object. JsonState recognizes such a text byte by byte; mask_json() sets the logits of the
-// tokens that cannot continue it to -inf before a token is sampled, and lets an end-of-generation
-// token through only once the object is closed (whitespace may follow it, within the limit).
-// Every state the recognizer accepts can be finished (no dead ends within the limits), so with a
-// vocabulary that holds every single byte some token is always allowed.
+// JSON mode (response_format {"type": "json_object"}; json_schema.h adds a schema): the
+// generated text must be one JSON object. JsonState recognizes such a text byte by byte;
+// mask_json() sets the logits of the tokens that cannot continue it to -inf before a token is
+// sampled, and lets an end-of-generation token through only once the object is closed (whitespace
+// may follow it, within the limit). Every state the recognizer accepts can be finished (no dead
+// ends within the limits), so with a vocabulary that holds every single byte some token is always
+// allowed.
 //
 // The grammar is RFC 8259 with a top-level object, plus limits that keep a small model from
 // running away inside the structure: nesting depth kMaxDepth, at most kMaxWhitespace consecutive
@@ -28,6 +29,7 @@
 namespace carpool {
 
 class Tokenizer;
+class SchemaState;
 
 class JsonState {
  public:
@@ -51,6 +53,11 @@ class JsonState {
   bool in_string_body() const { return mode_ == Mode::kString && escape_ == 0 && utf8_left_ == 0; }
 
  private:
+  friend class SchemaState;  // follows the syntax and adds a schema's rules
+
+  // Ends a number that is complete (not after '-', '.', 'e' or a sign): false otherwise.
+  bool end_number();
+
   enum class Mode : uint8_t {
     kStart,       // before the top-level '{'
     kObjFirst,    // after '{': a key or '}'
@@ -106,6 +113,11 @@ std::shared_ptr<const TokenBytes> json_token_bytes(const Tokenizer& tok);
 
 // Sets logits[id] = -inf for every id that cannot follow `state` (see the top of this file).
 // If no token could (a vocabulary without some needed byte), the end ids are let through.
-void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float> logits);
+// State: JsonState or SchemaState (json_schema.h).
+template <class State>
+void mask_tokens(const State& state, const TokenBytes& vocab, std::span<float> logits);
+inline void mask_json(const JsonState& state, const TokenBytes& vocab, std::span<float> logits) {
+  mask_tokens(state, vocab, logits);
+}
 
 }  // namespace carpool

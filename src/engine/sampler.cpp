@@ -31,7 +31,8 @@ Status SamplingParams::validate() const {
   return Status::ok();
 }
 
-Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> prompt) : params_(params) {
+Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> prompt)
+    : params_(params), schema_(params.json_schema.get()) {
   if (params.seed >= 0) {
     rng_.seed(static_cast<uint64_t>(params.seed));
   } else {
@@ -50,12 +51,22 @@ void Sampler::accept(int32_t token) {
   output_counts_[token] += 1;
   if (params_.json_vocab != nullptr && token >= 0 &&
       static_cast<size_t>(token) < params_.json_vocab->text.size()) {
-    json_.feed(params_.json_vocab->text[static_cast<size_t>(token)]);
+    const std::string& bytes = params_.json_vocab->text[static_cast<size_t>(token)];
+    if (params_.json_schema != nullptr) {
+      schema_.feed(bytes);
+    } else {
+      json_.feed(bytes);
+    }
   }
 }
 
 void Sampler::mask(std::span<float> logits) const {
-  if (params_.json_vocab != nullptr) mask_json(json_, *params_.json_vocab, logits);
+  if (params_.json_vocab == nullptr) return;
+  if (params_.json_schema != nullptr) {
+    mask_tokens(schema_, *params_.json_vocab, logits);
+  } else {
+    mask_tokens(json_, *params_.json_vocab, logits);
+  }
 }
 
 void Sampler::apply_penalties(std::span<float> logits) const {

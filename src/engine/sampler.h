@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "engine/json_constraint.h"
+#include "engine/json_schema.h"
 #include "util/status.h"
 
 namespace carpool {
@@ -40,6 +41,8 @@ struct SamplingParams {
   // Set: JSON mode (json_constraint.h), the output must be one JSON object; these are the
   // vocabulary's bytes and end ids, shared by every request that asks for it.
   std::shared_ptr<const TokenBytes> json_vocab;
+  // Set (with json_vocab): the object must also follow this schema (json_schema.h).
+  std::shared_ptr<const JsonSchema> json_schema;
 
   // Range checks; the message names the field.
   Status validate() const;
@@ -74,6 +77,7 @@ class Sampler {
   std::unordered_map<int32_t, int32_t> output_counts_;  // token -> count in generated text
   std::vector<std::pair<float, int32_t>> candidates_;   // scratch, reused across steps
   JsonState json_;                                      // JSON mode: the text so far
+  SchemaState schema_;                                  // with a schema: the text so far
 };
 
 // One token's log-probability and the most likely tokens at its position (for logprobs).

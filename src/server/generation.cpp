@@ -137,7 +137,10 @@ void GenerationJob::start() {
     params.max_tokens = in_.max_tokens[c.prompt];
     params.ignore_eos = req.ignore_eos;
     if (!req.ignore_eos) params.stop_ids = tok.end_of_generation_ids();
-    if (req.json_object) params.sampling.json_vocab = model_.json_vocab;
+    if (req.json_object) {
+      params.sampling.json_vocab = model_.json_vocab;
+      params.sampling.json_schema = req.json_schema;
+    }
     params.logprobs = req.logprobs;
     if (want_prompt_logprobs()) params.prompt_logprobs = req.logprobs;
     const int i = c.index;

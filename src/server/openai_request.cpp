@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "server/json_schema_compile.h"
+
 namespace carpool::server {
 namespace {
 
@@ -214,8 +216,8 @@ std::optional<ApiError> parse_logit_bias(const json& body, const RequestLimits& 
   return std::nullopt;
 }
 
-// response_format: "text" (the default) or "json_object" (JSON mode); json_schema is refused
-// rather than answered with unchecked text.
+// response_format: "text" (the default), "json_object" (JSON mode) or "json_schema" (JSON mode
+// with a schema, json_schema_compile.h; a schema the engine cannot enforce is refused).
 std::optional<ApiError> parse_response_format(const json& body, GenerationRequest* r) {
   auto it = body.find("response_format");
   if (it == body.end() || it->is_null()) return std::nullopt;
@@ -225,19 +227,25 @@ std::optional<ApiError> parse_response_format(const json& body, GenerationReques
     return bad_request("response_format.type must be a string", "response_format.type");
   }
   const std::string t = type->get<std::string>();
-  if (t == "json_object") {
-    if (r->ignore_eos) {
-      return bad_request("ignore_eos cannot be combined with response_format json_object",
-                         "ignore_eos");
-    }
-    r->json_object = true;
-  } else if (t == "json_schema") {
+  if (t == "text") return std::nullopt;
+  if (t != "json_object" && t != "json_schema") {
     return bad_request(
-        "response_format json_schema is not supported; use {\"type\": \"json_object\"}",
+        "response_format.type must be text, json_object or json_schema, got '" + t + "'",
         "response_format.type");
-  } else if (t != "text") {
-    return bad_request("response_format.type must be text or json_object, got '" + t + "'",
-                       "response_format.type");
+  }
+  if (r->ignore_eos) {
+    return bad_request("ignore_eos cannot be combined with response_format " + t, "ignore_eos");
+  }
+  r->json_object = true;
+  if (t == "json_schema") {
+    auto js = it->find("json_schema");
+    if (js == it->end() || !js->is_object() || !js->contains("schema")) {
+      return bad_request("response_format.json_schema must be an object with a schema",
+                         "response_format.json_schema");
+    }
+    auto compiled = compile_json_schema((*js)["schema"]);
+    if (!compiled) return bad_request(compiled.error(), "response_format.json_schema");
+    r->json_schema = std::move(compiled).value();
   }
   return std::nullopt;
 }

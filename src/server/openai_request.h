@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -50,7 +51,8 @@ struct GenerationRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool ignore_eos = false;
-  bool json_object = false;  // response_format {"type": "json_object"}: JSON mode
+  bool json_object = false;  // response_format json_object or json_schema: JSON mode
+  std::shared_ptr<const JsonSchema> json_schema;  // json_schema: the compiled schema
   std::string user;
 };
 

@@ -1,6 +1,6 @@
-"""JSON mode (response_format json_object) through the openai SDK: the text is one JSON object
-that Python's json module parses, streamed or not, greedy or sampled; unsupported formats get a
-400 naming the field."""
+"""JSON mode (response_format json_object / json_schema) through the openai SDK: the text is one
+JSON object that Python's json module parses (and, with a schema, that follows it), streamed or
+not, greedy or sampled; unsupported formats and schemas get a 400 naming the field."""
 import json
 
 import openai
@@ -64,8 +64,51 @@ def test_plain_text_unchanged(client):
     assert plain.choices[0].message.content == text.choices[0].message.content
 
 
+PET = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"}, "age": {"type": "integer"},
+        "kind": {"enum": ["cat", "dog", "bird"]},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3},
+        "vaccinated": {"type": "boolean"}, "weight": {"type": "number"},
+        "owner": {"type": "object", "additionalProperties": False,
+                  "properties": {"first": {"type": "string"}, "last": {"type": "string"}},
+                  "required": ["first", "last"]},
+    },
+    "required": ["name", "age", "kind", "tags", "vaccinated", "weight", "owner"],
+}
+
+
+def check_pet(text):
+    """What the schema says, checked by hand (no JSON Schema library needed)."""
+    pet = parse_object(text)
+    assert set(pet) == set(PET["properties"]), pet
+    assert isinstance(pet["name"], str)
+    assert isinstance(pet["age"], int) and not isinstance(pet["age"], bool)
+    assert pet["kind"] in ("cat", "dog", "bird")
+    assert 1 <= len(pet["tags"]) <= 3 and all(isinstance(t, str) for t in pet["tags"])
+    assert isinstance(pet["vaccinated"], bool)
+    assert isinstance(pet["weight"], (int, float)) and not isinstance(pet["weight"], bool)
+    assert set(pet["owner"]) == {"first", "last"}
+    assert all(isinstance(v, str) for v in pet["owner"].values())
+
+
+@pytest.mark.parametrize("temperature,seed", [(0, None), (1.0, 3), (1.0, 4)])
+def test_json_schema_is_followed(client, temperature, seed):
+    fmt = {"type": "json_schema", "json_schema": {"name": "pet", "strict": True, "schema": PET}}
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Describe a pet as JSON."}],
+        max_tokens=300, temperature=temperature, seed=seed, response_format=fmt)
+    choice = r.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    check_pet(choice.message.content)
+
+
 @pytest.mark.parametrize("fmt,param", [
-    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}, "response_format.type"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}}},
+     "response_format.json_schema"),
+    ({"type": "json_schema", "json_schema": {"name": "x"}}, "response_format.json_schema"),
     ({"type": "yaml"}, "response_format.type"),
     ({"kind": "json_object"}, "response_format.type"),
 ])

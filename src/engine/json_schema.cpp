@@ -1,0 +1,198 @@
+#include "engine/json_schema.h"
+
+namespace carpool {
+
+using Type = SchemaNode::Type;
+
+int32_t SchemaState::value_node() const {
+  if (json_.mode_ == Mode::kStart) return 0;
+  const Frame& f = frames_[json_.depth_ - 1];
+  const SchemaNode* n = node(f.node);
+  if (n == nullptr) return kAnyNode;
+  if (n->type == Type::kArray) return n->items;
+  return n->children[static_cast<size_t>(f.index)];  // the member whose key was just written
+}
+
+std::string_view SchemaState::literal_text(int i) const {
+  if (lit_ == kKeyLiteral) {
+    const Frame& f = frames_[json_.depth_ - 1];
+    return node(f.node)->keys[static_cast<size_t>(f.index)];
+  }
+  return node(lit_)->literals[static_cast<size_t>(i)];
+}
+
+void SchemaState::value_ended() {
+  if (json_.depth_ > 0) ++frames_[json_.depth_ - 1].index;
+}
+
+bool SchemaState::feed(uint8_t c) {
+  if (schema_ == nullptr) return json_.feed(c);
+  if (lit_ != kNoLiteral) return literal_byte(c);
+  switch (json_.mode_) {
+    case Mode::kString:
+    case Mode::kLiteral:
+      if (!json_.feed(c)) return false;
+      if (ended_value(json_.mode_)) value_ended();  // (a key of free members ends at kColon)
+      return true;
+    case Mode::kNumber: {
+      if (is_number_byte(c)) {
+        const SchemaNode* n = node(scalar_node_);
+        if (n != nullptr && n->type == Type::kInteger && (c == '.' || c == 'e' || c == 'E')) {
+          return false;
+        }
+        return json_.feed(c);
+      }
+      if (!json_.end_number()) return false;
+      value_ended();
+      return structural(c);
+    }
+    default:
+      return structural(c);
+  }
+}
+
+bool SchemaState::structural(uint8_t c) {
+  if (JsonState::is_ws(c)) return json_.feed(c);
+  const Mode m = json_.mode_;
+  switch (m) {
+    case Mode::kStart:
+    case Mode::kValue:
+      return start_value(c);
+    case Mode::kArrFirst: {
+      const SchemaNode* n = node(frames_[json_.depth_ - 1].node);
+      if (c == ']') {
+        if (n != nullptr && n->min_items > 0) return false;
+        if (!json_.feed(c)) return false;
+        value_ended();  // the array is a value of its container
+        return true;
+      }
+      if (n != nullptr && n->max_items == 0) return false;
+      return start_value(c);
+    }
+    case Mode::kObjFirst:
+    case Mode::kObjKey: {
+      const Frame& f = frames_[json_.depth_ - 1];
+      const SchemaNode* n = node(f.node);
+      if (n == nullptr) {  // free members
+        if (!json_.feed(c)) return false;
+        if (c == '}') value_ended();  // {} closed at once
+        return true;
+      }
+      if (c == '}') {  // only an object whose schema has no properties is empty
+        if (!n->keys.empty() || m != Mode::kObjFirst || !json_.feed(c)) return false;
+        value_ended();
+        return true;
+      }
+      if (f.index >= static_cast<int32_t>(n->keys.size())) return false;
+      lit_ = kKeyLiteral;
+      lit_pos_ = 0;
+      lit_mask_ = 1;
+      return literal_byte(c);
+    }
+    case Mode::kAfterValue: {
+      const Frame& f = frames_[json_.depth_ - 1];
+      if (const SchemaNode* n = node(f.node)) {
+        if (n->type == Type::kObject) {
+          const bool more = f.index < static_cast<int32_t>(n->keys.size());
+          if ((c == ',' && !more) || (c == '}' && more)) return false;
+        } else {
+          if ((c == ',' && f.index >= n->max_items) || (c == ']' && f.index < n->min_items)) {
+            return false;
+          }
+        }
+      }
+      if (!json_.feed(c)) return false;
+      if (c == '}' || c == ']') value_ended();
+      return true;
+    }
+    default:  // kColon, kDone
+      return json_.feed(c);
+  }
+}
+
+bool SchemaState::start_value(uint8_t c) {
+  const int32_t v = value_node();
+  const SchemaNode* n = node(v);
+  const uint8_t depth0 = json_.depth_;
+  if (n == nullptr || n->type == Type::kAny) {
+    if (!json_.feed(c)) return false;
+    if (json_.depth_ > depth0) frames_[json_.depth_ - 1] = {kAnyNode, 0};
+    scalar_node_ = kAnyNode;
+    return true;
+  }
+  bool ok = false;
+  switch (n->type) {
+    case Type::kObject:
+      ok = c == '{';
+      break;
+    case Type::kArray:
+      ok = c == '[';
+      break;
+    case Type::kString:
+      ok = c == '"';
+      break;
+    case Type::kNumber:
+    case Type::kInteger:
+      ok = c == '-' || (c >= '0' && c <= '9');
+      break;
+    case Type::kBoolean:
+      ok = c == 't' || c == 'f';
+      break;
+    case Type::kNull:
+      ok = c == 'n';
+      break;
+    case Type::kEnum:
+      lit_ = v;
+      lit_pos_ = 0;
+      lit_mask_ = n->literals.size() >= 64 ? ~uint64_t{0}
+                                            : (uint64_t{1} << n->literals.size()) - 1;
+      return literal_byte(c);
+    case Type::kAny:
+      break;
+  }
+  if (!ok || !json_.feed(c)) return false;
+  scalar_node_ = v;
+  if (json_.depth_ > depth0) {
+    frames_[json_.depth_ - 1] = {n->type == Type::kObject && n->free ? kAnyNode : v, 0};
+  }
+  return true;
+}
+
+bool SchemaState::literal_byte(uint8_t c) {
+  const bool key = lit_ == kKeyLiteral;
+  const int count = key ? 1 : static_cast<int>(node(lit_)->literals.size());
+  uint64_t next = 0;
+  bool complete_before = false;  // some candidate ends right before c
+  for (int i = 0; i < count && i < 64; ++i) {
+    if (((lit_mask_ >> i) & 1) == 0) continue;
+    const std::string_view t = literal_text(i);
+    if (t.size() == lit_pos_) {
+      complete_before = true;
+    } else if (static_cast<uint8_t>(t[lit_pos_]) == c) {
+      next |= uint64_t{1} << i;
+    }
+  }
+  if (next != 0) {
+    if (!json_.feed(c)) return false;
+    ++lit_pos_;
+    lit_mask_ = next;
+    if (in_scalar(json_.mode_)) return true;
+    // The scalar ended with c (a closing quote, the last letter of true / false / null): some
+    // candidate must end here too.
+    bool exact = false;
+    for (int i = 0; i < count && i < 64; ++i) {
+      if (((next >> i) & 1) != 0 && literal_text(i).size() == lit_pos_) exact = true;
+    }
+    if (!exact) return false;
+    lit_ = kNoLiteral;
+    if (!key) value_ended();
+    return true;
+  }
+  // c continues no candidate: only a number ends before the byte that follows it.
+  if (!complete_before || json_.mode_ != Mode::kNumber || !json_.end_number()) return false;
+  lit_ = kNoLiteral;
+  value_ended();
+  return structural(c);
+}
+
+}  // namespace carpool

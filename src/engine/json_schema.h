@@ -1,0 +1,101 @@
+// Structured output (response_format {"type": "json_schema"}): the generated text must be a JSON
+// object that a compiled schema accepts. SchemaState follows JsonState byte by byte (the same
+// syntax and limits) and adds the schema's rules:
+//   - an object with properties is written with every property, each once, in the schema's
+//     order (so "required" always holds and nothing else appears); one without properties takes
+//     any members, unless additionalProperties is false (then it is {});
+//   - an array's items follow its item schema, between minItems and maxItems of them;
+//   - string, number, integer (no fraction or exponent), boolean and null values have that type;
+//   - enum and const values are written exactly as one of their JSON texts.
+// The schema itself (JsonSchema) is compiled from the request by the server
+// (server/json_schema_compile.h), which refuses every keyword it cannot enforce.
+//
+// Thread-safety: SchemaState is a plain value; JsonSchema is immutable once compiled.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/json_constraint.h"
+
+namespace carpool {
+
+struct SchemaNode {
+  enum class Type : uint8_t { kAny, kObject, kArray, kString, kNumber, kInteger, kBoolean, kNull,
+                              kEnum };
+  Type type = Type::kAny;
+  // kObject: the properties' names as JSON strings (quotes and escapes included), in the order
+  // they are written, and their schemas (node indices); free: no properties, any members.
+  std::vector<std::string> keys;
+  std::vector<int32_t> children;
+  bool free = false;
+  int32_t items = -1;  // kArray: the item schema, -1 any value
+  int32_t min_items = 0;
+  int32_t max_items = std::numeric_limits<int32_t>::max();
+  std::vector<std::string> literals;  // kEnum: the allowed values as JSON texts (at most 64)
+};
+
+struct JsonSchema {
+  std::vector<SchemaNode> nodes;  // nodes[0]: the root, an object
+};
+
+class SchemaState {
+ public:
+  explicit SchemaState(const JsonSchema* schema = nullptr) : schema_(schema) {}
+
+  bool feed(uint8_t c);
+  bool feed(std::string_view bytes) {
+    for (char c : bytes) {
+      if (!feed(static_cast<uint8_t>(c))) return false;
+    }
+    return true;
+  }
+  bool complete() const { return json_.complete(); }
+  // Inside a string of free text (not a key or an enum being matched).
+  bool in_string_body() const { return lit_ == kNoLiteral && json_.in_string_body(); }
+
+ private:
+  static constexpr int32_t kAnyNode = -1;
+  static constexpr int32_t kNoLiteral = -1;   // lit_: none being matched
+  static constexpr int32_t kKeyLiteral = -2;  // lit_: matching the next property's key
+
+  using Mode = JsonState::Mode;
+  static bool in_scalar(Mode m) {
+    return m == Mode::kString || m == Mode::kNumber || m == Mode::kLiteral;
+  }
+  static bool ended_value(Mode m) { return m == Mode::kAfterValue || m == Mode::kDone; }
+
+  struct Frame {
+    int32_t node;   // the container's schema, kAnyNode: anything goes inside
+    int32_t index;  // object: members written (or being written); array: items
+  };
+
+  const SchemaNode* node(int32_t i) const {
+    return i < 0 ? nullptr : &schema_->nodes[static_cast<size_t>(i)];
+  }
+  // The schema of the value that starts now (JsonState expects a value).
+  int32_t value_node() const;
+  bool structural(uint8_t c);
+  bool start_value(uint8_t c);
+  bool literal_byte(uint8_t c);
+  void value_ended();  // a value closed: count it in its container
+  static bool is_number_byte(uint8_t c) {
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+  }
+  // Candidate i of the literal being matched.
+  std::string_view literal_text(int i) const;
+
+  const JsonSchema* schema_;
+  JsonState json_;
+  std::array<Frame, JsonState::kMaxDepth> frames_{};
+  int32_t scalar_node_ = kAnyNode;  // the schema of the string or number being read
+  int32_t lit_ = kNoLiteral;        // node whose literals are being matched, or kKeyLiteral
+  uint16_t lit_pos_ = 0;
+  uint64_t lit_mask_ = 0;  // candidates still matching
+};
+
+}  // namespace carpool

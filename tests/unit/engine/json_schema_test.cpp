@@ -1,0 +1,141 @@
+// Structured output: SchemaState on a hand-built schema (every node type), documents it must
+// accept and reject, and random walks over a vocabulary of single bytes that must never reach a
+// state with no way forward.
+#include "engine/json_schema.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace carpool {
+namespace {
+
+using Type = SchemaNode::Type;
+
+// {"a": integer, "b": "x" | "yy" | 7, "c": [number] (1 to 2 items), "d": any, "e": any object,
+//  "f": {} (additionalProperties false), "g": [{"h": boolean, "i": null}]}
+JsonSchema test_schema() {
+  JsonSchema s;
+  s.nodes.resize(12);
+  s.nodes[0].type = Type::kObject;
+  s.nodes[0].keys = {"\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\"", "\"f\"", "\"g\""};
+  s.nodes[0].children = {1, 2, 3, 5, 6, 7, 8};
+  s.nodes[1].type = Type::kInteger;
+  s.nodes[2].type = Type::kEnum;
+  s.nodes[2].literals = {"\"x\"", "\"yy\"", "7"};
+  s.nodes[3].type = Type::kArray;
+  s.nodes[3].items = 4;
+  s.nodes[3].min_items = 1;
+  s.nodes[3].max_items = 2;
+  s.nodes[4].type = Type::kNumber;
+  s.nodes[5].type = Type::kAny;
+  s.nodes[6].type = Type::kObject;
+  s.nodes[6].free = true;
+  s.nodes[7].type = Type::kObject;  // no properties, closed
+  s.nodes[8].type = Type::kArray;
+  s.nodes[8].items = 9;
+  s.nodes[9].type = Type::kObject;
+  s.nodes[9].keys = {"\"h\"", "\"i\""};
+  s.nodes[9].children = {10, 11};
+  s.nodes[10].type = Type::kBoolean;
+  s.nodes[11].type = Type::kNull;
+  return s;
+}
+
+bool accepts(const JsonSchema& schema, const std::string& text) {
+  SchemaState s(&schema);
+  return s.feed(text) && s.complete();
+}
+
+const std::string kGood =
+    "{\"a\": -12, \"b\": \"yy\", \"c\": [1.5e3, 2], \"d\": {\"any\": [1, \"x\", null]}, "
+    "\"e\": {\"k\": true}, \"f\": {}, \"g\": [{\"h\": false, \"i\": null}, {\"h\": true, \"i\": "
+    "null}]}";
+
+TEST(SchemaState, AcceptsConformingDocuments) {
+  const JsonSchema schema = test_schema();
+  EXPECT_TRUE(accepts(schema, kGood));
+  EXPECT_TRUE(accepts(schema,
+                      "{\"a\":0,\"b\":7,\"c\":[0],\"d\":\"s\",\"e\":{},\"f\":{ },\"g\":[]}"));
+  EXPECT_TRUE(accepts(schema, "{\"a\":1,\"b\":\"x\",\"c\":[-0.5],\"d\":[],\"e\":{},\"f\":{},"
+                              "\"g\":[]}\n"));
+}
+
+TEST(SchemaState, EveryPrefixOfAConformingDocumentIsAccepted) {
+  const JsonSchema schema = test_schema();
+  SchemaState s(&schema);
+  for (size_t i = 0; i < kGood.size(); ++i) {
+    ASSERT_FALSE(s.complete()) << i;
+    ASSERT_TRUE(s.feed(static_cast<uint8_t>(kGood[i]))) << "byte " << i << " of " << kGood;
+  }
+  EXPECT_TRUE(s.complete());
+}
+
+TEST(SchemaState, RejectsWhatTheSchemaForbids) {
+  const JsonSchema schema = test_schema();
+  const std::string tail = "\"c\":[1],\"d\":1,\"e\":{},\"f\":{},\"g\":[]}";
+  const std::vector<std::string> bad = {
+      "{\"b\":\"x\",\"a\":1," + tail,                // properties out of order
+      "{\"a\":1.5,\"b\":\"x\"," + tail,              // integer with a fraction
+      "{\"a\":1e2,\"b\":\"x\"," + tail,              // integer with an exponent
+      "{\"a\":\"1\",\"b\":\"x\"," + tail,            // string for an integer
+      "{\"a\":1,\"b\":\"z\"," + tail,                // not in the enum
+      "{\"a\":1,\"b\":\"yyy\"," + tail,              // an enum value's prefix only matches
+      "{\"a\":1,\"b\":\"y\"," + tail,                // an enum value cut short
+      "{\"a\":1,\"b\":70," + tail,                   // a number enum value extended
+      "{\"a\":1,\"b\":\"x\",\"c\":[]," + tail.substr(tail.find("\"d\"")),     // minItems 1
+      "{\"a\":1,\"b\":\"x\",\"c\":[1,2,3]," + tail.substr(tail.find("\"d\"")),  // maxItems 2
+      "{\"a\":1,\"b\":\"x\",\"c\":[1],\"d\":1,\"e\":{},\"f\":{\"k\":1},\"g\":[]}",  // closed
+      "{\"a\":1,\"b\":\"x\",\"c\":[1],\"d\":1,\"e\":{},\"f\":{},\"g\":[{\"h\":1,\"i\":null}]}",
+      "{\"a\":1,\"b\":\"x\",\"c\":[1],\"d\":1,\"e\":{},\"f\":{},\"g\":[],\"z\":1}",  // extra
+      "{\"a\":1,\"b\":\"x\",\"c\":[1],\"d\":1,\"e\":{},\"f\":{}}",                   // missing g
+      "{\"a\":1}",                                                                  // missing
+  };
+  for (const std::string& t : bad) EXPECT_FALSE(accepts(schema, t)) << t;
+}
+
+// Every reachable state has a way forward, and the end is allowed exactly when the object is
+// closed; random walks through the schema over a vocabulary of single bytes.
+TEST(SchemaState, NoDeadEnds) {
+  const JsonSchema schema = test_schema();
+  TokenBytes v;
+  v.text.resize(257);
+  for (int b = 0; b < 256; ++b) {
+    v.text[static_cast<size_t>(b + 1)] = std::string(1, static_cast<char>(b));
+  }
+  v.end_ids = {0};
+  v.index();
+  std::mt19937 g(9);
+  const std::string favoured = "0123456789.e-\"xy7]}{[,: tfn";
+  int closed = 0;
+  for (int walk = 0; walk < 200; ++walk) {
+    SchemaState s(&schema);
+    for (int step = 0; step < 600; ++step) {
+      std::vector<float> logits(v.text.size(), 0.f);
+      mask_tokens(s, v, logits);
+      std::vector<int32_t> ok;
+      for (size_t i = 0; i < logits.size(); ++i) {
+        if (std::isfinite(logits[i])) ok.push_back(static_cast<int32_t>(i));
+      }
+      ASSERT_FALSE(ok.empty());
+      ASSERT_EQ(std::isfinite(logits[0]), s.complete());
+      if (s.complete()) {
+        ++closed;
+        break;
+      }
+      int32_t pick = ok[g() % ok.size()];
+      if (g() % 3 != 0) {
+        const int32_t f = static_cast<uint8_t>(favoured[g() % favoured.size()]) + 1;
+        if (std::isfinite(logits[static_cast<size_t>(f)])) pick = f;
+      }
+      ASSERT_TRUE(s.feed(v.text[static_cast<size_t>(pick)]));
+    }
+  }
+  EXPECT_GT(closed, 10);
+}
+
+}  // namespace
+}  // namespace carpool
