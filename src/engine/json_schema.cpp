@@ -144,8 +144,7 @@ bool SchemaState::start_value(uint8_t c) {
     case Type::kEnum:
       lit_ = v;
       lit_pos_ = 0;
-      lit_mask_ = n->literals.size() >= 64 ? ~uint64_t{0}
-                                            : (uint64_t{1} << n->literals.size()) - 1;
+      lit_mask_ = n->literals.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << n->literals.size()) - 1;
       return literal_byte(c);
     case Type::kAny:
       break;

@@ -1,9 +1,10 @@
 // Structured output (response_format {"type": "json_schema"}): the generated text must be a JSON
 // object that a compiled schema accepts. SchemaState follows JsonState byte by byte (the same
 // syntax and limits) and adds the schema's rules:
-//   - an object with properties is written with every property, each once, in the schema's
-//     order (so "required" always holds and nothing else appears); one without properties takes
-//     any members, unless additionalProperties is false (then it is {});
+//   - an object with properties is written with every property, each once, in the order of
+//     its keys (the schema's declared order) so "required" always holds and nothing else
+//     appears; one without properties takes any members, unless additionalProperties is false
+//     (then it is {});
 //   - an array's items follow its item schema, between minItems and maxItems of them;
 //   - string, number, integer (no fraction or exponent), boolean and null values have that type;
 //   - enum and const values are written exactly as one of their JSON texts.
@@ -25,8 +26,17 @@
 namespace carpool {
 
 struct SchemaNode {
-  enum class Type : uint8_t { kAny, kObject, kArray, kString, kNumber, kInteger, kBoolean, kNull,
-                              kEnum };
+  enum class Type : uint8_t {
+    kAny,
+    kObject,
+    kArray,
+    kString,
+    kNumber,
+    kInteger,
+    kBoolean,
+    kNull,
+    kEnum
+  };
   Type type = Type::kAny;
   // kObject: the properties' names as JSON strings (quotes and escapes included), in the order
   // they are written, and their schemas (node indices); free: no properties, any members.
@@ -94,7 +104,7 @@ class SchemaState {
   std::array<Frame, JsonState::kMaxDepth> frames_{};
   int32_t scalar_node_ = kAnyNode;  // the schema of the string or number being read
   int32_t lit_ = kNoLiteral;        // node whose literals are being matched, or kKeyLiteral
-  uint16_t lit_pos_ = 0;
+  uint32_t lit_pos_ = 0;
   uint64_t lit_mask_ = 0;  // candidates still matching
 };
 

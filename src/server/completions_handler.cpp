@@ -14,7 +14,7 @@ void handle_completions(const ServerState& state, const std::shared_ptr<Exchange
   nlohmann::json body;
   if (auto e = parse_json_object(ex->request().body, &body)) return ex->respond(error_response(*e));
   GenerationInput in;
-  if (auto e = parse_completion_request(body, state.limits, &in.request)) {
+  if (auto e = parse_completion_request(body, state.limits, &in.request, ex->request().body)) {
     return ex->respond(error_response(*e));
   }
   GenerationRequest& req = in.request;

@@ -113,7 +113,7 @@ void GenerationJob::start() {
 
   if (req.json_object && model_.json_vocab == nullptr) {
     ex_->respond(error_response(bad_request(
-        "response_format json_object is not available for this model", "response_format")));
+        "JSON mode (response_format) is not available for this model", "response_format")));
     return;
   }
   choices_.resize(n_choices);

@@ -1,24 +1,41 @@
 #include "server/json_schema_compile.h"
 
+#include <cmath>
 #include <set>
 #include <string>
 
 namespace carpool::server {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 using Type = SchemaNode::Type;
 
 constexpr int kMaxDepth = 16;
 constexpr size_t kMaxNodes = 1024;
 constexpr size_t kMaxLiterals = 64;
+constexpr size_t kMaxLiteralBytes = 4096;  // a property name or enum value, as JSON text
 constexpr int64_t kMaxItems = 1 << 20;
+constexpr int64_t kMaxMinItems = 1024;  // items a schema can force the model to write
+
+// Whether enum value v has JSON Schema type t ("" when the schema names none).
+bool has_type(const json& v, const std::string& t) {
+  if (t.empty()) return true;
+  if (t == "string") return v.is_string();
+  if (t == "boolean") return v.is_boolean();
+  if (t == "null") return v.is_null();
+  if (t == "number") return v.is_number();
+  if (t == "integer") {
+    return v.is_number_integer() ||
+           (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+  }
+  return false;  // object and array values are not supported in enums
+}
 
 const std::set<std::string>& known_keywords() {
   static const std::set<std::string> k = {
-      "type",  "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-      "enum",  "const",      "title",    "description",          "default", "examples", "$schema",
-      "$id",   "$comment"};
+      "type", "properties", "required", "additionalProperties", "items",   "minItems", "maxItems",
+      "enum", "const",      "title",    "description",          "default", "examples", "$schema",
+      "$id",  "$comment"};
   return k;
 }
 
@@ -28,7 +45,10 @@ class Compiler {
 
   // Compiles s (at `path`, for messages) into a new node; returns its index or -1 with err set.
   int32_t compile(const json& s, const std::string& path, int depth) {
-    if (depth > kMaxDepth) return fail("json_schema nests deeper than " + std::to_string(kMaxDepth));
+    if (depth >= kMaxDepth) {
+      return fail("json_schema nests deeper than " + std::to_string(kMaxDepth) + " levels (at " +
+                  path + ")");
+    }
     if (out.nodes.size() >= kMaxNodes) {
       return fail("json_schema has more than " + std::to_string(kMaxNodes) + " schemas");
     }
@@ -45,8 +65,18 @@ class Compiler {
       }
     }
     SchemaNode n;
+    std::string type;
+    if (s.contains("type")) {
+      if (!s["type"].is_string()) {
+        return fail("json_schema: type at " + path +
+                    " must be one type name (lists are not "
+                    "supported)");
+      }
+      type = s["type"].get<std::string>();
+    }
     if (s.contains("enum") || s.contains("const")) {
-      json values = s.contains("const") ? json::array({s["const"]}) : s["enum"];
+      // The values allowed: enum's, those equal to const, those of the schema's type.
+      const json values = s.contains("enum") ? s["enum"] : json::array({s["const"]});
       if (!values.is_array() || values.empty() || values.size() > kMaxLiterals) {
         return fail("json_schema: enum at " + path + " must list 1 to " +
                     std::to_string(kMaxLiterals) + " values");
@@ -54,25 +84,31 @@ class Compiler {
       n.type = Type::kEnum;
       for (const json& v : values) {
         if (v.is_object() || v.is_array()) {
-          return fail("json_schema: enum at " + path + " may hold only strings, numbers, "
+          return fail("json_schema: enum at " + path +
+                      " may hold only strings, numbers, "
                       "booleans and null");
         }
+        if (s.contains("const") && v != s["const"]) continue;
+        if (!has_type(v, type)) continue;
         n.literals.push_back(v.dump());
+        if (n.literals.back().size() > kMaxLiteralBytes) {
+          return fail("json_schema: an enum value at " + path + " is longer than " +
+                      std::to_string(kMaxLiteralBytes) + " bytes");
+        }
+      }
+      if (n.literals.empty()) {
+        return fail("json_schema: no value of enum / const at " + path + " fits its type");
       }
       out.nodes[static_cast<size_t>(index)] = std::move(n);
       return index;
     }
-    std::string type;
-    if (s.contains("type")) {
-      if (!s["type"].is_string()) {
-        return fail("json_schema: type at " + path + " must be one type name (lists are not "
-                    "supported)");
+    if (type.empty()) {  // a constraint keyword without a type implies it
+      if (s.contains("properties") || s.contains("required") ||
+          s.contains("additionalProperties")) {
+        type = "object";
+      } else if (s.contains("items") || s.contains("minItems") || s.contains("maxItems")) {
+        type = "array";
       }
-      type = s["type"].get<std::string>();
-    } else if (s.contains("properties")) {
-      type = "object";
-    } else if (s.contains("items")) {
-      type = "array";
     }
     if (type.empty()) {
       n.type = Type::kAny;
@@ -81,11 +117,17 @@ class Compiler {
       std::set<std::string> names;
       if (s.contains("properties")) {
         const json& props = s["properties"];
-        if (!props.is_object()) return fail("json_schema: properties at " + path + " must be an object");
+        if (!props.is_object())
+          return fail("json_schema: properties at " + path + " must be an object");
         for (const auto& [name, sub] : props.items()) {
+          if (sub.is_boolean() && !sub.get<bool>()) continue;  // may not appear: never written
           const int32_t child = compile(sub, path + ".properties." + name, depth + 1);
           if (child < 0) return -1;
           n.keys.push_back(json(name).dump());
+          if (n.keys.back().size() > kMaxLiteralBytes) {
+            return fail("json_schema: a property name at " + path + " is longer than " +
+                        std::to_string(kMaxLiteralBytes) + " bytes");
+          }
           n.children.push_back(child);
           names.insert(name);
         }
@@ -96,13 +138,22 @@ class Compiler {
         for (const json& r : req) {
           if (!r.is_string() || names.count(r.get<std::string>()) == 0) {
             return fail("json_schema: required at " + path + " names " + r.dump() +
-                        ", which is not among its properties");
+                        ", which is not among its properties (or may not appear)");
           }
         }
       }
-      const bool closed = s.contains("additionalProperties") &&
-                          s["additionalProperties"].is_boolean() &&
-                          !s["additionalProperties"].get<bool>();
+      // Extra members are never written where there are properties; without properties they
+      // are free (true, {}) or absent (false). A schema for them cannot be enforced.
+      bool closed = false;
+      if (s.contains("additionalProperties")) {
+        const json& ap = s["additionalProperties"];
+        if (ap.is_boolean()) {
+          closed = !ap.get<bool>();
+        } else if (!(ap.is_object() && ap.empty())) {
+          return fail("json_schema: additionalProperties at " + path +
+                      " must be true, false or {} (a schema for extra members is not supported)");
+        }
+      }
       n.free = n.keys.empty() && !closed;
     } else if (type == "array") {
       n.type = Type::kArray;
@@ -120,6 +171,10 @@ class Compiler {
         }
         (std::string(bound) == "minItems" ? n.min_items : n.max_items) =
             static_cast<int32_t>(b.get<int64_t>());
+      }
+      if (n.min_items > kMaxMinItems) {
+        return fail("json_schema: minItems at " + path + " exceeds " +
+                    std::to_string(kMaxMinItems));
       }
       if (n.min_items > n.max_items) {
         return fail("json_schema: minItems exceeds maxItems at " + path);
@@ -152,7 +207,8 @@ class Compiler {
 
 }  // namespace
 
-Result<std::shared_ptr<const JsonSchema>> compile_json_schema(const json& schema) {
+Result<std::shared_ptr<const JsonSchema>> compile_json_schema(
+    const nlohmann::ordered_json& schema) {
   Compiler c;
   if (c.compile(schema, "the root", 0) < 0) return Status::error(c.error);
   if (c.out.nodes[0].type != Type::kObject) {

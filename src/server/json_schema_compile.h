@@ -5,7 +5,10 @@
 // "minItems", "maxItems", "enum" and "const" (scalar values), and the annotations title,
 // description, default, examples, $schema, $id, $comment. Any other keyword ("pattern",
 // "anyOf", "$ref", "minimum", ...) is refused, naming the keyword and where it is, rather than
-// ignored. The root must be an object. Limits: nesting 16, 1024 schema nodes, 64 enum values.
+// ignored. "properties" with false leaves the property out; enum values that are not of the
+// schema's type (or not equal to its const) are dropped. The root must be an object. Limits:
+// nesting 16, 1024 schema nodes, 64 enum values, property names and enum values of 4 KiB,
+// minItems 1024.
 #pragma once
 
 #include <memory>
@@ -16,6 +19,7 @@
 
 namespace carpool::server {
 
-Result<std::shared_ptr<const JsonSchema>> compile_json_schema(const nlohmann::json& schema);
+// ordered_json: properties are written in the order the schema declares them.
+Result<std::shared_ptr<const JsonSchema>> compile_json_schema(const nlohmann::ordered_json& schema);
 
 }  // namespace carpool::server

@@ -218,7 +218,8 @@ std::optional<ApiError> parse_logit_bias(const json& body, const RequestLimits& 
 
 // response_format: "text" (the default), "json_object" (JSON mode) or "json_schema" (JSON mode
 // with a schema, json_schema_compile.h; a schema the engine cannot enforce is refused).
-std::optional<ApiError> parse_response_format(const json& body, GenerationRequest* r) {
+std::optional<ApiError> parse_response_format(const json& body, std::string_view raw_body,
+                                              GenerationRequest* r) {
   auto it = body.find("response_format");
   if (it == body.end() || it->is_null()) return std::nullopt;
   if (!it->is_object()) return bad_request("response_format must be an object", "response_format");
@@ -243,7 +244,16 @@ std::optional<ApiError> parse_response_format(const json& body, GenerationReques
       return bad_request("response_format.json_schema must be an object with a schema",
                          "response_format.json_schema");
     }
-    auto compiled = compile_json_schema((*js)["schema"]);
+    // The schema in its declared member order (the properties are written in that order).
+    nlohmann::ordered_json schema;
+    if (!raw_body.empty()) {
+      schema = nlohmann::ordered_json::parse(raw_body, nullptr, /*allow_exceptions=*/false);
+      schema = schema.is_discarded() ? nlohmann::ordered_json::parse((*js)["schema"].dump())
+                                     : schema["response_format"]["json_schema"]["schema"];
+    } else {
+      schema = nlohmann::ordered_json::parse((*js)["schema"].dump());
+    }
+    auto compiled = compile_json_schema(schema);
     if (!compiled) return bad_request(compiled.error(), "response_format.json_schema");
     r->json_schema = std::move(compiled).value();
   }
@@ -251,8 +261,8 @@ std::optional<ApiError> parse_response_format(const json& body, GenerationReques
 }
 
 // The fields both endpoints share.
-std::optional<ApiError> parse_common(const json& body, const RequestLimits& limits,
-                                     GenerationRequest* r) {
+std::optional<ApiError> parse_common(const json& body, std::string_view raw_body,
+                                     const RequestLimits& limits, GenerationRequest* r) {
   Fields f(body);
   CARPOOL_API_TRY(f.string("model", &r->model));
   CARPOOL_API_TRY(f.string("user", &r->user));
@@ -294,7 +304,7 @@ std::optional<ApiError> parse_common(const json& body, const RequestLimits& limi
       r->include_usage = iu->get<bool>();
     }
   }
-  CARPOOL_API_TRY(parse_response_format(body, r));
+  CARPOOL_API_TRY(parse_response_format(body, raw_body, r));
   CARPOOL_API_TRY(parse_logit_bias(body, limits, &s));
   if (Status st = s.validate(); !st) return bad_request(st.message());
   return std::nullopt;
@@ -368,9 +378,9 @@ std::optional<ApiError> parse_messages(const json& messages, const RequestLimits
 }
 
 std::optional<ApiError> parse_completion_request(const json& body, const RequestLimits& limits,
-                                                 GenerationRequest* r) {
+                                                 GenerationRequest* r, std::string_view raw_body) {
   *r = GenerationRequest{};
-  CARPOOL_API_TRY(parse_common(body, limits, r));
+  CARPOOL_API_TRY(parse_common(body, raw_body, limits, r));
   CARPOOL_API_TRY(parse_prompt(body, limits, &r->prompts));
   Fields f(body);
   CARPOOL_API_TRY(f.boolean("echo", &r->echo));
@@ -394,10 +404,10 @@ std::optional<ApiError> parse_completion_request(const json& body, const Request
 }
 
 std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits& limits,
-                                           GenerationRequest* r) {
+                                           GenerationRequest* r, std::string_view raw_body) {
   *r = GenerationRequest{};
   r->chat = true;
-  CARPOOL_API_TRY(parse_common(body, limits, r));
+  CARPOOL_API_TRY(parse_common(body, raw_body, limits, r));
   auto msgs = body.find("messages");
   if (msgs == body.end() || msgs->is_null()) return bad_request("messages is required", "messages");
   CARPOOL_API_TRY(parse_messages(*msgs, limits, &r->messages));

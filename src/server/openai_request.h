@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/sampler.h"
@@ -56,11 +57,14 @@ struct GenerationRequest {
   std::string user;
 };
 
+// raw_body: the body's text, for the parts whose member order matters (a json_schema's
+// properties); empty: nlohmann::json's (sorted) order.
 std::optional<ApiError> parse_completion_request(const nlohmann::json& body,
                                                  const RequestLimits& limits,
-                                                 GenerationRequest* out);
+                                                 GenerationRequest* out,
+                                                 std::string_view raw_body = {});
 std::optional<ApiError> parse_chat_request(const nlohmann::json& body, const RequestLimits& limits,
-                                           GenerationRequest* out);
+                                           GenerationRequest* out, std::string_view raw_body = {});
 
 // Chat messages alone (also used by /tokenize): checks roles and flattens text parts.
 std::optional<ApiError> parse_messages(const nlohmann::json& messages, const RequestLimits& limits,

@@ -58,10 +58,11 @@ const std::string kGood =
 TEST(SchemaState, AcceptsConformingDocuments) {
   const JsonSchema schema = test_schema();
   EXPECT_TRUE(accepts(schema, kGood));
+  EXPECT_TRUE(
+      accepts(schema, "{\"a\":0,\"b\":7,\"c\":[0],\"d\":\"s\",\"e\":{},\"f\":{ },\"g\":[]}"));
   EXPECT_TRUE(accepts(schema,
-                      "{\"a\":0,\"b\":7,\"c\":[0],\"d\":\"s\",\"e\":{},\"f\":{ },\"g\":[]}"));
-  EXPECT_TRUE(accepts(schema, "{\"a\":1,\"b\":\"x\",\"c\":[-0.5],\"d\":[],\"e\":{},\"f\":{},"
-                              "\"g\":[]}\n"));
+                      "{\"a\":1,\"b\":\"x\",\"c\":[-0.5],\"d\":[],\"e\":{},\"f\":{},"
+                      "\"g\":[]}\n"));
 }
 
 TEST(SchemaState, EveryPrefixOfAConformingDocumentIsAccepted) {
@@ -78,23 +79,49 @@ TEST(SchemaState, RejectsWhatTheSchemaForbids) {
   const JsonSchema schema = test_schema();
   const std::string tail = "\"c\":[1],\"d\":1,\"e\":{},\"f\":{},\"g\":[]}";
   const std::vector<std::string> bad = {
-      "{\"b\":\"x\",\"a\":1," + tail,                // properties out of order
-      "{\"a\":1.5,\"b\":\"x\"," + tail,              // integer with a fraction
-      "{\"a\":1e2,\"b\":\"x\"," + tail,              // integer with an exponent
-      "{\"a\":\"1\",\"b\":\"x\"," + tail,            // string for an integer
-      "{\"a\":1,\"b\":\"z\"," + tail,                // not in the enum
-      "{\"a\":1,\"b\":\"yyy\"," + tail,              // an enum value's prefix only matches
-      "{\"a\":1,\"b\":\"y\"," + tail,                // an enum value cut short
-      "{\"a\":1,\"b\":70," + tail,                   // a number enum value extended
-      "{\"a\":1,\"b\":\"x\",\"c\":[]," + tail.substr(tail.find("\"d\"")),     // minItems 1
-      "{\"a\":1,\"b\":\"x\",\"c\":[1,2,3]," + tail.substr(tail.find("\"d\"")),  // maxItems 2
+      "{\"b\":\"x\",\"a\":1," + tail,      // properties out of order
+      "{\"a\":1.5,\"b\":\"x\"," + tail,    // integer with a fraction
+      "{\"a\":1e2,\"b\":\"x\"," + tail,    // integer with an exponent
+      "{\"a\":\"1\",\"b\":\"x\"," + tail,  // string for an integer
+      "{\"a\":1,\"b\":\"z\"," + tail,      // not in the enum
+      "{\"a\":1,\"b\":\"yyy\"," + tail,    // an enum value's prefix only matches
+      "{\"a\":1,\"b\":\"y\"," + tail,      // an enum value cut short
+      "{\"a\":1,\"b\":70," + tail,         // a number enum value extended
+      "{\"a\":1,\"b\":\"x\",\"c\":[]," + tail.substr(tail.find("\"d\"")),           // minItems 1
+      "{\"a\":1,\"b\":\"x\",\"c\":[1,2,3]," + tail.substr(tail.find("\"d\"")),      // maxItems 2
       "{\"a\":1,\"b\":\"x\",\"c\":[1],\"d\":1,\"e\":{},\"f\":{\"k\":1},\"g\":[]}",  // closed
       "{\"a\":1,\"b\":\"x\",\"c\":[1],\"d\":1,\"e\":{},\"f\":{},\"g\":[{\"h\":1,\"i\":null}]}",
       "{\"a\":1,\"b\":\"x\",\"c\":[1],\"d\":1,\"e\":{},\"f\":{},\"g\":[],\"z\":1}",  // extra
       "{\"a\":1,\"b\":\"x\",\"c\":[1],\"d\":1,\"e\":{},\"f\":{}}",                   // missing g
-      "{\"a\":1}",                                                                  // missing
+      "{\"a\":1}",                                                                   // missing
   };
   for (const std::string& t : bad) EXPECT_FALSE(accepts(schema, t)) << t;
+}
+
+TEST(SchemaState, PrefixLiteralsEmptyArraysAndEscapedKeys) {
+  JsonSchema s;
+  s.nodes.resize(5);
+  s.nodes[0].type = Type::kObject;
+  s.nodes[0].keys = {"\"\"", "\"q\\\"k\"", "\"n\""};  // "", q"k, n
+  s.nodes[0].children = {1, 2, 3};
+  s.nodes[1].type = Type::kEnum;
+  s.nodes[1].literals = {"1", "10", "\"a\"", "\"ab\""};
+  s.nodes[2].type = Type::kArray;
+  s.nodes[2].items = 4;
+  s.nodes[2].max_items = 0;
+  s.nodes[3].type = Type::kEnum;
+  s.nodes[3].literals = {"1", "10"};
+  s.nodes[4].type = Type::kNull;
+  for (const char* v : {"1", "10", "\"a\"", "\"ab\""}) {
+    for (const char* n : {"1", "10"}) {
+      const std::string doc = std::string("{\"\":") + v + ",\"q\\\"k\":[],\"n\":" + n + "}";
+      EXPECT_TRUE(accepts(s, doc)) << doc;
+    }
+  }
+  EXPECT_FALSE(accepts(s, "{\"\":100,\"q\\\"k\":[],\"n\":1}"));
+  EXPECT_FALSE(accepts(s, "{\"\":\"abc\",\"q\\\"k\":[],\"n\":1}"));
+  EXPECT_FALSE(accepts(s, "{\"\":1,\"q\\\"k\":[null],\"n\":1}"));  // maxItems 0
+  EXPECT_FALSE(accepts(s, "{\"\":1,\"qk\":[],\"n\":1}"));          // the key's escape
 }
 
 // Every reachable state has a way forward, and the end is allowed exactly when the object is

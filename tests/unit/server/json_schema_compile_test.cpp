@@ -9,7 +9,7 @@
 namespace carpool::server {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 using Type = SchemaNode::Type;
 
 TEST(CompileJsonSchema, BuildsNodes) {
@@ -23,7 +23,8 @@ TEST(CompileJsonSchema, BuildsNodes) {
       "tags": {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 4},
       "free": {"type": "object"},
       "closed": {"type": "object", "additionalProperties": false},
-      "any": {}
+      "any": {},
+      "never": false
     },
     "required": ["name", "n"]})");
   auto r = compile_json_schema(schema);
@@ -31,22 +32,39 @@ TEST(CompileJsonSchema, BuildsNodes) {
   const JsonSchema& s = *r.value();
   const SchemaNode& root = s.nodes[0];
   ASSERT_EQ(root.type, Type::kObject);
-  // nlohmann::json keeps object members sorted by name: that is the written order.
-  EXPECT_EQ(root.keys, (std::vector<std::string>{"\"any\"", "\"closed\"", "\"free\"", "\"k\"",
-                                                  "\"kind\"", "\"n\"", "\"name\"", "\"tags\""}));
+  // The declared order (a property that may not appear is left out).
+  EXPECT_EQ(root.keys, (std::vector<std::string>{"\"name\"", "\"n\"", "\"kind\"", "\"k\"",
+                                                 "\"tags\"", "\"free\"", "\"closed\"", "\"any\""}));
   auto child = [&](int i) { return s.nodes[static_cast<size_t>(root.children[i])]; };
-  EXPECT_EQ(child(0).type, Type::kAny);
-  EXPECT_EQ(child(1).type, Type::kObject);
-  EXPECT_FALSE(child(1).free);
-  EXPECT_TRUE(child(2).free);
+  EXPECT_EQ(child(0).type, Type::kString);
+  EXPECT_EQ(child(1).type, Type::kInteger);
+  EXPECT_EQ(child(2).literals, (std::vector<std::string>{"\"a\"", "\"b\\\"c\"", "1", "null"}));
   EXPECT_EQ(child(3).literals, (std::vector<std::string>{"true"}));
-  EXPECT_EQ(child(4).literals, (std::vector<std::string>{"\"a\"", "\"b\\\"c\"", "1", "null"}));
-  EXPECT_EQ(child(5).type, Type::kInteger);
-  EXPECT_EQ(child(6).type, Type::kString);
-  EXPECT_EQ(child(7).type, Type::kArray);
-  EXPECT_EQ(child(7).min_items, 1);
-  EXPECT_EQ(child(7).max_items, 4);
-  EXPECT_EQ(s.nodes[static_cast<size_t>(child(7).items)].type, Type::kNumber);
+  EXPECT_EQ(child(4).type, Type::kArray);
+  EXPECT_EQ(child(4).min_items, 1);
+  EXPECT_EQ(child(4).max_items, 4);
+  EXPECT_EQ(s.nodes[static_cast<size_t>(child(4).items)].type, Type::kNumber);
+  EXPECT_TRUE(child(5).free);
+  EXPECT_EQ(child(6).type, Type::kObject);
+  EXPECT_FALSE(child(6).free);
+  EXPECT_EQ(child(7).type, Type::kAny);
+}
+
+TEST(CompileJsonSchema, TypesNarrowEnumsAndKeywordsImplyTypes) {
+  auto r = compile_json_schema(json::parse(R"({"type": "object", "properties": {
+      "i": {"type": "integer", "enum": [1.5, 2, 3.0, "4"]},
+      "c": {"const": "a", "enum": ["a", "b"]},
+      "o": {"required": [], "additionalProperties": false},
+      "a": {"minItems": 2}}})"));
+  ASSERT_TRUE(r) << r.error();
+  const JsonSchema& s = *r.value();
+  auto child = [&](int i) { return s.nodes[static_cast<size_t>(s.nodes[0].children[i])]; };
+  EXPECT_EQ(child(0).literals, (std::vector<std::string>{"2", "3.0"}));
+  EXPECT_EQ(child(1).literals, (std::vector<std::string>{"\"a\""}));
+  EXPECT_EQ(child(2).type, Type::kObject);
+  EXPECT_FALSE(child(2).free);
+  EXPECT_EQ(child(3).type, Type::kArray);
+  EXPECT_EQ(child(3).min_items, 2);
 }
 
 TEST(CompileJsonSchema, RefusesWhatItCannotEnforce) {
@@ -64,8 +82,16 @@ TEST(CompileJsonSchema, RefusesWhatItCannotEnforce) {
       {R"({"type": "object", "properties": {"a": {}}, "required": ["b"]})", "required"},
       {R"({"type": "array", "items": {}})", "root must be an object"},
       {R"({"type": "object", "properties": {"x": {"type": "array", "minItems": 3,
-          "maxItems": 2}}})", "minItems"},
-      {R"({"type": "object", "properties": {"x": false}})", "false"},
+          "maxItems": 2}}})",
+       "minItems"},
+      {R"({"type": "object", "properties": {"x": false}, "required": ["x"]})", "required"},
+      {R"({"type": "object", "properties": {"x": {"type": "string", "const": 3}}})",
+       "fits its type"},
+      {R"({"type": "object", "properties": {"m": {"type": "object",
+          "additionalProperties": {"type": "integer"}}}})",
+       "additionalProperties"},
+      {R"({"type": "object", "properties": {"x": {"type": "array", "minItems": 5000}}})",
+       "minItems"},
       {R"("object")", "schema object"},
   };
   for (const auto& [text, needle] : cases) {
