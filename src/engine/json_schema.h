@@ -14,6 +14,7 @@
 // Thread-safety: SchemaState is a plain value; JsonSchema is immutable once compiled.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <limits>
@@ -55,7 +56,19 @@ struct JsonSchema {
 
 class SchemaState {
  public:
-  explicit SchemaState(const JsonSchema* schema = nullptr) : schema_(schema) {}
+  explicit SchemaState(const JsonSchema* schema = nullptr) : schema_(schema), frames_{} {}
+  // Copies only the live frames: the mask copies the state once per candidate token.
+  SchemaState(const SchemaState& o) { *this = o; }
+  SchemaState& operator=(const SchemaState& o) {
+    schema_ = o.schema_;
+    json_ = o.json_;
+    std::copy_n(o.frames_.begin(), o.json_.depth_, frames_.begin());
+    scalar_node_ = o.scalar_node_;
+    lit_ = o.lit_;
+    lit_pos_ = o.lit_pos_;
+    lit_mask_ = o.lit_mask_;
+    return *this;
+  }
 
   bool feed(uint8_t c);
   bool feed(std::string_view bytes) {
@@ -101,7 +114,7 @@ class SchemaState {
 
   const JsonSchema* schema_;
   JsonState json_;
-  std::array<Frame, JsonState::kMaxDepth> frames_{};
+  std::array<Frame, JsonState::kMaxDepth> frames_;  // [0, json_.depth_) are live
   int32_t scalar_node_ = kAnyNode;  // the schema of the string or number being read
   int32_t lit_ = kNoLiteral;        // node whose literals are being matched, or kKeyLiteral
   uint32_t lit_pos_ = 0;
