@@ -115,8 +115,8 @@ class SchemaState {
   const JsonSchema* schema_;
   JsonState json_;
   std::array<Frame, JsonState::kMaxDepth> frames_;  // [0, json_.depth_) are live
-  int32_t scalar_node_ = kAnyNode;  // the schema of the string or number being read
-  int32_t lit_ = kNoLiteral;        // node whose literals are being matched, or kKeyLiteral
+  int32_t scalar_node_ = kAnyNode;                  // the schema of the string or number being read
+  int32_t lit_ = kNoLiteral;  // node whose literals are being matched, or kKeyLiteral
   uint32_t lit_pos_ = 0;
   uint64_t lit_mask_ = 0;  // candidates still matching
 };

@@ -54,27 +54,45 @@ Status Runner::score_prompt_rows() {
   return Status::ok();
 }
 
-Runner::DeviceSampling Runner::device_sampling(const StepPlan& plan) const {
+Runner::DeviceSampling Runner::device_sampling(const StepPlan& plan) {
+  host_only_.clear();
   if (!device_greedy_) return DeviceSampling::kNone;
   bool greedy = true;
+  bool any_device = false;
   for (const ScheduledSeq& e : plan.seqs) {
     if (!e.needs_logits) continue;
     auto it = sampling_.find(e.id);
     CARPOOL_CHECK(it != sampling_.end());
     const SeqSampling& ss = *it->second;
+    if (ss.prompt_logprobs >= 0) return DeviceSampling::kNone;
     // Sampler::sample at temperature 0 applies the penalties, then takes the argmax; top_k,
-    // top_p, min_p and the seed are not read. Penalties need the token counts and logprobs the
-    // logits, both on the host.
+    // top_p, min_p and the seed are not read. Penalties need the token counts, logprobs the
+    // logits, JSON mode its state and the vocabulary's bytes, logit bias the logits: the host.
     const SamplingParams& p = ss.sampler.params();
-    if (p.repetition_penalty != 1.f || p.frequency_penalty != 0.f || p.presence_penalty != 0.f ||
-        ss.logprobs >= 0 || ss.prompt_logprobs >= 0 || p.json_vocab != nullptr ||
-        !p.logit_bias.empty()) {
-      return DeviceSampling::kNone;
-    }
+    const bool host = p.repetition_penalty != 1.f || p.frequency_penalty != 0.f ||
+                      p.presence_penalty != 0.f || ss.logprobs >= 0 || p.json_vocab != nullptr ||
+                      !p.logit_bias.empty();
+    host_only_.push_back(host ? 1 : 0);
+    if (host) continue;
+    any_device = true;
     greedy = greedy && p.temperature == 0.f;
   }
+  if (!any_device) return DeviceSampling::kNone;
   if (greedy) return device_argmax_missing_ ? DeviceSampling::kNone : DeviceSampling::kGreedy;
   return device_draws_ == 0 ? DeviceSampling::kNone : DeviceSampling::kDraw;
+}
+
+void Runner::sample_host_only_rows(const Tensor& logits, std::vector<SampledToken>& sampled) {
+  Backend& be = model_.backend();
+  const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
+  logits_.resize(vocab);
+  scratch_.resize(std::max<size_t>(scratch_.size(), 1));
+  for (size_t row = 0; row < host_only_.size(); ++row) {
+    if (host_only_[row] == 0) continue;
+    be.download(logits_.data(), logits.rows_view(static_cast<int64_t>(row), 1),
+                vocab * sizeof(float));
+    sample_row(*host_rows_[row], {logits_.data(), vocab}, scratch_[0], sampled[row]);
+  }
 }
 
 Status Runner::ensure_device_ids() {
@@ -90,12 +108,16 @@ void Runner::take_device_ids(const StepPlan& plan, int64_t n, std::vector<Sample
   model_.backend().download(argmax_host_.data(), argmax_ids_.rows_view(0, n),
                             argmax_host_.size() * sizeof(int32_t));
   size_t row = 0;
+  host_rows_.clear();
   for (const ScheduledSeq& e : plan.seqs) {
     if (!e.needs_logits) continue;
     SeqSampling& ss = *sampling_.find(e.id)->second;
+    host_rows_.push_back(&ss);
     SampledToken t;
-    t.token = argmax_host_[row++];
-    ss.sampler.accept(t.token);
+    t.token = argmax_host_[row];
+    // A host-only row's device token is dropped: sample_host_only_rows picks it.
+    if (row >= host_only_.size() || host_only_[row] == 0) ss.sampler.accept(t.token);
+    ++row;
     sampled.push_back(std::move(t));
   }
 }
@@ -142,7 +164,17 @@ Result<bool> Runner::sample_draws_on_device(const StepPlan& plan, const Tensor& 
     if (!e.needs_logits) continue;
     Sampler& s = sampling_.find(e.id)->second->sampler;
     const SamplingParams& p = s.params();
-    float* f = &draw_host_[row++ * kF];
+    float* f = &draw_host_[row * kF];
+    if (row < host_only_.size() && host_only_[row] != 0) {  // sampled on the host afterwards:
+      f[0] = 0.f;                                           // a plain argmax, no draw taken
+      f[1] = 0.f;
+      f[2] = 1.f;
+      f[3] = 0.f;
+      f[4] = 0.f;
+      ++row;
+      continue;
+    }
+    ++row;
     f[0] = p.temperature;
     f[1] = p.top_k > 0 && p.top_k < vocab ? static_cast<float>(p.top_k) : 0.f;
     f[2] = p.top_p;
@@ -299,7 +331,11 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
     case DeviceSampling::kNone:
       break;
   }
-  if (!on_device) sample_on_host(plan, out.value(), sampled);
+  if (!on_device) {
+    sample_on_host(plan, out.value(), sampled);
+  } else if (std::find(host_only_.begin(), host_only_.end(), 1) != host_only_.end()) {
+    sample_host_only_rows(out.value(), sampled);
+  }
   // Prompt rows after sampling: row_logits() reuses the buffer the sampled logits came from.
   if (!prompt_rows_.empty()) CARPOOL_RETURN_IF_ERROR(score_prompt_rows());
   // A sequence's first sampled token follows its whole prompt: hand over its prompt logprobs.

@@ -7,15 +7,16 @@
 // sequence whose computed tokens catch up with its known tokens), and sampled with each
 // sequence's own Sampler.
 //
-// Sampling on the device: when every row that samples in a step is plain greedy (temperature 0,
-// no penalties, no logprobs or prompt logprobs: the token is then the argmax of the raw logits
-// and nothing else reads them), the backend picks the tokens (Backend::argmax_rows) and only
-// [rows] int32 ids come back instead of [rows, vocab] floats: the host sampler's tokens. When
-// every such row is free of penalties, logprobs and prompt logprobs but some sample (temperature,
-// top-k, top-p, min-p), the backend draws them (Backend::sample_rows) with one uniform per row
-// from each sequence's own generator: the host sampler's distribution, and seeded requests stay
-// reproducible on that backend. Otherwise, or where the backend lacks the op (the CPU backend
-// draws on the host, with its compute threads), the logits are downloaded once per step and
+// Sampling on the device: a row whose sequence has penalties, logprobs, JSON mode or a logit
+// bias reads its logits on the host; the others go to the device. When every device row is plain
+// greedy (temperature 0: the token is the argmax of the raw logits), the backend picks the tokens
+// (Backend::argmax_rows) and only [rows] int32 ids come back instead of [rows, vocab] floats: the
+// host sampler's tokens. When some sample (temperature, top-k, top-p, min-p), the backend draws
+// them (Backend::sample_rows) with one uniform per row from each sequence's own generator: the
+// host sampler's distribution, and seeded requests stay reproducible on that backend. The host
+// rows beside them are then downloaded one by one and sampled on the host. Where no row can use
+// the device, a sequence asks for prompt logprobs, or the backend lacks the op (the CPU backend
+// draws on the host, with its compute threads), all the logits are downloaded once per step and
 // sampled on the host.
 //
 // Prompt logprobs (scoring the prompt): a sequence registered with prompt_logprobs >= 0 also
@@ -105,12 +106,17 @@ class Runner {
     int pos = 0;
     int32_t next_token = 0;
   };
-  // How the device can sample the entries of `plan` with needs_logits: kGreedy where all of
-  // them sample plain greedy from the raw logits (temperature 0, no penalties, no logprobs, no
-  // prompt logprobs, no JSON mode, no logit bias: the argmax), kDraw where none has penalties,
-  // (prompt) logprobs, JSON mode or a logit bias, kNone otherwise.
+  // How the device can sample the entries of `plan` with needs_logits. A row needs the host when
+  // its sequence has penalties, logprobs, JSON mode or a logit bias (host_only_[row] = 1); the
+  // other rows go to the device: kGreedy where all of them sample plain greedy from the raw
+  // logits (the argmax), else kDraw. kNone (every row on the host): no row can use the device,
+  // device sampling is off, or a sequence asks for prompt logprobs (their scoring reads the
+  // host copy of the logits).
   enum class DeviceSampling { kNone, kGreedy, kDraw };
-  DeviceSampling device_sampling(const StepPlan& plan) const;
+  DeviceSampling device_sampling(const StepPlan& plan);
+  // After a device path: the host_only_ rows sampled on the host (their device tokens dropped),
+  // each row's logits downloaded alone.
+  void sample_host_only_rows(const Tensor& logits, std::vector<SampledToken>& sampled);
   // The token buffer of the device paths, I32 [max_logit_rows, 1], made at first use.
   Status ensure_device_ids();
   // Appends one token per needs_logits entry of `plan`, picked by Backend::argmax_rows from
@@ -153,6 +159,7 @@ class Runner {
   int64_t device_draw_steps_ = 0;
   Tensor argmax_ids_;                 // I32 [max_logit_rows, 1] backend memory, made at first use
   std::vector<int32_t> argmax_host_;  // [n_logits]
+  std::vector<uint8_t> host_only_;    // [n_logits] of the step: 1 where the row needs the host
   Tensor draw_params_;                // F32 [max_logit_rows, kRowSamplingFloats], at first use
   std::vector<float> draw_host_;      // [n_logits * kRowSamplingFloats]
 };

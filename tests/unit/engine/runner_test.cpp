@@ -7,8 +7,8 @@
 //   seq 1     [prompt]   d     d     d     d     d
 //   seq 2     [prompt]   d     d     d     d     d
 //
-// The device path must be taken exactly when every sampled row is plain greedy, and give the
-// tokens the host path gives.
+// The device path serves the plain greedy rows (the others, which read the logits, are sampled
+// on the host beside them) and must give the tokens the host path gives.
 #include "engine/runner.h"
 
 #include <gtest/gtest.h>
@@ -147,7 +147,7 @@ TEST_F(RunnerTest, GreedyStepsSampleOnTheDeviceWithTheHostsTokens) {
   EXPECT_EQ(device.tokens, host.tokens);
 }
 
-TEST_F(RunnerTest, RowsThatReadTheLogitsKeepTheStepOnTheHost) {
+TEST_F(RunnerTest, RowsThatReadTheLogitsAreSampledOnTheHostBesideTheDeviceRows) {
   SeqSetup logprobs = greedy();
   logprobs.logprobs = 2;
   SeqSetup presence = greedy();
@@ -156,24 +156,34 @@ TEST_F(RunnerTest, RowsThatReadTheLogitsKeepTheStepOnTheHost) {
   frequency.params.frequency_penalty = 0.5f;
   SeqSetup repetition = greedy();
   repetition.params.repetition_penalty = 1.3f;
-  SeqSetup sampled;
-  sampled.params.temperature = 0.8f;
-  sampled.params.seed = 42;
-  for (const SeqSetup& odd : {logprobs, presence, frequency, repetition, sampled}) {
+  SeqSetup bias = greedy();
+  bias.params.logit_bias = {{17, 5.f}, {99, -100.f}};
+  // The plain greedy rows take the device's argmax; the odd one is sampled on the host from its
+  // own row: the same tokens (and logprobs) as with every row on the host.
+  for (const SeqSetup& odd : {logprobs, presence, frequency, repetition, bias}) {
     const std::vector<SeqSetup> setups = {greedy(), odd, greedy()};
     RunResult device = run(setups, true);
     RunResult host = run(setups, false);
-    EXPECT_EQ(device.device_steps, 0);
-    // The CPU backend has no sample_rows: asking (for the sampled row) must not advance any
-    // generator, so the tokens stay the host's.
-    EXPECT_EQ(device.draw_steps, 0);
+    EXPECT_EQ(device.device_steps, kSteps);
     EXPECT_EQ(device.tokens, host.tokens);
     EXPECT_EQ(device.logprobs, host.logprobs);
   }
-  // The same greedy rows alone go to the device, with the same tokens as beside the odd one.
+  // No row for the device: the step stays on the host.
+  RunResult all_host = run({logprobs, presence}, true);
+  EXPECT_EQ(all_host.device_steps, 0);
+  EXPECT_EQ(all_host.tokens, run({logprobs, presence}, false).tokens);
+  // A sampled row: the CPU backend has no sample_rows, and asking must not advance any
+  // generator, so the tokens stay the host's.
+  SeqSetup sampled;
+  sampled.params.temperature = 0.8f;
+  sampled.params.seed = 42;
+  RunResult device = run({greedy(), sampled, greedy()}, true);
+  EXPECT_EQ(device.device_steps, 0);
+  EXPECT_EQ(device.draw_steps, 0);
+  EXPECT_EQ(device.tokens, run({greedy(), sampled, greedy()}, false).tokens);
+  // The greedy rows get the same tokens alone as beside the odd one.
   RunResult alone = run({greedy(), greedy(), greedy()}, true);
   RunResult mixed = run({greedy(), presence, greedy()}, true);
-  EXPECT_EQ(alone.device_steps, kSteps);
   EXPECT_EQ(alone.tokens[0], mixed.tokens[0]);
   EXPECT_EQ(alone.tokens[2], mixed.tokens[2]);
 }
