@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/sampler.h"
+#include "mask_walks.h"
 
 namespace carpool {
 namespace {
@@ -140,39 +141,11 @@ TEST(MaskJson, KeepsExactlyTheTokensThatContinue) {
 // within the limits), and an end id exactly when the object is closed. Random walks, half of the
 // bytes from digits, '.', 'e', '-', whitespace and brackets to reach the limits.
 TEST(MaskJson, NoDeadEnds) {
-  TokenBytes v;
-  v.text.resize(257);
-  for (int b = 0; b < 256; ++b) {
-    v.text[static_cast<size_t>(b + 1)] = std::string(1, static_cast<char>(b));
-  }
-  v.end_ids = {0};
-  v.index();
-  std::mt19937 g(5);
-  const std::string favoured = "0123456789.eE-+ \n[{\"a:,";
   int closed = 0;
-  for (int walk = 0; walk < 300; ++walk) {
-    JsonState s;
-    for (int step = 0; step < 400; ++step) {
-      std::vector<float> logits(v.text.size(), 0.f);
-      mask_json(s, v, logits);
-      std::vector<int32_t> ok;
-      for (size_t i = 0; i < logits.size(); ++i) {
-        if (std::isfinite(logits[i])) ok.push_back(static_cast<int32_t>(i));
-      }
-      ASSERT_FALSE(ok.empty());
-      ASSERT_EQ(std::isfinite(logits[0]), s.complete());
-      if (s.complete()) {
-        ++closed;
-        break;
-      }
-      int32_t pick = ok[g() % ok.size()];
-      if (g() % 2 == 0) {
-        const int32_t f = static_cast<uint8_t>(favoured[g() % favoured.size()]) + 1;
-        if (std::isfinite(logits[static_cast<size_t>(f)])) pick = f;
-      }
-      ASSERT_TRUE(s.feed(v.text[static_cast<size_t>(pick)]));
-    }
-  }
+  random_walks(
+      JsonState{}, "0123456789.eE-+ \n[{\"a:,", [](std::mt19937& g) { return g() % 2 == 0; }, 300,
+      400, 5, &closed);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_GT(closed, 0);
 }
 
@@ -219,7 +192,9 @@ TEST(SamplerJson, SampledTextIsAJsonObject) {
     }
     JsonState check;
     ASSERT_TRUE(check.feed(text)) << text;
-    if (ended) EXPECT_TRUE(check.complete()) << text;
+    if (ended) {
+      EXPECT_TRUE(check.complete()) << text;
+    }
   }
 }
 

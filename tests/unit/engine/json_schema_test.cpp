@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "mask_walks.h"
+
 namespace carpool {
 namespace {
 
@@ -128,39 +130,11 @@ TEST(SchemaState, PrefixLiteralsEmptyArraysAndEscapedKeys) {
 // closed; random walks through the schema over a vocabulary of single bytes.
 TEST(SchemaState, NoDeadEnds) {
   const JsonSchema schema = test_schema();
-  TokenBytes v;
-  v.text.resize(257);
-  for (int b = 0; b < 256; ++b) {
-    v.text[static_cast<size_t>(b + 1)] = std::string(1, static_cast<char>(b));
-  }
-  v.end_ids = {0};
-  v.index();
-  std::mt19937 g(9);
-  const std::string favoured = "0123456789.e-\"xy7]}{[,: tfn";
   int closed = 0;
-  for (int walk = 0; walk < 200; ++walk) {
-    SchemaState s(&schema);
-    for (int step = 0; step < 600; ++step) {
-      std::vector<float> logits(v.text.size(), 0.f);
-      mask_tokens(s, v, logits);
-      std::vector<int32_t> ok;
-      for (size_t i = 0; i < logits.size(); ++i) {
-        if (std::isfinite(logits[i])) ok.push_back(static_cast<int32_t>(i));
-      }
-      ASSERT_FALSE(ok.empty());
-      ASSERT_EQ(std::isfinite(logits[0]), s.complete());
-      if (s.complete()) {
-        ++closed;
-        break;
-      }
-      int32_t pick = ok[g() % ok.size()];
-      if (g() % 3 != 0) {
-        const int32_t f = static_cast<uint8_t>(favoured[g() % favoured.size()]) + 1;
-        if (std::isfinite(logits[static_cast<size_t>(f)])) pick = f;
-      }
-      ASSERT_TRUE(s.feed(v.text[static_cast<size_t>(pick)]));
-    }
-  }
+  random_walks(
+      SchemaState(&schema), "0123456789.e-\"xy7]}{[,: tfn",
+      [](std::mt19937& g) { return g() % 3 != 0; }, 200, 600, 9, &closed);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_GT(closed, 10);
 }
 
