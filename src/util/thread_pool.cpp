@@ -42,22 +42,43 @@ void ThreadPool::claim_and_run(uint64_t generation, int thread_index) {
     uint64_t cur = next_.load(std::memory_order_acquire);
     if ((cur & ~uint64_t{0xffffffffu}) != tag(generation)) return;  // a newer job started
     // The slot was written before next_ got this tag (release/acquire), and it is not rewritten
-    // while a chunk of this job is unfinished, which a successful claim below guarantees.
-    const int64_t n_chunks = job.n_chunks.load(std::memory_order_relaxed);
-    const int64_t c = static_cast<int64_t>(cur & 0xffffffffu);
-    if (c >= n_chunks) return;
-    if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) continue;
-    const int64_t chunk = job.chunk.load(std::memory_order_relaxed);
-    const int64_t begin = c * chunk;
-    const int64_t end = std::min(job.n.load(std::memory_order_relaxed), begin + chunk);
+    // while an index of this job is unfinished, which a successful claim below guarantees.
+    const int64_t n = job.n.load(std::memory_order_relaxed);
+    const int64_t begin = static_cast<int64_t>(cur & 0xffffffffu);
+    if (begin >= n) return;
+    const int64_t grain = job.grain.load(std::memory_order_relaxed);
+    int64_t size = std::max((n - begin) / job.shares.load(std::memory_order_relaxed),
+                            job.min_chunk.load(std::memory_order_relaxed));
+    size = (size + grain - 1) / grain * grain;
+    const int64_t end = std::min(n, begin + size);
+    if (!next_.compare_exchange_weak(cur, tag(generation) | static_cast<uint64_t>(end),
+                                     std::memory_order_acq_rel)) {
+      continue;
+    }
     job.thunk.load(std::memory_order_relaxed)(job.ctx.load(std::memory_order_relaxed), begin, end,
                                               thread_index);
-    if (done_chunks_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_chunks) {
+    if (done_.fetch_add(end - begin, std::memory_order_acq_rel) + (end - begin) == n) {
       std::lock_guard<std::mutex> lock(mu_);  // pairs with the caller's predicate check
       done_cv_.notify_one();
     }
   }
 }
+
+namespace {
+
+// A job larger than kMaxJob indices runs as consecutive jobs; this shifts their ranges.
+struct Offset {
+  void (*thunk)(void*, int64_t, int64_t, int);
+  void* ctx;
+  int64_t offset;
+};
+void offset_thunk(void* ctx, int64_t b, int64_t e, int t) {
+  const Offset& o = *static_cast<const Offset*>(ctx);
+  o.thunk(o.ctx, o.offset + b, o.offset + e, t);
+}
+constexpr int64_t kMaxJob = int64_t{1} << 31;
+
+}  // namespace
 
 void ThreadPool::run(int64_t n, int64_t grain, Thunk thunk, void* ctx) {
   grain = std::max<int64_t>(grain, 1);
@@ -66,18 +87,29 @@ void ThreadPool::run(int64_t n, int64_t grain, Thunk thunk, void* ctx) {
     thunk(ctx, 0, n, 0);
     return;
   }
-  // A few chunks per thread balance uneven work without much scheduling overhead.
-  const int64_t target_chunks = std::min<int64_t>(max_parallel * 4, (n + grain - 1) / grain);
-  const int64_t chunk = (n + target_chunks - 1) / target_chunks;
-  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  if (n <= kMaxJob) return run_job(n, grain, max_parallel, thunk, ctx);
+  const int64_t step = kMaxJob / grain * grain;
+  for (int64_t off = 0; off < n; off += step) {
+    Offset o{thunk, ctx, off};
+    run_job(std::min(step, n - off), grain, max_parallel, offset_thunk, &o);
+  }
+}
+
+void ThreadPool::run_job(int64_t n, int64_t grain, int64_t max_parallel, Thunk thunk, void* ctx) {
+  // Guided chunks: a claim takes half of a thread's fair share of what is left, so the early
+  // chunks are large (few claims) and the last ones small (the threads end close together); the
+  // floor, 1/16 of a thread's share of the whole job, bounds the number of claims.
+  const int64_t shares = 2 * max_parallel;
+  const int64_t min_chunk = std::max(grain, (n + 16 * max_parallel - 1) / (16 * max_parallel));
   const uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
   Job& job = jobs_[g & 1];
   job.thunk.store(thunk, std::memory_order_relaxed);
   job.ctx.store(ctx, std::memory_order_relaxed);
   job.n.store(n, std::memory_order_relaxed);
-  job.chunk.store(chunk, std::memory_order_relaxed);
-  job.n_chunks.store(n_chunks, std::memory_order_relaxed);
-  done_chunks_.store(0, std::memory_order_relaxed);
+  job.grain.store(grain, std::memory_order_relaxed);
+  job.min_chunk.store(min_chunk, std::memory_order_relaxed);
+  job.shares.store(shares, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
   next_.store(tag(g), std::memory_order_release);
   {
     // Under the mutex so that a worker about to sleep cannot miss the bump.
@@ -87,11 +119,11 @@ void ThreadPool::run(int64_t n, int64_t grain, Thunk thunk, void* ctx) {
   start_cv_.notify_all();  // cheap when every worker is still spinning
   claim_and_run(g, 0);
   for (int i = 0; i < kSpinIterations; ++i) {
-    if (done_chunks_.load(std::memory_order_acquire) == n_chunks) return;
+    if (done_.load(std::memory_order_acquire) == n) return;
     CARPOOL_PAUSE();
   }
   std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return done_chunks_.load(std::memory_order_acquire) == n_chunks; });
+  done_cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire) == n; });
 }
 
 void ThreadPool::worker_loop(int thread_index) {

@@ -4,9 +4,11 @@
 // instructions, tens of microseconds: the gap between two ops of one forward pass) and then
 // sleeps on a condition variable, so back-to-back ops start without a wake-up system call and an
 // idle pool burns no CPU. The caller waits for the last chunk the same way. parallel_for splits
-// [0, n) into contiguous chunks; the calling thread runs chunks too and returns as soon as every
-// chunk is done, without waiting for workers that were not scheduled in time (on an oversubscribed
-// machine the caller may run every chunk itself).
+// [0, n) into contiguous chunks that shrink as the job drains (each claim takes a fixed share of
+// what is left, down to a floor), so the threads finish within a small chunk of each other without
+// a claim per grain; the calling thread runs chunks too and returns as soon as every index is
+// done, without waiting for workers that were not scheduled in time (on an oversubscribed machine
+// the caller may run every chunk itself).
 //
 // Thread-safety: parallel_for must be called by one thread at a time (the backend's owner).
 #pragma once
@@ -48,11 +50,14 @@ class ThreadPool {
     std::atomic<Thunk> thunk{nullptr};
     std::atomic<void*> ctx{nullptr};
     std::atomic<int64_t> n{0};
-    std::atomic<int64_t> chunk{0};
-    std::atomic<int64_t> n_chunks{0};
+    std::atomic<int64_t> grain{1};      // chunk sizes are multiples of it (but the last)
+    std::atomic<int64_t> min_chunk{1};  // the floor of a claim
+    std::atomic<int64_t> shares{1};     // a claim takes 1/shares of what is left
   };
 
   void run(int64_t n, int64_t grain, Thunk thunk, void* ctx);
+  // One job of at most kMaxJob indices (claims keep an index in 32 bits).
+  void run_job(int64_t n, int64_t grain, int64_t max_parallel, Thunk thunk, void* ctx);
   void worker_loop(int thread_index);
   // Claims and runs chunks of job `generation` until none is left or a newer job started.
   void claim_and_run(uint64_t generation, int thread_index);
@@ -64,10 +69,10 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};  // bumped per job (under mu_, read without it)
   std::atomic<bool> stop_{false};
   Job jobs_[2];
-  // (generation mod 2^32) << 32 | index of the next unclaimed chunk of the current job. A claim
-  // is a compare-exchange on both halves, so it can only take a chunk of the job it read.
+  // (generation mod 2^32) << 32 | first unclaimed index of the current job. A claim is a
+  // compare-exchange on both halves, so it can only take a chunk of the job it read.
   std::atomic<uint64_t> next_{0};
-  std::atomic<int64_t> done_chunks_{0};  // chunks of the current job finished
+  std::atomic<int64_t> done_{0};  // indices of the current job finished
 };
 
 }  // namespace carpool
