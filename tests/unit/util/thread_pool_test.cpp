@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 namespace carpool {
@@ -18,13 +21,35 @@ TEST(ThreadPool, EveryIndexRunsExactlyOnce) {
         std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
         std::atomic<int> bad_thread{0};
         pool.parallel_for(n, grain, [&](int64_t b, int64_t e, int t) {
-          if (t < 0 || t >= threads || b >= e) bad_thread++;
+          if (t < 0 || t >= threads || b >= e || b % grain != 0) bad_thread++;
           for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
         });
         EXPECT_EQ(bad_thread.load(), 0);
         for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << i;
       }
     }
+  }
+}
+
+// Guided chunks: large first claims, small last ones, a bounded number of claims.
+TEST(ThreadPool, ChunksShrinkTowardTheEndOfAJob) {
+  ThreadPool pool(2);
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  pool.parallel_for(1000, 1, [&](int64_t b, int64_t e, int) {
+    std::lock_guard<std::mutex> lock(mu);
+    chunks.emplace_back(b, e);
+  });
+  std::sort(chunks.begin(), chunks.end());
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks.front().first, 0);
+  EXPECT_EQ(chunks.front().second, 250);  // a quarter of the job: half of one thread's share
+  EXPECT_EQ(chunks.back().second, 1000);
+  EXPECT_LE(chunks.back().second - chunks.back().first, 32);  // the floor: 1000 / (16 * 2)
+  EXPECT_LE(chunks.size(), 24u);
+  for (size_t i = 1; i < chunks.size(); ++i) {
+    EXPECT_EQ(chunks[i].first, chunks[i - 1].second);
+    EXPECT_LE(chunks[i].second - chunks[i].first, chunks[i - 1].second - chunks[i - 1].first);
   }
 }
 
