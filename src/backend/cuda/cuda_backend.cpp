@@ -65,6 +65,8 @@ Status CudaBackend::init() {
   if (const char* e = std::getenv("CARPOOL_CUDA_SAMPLING");
       e != nullptr && std::strcmp(e, "0") == 0)
     options_.device_sampling = false;
+  if (const char* e = std::getenv("CARPOOL_CUDA_GEMV"); e != nullptr && std::strcmp(e, "0") == 0)
+    options_.small_batch_gemv = false;
   graphs_on_ = options_.graphs;
   if (const char* e = std::getenv("CARPOOL_CUDA_GRAPHS"); e != nullptr && std::strcmp(e, "0") == 0)
     graphs_on_ = false;

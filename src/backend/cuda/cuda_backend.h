@@ -30,6 +30,9 @@ struct CudaBackendOptions {
   // Draw sampled rows on the device (Backend::sample_rows). Off (the runner then samples them on
   // the host) when CARPOOL_CUDA_SAMPLING=0 is set when the backend starts (A/B runs).
   bool device_sampling = true;
+  // Matmuls of up to 8 activation rows (decode) on the streaming kernel of gemv_kernels.cu
+  // instead of cuBLAS. Off when CARPOOL_CUDA_GEMV=0 is set when the backend starts (A/B runs).
+  bool small_batch_gemv = true;
 };
 
 // A backend on options.device, or an error such as "no CUDA device (...)".

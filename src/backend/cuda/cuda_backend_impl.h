@@ -95,6 +95,8 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas() const { return cublas_; }
   // A/B switch for tools: run every attention call on the generic kernel.
   void set_generic_attention(bool on) { ctx_.generic_attention = on; }
+  // A/B switch for tools: small-batch matmuls on the streaming kernel (true) or cuBLAS.
+  void set_small_batch_gemv(bool on) { options_.small_batch_gemv = on; }
 
  private:
   enum class Kind { kWeight, kKv, kOther };

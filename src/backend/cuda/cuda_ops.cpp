@@ -77,6 +77,15 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   if (m == 0 || n == 0) return;
   const void* xb = as_bf16(x, kScratchX);
   const void* wb = as_bf16(w, kScratchW);
+  if (options_.small_batch_gemv && gemv_bf16_fits(m, k, wb, xb)) {
+    const bool bias_ok = bias == nullptr || is_float_type(bias->dtype);
+    if (bias != nullptr) CARPOOL_CHECK(bias->numel() == n);
+    if (bias_ok) {
+      launch_gemv_bf16(ctx_, out.data, out.dtype, xb, wb, bias != nullptr ? bias->data : nullptr,
+                       bias != nullptr ? bias->dtype : DType::kF32, m, n, k);
+      return;
+    }
+  }
   // Row-major out[m, n] = x[m, k] w[n, k]^T is column-major out^T[n, m] = w^T... i.e. cuBLAS
   // sees w as a column-major k x n matrix (transposed) and x as column-major k x m.
   const float alpha = 1.f, beta = 0.f;

@@ -34,6 +34,17 @@ void launch_random_bf16(const LaunchCtx& ctx, void* out, int64_t n, uint64_t see
 void launch_convert(const LaunchCtx& ctx, void* out, DType out_dtype, const void* in,
                     DType in_dtype, int64_t n);
 
+// --- small-batch matmul (gemv_kernels.cu) ---
+// Decode steps of up to kGemvMaxRows tokens: y[m, n] (F32, F16 or BF16) = x[m, k] w[n, k]^T
+// (+ bias[n], F32/F16/BF16, or nullptr), x and w BF16 and dense, streamed at the memory bus
+// rather than through cuBLAS's tiles. A row's result does not depend on m.
+constexpr int64_t kGemvMaxRows = 8;
+// Whether launch_gemv_bf16 takes this shape: 1 <= m <= kGemvMaxRows, k a multiple of 8, x and w
+// 16-byte aligned.
+bool gemv_bf16_fits(int64_t m, int64_t k, const void* w, const void* x);
+void launch_gemv_bf16(const LaunchCtx& ctx, void* y, DType y_dtype, const void* x, const void* w,
+                      const void* bias, DType bias_dtype, int64_t m, int64_t n, int64_t k);
+
 // --- row-wise and element-wise ops (elementwise_kernels.cu) ---
 // out[n, d] = table[ids[i], :]; ids outside [0, vocab) give a zero row.
 void launch_embed(const LaunchCtx& ctx, void* out, DType out_dtype, const void* table,

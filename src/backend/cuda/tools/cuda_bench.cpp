@@ -2,7 +2,8 @@
 //
 //   copy      device-to-device copy bandwidth (bytes read + written), the MBU denominator
 //   gemm      backend matmul (bf16 x bf16, f32 accumulate) at 8192^3 and at Llama-3.1-8B's
-//             decode/prefill widths for batch 1, 64, 256: TFLOP/s and weight bytes streamed/s
+//             decode/prefill widths for batch 1, 64, 256: TFLOP/s and weight bytes streamed/s;
+//             at batch 1, 4 and 8 also with cuBLAS instead of the small-batch kernel ("cublas")
 //   attention paged decode attention (Llama-3.1-8B heads) at several batch x context sizes:
 //             KV bytes read/s; causal prefill at 1024 and 4096 tokens: TFLOP/s. Rows ending in
 //             "-gen" run the generic kernel on the same shapes (A/B against the fast kernels).
@@ -120,10 +121,11 @@ void bench_gemm(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int6
   const double ms =
       timer.median_ms([&](int i) { b.matmul(y, x, ws[size_t(i) % ws.size()], nullptr); }, samples);
   const double flops = 2.0 * m * n * k;
-  rows.push_back(
-      {"gemm",
-       label + " m" + std::to_string(m) + " " + std::to_string(k) + "->" + std::to_string(n), ms,
-       flops / (ms * 1e-3) / 1e12, w_bytes / (ms * 1e-3) / 1e9, "weights"});
+  char shape[96];  // (snprintf, as in bench_attention)
+  std::snprintf(shape, sizeof shape, " m%lld %lld->%lld", static_cast<long long>(m),
+                static_cast<long long>(k), static_cast<long long>(n));
+  rows.push_back({"gemm", label + shape, ms, flops / (ms * 1e-3) / 1e12,
+                  w_bytes / (ms * 1e-3) / 1e9, "weights"});
   for (Tensor& w : ws) b.free(w);
   b.free(x);
   b.free(y);
@@ -186,9 +188,11 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   const double kv_bytes = double(batch) * ctx * n_kv * hd * 2 * 2;
   // FLOPs: QK^T and PV, causal half for prefill.
   const double flops = 4.0 * batch * n_heads * hd * (prefill ? 0.5 * ctx * ctx : double(ctx));
+  char shape[64];  // (snprintf: GCC 12 warns falsely on a std::string operator+ chain, bug 105329)
+  std::snprintf(shape, sizeof shape, "b%d ctx%d h32/kv8 d128", batch, ctx);
   rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + (generic ? "-gen" : ""),
-                  "b" + std::to_string(batch) + " ctx" + std::to_string(ctx) + " h32/kv8 d128", ms,
-                  flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9, "kv read once"});
+                  shape, ms, flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9,
+                  "kv read once"});
   for (Tensor& t : cache->k) b.free(t);
   for (Tensor& t : cache->v) b.free(t);
   for (Tensor* t : {&t_qs, &t_kv, &t_bt, &q, &out}) b.free(*t);
@@ -245,6 +249,19 @@ int main(int argc, char** argv) {
     for (const Shape& s : shapes) {
       if (quick && s.n == 128256 && m != 1) continue;
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, s.name, rows);
+    }
+  }
+  // Small batches: the streaming kernel (gemv_kernels.cu, the default up to 8 rows) against
+  // cuBLAS on the same shapes, same run.
+  for (int m : {1, 4, 8}) {
+    for (const Shape& s : shapes) {
+      if (s.n == 128256 || (quick && s.n == 14336)) continue;
+      std::string label = s.name;
+      if (m != 1) bench_gemm(b, timer, l2, samples, m, s.k, s.n, label, rows);
+      label += " cublas";
+      b.set_small_batch_gemv(false);
+      bench_gemm(b, timer, l2, samples, m, s.k, s.n, label, rows);
+      b.set_small_batch_gemv(true);
     }
   }
   bench_gemm(b, timer, l2, samples, 4096, 4096, 14336, "prefill gate", rows);

@@ -284,6 +284,10 @@ std::vector<CaseResult> run_cuda_extra_cases(Backend& b, uint64_t seed, double t
   wide_matmul_case(b, rng, 1, 4096, 1024, DType::kBF16, out);
   wide_matmul_case(b, rng, 64, 4096, 1536, DType::kF32, out);
   wide_matmul_case(b, rng, 257, 2048, 513, DType::kBF16, out);
+  // Decode widths on the small-batch kernel (up to 8 rows): n not a multiple of its rows per warp.
+  wide_matmul_case(b, rng, 2, 14336, 4096, DType::kBF16, out);
+  wide_matmul_case(b, rng, 5, 4096, 1001, DType::kBF16, out);
+  wide_matmul_case(b, rng, 8, 4096, 6144, DType::kF32, out);
   rope_kv_write_case(b, rng, 37, 32, 8, 128, RopeStyle::kNeox, out);
   rope_kv_write_case(b, rng, 5, 14, 2, 64, RopeStyle::kInterleaved, out);
   run_fused_projection_cases(b, seed, out);

@@ -1,0 +1,127 @@
+// Small-batch matmul for decode: y[m, n] = x[m, k] w[n, k]^T (+ bias), bf16 x and w, m <= 8.
+//
+// At a few activation rows a linear layer is a stream over its weights: every weight byte is read
+// once and used m times, so the kernel's only job is to keep enough loads in flight to hold the
+// memory bus busy. Each warp owns R consecutive weight rows; its lanes walk k in 16-byte chunks
+// (8 bf16), U chunks per lane at a time, all loads of a round issued before any arithmetic. The
+// weights are read with an evict-first hint (they never fit in L2); the activations (m x k, a
+// few KB to 200 KB) stay in L1/L2 and are re-read per weight row group. Products accumulate in
+// f32 per lane, in the same order for every row of x, then a warp shuffle tree sums the lanes: a
+// row's result does not depend on how many other rows share the launch.
+#include "backend/cuda/device_utils.cuh"
+
+namespace carpool::cuda {
+namespace {
+
+constexpr int kGemvThreads = 128;  // 4 warps per block
+constexpr int kUnroll = 4;         // 16-byte chunks per lane and round
+
+// The 8 bf16 of a 16-byte chunk as floats (bf16 is the upper half of an f32).
+__device__ __forceinline__ void bf16x8_to_f32(const uint4& v, float (&f)[8]) {
+  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(u[i] << 16);
+    f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+  }
+}
+
+template <int M, int R>
+__global__ void __launch_bounds__(kGemvThreads)
+    gemv_bf16_kernel(const uint4* __restrict__ w, const uint4* __restrict__ x, void* y,
+                     DType y_dtype, const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row0 = (blockIdx.x * int64_t(kGemvThreads) + threadIdx.x) / 32 * R;
+  if (row0 >= n) return;  // whole warps exit together
+  float acc[R][M];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int i = 0; i < M; ++i) acc[r][i] = 0.f;
+  // Rows past n (the last warp of a matrix whose n is not a multiple of R) read row n - 1 again
+  // and are not stored.
+  const uint4* wr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) wr[r] = w + min(row0 + r, n - 1) * k8;
+
+  for (int64_t c0 = lane; c0 < k8; c0 += 32 * kUnroll) {
+    uint4 wv[kUnroll][R];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t c = c0 + 32 * u;
+#pragma unroll
+      for (int r = 0; r < R; ++r) wv[u][r] = c < k8 ? __ldcs(wr[r] + c) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t c = c0 + 32 * u;
+      if (c >= k8) break;
+      float wf[R][8];
+#pragma unroll
+      for (int r = 0; r < R; ++r) bf16x8_to_f32(wv[u][r], wf[r]);
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        float xf[8];
+        bf16x8_to_f32(__ldg(x + i * k8 + c), xf);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[r][i] = fmaf(wf[r][e], xf[e], acc[r][i]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int i = 0; i < M; ++i) acc[r][i] = warp_sum(acc[r][i]);
+  // Lane r * M + i stores row r of the warp's weights for activation row i.
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int i = 0; i < M; ++i) {
+      if (lane == (r * M + i) % 32 && row0 + r < n) {
+        float v = acc[r][i];
+        if (bias != nullptr) v += load_f(bias, row0 + r, bias_dtype);
+        store_f(y, i * n + row0 + r, y_dtype, v);
+      }
+    }
+  }
+}
+
+template <int M>
+void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
+              const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
+  // More rows per warp at one or two activation rows: more weight bytes in flight per warp.
+  constexpr int R = M <= 2 ? 4 : 2;
+  constexpr int rows_per_block = kGemvThreads / 32 * R;
+  const unsigned blocks = static_cast<unsigned>(ceil_div(n, rows_per_block));
+  gemv_bf16_kernel<M, R>
+      <<<blocks, kGemvThreads, 0, ctx.stream>>>(w, x, y, y_dtype, bias, bias_dtype, n, k8);
+}
+
+}  // namespace
+
+bool gemv_bf16_fits(int64_t m, int64_t k, const void* w, const void* x) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return m >= 1 && m <= kGemvMaxRows && k > 0 && k % 8 == 0 && aligned(w) && aligned(x);
+}
+
+void launch_gemv_bf16(const LaunchCtx& ctx, void* y, DType y_dtype, const void* x, const void* w,
+                      const void* bias, DType bias_dtype, int64_t m, int64_t n, int64_t k) {
+  const auto* w4 = static_cast<const uint4*>(w);
+  const auto* x4 = static_cast<const uint4*>(x);
+  const int64_t k8 = k / 8;
+  switch (m) {
+    case 1: launch_m<1>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+    case 2: launch_m<2>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+    case 3: launch_m<3>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+    case 4: launch_m<4>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+    case 5: launch_m<5>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+    case 6: launch_m<6>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+    case 7: launch_m<7>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+    default: launch_m<8>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+  }
+  check_launch(ctx);
+}
+
+}  // namespace carpool::cuda
