@@ -65,6 +65,8 @@ Status CudaBackend::init() {
   if (const char* e = std::getenv("CARPOOL_CUDA_SAMPLING");
       e != nullptr && std::strcmp(e, "0") == 0)
     options_.device_sampling = false;
+  if (const char* e = std::getenv("CARPOOL_CUDA_PDL"); e != nullptr && std::strcmp(e, "1") == 0)
+    ctx_.pdl = prop.major >= 9;
   if (const char* e = std::getenv("CARPOOL_CUDA_GEMV"); e != nullptr && std::strcmp(e, "0") == 0)
     options_.small_batch_gemv = false;
   graphs_on_ = options_.graphs;

@@ -5,9 +5,14 @@
 // memory bus busy. Each warp owns R consecutive weight rows; its lanes walk k in 16-byte chunks
 // (8 bf16), U chunks per lane at a time, all loads of a round issued before any arithmetic. The
 // weights are read with an evict-first hint (they never fit in L2); the activations (m x k, a
-// few KB to 200 KB) stay in L1/L2 and are re-read per weight row group. Products accumulate in
-// f32 per lane, in the same order for every row of x, then a warp shuffle tree sums the lanes: a
-// row's result does not depend on how many other rows share the launch.
+// few KB to 200 KB) stay in L1/L2 and are re-read per weight row group, with coherent loads
+// (under PDL they are written by the kernel still running when this one starts). Products
+// accumulate in f32 per lane, in the same order for every row of x, then a warp shuffle tree sums
+// the lanes: a row's result does not depend on how many other rows share the launch.
+//
+// With LaunchCtx::pdl (Hopper and newer, CARPOOL_CUDA_PDL=1) the kernel is launched as a
+// programmatic dependent of the previous kernel on the stream: its blocks start while that kernel
+// drains and load their first weights before waiting for its results.
 #include "backend/cuda/device_utils.cuh"
 
 namespace carpool::cuda {
@@ -28,8 +33,8 @@ __device__ __forceinline__ void bf16x8_to_f32(const uint4& v, float (&f)[8]) {
 
 template <int M, int R>
 __global__ void __launch_bounds__(kGemvThreads)
-    gemv_bf16_kernel(const uint4* __restrict__ w, const uint4* __restrict__ x, void* y,
-                     DType y_dtype, const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
+    gemv_bf16_kernel(const uint4* __restrict__ w, const uint4* x, void* y, DType y_dtype,
+                     const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
   const int lane = threadIdx.x % 32;
   const int64_t row0 = (blockIdx.x * int64_t(kGemvThreads) + threadIdx.x) / 32 * R;
   if (row0 >= n) return;  // whole warps exit together
@@ -44,14 +49,23 @@ __global__ void __launch_bounds__(kGemvThreads)
 #pragma unroll
   for (int r = 0; r < R; ++r) wr[r] = w + min(row0 + r, n - 1) * k8;
 
-  for (int64_t c0 = lane; c0 < k8; c0 += 32 * kUnroll) {
-    uint4 wv[kUnroll][R];
+  uint4 wv[kUnroll][R];
+  const auto load_round = [&](int64_t c0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + 32 * u;
 #pragma unroll
       for (int r = 0; r < R; ++r) wv[u][r] = c < k8 ? __ldcs(wr[r] + c) : make_uint4(0, 0, 0, 0);
     }
+  };
+  // The weights do not depend on the previous kernel: with programmatic dependent launch the
+  // first round is in flight while that kernel finishes; x is read only after the wait.
+  load_round(lane);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cudaGridDependencySynchronize();  // returns at once without a programmatic dependency
+#endif
+  for (int64_t c0 = lane; c0 < k8; c0 += 32 * kUnroll) {
+    if (c0 != lane) load_round(c0);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + 32 * u;
@@ -62,7 +76,7 @@ __global__ void __launch_bounds__(kGemvThreads)
 #pragma unroll
       for (int i = 0; i < M; ++i) {
         float xf[8];
-        bf16x8_to_f32(__ldg(x + i * k8 + c), xf);
+        bf16x8_to_f32(x[i * k8 + c], xf);  // coherent load: x may be fresh (PDL)
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -70,11 +84,11 @@ __global__ void __launch_bounds__(kGemvThreads)
       }
     }
   }
+  // Every lane gets the sums; lane r * M + i stores row r of the warp's weights for x's row i.
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int i = 0; i < M; ++i) acc[r][i] = warp_sum(acc[r][i]);
-  // Lane r * M + i stores row r of the warp's weights for activation row i.
 #pragma unroll
   for (int r = 0; r < R; ++r) {
 #pragma unroll
@@ -95,8 +109,22 @@ void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DTy
   constexpr int R = M <= 2 ? 4 : 2;
   constexpr int rows_per_block = kGemvThreads / 32 * R;
   const unsigned blocks = static_cast<unsigned>(ceil_div(n, rows_per_block));
-  gemv_bf16_kernel<M, R>
-      <<<blocks, kGemvThreads, 0, ctx.stream>>>(w, x, y, y_dtype, bias, bias_dtype, n, k8);
+  if (!ctx.pdl) {
+    gemv_bf16_kernel<M, R>
+        <<<blocks, kGemvThreads, 0, ctx.stream>>>(w, x, y, y_dtype, bias, bias_dtype, n, k8);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kGemvThreads);
+  cfg.stream = ctx.stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CUDA_CHECK(
+      cudaLaunchKernelEx(&cfg, gemv_bf16_kernel<M, R>, w, x, y, y_dtype, bias, bias_dtype, n, k8));
 }
 
 }  // namespace
@@ -112,14 +140,30 @@ void launch_gemv_bf16(const LaunchCtx& ctx, void* y, DType y_dtype, const void* 
   const auto* x4 = static_cast<const uint4*>(x);
   const int64_t k8 = k / 8;
   switch (m) {
-    case 1: launch_m<1>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
-    case 2: launch_m<2>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
-    case 3: launch_m<3>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
-    case 4: launch_m<4>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
-    case 5: launch_m<5>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
-    case 6: launch_m<6>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
-    case 7: launch_m<7>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
-    default: launch_m<8>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8); break;
+    case 1:
+      launch_m<1>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
+      break;
+    case 2:
+      launch_m<2>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
+      break;
+    case 3:
+      launch_m<3>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
+      break;
+    case 4:
+      launch_m<4>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
+      break;
+    case 5:
+      launch_m<5>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
+      break;
+    case 6:
+      launch_m<6>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
+      break;
+    case 7:
+      launch_m<7>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
+      break;
+    default:
+      launch_m<8>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
+      break;
   }
   check_launch(ctx);
 }

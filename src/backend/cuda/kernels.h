@@ -21,6 +21,9 @@ struct LaunchCtx {
   // Route every attention call to the generic kernel (A/B comparisons; the environment variable
   // CARPOOL_CUDA_ATTENTION=generic sets it when the backend starts).
   bool generic_attention = false;
+  // Launch the kernels that support it as programmatic dependents of the previous kernel
+  // (compute capability 9.0+; CARPOOL_CUDA_PDL=1 when the backend starts): gemv_kernels.cu.
+  bool pdl = false;
 };
 
 // --- weights (weights_kernels.cu) ---
