@@ -1,9 +1,12 @@
 // AVX-512 kernels for packed float weights (gemm_packed_float.h). A tile is R activation rows x
 // C groups of 16 columns (R <= 8 and C <= 2, or R <= 2 and C <= 4): R * C accumulators; per k, C
 // weight vectors (F16 widened by vcvtph2ps, BF16 pairs split into their even and odd elements by
-// shifts) and one broadcast per row.
+// shifts) and one broadcast per row. F16 groups under more than one tile of rows (prefill) are
+// widened once per panel, by its first tile, into a per-thread f32 buffer that the F32 tiles of
+// the panel's other rows then read.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/gemm_packed_float.h"
@@ -22,21 +25,22 @@ namespace {
 constexpr int kRowsMax = 8;
 constexpr int kGroupsMax = 2;
 
-enum class Mode { kF32, kF16, kBF16, kBF16Dot };
+// kF16Widen: kF16 that also stores the widened weights (a panel's first tile, widen_f16_groups).
+enum class Mode { kF32, kF16, kF16Widen, kBF16, kBF16Dot };
 
 // No software prefetch: the weights stream in order and the hardware prefetcher keeps up; at one
 // row, prefetching 2 KB ahead made F16 decode slower (11-15 vs 15-24 tok/s, ~1B F16, 2 threads).
 // acc[r][c] = sum over k of w[c] column values times x row r, k in order.
 template <Mode M, int R, int C>
 inline void tile(const uint8_t* const (&w)[C], int64_t nb, size_t bb, const GemmPackedFloatArgs& a,
-                 int64_t r0, __m512 (&acc)[R][C]) {
+                 int64_t r0, __m512 (&acc)[R][C], float* widen) {
   const int64_t k = a.w->cols;
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
-  if constexpr (M == Mode::kF32 || M == Mode::kF16) {
+  if constexpr (M == Mode::kF32 || M == Mode::kF16 || M == Mode::kF16Widen) {
     const float* x = a.x + r0 * k;
     for (int64_t i = 0; i < nb; ++i) {
       __m512 wv[C];
@@ -47,6 +51,9 @@ inline void tile(const uint8_t* const (&w)[C], int64_t nb, size_t bb, const Gemm
           wv[c] = _mm512_loadu_ps(reinterpret_cast<const float*>(p));
         } else {
           wv[c] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+          if constexpr (M == Mode::kF16Widen) {
+            _mm512_storeu_ps(widen + (c * nb + i) * kPackRows, wv[c]);
+          }
         }
       }
 #pragma GCC unroll 8
@@ -101,13 +108,13 @@ inline void tile(const uint8_t* const (&w)[C], int64_t nb, size_t bb, const Gemm
   }
 }
 
+// Tile at groups [g, g + C) whose blocks (one k index of 16 columns each, bb bytes apart) start
+// at w[c]; kF16Widen also writes the widened weights to `widen`.
 template <Mode M, int R, int C>
-inline void tile_store(const GemmPackedFloatArgs& a, int64_t g, int64_t r0) {
-  const PackedWeight& pw = *a.w;
-  const uint8_t* w[C];
-  for (int c = 0; c < C; ++c) w[c] = pw.group(g + c);
+inline void tile_store(const GemmPackedFloatArgs& a, int64_t g, int64_t r0,
+                       const uint8_t* const (&w)[C], size_t bb, float* widen) {
   __m512 acc[R][C];
-  tile<M, R, C>(w, pw.blocks, pw.block_bytes, a, r0, acc);
+  tile<M, R, C>(w, a.w->blocks, bb, a, r0, acc, widen);
   for (int c = 0; c < C; ++c) {
     const int64_t j0 = (g + c) * kPackRows;
     const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + j0) : _mm512_setzero_ps();
@@ -118,10 +125,42 @@ inline void tile_store(const GemmPackedFloatArgs& a, int64_t g, int64_t r0) {
 }
 
 template <Mode M, int R, int C>
-inline void tile_rows(int rows, const GemmPackedFloatArgs& a, int64_t g, int64_t r0) {
+inline void tile_rows(int rows, const GemmPackedFloatArgs& a, int64_t g, int64_t r0,
+                      const uint8_t* const (&w)[C], size_t bb, float* widen = nullptr) {
   if constexpr (R >= 1) {
-    if (rows == R) return tile_store<M, R, C>(a, g, r0);
-    return tile_rows<M, R - 1, C>(rows, a, g, r0);
+    if (rows == R) return tile_store<M, R, C>(a, g, r0, w, bb, widen);
+    return tile_rows<M, R - 1, C>(rows, a, g, r0, w, bb, widen);
+  }
+}
+
+// C groups at g for rows [p0, p1), RMax rows per tile. F16 under more than one tile of rows: the
+// first tile widens the weights as it goes and keeps them (16 floats per k index, a per-thread
+// buffer), and the other tiles run the F32 kernel on them: vcvtph2ps once per weight instead of
+// once per weight and tile, and the weights still stream from memory under the first tile's FMAs.
+// Same products either way (widening is exact).
+template <Mode M, int C, int RMax>
+void run_tiles(const GemmPackedFloatArgs& a, int64_t g, int64_t p0, int64_t p1) {
+  const PackedWeight& pw = *a.w;
+  const uint8_t* w[C];
+  for (int c = 0; c < C; ++c) w[c] = pw.group(g + c);
+  if constexpr (M == Mode::kF16) {
+    if (p1 - p0 > RMax) {
+      thread_local std::vector<float> widened;
+      widened.resize(static_cast<size_t>(C * pw.blocks * kPackRows));
+      tile_rows<Mode::kF16Widen, RMax, C>(RMax, a, g, p0, w, pw.block_bytes, widened.data());
+      const uint8_t* wf[C];
+      for (int c = 0; c < C; ++c)
+        wf[c] = reinterpret_cast<const uint8_t*>(widened.data() + c * pw.blocks * kPackRows);
+      for (int64_t r = p0 + RMax; r < p1; r += RMax) {
+        tile_rows<Mode::kF32, RMax, C>(static_cast<int>(std::min<int64_t>(RMax, p1 - r)), a, g, r,
+                                       wf, kPackRows * sizeof(float));
+      }
+      return;
+    }
+  }
+  for (int64_t r = p0; r < p1; r += RMax) {
+    tile_rows<M, RMax, C>(static_cast<int>(std::min<int64_t>(RMax, p1 - r)), a, g, r, w,
+                          pw.block_bytes);
   }
 }
 
@@ -129,23 +168,11 @@ inline void tile_rows(int rows, const GemmPackedFloatArgs& a, int64_t g, int64_t
 template <Mode M, int C, int RMax>
 void run_groups(const GemmPackedFloatArgs& a, int64_t g0, int64_t g1, int64_t p0, int64_t p1) {
   int64_t g = g0;
-  for (; g + C <= g1; g += C) {
-    for (int64_t r = p0; r < p1; r += RMax) {
-      tile_rows<M, RMax, C>(static_cast<int>(std::min<int64_t>(RMax, p1 - r)), a, g, r);
-    }
-  }
+  for (; g + C <= g1; g += C) run_tiles<M, C, RMax>(a, g, p0, p1);
   if constexpr (C > 2) {
-    for (; g + 2 <= g1; g += 2) {
-      for (int64_t r = p0; r < p1; r += RMax) {
-        tile_rows<M, RMax, 2>(static_cast<int>(std::min<int64_t>(RMax, p1 - r)), a, g, r);
-      }
-    }
+    for (; g + 2 <= g1; g += 2) run_tiles<M, 2, RMax>(a, g, p0, p1);
   }
-  for (; g < g1; ++g) {
-    for (int64_t r = p0; r < p1; r += RMax) {
-      tile_rows<M, RMax, 1>(static_cast<int>(std::min<int64_t>(RMax, p1 - r)), a, g, r);
-    }
-  }
+  for (; g < g1; ++g) run_tiles<M, 1, RMax>(a, g, p0, p1);
 }
 
 template <Mode M>
