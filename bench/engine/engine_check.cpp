@@ -95,7 +95,9 @@ Compare compare(const std::vector<Outcome>& a, const std::vector<Outcome>& b) {
     size_t p = 0;
     while (p < a[i].tokens.size() && p < b[i].tokens.size() && a[i].tokens[p] == b[i].tokens[p])
       ++p;
-    c.firsts += " " + std::to_string(i) + "@" + std::to_string(p);
+    char first[48];  // (snprintf: GCC 12 warns falsely on a std::string operator+ chain)
+    std::snprintf(first, sizeof first, " %zu@%zu", static_cast<size_t>(i), p);
+    c.firsts += first;
   }
   return c;
 }

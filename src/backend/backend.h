@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/dtype.h"
+#include "backend/op_times.h"
 #include "util/status.h"
 
 namespace carpool {
@@ -273,6 +274,13 @@ class Backend {
   virtual void begin_device_timing() {}
   virtual void end_device_timing() {}
   virtual int64_t device_time_ns() { return -1; }
+
+  // --- device time per op (optional, profiling; op_times.h) ---
+  // While on, every op records its device time; take_op_times() returns the totals since the
+  // last take (waiting for the device) and starts afresh. Steps must run without graphs (a
+  // replayed graph is one unit to the device clock). Empty where unsupported.
+  virtual void set_op_timing(bool /*on*/) {}
+  virtual std::vector<OpTime> take_op_times() { return {}; }
 
  private:
   std::vector<std::unique_ptr<uint8_t[]>> random_weights_;  // host bytes behind default weights

@@ -45,6 +45,10 @@ int cmd_bench(int argc, char** argv) {
            "also run every decode step without graphs and compare the logits (fails above 2% "
            "of the largest logit)",
            ""},
+          {"op-times", "", "",
+           "time every op of the timed decode steps and print a table of them (steps run "
+           "without graphs)",
+           ""},
           {"json", "", "", "print one JSON object instead of text", ""},
       });
   if (Status st = args.parse(argc, argv); !st) {
@@ -88,7 +92,8 @@ int cmd_bench(int argc, char** argv) {
   if (!lm) return fail(lm.error());
   LlamaModel& model = *lm->model;
   Backend& be = *lm->backend;
-  if (args.flag("no-graphs")) be.set_graphs_enabled(false);
+  const bool op_times = args.flag("op-times");
+  if (args.flag("no-graphs") || op_times) be.set_graphs_enabled(false);
   const bool graphs = be.graphs_enabled();
   const bool check_graphs = args.flag("check-graphs") && graphs;
   const ModelConfig& cfg = model.config();
@@ -161,6 +166,7 @@ int cmd_bench(int argc, char** argv) {
       kvl[s] = p + 1;
     }
     ForwardBatch b{ids, pos, slots, qs, kvl, table, blocks_per_seq, rows};
+    if (op_times && step == warmup) be.set_op_timing(true);
     double t0 = now_s();
     auto out = model.forward(b, kv.value());
     if (!out) return fail(out.error());
@@ -192,6 +198,10 @@ int cmd_bench(int argc, char** argv) {
       }
     }
   }
+  be.set_op_timing(false);
+  const std::vector<OpTime> ops = op_times ? be.take_op_times() : std::vector<OpTime>{};
+  double ops_s = 0;
+  for (const OpTime& o : ops) ops_s += o.seconds;
   std::sort(step_s.begin(), step_s.end());
   const double median = step_s[step_s.size() / 2];
   double total = 0;
@@ -215,12 +225,25 @@ int cmd_bench(int argc, char** argv) {
         "\"decode_tokens_per_s\": %.2f, \"decode_bytes_per_s\": %.4g, \"prefill_len\": %d, "
         "\"prefill_s\": %.6f, \"prefill_tokens_per_s\": %.2f, \"params\": %lld, \"graphs\": %s, "
         "\"graph_check_rows\": %lld, \"graph_check_max_rel_diff\": %.3g, "
-        "\"graph_check_argmax_same\": %lld, \"sink\": %g}\n",
+        "\"graph_check_argmax_same\": %lld, \"sink\": %g",
         lo.model.c_str(), be.device_name().c_str(), be.name().c_str(), B, P, G,
         model.weight_bytes(), median, decode_tps, achieved_bw, PF, prefill_s, prefill_tps,
         static_cast<long long>(cfg.parameter_count()), graphs ? "true" : "false",
         static_cast<long long>(check_rows), check_max_rel,
         static_cast<long long>(check_argmax_same), static_cast<double>(sink));
+    if (op_times) {
+      std::printf(", \"op_times\": [");
+      for (size_t i = 0; i < ops.size(); ++i) {
+        const OpTime& o = ops[i];
+        std::printf(
+            "%s{\"op\": \"%s\", \"calls_per_step\": %.3g, \"ms_per_step\": %.6g, "
+            "\"bytes_per_s\": %.4g, \"flops_per_s\": %.4g}",
+            i ? ", " : "", o.op.c_str(), double(o.calls) / G, o.seconds * 1e3 / G,
+            o.seconds > 0 ? o.bytes / o.seconds : 0.0, o.seconds > 0 ? o.flops / o.seconds : 0.0);
+      }
+      std::printf("], \"op_ms_per_step\": %.6g", ops_s * 1e3 / G);
+    }
+    std::printf("}\n");
   } else {
     std::printf("model %s on %s (%s), weights %.1f MB\n",
                 lo.model.empty() ? "smollm2" : lo.model.c_str(), be.device_name().c_str(),
@@ -232,6 +255,19 @@ int cmd_bench(int argc, char** argv) {
         "(weights + KV read per step / median step)\n",
         B, P, median * 1e3, decode_tps, achieved_bw / 1e9);
     std::printf("graphs   %s\n", graphs ? "on" : "off");
+    if (op_times) {
+      // Per decode step: the ops' device time (their sum against the step's wall time shows
+      // what lies between ops: launches, uploads, host work), and each op against the roofs.
+      std::printf("ops per decode step: %.3f ms of device time in ops (mean step %.3f ms)\n",
+                  ops_s * 1e3 / G, total * 1e3 / static_cast<double>(step_s.size()));
+      std::printf("  %-44s %6s %9s %6s %9s %9s\n", "op", "calls", "ms", "share", "GB/s", "GFLOP/s");
+      for (const OpTime& o : ops) {
+        std::printf("  %-44s %6.3g %9.4f %5.1f%% %9.1f %9.1f\n", o.op.c_str(), double(o.calls) / G,
+                    o.seconds * 1e3 / G, ops_s > 0 ? 100.0 * o.seconds / ops_s : 0.0,
+                    o.seconds > 0 ? o.bytes / o.seconds / 1e9 : 0.0,
+                    o.seconds > 0 ? o.flops / o.seconds / 1e9 : 0.0);
+      }
+    }
     if (check_rows > 0) {
       std::printf(
           "graph check: %lld rows, max |diff| %.3g of the largest logit, argmax same in "

@@ -10,6 +10,7 @@ namespace carpool {
 
 void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
                            const Tensor& v_cache, const AttentionMeta& meta) {
+  const OpScope scope(*this, "attention");
   const int n_tokens = meta.n_tokens;
   const int n_heads = meta.n_heads;
   const int n_kv_heads = meta.n_kv_heads;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "util/check.h"
 #include "util/host_memory.h"
@@ -292,6 +294,31 @@ const float* CpuBackend::weight_as_f32(const Tensor& w) {
   if (norm_weight_.size() < static_cast<size_t>(w.numel())) norm_weight_.resize(w.numel());
   dequantize_row(w.dtype, w.data, norm_weight_.data(), w.numel());
   return norm_weight_.data();
+}
+
+namespace {
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+CpuBackend::OpScope::OpScope(CpuBackend& b, const char* op)
+    : b_(b.op_timing_ ? &b : nullptr), op_(op) {
+  if (b_ != nullptr) t0_ns_ = steady_ns();
+}
+
+CpuBackend::OpScope::~OpScope() {
+  if (b_ == nullptr) return;
+  const double seconds = static_cast<double>(steady_ns() - t0_ns_) * 1e-9;
+  b_->op_times_.add(key_.empty() ? std::string(op_) : key_, seconds, bytes_, flops_);
+}
+
+void CpuBackend::OpScope::describe(std::string key, double bytes, double flops) {
+  key_ = std::move(key);
+  bytes_ = bytes;
+  flops_ = flops;
 }
 
 }  // namespace carpool

@@ -112,8 +112,32 @@ class CpuBackend final : public Backend {
   void host_parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) override {
     pool_.parallel_for(n, 1, [&fn](int64_t b, int64_t e, int t) { fn(b, e, t); });
   }
+  // Ops run on the calling thread (with the pool): an op's wall time is its device time.
+  void set_op_timing(bool on) override { op_timing_ = on; }
+  std::vector<OpTime> take_op_times() override { return op_times_.take(); }
 
  private:
+  // Times one op while op timing is on (a steady clock around the op's body); the key and the
+  // counted bytes and FLOPs are given by describe(), and only built when on() is true.
+  class OpScope {
+   public:
+    OpScope(CpuBackend& b, const char* op);
+    ~OpScope();
+    OpScope(const OpScope&) = delete;
+    OpScope& operator=(const OpScope&) = delete;
+    bool on() const { return b_ != nullptr; }
+    void describe(std::string key, double bytes, double flops);
+
+   private:
+    CpuBackend* b_;
+    const char* op_;
+    std::string key_;
+    double bytes_ = 0, flops_ = 0;
+    int64_t t0_ns_ = 0;
+  };
+  bool op_timing_ = false;
+  OpTimeTable op_times_;
+
   // Per-thread f32 scratch of at least `floats` elements; grows (rarely) outside parallel code.
   void reserve_scratch(size_t floats);
   float* scratch(int thread_index) { return scratch_[static_cast<size_t>(thread_index)].data(); }

@@ -25,6 +25,11 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
   const int64_t m = x.rows;
   const int64_t k = x.cols;
   const int64_t n = w.rows;
+  OpScope scope(*this, "matmul");
+  if (scope.on()) {
+    scope.describe(matmul_op_key(m, k, n, w.dtype), static_cast<double>(w.bytes()),
+                   2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
+  }
   CARPOOL_CHECK(x.dtype == DType::kF32 && out.dtype == DType::kF32);
   CARPOOL_CHECK(w.cols == k && out.rows == m && out.cols == n);
   CARPOOL_CHECK(bias == nullptr || (bias->dtype == DType::kF32 && bias->numel() == n));

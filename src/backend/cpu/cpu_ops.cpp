@@ -83,6 +83,7 @@ void store_row(DType t, const float* src, void* dst, int64_t n) {
 }  // namespace
 
 void CpuBackend::embed(Tensor out, const Tensor& table, const Tensor& ids) {
+  const OpScope scope(*this, "embed");
   const int32_t* id = i32(ids);
   const int64_t n = ids.cols;
   const int64_t d = table.cols;
@@ -99,6 +100,7 @@ void CpuBackend::embed(Tensor out, const Tensor& table, const Tensor& ids) {
 }
 
 void CpuBackend::rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float eps) {
+  const OpScope scope(*this, "rmsnorm");
   const int64_t d = x.cols;
   CARPOOL_CHECK(out.rows == x.rows && out.cols == d && w.numel() == d);
   const float* wf = weight_as_f32(w);
@@ -111,6 +113,7 @@ void CpuBackend::rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float eps
 
 void CpuBackend::add_rmsnorm(Tensor residual, const Tensor& x, const Tensor& w, Tensor out,
                              float eps) {
+  const OpScope scope(*this, "add_rmsnorm");
   const int64_t d = x.cols;
   CARPOOL_CHECK(residual.rows == x.rows && residual.cols == d);
   CARPOOL_CHECK(out.rows == x.rows && out.cols == d && w.numel() == d);
@@ -181,6 +184,7 @@ void write_kv_slot(Tensor& k_cache, Tensor& v_cache, int64_t bs, int32_t slot, c
 
 void CpuBackend::rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
                       int head_dim, RopeStyle style) {
+  const OpScope scope(*this, "rope");
   const int64_t n = x.rows;
   const int half = head_dim / 2;
   CARPOOL_CHECK(head_dim > 0 && head_dim % 2 == 0 && n_heads > 0);
@@ -243,6 +247,7 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
 void CpuBackend::rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
                                const Tensor& positions, const Tensor& inv_freq, const Tensor& slots,
                                int n_heads, int n_kv_heads, int head_dim, RopeStyle style) {
+  const OpScope scope(*this, "rope_kv_write");
   const int64_t n = q.rows, kv_dim = static_cast<int64_t>(n_kv_heads) * head_dim;
   CARPOOL_CHECK(q.cols == static_cast<int64_t>(n_heads) * head_dim);
   CARPOOL_CHECK(k.rows == n && v.rows == n && k.cols == kv_dim && v.cols == kv_dim);
@@ -263,6 +268,7 @@ void CpuBackend::rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cac
                                    const Tensor& positions, const Tensor& inv_freq,
                                    const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
                                    RopeStyle style) {
+  const OpScope scope(*this, "rope_kv_write_qkv");
   const int64_t q_dim = static_cast<int64_t>(n_heads) * head_dim;
   const int64_t kv_dim = static_cast<int64_t>(n_kv_heads) * head_dim;
   CARPOOL_CHECK(qkv.cols == q_dim + 2 * kv_dim && q_out.cols == q_dim && q_out.rows == qkv.rows);
@@ -282,6 +288,7 @@ void CpuBackend::rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_cac
 
 void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
                           const Tensor& slots) {
+  const OpScope scope(*this, "kv_write");
   const int64_t n = k.rows;
   const int64_t d = k.cols;
   CARPOOL_CHECK(v.rows == n && v.cols == d && slots.numel() == n);
@@ -323,6 +330,7 @@ void CpuBackend::swiglu_rows(float* out, const float* gate, const float* up, int
 }
 
 void CpuBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
+  const OpScope scope(*this, "swiglu");
   CARPOOL_CHECK(gate.rows == up.rows && gate.cols == up.cols);
   CARPOOL_CHECK(out.rows == gate.rows && out.cols == gate.cols);
   CARPOOL_CHECK(gate.dtype == DType::kF32 && up.dtype == DType::kF32 && out.dtype == DType::kF32);
@@ -330,6 +338,7 @@ void CpuBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
 }
 
 void CpuBackend::swiglu_fused(Tensor out, const Tensor& gate_up) {
+  const OpScope scope(*this, "swiglu_fused");
   CARPOOL_CHECK(gate_up.cols == 2 * out.cols && gate_up.rows == out.rows);
   CARPOOL_CHECK(gate_up.dtype == DType::kF32 && out.dtype == DType::kF32);
   const float* g = f32(gate_up);
@@ -337,6 +346,7 @@ void CpuBackend::swiglu_fused(Tensor out, const Tensor& gate_up) {
 }
 
 void CpuBackend::gather_rows(Tensor out, const Tensor& x, const Tensor& idx) {
+  const OpScope scope(*this, "gather_rows");
   const int32_t* id = i32(idx);
   const int64_t m = idx.numel();
   CARPOOL_CHECK(out.rows == m && out.cols == x.cols && out.dtype == x.dtype);

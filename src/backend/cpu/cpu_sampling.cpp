@@ -8,6 +8,7 @@
 namespace carpool {
 
 bool CpuBackend::argmax_rows(Tensor out, const Tensor& logits) {
+  const OpScope scope(*this, "argmax_rows");
   CARPOOL_CHECK(logits.dtype == DType::kF32 && logits.cols >= 1);
   CARPOOL_CHECK(out.dtype == DType::kI32 && out.rows == logits.rows && out.cols == 1);
   const float* x = static_cast<const float*>(logits.data);

@@ -101,6 +101,11 @@ CudaBackend::~CudaBackend() {
   if (cublas_workspace_ != nullptr) cudaFree(cublas_workspace_);
   if (timing_begin_ != nullptr) cudaEventDestroy(timing_begin_);
   if (timing_end_ != nullptr) cudaEventDestroy(timing_end_);
+  for (const PendingOp& p : pending_ops_) {
+    cudaEventDestroy(p.begin);
+    cudaEventDestroy(p.end);
+  }
+  for (cudaEvent_t e : spare_events_) cudaEventDestroy(e);
   if (ctx_.stream != nullptr) cudaStreamDestroy(ctx_.stream);
 }
 

@@ -93,6 +93,9 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return ctx_.stream; }
   const LaunchCtx& launch_ctx() const { return ctx_; }
   cublasHandle_t cublas() const { return cublas_; }
+  // Op timing (cuda_op_times.cpp): CUDA events around each op; steps must run without graphs.
+  void set_op_timing(bool on) override { op_timing_ = on; }
+  std::vector<OpTime> take_op_times() override;
   // A/B switch for tools: run every attention call on the generic kernel.
   void set_generic_attention(bool on) { ctx_.generic_attention = on; }
   // A/B switch for tools: small-batch matmuls on the streaming kernel (true) or cuBLAS.
@@ -156,6 +159,35 @@ class CudaBackend final : public Backend {
   int timing_marks_ = 0;
   void drop_all_graphs();
   void free_retired_scratch();
+
+  // Op timing (set_op_timing, cuda_op_times.cpp): an event pair around each op while on and not
+  // recording a graph; take_op_times() reads the pairs after the stream drains.
+  class OpScope {
+   public:
+    OpScope(CudaBackend& b, const char* op);
+    ~OpScope();
+    OpScope(const OpScope&) = delete;
+    OpScope& operator=(const OpScope&) = delete;
+    bool on() const { return b_ != nullptr; }
+    void describe(std::string key, double bytes, double flops);
+
+   private:
+    CudaBackend* b_;
+    const char* op_;
+    std::string key_;
+    double bytes_ = 0, flops_ = 0;
+    cudaEvent_t begin_ = nullptr;
+  };
+  struct PendingOp {
+    std::string key;
+    double bytes = 0, flops = 0;
+    cudaEvent_t begin = nullptr, end = nullptr;
+  };
+  cudaEvent_t op_event();  // a spare event, or a new one
+  bool op_timing_ = false;
+  std::vector<PendingOp> pending_ops_;
+  std::vector<cudaEvent_t> spare_events_;
+  OpTimeTable op_times_;
 };
 
 }  // namespace carpool::cuda

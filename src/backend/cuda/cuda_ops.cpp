@@ -43,6 +43,7 @@ constexpr int kScratchAttention = 2;
 }  // namespace
 
 void CudaBackend::embed(Tensor out, const Tensor& table, const Tensor& ids) {
+  const OpScope scope(*this, "embed");
   CARPOOL_CHECK(is_float_type(out.dtype) && out.rows == ids.numel() && out.cols == table.cols);
   const void* tab = table.data;
   DType tab_dtype = table.dtype;
@@ -54,6 +55,7 @@ void CudaBackend::embed(Tensor out, const Tensor& table, const Tensor& ids) {
 }
 
 void CudaBackend::rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float eps) {
+  const OpScope scope(*this, "rmsnorm");
   CARPOOL_CHECK(is_float_type(out.dtype) && is_float_type(x.dtype) && is_float_type(w.dtype));
   CARPOOL_CHECK(out.rows == x.rows && out.cols == x.cols && w.numel() == x.cols);
   launch_rmsnorm(ctx_, out.data, out.dtype, x.data, x.dtype, nullptr, DType::kF32, w.data, w.dtype,
@@ -62,6 +64,7 @@ void CudaBackend::rmsnorm(Tensor out, const Tensor& x, const Tensor& w, float ep
 
 void CudaBackend::add_rmsnorm(Tensor residual, const Tensor& x, const Tensor& w, Tensor out,
                               float eps) {
+  const OpScope scope(*this, "add_rmsnorm");
   CARPOOL_CHECK(is_float_type(residual.dtype) && is_float_type(x.dtype) && is_float_type(w.dtype) &&
                 is_float_type(out.dtype));
   CARPOOL_CHECK(residual.rows == x.rows && residual.cols == x.cols && out.rows == x.rows &&
@@ -75,16 +78,21 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   CARPOOL_CHECK(is_float_type(out.dtype) && is_float_type(x.dtype));
   const int64_t m = x.rows, n = w.rows, k = x.cols;
   if (m == 0 || n == 0) return;
+  OpScope scope(*this, "matmul");
   const void* xb = as_bf16(x, kScratchX);
   const void* wb = as_bf16(w, kScratchW);
-  if (options_.small_batch_gemv && gemv_bf16_fits(m, k, wb, xb)) {
-    const bool bias_ok = bias == nullptr || is_float_type(bias->dtype);
+  const bool gemv = options_.small_batch_gemv && gemv_bf16_fits(m, k, wb, xb) &&
+                    (bias == nullptr || is_float_type(bias->dtype));
+  if (scope.on()) {
+    scope.describe(matmul_op_key(m, k, n, w.dtype, gemv ? " gemv" : " cublas"),
+                   static_cast<double>(n) * static_cast<double>(k) * 2.0,
+                   2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
+  }
+  if (gemv) {
     if (bias != nullptr) CARPOOL_CHECK(bias->numel() == n);
-    if (bias_ok) {
-      launch_gemv_bf16(ctx_, out.data, out.dtype, xb, wb, bias != nullptr ? bias->data : nullptr,
-                       bias != nullptr ? bias->dtype : DType::kF32, m, n, k);
-      return;
-    }
+    launch_gemv_bf16(ctx_, out.data, out.dtype, xb, wb, bias != nullptr ? bias->data : nullptr,
+                     bias != nullptr ? bias->dtype : DType::kF32, m, n, k);
+    return;
   }
   // Row-major out[m, n] = x[m, k] w[n, k]^T is column-major out^T[n, m] = w^T... i.e. cuBLAS
   // sees w as a column-major k x n matrix (transposed) and x as column-major k x m.
@@ -109,6 +117,7 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
 
 void CudaBackend::rope(Tensor x, const Tensor& positions, const Tensor& inv_freq, int n_heads,
                        int head_dim, RopeStyle style) {
+  const OpScope scope(*this, "rope");
   CARPOOL_CHECK(is_float_type(x.dtype) && x.cols == int64_t(n_heads) * head_dim);
   CARPOOL_CHECK(head_dim % 2 == 0 && positions.numel() == x.rows);
   CARPOOL_CHECK(inv_freq.dtype == DType::kF32 && inv_freq.numel() >= head_dim / 2);
@@ -118,6 +127,7 @@ void CudaBackend::rope(Tensor x, const Tensor& positions, const Tensor& inv_freq
 
 void CudaBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
                            const Tensor& slots) {
+  const OpScope scope(*this, "kv_write");
   CARPOOL_CHECK(k_cache.dtype == v_cache.dtype && is_float_type(k_cache.dtype));
   CARPOOL_CHECK(k.dtype == v.dtype && is_float_type(k.dtype));
   CARPOOL_CHECK(k.cols == k_cache.cols && v.cols == v_cache.cols && k.cols == v.cols);
@@ -130,6 +140,7 @@ void CudaBackend::rope_kv_write(Tensor q, Tensor k, const Tensor& v, Tensor k_ca
                                 const Tensor& positions, const Tensor& inv_freq,
                                 const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
                                 RopeStyle style) {
+  const OpScope scope(*this, "rope_kv_write");
   CARPOOL_CHECK(q.dtype == k.dtype && is_float_type(q.dtype) && is_float_type(v.dtype));
   CARPOOL_CHECK(k_cache.dtype == v_cache.dtype && is_float_type(k_cache.dtype));
   CARPOOL_CHECK(head_dim % 2 == 0 && q.cols == int64_t(n_heads) * head_dim);
@@ -148,6 +159,7 @@ void CudaBackend::rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_ca
                                     const Tensor& positions, const Tensor& inv_freq,
                                     const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
                                     RopeStyle style) {
+  const OpScope scope(*this, "rope_kv_write_qkv");
   const int64_t q_dim = int64_t(n_heads) * head_dim, kv_dim = int64_t(n_kv_heads) * head_dim;
   CARPOOL_CHECK(is_float_type(q_out.dtype) && is_float_type(qkv.dtype));
   CARPOOL_CHECK(k_cache.dtype == v_cache.dtype && is_float_type(k_cache.dtype));
@@ -164,6 +176,7 @@ void CudaBackend::rope_kv_write_qkv(Tensor q_out, const Tensor& qkv, Tensor k_ca
 
 void CudaBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
                             const Tensor& v_cache, const AttentionMeta& meta) {
+  const OpScope scope(*this, "attention");
   CARPOOL_CHECK(k_cache.dtype == DType::kBF16 && v_cache.dtype == DType::kBF16);
   CARPOOL_CHECK(is_float_type(q.dtype) && is_float_type(out.dtype));
   CARPOOL_CHECK(meta.n_heads > 0 && meta.n_kv_heads > 0 && meta.n_heads % meta.n_kv_heads == 0);
@@ -203,6 +216,7 @@ void CudaBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
 }
 
 void CudaBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
+  const OpScope scope(*this, "swiglu");
   CARPOOL_CHECK(gate.dtype == up.dtype && is_float_type(gate.dtype) && is_float_type(out.dtype));
   CARPOOL_CHECK(gate.rows == up.rows && gate.cols == up.cols && out.rows == gate.rows &&
                 out.cols == gate.cols);
@@ -210,12 +224,14 @@ void CudaBackend::swiglu(Tensor out, const Tensor& gate, const Tensor& up) {
 }
 
 void CudaBackend::swiglu_fused(Tensor out, const Tensor& gate_up) {
+  const OpScope scope(*this, "swiglu_fused");
   CARPOOL_CHECK(is_float_type(gate_up.dtype) && is_float_type(out.dtype));
   CARPOOL_CHECK(gate_up.rows == out.rows && gate_up.cols == 2 * out.cols);
   launch_swiglu_fused(ctx_, out.data, out.dtype, gate_up.data, gate_up.dtype, out.rows, out.cols);
 }
 
 void CudaBackend::gather_rows(Tensor out, const Tensor& x, const Tensor& idx) {
+  const OpScope scope(*this, "gather_rows");
   CARPOOL_CHECK(is_float_type(out.dtype) && is_float_type(x.dtype));
   CARPOOL_CHECK(out.rows == idx.numel() && out.cols == x.cols);
   launch_gather_rows(ctx_, out.data, out.dtype, x.data, x.dtype, x.rows, i32(idx), out.rows,
@@ -223,6 +239,7 @@ void CudaBackend::gather_rows(Tensor out, const Tensor& x, const Tensor& idx) {
 }
 
 bool CudaBackend::argmax_rows(Tensor out, const Tensor& logits) {
+  const OpScope scope(*this, "argmax_rows");
   CARPOOL_CHECK(is_float_type(logits.dtype) && logits.cols >= 1 && logits.cols <= INT32_MAX);
   CARPOOL_CHECK(out.dtype == DType::kI32 && out.rows == logits.rows && out.cols == 1);
   launch_argmax_rows(ctx_, static_cast<int32_t*>(out.data), logits.data, logits.dtype, logits.rows,
@@ -231,6 +248,7 @@ bool CudaBackend::argmax_rows(Tensor out, const Tensor& logits) {
 }
 
 bool CudaBackend::sample_rows(Tensor out, const Tensor& logits, const Tensor& params) {
+  const OpScope scope(*this, "sample_rows");
   if (!options_.device_sampling) return false;
   CARPOOL_CHECK(is_float_type(logits.dtype) && logits.cols >= 1 && logits.cols <= INT32_MAX);
   CARPOOL_CHECK(out.dtype == DType::kI32 && out.rows == logits.rows && out.cols == 1);

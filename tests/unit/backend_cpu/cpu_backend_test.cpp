@@ -206,5 +206,49 @@ TEST(CpuBackend, SwigluFusedEqualsSwiglu) {
   }
 }
 
+// Op timing: off by default; while on, each op is recorded under its key with the counted bytes
+// and FLOPs; a take returns the totals and starts afresh.
+TEST(CpuBackend, OpTimingRecordsEachOpWhileOn) {
+  std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 2});
+  constexpr int64_t m = 2, k = 64, n = 32;
+  std::vector<float> ones(static_cast<size_t>(n * k), 1.f);
+  Tensor w = b->alloc(DType::kF32, n, k).value();
+  b->upload(w, ones.data(), w.bytes());
+  Tensor x = b->alloc(DType::kF32, m, k).value();
+  b->upload(x, ones.data(), x.bytes());
+  Tensor y = b->alloc(DType::kF32, m, n).value();
+  Tensor norm_w = b->alloc(DType::kF32, 1, k).value();
+  b->upload(norm_w, ones.data(), norm_w.bytes());
+  Tensor xn = b->alloc(DType::kF32, m, k).value();
+
+  b->matmul(y, x, w, nullptr);
+  EXPECT_TRUE(b->take_op_times().empty());  // off
+
+  b->set_op_timing(true);
+  b->matmul(y, x, w, nullptr);
+  b->matmul(y, x, w, nullptr);
+  b->rmsnorm(xn, x, norm_w, 1e-5f);
+  b->set_op_timing(false);
+  b->matmul(y, x, w, nullptr);  // not recorded
+  const std::vector<OpTime> ops = b->take_op_times();
+  ASSERT_EQ(ops.size(), 2u);
+  const OpTime* mm = nullptr;
+  const OpTime* rn = nullptr;
+  for (const OpTime& o : ops) (o.op == "rmsnorm" ? rn : mm) = &o;
+  ASSERT_NE(mm, nullptr);
+  ASSERT_NE(rn, nullptr);
+  EXPECT_EQ(mm->op, "matmul m2 64->32 f32");
+  EXPECT_EQ(mm->calls, 2);
+  EXPECT_GT(mm->seconds, 0.0);
+  EXPECT_DOUBLE_EQ(mm->bytes, 2.0 * n * k * 4);
+  EXPECT_DOUBLE_EQ(mm->flops, 2.0 * 2 * m * n * k);
+  EXPECT_EQ(rn->calls, 1);
+  EXPECT_EQ(rn->bytes, 0.0);
+  EXPECT_TRUE(b->take_op_times().empty());  // taken
+  std::vector<float> out(static_cast<size_t>(m * n));
+  b->download(out.data(), y, y.bytes());
+  EXPECT_EQ(out[0], static_cast<float>(k));  // timing does not change results
+}
+
 }  // namespace
 }  // namespace carpool

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -178,7 +179,11 @@ void long_attention_case(Backend& b, Rng& rng, int n_heads, int n_kv_heads, int 
   }
   std::string name = "long h" + std::to_string(n_heads) + "/kv" + std::to_string(n_kv_heads) +
                      " d" + std::to_string(head_dim) + " seqs";
-  for (auto [kv, q] : seqs) name += " " + std::to_string(q) + "/" + std::to_string(kv);
+  for (auto [kv, q] : seqs) {
+    char part[32];  // (snprintf: GCC 12 warns falsely on a std::string operator+ chain)
+    std::snprintf(part, sizeof part, " %d/%d", q, kv);
+    name += part;
+  }
   out.push_back(make_result("attention", name, normalized_max_error(y, ref), 2e-2));
 }
 
