@@ -282,6 +282,11 @@ class Backend {
   virtual void set_op_timing(bool /*on*/) {}
   virtual std::vector<OpTime> take_op_times() { return {}; }
 
+  // Whether ops return before the device has run them (a GPU stream): host work placed between
+  // enqueueing a step and reading its results then overlaps the device. False on the CPU,
+  // whose ops run on the calling thread.
+  virtual bool asynchronous() const { return false; }
+
  private:
   std::vector<std::unique_ptr<uint8_t[]>> random_weights_;  // host bytes behind default weights
   // Copies the column range [col0, col0 + out.cols) of every row of src into out, through the

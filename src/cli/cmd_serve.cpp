@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -294,6 +296,9 @@ int cmd_serve(int argc, char** argv) {
   }
   // One I/O wake-up per engine step for all the step's token events.
   eo.delivery_hook = [&server](bool begin) { server.hold_posts(begin); };
+  // A/B switch: CARPOOL_OVERLAP_DELIVERY=0 or 1 overrides the default (on for a GPU backend).
+  if (const char* e = std::getenv("CARPOOL_OVERLAP_DELIVERY"); e != nullptr && *e != '\0')
+    eo.overlap_delivery = std::strcmp(e, "0") != 0;
   auto engine = Engine::create(*lm->model, eo);
   if (!engine) return fail(engine.error());
   const Tokenizer& tok = *lm->opened.tokenizer;

@@ -59,7 +59,8 @@ class EngineImpl final : public Engine {
         kv_(std::move(kv)),
         scheduler_(scheduler_config(options, plan), steady_now_s),
         runner_(model, kv_),
-        tel_(options.telemetry) {
+        tel_(options.telemetry),
+        overlap_(options.overlap_delivery.value_or(model.backend().asynchronous())) {
     stats_.kv_blocks_total = plan.num_blocks;
     if (tel_ != nullptr) setup_telemetry(plan);
     thread_ = std::thread([this] { loop(); });
@@ -125,16 +126,19 @@ class EngineImpl final : public Engine {
   // --- loop thread only ---
   Scheduler scheduler_;
   Runner runner_;
-  std::unordered_map<RequestId, TokenSink> sinks_;
+  // Shared with the outbox: an event waiting there (delivered inside the next step with
+  // overlap_) keeps its sink alive after the request ends and leaves sinks_.
+  std::unordered_map<RequestId, std::shared_ptr<TokenSink>> sinks_;
   std::unordered_set<RequestId> prompt_only_;  // max_tokens 0: no token is delivered
   int finished_since_publish_ = 0;
   struct Delivery {
-    TokenSink owned;                 // a finished request's sink (moved out of sinks_)
-    const TokenSink* ref = nullptr;  // a running request's sink (in sinks_)
+    std::shared_ptr<TokenSink> sink;
     TokenEvent event;
   };
-  std::vector<Delivery> outbox_;  // events of this iteration, delivered after publish_stats()
-  EngineStats local_;             // counters, copied to stats_ by publish_stats()
+  // Events not yet handed to their sinks: this iteration's (delivered after publish_stats()), or
+  // with overlap_ the last step's (delivered while the device runs the next).
+  std::vector<Delivery> outbox_;
+  EngineStats local_;  // counters, copied to stats_ by publish_stats()
 
   // --- shared, under mu_ ---
   mutable std::mutex mu_;
@@ -153,6 +157,8 @@ class EngineImpl final : public Engine {
   std::thread thread_;
 
   telemetry::Telemetry* tel_ = nullptr;
+  // EngineOptions::overlap_delivery, resolved: events delivered inside the next step.
+  const bool overlap_;
   telemetry::CostModel cost_;
   bool idle_before_ = false;                            // the loop slept before this step
   std::unordered_map<RequestId, double> last_token_s_;  // for inter-token gaps
@@ -294,7 +300,7 @@ void EngineImpl::admit(Pending& p) {
   runner_.add(p.id, p.params.sampling, p.params.prompt, p.params.logprobs,
               p.params.prompt_logprobs);
   scheduler_.add(std::move(sp));
-  sinks_.emplace(p.id, std::move(p.sink));
+  sinks_.emplace(p.id, std::make_shared<TokenSink>(std::move(p.sink)));
 }
 
 void EngineImpl::end_request(RequestId id, FinishReason reason, const std::string& error) {
@@ -316,7 +322,7 @@ void EngineImpl::end_request(RequestId id, FinishReason reason, const std::strin
   scheduler_.abort(id);
   runner_.remove(id);
   prompt_only_.erase(id);
-  outbox_.push_back(Delivery{std::move(it->second), nullptr, std::move(ev)});
+  outbox_.push_back(Delivery{std::move(it->second), std::move(ev)});
   sinks_.erase(it);
   ++finished_since_publish_;
 }
@@ -327,7 +333,8 @@ void EngineImpl::run_step() {
   // With work left a plan is never empty (the cache holds one max_model_len sequence).
   CARPOOL_CHECK(!plan.empty());
   const int64_t exec_ns = tel_ != nullptr ? tel_->clock().now_ns() : 0;
-  auto sampled = runner_.execute(plan);
+  // Overlap: the previous step's events go to the sinks while the device runs this one.
+  auto sampled = overlap_ ? runner_.execute(plan, [this] { deliver(); }) : runner_.execute(plan);
   // The device's own clock where the backend has one (CUDA events around the forward); else the
   // runner waited for the step's logits, so the device was busy from launch to here.
   int64_t device_ns = 0;
@@ -390,7 +397,7 @@ void EngineImpl::run_step() {
       ev.top_logprobs.clear();
     }
     if (!o.finished) {
-      outbox_.push_back(Delivery{nullptr, &it->second, std::move(ev)});
+      outbox_.push_back(Delivery{it->second, std::move(ev)});
       continue;
     }
     ev.finished = true;
@@ -400,7 +407,7 @@ void EngineImpl::run_step() {
     ev.generated_tokens = prompt_only ? 0 : s.num_generated();
     ev.cached_prompt_tokens = s.num_cached_prompt_tokens;
     if (tel_ != nullptr) record_finished(&s, ev.finish_reason, ev.generated_tokens);
-    outbox_.push_back(Delivery{std::move(it->second), nullptr, std::move(ev)});
+    outbox_.push_back(Delivery{std::move(it->second), std::move(ev)});
     sinks_.erase(it);
     runner_.remove(o.id);
     ++finished_since_publish_;
@@ -410,7 +417,7 @@ void EngineImpl::run_step() {
 void EngineImpl::deliver() {
   if (outbox_.empty()) return;
   if (options_.delivery_hook) options_.delivery_hook(true);
-  for (Delivery& d : outbox_) (d.ref != nullptr ? *d.ref : d.owned)(d.event);
+  for (Delivery& d : outbox_) (*d.sink)(d.event);
   outbox_.clear();
   if (options_.delivery_hook) options_.delivery_hook(false);
 }
@@ -462,7 +469,8 @@ void EngineImpl::loop() {
     }
     if (scheduler_.has_unfinished()) run_step();
     publish_stats();
-    deliver();
+    // With overlap, a step that another follows leaves its events for that step's run_step.
+    if (!overlap_ || !scheduler_.has_unfinished()) deliver();
   }
 }
 

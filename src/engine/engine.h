@@ -49,6 +49,12 @@ struct EngineOptions {
   // engine iteration that has events): true, then the sinks, then false. The server gathers the
   // sinks' work in between and wakes its IO threads once per step. Null: not called.
   std::function<void(bool begin)> delivery_hook;
+  // Hand a step's events to the sinks while the device computes the next step (after its
+  // forward is enqueued) instead of before the next step is scheduled, so the sinks' host work
+  // (detokenizing, streaming) overlaps the device. Unset: on when the backend runs ops
+  // asynchronously (Backend::asynchronous: a GPU), off on the CPU, whose ops run on the engine
+  // thread (there it would only deliver each token a step later).
+  std::optional<bool> overlap_delivery;
 };
 
 // The ModelLimits a model must be loaded with to serve these options: max_batch_tokens =

@@ -237,7 +237,8 @@ void Runner::sample_row(SeqSampling& ss, std::span<float> logits, std::vector<fl
   ss.sampler.accept(t.token);
 }
 
-Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
+Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan,
+                                                  const std::function<void()>& while_device_runs) {
   CARPOOL_CHECK(!plan.empty());
   const int bs = kv_.config.block_size;
   const int n_seqs = static_cast<int>(plan.seqs.size());
@@ -304,6 +305,7 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan) {
   model_.backend().begin_device_timing();
   auto out = model_.forward(b, kv_);
   model_.backend().end_device_timing();
+  if (while_device_runs) while_device_runs();
   if (!out) return out.status();
   std::vector<SampledToken> sampled;
   if (!any_logits) {

@@ -35,6 +35,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <unordered_map>
@@ -75,8 +76,11 @@ class Runner {
 
   // Runs one forward over the plan and samples one token per entry with needs_logits, in plan
   // order. PRECONDITION: the plan comes from the scheduler that owns these sequences, and fits
-  // the model's limits (the engine sizes them together).
-  Result<std::vector<SampledToken>> execute(const StepPlan& plan);
+  // the model's limits (the engine sizes them together). `while_device_runs`, when given, is
+  // called once the forward is enqueued, before the step's results are read (on an
+  // asynchronous backend, host work there overlaps the device); it must not use the runner.
+  Result<std::vector<SampledToken>> execute(const StepPlan& plan,
+                                            const std::function<void()>& while_device_runs = {});
   // The device time of the last execute()'s forward by the backend's own clock
   // (Backend::device_time_ns), or -1 where the backend has none (then the step's wall time is
   // its device time).

@@ -93,6 +93,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return ctx_.stream; }
   const LaunchCtx& launch_ctx() const { return ctx_; }
   cublasHandle_t cublas() const { return cublas_; }
+  bool asynchronous() const override { return true; }  // one stream, ops enqueued
   // Op timing (cuda_op_times.cpp): CUDA events around each op; steps must run without graphs.
   void set_op_timing(bool on) override { op_timing_ = on; }
   std::vector<OpTime> take_op_times() override;

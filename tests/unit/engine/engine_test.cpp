@@ -319,6 +319,51 @@ TEST_F(EngineTest, DeliveryHookBracketsEveryBatchOfEvents) {
   EXPECT_LT(batches, events);  // a step's events of several requests share one batch
 }
 
+// Overlapped delivery (on by default on GPUs; forced here on the CPU): a step's events reach the
+// sinks while the next step runs. The events are the same, in the same order, every request
+// finishes, and a step's events still go out while the device has work (not only at the end).
+TEST_F(EngineTest, OverlappedDeliveryGivesTheSameEvents) {
+  const auto reqs = greedy_requests();
+  EngineOptions plain = base_options();
+  plain.overlap_delivery = false;
+  EngineOptions overlap = base_options();
+  overlap.overlap_delivery = true;
+  std::vector<Outcome> want;
+  {
+    auto e = make_engine(plain);
+    ASSERT_TRUE(e);
+    want = run_together(*e, reqs);
+  }
+  auto e = make_engine(overlap);
+  ASSERT_TRUE(e);
+  const auto got = run_together(*e, reqs);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(got[i].reason, want[i].reason) << i;
+    EXPECT_EQ(got[i].tokens, want[i].tokens) << i;
+    EXPECT_EQ(got[i].logprobs, want[i].logprobs) << i;
+    EXPECT_EQ(got[i].generated_tokens, want[i].generated_tokens) << i;
+  }
+  EXPECT_EQ(e->stats().kv_blocks_used, 0);
+
+  // One long request: its first token arrives while it is still generating (delivered inside
+  // the next step), and an abort still ends it.
+  RequestParams r = reqs[3];
+  r.max_tokens = 200;
+  Collector c;
+  auto id = e->submit(r, c.sink(0));
+  ASSERT_TRUE(id.is_ok());
+  for (int i = 0; i < 3000 && !c.first_token_seen(0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(c.first_token_seen(0));
+  e->abort(id.value());
+  auto out = c.wait(1);
+  EXPECT_EQ(out[0].reason, FinishReason::kAbort);
+  EXPECT_LT(out[0].tokens.size(), 200u);
+  EXPECT_EQ(e->stats().kv_blocks_used, 0);
+}
+
 TEST_F(EngineTest, KvPressurePreemptsAndKeepsAnswers) {
   auto reqs = greedy_requests();
   reqs.resize(8);
