@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/dtype.h"
@@ -27,6 +28,21 @@ struct OpTime {
 
 // "matmul m{m} {k}->{n} {weight type}{suffix}": the key of a matmul in both backends.
 std::string matmul_op_key(int64_t m, int64_t k, int64_t n, DType w, const char* suffix = "");
+
+// What an op's timing scope records besides the time (the backends' OpScope classes derive
+// from it): the key and the counted bytes and FLOPs, set by describe() only while timing is on.
+class OpDescription {
+ public:
+  void describe(std::string key, double bytes, double flops) {
+    key_ = std::move(key);
+    bytes_ = bytes;
+    flops_ = flops;
+  }
+
+ protected:
+  std::string key_;  // empty: the op's name alone
+  double bytes_ = 0, flops_ = 0;
+};
 
 class OpTimeTable {
  public:

@@ -315,10 +315,4 @@ CpuBackend::OpScope::~OpScope() {
   b_->op_times_.add(key_.empty() ? std::string(op_) : key_, seconds, bytes_, flops_);
 }
 
-void CpuBackend::OpScope::describe(std::string key, double bytes, double flops) {
-  key_ = std::move(key);
-  bytes_ = bytes;
-  flops_ = flops;
-}
-
 }  // namespace carpool

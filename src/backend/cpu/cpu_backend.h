@@ -119,20 +119,17 @@ class CpuBackend final : public Backend {
  private:
   // Times one op while op timing is on (a steady clock around the op's body); the key and the
   // counted bytes and FLOPs are given by describe(), and only built when on() is true.
-  class OpScope {
+  class OpScope : public OpDescription {
    public:
     OpScope(CpuBackend& b, const char* op);
     ~OpScope();
     OpScope(const OpScope&) = delete;
     OpScope& operator=(const OpScope&) = delete;
     bool on() const { return b_ != nullptr; }
-    void describe(std::string key, double bytes, double flops);
 
    private:
     CpuBackend* b_;
     const char* op_;
-    std::string key_;
-    double bytes_ = 0, flops_ = 0;
     int64_t t0_ns_ = 0;
   };
   bool op_timing_ = false;

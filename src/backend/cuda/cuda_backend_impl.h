@@ -163,20 +163,17 @@ class CudaBackend final : public Backend {
 
   // Op timing (set_op_timing, cuda_op_times.cpp): an event pair around each op while on and not
   // recording a graph; take_op_times() reads the pairs after the stream drains.
-  class OpScope {
+  class OpScope : public OpDescription {
    public:
     OpScope(CudaBackend& b, const char* op);
     ~OpScope();
     OpScope(const OpScope&) = delete;
     OpScope& operator=(const OpScope&) = delete;
     bool on() const { return b_ != nullptr; }
-    void describe(std::string key, double bytes, double flops);
 
    private:
     CudaBackend* b_;
     const char* op_;
-    std::string key_;
-    double bytes_ = 0, flops_ = 0;
     cudaEvent_t begin_ = nullptr;
   };
   struct PendingOp {

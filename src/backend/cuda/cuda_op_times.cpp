@@ -23,12 +23,6 @@ CudaBackend::OpScope::~OpScope() {
       {key_.empty() ? std::string(op_) : std::move(key_), bytes_, flops_, begin_, end});
 }
 
-void CudaBackend::OpScope::describe(std::string key, double bytes, double flops) {
-  key_ = std::move(key);
-  bytes_ = bytes;
-  flops_ = flops;
-}
-
 cudaEvent_t CudaBackend::op_event() {
   if (!spare_events_.empty()) {
     cudaEvent_t e = spare_events_.back();

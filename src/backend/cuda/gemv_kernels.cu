@@ -14,6 +14,7 @@
 // programmatic dependent of the previous kernel on the stream: its blocks start while that kernel
 // drains and load their first weights before waiting for its results.
 #include "backend/cuda/device_utils.cuh"
+#include "util/check.h"
 
 namespace carpool::cuda {
 namespace {
@@ -139,32 +140,13 @@ void launch_gemv_bf16(const LaunchCtx& ctx, void* y, DType y_dtype, const void* 
   const auto* w4 = static_cast<const uint4*>(w);
   const auto* x4 = static_cast<const uint4*>(x);
   const int64_t k8 = k / 8;
-  switch (m) {
-    case 1:
-      launch_m<1>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
-      break;
-    case 2:
-      launch_m<2>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
-      break;
-    case 3:
-      launch_m<3>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
-      break;
-    case 4:
-      launch_m<4>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
-      break;
-    case 5:
-      launch_m<5>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
-      break;
-    case 6:
-      launch_m<6>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
-      break;
-    case 7:
-      launch_m<7>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
-      break;
-    default:
-      launch_m<8>(ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
-      break;
-  }
+  using Launch = void (*)(const LaunchCtx&, const uint4*, const uint4*, void*, DType, const void*,
+                          DType, int64_t, int64_t);
+  static constexpr Launch kByRows[kGemvMaxRows] = {launch_m<1>, launch_m<2>, launch_m<3>,
+                                                   launch_m<4>, launch_m<5>, launch_m<6>,
+                                                   launch_m<7>, launch_m<8>};
+  CARPOOL_CHECK(m >= 1 && m <= kGemvMaxRows);
+  kByRows[m - 1](ctx, w4, x4, y, y_dtype, bias, bias_dtype, n, k8);
   check_launch(ctx);
 }
 

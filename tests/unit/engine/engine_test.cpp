@@ -168,6 +168,14 @@ class EngineTest : public ::testing::Test {
     return out;
   }
 
+  // Waits up to 15 s for request i's first token.
+  static bool wait_first_token(Collector& c, size_t i) {
+    for (int k = 0; k < 3000 && !c.first_token_seen(i); ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return c.first_token_seen(i);
+  }
+
   static OpenedModel* opened_;
   static Backend* backend_;
   static LlamaModel* model_;
@@ -261,10 +269,7 @@ TEST_F(EngineTest, AbortReturnsBlocksWithinAStep) {
   Collector c;
   auto id = e->submit(r, c.sink(0));
   ASSERT_TRUE(id.is_ok());
-  for (int i = 0; i < 3000 && !c.first_token_seen(0); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ASSERT_TRUE(c.first_token_seen(0));
+  ASSERT_TRUE(wait_first_token(c, 0));
   EXPECT_GT(e->stats().kv_blocks_used, 0);
   e->abort(id.value());
   auto out = c.wait(1);
@@ -353,10 +358,7 @@ TEST_F(EngineTest, OverlappedDeliveryGivesTheSameEvents) {
   Collector c;
   auto id = e->submit(r, c.sink(0));
   ASSERT_TRUE(id.is_ok());
-  for (int i = 0; i < 3000 && !c.first_token_seen(0); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ASSERT_TRUE(c.first_token_seen(0));
+  ASSERT_TRUE(wait_first_token(c, 0));
   e->abort(id.value());
   auto out = c.wait(1);
   EXPECT_EQ(out[0].reason, FinishReason::kAbort);
