@@ -305,7 +305,10 @@ void mask_tokens(const State& state, const TokenBytes& vocab, std::span<float> l
   thread_local std::vector<uint8_t> keep;
   keep.assign(static_cast<size_t>(n), 0);
   bool any = false;
-  {
+  // Once the object is closed the answer is over: only an end-of-generation token may follow (a
+  // token that closes it may still carry trailing whitespace). Allowing whitespace tokens here
+  // let a small model pad the answer with newlines up to max_tokens.
+  if (!state.complete()) {
     const bool body = state.in_string_body();
     for (int b = 0; b < 256; ++b) {
       const std::vector<int32_t>& group = vocab.by_first[static_cast<size_t>(b)];

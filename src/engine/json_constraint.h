@@ -1,8 +1,10 @@
 // JSON mode (response_format {"type": "json_object"}; json_schema.h adds a schema): the
 // generated text must be one JSON object. JsonState recognizes such a text byte by byte;
 // mask_json() sets the logits of the tokens that cannot continue it to -inf before a token is
-// sampled, and lets an end-of-generation token through only once the object is closed (whitespace
-// may follow it, within the limit). Every state the recognizer accepts can be finished (no dead
+// sampled, and lets an end-of-generation token through only once the object is closed, and then
+// nothing else (the recognizer accepts trailing whitespace within the limit, so a token that
+// closes the object may end in some; the mask allows no more). Every state the recognizer accepts
+// can be finished (no dead
 // ends within the limits), so with a vocabulary that holds every single byte some token is always
 // allowed.
 //

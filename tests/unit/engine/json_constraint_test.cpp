@@ -86,8 +86,10 @@ TEST(JsonState, EveryPrefixOfAValidDocumentIsAccepted) {
 TEST(JsonState, Limits) {
   EXPECT_FALSE(prefix_ok("{\"a\":" + std::string(JsonState::kMaxDepth, '[')));
   EXPECT_TRUE(prefix_ok("{\"a\":" + std::string(JsonState::kMaxDepth - 1, '[')));
-  EXPECT_TRUE(prefix_ok("{" + std::string(JsonState::kMaxWhitespace, ' ')));
-  EXPECT_FALSE(prefix_ok("{" + std::string(JsonState::kMaxWhitespace + 1, ' ')));
+  // (append: GCC 12 warns falsely on "{" + std::string(n, ' ') here, bug 105329)
+  const auto brace_then_spaces = [](int n) { return std::string("{").append(n, ' '); };
+  EXPECT_TRUE(prefix_ok(brace_then_spaces(JsonState::kMaxWhitespace)));
+  EXPECT_FALSE(prefix_ok(brace_then_spaces(JsonState::kMaxWhitespace + 1)));
   EXPECT_TRUE(prefix_ok("{\"a\":" + std::string(JsonState::kMaxNumberBytes, '1')));
   EXPECT_FALSE(prefix_ok("{\"a\":" + std::string(JsonState::kMaxNumberBytes + 1, '1')));
   // Whitespace inside strings does not count.
@@ -133,8 +135,8 @@ TEST(MaskJson, KeepsExactlyTheTokensThatContinue) {
   EXPECT_EQ(allowed(s, v), (std::vector<int32_t>{19}));  // only the continuation byte
   ASSERT_TRUE(s.feed("\xa9\"}"));
   ASSERT_TRUE(s.complete());
-  // Closed: the end ids, and whitespace.
-  EXPECT_EQ(allowed(s, v), (std::vector<int32_t>{0, 6, 20}));
+  // Closed: the end ids only (no whitespace padding after the answer).
+  EXPECT_EQ(allowed(s, v), (std::vector<int32_t>{0, 20}));
 }
 
 // With every single byte a token, some token is allowed in every reachable state (no dead ends

@@ -50,6 +50,7 @@ void random_walks(const State& start, const std::string& favoured,
       ASSERT_FALSE(ok.empty());
       ASSERT_EQ(std::isfinite(logits[0]), s.complete());
       if (s.complete()) {
+        ASSERT_EQ(ok, std::vector<int32_t>{0});  // closed: the end only
         ++*closed;
         break;
       }
