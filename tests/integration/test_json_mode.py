@@ -31,6 +31,11 @@ def test_chat_json_object_parses(client, ask):
     choice = r.choices[0]
     assert choice.finish_reason == "stop", choice.message.content
     parse_object(choice.message.content)
+    # The answer ends at the closing brace (at most the whitespace of the token that closed it),
+    # not padded with whitespace tokens.
+    text = choice.message.content
+    assert len(text) - len(text.rstrip()) <= 2, repr(text[-40:])
+    assert text.rstrip().endswith("}")
 
 
 def test_sampled_choices_and_stream_parse(client):
