@@ -109,6 +109,24 @@ def test_json_schema_is_followed(client, temperature, seed):
     check_pet(choice.message.content)
 
 
+def test_answer_ends_at_the_closing_brace(client):
+    """Once the object is closed only the end may follow: the default model, offered whitespace
+    there, pads this answer with newlines until max_tokens."""
+    person = {"type": "object", "additionalProperties": False,
+              "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"]}
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Give a person as JSON"}],
+        max_tokens=60, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": person}})
+    choice = r.choices[0]
+    text = choice.message.content
+    assert choice.finish_reason == "stop", repr(text)
+    assert set(parse_object(text)) == {"name", "age"}
+    assert len(text) - len(text.rstrip()) <= 2, repr(text[-40:])
+    assert r.usage.completion_tokens < 40, r.usage
+
+
 @pytest.mark.parametrize("fmt,param", [
     ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
         "type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}}},
