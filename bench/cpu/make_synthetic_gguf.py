@@ -34,11 +34,16 @@ def random_q8_0(rng, rows, cols):
     return np.concatenate([d, qs], axis=1).reshape(rows, cols // 32 * 34), QT.Q8_0
 
 
-def random_q4_0(rng, rows, cols):
+def scale_and_nibbles(rng, rows, cols, d_lo, d_hi):
+    """Blocks of 32 as one f16 scale and 16 bytes of nibbles (Q4_0 and IQ4_NL)."""
     nb = rows * cols // 32
-    d = f16_bytes(rng, nb, 1e-4, 4e-4)
+    d = f16_bytes(rng, nb, d_lo, d_hi)
     qs = rng.integers(0, 256, size=(nb, 16), dtype=np.uint8)
-    return np.concatenate([d, qs], axis=1).reshape(rows, cols // 32 * 18), QT.Q4_0
+    return np.concatenate([d, qs], axis=1).reshape(rows, cols // 32 * 18)
+
+
+def random_q4_0(rng, rows, cols):
+    return scale_and_nibbles(rng, rows, cols, 1e-4, 4e-4), QT.Q4_0
 
 
 def random_q4_1(rng, rows, cols):
@@ -80,10 +85,7 @@ def random_q3_k(rng, rows, cols):
 
 
 def random_iq4_nl(rng, rows, cols):
-    nb = rows * cols // 32
-    d = f16_bytes(rng, nb, 1e-4, 3e-4)
-    qs = rng.integers(0, 256, size=(nb, 16), dtype=np.uint8)
-    return np.concatenate([d, qs], axis=1).reshape(rows, cols // 32 * 18), QT.IQ4_NL
+    return scale_and_nibbles(rng, rows, cols, 1e-4, 3e-4), QT.IQ4_NL
 
 
 def random_iq4_xs(rng, rows, cols):
