@@ -11,8 +11,8 @@
 //   Q4_K: w = d sc_j q - dmin m_j per sub-block j of 32:
 //                          acc += (d sc_j) * (d_x * dot(q, x)) - (dmin m_j) * s_x
 //   Q5_K: as Q4_K with 5-bit q
-//   Q6_K: w = d sc_h (q - 32) per half sub-block h of 16:
-//                          acc += (d sc_h) * (d_x * (dot_h(q, x) - 32 sum_h x))
+//   Q6_K: w = d sc_h (q - 32) per half sub-block h of 16 (the halves' sums combined exactly in
+//         32-bit integers): acc += d * (d_x * sum_h sc_h (dot_h(q, x) - 32 sum_h x))
 //   Q3_K: as Q6_K with 3-bit q and -4
 //   Q2_K: w = d sc_h q - dmin m_h per half sub-block h of 16 (q values pre-multiplied by sc_h):
 //                          acc += d * (d_x * dot(sc q, x)) - sum_h (dmin m_h) * (d_x sum_h x)
@@ -88,6 +88,12 @@ inline VecI vlookup(VecI table, VecI idx) {
 }
 inline VecI vload_u8_32(const uint8_t* p) {
   return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline VecI vload_s8_32(const uint8_t* p) {
+  return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline VecI vmul32(VecI a, VecI b) {
+  return _mm512_mullo_epi32(a, b);
 }
 inline VecI vsrl32(VecI a, int n) {
   return _mm512_srli_epi32(a, static_cast<unsigned>(n));
