@@ -6,6 +6,10 @@ context, on `carpool bench` and on llama.cpp (the llama-cpp-python package, each
 llama_decode call timed on its own, so Python overhead is not counted). Also carpool's decode at
 batch 16, and a STREAM-like memory bandwidth (bench/cpu/stream.c) for the MBU of decode.
 Each figure is the best of --reps runs, taken in alternation so both sides see similar load.
+The bandwidth is measured again before each of a model's reps, and its MBU is the best decode
+rate over the best read (and triad) figure of that model's window: on a virtual machine whose
+memory rate drifts by up to 2x within minutes, a figure taken once at the start of a long run is
+not the ceiling the later models ran under (it is printed too).
 
 usage: compare_llamacpp.py --carpool BUILD/carpool [--threads 2] [--models default,q8_0,q4_k]
 --models: "default" (SmolLM2-135M Q4_1) and any of q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k
@@ -74,10 +78,11 @@ def run_json(cmd, env=None):
     return json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
 
 
-def stream_bandwidth(threads):
+def stream_bandwidth(threads, compile_it=True):
     exe = os.path.join(tempfile.gettempdir(), "carpool_stream")
-    subprocess.run(["cc", "-O3", "-march=native", "-ffast-math", "-funroll-loops", "-fopenmp",
-                    os.path.join(HERE, "stream.c"), "-o", exe], check=True)
+    if compile_it:
+        subprocess.run(["cc", "-O3", "-march=native", "-ffast-math", "-funroll-loops", "-fopenmp",
+                        os.path.join(HERE, "stream.c"), "-o", exe], check=True)
     return run_json([exe], env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
 
 
@@ -124,8 +129,8 @@ def main():
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {model_name}, {T} threads, load {load0:.2f}")
     print(f"# cpu flags: {flags}")
     bw = stream_bandwidth(T)
-    print(f"# memory bandwidth ({T} threads): read {bw['read_gb_s']:.1f} GB/s, "
-          f"triad {bw['triad_gb_s']:.1f} GB/s")
+    print(f"# memory bandwidth ({T} threads) at the start: read {bw['read_gb_s']:.1f} GB/s, "
+          f"triad {bw['triad_gb_s']:.1f} GB/s (each model's MBU uses its own window's figure)")
 
     files = []
     for m in args.models.split(","):
@@ -145,8 +150,9 @@ def main():
     common = ["-t", str(T), "-p", str(args.prompt_len), "-n", str(args.gen), "--json"]
     results = []
     for label, path in files:
-        cp1, cp16, lc = [], [], []
+        cp1, cp16, lc, bws = [], [], [], []
         for rep in range(args.reps):
+            bws.append(stream_bandwidth(T, compile_it=False))
             cp1.append(run_json([args.carpool, "bench", "-m", path, "-b", "1",
                                  "--prefill-len", str(args.prefill_len)] + common))
             lc.append(run_json([sys.executable, __file__, "--carpool", args.carpool,
@@ -168,26 +174,30 @@ def main():
         }
         r["prefill_ratio"] = r["carpool_prefill"] / r["llamacpp_prefill"]
         r["decode_ratio"] = r["carpool_decode_b1"] / r["llamacpp_decode_b1"]
-        r["mbu_read"] = r["carpool_decode_b1_bytes_per_s"] / (bw["read_gb_s"] * 1e9)
-        r["mbu_triad"] = r["carpool_decode_b1_bytes_per_s"] / (bw["triad_gb_s"] * 1e9)
+        r["read_gb_s"] = max(b["read_gb_s"] for b in bws)
+        r["triad_gb_s"] = max(b["triad_gb_s"] for b in bws)
+        r["mbu_read"] = r["carpool_decode_b1_bytes_per_s"] / (r["read_gb_s"] * 1e9)
+        r["mbu_triad"] = r["carpool_decode_b1_bytes_per_s"] / (r["triad_gb_s"] * 1e9)
         results.append(r)
         print(f"{label:20s} prefill {r['carpool_prefill']:7.1f} vs {r['llamacpp_prefill']:7.1f} "
               f"tok/s ({r['prefill_ratio']:.2f}x) | decode b1 {r['carpool_decode_b1']:6.1f} vs "
               f"{r['llamacpp_decode_b1']:6.1f} tok/s ({r['decode_ratio']:.2f}x), "
               f"{r['carpool_decode_b1_bytes_per_s'] / 1e9:.1f} GB/s = {100 * r['mbu_read']:.0f}% "
-              f"of read / {100 * r['mbu_triad']:.0f}% of triad | carpool b16 "
+              f"of read / {100 * r['mbu_triad']:.0f}% of triad (best of the model's window: "
+              f"{r['read_gb_s']:.1f} / {r['triad_gb_s']:.1f} GB/s) | carpool b16 "
               f"{r['carpool_decode_b16']:.1f} tok/s", flush=True)
     load1 = os.getloadavg()[0]
     print(f"# load at end {load1:.2f}; llama.cpp: {lc[-1]['system_info'].strip()}")
     print("\n| model | prefill carpool | prefill llama.cpp | ratio | decode b1 carpool | "
-          "decode b1 llama.cpp | ratio | MBU (read / triad) | decode b16 carpool |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "decode b1 llama.cpp | ratio | MBU (read / triad) | read / triad GB/s | "
+          "decode b16 carpool |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['model']} | {r['carpool_prefill']:.1f} | {r['llamacpp_prefill']:.1f} | "
               f"{r['prefill_ratio']:.2f}x | {r['carpool_decode_b1']:.1f} | "
               f"{r['llamacpp_decode_b1']:.1f} | {r['decode_ratio']:.2f}x | "
               f"{100 * r['mbu_read']:.0f}% / {100 * r['mbu_triad']:.0f}% | "
-              f"{r['carpool_decode_b16']:.1f} |")
+              f"{r['read_gb_s']:.1f} / {r['triad_gb_s']:.1f} | {r['carpool_decode_b16']:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": model_name, "flags": flags, "threads": T, "bandwidth": bw,
