@@ -8,6 +8,10 @@
 #include <cpuid.h>
 #define CARPOOL_X86 1
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace carpool {
 namespace {
@@ -38,6 +42,11 @@ CpuFeatures detect() {
   unsigned a1, b1, c1, d1;
   __cpuid_count(7, 1, a1, b1, c1, d1);
   f.avx512_bf16 = f.avx512 && (a1 & (1u << 5));
+  // AMX: CPUID.7.0 EDX bits 24 (tiles), 25 (int8), 22 (bf16); XCR0 bits 17, 18 (tile state).
+  const bool tiles_os = (xcr0 & (3ull << 17)) == (3ull << 17);
+  const bool tiles = f.avx512 && tiles_os && (d & (1u << 24));
+  f.amx_int8 = tiles && (d & (1u << 25));
+  f.amx_bf16 = tiles && (d & (1u << 22));
 #endif
   return f;
 }
@@ -51,7 +60,7 @@ CpuIsa detect_isa() {
     CpuIsa want = isa;
     if (std::strcmp(cap, "scalar") == 0) want = CpuIsa::kScalar;
     if (std::strcmp(cap, "avx2") == 0) want = CpuIsa::kAvx2;
-    if (std::strcmp(cap, "avx512") == 0) want = CpuIsa::kAvx512;
+    if (std::strcmp(cap, "avx512") == 0 || std::strcmp(cap, "amx") == 0) want = CpuIsa::kAvx512;
     if (static_cast<int>(want) < static_cast<int>(isa)) isa = want;
   }
   return isa;
@@ -82,6 +91,23 @@ bool cpu_supports(CpuIsa isa) {
   return false;
 }
 
+bool cpu_amx_bf16() {
+  static const bool ok = [] {
+    const CpuFeatures& f = cpu_features();
+    if (!f.amx_bf16 || !f.avx512_bf16 || cpu_isa() != CpuIsa::kAvx512) return false;
+    const char* cap = std::getenv("CARPOOL_CPU_ISA");
+    if (cap != nullptr && std::strcmp(cap, "amx") != 0) return false;
+#if defined(__linux__) && defined(__x86_64__)
+    constexpr long kReqXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kXtileData = 18;         // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
+
 const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::kScalar:
@@ -102,6 +128,8 @@ const char* cpu_feature_string() {
     if (f.avx512) out += "avx512f avx512bw avx512vl ";
     if (f.avx512_vnni) out += "avx512_vnni ";
     if (f.avx512_bf16) out += "avx512_bf16 ";
+    if (f.amx_int8) out += "amx_int8 ";
+    if (f.amx_bf16) out += "amx_bf16 ";
     if (!out.empty()) out.pop_back();
     return out;
   }();

@@ -152,7 +152,9 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
       const int64_t pgrain = std::max<int64_t>(m <= 2 ? 4 : 2, grain / kPackRows);
       pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
         const int64_t g_end = std::min(g1, groups);
-        if (g0 < g_end) CARPOOL_CHECK(gemm_packed_float_avx512(pa, g0, g_end));
+        if (g0 < g_end && !gemm_packed_bf16_amx(pa, g0, g_end)) {
+          CARPOOL_CHECK(gemm_packed_float_avx512(pa, g0, g_end));
+        }
         if (g1 > groups) CARPOOL_CHECK(gemm_float_avx2(args, groups * kPackRows, n));
       });
       return;

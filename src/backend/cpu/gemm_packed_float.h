@@ -37,6 +37,12 @@ struct GemmPackedFloatArgs {
 // the machine lacks AVX-512 (or AVX512_BF16 when x_bf16 is set).
 bool gemm_packed_float_avx512(const GemmPackedFloatArgs& a, int64_t g0, int64_t g1);
 
+// BF16 weights with bf16 activation pairs (x_bf16) on AMX tiles (gemm_packed_bf16_amx.cpp), for
+// any number of rows. False (nothing written) unless the weights are BF16, x_bf16 is set and
+// cpu_amx_bf16(); the caller then uses gemm_packed_float_avx512. Within a machine the choice
+// does not depend on the batch, so neither do the results.
+bool gemm_packed_bf16_amx(const GemmPackedFloatArgs& a, int64_t g0, int64_t g1);
+
 // Rounds n f32 values to bf16 pairs (round to nearest even, as vcvtne2ps2bf16); odd n: the last
 // pair's high half is zero. out: (n + 1) / 2 words.
 void f32_to_bf16_pairs(const float* x, int64_t n, uint32_t* out);

@@ -26,14 +26,16 @@ namespace {
 struct Case {
   DType type;
   bool bf16_activations;
+  bool amx = false;  // gemm_packed_bf16_amx instead of gemm_packed_float_avx512
 };
 
 class GemmPackedFloat : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GemmPackedFloat, MatchesDoubleReference) {
-  const auto [t, bf16_x] = GetParam();
+  const auto [t, bf16_x, amx] = GetParam();
   if (!cpu_supports(CpuIsa::kAvx512)) GTEST_SKIP() << "no AVX-512 here";
   if (bf16_x && !cpu_features().avx512_bf16) GTEST_SKIP() << "no AVX512_BF16 here";
+  if (amx && !cpu_amx_bf16()) GTEST_SKIP() << "no usable AMX-BF16 here";
   std::mt19937 g(9);
   std::normal_distribution<float> nd(0.f, 1.f);
   const int64_t n = 4 * kPackRows;  // four groups
@@ -44,7 +46,7 @@ TEST_P(GemmPackedFloat, MatchesDoubleReference) {
     random_float_weights(g, nd, t, n, k, &w, &wf);
     PackedWeight p = make_packed(t, n, k);
     pack_groups(p, w.data(), row_bytes, 0, p.groups);
-    for (int64_t m : {1, 2, 3, 8, 9, 17, 20}) {
+    for (int64_t m : {1, 2, 3, 8, 9, 17, 20, 40}) {
       std::vector<float> x(static_cast<size_t>(m * k)), bias(n);
       for (float& v : x) v = nd(g);
       for (float& v : bias) v = nd(g);
@@ -64,7 +66,9 @@ TEST_P(GemmPackedFloat, MatchesDoubleReference) {
       a.y = y.data();
       a.ldy = ldy;
       a.bias = bias.data();
-      ASSERT_TRUE(gemm_packed_float_avx512(a, 1, p.groups));  // group 0 stays untouched
+      // Group 0 stays untouched.
+      ASSERT_TRUE(amx ? gemm_packed_bf16_amx(a, 1, p.groups)
+                      : gemm_packed_float_avx512(a, 1, p.groups));
       for (int64_t r = 0; r < m; ++r) {
         for (int64_t j = 0; j < ldy; ++j) {
           if (j < kPackRows || j >= n) {
@@ -80,8 +84,8 @@ TEST_P(GemmPackedFloat, MatchesDoubleReference) {
           // f32 products are exact (F16/BF16 weights widen exactly); vdpbf16ps rounds its pair
           // sums to f32 like an FMA chain does.
           ASSERT_NEAR(y[r * ldy + j], ref, 2e-6 * scale + 1e-30)
-              << dtype_name(t) << (bf16_x ? " bf16 x" : "") << " k=" << k << " m=" << m << " row "
-              << r << " col " << j;
+              << dtype_name(t) << (bf16_x ? " bf16 x" : "") << (amx ? " amx" : "") << " k=" << k
+              << " m=" << m << " row " << r << " col " << j;
         }
       }
     }
@@ -90,10 +94,12 @@ TEST_P(GemmPackedFloat, MatchesDoubleReference) {
 
 INSTANTIATE_TEST_SUITE_P(Types, GemmPackedFloat,
                          ::testing::Values(Case{DType::kF32, false}, Case{DType::kF16, false},
-                                           Case{DType::kBF16, false}, Case{DType::kBF16, true}),
+                                           Case{DType::kBF16, false}, Case{DType::kBF16, true},
+                                           Case{DType::kBF16, true, true}),
                          [](const auto& info) {
                            return std::string(dtype_name(info.param.type)) +
-                                  (info.param.bf16_activations ? "_dot" : "");
+                                  (info.param.bf16_activations ? "_dot" : "") +
+                                  (info.param.amx ? "_amx" : "");
                          });
 
 TEST(GemmPackedFloat, Bf16PairsRoundToNearestEvenAndPadOddLengths) {
