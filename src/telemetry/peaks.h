@@ -83,7 +83,8 @@ Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
 // machines that calibrated before it.
 //   2: packed weights (one VNNI instruction per 16 output columns).
 //   3: bandwidth = the faster of a read pass and the triad, on huge pages.
-inline constexpr int kPeaksCacheVersion = 3;
+//   4: the FLOP peak includes the BF16 matmul (AMX tiles where the CPU has them).
+inline constexpr int kPeaksCacheVersion = 4;
 
 // Serialization of the cache file:
 //   {"<key>": {"bandwidth_bytes_per_s":..,"flops_per_s":..,"kernels": kPeaksCacheVersion}}.

@@ -13,6 +13,7 @@
 #include <thread>
 #include <utility>
 
+#include "backend/cpu/cpu_features.h"
 #include "util/check.h"
 #include "util/host_memory.h"
 
@@ -68,7 +69,11 @@ CpuBackend::~CpuBackend() {
 }
 
 std::string CpuBackend::device_name() const {
-  return cpu_model_name() + " (" + std::to_string(pool_.n_threads()) + " threads)";
+  // The kernels' instruction set too: what a user checks first when a figure looks off.
+  std::string kernels = cpu_isa_name(cpu_isa());
+  if (cpu_amx_bf16()) kernels += " + amx_bf16";
+  return cpu_model_name() + " (" + std::to_string(pool_.n_threads()) + " threads, " + kernels +
+         " kernels)";
 }
 
 BackendMemoryInfo CpuBackend::memory_info() const {

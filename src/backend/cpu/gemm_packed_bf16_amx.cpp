@@ -32,9 +32,6 @@
 namespace carpool {
 namespace {
 
-
-
-
 constexpr int kPairsPerStep = 16;  // one tile's K: 16 pairs, 32 elements
 
 struct alignas(64) TileConfig {
@@ -66,7 +63,7 @@ void configure(int rows0, int rows1) {
 // `tail` pairs in the last step (0: none) read from a zeroed copy.
 struct AOperand {
   const uint32_t* rows = nullptr;
-  size_t stride = 0;          // words
+  size_t stride = 0;               // words
   const uint32_t* tail = nullptr;  // [16][kPairsPerStep] words, or null
 };
 
@@ -148,7 +145,9 @@ void run(const GemmPackedFloatArgs& args, int64_t g0, int64_t g1) {
   // Zeroed copies of each chunk's and group's tail pairs.
   thread_local std::vector<uint32_t> a_tail;
   thread_local std::vector<uint8_t> b_tail;
-  auto chunk_rows = [&](int64_t c) { return static_cast<int>(std::min<int64_t>(16, args.m - 16 * c)); };
+  auto chunk_rows = [&](int64_t c) {
+    return static_cast<int>(std::min<int64_t>(16, args.m - 16 * c));
+  };
   auto a_operand = [&](int64_t c, uint32_t* tail_buf) {
     AOperand op;
     op.rows = args.x_bf16 + 16 * c * pairs;
@@ -184,9 +183,9 @@ void run(const GemmPackedFloatArgs& args, int64_t g0, int64_t g1) {
   alignas(64) float c[4][16 * 16];
   for (int64_t g = g0; g < g1; g += 2) {
     const int groups = g + 1 < g1 ? 2 : 1;
-    const BOperand b[2] = {b_operand(g, b_tail.data()),
-                           groups == 2 ? b_operand(g + 1, b_tail.data() + kPairsPerStep * 64)
-                                       : BOperand{}};
+    const BOperand b[2] = {
+        b_operand(g, b_tail.data()),
+        groups == 2 ? b_operand(g + 1, b_tail.data() + kPairsPerStep * 64) : BOperand{}};
     // The next two groups stream in while the first chunks of these two compute.
     const uint8_t* const next[2] = {g + 2 < g1 ? w.group(g + 2) : nullptr,
                                     g + 3 < g1 ? w.group(g + 3) : nullptr};

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "backend/cpu/cpu_features.h"
 #include "random_quant_weights.h"
 
 namespace carpool {
@@ -101,7 +102,8 @@ TEST(CpuBackend, DescribesItself) {
   std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 2});
   EXPECT_EQ(b->name(), "cpu");
   EXPECT_EQ(b->activation_dtype(), DType::kF32);
-  EXPECT_NE(b->device_name().find("(2 threads)"), std::string::npos);
+  EXPECT_NE(b->device_name().find("(2 threads, "), std::string::npos);
+  EXPECT_NE(b->device_name().find(std::string(cpu_isa_name(cpu_isa())) + " "), std::string::npos);
   EXPECT_GT(b->memory_info().total_bytes, 0u);
 }
 
