@@ -83,12 +83,16 @@ inline void store(const float (&c)[16 * 16], int rows, float* y, int64_t ldy, co
   }
 }
 
-// kRows chunks (1 or 2) x kGroups groups (1 or 2) over `steps` whole steps plus the tail step.
-// next: the groups to come (null: none), fetched into the caches step by step (the tile loads do
-// not start the hardware prefetcher's stream by themselves).
+// Steps ahead that the first chunks over a group ask for its bytes (the weights stream from
+// memory once per call; 4 to 32 steps ahead, into L1 or L2, or no software prefetch at all read
+// the same within noise at one row).
+constexpr int64_t kPrefetchSteps = 4;
+
+// kRows chunks (1 or 2) x kGroups groups (1 or 2) over `steps` whole steps plus the tail step;
+// prefetch: the first chunks over these groups (the weights are not in the caches yet).
 template <int kRows, int kGroups>
-void block(const AOperand (&a)[2], const BOperand (&b)[2], int64_t steps, bool tail,
-           const uint8_t* const (&next)[2], float (&c)[4][16 * 16]) {
+void block(const AOperand (&a)[2], const BOperand (&b)[2], int64_t steps, bool tail, bool prefetch,
+           float (&c)[4][16 * 16]) {
   // (The tile intrinsics take register numbers as literals.)
   _tile_zero(4);
   if constexpr (kGroups == 2) _tile_zero(5);
@@ -100,10 +104,9 @@ void block(const AOperand (&a)[2], const BOperand (&b)[2], int64_t steps, bool t
     const bool last = s == steps;
     const size_t ao = static_cast<size_t>(s) * kPairsPerStep;
     const size_t bo = static_cast<size_t>(s) * kPairsPerStep * 64;
-    if (next[0] != nullptr && !last) {
+    if (prefetch && s + kPrefetchSteps < steps) {
+      const size_t ahead = bo + kPrefetchSteps * kPairsPerStep * 64;
       for (int gi = 0; gi < kGroups; ++gi) {
-        const size_t ahead = bo + 4 * kPairsPerStep * 64;
-        if (ahead + kPairsPerStep * 64 > static_cast<size_t>(steps) * kPairsPerStep * 64) continue;
         for (int o = 0; o < kPairsPerStep * 64; o += 64) {
           _mm_prefetch(reinterpret_cast<const char*>(b[gi].pairs + ahead + o), _MM_HINT_T0);
         }
@@ -186,15 +189,11 @@ void run(const GemmPackedFloatArgs& args, int64_t g0, int64_t g1) {
     const BOperand b[2] = {
         b_operand(g, b_tail.data()),
         groups == 2 ? b_operand(g + 1, b_tail.data() + kPairsPerStep * 64) : BOperand{}};
-    // The next two groups stream in while the first chunks of these two compute.
-    const uint8_t* const next[2] = {g + 2 < g1 ? w.group(g + 2) : nullptr,
-                                    g + 3 < g1 ? w.group(g + 3) : nullptr};
-    const uint8_t* const none[2] = {nullptr, nullptr};
     for (int64_t ch = 0; ch < chunks; ch += 2) {
       const int rows_chunks = ch + 1 < chunks ? 2 : 1;
       const AOperand a[2] = {a_ops[ch], rows_chunks == 2 ? a_ops[ch + 1] : AOperand{}};
       configure(chunk_rows(ch), rows_chunks == 2 ? chunk_rows(ch + 1) : 16);
-      const uint8_t* const(&pf)[2] = ch == 0 ? next : none;
+      const bool pf = ch == 0;
       if (rows_chunks == 2 && groups == 2) {
         block<2, 2>(a, b, steps, tail != 0, pf, c);
       } else if (rows_chunks == 2) {
