@@ -28,8 +28,11 @@ constexpr int kGroupsMax = 2;
 // kF16Widen: kF16 that also stores the widened weights (a panel's first tile, widen_f16_groups).
 enum class Mode { kF32, kF16, kF16Widen, kBF16, kBF16Dot };
 
-// No software prefetch: the weights stream in order and the hardware prefetcher keeps up; at one
-// row, prefetching 2 KB ahead made F16 decode slower (11-15 vs 15-24 tok/s, ~1B F16, 2 threads).
+// F32 and F16 weights: each group's line 2 KB ahead into L2. On the Xeon VM (2 threads,
+// BM_MatmulStream/f16) 30.2-31.2 -> 34.7-36.5 GB/s (1 KB: 33.5-34.5, 4 KB: 33.8-35.1). On the
+// EPYC VM an earlier prefetch 2 KB ahead, into L1, had made F16 decode slower (11-15 vs 15-24
+// tok/s, ~1B F16, 2 threads); BF16 pairs stream at the memory's rate without one.
+constexpr size_t kAheadBytes = 2048;
 // acc[r][c] = sum over k of w[c] column values times x row r, k in order.
 template <Mode M, int R, int C>
 inline void tile(const uint8_t* const (&w)[C], int64_t nb, size_t bb, const GemmPackedFloatArgs& a,
@@ -47,6 +50,9 @@ inline void tile(const uint8_t* const (&w)[C], int64_t nb, size_t bb, const Gemm
 #pragma GCC unroll 4
       for (int c = 0; c < C; ++c) {
         const uint8_t* p = w[c] + static_cast<size_t>(i) * bb;
+        if ((static_cast<size_t>(i) * bb) % 64 == 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(p + kAheadBytes), _MM_HINT_T1);
+        }
         if constexpr (M == Mode::kF32) {
           wv[c] = _mm512_loadu_ps(reinterpret_cast<const float*>(p));
         } else {
