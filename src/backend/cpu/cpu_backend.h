@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/packed_weights.h"
 #include "backend/cpu/quants.h"
 #include "util/thread_pool.h"
@@ -173,6 +174,7 @@ class CpuBackend final : public Backend {
   std::vector<BlockQ8A> x_q8u_;              // the same plus 128, for VNNI kernels (gemm_q8a.h)
   std::vector<float> x_q8ds_;                // their d and s as arrays, for K-type kernels
   std::vector<int32_t> x_q8sum_;             // the sum of each block's quants, for packed kernels
+  AmxActivations x_amx_;                     // the same activations laid out for AMX tiles
   std::vector<uint32_t> x_bf16_;             // bf16 activation pairs, for packed BF16 weights
   std::vector<float> norm_weight_;           // dequantized norm weights
 

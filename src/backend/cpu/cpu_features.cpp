@@ -91,6 +91,33 @@ bool cpu_supports(CpuIsa isa) {
   return false;
 }
 
+namespace {
+// Linux's permission for this process to use the tile data state (asked once).
+bool tile_permission() {
+  static const bool ok = [] {
+#if defined(__linux__) && defined(__x86_64__)
+    constexpr long kReqXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kXtileData = 18;         // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
+
+bool amx_allowed() {
+  if (cpu_isa() != CpuIsa::kAvx512) return false;
+  const char* cap = std::getenv("CARPOOL_CPU_ISA");
+  return cap == nullptr || std::strcmp(cap, "amx") == 0;
+}
+}  // namespace
+
+bool cpu_amx_int8() {
+  static const bool ok = cpu_features().amx_int8 && amx_allowed() && tile_permission();
+  return ok;
+}
+
 bool cpu_amx_bf16() {
   static const bool ok = [] {
     const CpuFeatures& f = cpu_features();

@@ -39,6 +39,8 @@ const char* cpu_isa_name(CpuIsa isa);
 // off), and Linux granted this process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,
 // asked once).
 bool cpu_amx_bf16();
+// The same for the AMX-INT8 tile kernels.
+bool cpu_amx_int8();
 
 // A space-separated list of the features found, e.g. "avx2 avx512 avx512_vnni".
 const char* cpu_feature_string();

@@ -60,6 +60,9 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
     if (split && x_q8ds_.size() < 2 * need) x_q8ds_.resize(2 * need);
     float* xd = split ? x_q8ds_.data() : nullptr;
     float* xsum = split ? x_q8ds_.data() + need : nullptr;
+    const bool amx =
+        packed != nullptr && isa >= CpuIsa::kAvx512 && gemm_packed_amx_takes(w.dtype, m);
+    if (amx) amx_reset(x_amx_, w.dtype, m, blocks_per_row);
     pool_.parallel_for(m, 1, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
         quantize_row_q8a(xs + r * k, xq + r * blocks_per_row, k);
@@ -73,6 +76,10 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
         if (xsums != nullptr)
           sum_q8a(xq + r * blocks_per_row, xsums + r * blocks_per_row * sum_parts, blocks_per_row,
                   sum_parts);
+        if (amx) {
+          amx_put_row(x_amx_, r, xq + r * blocks_per_row,
+                      xsums != nullptr ? xsums + r * blocks_per_row * sum_parts : nullptr);
+        }
       }
     });
     // The unpacked kernels: every row, or the rows past the last packed group.
@@ -98,13 +105,15 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
       pa.y = y;
       pa.ldy = n;
       pa.bias = b;
+      pa.amx = amx ? &x_amx_ : nullptr;
       // One task per group of 16 rows, plus one for the unpacked rows past the last group.
       const int64_t groups = packed->groups;
       const int64_t pgrain = std::max<int64_t>(1, grain / kPackRows);
       pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
         const int64_t g_end = std::min(g1, groups);
         if (g0 < g_end) {
-          const bool handled = isa >= CpuIsa::kAvx512 ? gemm_packed_avx512(pa, g0, g_end)
+          const bool handled = isa >= CpuIsa::kAvx512 ? gemm_packed_amx(pa, g0, g_end) ||
+                                                            gemm_packed_avx512(pa, g0, g_end)
                                                       : gemm_packed_avx2(pa, g0, g_end);
           CARPOOL_CHECK(handled);
         }

@@ -142,5 +142,63 @@ TEST(GemmPackedLevels, Avx2EqualsAvx512) {
   }
 }
 
+// The AMX tiles form the same exact integer sums as VNNI and scale them with the same f32
+// operations, so they agree with the AVX-512 kernels bit for bit: every type, full chunks of 16
+// activation rows and short last chunks (padded to 8 or 16), an odd number of blocks, a bias, a
+// wider row stride and a group range that starts past zero. Too few rows are declined.
+TEST(GemmPackedLevels, AmxEqualsAvx512) {
+  if (!cpu_amx_int8()) GTEST_SKIP() << "no usable AMX-INT8 here";
+  std::mt19937 g(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (DType t :
+       {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ2_K,
+        DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS}) {
+    const int64_t block = dtype_info(t).block_elems;
+    for (int64_t k : {block, 3 * block}) {
+      for (int64_t m : {3, 16, 63, 64, 65, 79, 100}) {
+        const int64_t n = 3 * kPackRows, ldy = n + 5;
+        std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
+        PackedWeight p = make_packed(t, n, k);
+        pack_groups(p, w.data(), dtype_row_bytes(t, k), 0, p.groups);
+        std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n));
+        for (float& v : x) v = nd(g) * (g() % 4 == 0 ? 10.f : 1.f);
+        for (float& v : bias) v = nd(g);
+        std::vector<BlockQ8A> xq(static_cast<size_t>(m * k / kQK));
+        for (int64_t r = 0; r < m; ++r)
+          quantize_row_q8a(x.data() + r * k, xq.data() + r * k / kQK, k);
+        std::vector<int32_t> sums(xq.size() * 2);
+        const int parts = gemm_packed_sums_per_block(t);
+        if (parts > 0) sum_q8a(xq.data(), sums.data(), static_cast<int64_t>(xq.size()), parts);
+        std::vector<float> ya(static_cast<size_t>(m * ldy), -7.f), y5(ya.size(), -7.f);
+        GemmPackedArgs a;
+        a.w = &p;
+        a.x = xq.data();
+        a.x_sum = parts > 0 ? sums.data() : nullptr;
+        a.m = m;
+        a.ldy = ldy;
+        a.bias = bias.data();
+        a.y = ya.data();
+        ASSERT_FALSE(gemm_packed_amx(a, 1, 3)) << "without the AMX layout";
+        AmxActivations xa;
+        amx_reset(xa, t, m, k / kQK);
+        for (int64_t r = 0; r < m; ++r) {
+          amx_put_row(xa, r, xq.data() + r * k / kQK, sums.data() + r * k / kQK * parts);
+        }
+        a.amx = &xa;
+        const bool ran = gemm_packed_amx(a, 1, 3);
+        ASSERT_EQ(ran, gemm_packed_amx_takes(t, m)) << dtype_name(t) << " m=" << m;
+        if (!ran) continue;
+        a.amx = nullptr;
+        a.y = y5.data();
+        ASSERT_TRUE(gemm_packed_avx512(a, 1, 3));
+        for (size_t i = 0; i < ya.size(); ++i) {
+          ASSERT_EQ(ya[i], y5[i]) << dtype_name(t) << " k=" << k << " m=" << m << " row " << i / ldy
+                                  << " col " << i % ldy;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace carpool
