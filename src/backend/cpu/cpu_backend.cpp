@@ -71,6 +71,7 @@ CpuBackend::~CpuBackend() {
 std::string CpuBackend::device_name() const {
   // The kernels' instruction set too: what a user checks first when a figure looks off.
   std::string kernels = cpu_isa_name(cpu_isa());
+  if (cpu_amx_int8()) kernels += " + amx_int8";
   if (cpu_amx_bf16()) kernels += " + amx_bf16";
   return cpu_model_name() + " (" + std::to_string(pool_.n_threads()) + " threads, " + kernels +
          " kernels)";
@@ -86,7 +87,9 @@ BackendMemoryInfo CpuBackend::memory_info() const {
   info.weights_bytes = weights_bytes_ + packed_bytes_;
   info.kv_bytes = kv_bytes_;
   size_t workspace = (x_q8_.capacity() + x_q8u_.capacity()) * sizeof(BlockQ8A) +
-                     norm_weight_.capacity() * 4 + x_q8ds_.capacity() * 4 + x_q8sum_.capacity() * 4;
+                     norm_weight_.capacity() * 4 + x_q8ds_.capacity() * 4 +
+                     x_q8sum_.capacity() * 4 + x_amx_.qs.capacity() +
+                     (x_amx_.d.capacity() + x_amx_.s.capacity()) * 4 + x_amx_.sum.capacity() * 4;
   for (const auto& s : scratch_) workspace += s.capacity() * sizeof(float);
   info.other_bytes = other_bytes_ + workspace;
   return info;

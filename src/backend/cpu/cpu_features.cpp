@@ -119,19 +119,8 @@ bool cpu_amx_int8() {
 }
 
 bool cpu_amx_bf16() {
-  static const bool ok = [] {
-    const CpuFeatures& f = cpu_features();
-    if (!f.amx_bf16 || !f.avx512_bf16 || cpu_isa() != CpuIsa::kAvx512) return false;
-    const char* cap = std::getenv("CARPOOL_CPU_ISA");
-    if (cap != nullptr && std::strcmp(cap, "amx") != 0) return false;
-#if defined(__linux__) && defined(__x86_64__)
-    constexpr long kReqXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM
-    constexpr long kXtileData = 18;         // XFEATURE_XTILEDATA
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
-#else
-    return false;
-#endif
-  }();
+  static const bool ok =
+      cpu_features().amx_bf16 && cpu_features().avx512_bf16 && amx_allowed() && tile_permission();
   return ok;
 }
 

@@ -34,12 +34,11 @@ bool cpu_supports(CpuIsa isa);
 
 const char* cpu_isa_name(CpuIsa isa);
 
-// True if the AMX-BF16 tile kernels may run: the processor and OS support them, the level is
-// AVX-512 with AVX512_BF16, CARPOOL_CPU_ISA does not cap it (unset or "amx"; "avx512" turns AMX
-// off), and Linux granted this process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,
-// asked once).
+// True if the AMX-BF16 (AMX-INT8) tile kernels may run: the processor and OS support them, the
+// level is AVX-512 (with AVX512_BF16 for BF16), CARPOOL_CPU_ISA does not cap it (unset or "amx";
+// "avx512" turns AMX off), and Linux granted this process the tile data state (arch_prctl
+// ARCH_REQ_XCOMP_PERM, asked once).
 bool cpu_amx_bf16();
-// The same for the AMX-INT8 tile kernels.
 bool cpu_amx_int8();
 
 // A space-separated list of the features found, e.g. "avx2 avx512 avx512_vnni".

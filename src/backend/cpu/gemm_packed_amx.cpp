@@ -95,7 +95,6 @@ void amx_put_row(AmxActivations& x, int64_t r, const BlockQ8A* row, const int32_
 namespace carpool {
 namespace {
 #include "backend/cpu/gemm_packed_avx512_ops.inc"
-
 #include "backend/cpu/gemm_packed_kernels.inc"
 
 // Fewer activation rows than this go to the AVX-512 kernels (same results): on the Xeon VM the
@@ -241,7 +240,7 @@ void chunk(const PackedWeight& w, int64_t g, const uint8_t* ubuf, const Chunk& x
   VecF acc[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) acc[r] = vset1_f(0.f);
-  auto scale_pair = [&](int64_t s, int32_t (&cs)[4][16 * 16]) {
+  auto scale_pair = [&](int64_t s, int32_t(&cs)[4][16 * 16]) {
     for (int u = 0; u < 2 && s + u < subs; ++u) {
       const int64_t su = s + u;
       const uint8_t* gb = group + static_cast<size_t>(su / kSub) * w.block_bytes;
