@@ -90,6 +90,7 @@ void amx_put_row(AmxActivations& x, int64_t r, const BlockQ8A* row, const int32_
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "backend/cpu/amx_tiles.h"
 #include "backend/cpu/cpu_features.h"
 
 namespace carpool {
@@ -105,20 +106,11 @@ constexpr int64_t kAmxMinRows = 64;
 template <DType T>
 constexpr bool kHalves = T == DType::kQ6_K || T == DType::kQ3_K;
 
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // Loads the configuration for R activation rows (halves: Q6_K / Q3_K) unless it is loaded.
 void configure(int rows, bool halves) {
-  thread_local int loaded = -1;
-  const int want = rows * 2 + (halves ? 1 : 0);
-  if (loaded == want) return;
-  TileConfig c;
+  const int want = kAmxConfigInt8 + rows * 2 + (halves ? 1 : 0);
+  if (amx_loaded_config() == want) return;
+  AmxTileConfig c;
   const int a_bytes = halves ? 16 : 32;
   for (int t = 0; t < 2; ++t) {
     c.rows[t] = static_cast<uint8_t>(rows);
@@ -129,7 +121,7 @@ void configure(int rows, bool halves) {
     c.colsb[4 + t] = 64;
   }
   _tile_loadconfig(&c);
-  loaded = want;
+  amx_loaded_config() = want;
 }
 
 // Where a group block keeps what the scaling reads, per type (see the VNNI tiles).

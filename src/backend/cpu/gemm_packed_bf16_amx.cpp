@@ -27,6 +27,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "backend/cpu/amx_tiles.h"
 #include "backend/cpu/cpu_features.h"
 
 namespace carpool {
@@ -34,29 +35,20 @@ namespace {
 
 constexpr int kPairsPerStep = 16;  // one tile's K: 16 pairs, 32 elements
 
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // Tiles 0, 1: A (rows0 / rows1 activation rows x 64 bytes); 2, 3: B (16 pair rows x 64 bytes);
 // 4, 5: C of A tile 0 and 6, 7: C of A tile 1 (that many rows x 16 f32). A chunk of fewer than
 // 16 rows (the last) gets tiles of its size, so no row past the batch is read.
 void configure(int rows0, int rows1) {
-  thread_local int loaded = -1;
-  const int want = rows0 * 32 + rows1;
-  if (loaded == want) return;
-  TileConfig c;
+  const int want = kAmxConfigBf16 + rows0 * 32 + rows1;
+  if (amx_loaded_config() == want) return;
+  AmxTileConfig c;
   const int rows[8] = {rows0, rows1, 16, 16, rows0, rows0, rows1, rows1};
   for (int t = 0; t < 8; ++t) {
     c.rows[t] = static_cast<uint8_t>(rows[t]);
     c.colsb[t] = 64;
   }
   _tile_loadconfig(&c);
-  loaded = want;
+  amx_loaded_config() = want;
 }
 
 // One chunk's activation rows as A tiles: 16 rows from `rows` (row stride `stride` words), with

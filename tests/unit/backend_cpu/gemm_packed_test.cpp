@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/gemm_packed_float.h"
 #include "backend/cpu/gemm_q8a.h"
 #include "backend/cpu/packed_weights.h"
 #include "backend/dtype.h"
@@ -198,6 +199,56 @@ TEST(GemmPackedLevels, AmxEqualsAvx512) {
       }
     }
   }
+}
+
+// The 8-bit and BF16 AMX kernels load different tile configurations on the same thread (a model
+// may mix weight types): taking turns, each must give the same results as when it ran first.
+TEST(GemmPackedLevels, AmxKernelsTakeTurnsOnOneThread) {
+  if (!cpu_amx_int8() || !cpu_amx_bf16()) GTEST_SKIP() << "needs both AMX kernels";
+  std::mt19937 g(13);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t n = 2 * kPackRows, k = 256, m = 64;  // whole chunks: one configuration each
+  // 8-bit: Q4_K weights, quantized activations.
+  std::vector<uint8_t> wq = random_quant_weights(g, DType::kQ4_K, n, k);
+  PackedWeight pq = make_packed(DType::kQ4_K, n, k);
+  pack_groups(pq, wq.data(), dtype_row_bytes(DType::kQ4_K, k), 0, pq.groups);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (float& v : x) v = nd(g);
+  std::vector<BlockQ8A> xq(static_cast<size_t>(m * k / kQK));
+  for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x.data() + r * k, xq.data() + r * k / kQK, k);
+  AmxActivations xa;
+  amx_reset(xa, DType::kQ4_K, m, k / kQK);
+  for (int64_t r = 0; r < m; ++r) amx_put_row(xa, r, xq.data() + r * k / kQK, nullptr);
+  GemmPackedArgs a;
+  a.w = &pq;
+  a.x = xq.data();
+  a.m = m;
+  a.ldy = n;
+  a.amx = &xa;
+  // BF16: the same activations as bf16 pairs.
+  std::vector<uint16_t> wb(static_cast<size_t>(n * k));
+  for (uint16_t& v : wb) v = static_cast<uint16_t>(f32_to_bf16(nd(g)));
+  PackedWeight pb = make_packed(DType::kBF16, n, k);
+  pack_groups(pb, wb.data(), static_cast<size_t>(k) * 2, 0, pb.groups);
+  std::vector<uint32_t> xb(static_cast<size_t>(m * pb.blocks));
+  for (int64_t r = 0; r < m; ++r) f32_to_bf16_pairs(&x[r * k], k, &xb[r * pb.blocks]);
+  GemmPackedFloatArgs fa;
+  fa.w = &pb;
+  fa.x = x.data();
+  fa.x_bf16 = xb.data();
+  fa.m = m;
+  fa.ldy = n;
+  std::vector<float> q1(static_cast<size_t>(m * n)), q2(q1.size()), b1(q1.size()), b2(q1.size());
+  a.y = q1.data();
+  ASSERT_TRUE(gemm_packed_amx(a, 0, pq.groups));
+  fa.y = b1.data();
+  ASSERT_TRUE(gemm_packed_bf16_amx(fa, 0, pb.groups));
+  a.y = q2.data();
+  ASSERT_TRUE(gemm_packed_amx(a, 0, pq.groups));
+  fa.y = b2.data();
+  ASSERT_TRUE(gemm_packed_bf16_amx(fa, 0, pb.groups));
+  EXPECT_EQ(q1, q2);
+  EXPECT_EQ(b1, b2);
 }
 
 }  // namespace

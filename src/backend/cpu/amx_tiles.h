@@ -1,0 +1,32 @@
+// Internal to the CPU backend: what the AMX kernels share about a thread's tile state.
+//
+// A thread has one tile configuration at a time, loaded by whichever AMX kernel ran last on it
+// (gemm_packed_amx.cpp: 8-bit weights; gemm_packed_bf16_amx.cpp: BF16 weights). Each kernel
+// names its configurations with its own range of ids and loads one only when this thread's
+// current id differs, so that a model mixing weight types never runs a kernel on another's
+// configuration.
+#pragma once
+
+#include <cstdint>
+
+namespace carpool {
+
+inline constexpr int kAmxConfigInt8 = 1000;  // + rows * 2 + halves
+inline constexpr int kAmxConfigBf16 = 2000;  // + rows0 * 32 + rows1
+
+// The id of the configuration this thread last loaded (-1: none).
+inline int& amx_loaded_config() {
+  thread_local int id = -1;
+  return id;
+}
+
+// The palette-1 configuration block of ldtilecfg.
+struct alignas(64) AmxTileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+}  // namespace carpool
