@@ -124,7 +124,8 @@ void configure(int rows, bool halves) {
   amx_loaded_config() = want;
 }
 
-// Where a group block keeps what the scaling reads, per type (see the VNNI tiles).
+// Sub-block s's 8 parts of unsigned weight bytes (the B tile): Q8_0's in the packed group
+// itself, the other types' in the group's unpacked copy.
 template <DType T>
 inline const uint8_t* b_parts(const uint8_t* group, const uint8_t* ubuf, int64_t s,
                               size_t block_bytes) {

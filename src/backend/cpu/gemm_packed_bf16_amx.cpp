@@ -51,8 +51,8 @@ void configure(int rows0, int rows1) {
   amx_loaded_config() = want;
 }
 
-// One chunk's activation rows as A tiles: 16 rows from `rows` (row stride `stride` words), with
-// `tail` pairs in the last step (0: none) read from a zeroed copy.
+// One chunk's activation rows (16, or fewer in the last chunk) as A tiles: from `rows` (row stride
+// `stride` words), with `tail` pairs in the last step (0: none) read from a zeroed copy.
 struct AOperand {
   const uint32_t* rows = nullptr;
   size_t stride = 0;               // words
@@ -197,7 +197,7 @@ void run(const GemmPackedFloatArgs& args, int64_t g0, int64_t g1) {
       }
       for (int rc = 0; rc < rows_chunks; ++rc) {
         const int64_t r0 = 16 * (ch + rc);
-        const int rows = static_cast<int>(std::min<int64_t>(16, args.m - r0));
+        const int rows = chunk_rows(ch + rc);
         for (int gc = 0; gc < groups; ++gc) {
           store(c[2 * rc + gc], rows, args.y + r0 * args.ldy, args.ldy, args.bias,
                 (g + gc) * kPackRows);
