@@ -212,6 +212,11 @@ inline float kv_value(uint16_t h) {
   return f16_to_f32(h);
 }
 
+// exp(x) as the SIMD levels' vexp takes it: 0 below kAttnExpFloor.
+inline float attn_exp(float x) {
+  return x < kAttnExpFloor ? 0.f : std::exp(x);
+}
+
 // Portable kernel: the plain loops, one row and one key at a time, with std::exp.
 template <typename T>
 void attn_row_portable(const AttnKvBlock& b, int hd, float scale, float* scores,
@@ -230,10 +235,10 @@ void attn_row_portable(const AttnKvBlock& b, int hd, float scale, float* scores,
     block_max = std::max(block_max, scores[i]);
   }
   const float new_max = std::max(row.max, block_max);
-  const float correction = std::exp(row.max - new_max);  // 0 on the first block
+  const float correction = attn_exp(row.max - new_max);  // 0 on the first block
   float sum = 0.f;
   for (int i = 0; i < row.n_keys; ++i) {
-    scores[i] = std::exp(scores[i] - new_max);
+    scores[i] = attn_exp(scores[i] - new_max);
     sum += scores[i];
   }
   row.denom = row.denom * correction + sum;

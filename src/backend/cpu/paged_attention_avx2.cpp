@@ -134,8 +134,10 @@ ATTN_INLINE float vhsum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
+// exp8, 0 below kAttnExpFloor (NaN stays NaN: the comparison is true for unordered inputs).
 ATTN_INLINE __m256 vexp(__m256 x) {
-  return exp8(x);
+  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(kAttnExpFloor), _CMP_NLT_UQ);
+  return _mm256_and_ps(keep, exp8(x));
 }
 
 #include "backend/cpu/paged_attention_kernels.inc"

@@ -125,8 +125,10 @@ ATTN_INLINE float vhmax(__m512 v) {
 ATTN_INLINE float vhsum(__m512 v) {
   return _mm512_reduce_add_ps(v);
 }
+// exp16, 0 below kAttnExpFloor (NaN stays NaN: the comparison is true for unordered inputs).
 ATTN_INLINE __m512 vexp(__m512 x) {
-  return exp16(x);
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kAttnExpFloor), _CMP_NLT_UQ);
+  return _mm512_maskz_mov_ps(keep, exp16(x));
 }
 
 #include "backend/cpu/paged_attention_kernels.inc"
