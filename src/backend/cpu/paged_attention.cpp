@@ -12,47 +12,97 @@ namespace carpool {
 namespace {
 
 // Query tokens [tok0, tok0 + n_tok) of one sequence, against KV heads [kv0, kv0 + n_kv) (and so
-// query heads [kv0 * group, (kv0 + n_kv) * group)).
+// query heads [kv0 * group, (kv0 + n_kv) * group)), over the positions of partition `part`.
 struct AttnTask {
   int seq = 0;
   int tok0 = 0;
   int n_tok = 0;
   int kv0 = 0;
   int n_kv = 0;
-  int64_t keys = 0;  // keys read by all tokens of the tile (the task's cost, for ordering)
+  int part = -1;  // positions [part * partition, (part + 1) * partition) of the context,
+                  // its rows' state kept at `partial` for merge_parts; -1: every
+                  // partition, folded in order by the task, which writes `out`
+  int64_t partial = -1;
+  int64_t keys = 0;  // keys the task reads for all its tokens (its cost, for ordering)
+};
+
+// A tile and KV head whose context spans several partitions, each a task: their states, `parts`
+// regions of rows * (head_dim + 2) floats from `partial`, folded into `out` at the end.
+struct AttnMerge {
+  int tok0 = 0;
+  int n_tok = 0;
+  int kv0 = 0;
+  int n_kv = 0;
+  int parts = 0;
+  int64_t partial = 0;
+};
+
+struct AttnPlan {
+  std::vector<AttnTask> tasks;  // costliest first
+  std::vector<AttnMerge> merges;
+  int64_t partial_floats = 0;
 };
 
 int tile_tokens(const PagedAttentionArgs& a) {
   return std::max(1, kAttnTileRows / (a.n_heads / a.n_kv_heads));
 }
 
+// Positions per partition: partition_keys rounded up to whole blocks.
+int partition_positions(const PagedAttentionArgs& a) {
+  const int blocks = std::max(1, (a.partition_keys + a.block_size - 1) / a.block_size);
+  return blocks * a.block_size;
+}
+
 // Tasks of the batch, costliest first: the pool hands out contiguous chunks of tasks in order,
-// so the long tails of causal prefill start early and the threads finish together. A task takes
-// every KV head of its tile when there are enough tiles to keep the threads busy (whole cache
-// rows are read, which the hardware prefetchers follow), else one KV head.
-std::vector<AttnTask> plan_tasks(const PagedAttentionArgs& a, int n_threads) {
+// so the long tails of causal prefill start early and the threads finish together. With enough
+// tiles to keep the threads busy, a task takes every KV head and every partition of its tile
+// (whole cache rows are read, which the hardware prefetchers follow); with few (a few decoding
+// sequences), one KV head and one partition, so that a long context is shared by the threads.
+AttnPlan plan_tasks(const PagedAttentionArgs& a, int n_threads) {
   const int tile = tile_tokens(a);
+  const int part_len = partition_positions(a);
+  const int group = a.n_heads / a.n_kv_heads;
   int n_tiles = 0;
   for (int s = 0; s < a.n_seqs; ++s) {
     n_tiles += (a.query_start[s + 1] - a.query_start[s] + tile - 1) / tile;
   }
-  const int kv_per_task = n_tiles >= 4 * n_threads ? a.n_kv_heads : 1;
-  std::vector<AttnTask> tasks;
+  const bool split = n_tiles < 4 * n_threads;
+  const int kv_per_task = split ? 1 : a.n_kv_heads;
+  AttnPlan plan;
   for (int s = 0; s < a.n_seqs; ++s) {
     const int q0 = a.query_start[s], q1 = a.query_start[s + 1];
     const int first_pos = a.kv_len[s] - (q1 - q0);
     for (int t0 = q0; t0 < q1; t0 += tile) {
       const int n_tok = std::min(tile, q1 - t0);
       const int64_t ctx0 = first_pos + (t0 - q0) + 1;  // context of the tile's first token
+      const int64_t last_ctx = ctx0 + n_tok - 1;       // and of its last
+      const int parts = static_cast<int>((last_ctx + part_len - 1) / part_len);
+      const int64_t rows = static_cast<int64_t>(n_tok) * kv_per_task * group;
       const int64_t keys = n_tok * ctx0 + static_cast<int64_t>(n_tok) * (n_tok - 1) / 2;
       for (int h = 0; h < a.n_kv_heads; h += kv_per_task) {
-        tasks.push_back({s, t0, n_tok, h, kv_per_task, keys * kv_per_task});
+        if (!split || parts == 1) {
+          plan.tasks.push_back({s, t0, n_tok, h, kv_per_task, -1, -1, keys * kv_per_task});
+          continue;
+        }
+        const int64_t partial = plan.partial_floats;
+        plan.partial_floats += parts * rows * (a.head_dim + 2);
+        plan.merges.push_back({t0, n_tok, h, kv_per_task, parts, partial});
+        for (int p = 0; p < parts; ++p) {
+          // Keys of the partition read by the tile's tokens (token i sees ctx0 + i positions).
+          const int64_t lo = int64_t{p} * part_len, hi = lo + part_len;
+          int64_t part_keys = 0;
+          for (int i = 0; i < n_tok; ++i) {
+            part_keys += std::clamp<int64_t>(ctx0 + i - lo, 0, hi - lo);
+          }
+          plan.tasks.push_back({s, t0, n_tok, h, kv_per_task, p,
+                                partial + p * rows * (a.head_dim + 2), part_keys * kv_per_task});
+        }
       }
     }
   }
-  std::stable_sort(tasks.begin(), tasks.end(),
+  std::stable_sort(plan.tasks.begin(), plan.tasks.end(),
                    [](const AttnTask& x, const AttnTask& y) { return x.keys > y.keys; });
-  return tasks;
+  return plan;
 }
 
 // Bytes of one cache element.
@@ -90,8 +140,10 @@ void prefetch_block(const void* k, const void* v, int64_t stride_bytes, int n_ro
 void prefetch_first_block(const PagedAttentionArgs& a, const AttnTask& task) {
   const int64_t kv_cols = static_cast<int64_t>(a.n_kv_heads) * a.head_dim;
   const int64_t kv_off = static_cast<int64_t>(task.kv0) * a.head_dim;
+  const int first = std::max(0, task.part) * partition_positions(a);  // the first position
   const int64_t row0 =
-      static_cast<int64_t>(a.block_tables[static_cast<int64_t>(task.seq) * a.max_blocks_per_seq]) *
+      static_cast<int64_t>(a.block_tables[static_cast<int64_t>(task.seq) * a.max_blocks_per_seq +
+                                          first / a.block_size]) *
       a.block_size;
   const int q_len = a.query_start[task.seq + 1] - a.query_start[task.seq];
   const int last_ctx =
@@ -99,7 +151,7 @@ void prefetch_first_block(const PagedAttentionArgs& a, const AttnTask& task) {
   const int elem = kv_elem(a);
   prefetch_block(kv_at(a, a.k_cache, row0 * kv_cols + kv_off * a.block_size),
                  kv_at(a, a.v_cache, row0 * kv_cols + kv_off), elem * kv_cols,
-                 std::min(a.block_size, last_ctx), elem * task.n_kv * a.head_dim,
+                 std::min(a.block_size, last_ctx - first), elem * task.n_kv * a.head_dim,
                  int64_t{elem} * task.n_kv * a.head_dim * a.block_size);
 }
 
@@ -158,9 +210,65 @@ void fold_block(const PagedAttentionArgs& a, const AttnTask& task, const TaskRow
   }
 }
 
-// One task: every row of the tile, block by block, then out = acc / denom.
+// The state of a tile's rows over the keys of one partition (AttnRowState's acc, max and denom
+// of every row): [rows][head_dim] accumulators, then [rows] maxima, then [rows] denominators.
+struct PartState {
+  float* acc;
+  float* max;
+  float* denom;
+};
+PartState part_state(float* at, int rows, int hd) {
+  float* acc = at;
+  float* max = acc + static_cast<int64_t>(rows) * hd;
+  return {acc, max, max + rows};
+}
+void reset_state(const PartState& s, int rows, int hd) {
+  std::fill(s.acc, s.acc + static_cast<int64_t>(rows) * hd, 0.f);
+  std::fill(s.max, s.max + rows, -std::numeric_limits<float>::infinity());
+  std::fill(s.denom, s.denom + rows, 0.f);
+}
+
+// Folds the next partition's state p into s (the partitions before it), row by row: both are
+// rescaled to the larger max and summed. The same function, and so the same arithmetic, whether
+// a task folds its own partitions or merge_parts folds those of several tasks (explicit fma: no
+// contraction left to the compiler). A row that sees no key of p (max -inf) is left as it is.
+void fold_state(const PartState& s, const PartState& p, int rows, int hd) {
+  for (int r = 0; r < rows; ++r) {
+    const float mp = p.max[r];
+    if (mp == -std::numeric_limits<float>::infinity()) continue;
+    const float m = std::max(s.max[r], mp);
+    const float cs = std::exp(s.max[r] - m), cp = std::exp(mp - m);
+    s.denom[r] = std::fma(p.denom[r], cp, s.denom[r] * cs);
+    float* acc = s.acc + static_cast<int64_t>(r) * hd;
+    const float* pacc = p.acc + static_cast<int64_t>(r) * hd;
+    for (int d = 0; d < hd; ++d) acc[d] = std::fma(pacc[d], cp, acc[d] * cs);
+    s.max[r] = m;
+  }
+}
+
+// out = acc / denom for the rows of tokens [tok0, tok0 + n_tok) and the query heads of KV heads
+// [kv0, kv0 + n_kv); row r = i * heads + h.
+void write_out(const PagedAttentionArgs& a, const PartState& s, int tok0, int n_tok, int kv0,
+               int n_kv) {
+  const int hd = a.head_dim;
+  const int group = a.n_heads / a.n_kv_heads, heads = n_kv * group;
+  const int64_t q_cols = static_cast<int64_t>(a.n_heads) * hd;
+  float* out = a.out + static_cast<int64_t>(tok0) * q_cols + static_cast<int64_t>(kv0) * group * hd;
+  for (int i = 0; i < n_tok; ++i) {
+    for (int h = 0; h < heads; ++h) {
+      const int r = i * heads + h;
+      const float inv = 1.f / s.denom[r];
+      const float* src = s.acc + static_cast<int64_t>(r) * hd;
+      float* dst = out + i * q_cols + h * hd;
+      for (int d = 0; d < hd; ++d) dst[d] = src[d] * inv;
+    }
+  }
+}
+
+// One task: every row of the tile, block by block, over one partition (its state kept at
+// task.partial for merge_parts) or over all of them, each folded into the first, then out.
 void run_task(const PagedAttentionArgs& a, const AttnTask& task, AttnBlockFn block_fn,
-              float* scratch) {
+              float* scratch, float* partials) {
   const int hd = a.head_dim;
   const int group = a.n_heads / a.n_kv_heads;
   const int64_t kv_off = static_cast<int64_t>(task.kv0) * hd;
@@ -173,36 +281,47 @@ void run_task(const PagedAttentionArgs& a, const AttnTask& task, AttnBlockFn blo
   t.q_cols = static_cast<int64_t>(a.n_heads) * hd;
   t.q = a.q + static_cast<int64_t>(task.tok0) * t.q_cols + kv_off * group;
   const int rows = task.n_tok * t.heads;
-  t.acc = scratch;
-  t.max = t.acc + static_cast<int64_t>(rows) * hd;
-  t.denom = t.max + rows;
-  t.scores = t.denom + rows;
-  std::fill(t.acc, t.acc + static_cast<int64_t>(rows) * hd, 0.f);
-  std::fill(t.max, t.max + rows, -std::numeric_limits<float>::infinity());
-  std::fill(t.denom, t.denom + rows, 0.f);
+  const int64_t state_floats = static_cast<int64_t>(rows) * (hd + 2);
+  const PartState first = part_state(task.part >= 0 ? partials + task.partial : scratch, rows, hd);
+  const PartState later = part_state(scratch + state_floats, rows, hd);
+  t.scores = scratch + 2 * state_floats;
 
   const int32_t* table = a.block_tables + static_cast<int64_t>(task.seq) * a.max_blocks_per_seq;
   const int last_ctx = t.ctx0 + task.n_tok - 1;  // context of the tile's last token
-  for (int p0 = 0; p0 < last_ctx; p0 += a.block_size) {
-    // The next block, asked for one KV head at a time inside fold_block.
-    const int next = p0 + a.block_size;
-    const int64_t pf_row0 =
-        next < last_ctx ? static_cast<int64_t>(table[next / a.block_size]) * a.block_size : -1;
-    const int pf_keys = next < last_ctx ? std::min(a.block_size, last_ctx - next) : 0;
-    const int64_t row0 = static_cast<int64_t>(table[p0 / a.block_size]) * a.block_size;
-    fold_block(a, task, t, block_fn, row0, p0, pf_row0, pf_keys);
-  }
-
-  float* out = a.out + static_cast<int64_t>(task.tok0) * t.q_cols + kv_off * group;
-  for (int i = 0; i < task.n_tok; ++i) {
-    for (int h = 0; h < t.heads; ++h) {
-      const int r = i * t.heads + h;
-      const float inv = 1.f / t.denom[r];
-      const float* src = t.acc + static_cast<int64_t>(r) * hd;
-      float* dst = out + i * t.q_cols + h * hd;
-      for (int d = 0; d < hd; ++d) dst[d] = src[d] * inv;
+  const int part_len = partition_positions(a);
+  const int p_begin = std::max(0, task.part);
+  const int p_end = task.part >= 0 ? task.part + 1 : (last_ctx + part_len - 1) / part_len;
+  for (int part = p_begin; part < p_end; ++part) {
+    const PartState& st = part == p_begin ? first : later;
+    reset_state(st, rows, hd);
+    t.acc = st.acc;
+    t.max = st.max;
+    t.denom = st.denom;
+    const int begin = part * part_len, end = std::min(last_ctx, begin + part_len);
+    for (int p0 = begin; p0 < end; p0 += a.block_size) {
+      // The next block, asked for one KV head at a time inside fold_block.
+      const int next = p0 + a.block_size;
+      const int64_t pf_row0 =
+          next < end ? static_cast<int64_t>(table[next / a.block_size]) * a.block_size : -1;
+      const int pf_keys = next < end ? std::min(a.block_size, end - next) : 0;
+      const int64_t row0 = static_cast<int64_t>(table[p0 / a.block_size]) * a.block_size;
+      fold_block(a, task, t, block_fn, row0, p0, pf_row0, pf_keys);
     }
+    if (part != p_begin) fold_state(first, later, rows, hd);
   }
+  if (task.part < 0) write_out(a, first, task.tok0, task.n_tok, task.kv0, task.n_kv);
+}
+
+// The partitions' states of one tile and KV head, folded in order into the first, then out.
+void merge_parts(const PagedAttentionArgs& a, const AttnMerge& m, float* partials) {
+  const int hd = a.head_dim;
+  const int rows = m.n_tok * m.n_kv * (a.n_heads / a.n_kv_heads);
+  const int64_t state_floats = static_cast<int64_t>(rows) * (hd + 2);
+  const PartState first = part_state(partials + m.partial, rows, hd);
+  for (int p = 1; p < m.parts; ++p) {
+    fold_state(first, part_state(partials + m.partial + p * state_floats, rows, hd), rows, hd);
+  }
+  write_out(a, first, m.tok0, m.n_tok, m.kv0, m.n_kv);
 }
 
 inline float kv_value(float x) {
@@ -273,20 +392,34 @@ AttnBlockFn attn_block_kernel(CpuIsa isa, int head_dim, DType kv_dtype) {
 
 size_t paged_attention_scratch_floats(const PagedAttentionArgs& a) {
   const size_t rows = static_cast<size_t>(tile_tokens(a)) * a.n_heads;
-  return rows * (static_cast<size_t>(a.head_dim) + 2) +
+  // Two partition states (the first, and the one being computed) and the block kernel's scores.
+  return 2 * rows * (static_cast<size_t>(a.head_dim) + 2) +
          kAttnRowsPerCall * attn_scores_floats(a.block_size);
 }
 
 void paged_attention(CpuIsa isa, const PagedAttentionArgs& a, ThreadPool& pool,
                      std::vector<float>* scratch) {
+  CARPOOL_CHECK(a.partition_keys > 0);
   const AttnBlockFn block_fn = attn_block_kernel(isa, a.head_dim, a.kv_dtype);
-  const std::vector<AttnTask> tasks = plan_tasks(a, pool.n_threads());
+  const AttnPlan plan = plan_tasks(a, pool.n_threads());
+  // The calling thread's, reused between calls (the workers are handed its address: a
+  // thread_local named inside the lambdas would be each worker's own).
+  thread_local std::vector<float> partial_store;
+  if (partial_store.size() < static_cast<size_t>(plan.partial_floats)) {
+    partial_store.resize(static_cast<size_t>(plan.partial_floats));
+  }
+  float* partials = partial_store.data();
+  const std::vector<AttnTask>& tasks = plan.tasks;
   pool.parallel_for(static_cast<int64_t>(tasks.size()), 1, [&](int64_t b, int64_t e, int t) {
     prefetch_first_block(a, tasks[static_cast<size_t>(b)]);
     for (int64_t i = b; i < e; ++i) {
       if (i + 1 < e) prefetch_first_block(a, tasks[static_cast<size_t>(i + 1)]);
-      run_task(a, tasks[static_cast<size_t>(i)], block_fn, scratch[t].data());
+      run_task(a, tasks[static_cast<size_t>(i)], block_fn, scratch[t].data(), partials);
     }
+  });
+  const int64_t n_merges = static_cast<int64_t>(plan.merges.size());
+  pool.parallel_for(n_merges, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) merge_parts(a, plan.merges[static_cast<size_t>(i)], partials);
   });
 }
 

@@ -13,6 +13,15 @@
 // time: scores of the block, the block max, one rescale of the row's accumulator, then exp and
 // P.V. A row never sees positions after its own (causal); the last block it reads may be partial.
 //
+// Long contexts are cut into partitions of partition_keys positions (fixed by position, like the
+// blocks): a row's (max, denominator, accumulator) is computed per partition, and the partitions
+// are folded in order (both rescaled to the larger max, then summed). When the batch has few
+// tiles (a few decoding sequences), each partition is a task of its own and the fold runs after
+// them, so that one long context keeps every thread busy (~1B-class decode at batch 1 and 8000
+// positions, Xeon VM: 21.5-21.9 -> 16.2-17.0 ms per step); otherwise a task folds its tile's
+// partitions itself. The arithmetic is the same either way, and a context within one partition
+// is computed exactly as without partitions.
+//
 // Batch invariance, bitwise: a row's arithmetic depends only on its q, its sequence's K/V and its
 // position. Block boundaries are fixed by position (multiples of block_size), a key's place in the
 // SIMD lanes is fixed by its position in the block, and rows never mix, so a token's output is the
@@ -145,7 +154,8 @@ struct PagedAttentionArgs {
   int n_heads = 0;
   int n_kv_heads = 0;
   int head_dim = 0;
-  float scale = 0.f;  // multiplies q.k
+  float scale = 0.f;         // multiplies q.k
+  int partition_keys = 512;  // positions per partition (a multiple of block_size after rounding up)
 };
 
 // Floats of per-thread scratch that paged_attention needs.

@@ -166,6 +166,9 @@ class Sequences {
     int seq, kv_len, q_len;
   };
 
+  // Positions per partition of the kernels' context split (PagedAttentionArgs::partition_keys).
+  int partition_keys = 512;
+
   // Runs a batch; returns each token's output row keyed by (sequence, position).
   std::map<std::pair<int, int>, std::vector<float>> run(const std::vector<Step>& steps, CpuIsa isa,
                                                         int n_threads) const {
@@ -292,6 +295,7 @@ class Sequences {
     a.n_kv_heads = s_.n_kv_heads;
     a.head_dim = s_.head_dim;
     a.scale = scale();
+    a.partition_keys = partition_keys;
     return a;
   }
 
@@ -371,26 +375,33 @@ std::string shape_name(const Shape& s) {
 
 class PagedAttention : public ::testing::TestWithParam<std::tuple<CpuIsa, DType>> {};
 
+// Partition sizes: the default (every context here in one partition) and one that cuts the
+// contexts (up to 300 positions) into up to 7 partitions, merged at the end.
+constexpr int kPartitionKeys[] = {512, 40};
+
 TEST_P(PagedAttention, MatchesDoubleReference) {
   const auto [isa, kv] = GetParam();
   if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
   for (const Shape& shape : kShapes) {
-    Sequences seqs(shape, 4, 300, 5, kv);
-    double worst = 0;
-    for (const Batch& batch : all_batches()) {
-      for (const auto& [key, row] : seqs.run(batch, isa, 2)) {
-        const std::vector<double> ref = seqs.reference(key.first, key.second);
-        double max_ref = 0, max_diff = 0;
-        for (size_t i = 0; i < row.size(); ++i) {
-          max_ref = std::max(max_ref, std::fabs(ref[i]));
-          max_diff = std::max(max_diff, std::fabs(row[i] - ref[i]));
+    for (int pk : kPartitionKeys) {
+      Sequences seqs(shape, 4, 300, 5, kv);
+      seqs.partition_keys = pk;
+      double worst = 0;
+      for (const Batch& batch : all_batches()) {
+        for (const auto& [key, row] : seqs.run(batch, isa, 2)) {
+          const std::vector<double> ref = seqs.reference(key.first, key.second);
+          double max_ref = 0, max_diff = 0;
+          for (size_t i = 0; i < row.size(); ++i) {
+            max_ref = std::max(max_ref, std::fabs(ref[i]));
+            max_diff = std::max(max_diff, std::fabs(row[i] - ref[i]));
+          }
+          worst = std::max(worst, max_diff / max_ref);
         }
-        worst = std::max(worst, max_diff / max_ref);
       }
+      std::printf("%s %s, partitions of %d: max normalized error %.3g\n", cpu_isa_name(isa),
+                  shape_name(shape).c_str(), pk, worst);
+      EXPECT_LT(worst, 1e-5) << shape_name(shape) << ", partitions of " << pk;
     }
-    std::printf("%s %s: max normalized error %.3g\n", cpu_isa_name(isa), shape_name(shape).c_str(),
-                worst);
-    EXPECT_LT(worst, 1e-5) << shape_name(shape);
   }
 }
 
@@ -398,18 +409,21 @@ TEST_P(PagedAttention, TokenResultDoesNotDependOnItsBatch) {
   const auto [isa, kv] = GetParam();
   if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
   for (const Shape& shape : kShapes) {
-    Sequences seqs(shape, 4, 300, 9, kv);
-    const std::vector<Batch> all = all_batches();
-    for (size_t bi = 0; bi < all.size(); ++bi) {
-      for (int n_threads : {1, 2, 3}) {
-        for (const auto& [key, row] : seqs.run(all[bi], isa, n_threads)) {
-          const auto [seq, pos] = key;
-          // The same token alone: a one-token step of its sequence at its position.
-          const auto alone = seqs.run({{seq, pos + 1, 1}}, isa, 1).at(key);
-          ASSERT_EQ(std::memcmp(row.data(), alone.data(), row.size() * sizeof(float)), 0)
-              << cpu_isa_name(isa) << " " << shape_name(shape) << ": batch " << bi << ", "
-              << n_threads << " threads: sequence " << seq << " position " << pos
-              << " differs from the same token alone";
+    for (int pk : kPartitionKeys) {
+      Sequences seqs(shape, 4, 300, 9, kv);
+      seqs.partition_keys = pk;
+      const std::vector<Batch> all = all_batches();
+      for (size_t bi = 0; bi < all.size(); ++bi) {
+        for (int n_threads : {1, 2, 3}) {
+          for (const auto& [key, row] : seqs.run(all[bi], isa, n_threads)) {
+            const auto [seq, pos] = key;
+            // The same token alone: a one-token step of its sequence at its position.
+            const auto alone = seqs.run({{seq, pos + 1, 1}}, isa, 1).at(key);
+            ASSERT_EQ(std::memcmp(row.data(), alone.data(), row.size() * sizeof(float)), 0)
+                << cpu_isa_name(isa) << " " << shape_name(shape) << ": batch " << bi << ", "
+                << n_threads << " threads: sequence " << seq << " position " << pos
+                << ", partitions of " << pk << " differs from the same token alone";
+          }
         }
       }
     }
@@ -441,6 +455,40 @@ TEST_P(PagedAttentionBackend, TokenResultDoesNotDependOnItsBatch) {
           << " differs from the same token alone";
     }
   }
+}
+
+// Contexts past the backend's partition of 512 positions: decode steps and a prefill chunk
+// across a partition boundary, against the double reference and against the same token alone.
+TEST_P(PagedAttentionBackend, LongContextsAcrossPartitions) {
+  auto backend = make_cpu_backend({.n_threads = 2});
+  const Shape shape{9, 3, 64, 16, 1.f};
+  Sequences seqs(shape, 3, 1100, 17, GetParam());
+  const std::vector<Batch> batches = {
+      {{0, 1100, 1}},
+      {{1, 700, 1}, {0, 1100, 1}, {2, 513, 1}},
+      {{1, 700, 37}},
+      {{2, 530, 30}, {0, 1000, 1}},
+  };
+  double worst = 0;
+  for (size_t bi = 0; bi < batches.size(); ++bi) {
+    for (const auto& [key, row] : seqs.run_backend(batches[bi], *backend)) {
+      const auto [seq, pos] = key;
+      const std::vector<double> ref = seqs.reference(seq, pos);
+      double max_ref = 0, max_diff = 0;
+      for (size_t i = 0; i < row.size(); ++i) {
+        max_ref = std::max(max_ref, std::fabs(ref[i]));
+        max_diff = std::max(max_diff, std::fabs(row[i] - ref[i]));
+      }
+      worst = std::max(worst, max_diff / max_ref);
+      const auto alone = seqs.run_backend({{seq, pos + 1, 1}}, *backend).at(key);
+      ASSERT_EQ(std::memcmp(row.data(), alone.data(), row.size() * sizeof(float)), 0)
+          << "batch " << bi << ": sequence " << seq << " position " << pos
+          << " differs from the same token alone";
+    }
+  }
+  std::printf("%s, contexts to 1100: max normalized error %.3g\n",
+              std::string(dtype_name(GetParam())).c_str(), worst);
+  EXPECT_LT(worst, 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(KvTypes, PagedAttentionBackend,
