@@ -17,7 +17,7 @@
 // blocks): a row's (max, denominator, accumulator) is computed per partition, and the partitions
 // are folded in order (both rescaled to the larger max, then summed). When the batch has few
 // tiles (a few decoding sequences), each partition is a task of its own and the fold runs after
-// them, so that one long context keeps every thread busy (~1B-class decode at batch 1 and 8000
+// them, so that one long context keeps every thread busy (default model, decode at batch 1 and 8000
 // positions, Xeon VM: 21.5-21.9 -> 16.2-17.0 ms per step); otherwise a task folds its tile's
 // partitions itself. The arithmetic is the same either way, and a context within one partition
 // is computed exactly as without partitions.
