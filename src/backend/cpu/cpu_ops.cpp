@@ -162,6 +162,22 @@ void check_kv_caches(const Tensor& k_cache, const Tensor& v_cache, int64_t d) {
                 (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
 }
 
+// Asks, with intent to write, for the cache lines that write_kv_slot will store slot `slot`'s K
+// column into (d values bs elements apart: one line per 64 / (bs * elem) of them, every line of
+// the block's K) and its V row, so that their misses overlap the rotation of the token before.
+void prefetch_kv_slot(const Tensor& k_cache, const Tensor& v_cache, int64_t bs, int32_t slot,
+                      int64_t d) {
+  const size_t elem = k_cache.dtype == DType::kF16 ? 2 : 4;  // check_kv_caches: f16 or f32
+  const char* kb = static_cast<const char*>(k_cache.data) +
+                   static_cast<size_t>(slot / bs * bs * d + slot % bs) * elem;
+  const size_t step = std::max<size_t>(1, 64 / (static_cast<size_t>(bs) * elem));
+  for (int64_t c = 0; c < d; c += static_cast<int64_t>(step)) {
+    __builtin_prefetch(kb + static_cast<size_t>(c * bs) * elem, 1, 3);
+  }
+  const char* vb = static_cast<const char*>(v_cache.data) + v_cache.row_bytes() * slot;
+  for (size_t o = 0; o < v_cache.row_bytes(); o += 64) __builtin_prefetch(vb + o, 1, 3);
+}
+
 // Writes one token's k and v rows (d values each) to cache slot `slot`: V row-major, K into
 // column c of the slot's block, which holds dimension c of its bs keys (k_cache_index). k16:
 // scratch of d values for the f16 conversion.
@@ -226,6 +242,10 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
     uint16_t* krow16 = reinterpret_cast<uint16_t*>(krow + d);
     for (int64_t i = b; i < e; ++i) {
       CARPOOL_CHECK(slot[i] >= 0 && slot[i] < k_cache.rows);
+      if (i == b) prefetch_kv_slot(k_cache, v_cache, bs, slot[i], d);
+      if (i + 1 < e && slot[i + 1] >= 0 && slot[i + 1] < k_cache.rows) {
+        prefetch_kv_slot(k_cache, v_cache, bs, slot[i + 1], d);
+      }
       rope_angles(pos[i], freq, half, cs);
       for (int h = 0; h < n_heads; ++h) {
         const int64_t o = static_cast<int64_t>(h) * head_dim;
