@@ -327,9 +327,11 @@ void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const
 
 void CpuBackend::swiglu_rows(float* out, const float* gate, const float* up, int64_t rows,
                              int64_t cols, int64_t in_stride) {
-  // silu(g) * u; exp(-g) from the attention kernels' vector exp (1 ulp) where the level has it.
-  // Work is split over the elements (a decode step has few rows), in pieces within one row.
+  // silu(g) * u; exp(-g) from the attention kernels' vector exp (1 ulp) where the level has it
+  // (the AVX-512 and AVX2 forms give the same bits: paged_attention_test). Work is split over the
+  // elements (a decode step has few rows), in pieces within one row.
   const bool simd = cpu_isa() >= CpuIsa::kAvx2;
+  const auto vexp = cpu_isa() >= CpuIsa::kAvx512 ? exp_f32_avx512 : exp_f32_avx2;
   pool_.parallel_for(rows * cols, 4096, [&](int64_t b, int64_t e, int) {
     constexpr int64_t kChunk = 512;
     float t[kChunk];
@@ -340,7 +342,7 @@ void CpuBackend::swiglu_rows(float* out, const float* gate, const float* up, int
       const float* u = up + r * in_stride + col;
       float* y = out + r * cols + col;
       for (int64_t i = 0; i < n; ++i) t[i] = -g[i];
-      if (!simd || !exp_f32_avx2(t, t, n)) {
+      if (!simd || !vexp(t, t, n)) {
         for (int64_t i = 0; i < n; ++i) t[i] = std::exp(t[i]);
       }
       for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.f + t[i]) * u[i];
