@@ -80,26 +80,28 @@ constexpr int64_t kMaxJob = int64_t{1} << 31;
 
 }  // namespace
 
-void ThreadPool::run(int64_t n, int64_t grain, Thunk thunk, void* ctx) {
+void ThreadPool::run(int64_t n, int64_t grain, Thunk thunk, void* ctx, Claims claims) {
   grain = std::max<int64_t>(grain, 1);
   const int64_t max_parallel = std::min<int64_t>(n_threads(), (n + grain - 1) / grain);
   if (max_parallel <= 1) {
     thunk(ctx, 0, n, 0);
     return;
   }
-  if (n <= kMaxJob) return run_job(n, grain, max_parallel, thunk, ctx);
+  if (n <= kMaxJob) return run_job(n, grain, max_parallel, thunk, ctx, claims);
   const int64_t step = kMaxJob / grain * grain;
   for (int64_t off = 0; off < n; off += step) {
     Offset o{thunk, ctx, off};
-    run_job(std::min(step, n - off), grain, max_parallel, offset_thunk, &o);
+    run_job(std::min(step, n - off), grain, max_parallel, offset_thunk, &o, claims);
   }
 }
 
-void ThreadPool::run_job(int64_t n, int64_t grain, int64_t max_parallel, Thunk thunk, void* ctx) {
-  // Guided chunks: a claim takes half of a thread's fair share of what is left, so the early
-  // chunks are large (few claims) and the last ones small (the threads end close together); the
-  // floor, 1/16 of a thread's share of the whole job, bounds the number of claims.
-  const int64_t shares = 2 * max_parallel;
+void ThreadPool::run_job(int64_t n, int64_t grain, int64_t max_parallel, Thunk thunk, void* ctx,
+                         Claims claims) {
+  // Guided chunks: a claim takes half of a thread's fair share of what is left (kCoarse: all of
+  // it), so the early chunks are large (few claims) and the last ones small (the threads end
+  // close together); the floor, 1/16 of a thread's share of the whole job, bounds the number of
+  // claims.
+  const int64_t shares = claims == Claims::kCoarse ? max_parallel : 2 * max_parallel;
   const int64_t min_chunk = std::max(grain, (n + 16 * max_parallel - 1) / (16 * max_parallel));
   const uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
   Job& job = jobs_[g & 1];

@@ -21,6 +21,16 @@
 
 namespace carpool {
 
+namespace {
+
+// Decode-sized matmuls (a few rows: microseconds per call) claim their groups coarsely
+// (ThreadPool::Claims).
+ThreadPool::Claims decode_claims(int64_t m) {
+  return m <= 16 ? ThreadPool::Claims::kCoarse : ThreadPool::Claims::kFine;
+}
+
+}  // namespace
+
 void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tensor* bias) {
   const int64_t m = x.rows;
   const int64_t k = x.cols;
@@ -109,16 +119,19 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
       // One task per group of 16 rows, plus one for the unpacked rows past the last group.
       const int64_t groups = packed->groups;
       const int64_t pgrain = std::max<int64_t>(1, grain / kPackRows);
-      pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
-        const int64_t g_end = std::min(g1, groups);
-        if (g0 < g_end) {
-          const bool handled = isa >= CpuIsa::kAvx512 ? gemm_packed_amx(pa, g0, g_end) ||
-                                                            gemm_packed_avx512(pa, g0, g_end)
-                                                      : gemm_packed_avx2(pa, g0, g_end);
-          CARPOOL_CHECK(handled);
-        }
-        if (g1 > groups) gemm_q8a(isa, args, n_packed, n);
-      });
+      pool_.parallel_for(
+          groups + (tail ? 1 : 0), pgrain,
+          [&](int64_t g0, int64_t g1, int) {
+            const int64_t g_end = std::min(g1, groups);
+            if (g0 < g_end) {
+              const bool handled = isa >= CpuIsa::kAvx512 ? gemm_packed_amx(pa, g0, g_end) ||
+                                                                gemm_packed_avx512(pa, g0, g_end)
+                                                          : gemm_packed_avx2(pa, g0, g_end);
+              CARPOOL_CHECK(handled);
+            }
+            if (g1 > groups) gemm_q8a(isa, args, n_packed, n);
+          },
+          decode_claims(m));
       return;
     }
     pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) { gemm_q8a(isa, args, j0, j1); });
@@ -159,13 +172,16 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
       // Whole tiles of groups per task (gemm_packed_float.h: 4 groups per tile at one or two
       // rows, else 2).
       const int64_t pgrain = std::max<int64_t>(m <= 2 ? 4 : 2, grain / kPackRows);
-      pool_.parallel_for(groups + (tail ? 1 : 0), pgrain, [&](int64_t g0, int64_t g1, int) {
-        const int64_t g_end = std::min(g1, groups);
-        if (g0 < g_end && !gemm_packed_bf16_amx(pa, g0, g_end)) {
-          CARPOOL_CHECK(gemm_packed_float_avx512(pa, g0, g_end));
-        }
-        if (g1 > groups) CARPOOL_CHECK(gemm_float_avx2(args, groups * kPackRows, n));
-      });
+      pool_.parallel_for(
+          groups + (tail ? 1 : 0), pgrain,
+          [&](int64_t g0, int64_t g1, int) {
+            const int64_t g_end = std::min(g1, groups);
+            if (g0 < g_end && !gemm_packed_bf16_amx(pa, g0, g_end)) {
+              CARPOOL_CHECK(gemm_packed_float_avx512(pa, g0, g_end));
+            }
+            if (g1 > groups) CARPOOL_CHECK(gemm_float_avx2(args, groups * kPackRows, n));
+          },
+          decode_claims(m));
       return;
     }
     pool_.parallel_for(n, grain, [&](int64_t j0, int64_t j1, int) {

@@ -410,13 +410,20 @@ void paged_attention(CpuIsa isa, const PagedAttentionArgs& a, ThreadPool& pool,
   }
   float* partials = partial_store.data();
   const std::vector<AttnTask>& tasks = plan.tasks;
-  pool.parallel_for(static_cast<int64_t>(tasks.size()), 1, [&](int64_t b, int64_t e, int t) {
-    prefetch_first_block(a, tasks[static_cast<size_t>(b)]);
-    for (int64_t i = b; i < e; ++i) {
-      if (i + 1 < e) prefetch_first_block(a, tasks[static_cast<size_t>(i + 1)]);
-      run_task(a, tasks[static_cast<size_t>(i)], block_fn, scratch[t].data(), partials);
-    }
-  });
+  // Decode steps (one query token per sequence) claim their tasks coarsely (ThreadPool::Claims).
+  bool decode = true;
+  for (int s = 0; s < a.n_seqs && decode; ++s)
+    decode = a.query_start[s + 1] - a.query_start[s] <= 1;
+  pool.parallel_for(
+      static_cast<int64_t>(tasks.size()), 1,
+      [&](int64_t b, int64_t e, int t) {
+        prefetch_first_block(a, tasks[static_cast<size_t>(b)]);
+        for (int64_t i = b; i < e; ++i) {
+          if (i + 1 < e) prefetch_first_block(a, tasks[static_cast<size_t>(i + 1)]);
+          run_task(a, tasks[static_cast<size_t>(i)], block_fn, scratch[t].data(), partials);
+        }
+      },
+      decode ? ThreadPool::Claims::kCoarse : ThreadPool::Claims::kFine);
   const int64_t n_merges = static_cast<int64_t>(plan.merges.size());
   pool.parallel_for(n_merges, 1, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) merge_parts(a, plan.merges[static_cast<size_t>(i)], partials);

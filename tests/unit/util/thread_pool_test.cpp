@@ -53,6 +53,27 @@ TEST(ThreadPool, ChunksShrinkTowardTheEndOfAJob) {
   }
 }
 
+TEST(ThreadPool, CoarseClaimsTakeAFairShareOfWhatIsLeft) {
+  ThreadPool pool(2);
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  pool.parallel_for(
+      1000, 1,
+      [&](int64_t b, int64_t e, int) {
+        std::lock_guard<std::mutex> lock(mu);
+        chunks.emplace_back(b, e);
+      },
+      ThreadPool::Claims::kCoarse);
+  std::sort(chunks.begin(), chunks.end());
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks.front().first, 0);
+  EXPECT_EQ(chunks.front().second, 500);  // half of the job: one thread's share
+  EXPECT_EQ(chunks.back().second, 1000);
+  EXPECT_LE(chunks.back().second - chunks.back().first, 32);  // the same floor
+  EXPECT_LE(chunks.size(), 14u);
+  for (size_t i = 1; i < chunks.size(); ++i) EXPECT_EQ(chunks[i].first, chunks[i - 1].second);
+}
+
 TEST(ThreadPool, ManyBackToBackJobs) {
   ThreadPool pool(3);
   std::atomic<int64_t> total{0};
