@@ -155,6 +155,19 @@ void prefetch_first_block(const PagedAttentionArgs& a, const AttnTask& task) {
                  int64_t{elem} * task.n_kv * a.head_dim * a.block_size);
 }
 
+// The state of a tile's rows over the keys of one partition (AttnRowState's acc, max and denom
+// of every row): [rows][head_dim] accumulators, then [rows] maxima, then [rows] denominators.
+struct PartState {
+  float* acc;
+  float* max;
+  float* denom;
+};
+PartState part_state(float* at, int rows, int hd) {
+  float* acc = at;
+  float* max = acc + static_cast<int64_t>(rows) * hd;
+  return {acc, max, max + rows};
+}
+
 // The per-task view of the scratch and of the tile: rows are (token i of the tile, query head h
 // of the task), r = i * heads + h.
 struct TaskRows {
@@ -162,9 +175,7 @@ struct TaskRows {
   int ctx0 = 0;              // context length (position + 1) of the tile's token 0
   const float* q = nullptr;  // q of row (i, h) at q + i * q_cols + h * head_dim
   int64_t q_cols = 0;        // n_heads * head_dim
-  float* acc = nullptr;      // [rows][head_dim]
-  float* max = nullptr;      // [rows]
-  float* denom = nullptr;    // [rows]
+  PartState state{};         // the rows' state over the partition being computed
   float* scores = nullptr;   // block kernel scratch
 };
 
@@ -192,8 +203,8 @@ void fold_block(const PagedAttentionArgs& a, const AttnTask& task, const TaskRow
     auto run_batch = [&] {
       block_fn(block, batch, n, hd, a.scale, t.scores);
       for (int j = 0; j < n; ++j) {
-        t.max[batch_rows[j]] = batch[j].max;
-        t.denom[batch_rows[j]] = batch[j].denom;
+        t.state.max[batch_rows[j]] = batch[j].max;
+        t.state.denom[batch_rows[j]] = batch[j].denom;
       }
       n = 0;
     };
@@ -201,8 +212,8 @@ void fold_block(const PagedAttentionArgs& a, const AttnTask& task, const TaskRow
       for (int h = g * group; h < (g + 1) * group; ++h) {
         const int r = i * t.heads + h;
         batch_rows[n] = r;
-        batch[n++] = {t.q + i * t.q_cols + h * hd, t.acc + static_cast<int64_t>(r) * hd, t.max[r],
-                      t.denom[r], std::min(a.block_size, t.ctx0 + i - p0)};
+        batch[n++] = {t.q + i * t.q_cols + h * hd, t.state.acc + static_cast<int64_t>(r) * hd,
+                      t.state.max[r], t.state.denom[r], std::min(a.block_size, t.ctx0 + i - p0)};
         if (n == kAttnRowsPerCall) run_batch();
       }
     }
@@ -210,18 +221,6 @@ void fold_block(const PagedAttentionArgs& a, const AttnTask& task, const TaskRow
   }
 }
 
-// The state of a tile's rows over the keys of one partition (AttnRowState's acc, max and denom
-// of every row): [rows][head_dim] accumulators, then [rows] maxima, then [rows] denominators.
-struct PartState {
-  float* acc;
-  float* max;
-  float* denom;
-};
-PartState part_state(float* at, int rows, int hd) {
-  float* acc = at;
-  float* max = acc + static_cast<int64_t>(rows) * hd;
-  return {acc, max, max + rows};
-}
 void reset_state(const PartState& s, int rows, int hd) {
   std::fill(s.acc, s.acc + static_cast<int64_t>(rows) * hd, 0.f);
   std::fill(s.max, s.max + rows, -std::numeric_limits<float>::infinity());
@@ -294,9 +293,7 @@ void run_task(const PagedAttentionArgs& a, const AttnTask& task, AttnBlockFn blo
   for (int part = p_begin; part < p_end; ++part) {
     const PartState& st = part == p_begin ? first : later;
     reset_state(st, rows, hd);
-    t.acc = st.acc;
-    t.max = st.max;
-    t.denom = st.denom;
+    t.state = st;
     const int begin = part * part_len, end = std::min(last_ctx, begin + part_len);
     for (int p0 = begin; p0 < end; p0 += a.block_size) {
       // The next block, asked for one KV head at a time inside fold_block.
