@@ -40,7 +40,7 @@ TEST_P(GemmPacked, MatchesDequantizedReference) {
   const int64_t block = dtype_info(t).block_elems;
   const int64_t n = 3 * kPackRows + 5;  // three groups and five unpacked rows
   for (int64_t k : {block, 3 * block}) {
-    for (int64_t m : {1, 2, 7, 8, 9, 17, 33}) {
+    for (int64_t m : {1, 2, 7, 8, 9, 12, 16, 17, 33}) {
       std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
       const size_t row_bytes = dtype_row_bytes(t, k);
       PackedWeight p = make_packed(t, n, k);
