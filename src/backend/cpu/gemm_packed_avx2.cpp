@@ -37,7 +37,6 @@ using VecI = __m256i;
 using VecF = __m256;
 constexpr int kLanes = 8;
 constexpr int kRowsMax = 4;  // 16 vector registers: 8 parts, 4 accumulators and temporaries
-constexpr int kRowsWide = kRowsMax;
 constexpr int32_t kQ8Offset = 0;
 
 inline VecI vload(const uint8_t* p) {
