@@ -29,4 +29,19 @@ struct alignas(64) AmxTileConfig {
   uint8_t rows[16] = {};
 };
 
+// Tile loads and stores that name the bytes they read or write as asm operands (t: the tile
+// number, a literal). The compiler's _tile_stored clobbers all memory, which keeps every local
+// whose address a function takes (gemm_packed_amx.cpp's f32 accumulators: 16 vectors) in memory
+// instead of registers, and its _tile_loadd names no memory at all, so nothing kept the compiler
+// from moving a store to its source past it.
+#define CARPOOL_TILE_LOADD(t, base, stride, bytes)                                     \
+  __asm__ volatile("tileloadd (%1,%2,1), %%tmm" #t                                     \
+                   :                                                                   \
+                   : "m"(*reinterpret_cast<const uint8_t(*)[bytes]>(base)), "r"(base), \
+                     "r"(static_cast<int64_t>(stride)))
+#define CARPOOL_TILE_STORED(t, base, stride, bytes)                   \
+  __asm__ volatile("tilestored %%tmm" #t ", (%1,%2,1)"                \
+                   : "=m"(*reinterpret_cast<uint8_t(*)[bytes]>(base)) \
+                   : "r"(base), "r"(static_cast<int64_t>(stride)))
+
 }  // namespace carpool
