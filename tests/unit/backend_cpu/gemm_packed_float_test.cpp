@@ -46,7 +46,7 @@ TEST_P(GemmPackedFloat, MatchesDoubleReference) {
     random_float_weights(g, nd, t, n, k, &w, &wf);
     PackedWeight p = make_packed(t, n, k);
     pack_groups(p, w.data(), row_bytes, 0, p.groups);
-    for (int64_t m : {1, 2, 3, 8, 9, 17, 20, 40}) {
+    for (int64_t m : {1, 2, 3, 8, 9, 16, 17, 20, 40}) {
       std::vector<float> x(static_cast<size_t>(m * k)), bias(n);
       for (float& v : x) v = nd(g);
       for (float& v : bias) v = nd(g);
