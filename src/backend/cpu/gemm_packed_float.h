@@ -1,8 +1,9 @@
 // Internal to the CPU backend: products of packed float weights (packed_weights.h: F32, F16,
 // BF16) with activation rows, 16 output columns per vector and up to 8 activation rows x 2
 // groups per tile: per k, two weight vectors and one broadcast activation per row feed 16
-// independent FMAs (outer products; one or two rows: four groups per tile), so the kernel runs at
-// the FMA rate instead of the load-bound dot products of gemm_float.h.
+// independent FMAs (outer products; one or two rows: four groups per tile; F16 at 9-16 rows: 16
+// rows x 1 group, each weight widened once for all of them), so the kernel runs at the FMA rate
+// instead of the load-bound dot products of gemm_float.h.
 //
 // Activations are f32 (exact products; F16 and BF16 weights are widened in registers), or, for
 // BF16 weights where the processor has AVX512_BF16 and the caller asks for it, bf16 pairs: one

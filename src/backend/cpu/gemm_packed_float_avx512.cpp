@@ -1,9 +1,9 @@
 // AVX-512 kernels for packed float weights (gemm_packed_float.h). A tile is R activation rows x
-// C groups of 16 columns (R <= 8 and C <= 2, or R <= 2 and C <= 4): R * C accumulators; per k, C
-// weight vectors (F16 widened by vcvtph2ps, BF16 pairs split into their even and odd elements by
-// shifts) and one broadcast per row. F16 groups under more than one tile of rows (prefill) are
-// widened once per panel, by its first tile, into a per-thread f32 buffer that the F32 tiles of
-// the panel's other rows then read.
+// C groups of 16 columns (R <= 8 and C <= 2, R <= 2 and C <= 4, or for F16 at 9-16 rows R <= 16
+// and C = 1): R * C accumulators; per k, C weight vectors (F16 widened by vcvtph2ps, BF16 pairs
+// split into their even and odd elements by shifts) and one broadcast per row. F16 groups under
+// more than one tile of rows (prefill) are widened once per panel, by its first tile, into a
+// per-thread f32 buffer that the F32 tiles of the panel's other rows then read.
 #include <algorithm>
 #include <cstring>
 #include <vector>
