@@ -39,6 +39,15 @@ struct alignas(64) AmxTileConfig {
                    :                                                                   \
                    : "m"(*reinterpret_cast<const uint8_t(*)[bytes]>(base)), "r"(base), \
                      "r"(static_cast<int64_t>(stride)))
+// A tile load whose extent is known only at run time (rows at a run-time stride): it declares
+// that it may read any memory, so every store before it stays before it (and values the compiler
+// kept in registers are re-read after it, which costs nothing to a kernel whose sums stay in
+// tiles).
+#define CARPOOL_TILE_LOADD_ANY(t, base, stride)                   \
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t                \
+                   :                                              \
+                   : "r"(base), "r"(static_cast<int64_t>(stride)) \
+                   : "memory")
 #define CARPOOL_TILE_STORED(t, base, stride, bytes)                   \
   __asm__ volatile("tilestored %%tmm" #t ", (%1,%2,1)"                \
                    : "=m"(*reinterpret_cast<uint8_t(*)[bytes]>(base)) \

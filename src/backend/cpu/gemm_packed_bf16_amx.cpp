@@ -105,21 +105,21 @@ void block(const AOperand (&a)[2], const BOperand (&b)[2], int64_t steps, bool t
       }
     }
     if (last) {
-      _tile_loadd(0, a[0].tail, kPairsPerStep * 4);
+      CARPOOL_TILE_LOADD_ANY(0, a[0].tail, kPairsPerStep * 4);
     } else {
-      _tile_loadd(0, a[0].rows + ao, a_stride);
+      CARPOOL_TILE_LOADD_ANY(0, a[0].rows + ao, a_stride);
     }
-    _tile_loadd(2, last ? b[0].tail : b[0].pairs + bo, 64);
+    CARPOOL_TILE_LOADD_ANY(2, last ? b[0].tail : b[0].pairs + bo, 64);
     _tile_dpbf16ps(4, 0, 2);
     if constexpr (kGroups == 2) {
-      _tile_loadd(3, last ? b[1].tail : b[1].pairs + bo, 64);
+      CARPOOL_TILE_LOADD_ANY(3, last ? b[1].tail : b[1].pairs + bo, 64);
       _tile_dpbf16ps(5, 0, 3);
     }
     if constexpr (kRows == 2) {
       if (last) {
-        _tile_loadd(1, a[1].tail, kPairsPerStep * 4);
+        CARPOOL_TILE_LOADD_ANY(1, a[1].tail, kPairsPerStep * 4);
       } else {
-        _tile_loadd(1, a[1].rows + ao, a_stride);
+        CARPOOL_TILE_LOADD_ANY(1, a[1].rows + ao, a_stride);
       }
       _tile_dpbf16ps(6, 1, 2);
       if constexpr (kGroups == 2) _tile_dpbf16ps(7, 1, 3);
