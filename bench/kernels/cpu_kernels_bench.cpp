@@ -17,9 +17,13 @@
 //     head_dim 64, blocks of 16 in shuffled order), 2 threads; counter: KV GB/s (K and V bytes
 //     read per step over its time). The layers cycle through 512 MB of caches, so KV comes from
 //     memory as in a real step.
+//   BM_PoolJob/<threads>/<items>/<ns per item>: one ThreadPool::parallel_for of items that each
+//     spin for about the given time (kCoarse claims, as decode-sized ops use): the cost of a job
+//     boundary (hand-off, claims, the wait for the last chunk) next to the work it splits.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -248,6 +252,34 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Spins for about `ns` nanoseconds of core time (calibrated once against the steady clock).
+void spin_ns(int64_t ns) {
+  static const double iters_per_ns = [] {
+    volatile uint64_t sink = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (uint64_t i = 0; i < 50'000'000; ++i) sink = sink + i;
+    const double el =
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    return 50'000'000 / el;
+  }();
+  volatile uint64_t sink = 0;
+  const auto n = static_cast<uint64_t>(static_cast<double>(ns) * iters_per_ns);
+  for (uint64_t i = 0; i < n; ++i) sink = sink + i;
+}
+
+void BM_PoolJob(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t items = state.range(1), ns = state.range(2);
+  ThreadPool pool(threads);
+  spin_ns(1);
+  for (auto _ : state) {
+    pool.parallel_for(
+        items, 1, [&](int64_t b, int64_t e, int) { spin_ns((e - b) * ns); },
+        ThreadPool::Claims::kCoarse);
+  }
+  state.counters["ideal_us"] = static_cast<double>(items * ns) / threads / 1e3;
+}
+
 void register_all() {
   for (DType t :
        {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
@@ -278,6 +310,9 @@ void register_all() {
     const std::string name = std::string("BM_MatmulStream/") + std::string(dtype_name(t));
     benchmark::RegisterBenchmark(name.c_str(), BM_MatmulStream, t)->Arg(1)->Arg(2)->UseRealTime();
   }
+  benchmark::RegisterBenchmark("BM_PoolJob", BM_PoolJob)
+      ->ArgsProduct({{1, 2}, {16, 192}, {250, 1000}})
+      ->UseRealTime();
   for (DType kv : {DType::kF32, DType::kF16}) {
     for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
       const std::string name = std::string("BM_AttentionDecode/") + std::string(dtype_name(kv)) +
