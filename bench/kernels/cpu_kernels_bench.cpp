@@ -299,10 +299,15 @@ void register_all() {
         ->Arg(64)
         ->Arg(256);
   }
-  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
-                  DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS}) {
+  for (DType t :
+       {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ2_K,
+        DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS}) {
     const std::string name = std::string("BM_Matmul/") + std::string(dtype_name(t));
-    benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)->Arg(1)->Arg(16)->Arg(64);
+    benchmark::RegisterBenchmark(name.c_str(), BM_MatmulFloat, t)
+        ->Arg(1)
+        ->Arg(16)
+        ->Arg(32)
+        ->Arg(64);
   }
   for (DType t :
        {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K, DType::kQ4_K,

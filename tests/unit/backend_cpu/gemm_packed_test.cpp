@@ -156,7 +156,7 @@ TEST(GemmPackedLevels, AmxEqualsAvx512) {
         DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS}) {
     const int64_t block = dtype_info(t).block_elems;
     for (int64_t k : {block, 3 * block}) {
-      for (int64_t m : {3, 16, 63, 64, 65, 79, 100}) {
+      for (int64_t m : {3, 16, 31, 32, 33, 63, 64, 65, 79, 100}) {
         const int64_t n = 3 * kPackRows, ldy = n + 5;
         std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
         PackedWeight p = make_packed(t, n, k);
