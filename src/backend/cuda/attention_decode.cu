@@ -255,8 +255,12 @@ void launch_decode_d(const LaunchCtx& ctx, const AttentionLaunch& a, const Decod
   }
   const dim3 grid(unsigned(d.rows), unsigned(a.n_kv_heads), unsigned(d.n_splits));
   DecodeArgs args{a, d};
-  decode_attention_kernel<D><<<grid, kDecodeThreads, smem, ctx.stream>>>(args);
-  check_launch(ctx);
+  if (!ctx.simt_decode_attention && decode_attention_mma_supported(a)) {
+    launch_decode_attention_mma(ctx, a, d);  // the same grid and partial layout
+  } else {
+    decode_attention_kernel<D><<<grid, kDecodeThreads, smem, ctx.stream>>>(args);
+    check_launch(ctx);
+  }
   if (d.n_splits > 1) {
     decode_combine_kernel<<<dim3(unsigned(d.rows), unsigned(a.n_heads)), 128, 0, ctx.stream>>>(
         args);

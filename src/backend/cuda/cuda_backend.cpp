@@ -58,8 +58,10 @@ Status CudaBackend::init() {
   }
   ctx_.sm_count = prop.multiProcessorCount;
   ctx_.debug_sync = options_.debug_sync;
-  if (const char* e = std::getenv("CARPOOL_CUDA_ATTENTION"); e != nullptr)
+  if (const char* e = std::getenv("CARPOOL_CUDA_ATTENTION"); e != nullptr) {
     ctx_.generic_attention = std::strcmp(e, "generic") == 0;
+    ctx_.simt_decode_attention = std::strcmp(e, "simt") == 0;
+  }
   if (const char* e = std::getenv("CARPOOL_CUDA_FUSED"); e != nullptr && std::strcmp(e, "0") == 0)
     options_.fused_projections = false;
   if (const char* e = std::getenv("CARPOOL_CUDA_SAMPLING");

@@ -99,6 +99,7 @@ class CudaBackend final : public Backend {
   std::vector<OpTime> take_op_times() override;
   // A/B switch for tools: run every attention call on the generic kernel.
   void set_generic_attention(bool on) { ctx_.generic_attention = on; }
+  void set_simt_decode_attention(bool on) { ctx_.simt_decode_attention = on; }
   // A/B switch for tools: small-batch matmuls on the streaming kernel (true) or cuBLAS.
   void set_small_batch_gemv(bool on) { options_.small_batch_gemv = on; }
 

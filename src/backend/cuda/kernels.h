@@ -24,6 +24,9 @@ struct LaunchCtx {
   // Launch the kernels that support it as programmatic dependents of the previous kernel
   // (compute capability 9.0+; CARPOOL_CUDA_PDL=1 when the backend starts): gemv_kernels.cu.
   bool pdl = false;
+  // Decode attention on the SIMT kernel instead of the tensor-core one (A/B comparisons;
+  // CARPOOL_CUDA_ATTENTION=simt sets it when the backend starts).
+  bool simt_decode_attention = false;
 };
 
 // --- weights (weights_kernels.cu) ---
@@ -160,6 +163,12 @@ struct DecodeLaunch {
   float* part_ml = nullptr;  // [rows, n_heads, n_splits, 2]: running max (log2 domain), sum
 };
 void launch_decode_attention(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLaunch& d);
+// The tensor-core form of the decode kernel's main pass (attention_decode_mma.cu): groups of up
+// to 8 query heads per KV head, head_dim 64 or 128; launch_decode_attention uses it unless
+// LaunchCtx::simt_decode_attention is set.
+bool decode_attention_mma_supported(const AttentionLaunch& a);
+void launch_decode_attention_mma(const LaunchCtx& ctx, const AttentionLaunch& a,
+                                 const DecodeLaunch& d);
 
 // Unfused f32 reference attention for the conformance tool (attention_reference.cu), independent
 // of block tables: token t attends to cache rows rows[row0[t] + j] for positions j in

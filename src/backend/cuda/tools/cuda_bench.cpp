@@ -132,9 +132,11 @@ void bench_gemm(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int6
 }
 
 // Llama-3.1-8B attention: 32 query heads, 8 KV heads, head_dim 128, blocks of 16.
-// generic: the generic kernel instead of the fast ones (A/B on the same card and run).
+// generic: the generic kernel instead of the fast ones; simt: the SIMT decode kernel instead of
+// the tensor-core one (A/B on the same card and run).
 void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int batch, int ctx,
-                     bool prefill, std::vector<Row>& rows, bool generic = false) {
+                     bool prefill, std::vector<Row>& rows, bool generic = false,
+                     bool simt = false) {
   const int n_heads = 32, n_kv = 8, hd = 128, bs = 16;
   const int blocks_per_seq = (ctx + bs - 1) / bs;
   const size_t layer_bytes = size_t(batch) * blocks_per_seq * bs * n_kv * hd * 2 * 2;
@@ -178,6 +180,7 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   meta.head_dim = hd;
   meta.scale = 1.f / std::sqrt(float(hd));
   b.set_generic_attention(generic);
+  b.set_simt_decode_attention(simt);
   const double ms = timer.median_ms(
       [&](int i) {
         const int l = i % layers;
@@ -185,12 +188,15 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
       },
       samples);
   b.set_generic_attention(false);
+  b.set_simt_decode_attention(false);
   const double kv_bytes = double(batch) * ctx * n_kv * hd * 2 * 2;
   // FLOPs: QK^T and PV, causal half for prefill.
   const double flops = 4.0 * batch * n_heads * hd * (prefill ? 0.5 * ctx * ctx : double(ctx));
   char shape[64];  // (snprintf: GCC 12 warns falsely on a std::string operator+ chain, bug 105329)
   std::snprintf(shape, sizeof shape, "b%d ctx%d h32/kv8 d128", batch, ctx);
-  rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + (generic ? "-gen" : ""),
+  rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + (generic ? "-gen"
+                                                                           : simt  ? "-simt"
+                                                                                   : ""),
                   shape, ms, flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9,
                   "kv read once"});
   for (Tensor& t : cache->k) b.free(t);
@@ -268,6 +274,11 @@ int main(int argc, char** argv) {
   for (auto [batch, ctx] :
        std::vector<std::pair<int, int>>{{1, 1024}, {1, 8192}, {16, 4096}, {64, 2048}, {256, 1024}})
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows);
+  // Short contexts (the decode benchmarks' 128-160 positions), tensor-core and SIMT kernels.
+  for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{64, 160}, {256, 160}, {256, 1024}}) {
+    if (ctx == 160) bench_attention(b, timer, l2, samples, batch, ctx, false, rows);
+    bench_attention(b, timer, l2, samples, batch, ctx, false, rows, false, /*simt=*/true);
+  }
   for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{1, 1024}, {16, 4096}, {256, 1024}})
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows, /*generic=*/true);
   bench_attention(b, timer, l2, samples, 1, 1024, true, rows);
