@@ -120,4 +120,20 @@ __device__ __forceinline__ int sequence_of(const int32_t* query_start, int n_seq
   return lo;
 }
 
+// Token t's sequence, its first token, its query length and its KV length. In a pure-decode step
+// (one token per sequence) token t is sequence t: that guess costs one round of independent loads,
+// where the binary search costs log2(n_seqs) dependent ones before the first K/V address is known.
+struct TokenSeq {
+  int s, start, q_len, kv_len;
+};
+__device__ __forceinline__ TokenSeq token_sequence(const int32_t* query_start,
+                                                   const int32_t* kv_len, int n_seqs, int t) {
+  const int g = min(t, n_seqs - 1);
+  const int lo = query_start[g], hi = query_start[g + 1], kv = kv_len[g];  // one round
+  if (lo <= t && t < hi) return {g, lo, hi - lo, kv};
+  const int s = sequence_of(query_start, n_seqs, t);
+  const int start = query_start[s];
+  return {s, start, query_start[s + 1] - start, kv_len[s]};
+}
+
 }  // namespace carpool::cuda

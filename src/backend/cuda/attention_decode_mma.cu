@@ -47,9 +47,8 @@ struct MmaArgs {
 template <int D>
 __device__ __forceinline__ void load_granule(__nv_bfloat16* k_s, __nv_bfloat16* v_s,
                                              const __nv_bfloat16* kc, const __nv_bfloat16* vc,
-                                             const int32_t* table, int block_size,
-                                             int64_t kv_width, int kvh, int key0, int key_end,
-                                             int lane) {
+                                             const int32_t* table, int block_size, int64_t kv_width,
+                                             int kvh, int key0, int key_end, int lane) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
 #pragma unroll
   for (int c = lane; c < kGranule * kChunks; c += 32) {
@@ -85,27 +84,52 @@ __device__ __forceinline__ bool mma_decode_token(const DecodeLaunch& d, int row,
 template <int D>
 __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(MmaArgs args) {
   constexpr int kStride = tile_stride<D>();
-  constexpr int kSteps = D / 16;  // k-steps of S = Q K^T
+  constexpr int kSteps = D / 16;    // k-steps of S = Q K^T
   constexpr int kDimTiles = D / 8;  // n8 tiles of O
   const AttentionLaunch& a = args.a;
   const DecodeLaunch& dl = args.d;
   const int row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   int t = 0;
   if (!mma_decode_token(dl, row, &t)) return;
-  const int s = sequence_of(a.query_start, a.n_seqs, t);
-  const int q_len = a.query_start[s + 1] - a.query_start[s];
-  const int pos = a.kv_len[s] - q_len + (t - a.query_start[s]);
-  const int n_keys = pos + 1;  // causal: positions [0, pos]
-  const int k_begin = split * dl.split_len;
-  const int k_end = min(n_keys, k_begin + dl.split_len);
   const int G = a.n_heads / a.n_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, tq = lane % 4;  // fragment row (head) and column pair
+  const int64_t row_width = int64_t(a.n_heads) * D;
+
+  // Q as A fragments (bf16, unscaled): rows g < G, columns 16 * ks + 2 tq (+1) and + 8. Loaded
+  // first: they depend on t alone, so their latency overlaps the sequence lookup's (bf16 pairs are
+  // loaded as one word and not touched until the first MMA).
+  uint32_t qa[kSteps][2];
+  {
+    const bool valid = g < G;
+    const int64_t qoff = int64_t(t) * row_width + int64_t(kvh * G + (valid ? g : 0)) * D;
+    const bool bf16 = a.q_dtype == DType::kBF16;
+    const auto* qw = static_cast<const uint32_t*>(a.q);  // bf16 pairs (offsets are even)
+#pragma unroll
+    for (int ks = 0; ks < kSteps; ++ks) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t c = qoff + 16 * ks + 2 * tq + 8 * half;
+        uint32_t w = 0u;
+        if (valid) {
+          w = bf16 ? qw[c / 2]
+                   : pack_bf16(load_f(a.q, c, a.q_dtype), load_f(a.q, c + 1, a.q_dtype));
+        }
+        qa[ks][half] = w;
+      }
+    }
+  }
+
+  const TokenSeq ts = token_sequence(a.query_start, a.kv_len, a.n_seqs, t);
+  const int s = ts.s;
+  const int pos = ts.kv_len - ts.q_len + (t - ts.start);
+  const int n_keys = pos + 1;  // causal: positions [0, pos]
+  const int k_begin = split * dl.split_len;
+  const int k_end = min(n_keys, k_begin + dl.split_len);
   const int32_t* table = a.block_tables + int64_t(s) * a.max_blocks_per_seq;
   const auto* kc = static_cast<const __nv_bfloat16*>(a.k_cache);
   const auto* vc = static_cast<const __nv_bfloat16*>(a.v_cache);
   const int64_t kv_width = int64_t(a.n_kv_heads) * D;
-  const int64_t row_width = int64_t(a.n_heads) * D;
 
   extern __shared__ uint4 smem_raw[];
   auto* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);
@@ -115,31 +139,13 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
 
   // This warp's granules: key0 = k_begin + 16 * (warp + 4 * i) while key0 < k_end.
   const int first = k_begin + kGranule * warp;
-  const int n_gran = first < k_end ? (k_end - first + kGranule * kMmaWarps - 1) /
-                                         (kGranule * kMmaWarps)
-                                   : 0;
+  const int n_gran =
+      first < k_end ? (k_end - first + kGranule * kMmaWarps - 1) / (kGranule * kMmaWarps) : 0;
   if (n_gran > 0) {
-    load_granule<D>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, first, k_end,
-                    lane);
+    load_granule<D>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, first, k_end, lane);
     cp_async_commit();
   }
 
-  // Q as A fragments (bf16, unscaled): rows g < G, columns 16 * ks + 2 tq (+1) and + 8.
-  uint32_t qa[kSteps][2];
-  {
-    const bool valid = g < G;
-    const int64_t qoff = int64_t(t) * row_width + int64_t(kvh * G + (valid ? g : 0)) * D;
-#pragma unroll
-    for (int ks = 0; ks < kSteps; ++ks) {
-      const int c0 = 16 * ks + 2 * tq, c1 = c0 + 8;
-      qa[ks][0] = valid ? pack_bf16(load_f(a.q, qoff + c0, a.q_dtype),
-                                    load_f(a.q, qoff + c0 + 1, a.q_dtype))
-                        : 0u;
-      qa[ks][1] = valid ? pack_bf16(load_f(a.q, qoff + c1, a.q_dtype),
-                                    load_f(a.q, qoff + c1 + 1, a.q_dtype))
-                        : 0u;
-    }
-  }
   const float scale_log2 = a.scale * kLog2e;
 
   float o[kDimTiles][4];
@@ -189,7 +195,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
     float mx = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m_run, mx);  // finite: key0 < k_end
+    const float m_new = fmaxf(m_run, mx);     // finite: key0 < k_end
     const float corr = exp2f(m_run - m_new);  // 0 on the first granule
     m_run = m_new;
     float p[4];
@@ -222,9 +228,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
   l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
 
   // --- merge the 4 warps: [warp][row] (max, sum) and [warp][row][D] O in shared memory ---
-  __syncthreads();  // every warp is done with its K/V buffers
-  float* mo = reinterpret_cast<float*>(smem_raw);          // [kMmaWarps][kMaxRows][D]
-  float* ml = mo + kMmaWarps * kMaxRows * D;                // [kMmaWarps][kMaxRows][2]
+  __syncthreads();                                 // every warp is done with its K/V buffers
+  float* mo = reinterpret_cast<float*>(smem_raw);  // [kMmaWarps][kMaxRows][D]
+  float* ml = mo + kMmaWarps * kMaxRows * D;       // [kMmaWarps][kMaxRows][2]
   if (tq == 0) {
     ml[(warp * kMaxRows + g) * 2] = n_gran > 0 ? m_run : -INFINITY;
     ml[(warp * kMaxRows + g) * 2 + 1] = n_gran > 0 ? l_run : 0.f;
@@ -256,8 +262,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
     }
     if (dl.n_splits == 1) {
       const float inv = total > 0.f ? 1.f / total : 0.f;
-      store_f(a.out, int64_t(t) * row_width + int64_t(kvh * G + h) * D + d, a.out_dtype,
-              acc * inv);
+      store_f(a.out, int64_t(t) * row_width + int64_t(kvh * G + h) * D + d, a.out_dtype, acc * inv);
     } else {
       const int64_t part = (head0 + h) * dl.n_splits + split;
       dl.part_o[part * D + d] = acc;
