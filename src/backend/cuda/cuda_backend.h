@@ -30,9 +30,13 @@ struct CudaBackendOptions {
   // Draw sampled rows on the device (Backend::sample_rows). Off (the runner then samples them on
   // the host) when CARPOOL_CUDA_SAMPLING=0 is set when the backend starts (A/B runs).
   bool device_sampling = true;
-  // Matmuls of up to 8 activation rows (decode) on the streaming kernel of gemv_kernels.cu
-  // instead of cuBLAS. Off when CARPOOL_CUDA_GEMV=0 is set when the backend starts (A/B runs).
-  bool small_batch_gemv = true;
+  // Which matmuls run on the streaming kernel of gemv_kernels.cu instead of cuBLAS. kAuto: one
+  // activation row with at least as many outputs as inputs (q|k|v, o, gate|up, the LM head),
+  // where it matched or beat cuBLAS on an H200; with more rows, or fewer outputs than inputs
+  // (down), cuBLAS was faster in the same run (bench/RESULTS.md). kAll: every shape it takes (up
+  // to 8 rows); kOff: none. CARPOOL_CUDA_GEMV=0 / all set kOff / kAll when the backend starts.
+  enum class Gemv { kOff, kAuto, kAll };
+  Gemv small_batch_gemv = Gemv::kAuto;
 };
 
 // A backend on options.device, or an error such as "no CUDA device (...)".

@@ -101,7 +101,7 @@ class CudaBackend final : public Backend {
   void set_generic_attention(bool on) { ctx_.generic_attention = on; }
   void set_simt_decode_attention(bool on) { ctx_.simt_decode_attention = on; }
   // A/B switch for tools: small-batch matmuls on the streaming kernel (true) or cuBLAS.
-  void set_small_batch_gemv(bool on) { options_.small_batch_gemv = on; }
+  void set_small_batch_gemv(CudaBackendOptions::Gemv mode) { options_.small_batch_gemv = mode; }
 
  private:
   enum class Kind { kWeight, kKv, kOther };

@@ -81,8 +81,10 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   OpScope scope(*this, "matmul");
   const void* xb = as_bf16(x, kScratchX);
   const void* wb = as_bf16(w, kScratchW);
-  const bool gemv = options_.small_batch_gemv && gemv_bf16_fits(m, k, wb, xb) &&
-                    (bias == nullptr || is_float_type(bias->dtype));
+  using Gemv = CudaBackendOptions::Gemv;
+  const Gemv mode = options_.small_batch_gemv;
+  const bool gemv = (mode == Gemv::kAll || (mode == Gemv::kAuto && m == 1 && n >= k)) &&
+                    gemv_bf16_fits(m, k, wb, xb) && (bias == nullptr || is_float_type(bias->dtype));
   if (scope.on()) {
     scope.describe(matmul_op_key(m, k, n, w.dtype, gemv ? " gemv" : " cublas"),
                    static_cast<double>(n) * static_cast<double>(k) * 2.0,

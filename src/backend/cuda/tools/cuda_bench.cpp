@@ -257,17 +257,18 @@ int main(int argc, char** argv) {
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, s.name, rows);
     }
   }
-  // Small batches: the streaming kernel (gemv_kernels.cu, the default up to 8 rows) against
-  // cuBLAS on the same shapes, same run.
+  // Small batches: the streaming kernel (gemv_kernels.cu) against cuBLAS on the same shapes,
+  // same run, whatever the default dispatch (CudaBackendOptions::Gemv) picks.
+  using Gemv = CudaBackendOptions::Gemv;
   for (int m : {1, 4, 8}) {
     for (const Shape& s : shapes) {
       if (s.n == 128256 || (quick && s.n == 14336)) continue;
       std::string label = s.name;
-      if (m != 1) bench_gemm(b, timer, l2, samples, m, s.k, s.n, label, rows);
-      label += " cublas";
-      b.set_small_batch_gemv(false);
-      bench_gemm(b, timer, l2, samples, m, s.k, s.n, label, rows);
-      b.set_small_batch_gemv(true);
+      b.set_small_batch_gemv(Gemv::kAll);
+      bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv", rows);
+      b.set_small_batch_gemv(Gemv::kOff);
+      bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " cublas", rows);
+      b.set_small_batch_gemv(Gemv::kAuto);
     }
   }
   bench_gemm(b, timer, l2, samples, 4096, 4096, 14336, "prefill gate", rows);
