@@ -269,8 +269,10 @@ class Backend {
   // begin_device_timing() before a step's first op and end_device_timing() after its last mark
   // the stream; device_time_ns(), called once the step's results were downloaded, is the time
   // the device's own clock saw between the two marks (CUDA events), so host work between steps
-  // is not counted. -1 where there is no separate device clock (the CPU backend runs every op on
-  // the calling thread: its wall time is the device time) or no complete pair of marks.
+  // is not counted. Sampling ops on the device (argmax_rows, sample_rows) enqueued after the end
+  // mark count as the step's device time too. -1 where there is no separate device clock (the CPU
+  // backend runs every op on the calling thread: its wall time is the device time) or no complete
+  // pair of marks.
   virtual void begin_device_timing() {}
   virtual void end_device_timing() {}
   virtual int64_t device_time_ns() { return -1; }

@@ -300,8 +300,8 @@ Result<std::vector<SampledToken>> Runner::execute(const StepPlan& plan,
   b.block_tables = block_tables_;
   b.max_blocks_per_seq = max_blocks;
   b.logit_rows = logit_rows_;
-  // Device timing marks the forward alone: sampling (on the device: one small argmax kernel) and
-  // prompt scoring come after it.
+  // Device timing marks the forward; sampling on the device (argmax_rows, sample_rows) moves the
+  // end mark after itself, so a step's device time holds its sampling kernels too.
   model_.backend().begin_device_timing();
   auto out = model_.forward(b, kv_);
   model_.backend().end_device_timing();

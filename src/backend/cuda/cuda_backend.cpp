@@ -105,6 +105,8 @@ CudaBackend::~CudaBackend() {
   if (cublas_workspace_ != nullptr) cudaFree(cublas_workspace_);
   if (timing_begin_ != nullptr) cudaEventDestroy(timing_begin_);
   if (timing_end_ != nullptr) cudaEventDestroy(timing_end_);
+  if (sampling_begin_ != nullptr) cudaEventDestroy(sampling_begin_);
+  if (sampling_end_ != nullptr) cudaEventDestroy(sampling_end_);
   for (const PendingOp& p : pending_ops_) {
     cudaEventDestroy(p.begin);
     cudaEventDestroy(p.end);
@@ -366,6 +368,7 @@ void CudaBackend::begin_device_timing() {
   }
   CUDA_CHECK(cudaEventRecord(timing_begin_, ctx_.stream));
   timing_marks_ = 1;
+  sampling_span_ = false;
 }
 
 void CudaBackend::end_device_timing() {
@@ -375,12 +378,34 @@ void CudaBackend::end_device_timing() {
   timing_marks_ = 2;
 }
 
+void CudaBackend::mark_sampling_begin() {
+  if (timing_marks_ != 2 || capturing_) return;
+  if (sampling_begin_ == nullptr) {
+    CUDA_CHECK(cudaEventCreate(&sampling_begin_));
+    CUDA_CHECK(cudaEventCreate(&sampling_end_));
+  }
+  CUDA_CHECK(cudaEventRecord(sampling_begin_, ctx_.stream));
+}
+
+void CudaBackend::mark_sampling_end() {
+  if (timing_marks_ != 2 || capturing_ || sampling_begin_ == nullptr) return;
+  CUDA_CHECK(cudaEventRecord(sampling_end_, ctx_.stream));
+  sampling_span_ = true;  // one span per step: the runner samples with one op
+}
+
 int64_t CudaBackend::device_time_ns() {
   if (timing_marks_ != 2) return -1;
   timing_marks_ = 0;
   CUDA_CHECK(cudaEventSynchronize(timing_end_));  // normally complete: the results were downloaded
   float ms = 0.f;
   if (cudaEventElapsedTime(&ms, timing_begin_, timing_end_) != cudaSuccess) return -1;
+  if (sampling_span_) {
+    sampling_span_ = false;
+    float sampling_ms = 0.f;
+    CUDA_CHECK(cudaEventSynchronize(sampling_end_));
+    if (cudaEventElapsedTime(&sampling_ms, sampling_begin_, sampling_end_) == cudaSuccess)
+      ms += sampling_ms;
+  }
   return static_cast<int64_t>(static_cast<double>(ms) * 1e6);
 }
 

@@ -85,6 +85,11 @@ class CudaBackend final : public Backend {
   void begin_device_timing() override;
   void end_device_timing() override;
   int64_t device_time_ns() override;
+  // Device sampling ops (enqueued by the runner after end_device_timing()) are device work of the
+  // same step: mark_sampling_begin() / mark_sampling_end() around their launches add a span that
+  // device_time_ns() counts too (only after a complete step pair; not while recording a graph).
+  void mark_sampling_begin();
+  void mark_sampling_end();
   // For tools and tests: recordings held, and replays so far.
   size_t graph_count() const;
   uint64_t graph_replays() const { return graph_replays_; }
@@ -159,6 +164,9 @@ class CudaBackend final : public Backend {
   cudaEvent_t timing_begin_ = nullptr;
   cudaEvent_t timing_end_ = nullptr;
   int timing_marks_ = 0;
+  cudaEvent_t sampling_begin_ = nullptr;  // the sampling span of the current step
+  cudaEvent_t sampling_end_ = nullptr;
+  bool sampling_span_ = false;
   void drop_all_graphs();
   void free_retired_scratch();
 

@@ -244,8 +244,10 @@ bool CudaBackend::argmax_rows(Tensor out, const Tensor& logits) {
   const OpScope scope(*this, "argmax_rows");
   CARPOOL_CHECK(is_float_type(logits.dtype) && logits.cols >= 1 && logits.cols <= INT32_MAX);
   CARPOOL_CHECK(out.dtype == DType::kI32 && out.rows == logits.rows && out.cols == 1);
+  mark_sampling_begin();
   launch_argmax_rows(ctx_, static_cast<int32_t*>(out.data), logits.data, logits.dtype, logits.rows,
                      logits.cols);
+  mark_sampling_end();
   return true;
 }
 
@@ -256,8 +258,10 @@ bool CudaBackend::sample_rows(Tensor out, const Tensor& logits, const Tensor& pa
   CARPOOL_CHECK(out.dtype == DType::kI32 && out.rows == logits.rows && out.cols == 1);
   CARPOOL_CHECK(params.dtype == DType::kF32 && params.rows == logits.rows &&
                 params.cols == kRowSamplingFloats);
+  mark_sampling_begin();
   launch_sample_rows(ctx_, static_cast<int32_t*>(out.data), logits.data, logits.dtype, logits.rows,
                      logits.cols, static_cast<const float*>(params.data));
+  mark_sampling_end();
   return true;
 }
 
