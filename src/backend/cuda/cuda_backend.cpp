@@ -69,6 +69,8 @@ Status CudaBackend::init() {
     options_.device_sampling = false;
   if (const char* e = std::getenv("CARPOOL_CUDA_PDL"); e != nullptr && std::strcmp(e, "1") == 0)
     ctx_.pdl = prop.major >= 9;
+  if (const char* e = std::getenv("CARPOOL_CUDA_SPLITK"); e != nullptr)
+    options_.split_k = std::strcmp(e, "1") == 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_GEMV"); e != nullptr) {
     if (std::strcmp(e, "0") == 0) options_.small_batch_gemv = CudaBackendOptions::Gemv::kOff;
     if (std::strcmp(e, "all") == 0) options_.small_batch_gemv = CudaBackendOptions::Gemv::kAll;

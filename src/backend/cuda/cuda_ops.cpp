@@ -39,6 +39,7 @@ const int32_t* i32(const Tensor& t) {
 constexpr int kScratchX = 0;
 constexpr int kScratchW = 1;
 constexpr int kScratchAttention = 2;
+constexpr int kScratchSplitK = 3;
 
 }  // namespace
 
@@ -99,6 +100,33 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   // Row-major out[m, n] = x[m, k] w[n, k]^T is column-major out^T[n, m] = w^T... i.e. cuBLAS
   // sees w as a column-major k x n matrix (transposed) and x as column-major k x m.
   const float alpha = 1.f, beta = 0.f;
+  const int splits = options_.split_k ? splitk_count(m, n, k, ctx_.sm_count) : 1;
+  if (splits > 1) {
+    // Split-K: slice s multiplies k-columns [s * ks, (s + 1) * ks) of x and w (a strided batch:
+    // both advance by ks elements per slice) into F32 partials [splits, m, n], then one pass adds
+    // them in order, with the bias, into out.
+    const int64_t ks = k / splits;
+    auto* part = static_cast<float*>(
+        scratch(kScratchSplitK, size_t(splits) * size_t(m * n) * sizeof(float)));
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+        static_cast<int>(ks), &alpha, wb, CUDA_R_16BF, static_cast<int>(k), ks, xb, CUDA_R_16BF,
+        static_cast<int>(k), ks, &beta, part, CUDA_R_32F, static_cast<int>(n), m * n, splits,
+        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    const void* bb = nullptr;
+    DType bd = DType::kF32;
+    if (bias != nullptr) {
+      CARPOOL_CHECK(bias->numel() == n);
+      bb = bias->data;
+      bd = bias->dtype;
+      if (!is_float_type(bd)) {
+        bb = as_bf16(*bias, kScratchX);  // x's scratch is free again: the GEMM is enqueued
+        bd = DType::kBF16;
+      }
+    }
+    launch_splitk_reduce(ctx_, out.data, out.dtype, part, splits, m, n, bb, bd);
+    return;
+  }
   CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
                             static_cast<int>(m), static_cast<int>(k), &alpha, wb, CUDA_R_16BF,
                             static_cast<int>(k), xb, CUDA_R_16BF, static_cast<int>(k), &beta,

@@ -70,6 +70,19 @@ __global__ void add_bias_kernel(void* out, DType out_dtype, const void* bias, DT
     store_f(out, i, out_dtype, load_f(out, i, out_dtype) + load_f(bias, i % n, bias_dtype));
 }
 
+// out[i] = sum over s of part[s * m * n + i] (+ bias[i % n]), summed in split order.
+__global__ void splitk_reduce_kernel(void* out, DType out_dtype, const float* part, int splits,
+                                     int64_t m, int64_t n, const void* bias, DType bias_dtype) {
+  const int64_t total = m * n;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float acc = part[i];
+    for (int s = 1; s < splits; ++s) acc += part[s * total + i];
+    if (bias != nullptr) acc += load_f(bias, i % n, bias_dtype);
+    store_f(out, i, out_dtype, acc);
+  }
+}
+
 // One thread per rotated pair.
 __global__ void rope_kernel(void* x, DType x_dtype, const int32_t* positions, const float* inv_freq,
                             int64_t n_tokens, int n_heads, int head_dim, bool interleaved) {
@@ -245,6 +258,14 @@ void launch_add_bias(const LaunchCtx& ctx, void* out, DType out_dtype, const voi
   if (m * n == 0) return;
   add_bias_kernel<<<grid_for(m * n, kThreads, ctx), kThreads, 0, ctx.stream>>>(out, out_dtype, bias,
                                                                                bias_dtype, m, n);
+  check_launch(ctx);
+}
+
+void launch_splitk_reduce(const LaunchCtx& ctx, void* out, DType out_dtype, const float* part,
+                          int splits, int64_t m, int64_t n, const void* bias, DType bias_dtype) {
+  if (m * n == 0) return;
+  splitk_reduce_kernel<<<grid_for(m * n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      out, out_dtype, part, splits, m, n, bias, bias_dtype);
   check_launch(ctx);
 }
 

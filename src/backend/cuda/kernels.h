@@ -63,6 +63,14 @@ void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void
 // out[m, n] += bias[1, n]
 void launch_add_bias(const LaunchCtx& ctx, void* out, DType out_dtype, const void* bias,
                      DType bias_dtype, int64_t m, int64_t n);
+// out[m, n] = sum of part[splits, m, n] (F32 split-K partials, added in split order) + bias[1, n]
+// (bias nullptr: none).
+void launch_splitk_reduce(const LaunchCtx& ctx, void* out, DType out_dtype, const float* part,
+                          int splits, int64_t m, int64_t n, const void* bias, DType bias_dtype);
+// How many k-slices a cuBLAS matmul out[m, n] = x[m, k] w[n, k]^T is cut into so that its output
+// tiles (about 128 x 128 each) fill the GPU's SMs: 1 when they already do; otherwise up to 8, each
+// slice a multiple of 64 of k.
+int splitk_count(int64_t m, int64_t n, int64_t k, int sm_count);
 // In place on x[n_tokens, n_heads * head_dim].
 void launch_rope(const LaunchCtx& ctx, void* x, DType x_dtype, const int32_t* positions,
                  const float* inv_freq, int64_t n_tokens, int n_heads, int head_dim,

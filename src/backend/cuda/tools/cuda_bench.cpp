@@ -271,6 +271,15 @@ int main(int argc, char** argv) {
       b.set_small_batch_gemv(Gemv::kAuto);
     }
   }
+  // Split-K (CudaBackendOptions::split_k) on the shapes whose tiles leave SMs idle, same run.
+  b.set_split_k(true);
+  for (int m : {64, 256}) {
+    for (const Shape& s : shapes) {
+      if (cuda::splitk_count(m, s.n, s.k, int(prop.multiProcessorCount)) <= 1) continue;
+      bench_gemm(b, timer, l2, samples, m, s.k, s.n, std::string(s.name) + " splitk", rows);
+    }
+  }
+  b.set_split_k(false);
   bench_gemm(b, timer, l2, samples, 4096, 4096, 14336, "prefill gate", rows);
   for (auto [batch, ctx] :
        std::vector<std::pair<int, int>>{{1, 1024}, {1, 8192}, {16, 4096}, {64, 2048}, {256, 1024}})
