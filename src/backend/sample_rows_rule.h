@@ -14,9 +14,12 @@
 // Temperature 0 (or below): the first of the largest logits, NaN skipped unless at index 0 (as
 // std::max_element and Backend::argmax_rows).
 //
-// Thresholds are found by bisection over bit patterns (32 passes over keys of the scaled
-// logits for top-k, about 30 over the weights for top-p), ties at a threshold resolved in id
-// order by one scan: every pass is a map over the chunks and a block-wide reduction.
+// Thresholds are found by a kWays-way search over bit patterns: each pass over the row tests
+// kWays - 1 thresholds at once (kWays 2 is bisection: 32 passes over keys of the scaled logits
+// for top-k, about 30 over the weights for top-p; kWays 16 needs 8 of each). Ties at a threshold
+// are resolved in id order by one scan. Every pass is a map over the chunks and a block-wide
+// reduction; the threshold found is the same for every kWays (the largest bit pattern whose
+// count or mass reaches the target).
 //
 // A block B provides, each called by every thread of the block together (and returning the same
 // value to all):
@@ -27,6 +30,9 @@
 //   int64_t nth_match(n, pred)         the n-th id (from 1) in id order with pred(i); -1 if fewer
 //   int64_t draw(r, w)                 the first id in id order at which the running sum of w(i)
 //                                      (0: not kept) passes r; -1 if none does
+//   void sums<N>(fn, T out[N])         fn(i0, i1, T acc[N]) adds chunk [i0, i1)'s terms to acc
+//                                      (zeroed per chunk); out[j] = the sum over chunks, in an
+//                                      order that is the same on every call (T: int64_t, double)
 #pragma once
 
 #include <cstdint>
@@ -36,6 +42,13 @@
 #define CARPOOL_HD __host__ __device__
 #else
 #define CARPOOL_HD
+#endif
+// Loops over a kernel's per-thread arrays, unrolled so that they stay in registers (the host
+// compilers unroll what they choose).
+#if defined(__CUDA_ARCH__)
+#define CARPOOL_UNROLL _Pragma("unroll")
+#else
+#define CARPOOL_UNROLL
 #endif
 
 namespace carpool::sample_rule {
@@ -110,8 +123,30 @@ CARPOOL_HD int64_t greedy(B& b) {
   });
 }
 
-// The token of one row (see the top of the file). u in [0, 1).
-template <class B>
+// The largest x in [lo, hi) with reaches(value(x)), where value is non-increasing in x and
+// reaches(value(lo)) holds (reaches(value(hi)) does not). value(x) for kWays thresholds at once:
+// pass(lo, hi, step, nb, out) fills out[j] = value(lo + j * step) for 1 <= j < nb.
+template <int kWays, class T, class Pass, class Reaches>
+CARPOOL_HD uint64_t search_largest(uint64_t lo, uint64_t hi, Pass pass, Reaches reaches) {
+  static_assert(kWays >= 2, "at least bisection");
+  while (hi - lo > 1) {
+    const uint64_t width = hi - lo;
+    const int nb = width < uint64_t{kWays} ? static_cast<int>(width) : kWays;
+    const uint64_t step = width / static_cast<uint64_t>(nb);
+    T v[kWays];
+    pass(lo, hi, step, nb, v);
+    int j = nb - 1;
+    while (j > 0 && !reaches(v[j])) --j;
+    const uint64_t next_lo = lo + static_cast<uint64_t>(j) * step;
+    hi = j + 1 < nb ? next_lo + step : hi;
+    lo = next_lo;
+  }
+  return lo;
+}
+
+// The token of one row (see the top of the file). u in [0, 1). kWays: thresholds per pass of
+// the searches (2: bisection).
+template <int kWays = 2, class B>
 CARPOOL_HD int64_t sample(B& b, int64_t vocab, float temperature, int64_t top_k, float top_p,
                           float min_p, double u) {
   if (!(temperature > 0.f)) return greedy(b);
@@ -140,21 +175,22 @@ CARPOOL_HD int64_t sample(B& b, int64_t vocab, float temperature, int64_t top_k,
 
   // top-k: the largest key with at least k keys at or above it, then its ties in id order.
   if (top_k > 0 && top_k < vocab) {
-    uint64_t lo = 0, hi = uint64_t{1} << 32;  // count(key >= lo) >= k > count(key >= hi)
-    while (hi - lo > 1) {
-      const uint64_t mid = lo + (hi - lo) / 2;
-      const int64_t c = b.sum_l([&](int64_t i0, int64_t i1) {
-        int64_t n = 0;
-        for (int64_t i = i0; i < i1; ++i) n += order_key(scaled(i)) >= mid;
-        return n;
-      });
-      if (c >= top_k) {
-        lo = mid;
-      } else {
-        hi = mid;
-      }
-    }
-    const uint32_t key = static_cast<uint32_t>(lo);
+    // count(key >= 0) >= k > count(key >= 2^32) = 0
+    auto counts = [&](uint64_t lo, uint64_t /*hi*/, uint64_t step, int nb, int64_t* out) {
+      b.template sums<kWays>(
+          [&](int64_t i0, int64_t i1, int64_t* acc) {
+            for (int64_t i = i0; i < i1; ++i) {
+              const uint64_t k = order_key(scaled(i));
+              // (a loop of constant length: acc stays in registers on the device)
+              CARPOOL_UNROLL
+              for (int j = 1; j < kWays; ++j)
+                acc[j] += j < nb && k >= lo + static_cast<uint64_t>(j) * step;
+            }
+          },
+          out);
+    };
+    const uint32_t key = static_cast<uint32_t>(search_largest<kWays, int64_t>(
+        0, uint64_t{1} << 32, counts, [&](int64_t c) { return c >= top_k; }));
     const int64_t above = b.sum_l([&](int64_t i0, int64_t i1) {
       int64_t n = 0;
       for (int64_t i = i0; i < i1; ++i) n += order_key(scaled(i)) > key;
@@ -189,16 +225,33 @@ CARPOOL_HD int64_t sample(B& b, int64_t vocab, float temperature, int64_t top_k,
       });
     };
     if (mass_at_least(0.f) >= target) {
-      uint32_t lo = 0, hi = float_bits(1.f) + 1;  // mass(lo) >= target > mass(hi) = 0
-      while (hi - lo > 1) {
-        const uint32_t mid = lo + (hi - lo) / 2;
-        if (mass_at_least(bits_float(mid)) >= target) {
-          lo = mid;
-        } else {
-          hi = mid;
-        }
-      }
-      const float t = bits_float(lo);
+      // mass(0) >= target > mass(bits of the next float after 1) = 0; weights are >= 0, so
+      // their bit patterns order as they do.
+      // Weights at or above hi count for every threshold of the pass: they go to acc[0], added
+      // to the others at the end; those below lo + step count for none.
+      auto masses = [&](uint64_t lo, uint64_t hi, uint64_t step, int nb, double* out) {
+        b.template sums<kWays>(
+            [&](int64_t i0, int64_t i1, double* acc) {
+              for (int64_t i = i0; i < i1; ++i) {
+                const float s = scaled(i), w = weight(s);
+                const uint64_t x = float_bits(w);
+                if (x < lo + step || !row.in_min_p(i, s, w)) continue;
+                if (x >= hi) {
+                  acc[0] += w;
+                  continue;
+                }
+                CARPOOL_UNROLL
+                for (int j = 1; j < kWays; ++j)
+                  acc[j] += j < nb && x >= lo + static_cast<uint64_t>(j) * step
+                                ? static_cast<double>(w)
+                                : 0.0;
+              }
+            },
+            out);
+        for (int j = 1; j < nb; ++j) out[j] += out[0];
+      };
+      const float t = bits_float(static_cast<uint32_t>(search_largest<kWays, double>(
+          0, uint64_t{float_bits(1.f)} + 1, masses, [&](double m) { return m >= target; })));
       const double heavier = b.sum_d([&](int64_t i0, int64_t i1) {
         double a = 0;
         for (int64_t i = i0; i < i1; ++i) {

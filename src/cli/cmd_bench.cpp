@@ -2,7 +2,9 @@
 //
 // Decode: `batch` sequences, each with a `prompt-len` context, step together for `gen` steps;
 // every step computes logits for every sequence. Tokens fed back are drawn at random rather
-// than sampled, so the figure is the forward pass (sampling is measured elsewhere).
+// than sampled, so the figure is the forward pass; with --temperature each step also draws every
+// row's token on the device (Backend::sample_rows with --top-k / --top-p / --min-p), and that
+// kernel's time is part of the step.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -49,6 +51,11 @@ int cmd_bench(int argc, char** argv) {
            "time every op of the timed decode steps and print a table of them (steps run "
            "without graphs)",
            ""},
+          {"temperature", "", "T",
+           "also draw each row's token on the device every decode step (0: no draw)", "0"},
+          {"top-k", "", "K", "top-k of those draws (0: off)", "0"},
+          {"top-p", "", "P", "top-p of those draws", "1"},
+          {"min-p", "", "P", "min-p of those draws", "0"},
           {"json", "", "", "print one JSON object instead of text", ""},
       });
   if (Status st = args.parse(argc, argv); !st) {
@@ -66,10 +73,18 @@ int cmd_bench(int argc, char** argv) {
   auto batch = args.get_int("batch", 1), plen = args.get_int("prompt-len", 128),
        gen = args.get_int("gen", 32), prefill_len = args.get_int("prefill-len", 512),
        chunk = args.get_int("chunk", 512), threads = args.get_int("threads", 0);
-  for (const Status& st : {batch.status(), plen.status(), gen.status(), prefill_len.status(),
-                           chunk.status(), threads.status()}) {
+  auto temperature = args.get_float("temperature", 0), top_p = args.get_float("top-p", 1),
+       min_p = args.get_float("min-p", 0);
+  auto top_k = args.get_int("top-k", 0);
+  for (const Status& st :
+       {batch.status(), plen.status(), gen.status(), prefill_len.status(), chunk.status(),
+        threads.status(), temperature.status(), top_p.status(), min_p.status(), top_k.status()}) {
     if (!st) return fail(st.message());
   }
+  const bool draw = temperature.value() > 0;
+  if (!(temperature.value() >= 0 && temperature.value() <= 100) || top_k.value() < 0 ||
+      !(top_p.value() > 0 && top_p.value() <= 1) || !(min_p.value() >= 0 && min_p.value() <= 1))
+    return fail("sampling: temperature in [0, 100], top-k >= 0, top-p in (0, 1], min-p in [0, 1]");
   const int B = static_cast<int>(batch.value()), P = static_cast<int>(plen.value());
   const int G = static_cast<int>(gen.value()), PF = static_cast<int>(prefill_len.value());
   const int C = static_cast<int>(chunk.value());
@@ -148,6 +163,18 @@ int cmd_bench(int argc, char** argv) {
     rows[s] = s;
   }
   qs[B] = B;
+  // --temperature: every step's rows drawn on the device, tokens downloaded.
+  Tensor draw_params, draw_out;
+  std::vector<float> params(static_cast<size_t>(B) * Backend::kRowSamplingFloats);
+  std::vector<int32_t> drawn(static_cast<size_t>(B));
+  std::uniform_real_distribution<float> unif(0.f, 1.f);
+  if (draw) {
+    auto tp = be.alloc(DType::kF32, B, Backend::kRowSamplingFloats);
+    auto to = be.alloc(DType::kI32, B, 1);
+    if (!tp || !to) return fail("could not allocate the sampling buffers");
+    draw_params = tp.value();
+    draw_out = to.value();
+  }
   std::vector<double> step_s;
   const int warmup = std::min(3, G);
   // --check-graphs: each step again without graphs (same inputs, so the KV it rewrites is the
@@ -170,9 +197,28 @@ int cmd_bench(int argc, char** argv) {
     double t0 = now_s();
     auto out = model.forward(b, kv.value());
     if (!out) return fail(out.error());
-    float v = 0;
-    be.download(&v, out.value(), sizeof(float));  // waits for the step
-    sink += v;
+    if (draw) {
+      for (int s = 0; s < B; ++s) {
+        float* row = params.data() + static_cast<size_t>(s) * Backend::kRowSamplingFloats;
+        row[0] = static_cast<float>(temperature.value());
+        row[1] = static_cast<float>(top_k.value());
+        row[2] = static_cast<float>(top_p.value());
+        row[3] = static_cast<float>(min_p.value());
+        row[4] = unif(rng);
+      }
+      be.upload(draw_params, params.data(), params.size() * sizeof(float));
+      if (!be.sample_rows(draw_out, out.value(), draw_params))
+        return fail("--temperature: this backend does not draw tokens on the device");
+      be.download(drawn.data(), draw_out, drawn.size() * sizeof(int32_t));  // waits for the step
+      for (int32_t t : drawn) {
+        if (t < 0 || t >= cfg.vocab_size) return fail("a drawn token is out of the vocabulary");
+      }
+      sink += static_cast<float>(drawn[0]);
+    } else {
+      float v = 0;
+      be.download(&v, out.value(), sizeof(float));  // waits for the step
+      sink += v;
+    }
     if (step >= warmup) step_s.push_back(now_s() - t0);
     if (check_graphs) {
       with_graph.resize(static_cast<size_t>(B) * vocab);
@@ -225,12 +271,14 @@ int cmd_bench(int argc, char** argv) {
         "\"decode_tokens_per_s\": %.2f, \"decode_bytes_per_s\": %.4g, \"prefill_len\": %d, "
         "\"prefill_s\": %.6f, \"prefill_tokens_per_s\": %.2f, \"params\": %lld, \"graphs\": %s, "
         "\"graph_check_rows\": %lld, \"graph_check_max_rel_diff\": %.3g, "
-        "\"graph_check_argmax_same\": %lld, \"sink\": %g",
+        "\"graph_check_argmax_same\": %lld, \"draw_temperature\": %g, \"draw_top_k\": %lld, "
+        "\"draw_top_p\": %g, \"sink\": %g",
         lo.model.c_str(), be.device_name().c_str(), be.name().c_str(), B, P, G,
         model.weight_bytes(), median, decode_tps, achieved_bw, PF, prefill_s, prefill_tps,
         static_cast<long long>(cfg.parameter_count()), graphs ? "true" : "false",
         static_cast<long long>(check_rows), check_max_rel,
-        static_cast<long long>(check_argmax_same), static_cast<double>(sink));
+        static_cast<long long>(check_argmax_same), temperature.value(),
+        static_cast<long long>(top_k.value()), top_p.value(), static_cast<double>(sink));
     if (op_times) {
       std::printf(", \"op_times\": [");
       for (size_t i = 0; i < ops.size(); ++i) {
@@ -277,6 +325,10 @@ int cmd_bench(int argc, char** argv) {
     }
   }
   be.free_kv(kv.value());
+  if (draw) {
+    be.free(draw_params);
+    be.free(draw_out);
+  }
   if (check_rows > 0 && !(check_max_rel <= 0.02)) {
     std::fprintf(stderr, "carpool bench: graph steps differ from direct steps (%.3g)\n",
                  check_max_rel);

@@ -38,3 +38,16 @@ def test_without_op_times_there_is_no_table():
     r = bench("-b", "2")
     assert "op_times" not in r
     assert r["decode_tokens_per_s"] > 0
+
+
+def test_device_draws_are_refused_clearly_where_the_backend_has_none():
+    # --temperature times a device-side draw per step; the CPU backend draws on the host, so the
+    # bench says so instead of timing something else. Out-of-range draw parameters are named.
+    for extra, message in [(["--temperature", "1", "--top-p", "0.9"], "does not draw tokens"),
+                           (["--temperature", "1", "--top-p", "1.5"], "top-p in (0, 1]"),
+                           (["--temperature", "-1"], "temperature in [0, 100]")]:
+        p = subprocess.run([carpool_bin(), "bench", "--device", "cpu", "--prefill-len", "0",
+                            "-n", "2", "-b", "2"] + extra, capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode != 0
+        assert message in p.stderr, (extra, p.stderr)

@@ -64,9 +64,10 @@ Status CudaBackend::init() {
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_FUSED"); e != nullptr && std::strcmp(e, "0") == 0)
     options_.fused_projections = false;
-  if (const char* e = std::getenv("CARPOOL_CUDA_SAMPLING");
-      e != nullptr && std::strcmp(e, "0") == 0)
-    options_.device_sampling = false;
+  if (const char* e = std::getenv("CARPOOL_CUDA_SAMPLING"); e != nullptr) {
+    if (std::strcmp(e, "0") == 0) options_.device_sampling = false;
+    ctx_.bisect_sampling = std::strcmp(e, "bisect") == 0;
+  }
   if (const char* e = std::getenv("CARPOOL_CUDA_PDL"); e != nullptr && std::strcmp(e, "1") == 0)
     ctx_.pdl = prop.major >= 9;
   if (const char* e = std::getenv("CARPOOL_CUDA_SPLITK"); e != nullptr)

@@ -27,6 +27,9 @@ struct LaunchCtx {
   // Decode attention on the SIMT kernel instead of the tensor-core one (A/B comparisons;
   // CARPOOL_CUDA_ATTENTION=simt sets it when the backend starts).
   bool simt_decode_attention = false;
+  // sample_rows' threshold searches by bisection instead of 16 thresholds per pass (A/B;
+  // CARPOOL_CUDA_SAMPLING=bisect sets it when the backend starts).
+  bool bisect_sampling = false;
 };
 
 // --- weights (weights_kernels.cu) ---

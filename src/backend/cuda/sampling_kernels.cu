@@ -74,6 +74,10 @@ __global__ void argmax_rows_kernel(int32_t* out, const void* logits, DType dtype
 // a block scan give each id's place in id order. Every pass reads the row again (it stays in L2).
 
 constexpr int kSampleThreads = 512;
+constexpr int kSampleWarps = kSampleThreads / 32;
+// Thresholds per pass of the top-k and top-p searches (sample_rows_rule.h): 8 passes each
+// instead of bisection's ~30 (LaunchCtx::bisect_sampling keeps bisection for A/B).
+constexpr int kSampleWays = 16;
 
 struct MaxOf {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
@@ -98,6 +102,9 @@ struct SampleShared {
   float f;
   int64_t l;
   unsigned long long pick;
+  // sums<N>: per-warp totals, then the block's (8-byte slots: double or int64_t).
+  unsigned long long parts[kSampleWarps * kSampleWays];
+  unsigned long long totals[kSampleWays];
 };
 
 // The block of sample_rows_rule.h: every method is called by all threads of the block together.
@@ -146,6 +153,36 @@ struct DeviceBlock {
   template <class Fn>
   __device__ int64_t max_l(Fn fn) {
     return reduce_l(fn(i0, i1), MaxOf());
+  }
+
+  // N sums at once (sample_rows_rule.h): per-thread terms in registers, a butterfly within each
+  // warp, then the warps' totals in warp order: the same order on every call.
+  template <int N, class T, class Fn>
+  __device__ void sums(Fn fn, T* out) {
+    static_assert(N <= kSampleWays && sizeof(T) == 8, "8-byte sums, at most kSampleWays");
+    T acc[N];
+#pragma unroll
+    for (int j = 0; j < N; ++j) acc[j] = 0;
+    fn(i0, i1, acc);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    T* parts = reinterpret_cast<T*>(sh.parts);
+    T* totals = reinterpret_cast<T*>(sh.totals);
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      T v = acc[j];
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0) parts[warp * N + j] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < N) {
+      T t = 0;
+      for (int w = 0; w < kSampleWarps; ++w) t += parts[w * N + threadIdx.x];
+      totals[threadIdx.x] = t;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < N; ++j) out[j] = totals[j];
+    __syncthreads();  // the next call rewrites parts and totals
   }
 
   // This thread's sum of f over its ids (*mine) and the sum over the threads before it.
@@ -206,6 +243,7 @@ struct DeviceBlock {
   }
 };
 
+template <int kWays>
 __global__ void __launch_bounds__(kSampleThreads)
     sample_rows_kernel(int32_t* out, const void* logits, DType dtype, int64_t vocab,
                        const float* params) {
@@ -218,7 +256,7 @@ __global__ void __launch_bounds__(kSampleThreads)
                 dtype, i0,     i0 + chunk < vocab ? i0 + chunk : vocab};
   const double u = fmin(fmax(static_cast<double>(p[4]), 0.0), 1.0);
   const int64_t token =
-      sample_rule::sample(b, vocab, p[0], static_cast<int64_t>(p[1]), p[2], p[3], u);
+      sample_rule::sample<kWays>(b, vocab, p[0], static_cast<int64_t>(p[1]), p[2], p[3], u);
   if (threadIdx.x == 0) out[blockIdx.x] = static_cast<int32_t>(token);
 }
 
@@ -227,8 +265,13 @@ __global__ void __launch_bounds__(kSampleThreads)
 void launch_sample_rows(const LaunchCtx& ctx, int32_t* out, const void* logits, DType dtype,
                         int64_t rows, int64_t vocab, const float* params) {
   if (rows == 0) return;
-  sample_rows_kernel<<<static_cast<unsigned>(rows), kSampleThreads, 0, ctx.stream>>>(
-      out, logits, dtype, vocab, params);
+  if (ctx.bisect_sampling) {
+    sample_rows_kernel<2><<<static_cast<unsigned>(rows), kSampleThreads, 0, ctx.stream>>>(
+        out, logits, dtype, vocab, params);
+  } else {
+    sample_rows_kernel<kSampleWays><<<static_cast<unsigned>(rows), kSampleThreads, 0, ctx.stream>>>(
+        out, logits, dtype, vocab, params);
+  }
   check_launch(ctx);
 }
 

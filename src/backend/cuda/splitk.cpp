@@ -7,7 +7,7 @@
 namespace carpool::cuda {
 
 int splitk_count(int64_t m, int64_t n, int64_t k, int sm_count) {
-  constexpr int64_t kTile = 128;      // output tile edge assumed for cuBLAS's kernels
+  constexpr int64_t kTile = 128;       // output tile edge assumed for cuBLAS's kernels
   constexpr int64_t kSliceAlign = 64;  // each slice's k, so the slices start 128-byte aligned
   constexpr int kMaxSplits = 8;
   if (m <= 0 || n <= 0 || k <= 0 || sm_count <= 0) return 1;

@@ -74,6 +74,15 @@ struct HostBlock {
     }
     return -1;
   }
+  template <int N, class T, class Fn>
+  void sums(Fn fn, T* out) {
+    for (int j = 0; j < N; ++j) out[j] = 0;
+    for (int64_t t = 0; t < kThreads; ++t) {
+      T acc[N] = {};
+      fn(begin(t), end(t), acc);
+      for (int j = 0; j < N; ++j) out[j] += acc[j];
+    }
+  }
   template <class W>
   int64_t draw(double r, W w) {
     for (int64_t i = 0; i < vocab; ++i) {
@@ -86,10 +95,21 @@ struct HostBlock {
   }
 };
 
+// Thresholds per pass of the rule's searches: 2 (bisection) and 16 (the CUDA kernel's) must draw
+// the same tokens; every test below runs with both.
+int g_ways = 16;
+
 int64_t sample(const std::vector<float>& x, const DrawParams& p, double u) {
   HostBlock b{x.data(), static_cast<int64_t>(x.size())};
-  return sample_rule::sample(b, b.vocab, p.temperature, p.top_k, p.top_p, p.min_p, u);
+  if (g_ways == 2)
+    return sample_rule::sample<2>(b, b.vocab, p.temperature, p.top_k, p.top_p, p.min_p, u);
+  return sample_rule::sample<16>(b, b.vocab, p.temperature, p.top_k, p.top_p, p.min_p, u);
 }
+
+class SampleRowsRule : public testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { g_ways = GetParam(); }
+};
 
 // |count - N p| over the tokens, plus N for each draw outside the kept set.
 double stratified_error(const std::vector<float>& x, const DrawParams& p, int n) {
@@ -118,7 +138,7 @@ std::vector<float> model_like(std::mt19937& g, int64_t vocab) {
   return x;
 }
 
-TEST(SampleRowsRule, StratifiedDrawsFollowTheReference) {
+TEST_P(SampleRowsRule, StratifiedDrawsFollowTheReference) {
   std::mt19937 g(21);
   const std::vector<float> x = model_like(g, 701);
   const DrawParams cases[] = {{1.f, 0, 1.f, 0.f},    {0.7f, 50, 1.f, 0.f},     {1.f, 0, 0.9f, 0.f},
@@ -134,7 +154,7 @@ TEST(SampleRowsRule, StratifiedDrawsFollowTheReference) {
 // Logits on a coarse grid: the top-k and top-p boundaries fall inside runs of equal values,
 // which are taken in id order; NaN and -inf are never drawn. Chunks of 512 threads hold 2 ids
 // each here, so runs of ties cross chunk ends.
-TEST(SampleRowsRule, TiesAtTheBoundariesGoInIdOrder) {
+TEST_P(SampleRowsRule, TiesAtTheBoundariesGoInIdOrder) {
   std::mt19937 g(22);
   std::vector<float> grid = model_like(g, 1000);
   for (float& v : grid) v = std::round(v);
@@ -163,7 +183,7 @@ TEST(SampleRowsRule, TiesAtTheBoundariesGoInIdOrder) {
   }
 }
 
-TEST(SampleRowsRule, GreedyAndNonFiniteRows) {
+TEST_P(SampleRowsRule, GreedyAndNonFiniteRows) {
   // Temperature 0: std::max_element's choice (NaN at index 0 wins, other NaN skipped, ties to
   // the lowest index).
   EXPECT_EQ(sample({kNaN, 1.f, 2.f}, {0.f}, 0.5), 0);
@@ -184,7 +204,7 @@ TEST(SampleRowsRule, GreedyAndNonFiniteRows) {
 
 // A vocabulary of a real model's size through the same chunks: the draws of a few u stay in the
 // kept set (top-k 40 with top-p 0.9).
-TEST(SampleRowsRule, LargeVocabularyDrawsStayInTheKeptSet) {
+TEST_P(SampleRowsRule, LargeVocabularyDrawsStayInTheKeptSet) {
   std::mt19937 g(23);
   const std::vector<float> x = model_like(g, 128256);
   const DrawParams p{1.f, 40, 0.9f, 0.f};
@@ -193,6 +213,30 @@ TEST(SampleRowsRule, LargeVocabularyDrawsStayInTheKeptSet) {
     const int64_t t = sample(x, p, u);
     ASSERT_GE(t, 0);
     EXPECT_GT(prob[static_cast<size_t>(t)], 0) << u;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ways, SampleRowsRule, testing::Values(2, 16));
+
+// The two searches find the same thresholds: the same token for every u on rows with ties at
+// the boundaries, min-p, and a real vocabulary's size.
+TEST(SampleRowsRuleWays, SixteenWaysDrawLikeBisection) {
+  std::mt19937 g(24);
+  std::vector<float> grid = model_like(g, 3000);
+  for (float& v : grid) v = std::round(2 * v) / 2;
+  const std::vector<float> big = model_like(g, 128256);
+  const std::vector<float>* rows[] = {&grid, &big};
+  for (const std::vector<float>* x : rows) {
+    for (const DrawParams& p : {DrawParams{1.f, 50, 1.f, 0.f}, DrawParams{1.f, 0, 0.9f, 0.f},
+                                DrawParams{0.7f, 0, 0.95f, 0.02f},
+                                DrawParams{1.2f, 1000, 0.5f, 0.f}, DrawParams{1.f, 7, 0.8f, 0.f}}) {
+      for (double u : {0.0, 0.13, 0.5, 0.87, 0.9999}) {
+        g_ways = 2;
+        const int64_t a = sample(*x, p, u);
+        g_ways = 16;
+        EXPECT_EQ(sample(*x, p, u), a) << "k " << p.top_k << " p " << p.top_p << " u " << u;
+      }
+    }
   }
 }
 
