@@ -150,6 +150,15 @@ int cmd_bench(int argc, char** argv) {
     prefill_s = now_s() - t0;
     prefill_tps = PF / prefill_s;
   }
+  // --op-times: the prefill once more, op by op (not the timed run: each op's timing marks cost
+  // a little).
+  std::vector<OpTime> prefill_ops;
+  if (op_times && PF > 0) {
+    be.set_op_timing(true);
+    if (Status st = prefill_seq(0, 0, PF); !st) return fail(st.message());
+    prefill_ops = be.take_op_times();
+    be.set_op_timing(false);
+  }
 
   // --- decode at batch B ---
   for (int s = 0; s < B; ++s) {
@@ -279,17 +288,28 @@ int cmd_bench(int argc, char** argv) {
         static_cast<long long>(check_rows), check_max_rel,
         static_cast<long long>(check_argmax_same), temperature.value(),
         static_cast<long long>(top_k.value()), top_p.value(), static_cast<double>(sink));
-    if (op_times) {
-      std::printf(", \"op_times\": [");
-      for (size_t i = 0; i < ops.size(); ++i) {
-        const OpTime& o = ops[i];
+    // Ops of `per` steps as a JSON list, figures per step.
+    auto op_list = [](const std::vector<OpTime>& list, int per) {
+      for (size_t i = 0; i < list.size(); ++i) {
+        const OpTime& o = list[i];
         std::printf(
             "%s{\"op\": \"%s\", \"calls_per_step\": %.3g, \"ms_per_step\": %.6g, "
             "\"bytes_per_s\": %.4g, \"flops_per_s\": %.4g}",
-            i ? ", " : "", o.op.c_str(), double(o.calls) / G, o.seconds * 1e3 / G,
+            i ? ", " : "", o.op.c_str(), double(o.calls) / per, o.seconds * 1e3 / per,
             o.seconds > 0 ? o.bytes / o.seconds : 0.0, o.seconds > 0 ? o.flops / o.seconds : 0.0);
       }
+    };
+    if (op_times) {
+      std::printf(", \"op_times\": [");
+      op_list(ops, G);
       std::printf("], \"op_ms_per_step\": %.6g", ops_s * 1e3 / G);
+      if (!prefill_ops.empty()) {
+        double pf_s = 0;
+        for (const OpTime& o : prefill_ops) pf_s += o.seconds;
+        std::printf(", \"prefill_op_times\": [");
+        op_list(prefill_ops, 1);
+        std::printf("], \"prefill_op_ms\": %.6g", pf_s * 1e3);
+      }
     }
     std::printf("}\n");
   } else {
@@ -303,18 +323,29 @@ int cmd_bench(int argc, char** argv) {
         "(weights + KV read per step / median step)\n",
         B, P, median * 1e3, decode_tps, achieved_bw / 1e9);
     std::printf("graphs   %s\n", graphs ? "on" : "off");
+    // A table of ops, figures per `per` runs, shares of `sum` seconds.
+    auto op_table = [](const std::vector<OpTime>& list, int per, double sum) {
+      std::printf("  %-44s %6s %9s %6s %9s %9s\n", "op", "calls", "ms", "share", "GB/s", "GFLOP/s");
+      for (const OpTime& o : list) {
+        std::printf("  %-44s %6.3g %9.4f %5.1f%% %9.1f %9.1f\n", o.op.c_str(),
+                    double(o.calls) / per, o.seconds * 1e3 / per,
+                    sum > 0 ? 100.0 * o.seconds / sum : 0.0,
+                    o.seconds > 0 ? o.bytes / o.seconds / 1e9 : 0.0,
+                    o.seconds > 0 ? o.flops / o.seconds / 1e9 : 0.0);
+      }
+    };
+    if (op_times && !prefill_ops.empty()) {
+      double pf_s = 0;
+      for (const OpTime& o : prefill_ops) pf_s += o.seconds;
+      std::printf("ops of the %d-token prefill: %.3f ms of device time in ops\n", PF, pf_s * 1e3);
+      op_table(prefill_ops, 1, pf_s);
+    }
     if (op_times) {
       // Per decode step: the ops' device time (their sum against the step's wall time shows
       // what lies between ops: launches, uploads, host work), and each op against the roofs.
       std::printf("ops per decode step: %.3f ms of device time in ops (mean step %.3f ms)\n",
                   ops_s * 1e3 / G, total * 1e3 / static_cast<double>(step_s.size()));
-      std::printf("  %-44s %6s %9s %6s %9s %9s\n", "op", "calls", "ms", "share", "GB/s", "GFLOP/s");
-      for (const OpTime& o : ops) {
-        std::printf("  %-44s %6.3g %9.4f %5.1f%% %9.1f %9.1f\n", o.op.c_str(), double(o.calls) / G,
-                    o.seconds * 1e3 / G, ops_s > 0 ? 100.0 * o.seconds / ops_s : 0.0,
-                    o.seconds > 0 ? o.bytes / o.seconds / 1e9 : 0.0,
-                    o.seconds > 0 ? o.flops / o.seconds / 1e9 : 0.0);
-      }
+      op_table(ops, G, ops_s);
     }
     if (check_rows > 0) {
       std::printf(

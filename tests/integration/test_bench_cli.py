@@ -51,3 +51,20 @@ def test_device_draws_are_refused_clearly_where_the_backend_has_none():
                            timeout=300)
         assert p.returncode != 0
         assert message in p.stderr, (extra, p.stderr)
+
+
+def test_op_times_of_the_prefill():
+    # With --prefill-len, --op-times also lists the prefill's ops (a separate, untimed run):
+    # its matmuls at the prompt's width, and their sum near the timed prefill's wall time (CPU
+    # ops run on the calling thread).
+    p = subprocess.run([carpool_bin(), "bench", "--device", "cpu", "--prefill-len", "64", "-n", "2",
+                        "-b", "1", "--op-times", "--json"], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    ops = {o["op"]: o for o in r["prefill_op_times"]}
+    wide = [o for name, o in ops.items() if name.startswith("matmul m64 576->3072")]
+    assert len(wide) == 1 and wide[0]["calls_per_step"] == 30, sorted(ops)
+    assert 0.3 * r["prefill_s"] * 1e3 < r["prefill_op_ms"] < 3 * r["prefill_s"] * 1e3
+    # Without a prefill there is no prefill table.
+    assert "prefill_op_times" not in bench("-b", "1", "--op-times")
