@@ -11,6 +11,12 @@
 //
 // The work list (sequence, first row) of CTAs is made on the device by attention_plan_kernel, so
 // ragged batches need no host knowledge of per-sequence lengths.
+//
+// Paired form (LaunchCtx::prefill_pairs, GQA groups of even size): one CTA of 8 warps computes
+// the tile for two query heads of the same KV head, so each K/V tile copied into shared memory
+// serves twice the rows (half the L2 -> shared traffic, which at 4096 causal tokens is about
+// 2 GB per layer unpaired), and takes the work list from its end: a sequence's last tiles see the
+// most keys, so the heaviest CTAs start first and the lightest fill the tail.
 #include <cfloat>
 
 #include "backend/cuda/attention_common.cuh"
@@ -88,22 +94,25 @@ __global__ void __launch_bounds__(kPlanThreads)
   }
 }
 
-// grid (max_tiles, n_heads), kPrefillThreads threads, prefill_smem_bytes<D>() dynamic smem.
-template <int D>
-__global__ void __launch_bounds__(kPrefillThreads, 2)
+// grid (max_tiles, n_heads / HEADS), HEADS * kPrefillThreads threads, prefill_smem_bytes<D>()
+// dynamic smem. HEADS 2: warps 0-3 compute head 2y, warps 4-7 head 2y + 1 (the same KV head).
+template <int D, int HEADS>
+__global__ void __launch_bounds__(HEADS* kPrefillThreads, 2 / HEADS)
     prefill_attention_kernel(AttentionLaunch a, const int32_t* counts, const int2* tiles) {
+  static_assert(HEADS == 1 || HEADS == 2, "one or two heads per CTA");
+  constexpr int kThreads = HEADS * kPrefillThreads;
   if (int(blockIdx.x) >= counts[0]) return;
   constexpr int BN = kAttnTileKeys;
   constexpr int kStride = tile_stride<D>();
-  const int2 tile = tiles[blockIdx.x];
-  const int s = tile.x, q0 = tile.y, head = blockIdx.y;
+  const int2 tile = tiles[HEADS == 1 ? int(blockIdx.x) : counts[0] - 1 - int(blockIdx.x)];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int s = tile.x, q0 = tile.y, head = int(blockIdx.y) * HEADS + warp / 4;
   const int qs = a.query_start[s];
   const int q_len = a.query_start[s + 1] - qs;
   const int kv_len = a.kv_len[s];
   const int first_pos = kv_len - q_len;  // position of query row 0
   const int group = a.n_heads / a.n_kv_heads;
-  const int kvh = head / group;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int kvh = head / group;  // the same for the CTA's heads (group % HEADS == 0)
   const int g = lane >> 2, tig = lane & 3;
   const int q_rows = min(kPrefillTileQ, q_len - q0);
   const int n_keys = first_pos + q0 + q_rows;  // last row's position + 1 (<= kv_len)
@@ -119,12 +128,11 @@ __global__ void __launch_bounds__(kPrefillThreads, 2)
   auto k_s = [&](int b) { return smem + b * BN * kStride; };
   auto v_s = [&](int b) { return smem + (2 + b) * BN * kStride; };
 
-  load_kv_tile<D>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, 0, n_keys,
-                  kPrefillThreads);
+  load_kv_tile<D>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, 0, n_keys, kThreads);
   cp_async_commit();
 
   // This thread's rows of the tile (within the sequence) and their positions.
-  const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+  const int r0 = q0 + (warp % 4) * 16 + g, r1 = r0 + 8;
   const int pos0 = first_pos + r0, pos1 = first_pos + r1;
   // Q fragments (rows past q_len are zero; their results are not stored).
   uint32_t qf[D / 16][4];
@@ -156,7 +164,7 @@ __global__ void __launch_bounds__(kPrefillThreads, 2)
     const int buf = kt & 1;
     if (kt + 1 < n_tiles) {
       load_kv_tile<D>(k_s(buf ^ 1), v_s(buf ^ 1), kc, vc, table, a.block_size, kv_width, kvh,
-                      (kt + 1) * BN, n_keys, kPrefillThreads);
+                      (kt + 1) * BN, n_keys, kThreads);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -269,20 +277,32 @@ __global__ void __launch_bounds__(kPrefillThreads, 2)
   }
 }
 
-template <int D>
-void launch_prefill_d(const LaunchCtx& ctx, const AttentionLaunch& a, const int32_t* counts,
-                      const int2* tiles, int max_tiles) {
+template <int D, int HEADS>
+void launch_prefill_dh(const LaunchCtx& ctx, const AttentionLaunch& a, const int32_t* counts,
+                       const int2* tiles, int max_tiles) {
   constexpr size_t smem = prefill_smem_bytes<D>();
   // Above 48 KiB of dynamic shared memory a kernel must opt in (once per process; one device).
   static bool opted_in = false;
   if (!opted_in) {
-    CUDA_CHECK(cudaFuncSetAttribute(prefill_attention_kernel<D>,
+    CUDA_CHECK(cudaFuncSetAttribute(prefill_attention_kernel<D, HEADS>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     opted_in = true;
   }
-  const dim3 grid(unsigned(max_tiles), unsigned(a.n_heads));
-  prefill_attention_kernel<D><<<grid, kPrefillThreads, smem, ctx.stream>>>(a, counts, tiles);
+  const dim3 grid(unsigned(max_tiles), unsigned(a.n_heads / HEADS));
+  prefill_attention_kernel<D, HEADS>
+      <<<grid, HEADS * kPrefillThreads, smem, ctx.stream>>>(a, counts, tiles);
   check_launch(ctx);
+}
+
+template <int D>
+void launch_prefill_d(const LaunchCtx& ctx, const AttentionLaunch& a, const int32_t* counts,
+                      const int2* tiles, int max_tiles) {
+  const int group = a.n_heads / a.n_kv_heads;
+  if (ctx.prefill_pairs && group % 2 == 0) {
+    launch_prefill_dh<D, 2>(ctx, a, counts, tiles, max_tiles);
+  } else {
+    launch_prefill_dh<D, 1>(ctx, a, counts, tiles, max_tiles);
+  }
 }
 
 }  // namespace

@@ -70,6 +70,8 @@ Status CudaBackend::init() {
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_PDL"); e != nullptr && std::strcmp(e, "1") == 0)
     ctx_.pdl = prop.major >= 9;
+  if (const char* e = std::getenv("CARPOOL_CUDA_PREFILL"); e != nullptr)
+    ctx_.prefill_pairs = std::strcmp(e, "pairs") == 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_SPLITK"); e != nullptr)
     options_.split_k = std::strcmp(e, "1") == 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_GEMV"); e != nullptr) {

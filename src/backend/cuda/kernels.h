@@ -30,6 +30,10 @@ struct LaunchCtx {
   // sample_rows' threshold searches by bisection instead of 16 thresholds per pass (A/B;
   // CARPOOL_CUDA_SAMPLING=bisect sets it when the backend starts).
   bool bisect_sampling = false;
+  // Prefill attention with two query heads of a KV head per CTA and the heaviest tiles first
+  // (attention_prefill.cu; CARPOOL_CUDA_PREFILL=pairs sets it when the backend starts). Off until
+  // measured.
+  bool prefill_pairs = false;
 };
 
 // --- weights (weights_kernels.cu) ---

@@ -133,10 +133,10 @@ void bench_gemm(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int6
 
 // Llama-3.1-8B attention: 32 query heads, 8 KV heads, head_dim 128, blocks of 16.
 // generic: the generic kernel instead of the fast ones; simt: the SIMT decode kernel instead of
-// the tensor-core one (A/B on the same card and run).
+// the tensor-core one; pairs: the paired prefill kernel (A/B on the same card and run).
 void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int batch, int ctx,
-                     bool prefill, std::vector<Row>& rows, bool generic = false,
-                     bool simt = false) {
+                     bool prefill, std::vector<Row>& rows, bool generic = false, bool simt = false,
+                     bool pairs = false) {
   const int n_heads = 32, n_kv = 8, hd = 128, bs = 16;
   const int blocks_per_seq = (ctx + bs - 1) / bs;
   const size_t layer_bytes = size_t(batch) * blocks_per_seq * bs * n_kv * hd * 2 * 2;
@@ -181,6 +181,7 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   meta.scale = 1.f / std::sqrt(float(hd));
   b.set_generic_attention(generic);
   b.set_simt_decode_attention(simt);
+  b.set_prefill_pairs(pairs);
   const double ms = timer.median_ms(
       [&](int i) {
         const int l = i % layers;
@@ -189,16 +190,15 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
       samples);
   b.set_generic_attention(false);
   b.set_simt_decode_attention(false);
+  b.set_prefill_pairs(false);
   const double kv_bytes = double(batch) * ctx * n_kv * hd * 2 * 2;
   // FLOPs: QK^T and PV, causal half for prefill.
   const double flops = 4.0 * batch * n_heads * hd * (prefill ? 0.5 * ctx * ctx : double(ctx));
   char shape[64];  // (snprintf: GCC 12 warns falsely on a std::string operator+ chain, bug 105329)
   std::snprintf(shape, sizeof shape, "b%d ctx%d h32/kv8 d128", batch, ctx);
-  rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + (generic ? "-gen"
-                                                                           : simt  ? "-simt"
-                                                                                   : ""),
-                  shape, ms, flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9,
-                  "kv read once"});
+  const char* variant = generic ? "-gen" : simt ? "-simt" : pairs ? "-pairs" : "";
+  rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + variant, shape, ms,
+                  flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9, "kv read once"});
   for (Tensor& t : cache->k) b.free(t);
   for (Tensor& t : cache->v) b.free(t);
   for (Tensor* t : {&t_qs, &t_kv, &t_bt, &q, &out}) b.free(*t);
@@ -293,6 +293,8 @@ int main(int argc, char** argv) {
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows, /*generic=*/true);
   bench_attention(b, timer, l2, samples, 1, 1024, true, rows);
   bench_attention(b, timer, l2, quick ? 3 : 5, 1, 4096, true, rows);
+  bench_attention(b, timer, l2, samples, 1, 1024, true, rows, false, false, /*pairs=*/true);
+  bench_attention(b, timer, l2, quick ? 3 : 5, 1, 4096, true, rows, false, false, /*pairs=*/true);
   bench_attention(b, timer, l2, 3, 1, 4096, true, rows, /*generic=*/true);
 
   std::printf("\n%-13s %-36s %10s %9s %10s  %s\n", "bench", "shape", "ms", "TFLOP/s", "GB/s",
