@@ -77,6 +77,7 @@ Status CudaBackend::init() {
   if (const char* e = std::getenv("CARPOOL_CUDA_GEMV"); e != nullptr) {
     if (std::strcmp(e, "0") == 0) options_.small_batch_gemv = CudaBackendOptions::Gemv::kOff;
     if (std::strcmp(e, "all") == 0) options_.small_batch_gemv = CudaBackendOptions::Gemv::kAll;
+    ctx_.gemv_flat = std::strcmp(e, "flat") == 0;
   }
   graphs_on_ = options_.graphs;
   if (const char* e = std::getenv("CARPOOL_CUDA_GRAPHS"); e != nullptr && std::strcmp(e, "0") == 0)

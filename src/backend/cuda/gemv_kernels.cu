@@ -3,7 +3,10 @@
 // At a few activation rows a linear layer is a stream over its weights: every weight byte is read
 // once and used m times, so the kernel's only job is to keep enough loads in flight to hold the
 // memory bus busy. Each warp owns R consecutive weight rows; its lanes walk k in 16-byte chunks
-// (8 bf16), U chunks per lane at a time, all loads of a round issued before any arithmetic. The
+// (8 bf16), U chunks per lane at a time, all loads of a round issued before any arithmetic, and
+// (PIPE) the next round's loads issued before this round's arithmetic, so a warp always has a
+// round in flight instead of waiting out the memory latency once per round (at 4096 x 4096, 4
+// rounds per warp, that wait was most of the kernel). The
 // weights are read with an evict-first hint (they never fit in L2); the activations (m x k, a
 // few KB to 200 KB) stay in L1/L2 and are re-read per weight row group, with coherent loads
 // (under PDL they are written by the kernel still running when this one starts). Products
@@ -32,7 +35,7 @@ __device__ __forceinline__ void bf16x8_to_f32(const uint4& v, float (&f)[8]) {
   }
 }
 
-template <int M, int R>
+template <int M, int R, bool PIPE>
 __global__ void __launch_bounds__(kGemvThreads)
     gemv_bf16_kernel(const uint4* __restrict__ w, const uint4* x, void* y, DType y_dtype,
                      const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
@@ -50,8 +53,9 @@ __global__ void __launch_bounds__(kGemvThreads)
 #pragma unroll
   for (int r = 0; r < R; ++r) wr[r] = w + min(row0 + r, n - 1) * k8;
 
-  uint4 wv[kUnroll][R];
-  const auto load_round = [&](int64_t c0) {
+  constexpr int64_t kRound = 32 * kUnroll;  // chunks of a row per round, over the warp
+  uint4 wa[kUnroll][R], wb[kUnroll][R];
+  const auto load_round = [&](uint4(&wv)[kUnroll][R], int64_t c0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + 32 * u;
@@ -59,14 +63,7 @@ __global__ void __launch_bounds__(kGemvThreads)
       for (int r = 0; r < R; ++r) wv[u][r] = c < k8 ? __ldcs(wr[r] + c) : make_uint4(0, 0, 0, 0);
     }
   };
-  // The weights do not depend on the previous kernel: with programmatic dependent launch the
-  // first round is in flight while that kernel finishes; x is read only after the wait.
-  load_round(lane);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  cudaGridDependencySynchronize();  // returns at once without a programmatic dependency
-#endif
-  for (int64_t c0 = lane; c0 < k8; c0 += 32 * kUnroll) {
-    if (c0 != lane) load_round(c0);
+  const auto use_round = [&](const uint4(&wv)[kUnroll][R], int64_t c0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + 32 * u;
@@ -83,6 +80,27 @@ __global__ void __launch_bounds__(kGemvThreads)
 #pragma unroll
           for (int e = 0; e < 8; ++e) acc[r][i] = fmaf(wf[r][e], xf[e], acc[r][i]);
       }
+    }
+  };
+  // The weights do not depend on the previous kernel: with programmatic dependent launch the
+  // first round is in flight while that kernel finishes; x is read only after the wait.
+  load_round(wa, lane);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cudaGridDependencySynchronize();  // returns at once without a programmatic dependency
+#endif
+  if constexpr (PIPE) {
+    // Rounds alternate between wa and wb; the same chunks in the same order as below.
+    for (int64_t c0 = lane; c0 < k8; c0 += 2 * kRound) {
+      if (c0 + kRound < k8) load_round(wb, c0 + kRound);
+      use_round(wa, c0);
+      if (c0 + kRound >= k8) break;
+      if (c0 + 2 * kRound < k8) load_round(wa, c0 + 2 * kRound);
+      use_round(wb, c0 + kRound);
+    }
+  } else {
+    for (int64_t c0 = lane; c0 < k8; c0 += kRound) {
+      if (c0 != lane) load_round(wa, c0);
+      use_round(wa, c0);
     }
   }
   // Every lane gets the sums; lane r * M + i stores row r of the warp's weights for x's row i.
@@ -103,15 +121,15 @@ __global__ void __launch_bounds__(kGemvThreads)
   }
 }
 
-template <int M>
-void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
-              const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
+template <int M, bool PIPE>
+void launch_mp(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
+               const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
   // More rows per warp at one or two activation rows: more weight bytes in flight per warp.
   constexpr int R = M <= 2 ? 4 : 2;
   constexpr int rows_per_block = kGemvThreads / 32 * R;
   const unsigned blocks = static_cast<unsigned>(ceil_div(n, rows_per_block));
   if (!ctx.pdl) {
-    gemv_bf16_kernel<M, R>
+    gemv_bf16_kernel<M, R, PIPE>
         <<<blocks, kGemvThreads, 0, ctx.stream>>>(w, x, y, y_dtype, bias, bias_dtype, n, k8);
     return;
   }
@@ -124,8 +142,18 @@ void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DTy
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  CUDA_CHECK(
-      cudaLaunchKernelEx(&cfg, gemv_bf16_kernel<M, R>, w, x, y, y_dtype, bias, bias_dtype, n, k8));
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_bf16_kernel<M, R, PIPE>, w, x, y, y_dtype, bias,
+                                bias_dtype, n, k8));
+}
+
+template <int M>
+void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
+              const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
+  if (ctx.gemv_flat) {
+    launch_mp<M, false>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
+  } else {
+    launch_mp<M, true>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
+  }
 }
 
 }  // namespace

@@ -34,6 +34,9 @@ struct LaunchCtx {
   // (attention_prefill.cu; CARPOOL_CUDA_PREFILL=pairs sets it when the backend starts). Off until
   // measured.
   bool prefill_pairs = false;
+  // The small-batch matmul kernel without its next-round prefetch (A/B; CARPOOL_CUDA_GEMV=flat
+  // sets it when the backend starts).
+  bool gemv_flat = false;
 };
 
 // --- weights (weights_kernels.cu) ---

@@ -266,6 +266,11 @@ int main(int argc, char** argv) {
       std::string label = s.name;
       b.set_small_batch_gemv(Gemv::kAll);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv", rows);
+      if (m == 1) {  // the streaming kernel without its next-round prefetch (A/B)
+        b.set_gemv_flat(true);
+        bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-flat", rows);
+        b.set_gemv_flat(false);
+      }
       b.set_small_batch_gemv(Gemv::kOff);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " cublas", rows);
       b.set_small_batch_gemv(Gemv::kAuto);
