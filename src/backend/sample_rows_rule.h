@@ -18,8 +18,9 @@
 // kWays - 1 thresholds at once (kWays 2 is bisection: 32 passes over keys of the scaled logits
 // for top-k, about 30 over the weights for top-p; kWays 16 needs 8 of each). Ties at a threshold
 // are resolved in id order by one scan. Every pass is a map over the chunks and a block-wide
-// reduction; the threshold found is the same for every kWays (the largest bit pattern whose
-// count or mass reaches the target).
+// reduction. Every kWays finds the largest bit pattern whose count or mass reaches the target;
+// counts are exact, masses are double sums whose grouping differs between passes, so where a
+// mass lies within rounding of the target two kWays can settle one bit pattern apart.
 //
 // A block B provides, each called by every thread of the block together (and returning the same
 // value to all):

@@ -86,8 +86,10 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   const Gemv mode = options_.small_batch_gemv;
   const bool gemv = (mode == Gemv::kAll || (mode == Gemv::kAuto && m == 1 && n >= k)) &&
                     gemv_bf16_fits(m, k, wb, xb) && (bias == nullptr || is_float_type(bias->dtype));
+  const int splits = !gemv && options_.split_k ? splitk_count(m, n, k, ctx_.sm_count) : 1;
   if (scope.on()) {
-    scope.describe(matmul_op_key(m, k, n, w.dtype, gemv ? " gemv" : " cublas"),
+    scope.describe(matmul_op_key(m, k, n, w.dtype,
+                                 gemv ? " gemv" : (splits > 1 ? " cublas split-k" : " cublas")),
                    static_cast<double>(n) * static_cast<double>(k) * 2.0,
                    2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
   }
@@ -100,7 +102,6 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   // Row-major out[m, n] = x[m, k] w[n, k]^T is column-major out^T[n, m] = w^T... i.e. cuBLAS
   // sees w as a column-major k x n matrix (transposed) and x as column-major k x m.
   const float alpha = 1.f, beta = 0.f;
-  const int splits = options_.split_k ? splitk_count(m, n, k, ctx_.sm_count) : 1;
   if (splits > 1) {
     // Split-K: slice s multiplies k-columns [s * ks, (s + 1) * ks) of x and w (a strided batch:
     // both advance by ks elements per slice) into F32 partials [splits, m, n], then one pass adds
@@ -125,6 +126,7 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
       }
     }
     launch_splitk_reduce(ctx_, out.data, out.dtype, part, splits, m, n, bb, bd);
+    if (ctx_.debug_sync) CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     return;
   }
   CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
