@@ -52,7 +52,7 @@ Plan make_plan(const LaunchCtx& ctx, const AttentionLaunch& a) {
   const int64_t max_tiles_kv = ceil_div(max_kv, kAttnTileKeys);
   int64_t splits = 1;
   const int64_t base = dec_rows * a.n_kv_heads;
-  const int64_t want = 4LL * ctx.sm_count;
+  const int64_t want = int64_t{ctx.decode_ctas_per_sm} * ctx.sm_count;
   if (base > 0 && base < want) splits = std::min(ceil_div(want, base), max_tiles_kv);
   splits = std::clamp<int64_t>(splits, 1, 1024);
   const int64_t tiles_per_split = ceil_div(max_tiles_kv, splits);

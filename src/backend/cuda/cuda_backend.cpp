@@ -70,6 +70,10 @@ Status CudaBackend::init() {
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_PDL"); e != nullptr && std::strcmp(e, "1") == 0)
     ctx_.pdl = prop.major >= 9;
+  if (const char* e = std::getenv("CARPOOL_CUDA_DECODE_CTAS"); e != nullptr) {
+    const int v = std::atoi(e);
+    if (v >= 1 && v <= 64) ctx_.decode_ctas_per_sm = v;
+  }
   if (const char* e = std::getenv("CARPOOL_CUDA_PREFILL"); e != nullptr)
     ctx_.prefill_pairs = std::strcmp(e, "pairs") == 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_SPLITK"); e != nullptr)

@@ -37,6 +37,9 @@ struct LaunchCtx {
   // The small-batch matmul kernel without its next-round prefetch (A/B; CARPOOL_CUDA_GEMV=flat
   // sets it when the backend starts).
   bool gemv_flat = false;
+  // Decode attention splits a context until there are about this many CTAs per SM (A/B;
+  // CARPOOL_CUDA_DECODE_CTAS=N sets it when the backend starts, 1..64).
+  int decode_ctas_per_sm = 4;
 };
 
 // --- weights (weights_kernels.cu) ---
