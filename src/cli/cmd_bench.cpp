@@ -282,10 +282,10 @@ int cmd_bench(int argc, char** argv) {
         "\"graph_check_rows\": %lld, \"graph_check_max_rel_diff\": %.3g, "
         "\"graph_check_argmax_same\": %lld, \"draw_temperature\": %g, \"draw_top_k\": %lld, "
         "\"draw_top_p\": %g, \"sink\": %g",
-        lo.model.c_str(), be.device_name().c_str(), be.name().c_str(), B, P, G,
-        model.weight_bytes(), median, decode_tps, achieved_bw, PF, prefill_s, prefill_tps,
-        static_cast<long long>(cfg.parameter_count()), graphs ? "true" : "false",
-        static_cast<long long>(check_rows), check_max_rel,
+        lo.model.empty() ? "smollm2" : lo.model.c_str(), be.device_name().c_str(),
+        be.name().c_str(), B, P, G, model.weight_bytes(), median, decode_tps, achieved_bw, PF,
+        prefill_s, prefill_tps, static_cast<long long>(cfg.parameter_count()),
+        graphs ? "true" : "false", static_cast<long long>(check_rows), check_max_rel,
         static_cast<long long>(check_argmax_same), temperature.value(),
         static_cast<long long>(top_k.value()), top_p.value(), static_cast<double>(sink));
     // Ops of `per` steps as a JSON list, figures per step.
