@@ -7,7 +7,9 @@ safetensors, then for several prompts compares:
     transformers in float32 on the GPU (relative max error, so carpool's error can be set beside
     the reference implementation's own bf16 error);
   - 64 greedy tokens: carpool vs transformers float32, identical or, at the first difference,
-    carpool's token in the reference's top 5 (transformers' own bf16 run is reported beside it).
+    carpool's token in the reference's top 5 (transformers' own bf16 run is reported beside it);
+  - batched: the same prompts run together through carpool's engine (`generate --prompt-ids
+    A;B;C`), each held to the same rule, and set beside its single run.
 Usage: e2e_transformers.py CARPOOL_BIN OUT_DIR. Prints one JSON line per prompt and a verdict.
 """
 import json
@@ -41,6 +43,19 @@ def main():
     m32.load_state_dict({k: v.float() for k, v in m16.state_dict().items()})
     rng = np.random.default_rng(1)
     results, ok = [], True
+    runs = []  # (prompt ids, transformers f32 tokens, carpool single-run tokens)
+
+    def first_diff_top5(ids, ref_tokens, tokens):
+        """Identical tokens before the first difference, and whether carpool's token there is in
+        the float32 reference's top 5 (True when there is no difference)."""
+        first = next((i for i, (a, b) in enumerate(zip(tokens, ref_tokens)) if a != b), None)
+        if first is None:
+            return 64, True
+        prefix = torch.tensor([ids + ref_tokens[:first]], device=DEV)
+        with torch.no_grad():
+            top5 = torch.topk(m32(prefix).logits[0, -1].float(), 5).indices.tolist()
+        return first, tokens[first] in top5
+
     for plen in (5, 37, 300):
         ids = rng.integers(0, cfg.vocab_size, plen).tolist()
         x = torch.tensor([ids], device=DEV)
@@ -61,6 +76,7 @@ def main():
             ok = False
             continue
         ours_tokens = json.loads(p.stdout.strip().splitlines()[-1])
+        runs.append((ids, hf_tokens, ours_tokens))
         ours = np.fromfile(logits_path, dtype="<f4")
         scale = float(np.abs(ref32).max())
         err_ours = float(np.abs(ours - ref32).max()) / scale
@@ -84,6 +100,28 @@ def main():
         # carpool's bf16 error may be at most a few times transformers' own bf16 error.
         if err_ours > max(3 * err_hf16, 2e-2) or not top5_ok:
             ok = False
+    # The same prompts as one batch through the engine.
+    if runs:
+        cmd = [carpool, "generate", "--model", model_dir, "--device", DEV, "--prompt-ids",
+               ";".join(",".join(map(str, ids)) for ids, _, _ in runs), "-n", "64",
+               "--temperature", "0", "--ignore-eos", "--print-ids"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            print(json.dumps({"batched": True, "error": p.stderr[-2000:]}))
+            ok = False
+        else:
+            batched = json.loads(p.stdout.strip().splitlines()[-1])
+            for (ids, hf_tokens, single), tokens in zip(runs, batched):
+                first, top5 = first_diff_top5(ids, hf_tokens, tokens)
+                same_as_single = next((i for i, (a, b) in enumerate(zip(tokens, single)) if a != b),
+                                      64)
+                r = {"prompt_len": len(ids), "batched": len(runs),
+                     "greedy_identical_tokens_carpool_vs_f32": first,
+                     "identical_tokens_batched_vs_single": same_as_single,
+                     "first_diff_in_hf_top5": top5}
+                results.append(r)
+                print(json.dumps(r))
+                ok = ok and top5 and len(tokens) == 64
     with open(os.path.join(out, "e2e.json"), "w") as f:
         json.dump({"ok": ok, "results": results}, f, indent=1)
     print("e2e:", "PASS" if ok else "FAIL")

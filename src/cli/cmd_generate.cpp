@@ -1,4 +1,5 @@
-// carpool generate: run one prompt to completion and stream the text as it is produced.
+// carpool generate: run one prompt to completion and stream the text as it is produced; or
+// several (--prompt-ids A;B;...) together through the engine, printing each one's result.
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -7,6 +8,7 @@
 #include "chat/chat_template.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/generate_batch.h"
 #include "cli/load.h"
 #include "engine/generator.h"
 #include "tokenizer/stream_decoder.h"
@@ -20,7 +22,9 @@ int cmd_generate(int argc, char** argv) {
           {"model", "m", "PATH_OR_NAME",
            "GGUF file, Hugging Face folder, known name, or synthetic:NAME", "smollm2"},
           {"prompt", "p", "TEXT", "the prompt", ""},
-          {"prompt-ids", "", "IDS", "the prompt as comma-separated token ids (instead of --prompt)",
+          {"prompt-ids", "", "IDS",
+           "the prompt as comma-separated token ids (instead of --prompt); several prompts "
+           "separated by ';' run together as one batch",
            ""},
           {"print-ids", "", "", "print the generated token ids as a JSON list at the end", ""},
           {"dump-logits", "", "PATH", "write the prompt's last-position logits (f32) to PATH", ""},
@@ -98,21 +102,28 @@ int cmd_generate(int argc, char** argv) {
   std::vector<int32_t> ids;
   std::string prompt;
   if (args.has("prompt-ids")) {
-    std::string list = args.get("prompt-ids");
-    size_t start = 0;
-    while (start <= list.size()) {
-      size_t comma = list.find(',', start);
-      std::string item =
-          list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      char* end = nullptr;
-      long v = std::strtol(item.c_str(), &end, 10);
-      if (item.empty() || *end != '\0' || v < 0 || v >= lm->model->config().vocab_size) {
-        return fail("--prompt-ids: '" + item + "' is not a token id of this model");
+    auto prompts = parse_prompt_ids(args.get("prompt-ids"), lm->model->config().vocab_size);
+    if (!prompts) return fail(prompts.error());
+    if (prompts->size() > 1) {
+      if (args.has("dump-logits") || args.flag("json"))
+        return fail("--dump-logits and --json take one prompt");
+      if (tok && !args.flag("ignore-eos")) opt.stop_ids = tok->end_of_generation_ids();
+      auto out = generate_batch(lm.value(), prompts.value(), opt, args.flag("ignore-eos"));
+      if (!out) return fail(out.error());
+      for (size_t i = 0; i < out->size(); ++i) {
+        const std::vector<int32_t>& g = (*out)[i];
+        if (args.flag("print-ids")) {
+          std::printf(i == 0 ? "[[" : ", [");
+          for (size_t j = 0; j < g.size(); ++j) std::printf(j ? ", %d" : "%d", g[j]);
+          std::printf("]");
+        } else if (tok) {
+          std::printf("%s\n", tok->decode(g, /*skip_special=*/true).c_str());
+        }
       }
-      ids.push_back(static_cast<int32_t>(v));
-      if (comma == std::string::npos) break;
-      start = comma + 1;
+      if (args.flag("print-ids")) std::printf("]\n");
+      return 0;
     }
+    ids = std::move(prompts->front());
   } else {
     if (!tok) return fail("this model has no tokenizer; use --prompt-ids");
     prompt = args.get("prompt");
