@@ -46,17 +46,16 @@ Result<std::vector<std::vector<int32_t>>> generate_batch(
   eo.max_num_seqs = n;
   eo.max_num_batched_tokens = limits.max_batch_tokens;
   eo.block_size = opt.block_size;
-  eo.max_model_len = static_cast<int>(
-      std::min<int64_t>({need_len, cfg.max_position,
-                         int64_t{limits.max_blocks_per_seq} * opt.block_size}));
+  eo.max_model_len = static_cast<int>(std::min<int64_t>(
+      {need_len, cfg.max_position, int64_t{limits.max_blocks_per_seq} * opt.block_size}));
   if (need_len > eo.max_model_len)
     return Status::error("a prompt of " + std::to_string(longest) + " tokens plus " +
                          std::to_string(opt.max_tokens) + " new ones exceeds the context (" +
                          std::to_string(eo.max_model_len) + ")");
   // KV for every sequence at full length, with a block of slack each.
   const int kv_elem = static_cast<int>(dtype_row_bytes(lm.backend->kv_cache_dtype(), 1));
-  eo.kv_cache_bytes = int64_t{n} * (eo.max_model_len + 2 * opt.block_size) *
-                      cfg.kv_bytes_per_token(kv_elem);
+  eo.kv_cache_bytes =
+      int64_t{n} * (eo.max_model_len + 2 * opt.block_size) * cfg.kv_bytes_per_token(kv_elem);
   auto engine = Engine::create(*lm.model, eo);
   if (!engine) return engine.status();
 

@@ -34,8 +34,8 @@ struct LaunchCtx {
   // (attention_prefill.cu; CARPOOL_CUDA_PREFILL=pairs sets it when the backend starts). Off until
   // measured.
   bool prefill_pairs = false;
-  // The small-batch matmul kernel without its next-round prefetch (A/B; CARPOOL_CUDA_GEMV=flat
-  // sets it when the backend starts).
+  // The small-batch matmul kernel without its next-round prefetch, at one activation row (A/B;
+  // CARPOOL_CUDA_GEMV=flat sets it when the backend starts).
   bool gemv_flat = false;
   // Decode attention splits a context until there are about this many CTAs per SM (A/B;
   // CARPOOL_CUDA_DECODE_CTAS=N sets it when the backend starts, 1..64).
