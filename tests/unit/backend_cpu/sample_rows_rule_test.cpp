@@ -242,3 +242,51 @@ TEST(SampleRowsRuleWays, SixteenWaysDrawLikeBisection) {
 
 }  // namespace
 }  // namespace carpool
+
+namespace carpool {
+namespace {
+
+// search_largest against the definition: the largest x in [lo, hi) whose value reaches the
+// target, for random non-increasing step functions, widths below and above kWays, and ends that
+// are not powers of two.
+template <int kWays>
+uint64_t search(uint64_t lo, uint64_t hi, const std::vector<uint64_t>& steps, int64_t target,
+                int* passes) {
+  // value(x) = number of steps at or above x (non-increasing in x).
+  auto value = [&](uint64_t x) {
+    return static_cast<int64_t>(
+        std::count_if(steps.begin(), steps.end(), [&](uint64_t s) { return s >= x; }));
+  };
+  *passes = 0;
+  return sample_rule::search_largest<kWays, int64_t>(
+      lo, hi,
+      [&](uint64_t l, uint64_t /*h*/, uint64_t step, int nb, int64_t* out) {
+        ++*passes;
+        for (int j = 1; j < nb; ++j) out[j] = value(l + static_cast<uint64_t>(j) * step);
+      },
+      [&](int64_t v) { return v >= target; });
+}
+
+TEST(SampleRowsRuleSearch, FindsTheLargestThresholdForEveryWidth) {
+  std::mt19937_64 g(25);
+  for (int trial = 0; trial < 2000; ++trial) {
+    const uint64_t width = 2 + g() % (trial % 2 ? 40 : 5000000);
+    const uint64_t lo = g() % 1000;
+    const uint64_t hi = lo + width;
+    std::vector<uint64_t> steps(1 + g() % 20);
+    for (uint64_t& s : steps) s = lo + g() % width;
+    const int64_t target = 1 + static_cast<int64_t>(g() % steps.size());
+    // The definition: the largest x with at least `target` steps at or above it.
+    std::vector<uint64_t> sorted = steps;
+    std::sort(sorted.rbegin(), sorted.rend());
+    const uint64_t want = sorted[static_cast<size_t>(target - 1)];
+    int p2 = 0, p3 = 0, p16 = 0;
+    EXPECT_EQ(search<2>(lo, hi, steps, target, &p2), want) << trial;
+    EXPECT_EQ(search<3>(lo, hi, steps, target, &p3), want) << trial;
+    EXPECT_EQ(search<16>(lo, hi, steps, target, &p16), want) << trial;
+    EXPECT_LE(p16, (p2 + 3) / 4 + 2) << "16 ways take about a quarter of bisection's passes";
+  }
+}
+
+}  // namespace
+}  // namespace carpool
