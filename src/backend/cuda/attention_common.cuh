@@ -79,16 +79,18 @@ constexpr int tile_stride() {
   return D + 8;
 }
 
-// Starts the asynchronous copy of keys [key0, key0 + kAttnTileKeys) of one KV head of one sequence
-// into k_s / v_s ([kAttnTileKeys, tile_stride<D>()]); positions >= key_end are zero-filled. The
-// caller commits the group. All threads of the block (n_threads) take part.
-template <int D>
-__device__ __forceinline__ void load_kv_tile(__nv_bfloat16* k_s, __nv_bfloat16* v_s,
+// Starts the asynchronous copy of keys [key0, key0 + KEYS) of one KV head of one sequence into
+// k_s / v_s ([KEYS, tile_stride<D>()]); positions >= key_end are zero-filled. The threads
+// first, first + stride, ... take part (a block: threadIdx.x and the block size; a warp: its
+// lane and 32). The caller commits the group.
+template <int D, int KEYS>
+__device__ __forceinline__ void load_kv_rows(__nv_bfloat16* k_s, __nv_bfloat16* v_s,
                                              const __nv_bfloat16* kc, const __nv_bfloat16* vc,
                                              const int32_t* table, int block_size, int64_t kv_width,
-                                             int kvh, int key0, int key_end, int n_threads) {
+                                             int kvh, int key0, int key_end, int first,
+                                             int stride) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  for (int c = threadIdx.x; c < kAttnTileKeys * kChunks; c += n_threads) {
+  for (int c = first; c < KEYS * kChunks; c += stride) {
     const int key = c / kChunks, part = c % kChunks;
     const int p = key0 + key;
     const __nv_bfloat16* ks = kc;
@@ -105,6 +107,27 @@ __device__ __forceinline__ void load_kv_tile(__nv_bfloat16* k_s, __nv_bfloat16* 
     cp_async_16(k_s + so, ks, bytes);
     cp_async_16(v_s + so, vs, bytes);
   }
+}
+
+// A tile of kAttnTileKeys keys, copied by all n_threads threads of the block.
+template <int D>
+__device__ __forceinline__ void load_kv_tile(__nv_bfloat16* k_s, __nv_bfloat16* v_s,
+                                             const __nv_bfloat16* kc, const __nv_bfloat16* vc,
+                                             const int32_t* table, int block_size, int64_t kv_width,
+                                             int kvh, int key0, int key_end, int n_threads) {
+  load_kv_rows<D, kAttnTileKeys>(k_s, v_s, kc, vc, table, block_size, kv_width, kvh, key0, key_end,
+                                 threadIdx.x, n_threads);
+}
+
+// The token of decode row `row`: row itself, or the row-th listed token (false past the list).
+__device__ __forceinline__ bool decode_row_token(const DecodeLaunch& d, int row, int* t) {
+  if (d.tokens == nullptr) {
+    *t = row;
+    return true;
+  }
+  if (row >= *d.count) return false;
+  *t = d.tokens[row];
+  return true;
 }
 
 // The sequence of token t: the last s with query_start[s] <= t.

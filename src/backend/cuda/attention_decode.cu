@@ -33,16 +33,6 @@ struct DecodeArgs {
   DecodeLaunch d;
 };
 
-__device__ __forceinline__ bool decode_token(const DecodeLaunch& d, int row, int* t) {
-  if (d.tokens == nullptr) {
-    *t = row;
-    return true;
-  }
-  if (row >= *d.count) return false;
-  *t = d.tokens[row];
-  return true;
-}
-
 // grid (rows, n_kv_heads, n_splits), kDecodeThreads threads, decode_smem_bytes<D>(group) smem.
 template <int D>
 __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(DecodeArgs args) {
@@ -53,7 +43,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
   const DecodeLaunch& dl = args.d;
   const int row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   int t = 0;
-  if (!decode_token(dl, row, &t)) return;
+  if (!decode_row_token(dl, row, &t)) return;
   const int s = sequence_of(a.query_start, a.n_seqs, t);
   const int q_len = a.query_start[s + 1] - a.query_start[s];
   const int pos = a.kv_len[s] - q_len + (t - a.query_start[s]);
@@ -223,7 +213,7 @@ __global__ void decode_combine_kernel(DecodeArgs args) {
   const DecodeLaunch& dl = args.d;
   const int row = blockIdx.x, head = blockIdx.y, D = a.head_dim, S = dl.n_splits;
   int t = 0;
-  if (!decode_token(dl, row, &t)) return;
+  if (!decode_row_token(dl, row, &t)) return;
   const int64_t part0 = (int64_t(row) * a.n_heads + head) * S;
   const float* ml = dl.part_ml + part0 * 2;
   float gmax = -INFINITY;

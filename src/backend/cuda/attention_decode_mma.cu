@@ -4,7 +4,7 @@
 // query token, KV head and split of the context, so each K/V byte is read once per token. Inside
 // the CTA each of the 4 warps is an independent flash-decoding stream: warp w takes the 16-key
 // granules w, w + 4, w + 8, ... of the split, copies each into its own double buffer with 16-byte
-// cp.async (no block-wide barrier on the way), and runs
+// cp.async (load_kv_rows by its 32 lanes: no block-wide barrier on the way), and runs
 //   S = Q K^T   mma m16n8k16: the group's heads are the A rows (rows >= group are zero), the
 //               granule's 16 keys two n8 tiles, head_dim / 16 k-steps;
 //   softmax     online, per head row, in the log2 domain, on the accumulator fragments;
@@ -42,44 +42,6 @@ struct MmaArgs {
   DecodeLaunch d;
 };
 
-// Copies keys [key0, key0 + 16) of one KV head into k_s / v_s ([16, tile_stride<D>()]) with the
-// 32 lanes of one warp; positions >= key_end are zero-filled. The caller commits.
-template <int D>
-__device__ __forceinline__ void load_granule(__nv_bfloat16* k_s, __nv_bfloat16* v_s,
-                                             const __nv_bfloat16* kc, const __nv_bfloat16* vc,
-                                             const int32_t* table, int block_size, int64_t kv_width,
-                                             int kvh, int key0, int key_end, int lane) {
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row
-#pragma unroll
-  for (int c = lane; c < kGranule * kChunks; c += 32) {
-    const int key = c / kChunks, part = c % kChunks;
-    const int p = key0 + key;
-    const __nv_bfloat16* ks = kc;
-    const __nv_bfloat16* vs = vc;
-    int bytes = 0;
-    if (p < key_end) {
-      const int64_t slot = int64_t(table[p / block_size]) * block_size + p % block_size;
-      const int64_t off = slot * kv_width + int64_t(kvh) * D + part * 8;
-      ks = kc + off;
-      vs = vc + off;
-      bytes = 16;
-    }
-    const int so = key * tile_stride<D>() + part * 8;
-    cp_async_16(k_s + so, ks, bytes);
-    cp_async_16(v_s + so, vs, bytes);
-  }
-}
-
-__device__ __forceinline__ bool mma_decode_token(const DecodeLaunch& d, int row, int* t) {
-  if (d.tokens == nullptr) {
-    *t = row;
-    return true;
-  }
-  if (row >= *d.count) return false;
-  *t = d.tokens[row];
-  return true;
-}
-
 // grid (rows, n_kv_heads, n_splits), 128 threads, mma_smem_bytes<D>() dynamic shared memory.
 template <int D>
 __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(MmaArgs args) {
@@ -90,7 +52,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
   const DecodeLaunch& dl = args.d;
   const int row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   int t = 0;
-  if (!mma_decode_token(dl, row, &t)) return;
+  if (!decode_row_token(dl, row, &t)) return;
   const int G = a.n_heads / a.n_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, tq = lane % 4;  // fragment row (head) and column pair
@@ -142,7 +104,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
   const int n_gran =
       first < k_end ? (k_end - first + kGranule * kMmaWarps - 1) / (kGranule * kMmaWarps) : 0;
   if (n_gran > 0) {
-    load_granule<D>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, first, k_end, lane);
+    load_kv_rows<D, kGranule>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, first,
+                              k_end, lane, 32);
     cp_async_commit();
   }
 
@@ -158,8 +121,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
     const int buf = i & 1;
     const int key0 = first + i * kGranule * kMmaWarps;
     if (i + 1 < n_gran) {
-      load_granule<D>(k_s(buf ^ 1), v_s(buf ^ 1), kc, vc, table, a.block_size, kv_width, kvh,
-                      key0 + kGranule * kMmaWarps, k_end, lane);
+      load_kv_rows<D, kGranule>(k_s(buf ^ 1), v_s(buf ^ 1), kc, vc, table, a.block_size, kv_width,
+                                kvh, key0 + kGranule * kMmaWarps, k_end, lane, 32);
       cp_async_commit();
       cp_async_wait<1>();
     } else {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/cuda_check.h"
@@ -102,6 +103,13 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   // Row-major out[m, n] = x[m, k] w[n, k]^T is column-major out^T[n, m] = w^T... i.e. cuBLAS
   // sees w as a column-major k x n matrix (transposed) and x as column-major k x m.
   const float alpha = 1.f, beta = 0.f;
+  // The bias as the epilogues take it (nullptr: none), once the GEMM is enqueued.
+  auto bias_operand = [&]() -> std::pair<const void*, DType> {
+    if (bias == nullptr) return {nullptr, DType::kF32};
+    CARPOOL_CHECK(bias->numel() == n);
+    if (is_float_type(bias->dtype)) return {bias->data, bias->dtype};
+    return {as_bf16(*bias, kScratchX), DType::kBF16};  // x's scratch is free again
+  };
   if (splits > 1) {
     // Split-K: slice s multiplies k-columns [s * ks, (s + 1) * ks) of x and w (a strided batch:
     // both advance by ks elements per slice) into F32 partials [splits, m, n], then one pass adds
@@ -114,17 +122,7 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
         static_cast<int>(ks), &alpha, wb, CUDA_R_16BF, static_cast<int>(k), ks, xb, CUDA_R_16BF,
         static_cast<int>(k), ks, &beta, part, CUDA_R_32F, static_cast<int>(n), m * n, splits,
         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    const void* bb = nullptr;
-    DType bd = DType::kF32;
-    if (bias != nullptr) {
-      CARPOOL_CHECK(bias->numel() == n);
-      bb = bias->data;
-      bd = bias->dtype;
-      if (!is_float_type(bd)) {
-        bb = as_bf16(*bias, kScratchX);  // x's scratch is free again: the GEMM is enqueued
-        bd = DType::kBF16;
-      }
-    }
+    auto [bb, bd] = bias_operand();
     launch_splitk_reduce(ctx_, out.data, out.dtype, part, splits, m, n, bb, bd);
     if (ctx_.debug_sync) CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     return;
@@ -136,13 +134,7 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
                             CUBLAS_GEMM_DEFAULT));
   if (ctx_.debug_sync) CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   if (bias != nullptr) {
-    CARPOOL_CHECK(bias->numel() == n);
-    const void* bb = bias->data;
-    DType bd = bias->dtype;
-    if (!is_float_type(bd)) {
-      bb = as_bf16(*bias, kScratchX);  // x's scratch is free again: the GEMM is enqueued
-      bd = DType::kBF16;
-    }
+    auto [bb, bd] = bias_operand();
     launch_add_bias(ctx_, out.data, out.dtype, bb, bd, m, n);
   }
 }
