@@ -75,13 +75,10 @@ Status CudaBackend::init() {
     if (v >= 1 && v <= 64) ctx_.decode_ctas_per_sm = v;
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_PREFILL"); e != nullptr)
-    ctx_.prefill_pairs = std::strcmp(e, "pairs") == 0;
-  if (const char* e = std::getenv("CARPOOL_CUDA_SPLITK"); e != nullptr)
-    options_.split_k = std::strcmp(e, "1") == 0;
+    ctx_.prefill_pairs = std::strcmp(e, "single") != 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_GEMV"); e != nullptr) {
     if (std::strcmp(e, "0") == 0) options_.small_batch_gemv = CudaBackendOptions::Gemv::kOff;
     if (std::strcmp(e, "all") == 0) options_.small_batch_gemv = CudaBackendOptions::Gemv::kAll;
-    ctx_.gemv_flat = std::strcmp(e, "flat") == 0;
   }
   graphs_on_ = options_.graphs;
   if (const char* e = std::getenv("CARPOOL_CUDA_GRAPHS"); e != nullptr && std::strcmp(e, "0") == 0)

@@ -37,10 +37,6 @@ struct CudaBackendOptions {
   // to 8 rows); kOff: none. CARPOOL_CUDA_GEMV=0 / all set kOff / kAll when the backend starts.
   enum class Gemv { kOff, kAuto, kAll };
   Gemv small_batch_gemv = Gemv::kAuto;
-  // cuBLAS matmuls whose output tiles would leave SMs idle (decode batches against the narrower
-  // projections) cut k into slices run as one strided batch, then summed (splitk_count). Off
-  // until measured on a GPU; CARPOOL_CUDA_SPLITK=1 turns it on when the backend starts.
-  bool split_k = false;
 };
 
 // A backend on options.device, or an error such as "no CUDA device (...)".

@@ -107,9 +107,7 @@ class CudaBackend final : public Backend {
   void set_simt_decode_attention(bool on) { ctx_.simt_decode_attention = on; }
   // A/B switch for tools: small-batch matmuls on the streaming kernel (true) or cuBLAS.
   void set_small_batch_gemv(CudaBackendOptions::Gemv mode) { options_.small_batch_gemv = mode; }
-  void set_split_k(bool on) { options_.split_k = on; }
   void set_prefill_pairs(bool on) { ctx_.prefill_pairs = on; }
-  void set_gemv_flat(bool on) { ctx_.gemv_flat = on; }
 
  private:
   enum class Kind { kWeight, kKv, kOther };

@@ -40,7 +40,6 @@ const int32_t* i32(const Tensor& t) {
 constexpr int kScratchX = 0;
 constexpr int kScratchW = 1;
 constexpr int kScratchAttention = 2;
-constexpr int kScratchSplitK = 3;
 
 }  // namespace
 
@@ -87,10 +86,8 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   const Gemv mode = options_.small_batch_gemv;
   const bool gemv = (mode == Gemv::kAll || (mode == Gemv::kAuto && m == 1 && n >= k)) &&
                     gemv_bf16_fits(m, k, wb, xb) && (bias == nullptr || is_float_type(bias->dtype));
-  const int splits = !gemv && options_.split_k ? splitk_count(m, n, k, ctx_.sm_count) : 1;
   if (scope.on()) {
-    scope.describe(matmul_op_key(m, k, n, w.dtype,
-                                 gemv ? " gemv" : (splits > 1 ? " cublas split-k" : " cublas")),
+    scope.describe(matmul_op_key(m, k, n, w.dtype, gemv ? " gemv" : " cublas"),
                    static_cast<double>(n) * static_cast<double>(k) * 2.0,
                    2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
   }
@@ -103,30 +100,6 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
   // Row-major out[m, n] = x[m, k] w[n, k]^T is column-major out^T[n, m] = w^T... i.e. cuBLAS
   // sees w as a column-major k x n matrix (transposed) and x as column-major k x m.
   const float alpha = 1.f, beta = 0.f;
-  // The bias as the epilogues take it (nullptr: none), once the GEMM is enqueued.
-  auto bias_operand = [&]() -> std::pair<const void*, DType> {
-    if (bias == nullptr) return {nullptr, DType::kF32};
-    CARPOOL_CHECK(bias->numel() == n);
-    if (is_float_type(bias->dtype)) return {bias->data, bias->dtype};
-    return {as_bf16(*bias, kScratchX), DType::kBF16};  // x's scratch is free again
-  };
-  if (splits > 1) {
-    // Split-K: slice s multiplies k-columns [s * ks, (s + 1) * ks) of x and w (a strided batch:
-    // both advance by ks elements per slice) into F32 partials [splits, m, n], then one pass adds
-    // them in order, with the bias, into out.
-    const int64_t ks = k / splits;
-    auto* part = static_cast<float*>(
-        scratch(kScratchSplitK, size_t(splits) * size_t(m * n) * sizeof(float)));
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-        cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
-        static_cast<int>(ks), &alpha, wb, CUDA_R_16BF, static_cast<int>(k), ks, xb, CUDA_R_16BF,
-        static_cast<int>(k), ks, &beta, part, CUDA_R_32F, static_cast<int>(n), m * n, splits,
-        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    auto [bb, bd] = bias_operand();
-    launch_splitk_reduce(ctx_, out.data, out.dtype, part, splits, m, n, bb, bd);
-    if (ctx_.debug_sync) CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
-    return;
-  }
   CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
                             static_cast<int>(m), static_cast<int>(k), &alpha, wb, CUDA_R_16BF,
                             static_cast<int>(k), xb, CUDA_R_16BF, static_cast<int>(k), &beta,
@@ -134,8 +107,12 @@ void CudaBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Ten
                             CUBLAS_GEMM_DEFAULT));
   if (ctx_.debug_sync) CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   if (bias != nullptr) {
-    auto [bb, bd] = bias_operand();
-    launch_add_bias(ctx_, out.data, out.dtype, bb, bd, m, n);
+    CARPOOL_CHECK(bias->numel() == n);
+    if (is_float_type(bias->dtype)) {
+      launch_add_bias(ctx_, out.data, out.dtype, bias->data, bias->dtype, m, n);
+    } else {  // x's scratch is free again once the GEMM is enqueued
+      launch_add_bias(ctx_, out.data, out.dtype, as_bf16(*bias, kScratchX), DType::kBF16, m, n);
+    }
   }
 }
 

@@ -62,25 +62,59 @@ __global__ void rmsnorm_kernel(void* out, DType out_dtype, const void* x, DType 
             load_f(src, base + c, src_dtype) * inv * load_f(w, c, w_dtype));
 }
 
+// rmsnorm_kernel for bf16 x, out (and residual) with d a multiple of 8: a block per row, each
+// thread owning up to kNormChunks 16-byte chunks (8 elements) kept in registers between the sum
+// of squares and the scaling, so a row is read once and written once (the scalar kernel above
+// walks it three times with a type test per element). The same arithmetic per element as the
+// scalar kernel; only the order in which the squares are summed differs.
+constexpr int kNormChunks = 2;
+
+__global__ void rmsnorm_bf16x8_kernel(uint4* out, const uint4* x, uint4* residual, const void* w,
+                                      DType w_dtype, int d8, float eps) {
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * d8;
+  float v[kNormChunks][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < kNormChunks; ++j) {
+    const int c = threadIdx.x + j * blockDim.x;
+    if (c >= d8) break;
+    bf16x8_to_f32(x[base + c], v[j]);
+    if (residual != nullptr) {
+      float r[8];
+      bf16x8_to_f32(residual[base + c], r);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) r[e] += v[j][e];
+      const uint4 stored = f32_to_bf16x8(r);
+      residual[base + c] = stored;
+      bf16x8_to_f32(stored, v[j]);  // the rounded residual, which later layers see
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ss += v[j][e] * v[j][e];
+  }
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(d8 * 8) + eps);
+#pragma unroll
+  for (int j = 0; j < kNormChunks; ++j) {
+    const int c = threadIdx.x + j * blockDim.x;
+    if (c >= d8) break;
+    float wf[8];
+    if (w_dtype == DType::kBF16) {
+      bf16x8_to_f32(static_cast<const uint4*>(w)[c], wf);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) wf[e] = load_f(w, int64_t(c) * 8 + e, w_dtype);
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[j][e] = v[j][e] * inv * wf[e];
+    out[base + c] = f32_to_bf16x8(v[j]);
+  }
+}
+
 __global__ void add_bias_kernel(void* out, DType out_dtype, const void* bias, DType bias_dtype,
                                 int64_t m, int64_t n) {
   const int64_t total = m * n;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x)
     store_f(out, i, out_dtype, load_f(out, i, out_dtype) + load_f(bias, i % n, bias_dtype));
-}
-
-// out[i] = sum over s of part[s * m * n + i] (+ bias[i % n]), summed in split order.
-__global__ void splitk_reduce_kernel(void* out, DType out_dtype, const float* part, int splits,
-                                     int64_t m, int64_t n, const void* bias, DType bias_dtype) {
-  const int64_t total = m * n;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    float acc = part[i];
-    for (int s = 1; s < splits; ++s) acc += part[s * total + i];
-    if (bias != nullptr) acc += load_f(bias, i % n, bias_dtype);
-    store_f(out, i, out_dtype, acc);
-  }
 }
 
 // One thread per rotated pair.
@@ -146,7 +180,9 @@ __global__ void rope_kv_write_kernel(void* q, void* k, DType qk_dtype, const voi
 // rope_kv_write_kernel's work on a fused q|k|v buffer: a thread per rotated pair of q or k,
 // reading from qkv (row width q_dim + 2 kv_dim); q pairs go to q_out, k pairs (with the same
 // two elements of v) to the cache. A rotated k is rounded to qkv's type first, as the unfused
-// path stores it in the activation buffer before copying it to the cache.
+// path stores it in the activation buffer before copying it to the cache. Index is uint32_t when
+// the pairs fit (the divisions per pair were most of the kernel's time in 64 bits), else int64_t.
+template <typename Index>
 __global__ void rope_kv_write_qkv_kernel(void* q_out, DType q_dtype, const void* qkv,
                                          DType qkv_dtype, void* k_cache, void* v_cache,
                                          DType cache_dtype, int64_t cache_rows,
@@ -157,13 +193,14 @@ __global__ void rope_kv_write_qkv_kernel(void* q_out, DType q_dtype, const void*
   const int heads = n_heads + n_kv_heads;
   const int64_t q_dim = int64_t(n_heads) * head_dim, kv_dim = int64_t(n_kv_heads) * head_dim;
   const int64_t row = q_dim + 2 * kv_dim;
-  const int64_t total = n_tokens * heads * half;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int p = static_cast<int>(i % half);
-    const int64_t th = i / half;
-    const int64_t t = th / heads;
-    const int h = static_cast<int>(th % heads);
+  const Index total = static_cast<Index>(n_tokens * heads * half);
+  const Index half_i = static_cast<Index>(half), heads_i = static_cast<Index>(heads);
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < total;
+       i += Index(gridDim.x) * blockDim.x) {
+    const int p = static_cast<int>(i % half_i);
+    const Index th = i / half_i;
+    const int64_t t = static_cast<int64_t>(th / heads_i);
+    const int h = static_cast<int>(th % heads_i);
     const bool is_q = h < n_heads;
     const int64_t head_off = int64_t(is_q ? h : h - n_heads) * head_dim;
     const int64_t e0 = head_off + (interleaved ? 2 * p : p);
@@ -228,6 +265,31 @@ __global__ void swiglu_fused_kernel(void* out, DType out_dtype, const void* gate
   }
 }
 
+// swiglu_fused_kernel for bf16 in and out with f a multiple of 8 and m * f / 8 < 2^31: a thread
+// per 16-byte chunk of out (8 elements), 32-bit index arithmetic (the 64-bit division per element
+// of the kernel above cost more than its memory traffic).
+__global__ void swiglu_fused_bf16x8_kernel(uint4* out, const uint4* gate_up, uint32_t m,
+                                           uint32_t f8) {
+  const uint32_t total = m * f8;
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const uint32_t r = i / f8, c = i - r * f8;
+    const int64_t src = int64_t(r) * 2 * f8 + c;
+    float g[8], u[8];
+    bf16x8_to_f32(gate_up[src], g);
+    bf16x8_to_f32(gate_up[src + f8], u);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float silu = g[e] / (1.f + __expf(-g[e]));
+      g[e] = silu * u[e];
+    }
+    out[i] = f32_to_bf16x8(g);
+  }
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
 }  // namespace
 
 void launch_embed(const LaunchCtx& ctx, void* out, DType out_dtype, const void* table,
@@ -247,6 +309,20 @@ void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void
                     void* residual, DType residual_dtype, const void* w, DType w_dtype, int64_t n,
                     int64_t d, float eps) {
   if (n == 0 || d == 0) return;
+  const bool bf16 = x_dtype == DType::kBF16 && out_dtype == DType::kBF16 &&
+                    (residual == nullptr || residual_dtype == DType::kBF16);
+  if (bf16 && d % 8 == 0 && d / 8 <= int64_t{kNormChunks} * 1024 && aligned16(out) &&
+      aligned16(x) && aligned16(residual) && (w_dtype != DType::kBF16 || aligned16(w))) {
+    const int d8 = static_cast<int>(d / 8);
+    // As few chunks per thread as 1024 threads allow, the block a whole number of warps.
+    const int per_thread = (d8 + 1023) / 1024;
+    const int threads = static_cast<int>(ceil_div(ceil_div(d8, per_thread), 32) * 32);
+    rmsnorm_bf16x8_kernel<<<static_cast<unsigned>(n), threads, 0, ctx.stream>>>(
+        static_cast<uint4*>(out), static_cast<const uint4*>(x), static_cast<uint4*>(residual), w,
+        w_dtype, d8, eps);
+    check_launch(ctx);
+    return;
+  }
   const int threads = d >= 2048 ? 1024 : (d >= 512 ? 512 : 256);
   rmsnorm_kernel<<<static_cast<unsigned>(n), threads, 0, ctx.stream>>>(
       out, out_dtype, x, x_dtype, residual, residual_dtype, w, w_dtype, d, eps);
@@ -258,14 +334,6 @@ void launch_add_bias(const LaunchCtx& ctx, void* out, DType out_dtype, const voi
   if (m * n == 0) return;
   add_bias_kernel<<<grid_for(m * n, kThreads, ctx), kThreads, 0, ctx.stream>>>(out, out_dtype, bias,
                                                                                bias_dtype, m, n);
-  check_launch(ctx);
-}
-
-void launch_splitk_reduce(const LaunchCtx& ctx, void* out, DType out_dtype, const float* part,
-                          int splits, int64_t m, int64_t n, const void* bias, DType bias_dtype) {
-  if (m * n == 0) return;
-  splitk_reduce_kernel<<<grid_for(m * n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
-      out, out_dtype, part, splits, m, n, bias, bias_dtype);
   check_launch(ctx);
 }
 
@@ -316,7 +384,9 @@ void launch_rope_kv_write_qkv(const LaunchCtx& ctx, void* q_out, DType q_dtype, 
                               int head_dim, bool interleaved) {
   const int64_t total = n_tokens * (n_heads + n_kv_heads) * (head_dim / 2);
   if (total == 0) return;
-  rope_kv_write_qkv_kernel<<<grid_for(total, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+  const auto kernel = total < (int64_t{1} << 31) ? rope_kv_write_qkv_kernel<uint32_t>
+                                                  : rope_kv_write_qkv_kernel<int64_t>;
+  kernel<<<grid_for(total, kThreads, ctx), kThreads, 0, ctx.stream>>>(
       q_out, q_dtype, qkv, qkv_dtype, k_cache, v_cache, cache_dtype, cache_rows, positions,
       inv_freq, slots, n_tokens, n_heads, n_kv_heads, head_dim, interleaved);
   check_launch(ctx);
@@ -325,6 +395,14 @@ void launch_rope_kv_write_qkv(const LaunchCtx& ctx, void* q_out, DType q_dtype, 
 void launch_swiglu_fused(const LaunchCtx& ctx, void* out, DType out_dtype, const void* gate_up,
                          DType in_dtype, int64_t m, int64_t f) {
   if (m * f == 0) return;
+  if (in_dtype == DType::kBF16 && out_dtype == DType::kBF16 && f % 8 == 0 &&
+      m * (f / 8) < (int64_t{1} << 31) && aligned16(out) && aligned16(gate_up)) {
+    swiglu_fused_bf16x8_kernel<<<grid_for(m * f / 8, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+        static_cast<uint4*>(out), static_cast<const uint4*>(gate_up), static_cast<uint32_t>(m),
+        static_cast<uint32_t>(f / 8));
+    check_launch(ctx);
+    return;
+  }
   swiglu_fused_kernel<<<grid_for(m * f, kThreads, ctx), kThreads, 0, ctx.stream>>>(
       out, out_dtype, gate_up, in_dtype, m, f);
   check_launch(ctx);

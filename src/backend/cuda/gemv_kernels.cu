@@ -3,11 +3,9 @@
 // At a few activation rows a linear layer is a stream over its weights: every weight byte is read
 // once and used m times, so the kernel's only job is to keep enough loads in flight to hold the
 // memory bus busy. Each warp owns R consecutive weight rows; its lanes walk k in 16-byte chunks
-// (8 bf16), U chunks per lane at a time, all loads of a round issued before any arithmetic, and
-// (PIPE) the next round's loads issued before this round's arithmetic, so a warp always has a
-// round in flight instead of waiting out the memory latency once per round (at 4096 x 4096, 4
-// rounds per warp, that wait was most of the kernel). The
-// weights are read with an evict-first hint (they never fit in L2); the activations (m x k, a
+// (8 bf16), U chunks per lane at a time, all loads of a round issued before any arithmetic. (Issuing
+// the next round's loads before this round's arithmetic was 2-6% slower on every decode shape on
+// an H200: bench/RESULTS.md.) The weights are read with an evict-first hint (they never fit in L2); the activations (m x k, a
 // few KB to 200 KB) stay in L1/L2 and are re-read per weight row group, with coherent loads
 // (under PDL they are written by the kernel still running when this one starts). Products
 // accumulate in f32 per lane, in the same order for every row of x, then a warp shuffle tree sums
@@ -25,17 +23,7 @@ namespace {
 constexpr int kGemvThreads = 128;  // 4 warps per block
 constexpr int kUnroll = 4;         // 16-byte chunks per lane and round
 
-// The 8 bf16 of a 16-byte chunk as floats (bf16 is the upper half of an f32).
-__device__ __forceinline__ void bf16x8_to_f32(const uint4& v, float (&f)[8]) {
-  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(u[i] << 16);
-    f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
-  }
-}
-
-template <int M, int R, bool PIPE>
+template <int M, int R>
 __global__ void __launch_bounds__(kGemvThreads)
     gemv_bf16_kernel(const uint4* __restrict__ w, const uint4* x, void* y, DType y_dtype,
                      const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
@@ -54,7 +42,7 @@ __global__ void __launch_bounds__(kGemvThreads)
   for (int r = 0; r < R; ++r) wr[r] = w + min(row0 + r, n - 1) * k8;
 
   constexpr int64_t kRound = 32 * kUnroll;  // chunks of a row per round, over the warp
-  uint4 wa[kUnroll][R], wb[kUnroll][R];
+  uint4 wa[kUnroll][R];
   const auto load_round = [&](uint4(&wv)[kUnroll][R], int64_t c0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -88,20 +76,9 @@ __global__ void __launch_bounds__(kGemvThreads)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cudaGridDependencySynchronize();  // returns at once without a programmatic dependency
 #endif
-  if constexpr (PIPE) {
-    // Rounds alternate between wa and wb; the same chunks in the same order as below.
-    for (int64_t c0 = lane; c0 < k8; c0 += 2 * kRound) {
-      if (c0 + kRound < k8) load_round(wb, c0 + kRound);
-      use_round(wa, c0);
-      if (c0 + kRound >= k8) break;
-      if (c0 + 2 * kRound < k8) load_round(wa, c0 + 2 * kRound);
-      use_round(wb, c0 + kRound);
-    }
-  } else {
-    for (int64_t c0 = lane; c0 < k8; c0 += kRound) {
-      if (c0 != lane) load_round(wa, c0);
-      use_round(wa, c0);
-    }
+  for (int64_t c0 = lane; c0 < k8; c0 += kRound) {
+    if (c0 != lane) load_round(wa, c0);
+    use_round(wa, c0);
   }
   // Every lane gets the sums; lane r * M + i stores row r of the warp's weights for x's row i.
 #pragma unroll
@@ -121,15 +98,15 @@ __global__ void __launch_bounds__(kGemvThreads)
   }
 }
 
-template <int M, bool PIPE>
-void launch_mp(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
+template <int M>
+void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
                const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
   // More rows per warp at one or two activation rows: more weight bytes in flight per warp.
   constexpr int R = M <= 2 ? 4 : 2;
   constexpr int rows_per_block = kGemvThreads / 32 * R;
   const unsigned blocks = static_cast<unsigned>(ceil_div(n, rows_per_block));
   if (!ctx.pdl) {
-    gemv_bf16_kernel<M, R, PIPE>
+    gemv_bf16_kernel<M, R>
         <<<blocks, kGemvThreads, 0, ctx.stream>>>(w, x, y, y_dtype, bias, bias_dtype, n, k8);
     return;
   }
@@ -142,22 +119,8 @@ void launch_mp(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DT
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_bf16_kernel<M, R, PIPE>, w, x, y, y_dtype, bias,
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_bf16_kernel<M, R>, w, x, y, y_dtype, bias,
                                 bias_dtype, n, k8));
-}
-
-template <int M>
-void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
-              const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
-  // The loop without prefetch is kept for one row only (the A/B the benchmarks run; each form is
-  // a few hundred KB of device code per row count).
-  if constexpr (M == 1) {
-    if (ctx.gemv_flat) {
-      launch_mp<M, false>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
-      return;
-    }
-  }
-  launch_mp<M, true>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
 }
 
 }  // namespace

@@ -31,15 +31,13 @@ struct LaunchCtx {
   // CARPOOL_CUDA_SAMPLING=bisect sets it when the backend starts).
   bool bisect_sampling = false;
   // Prefill attention with two query heads of a KV head per CTA and the heaviest tiles first
-  // (attention_prefill.cu; CARPOOL_CUDA_PREFILL=pairs sets it when the backend starts). Off until
-  // measured.
-  bool prefill_pairs = false;
-  // The small-batch matmul kernel without its next-round prefetch, at one activation row (A/B;
-  // CARPOOL_CUDA_GEMV=flat sets it when the backend starts).
-  bool gemv_flat = false;
-  // Decode attention splits a context until there are about this many CTAs per SM (A/B;
-  // CARPOOL_CUDA_DECODE_CTAS=N sets it when the backend starts, 1..64).
-  int decode_ctas_per_sm = 4;
+  // (attention_prefill.cu): 3% faster than one head per CTA at 4096 tokens on an H200
+  // (bench/RESULTS.md). CARPOOL_CUDA_PREFILL=single clears it when the backend starts (A/B).
+  bool prefill_pairs = true;
+  // Decode attention splits a context until there are about this many CTAs per SM: 2 ran batch
+  // 64 2.6% faster than 4 on an H200 (bench/RESULTS.md). CARPOOL_CUDA_DECODE_CTAS=N sets it when
+  // the backend starts, 1..64 (A/B).
+  int decode_ctas_per_sm = 2;
 };
 
 // --- weights (weights_kernels.cu) ---
@@ -76,14 +74,6 @@ void launch_rmsnorm(const LaunchCtx& ctx, void* out, DType out_dtype, const void
 // out[m, n] += bias[1, n]
 void launch_add_bias(const LaunchCtx& ctx, void* out, DType out_dtype, const void* bias,
                      DType bias_dtype, int64_t m, int64_t n);
-// out[m, n] = sum of part[splits, m, n] (F32 split-K partials, added in split order) + bias[1, n]
-// (bias nullptr: none).
-void launch_splitk_reduce(const LaunchCtx& ctx, void* out, DType out_dtype, const float* part,
-                          int splits, int64_t m, int64_t n, const void* bias, DType bias_dtype);
-// How many k-slices a cuBLAS matmul out[m, n] = x[m, k] w[n, k]^T is cut into so that its output
-// tiles (about 128 x 128 each) fill the GPU's SMs: 1 when they already do; otherwise up to 8, each
-// slice a multiple of 64 of k.
-int splitk_count(int64_t m, int64_t n, int64_t k, int sm_count);
 // In place on x[n_tokens, n_heads * head_dim].
 void launch_rope(const LaunchCtx& ctx, void* x, DType x_dtype, const int32_t* positions,
                  const float* inv_freq, int64_t n_tokens, int n_heads, int head_dim,

@@ -190,13 +190,13 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
       samples);
   b.set_generic_attention(false);
   b.set_simt_decode_attention(false);
-  b.set_prefill_pairs(false);
+  b.set_prefill_pairs(cuda::LaunchCtx{}.prefill_pairs);  // back to the default
   const double kv_bytes = double(batch) * ctx * n_kv * hd * 2 * 2;
   // FLOPs: QK^T and PV, causal half for prefill.
   const double flops = 4.0 * batch * n_heads * hd * (prefill ? 0.5 * ctx * ctx : double(ctx));
   char shape[64];  // (snprintf: GCC 12 warns falsely on a std::string operator+ chain, bug 105329)
   std::snprintf(shape, sizeof shape, "b%d ctx%d h32/kv8 d128", batch, ctx);
-  const char* variant = generic ? "-gen" : simt ? "-simt" : pairs ? "-pairs" : "";
+  const char* variant = generic ? "-gen" : simt ? "-simt" : pairs ? "-pairs" : prefill ? "-single" : "";
   rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + variant, shape, ms,
                   flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9, "kv read once"});
   for (Tensor& t : cache->k) b.free(t);
@@ -266,25 +266,11 @@ int main(int argc, char** argv) {
       std::string label = s.name;
       b.set_small_batch_gemv(Gemv::kAll);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv", rows);
-      if (m == 1) {  // the streaming kernel without its next-round prefetch (A/B)
-        b.set_gemv_flat(true);
-        bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-flat", rows);
-        b.set_gemv_flat(false);
-      }
       b.set_small_batch_gemv(Gemv::kOff);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " cublas", rows);
       b.set_small_batch_gemv(Gemv::kAuto);
     }
   }
-  // Split-K (CudaBackendOptions::split_k) on the shapes whose tiles leave SMs idle, same run.
-  b.set_split_k(true);
-  for (int m : {64, 256}) {
-    for (const Shape& s : shapes) {
-      if (cuda::splitk_count(m, s.n, s.k, int(prop.multiProcessorCount)) <= 1) continue;
-      bench_gemm(b, timer, l2, samples, m, s.k, s.n, std::string(s.name) + " splitk", rows);
-    }
-  }
-  b.set_split_k(false);
   bench_gemm(b, timer, l2, samples, 4096, 4096, 14336, "prefill gate", rows);
   for (auto [batch, ctx] :
        std::vector<std::pair<int, int>>{{1, 1024}, {1, 8192}, {16, 4096}, {64, 2048}, {256, 1024}})

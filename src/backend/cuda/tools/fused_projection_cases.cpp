@@ -203,6 +203,7 @@ void run_fused_projection_cases(Backend& b, uint64_t seed, std::vector<CaseResul
   swiglu_fused_case(b, rng, 64, 14336, out);
   swiglu_fused_case(b, rng, 3, 1000, out);
   swiglu_fused_case(b, rng, 1, 8960, out);
+  swiglu_fused_case(b, rng, 2, 1001, out);  // not whole 16-byte chunks: the scalar kernel
 }
 
 }  // namespace carpool::cuda_tools
