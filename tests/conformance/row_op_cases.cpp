@@ -215,8 +215,8 @@ void run_row_op_cases(Backend& b, Rng& rng, const Tolerances& tol, const std::st
   if (want("embed")) embed_cases(b, rng, tol, out);
   for (DType wt : {DType::kF32, DType::kF16, DType::kBF16}) {
     // 4096: the CUDA backend's vector kernel; 16392 (2049 chunks of 8): past its register budget.
-    for (auto [n, d] : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {5, 64}, {4, 577}, {3, 4096},
-                        {2, 16392}}) {
+    for (auto [n, d] :
+         {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {5, 64}, {4, 577}, {3, 4096}, {2, 16392}}) {
       if (want("rmsnorm")) norm_case(b, rng, wt, n, d, false, tol.ops, out);
       if (want("add_rmsnorm")) norm_case(b, rng, wt, n, d, true, tol.ops, out);
     }

@@ -2,14 +2,15 @@
 //
 // The same grid and split plan as decode_attention_kernel (attention_decode.cu): one CTA per
 // query token, KV head and split of the context, so each K/V byte is read once per token. Inside
-// the CTA each of the 4 warps is an independent flash-decoding stream: warp w takes the 16-key
-// granules w, w + 4, w + 8, ... of the split, copies each into its own double buffer with 16-byte
-// cp.async (load_kv_rows by its 32 lanes: no block-wide barrier on the way), and runs
+// the CTA each of the W warps (LaunchCtx::decode_warps: 2 by default, or 4) is an independent
+// flash-decoding stream: warp w takes the 16-key granules w, w + W, w + 2W, ... of the split,
+// copies each into its own double buffer with 16-byte cp.async (load_kv_rows by its 32 lanes: no
+// block-wide barrier on the way), and runs
 //   S = Q K^T   mma m16n8k16: the group's heads are the A rows (rows >= group are zero), the
 //               granule's 16 keys two n8 tiles, head_dim / 16 k-steps;
 //   softmax     online, per head row, in the log2 domain, on the accumulator fragments;
 //   O += P V    P from the S fragments as the A operand, V through ldmatrix.trans.
-// At the end the 4 warps' (max, sum, O) are merged in shared memory and written either as the
+// At the end the W warps' (max, sum, O) are merged in shared memory and written either as the
 // final row or as a split's partial for decode_combine_kernel. Against the SIMT kernel the
 // arithmetic per K/V byte falls from ~2 shared-memory reads and ~8 instructions per element to
 // one ldmatrix read and a quarter of an MMA, so the kernel streams the cache at DRAM speed.
@@ -21,7 +22,6 @@
 namespace carpool::cuda {
 namespace {
 
-constexpr int kMmaWarps = 4;
 constexpr int kGranule = 16;  // keys per warp step
 constexpr int kMaxRows = 8;   // heads per group: rows g = lane / 4 of the m16 tile
 
@@ -29,11 +29,13 @@ template <int D>
 constexpr int granule_elems() {
   return kGranule * tile_stride<D>();
 }
-// Per warp: 2 stages x (K, V) granules.
-template <int D>
+// Per warp: 2 stages x (K, V) granules (17 KB at D = 128). Per SM that is what limits how many
+// warps are resident (13 of an H100/H200's 228 KB): with 4-warp CTAs 3 fit (396 on 132 SMs, so a
+// batch-64 step's 512 CTAs took two waves), with 2-warp CTAs 6.
+template <int D, int W>
 constexpr size_t mma_smem_bytes() {
-  const size_t tiles = size_t{kMmaWarps} * 2 * 2 * granule_elems<D>() * sizeof(__nv_bfloat16);
-  const size_t merge = sizeof(float) * size_t{kMmaWarps} * kMaxRows * (D + 2);
+  const size_t tiles = size_t{W} * 2 * 2 * granule_elems<D>() * sizeof(__nv_bfloat16);
+  const size_t merge = sizeof(float) * size_t{W} * kMaxRows * (D + 2);
   return tiles > merge ? tiles : merge;
 }
 
@@ -42,9 +44,9 @@ struct MmaArgs {
   DecodeLaunch d;
 };
 
-// grid (rows, n_kv_heads, n_splits), 128 threads, mma_smem_bytes<D>() dynamic shared memory.
-template <int D>
-__global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(MmaArgs args) {
+// grid (rows, n_kv_heads, n_splits), W warps, mma_smem_bytes<D, W>() dynamic shared memory.
+template <int D, int W>
+__global__ void __launch_bounds__(W * 32) decode_attention_mma_kernel(MmaArgs args) {
   constexpr int kStride = tile_stride<D>();
   constexpr int kSteps = D / 16;    // k-steps of S = Q K^T
   constexpr int kDimTiles = D / 8;  // n8 tiles of O
@@ -101,8 +103,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
 
   // This warp's granules: key0 = k_begin + 16 * (warp + 4 * i) while key0 < k_end.
   const int first = k_begin + kGranule * warp;
-  const int n_gran =
-      first < k_end ? (k_end - first + kGranule * kMmaWarps - 1) / (kGranule * kMmaWarps) : 0;
+  const int n_gran = first < k_end ? (k_end - first + kGranule * W - 1) / (kGranule * W) : 0;
   if (n_gran > 0) {
     load_kv_rows<D, kGranule>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, first,
                               k_end, lane, 32);
@@ -119,10 +120,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
 
   for (int i = 0; i < n_gran; ++i) {
     const int buf = i & 1;
-    const int key0 = first + i * kGranule * kMmaWarps;
+    const int key0 = first + i * kGranule * W;
     if (i + 1 < n_gran) {
       load_kv_rows<D, kGranule>(k_s(buf ^ 1), v_s(buf ^ 1), kc, vc, table, a.block_size, kv_width,
-                                kvh, key0 + kGranule * kMmaWarps, k_end, lane, 32);
+                                kvh, key0 + kGranule * W, k_end, lane, 32);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -190,10 +191,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
   l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
   l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
 
-  // --- merge the 4 warps: [warp][row] (max, sum) and [warp][row][D] O in shared memory ---
+  // --- merge the W warps: [warp][row] (max, sum) and [warp][row][D] O in shared memory ---
   __syncthreads();                                 // every warp is done with its K/V buffers
-  float* mo = reinterpret_cast<float*>(smem_raw);  // [kMmaWarps][kMaxRows][D]
-  float* ml = mo + kMmaWarps * kMaxRows * D;       // [kMmaWarps][kMaxRows][2]
+  float* mo = reinterpret_cast<float*>(smem_raw);  // [W][kMaxRows][D]
+  float* ml = mo + W * kMaxRows * D;               // [W][kMaxRows][2]
   if (tq == 0) {
     ml[(warp * kMaxRows + g) * 2] = n_gran > 0 ? m_run : -INFINITY;
     ml[(warp * kMaxRows + g) * 2 + 1] = n_gran > 0 ? l_run : 0.f;
@@ -207,15 +208,15 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
   __syncthreads();
 
   const int64_t head0 = int64_t(row) * a.n_heads + int64_t(kvh) * G;
-  for (int idx = threadIdx.x; idx < G * D; idx += kMmaWarps * 32) {
+  for (int idx = threadIdx.x; idx < G * D; idx += W * 32) {
     const int h = idx / D, d = idx % D;
     float gmax = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kMmaWarps; ++w)
+    for (int w = 0; w < W; ++w)
       if (ml[(w * kMaxRows + h) * 2 + 1] > 0.f) gmax = fmaxf(gmax, ml[(w * kMaxRows + h) * 2]);
     float total = 0.f, acc = 0.f;
 #pragma unroll
-    for (int w = 0; w < kMmaWarps; ++w) {
+    for (int w = 0; w < W; ++w) {
       const float lw = ml[(w * kMaxRows + h) * 2 + 1];
       if (lw > 0.f) {
         const float f = exp2f(ml[(w * kMaxRows + h) * 2] - gmax);
@@ -237,18 +238,27 @@ __global__ void __launch_bounds__(kMmaWarps * 32) decode_attention_mma_kernel(Mm
   }
 }
 
-template <int D>
-void launch_mma_d(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLaunch& d) {
-  constexpr size_t smem = mma_smem_bytes<D>();
+template <int D, int W>
+void launch_mma_dw(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLaunch& d) {
+  constexpr size_t smem = mma_smem_bytes<D, W>();
   static bool opted_in = false;  // once per process (one device per process)
   if (!opted_in) {
-    CUDA_CHECK(cudaFuncSetAttribute(decode_attention_mma_kernel<D>,
+    CUDA_CHECK(cudaFuncSetAttribute(decode_attention_mma_kernel<D, W>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     opted_in = true;
   }
   const dim3 grid(unsigned(d.rows), unsigned(a.n_kv_heads), unsigned(d.n_splits));
-  decode_attention_mma_kernel<D><<<grid, kMmaWarps * 32, smem, ctx.stream>>>(MmaArgs{a, d});
+  decode_attention_mma_kernel<D, W><<<grid, W * 32, smem, ctx.stream>>>(MmaArgs{a, d});
   check_launch(ctx);
+}
+
+template <int D>
+void launch_mma_d(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLaunch& d) {
+  if (ctx.decode_warps == 4) {
+    launch_mma_dw<D, 4>(ctx, a, d);
+  } else {
+    launch_mma_dw<D, 2>(ctx, a, d);
+  }
 }
 
 }  // namespace

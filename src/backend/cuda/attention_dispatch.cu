@@ -13,6 +13,8 @@
 namespace carpool::cuda {
 namespace {
 
+constexpr int kNoSplitKeys = 4 * kAttnTileKeys;  // 256
+
 bool fast_path(const LaunchCtx& ctx, const AttentionLaunch& a) {
   if (ctx.generic_attention) return false;
   if (a.head_dim != 64 && a.head_dim != 128) return false;
@@ -47,13 +49,15 @@ Plan make_plan(const LaunchCtx& ctx, const AttentionLaunch& a) {
     dec_rows = std::min<int64_t>(n_tokens, int64_t(kMinPrefillQ - 1) * a.n_seqs);
     dec_rows = std::max<int64_t>(dec_rows, 0);
   }
-  // Decode splits: enough CTAs for a few per SM, each split a whole number of tiles.
+  // Decode splits: none for contexts of at most kNoSplitKeys (a warp walks at most 8 granules,
+  // about what the combine pass would cost); otherwise as many as the CTA slots hold whole (a
+  // split that overflows them adds a wave), each a whole number of tiles.
   const int max_kv = std::max(a.max_kv_len, 1);
   const int64_t max_tiles_kv = ceil_div(max_kv, kAttnTileKeys);
   int64_t splits = 1;
   const int64_t base = dec_rows * a.n_kv_heads;
   const int64_t want = int64_t{ctx.decode_ctas_per_sm} * ctx.sm_count;
-  if (base > 0 && base < want) splits = std::min(ceil_div(want, base), max_tiles_kv);
+  if (base > 0 && max_kv > kNoSplitKeys) splits = std::min(want / base, max_tiles_kv);
   splits = std::clamp<int64_t>(splits, 1, 1024);
   const int64_t tiles_per_split = ceil_div(max_tiles_kv, splits);
   p.decode.split_len = static_cast<int>(tiles_per_split * kAttnTileKeys);

@@ -66,7 +66,10 @@ Status CudaBackend::init() {
     options_.fused_projections = false;
   if (const char* e = std::getenv("CARPOOL_CUDA_SAMPLING"); e != nullptr) {
     if (std::strcmp(e, "0") == 0) options_.device_sampling = false;
-    ctx_.bisect_sampling = std::strcmp(e, "bisect") == 0;
+    if (prop.major >= 9) {
+      if (std::strcmp(e, "cluster2") == 0) ctx_.sampling_ctas = 2;
+      if (std::strcmp(e, "cluster4") == 0) ctx_.sampling_ctas = 4;
+    }
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_PDL"); e != nullptr && std::strcmp(e, "1") == 0)
     ctx_.pdl = prop.major >= 9;
@@ -74,6 +77,10 @@ Status CudaBackend::init() {
     const int v = std::atoi(e);
     if (v >= 1 && v <= 64) ctx_.decode_ctas_per_sm = v;
   }
+  if (const char* e = std::getenv("CARPOOL_CUDA_GEMV_ROWS"); e != nullptr)
+    ctx_.gemv_rows_m1 = std::strcmp(e, "2") == 0 ? 2 : 4;
+  if (const char* e = std::getenv("CARPOOL_CUDA_DECODE_WARPS"); e != nullptr)
+    ctx_.decode_warps = std::strcmp(e, "4") == 0 ? 4 : 2;
   if (const char* e = std::getenv("CARPOOL_CUDA_PREFILL"); e != nullptr)
     ctx_.prefill_pairs = std::strcmp(e, "single") != 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_GEMV"); e != nullptr) {

@@ -108,6 +108,12 @@ class CudaBackend final : public Backend {
   // A/B switch for tools: small-batch matmuls on the streaming kernel (true) or cuBLAS.
   void set_small_batch_gemv(CudaBackendOptions::Gemv mode) { options_.small_batch_gemv = mode; }
   void set_prefill_pairs(bool on) { ctx_.prefill_pairs = on; }
+  void set_gemv_rows_m1(int rows) { ctx_.gemv_rows_m1 = rows; }
+  // Decode attention CTAs of `warps` warps, contexts split for `ctas_per_sm` CTAs per SM.
+  void set_decode_shape(int warps, int ctas_per_sm) {
+    ctx_.decode_warps = warps;
+    ctx_.decode_ctas_per_sm = ctas_per_sm;
+  }
 
  private:
   enum class Kind { kWeight, kKv, kOther };

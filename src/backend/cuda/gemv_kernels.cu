@@ -3,13 +3,14 @@
 // At a few activation rows a linear layer is a stream over its weights: every weight byte is read
 // once and used m times, so the kernel's only job is to keep enough loads in flight to hold the
 // memory bus busy. Each warp owns R consecutive weight rows; its lanes walk k in 16-byte chunks
-// (8 bf16), U chunks per lane at a time, all loads of a round issued before any arithmetic. (Issuing
-// the next round's loads before this round's arithmetic was 2-6% slower on every decode shape on
-// an H200: bench/RESULTS.md.) The weights are read with an evict-first hint (they never fit in L2); the activations (m x k, a
-// few KB to 200 KB) stay in L1/L2 and are re-read per weight row group, with coherent loads
-// (under PDL they are written by the kernel still running when this one starts). Products
-// accumulate in f32 per lane, in the same order for every row of x, then a warp shuffle tree sums
-// the lanes: a row's result does not depend on how many other rows share the launch.
+// (8 bf16), U chunks per lane at a time, all loads of a round issued before any arithmetic.
+// (Issuing the next round's loads before this round's arithmetic was 2-6% slower on every decode
+// shape on an H200: bench/RESULTS.md.) The weights are read with an evict-first hint (they never
+// fit in L2); the activations (m x k, a few KB to 200 KB) stay in L1/L2 and are re-read per weight
+// row group, with coherent loads (under PDL they are written by the kernel still running when this
+// one starts). Products accumulate in f32 per lane, in the same order for every row of x, then a
+// warp shuffle tree sums the lanes: a row's result does not depend on how many other rows share the
+// launch.
 //
 // With LaunchCtx::pdl (Hopper and newer, CARPOOL_CUDA_PDL=1) the kernel is launched as a
 // programmatic dependent of the previous kernel on the stream: its blocks start while that kernel
@@ -98,11 +99,9 @@ __global__ void __launch_bounds__(kGemvThreads)
   }
 }
 
-template <int M>
-void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
+template <int M, int R>
+void launch_mr(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
                const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
-  // More rows per warp at one or two activation rows: more weight bytes in flight per warp.
-  constexpr int R = M <= 2 ? 4 : 2;
   constexpr int rows_per_block = kGemvThreads / 32 * R;
   const unsigned blocks = static_cast<unsigned>(ceil_div(n, rows_per_block));
   if (!ctx.pdl) {
@@ -119,8 +118,23 @@ void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DTy
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_bf16_kernel<M, R>, w, x, y, y_dtype, bias,
-                                bias_dtype, n, k8));
+  CUDA_CHECK(
+      cudaLaunchKernelEx(&cfg, gemv_bf16_kernel<M, R>, w, x, y, y_dtype, bias, bias_dtype, n, k8));
+}
+
+template <int M>
+void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
+              const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
+  // More rows per warp at one or two activation rows: more weight bytes in flight per warp. At
+  // one row LaunchCtx::gemv_rows_m1 = 2 halves that, for twice the blocks (A/B: finer work
+  // units for the narrower matrices, whose 4-row blocks number only 2-3 per SM).
+  if constexpr (M == 1) {
+    if (ctx.gemv_rows_m1 == 2) {
+      launch_mr<1, 2>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
+      return;
+    }
+  }
+  launch_mr<M, (M <= 2 ? 4 : 2)>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
 }
 
 }  // namespace

@@ -27,17 +27,23 @@ struct LaunchCtx {
   // Decode attention on the SIMT kernel instead of the tensor-core one (A/B comparisons;
   // CARPOOL_CUDA_ATTENTION=simt sets it when the backend starts).
   bool simt_decode_attention = false;
-  // sample_rows' threshold searches by bisection instead of 16 thresholds per pass (A/B;
-  // CARPOOL_CUDA_SAMPLING=bisect sets it when the backend starts).
-  bool bisect_sampling = false;
+  // Blocks per row of sample_rows (1, or a cluster of 2 or 4 on compute capability 9.0+;
+  // CARPOOL_CUDA_SAMPLING=cluster2 / cluster4 set it when the backend starts; A/B).
+  int sampling_ctas = 1;
   // Prefill attention with two query heads of a KV head per CTA and the heaviest tiles first
   // (attention_prefill.cu): 3% faster than one head per CTA at 4096 tokens on an H200
   // (bench/RESULTS.md). CARPOOL_CUDA_PREFILL=single clears it when the backend starts (A/B).
   bool prefill_pairs = true;
-  // Decode attention splits a context until there are about this many CTAs per SM: 2 ran batch
-  // 64 2.6% faster than 4 on an H200 (bench/RESULTS.md). CARPOOL_CUDA_DECODE_CTAS=N sets it when
-  // the backend starts, 1..64 (A/B).
-  int decode_ctas_per_sm = 2;
+  // Weight rows per warp of the streaming matmul at one activation row, 4 or 2
+  // (CARPOOL_CUDA_GEMV_ROWS=2 sets 2 when the backend starts; A/B).
+  int gemv_rows_m1 = 4;
+  // Warps per CTA of the tensor-core decode attention kernel, 2 or 4 (CARPOOL_CUDA_DECODE_WARPS=4
+  // sets 4 when the backend starts; A/B). With 2, six CTAs fit an SM (attention_decode_mma.cu).
+  int decode_warps = 2;
+  // Decode attention splits contexts longer than 256 keys into floor(this * SMs / (rows * KV
+  // heads)) parts, so that they fill the resident CTA slots in one wave. CARPOOL_CUDA_DECODE_CTAS=N
+  // sets it when the backend starts, 1..64 (A/B).
+  int decode_ctas_per_sm = 6;
 };
 
 // --- weights (weights_kernels.cu) ---
@@ -115,7 +121,7 @@ void launch_gather_rows(const LaunchCtx& ctx, void* out, DType out_dtype, const 
 void launch_argmax_rows(const LaunchCtx& ctx, int32_t* out, const void* logits, DType dtype,
                         int64_t rows, int64_t vocab);
 // out[r] = a token drawn from logits row r with params[r * 5 ..] (temperature, top_k, top_p,
-// min_p, u): Backend::sample_rows. One block of 512 threads per row.
+// min_p, u): Backend::sample_rows. LaunchCtx::sampling_ctas blocks of 512 threads per row.
 void launch_sample_rows(const LaunchCtx& ctx, int32_t* out, const void* logits, DType dtype,
                         int64_t rows, int64_t vocab, const float* params);
 

@@ -136,7 +136,7 @@ void bench_gemm(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int6
 // the tensor-core one; pairs: the paired prefill kernel (A/B on the same card and run).
 void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples, int batch, int ctx,
                      bool prefill, std::vector<Row>& rows, bool generic = false, bool simt = false,
-                     bool pairs = false) {
+                     bool pairs = false, bool w4 = false) {
   const int n_heads = 32, n_kv = 8, hd = 128, bs = 16;
   const int blocks_per_seq = (ctx + bs - 1) / bs;
   const size_t layer_bytes = size_t(batch) * blocks_per_seq * bs * n_kv * hd * 2 * 2;
@@ -182,6 +182,7 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   b.set_generic_attention(generic);
   b.set_simt_decode_attention(simt);
   b.set_prefill_pairs(pairs);
+  if (w4) b.set_decode_shape(4, 2);  // the shape before 2-warp CTAs
   const double ms = timer.median_ms(
       [&](int i) {
         const int l = i % layers;
@@ -190,13 +191,19 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
       samples);
   b.set_generic_attention(false);
   b.set_simt_decode_attention(false);
-  b.set_prefill_pairs(cuda::LaunchCtx{}.prefill_pairs);  // back to the default
+  b.set_prefill_pairs(cuda::LaunchCtx{}.prefill_pairs);  // back to the defaults
+  b.set_decode_shape(cuda::LaunchCtx{}.decode_warps, cuda::LaunchCtx{}.decode_ctas_per_sm);
   const double kv_bytes = double(batch) * ctx * n_kv * hd * 2 * 2;
   // FLOPs: QK^T and PV, causal half for prefill.
   const double flops = 4.0 * batch * n_heads * hd * (prefill ? 0.5 * ctx * ctx : double(ctx));
   char shape[64];  // (snprintf: GCC 12 warns falsely on a std::string operator+ chain, bug 105329)
   std::snprintf(shape, sizeof shape, "b%d ctx%d h32/kv8 d128", batch, ctx);
-  const char* variant = generic ? "-gen" : simt ? "-simt" : pairs ? "-pairs" : prefill ? "-single" : "";
+  const char* variant = generic   ? "-gen"
+                        : simt    ? "-simt"
+                        : pairs   ? "-pairs"
+                        : w4      ? "-w4"
+                        : prefill ? "-single"
+                                  : "";
   rows.push_back({std::string(prefill ? "attn-prefill" : "attn-decode") + variant, shape, ms,
                   flops / (ms * 1e-3) / 1e12, kv_bytes / (ms * 1e-3) / 1e9, "kv read once"});
   for (Tensor& t : cache->k) b.free(t);
@@ -266,6 +273,11 @@ int main(int argc, char** argv) {
       std::string label = s.name;
       b.set_small_batch_gemv(Gemv::kAll);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv", rows);
+      if (m == 1) {  // two weight rows per warp instead of four (A/B)
+        b.set_gemv_rows_m1(2);
+        bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-r2", rows);
+        b.set_gemv_rows_m1(cuda::LaunchCtx{}.gemv_rows_m1);
+      }
       b.set_small_batch_gemv(Gemv::kOff);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " cublas", rows);
       b.set_small_batch_gemv(Gemv::kAuto);
@@ -280,6 +292,11 @@ int main(int argc, char** argv) {
     if (ctx == 160) bench_attention(b, timer, l2, samples, batch, ctx, false, rows);
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows, false, /*simt=*/true);
   }
+  // 4-warp CTAs split for 2 per SM (the shape before 2-warp CTAs), same run.
+  for (auto [batch, ctx] : std::vector<std::pair<int, int>>{
+           {1, 1024}, {16, 4096}, {64, 2048}, {64, 160}, {256, 160}, {256, 1024}})
+    bench_attention(b, timer, l2, samples, batch, ctx, false, rows, false, false, false,
+                    /*w4=*/true);
   for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{1, 1024}, {16, 4096}, {256, 1024}})
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows, /*generic=*/true);
   bench_attention(b, timer, l2, samples, 1, 1024, true, rows);
