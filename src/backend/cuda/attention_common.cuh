@@ -109,6 +109,35 @@ __device__ __forceinline__ void load_kv_rows(__nv_bfloat16* k_s, __nv_bfloat16* 
   }
 }
 
+// load_kv_rows by the 32 lanes of a warp for KEYS keys that lie in one cache block, key0 in
+// cache slot slot0 (key0 + j in slot0 + j): no block-table read on the way to the copies.
+template <int D, int KEYS>
+__device__ __forceinline__ void load_kv_rows_in_block(__nv_bfloat16* k_s, __nv_bfloat16* v_s,
+                                                      const __nv_bfloat16* kc,
+                                                      const __nv_bfloat16* vc, int64_t slot0,
+                                                      int64_t kv_width, int kvh, int key0,
+                                                      int key_end, int lane) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  static_assert(KEYS * kChunks % 32 == 0, "whole rounds of the warp");
+#pragma unroll
+  for (int r = 0; r < KEYS * kChunks / 32; ++r) {
+    const int c = lane + 32 * r;
+    const int key = c / kChunks, part = c % kChunks;
+    const __nv_bfloat16* ks = kc;
+    const __nv_bfloat16* vs = vc;
+    int bytes = 0;
+    if (key0 + key < key_end) {
+      const int64_t off = (slot0 + key) * kv_width + int64_t(kvh) * D + part * 8;
+      ks = kc + off;
+      vs = vc + off;
+      bytes = 16;
+    }
+    const int so = key * tile_stride<D>() + part * 8;
+    cp_async_16(k_s + so, ks, bytes);
+    cp_async_16(v_s + so, vs, bytes);
+  }
+}
+
 // A tile of kAttnTileKeys keys, copied by all n_threads threads of the block.
 template <int D>
 __device__ __forceinline__ void load_kv_tile(__nv_bfloat16* k_s, __nv_bfloat16* v_s,

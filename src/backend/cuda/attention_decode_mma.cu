@@ -2,7 +2,7 @@
 //
 // The same grid and split plan as decode_attention_kernel (attention_decode.cu): one CTA per
 // query token, KV head and split of the context, so each K/V byte is read once per token. Inside
-// the CTA each of the W warps (LaunchCtx::decode_warps: 2 by default, or 4) is an independent
+// the CTA each of the W warps (DecodeLaunch::warps: 2 or 4) is an independent
 // flash-decoding stream: warp w takes the 16-key granules w, w + W, w + 2W, ... of the split,
 // copies each into its own double buffer with 16-byte cp.async (load_kv_rows by its 32 lanes: no
 // block-wide barrier on the way), and runs
@@ -101,14 +101,34 @@ __global__ void __launch_bounds__(W * 32) decode_attention_mma_kernel(MmaArgs ar
   auto k_s = [&](int b) { return my + (2 * b) * granule_elems<D>(); };
   auto v_s = [&](int b) { return my + (2 * b + 1) * granule_elems<D>(); };
 
-  // This warp's granules: key0 = k_begin + 16 * (warp + 4 * i) while key0 < k_end.
+  // This warp's granules: key0 = k_begin + 16 * (warp + W * i) while key0 < k_end.
   const int first = k_begin + kGranule * warp;
   const int n_gran = first < k_end ? (k_end - first + kGranule * W - 1) / (kGranule * W) : 0;
-  if (n_gran > 0) {
-    load_kv_rows<D, kGranule>(k_s(0), v_s(0), kc, vc, table, a.block_size, kv_width, kvh, first,
-                              k_end, lane, 32);
+  // With DecodeLaunch::block_prefetch and cache blocks of whole granules, lane j holds the cache
+  // block of granule 32 r + j (r = i / 32), read 32 at a time: the copies of a granule then wait
+  // for no table read.
+  const bool in_block = dl.block_prefetch && a.block_size % kGranule == 0;
+  int32_t gran_block = 0;
+  auto fetch_blocks = [&](int i0) {
+    const int gi = i0 + lane;
+    gran_block = gi < n_gran ? table[(first + gi * kGranule * W) / a.block_size] : 0;
+  };
+  // Starts the copies of granule i into buffer b (called by the whole warp, i ascending).
+  auto load_granule = [&](int b, int i) {
+    const int key0 = first + i * kGranule * W;
+    if (in_block) {
+      if (i % 32 == 0) fetch_blocks(i);
+      const int blk = __shfl_sync(0xffffffffu, gran_block, i % 32);
+      const int64_t slot0 = int64_t(blk) * a.block_size + key0 % a.block_size;
+      load_kv_rows_in_block<D, kGranule>(k_s(b), v_s(b), kc, vc, slot0, kv_width, kvh, key0, k_end,
+                                         lane);
+    } else {
+      load_kv_rows<D, kGranule>(k_s(b), v_s(b), kc, vc, table, a.block_size, kv_width, kvh, key0,
+                                k_end, lane, 32);
+    }
     cp_async_commit();
-  }
+  };
+  if (n_gran > 0) load_granule(0, 0);
 
   const float scale_log2 = a.scale * kLog2e;
 
@@ -122,9 +142,7 @@ __global__ void __launch_bounds__(W * 32) decode_attention_mma_kernel(MmaArgs ar
     const int buf = i & 1;
     const int key0 = first + i * kGranule * W;
     if (i + 1 < n_gran) {
-      load_kv_rows<D, kGranule>(k_s(buf ^ 1), v_s(buf ^ 1), kc, vc, table, a.block_size, kv_width,
-                                kvh, key0 + kGranule * W, k_end, lane, 32);
-      cp_async_commit();
+      load_granule(buf ^ 1, i + 1);
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
@@ -238,23 +256,46 @@ __global__ void __launch_bounds__(W * 32) decode_attention_mma_kernel(MmaArgs ar
   }
 }
 
+// Lets decode_attention_mma_kernel<D, W> take its shared memory (once per process: one device
+// per process).
+template <int D, int W>
+void opt_in() {
+  static bool opted_in = false;
+  if (!opted_in) {
+    CUDA_CHECK(cudaFuncSetAttribute(decode_attention_mma_kernel<D, W>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(mma_smem_bytes<D, W>())));
+    opted_in = true;
+  }
+}
+
+template <int D, int W>
+int resident_ctas() {
+  static int n = 0;
+  if (n == 0) {
+    opt_in<D, W>();
+    int blocks = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &blocks, decode_attention_mma_kernel<D, W>, W * 32, mma_smem_bytes<D, W>()));
+    n = blocks > 0 ? blocks : 1;
+  }
+  return n;
+}
+
 template <int D, int W>
 void launch_mma_dw(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLaunch& d) {
   constexpr size_t smem = mma_smem_bytes<D, W>();
-  static bool opted_in = false;  // once per process (one device per process)
-  if (!opted_in) {
-    CUDA_CHECK(cudaFuncSetAttribute(decode_attention_mma_kernel<D, W>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    opted_in = true;
-  }
+  opt_in<D, W>();
   const dim3 grid(unsigned(d.rows), unsigned(a.n_kv_heads), unsigned(d.n_splits));
-  decode_attention_mma_kernel<D, W><<<grid, W * 32, smem, ctx.stream>>>(MmaArgs{a, d});
+  DecodeLaunch dl = d;
+  dl.block_prefetch = ctx.decode_block_prefetch;
+  decode_attention_mma_kernel<D, W><<<grid, W * 32, smem, ctx.stream>>>(MmaArgs{a, dl});
   check_launch(ctx);
 }
 
 template <int D>
 void launch_mma_d(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLaunch& d) {
-  if (ctx.decode_warps == 4) {
+  if (d.warps == 4) {
     launch_mma_dw<D, 4>(ctx, a, d);
   } else {
     launch_mma_dw<D, 2>(ctx, a, d);
@@ -266,6 +307,11 @@ void launch_mma_d(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLa
 bool decode_attention_mma_supported(const AttentionLaunch& a) {
   const int group = a.n_heads / a.n_kv_heads;
   return group >= 1 && group <= kMaxRows && (a.head_dim == 64 || a.head_dim == 128);
+}
+
+int decode_attention_mma_ctas_per_sm(int head_dim, int warps) {
+  if (head_dim == 64) return warps == 4 ? resident_ctas<64, 4>() : resident_ctas<64, 2>();
+  return warps == 4 ? resident_ctas<128, 4>() : resident_ctas<128, 2>();
 }
 
 void launch_decode_attention_mma(const LaunchCtx& ctx, const AttentionLaunch& a,

@@ -64,12 +64,11 @@ Status CudaBackend::init() {
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_FUSED"); e != nullptr && std::strcmp(e, "0") == 0)
     options_.fused_projections = false;
+  ctx_.sampling_ctas = prop.major >= 9 ? 2 : 1;  // clusters need compute capability 9.0
   if (const char* e = std::getenv("CARPOOL_CUDA_SAMPLING"); e != nullptr) {
     if (std::strcmp(e, "0") == 0) options_.device_sampling = false;
-    if (prop.major >= 9) {
-      if (std::strcmp(e, "cluster2") == 0) ctx_.sampling_ctas = 2;
-      if (std::strcmp(e, "cluster4") == 0) ctx_.sampling_ctas = 4;
-    }
+    if (std::strcmp(e, "block") == 0) ctx_.sampling_ctas = 1;
+    if (std::strcmp(e, "cluster4") == 0 && prop.major >= 9) ctx_.sampling_ctas = 4;
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_PDL"); e != nullptr && std::strcmp(e, "1") == 0)
     ctx_.pdl = prop.major >= 9;
@@ -77,16 +76,26 @@ Status CudaBackend::init() {
     const int v = std::atoi(e);
     if (v >= 1 && v <= 64) ctx_.decode_ctas_per_sm = v;
   }
-  if (const char* e = std::getenv("CARPOOL_CUDA_GEMV_ROWS"); e != nullptr)
-    ctx_.gemv_rows_m1 = std::strcmp(e, "2") == 0 ? 2 : 4;
-  if (const char* e = std::getenv("CARPOOL_CUDA_DECODE_WARPS"); e != nullptr)
-    ctx_.decode_warps = std::strcmp(e, "4") == 0 ? 4 : 2;
+  if (const char* e = std::getenv("CARPOOL_CUDA_GEMV_ROWS"); e != nullptr) {
+    const int v = std::atoi(e);
+    if (v == 2 || v == 4) ctx_.gemv_rows_m1 = v;
+  }
+  if (const char* e = std::getenv("CARPOOL_CUDA_DECODE_WARPS"); e != nullptr) {
+    const int v = std::atoi(e);
+    if (v == 2 || v == 4) ctx_.decode_warps = v;
+  }
+  if (const char* e = std::getenv("CARPOOL_CUDA_DECODE_PREFETCH"); e != nullptr)
+    ctx_.decode_block_prefetch = std::strcmp(e, "1") == 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_PREFILL"); e != nullptr)
     ctx_.prefill_pairs = std::strcmp(e, "single") != 0;
   if (const char* e = std::getenv("CARPOOL_CUDA_GEMV"); e != nullptr) {
     if (std::strcmp(e, "0") == 0) options_.small_batch_gemv = CudaBackendOptions::Gemv::kOff;
     if (std::strcmp(e, "all") == 0) options_.small_batch_gemv = CudaBackendOptions::Gemv::kAll;
   }
+  // The decode-attention split plan's residency figures, asked now rather than in the middle of
+  // recording a step graph.
+  for (int hd : {64, 128})
+    for (int w : {2, 4}) decode_attention_mma_ctas_per_sm(hd, w);
   graphs_on_ = options_.graphs;
   if (const char* e = std::getenv("CARPOOL_CUDA_GRAPHS"); e != nullptr && std::strcmp(e, "0") == 0)
     graphs_on_ = false;

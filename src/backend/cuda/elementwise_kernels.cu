@@ -177,15 +177,11 @@ __global__ void rope_kv_write_kernel(void* q, void* k, DType qk_dtype, const voi
   }
 }
 
-// rope_kv_write_kernel's work on a fused q|k|v buffer (row width q_dim + 2 kv_dim): q pairs go
-// to q_out, k pairs (with the same two elements of v) to the cache. A rotated k is rounded to
-// qkv's type first, as the unfused path stores it in the activation buffer before copying it to
-// the cache. A thread per (token, rotated pair, group of kRopeHeads heads): one sincosf serves
-// the group's heads (it was most of the kernel's work when each head computed its own), and
-// consecutive threads take consecutive pairs of a head, so loads and stores coalesce. Index is
-// uint32_t when the threads fit (the divisions per thread cost more in 64 bits), else int64_t.
-constexpr int kRopeHeads = 8;
-
+// rope_kv_write_kernel's work on a fused q|k|v buffer: a thread per rotated pair of q or k,
+// reading from qkv (row width q_dim + 2 kv_dim); q pairs go to q_out, k pairs (with the same
+// two elements of v) to the cache. A rotated k is rounded to qkv's type first, as the unfused
+// path stores it in the activation buffer before copying it to the cache. Index is uint32_t when
+// the pairs fit (the divisions per pair were most of the kernel's time in 64 bits), else int64_t.
 template <typename Index>
 __global__ void rope_kv_write_qkv_kernel(void* q_out, DType q_dtype, const void* qkv,
                                          DType qkv_dtype, void* k_cache, void* v_cache,
@@ -195,45 +191,40 @@ __global__ void rope_kv_write_qkv_kernel(void* q_out, DType q_dtype, const void*
                                          int n_kv_heads, int head_dim, bool interleaved) {
   const int half = head_dim / 2;
   const int heads = n_heads + n_kv_heads;
-  const int groups = (heads + kRopeHeads - 1) / kRopeHeads;
   const int64_t q_dim = int64_t(n_heads) * head_dim, kv_dim = int64_t(n_kv_heads) * head_dim;
   const int64_t row = q_dim + 2 * kv_dim;
-  const Index total = static_cast<Index>(n_tokens * groups * half);
-  const Index half_i = static_cast<Index>(half), groups_i = static_cast<Index>(groups);
+  const Index total = static_cast<Index>(n_tokens * heads * half);
+  const Index half_i = static_cast<Index>(half), heads_i = static_cast<Index>(heads);
   for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < total;
        i += Index(gridDim.x) * blockDim.x) {
     const int p = static_cast<int>(i % half_i);
-    const Index tg = i / half_i;
-    const int64_t t = static_cast<int64_t>(tg / groups_i);
-    const int h0 = static_cast<int>(tg % groups_i) * kRopeHeads;
-    const int h1 = min(heads, h0 + kRopeHeads);
+    const Index th = i / half_i;
+    const int64_t t = static_cast<int64_t>(th / heads_i);
+    const int h = static_cast<int>(th % heads_i);
+    const bool is_q = h < n_heads;
+    const int64_t head_off = int64_t(is_q ? h : h - n_heads) * head_dim;
+    const int64_t e0 = head_off + (interleaved ? 2 * p : p);
+    const int64_t e1 = head_off + (interleaved ? 2 * p + 1 : p + half);
+    const int64_t src = t * row + (is_q ? 0 : q_dim);
     float s, c;
     sincosf(static_cast<float>(positions[t]) * inv_freq[p], &s, &c);
-    const int64_t pe0 = interleaved ? 2 * p : p, pe1 = interleaved ? 2 * p + 1 : p + half;
-    const int64_t slot = h1 > n_heads ? slots[t] : -1;  // only a group with k heads needs it
-    const bool to_cache = slot >= 0 && slot < cache_rows;
-    for (int h = h0; h < h1; ++h) {
-      const bool is_q = h < n_heads;
-      const int64_t head_off = int64_t(is_q ? h : h - n_heads) * head_dim;
-      const int64_t e0 = head_off + pe0, e1 = head_off + pe1;
-      const int64_t src = t * row + (is_q ? 0 : q_dim);
-      const float a = load_f(qkv, src + e0, qkv_dtype), b = load_f(qkv, src + e1, qkv_dtype);
-      const float r0 = a * c - b * s, r1 = a * s + b * c;
-      if (is_q) {
-        store_f(q_out, t * q_dim + e0, q_dtype, r0);
-        store_f(q_out, t * q_dim + e1, q_dtype, r1);
-        continue;
-      }
-      if (!to_cache) continue;
-      uint32_t k0 = 0, k1 = 0;  // r0, r1 rounded to qkv's type (4 bytes hold any float type)
-      store_f(&k0, 0, qkv_dtype, r0);
-      store_f(&k1, 0, qkv_dtype, r1);
-      store_f(k_cache, slot * kv_dim + e0, cache_dtype, load_f(&k0, 0, qkv_dtype));
-      store_f(k_cache, slot * kv_dim + e1, cache_dtype, load_f(&k1, 0, qkv_dtype));
-      const int64_t v_src = t * row + q_dim + kv_dim;
-      store_f(v_cache, slot * kv_dim + e0, cache_dtype, load_f(qkv, v_src + e0, qkv_dtype));
-      store_f(v_cache, slot * kv_dim + e1, cache_dtype, load_f(qkv, v_src + e1, qkv_dtype));
+    const float a = load_f(qkv, src + e0, qkv_dtype), b = load_f(qkv, src + e1, qkv_dtype);
+    const float r0 = a * c - b * s, r1 = a * s + b * c;
+    if (is_q) {
+      store_f(q_out, t * q_dim + e0, q_dtype, r0);
+      store_f(q_out, t * q_dim + e1, q_dtype, r1);
+      continue;
     }
+    const int64_t slot = slots[t];
+    if (slot < 0 || slot >= cache_rows) continue;
+    uint32_t k0 = 0, k1 = 0;  // r0, r1 rounded to qkv's type (4 bytes hold any float type)
+    store_f(&k0, 0, qkv_dtype, r0);
+    store_f(&k1, 0, qkv_dtype, r1);
+    store_f(k_cache, slot * kv_dim + e0, cache_dtype, load_f(&k0, 0, qkv_dtype));
+    store_f(k_cache, slot * kv_dim + e1, cache_dtype, load_f(&k1, 0, qkv_dtype));
+    const int64_t v_src = t * row + q_dim + kv_dim;
+    store_f(v_cache, slot * kv_dim + e0, cache_dtype, load_f(qkv, v_src + e0, qkv_dtype));
+    store_f(v_cache, slot * kv_dim + e1, cache_dtype, load_f(qkv, v_src + e1, qkv_dtype));
   }
 }
 
@@ -391,8 +382,7 @@ void launch_rope_kv_write_qkv(const LaunchCtx& ctx, void* q_out, DType q_dtype, 
                               int64_t cache_rows, const int32_t* positions, const float* inv_freq,
                               const int32_t* slots, int64_t n_tokens, int n_heads, int n_kv_heads,
                               int head_dim, bool interleaved) {
-  const int groups = (n_heads + n_kv_heads + kRopeHeads - 1) / kRopeHeads;
-  const int64_t total = n_tokens * groups * (head_dim / 2);
+  const int64_t total = n_tokens * (n_heads + n_kv_heads) * (head_dim / 2);
   if (total == 0) return;
   const auto kernel = total < (int64_t{1} << 31) ? rope_kv_write_qkv_kernel<uint32_t>
                                                  : rope_kv_write_qkv_kernel<int64_t>;

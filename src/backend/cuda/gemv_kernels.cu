@@ -126,10 +126,11 @@ template <int M>
 void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DType y_dtype,
               const void* bias, DType bias_dtype, int64_t n, int64_t k8) {
   // More rows per warp at one or two activation rows: more weight bytes in flight per warp. At
-  // one row LaunchCtx::gemv_rows_m1 = 2 halves that, for twice the blocks (A/B: finer work
-  // units for the narrower matrices, whose 4-row blocks number only 2-3 per SM).
+  // one row, 2 rows per warp for matrices of at most 8192 rows (LaunchCtx::gemv_rows_m1): twice
+  // the blocks, where 4-row blocks number only 2-3 per SM.
   if constexpr (M == 1) {
-    if (ctx.gemv_rows_m1 == 2) {
+    const int rows = ctx.gemv_rows_m1 != 0 ? ctx.gemv_rows_m1 : (n <= 8192 ? 2 : 4);
+    if (rows == 2) {
       launch_mr<1, 2>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
       return;
     }

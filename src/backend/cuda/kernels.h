@@ -27,23 +27,31 @@ struct LaunchCtx {
   // Decode attention on the SIMT kernel instead of the tensor-core one (A/B comparisons;
   // CARPOOL_CUDA_ATTENTION=simt sets it when the backend starts).
   bool simt_decode_attention = false;
-  // Blocks per row of sample_rows (1, or a cluster of 2 or 4 on compute capability 9.0+;
-  // CARPOOL_CUDA_SAMPLING=cluster2 / cluster4 set it when the backend starts; A/B).
+  // Blocks per row of sample_rows: 2 (a thread block cluster) on compute capability 9.0+, where
+  // it ran batch-64 decode steps with draws 13% faster than 1 on an H200 (bench/RESULTS.md); 1
+  // below. CARPOOL_CUDA_SAMPLING=block / cluster4 set 1 / 4 when the backend starts (A/B).
   int sampling_ctas = 1;
   // Prefill attention with two query heads of a KV head per CTA and the heaviest tiles first
   // (attention_prefill.cu): 3% faster than one head per CTA at 4096 tokens on an H200
   // (bench/RESULTS.md). CARPOOL_CUDA_PREFILL=single clears it when the backend starts (A/B).
   bool prefill_pairs = true;
-  // Weight rows per warp of the streaming matmul at one activation row, 4 or 2
-  // (CARPOOL_CUDA_GEMV_ROWS=2 sets 2 when the backend starts; A/B).
-  int gemv_rows_m1 = 4;
-  // Warps per CTA of the tensor-core decode attention kernel, 2 or 4 (CARPOOL_CUDA_DECODE_WARPS=4
-  // sets 4 when the backend starts; A/B). With 2, six CTAs fit an SM (attention_decode_mma.cu).
-  int decode_warps = 2;
-  // Decode attention splits contexts longer than 256 keys into floor(this * SMs / (rows * KV
-  // heads)) parts, so that they fill the resident CTA slots in one wave. CARPOOL_CUDA_DECODE_CTAS=N
-  // sets it when the backend starts, 1..64 (A/B).
-  int decode_ctas_per_sm = 6;
+  // Weight rows per warp of the streaming matmul at one activation row: 0 = 2 for matrices of at
+  // most 8192 rows (q|k|v, o: twice the blocks, 2-4% faster on an H200), else 4; 2 or 4 forces it
+  // (CARPOOL_CUDA_GEMV_ROWS when the backend starts; A/B).
+  int gemv_rows_m1 = 0;
+  // Warps per CTA of the tensor-core decode attention kernel: 0 picks per call
+  // (attention_dispatch.cu: 4 while the CTAs fit the SMs in one wave of 4-warp CTAs, else 2, of
+  // which twice as many are resident); 2 or 4 forces it (CARPOOL_CUDA_DECODE_WARPS when the backend
+  // starts; A/B).
+  int decode_warps = 0;
+  // Decode-attention CTAs per SM that the split plan fills: 0 = as many as are resident at once
+  // (decode_attention_mma_ctas_per_sm); N > 0 overrides (CARPOOL_CUDA_DECODE_CTAS, 1..64; A/B).
+  int decode_ctas_per_sm = 0;
+  // Tensor-core decode attention reads the cache blocks of a warp's next 32 granules up front
+  // (one load per lane) instead of one block-table read before each granule's copies, which
+  // keeps a memory round trip per granule off each warp's path. CARPOOL_CUDA_DECODE_PREFETCH=1
+  // sets it when the backend starts; off until measured on a GPU.
+  bool decode_block_prefetch = false;
 };
 
 // --- weights (weights_kernels.cu) ---
@@ -175,15 +183,20 @@ struct DecodeLaunch {
   const int32_t* count = nullptr;   // rows actually listed (device); nullptr: all `rows`
   int rows = 0;                     // grid rows (upper bound of listed tokens)
   int n_splits = 1;
-  int split_len = 0;         // keys per split, a multiple of kAttnTileKeys
-  float* part_o = nullptr;   // [rows, n_heads, n_splits, head_dim] when n_splits > 1
-  float* part_ml = nullptr;  // [rows, n_heads, n_splits, 2]: running max (log2 domain), sum
+  int split_len = 0;            // keys per split, a multiple of kAttnTileKeys
+  int warps = 4;                // per CTA of the tensor-core kernel: 2 or 4
+  bool block_prefetch = false;  // tensor-core kernel: LaunchCtx::decode_block_prefetch
+  float* part_o = nullptr;      // [rows, n_heads, n_splits, head_dim] when n_splits > 1
+  float* part_ml = nullptr;     // [rows, n_heads, n_splits, 2]: running max (log2 domain), sum
 };
 void launch_decode_attention(const LaunchCtx& ctx, const AttentionLaunch& a, const DecodeLaunch& d);
 // The tensor-core form of the decode kernel's main pass (attention_decode_mma.cu): groups of up
 // to 8 query heads per KV head, head_dim 64 or 128; launch_decode_attention uses it unless
 // LaunchCtx::simt_decode_attention is set.
 bool decode_attention_mma_supported(const AttentionLaunch& a);
+// How many CTAs of `warps` (2 or 4) warps of the tensor-core kernel are resident per SM at once
+// (the occupancy calculator, asked once per process and shape; at least 1).
+int decode_attention_mma_ctas_per_sm(int head_dim, int warps);
 void launch_decode_attention_mma(const LaunchCtx& ctx, const AttentionLaunch& a,
                                  const DecodeLaunch& d);
 

@@ -182,7 +182,7 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   b.set_generic_attention(generic);
   b.set_simt_decode_attention(simt);
   b.set_prefill_pairs(pairs);
-  if (w4) b.set_decode_shape(4, 2);  // the shape before 2-warp CTAs
+  if (w4) b.set_decode_shape(4, 0);  // 4-warp CTAs whatever the batch
   const double ms = timer.median_ms(
       [&](int i) {
         const int l = i % layers;
@@ -273,9 +273,11 @@ int main(int argc, char** argv) {
       std::string label = s.name;
       b.set_small_batch_gemv(Gemv::kAll);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv", rows);
-      if (m == 1) {  // two weight rows per warp instead of four (A/B)
+      if (m == 1) {  // two and four weight rows per warp (A/B; "gemv" is the default choice)
         b.set_gemv_rows_m1(2);
         bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-r2", rows);
+        b.set_gemv_rows_m1(4);
+        bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-r4", rows);
         b.set_gemv_rows_m1(cuda::LaunchCtx{}.gemv_rows_m1);
       }
       b.set_small_batch_gemv(Gemv::kOff);
@@ -292,7 +294,8 @@ int main(int argc, char** argv) {
     if (ctx == 160) bench_attention(b, timer, l2, samples, batch, ctx, false, rows);
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows, false, /*simt=*/true);
   }
-  // 4-warp CTAs split for 2 per SM (the shape before 2-warp CTAs), same run.
+  // 4-warp CTAs whatever the batch (the default picks 2 warps once one wave of 4-warp CTAs
+  // cannot hold the batch), same run.
   for (auto [batch, ctx] : std::vector<std::pair<int, int>>{
            {1, 1024}, {16, 4096}, {64, 2048}, {64, 160}, {256, 160}, {256, 1024}})
     bench_attention(b, timer, l2, samples, batch, ctx, false, rows, false, false, false,
