@@ -79,6 +79,27 @@ constexpr int tile_stride() {
   return D + 8;
 }
 
+// Starts the copy of 16-byte chunk `part` of tile row `key` from cache slot `slot` of K and V
+// (slot < 0: the row is zero-filled).
+template <int D>
+__device__ __forceinline__ void copy_kv_chunk(__nv_bfloat16* k_s, __nv_bfloat16* v_s,
+                                              const __nv_bfloat16* kc, const __nv_bfloat16* vc,
+                                              int64_t slot, int64_t kv_width, int kvh, int key,
+                                              int part) {
+  const __nv_bfloat16* ks = kc;
+  const __nv_bfloat16* vs = vc;
+  int bytes = 0;
+  if (slot >= 0) {
+    const int64_t off = slot * kv_width + int64_t(kvh) * D + part * 8;
+    ks = kc + off;
+    vs = vc + off;
+    bytes = 16;
+  }
+  const int so = key * tile_stride<D>() + part * 8;
+  cp_async_16(k_s + so, ks, bytes);
+  cp_async_16(v_s + so, vs, bytes);
+}
+
 // Starts the asynchronous copy of keys [key0, key0 + KEYS) of one KV head of one sequence into
 // k_s / v_s ([KEYS, tile_stride<D>()]); positions >= key_end are zero-filled. The threads
 // first, first + stride, ... take part (a block: threadIdx.x and the block size; a warp: its
@@ -93,19 +114,9 @@ __device__ __forceinline__ void load_kv_rows(__nv_bfloat16* k_s, __nv_bfloat16* 
   for (int c = first; c < KEYS * kChunks; c += stride) {
     const int key = c / kChunks, part = c % kChunks;
     const int p = key0 + key;
-    const __nv_bfloat16* ks = kc;
-    const __nv_bfloat16* vs = vc;
-    int bytes = 0;
-    if (p < key_end) {
-      const int64_t slot = int64_t(table[p / block_size]) * block_size + p % block_size;
-      const int64_t off = slot * kv_width + int64_t(kvh) * D + part * 8;
-      ks = kc + off;
-      vs = vc + off;
-      bytes = 16;
-    }
-    const int so = key * tile_stride<D>() + part * 8;
-    cp_async_16(k_s + so, ks, bytes);
-    cp_async_16(v_s + so, vs, bytes);
+    const int64_t slot =
+        p < key_end ? int64_t(table[p / block_size]) * block_size + p % block_size : -1;
+    copy_kv_chunk<D>(k_s, v_s, kc, vc, slot, kv_width, kvh, key, part);
   }
 }
 
@@ -117,24 +128,14 @@ __device__ __forceinline__ void load_kv_rows_in_block(__nv_bfloat16* k_s, __nv_b
                                                       const __nv_bfloat16* vc, int64_t slot0,
                                                       int64_t kv_width, int kvh, int key0,
                                                       int key_end, int lane) {
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  constexpr int kChunks = D / 8;
   static_assert(KEYS * kChunks % 32 == 0, "whole rounds of the warp");
 #pragma unroll
   for (int r = 0; r < KEYS * kChunks / 32; ++r) {
     const int c = lane + 32 * r;
     const int key = c / kChunks, part = c % kChunks;
-    const __nv_bfloat16* ks = kc;
-    const __nv_bfloat16* vs = vc;
-    int bytes = 0;
-    if (key0 + key < key_end) {
-      const int64_t off = (slot0 + key) * kv_width + int64_t(kvh) * D + part * 8;
-      ks = kc + off;
-      vs = vc + off;
-      bytes = 16;
-    }
-    const int so = key * tile_stride<D>() + part * 8;
-    cp_async_16(k_s + so, ks, bytes);
-    cp_async_16(v_s + so, vs, bytes);
+    copy_kv_chunk<D>(k_s, v_s, kc, vc, key0 + key < key_end ? slot0 + key : -1, kv_width, kvh, key,
+                     part);
   }
 }
 
