@@ -47,25 +47,23 @@ Plan make_plan(const LaunchCtx& ctx, const AttentionLaunch& a) {
     dec_rows = std::min<int64_t>(n_tokens, int64_t(kMinPrefillQ - 1) * a.n_seqs);
     dec_rows = std::max<int64_t>(dec_rows, 0);
   }
-  // Decode CTAs: 4 warps while one wave of 4-warp CTAs holds a CTA per row and KV head (each
-  // warp then walks fewer 16-key granules, one after another: at batch 1 that measured 3% faster
-  // on an H200), else 2 warps, twice as many resident (a batch-64 step's 512 CTAs in one wave
-  // instead of two: 5% faster). Splits: as many as the resident CTAs hold whole (a split that
-  // overflows them adds a wave), each a whole number of tiles.
+  // Decode CTAs of 4 warps while one wave of them holds the call's (each warp then walks fewer
+  // 16-key granules, one after another: at batch 1 that measured 3% faster on an H200), else 2
+  // warps, twice as many resident (a batch-64 step's 512 CTAs in one wave instead of two: 5%
+  // faster); splits to fill the resident CTAs (decode_shape).
   const int max_kv = std::max(a.max_kv_len, 1);
   const int64_t max_tiles_kv = ceil_div(max_kv, kAttnTileKeys);
-  const int64_t base = dec_rows * a.n_kv_heads;
-  auto slots = [&](int warps) {
-    const int per_sm = ctx.decode_ctas_per_sm > 0
-                           ? ctx.decode_ctas_per_sm
-                           : decode_attention_mma_ctas_per_sm(a.head_dim, warps);
-    return int64_t{per_sm} * ctx.sm_count;
-  };
-  int warps = ctx.decode_warps;
-  if (warps != 2 && warps != 4) warps = base <= slots(4) ? 4 : 2;
-  int64_t splits = base > 0 ? std::min(slots(warps) / base, max_tiles_kv) : 1;
-  splits = std::clamp<int64_t>(splits, 1, 1024);
-  p.decode.warps = warps;
+  DecodeShapeInput in;
+  in.ctas = dec_rows * a.n_kv_heads;
+  in.tiles = max_tiles_kv;
+  in.sm_count = ctx.sm_count;
+  in.resident4 = decode_attention_mma_ctas_per_sm(a.head_dim, 4);
+  in.resident2 = decode_attention_mma_ctas_per_sm(a.head_dim, 2);
+  in.warps = ctx.decode_warps;
+  in.ctas_per_sm = ctx.decode_ctas_per_sm;
+  const DecodeShape shape = decode_shape(in);
+  const int64_t splits = shape.splits;
+  p.decode.warps = shape.warps;
   const int64_t tiles_per_split = ceil_div(max_tiles_kv, splits);
   p.decode.split_len = static_cast<int>(tiles_per_split * kAttnTileKeys);
   p.decode.n_splits = static_cast<int>(ceil_div(max_kv, p.decode.split_len));

@@ -194,6 +194,24 @@ void launch_decode_attention(const LaunchCtx& ctx, const AttentionLaunch& a, con
 // to 8 query heads per KV head, head_dim 64 or 128; launch_decode_attention uses it unless
 // LaunchCtx::simt_decode_attention is set.
 bool decode_attention_mma_supported(const AttentionLaunch& a);
+// The decode attention launch's shape (pure logic, decode_shape.cpp). ctas: CTAs of one split
+// (decode rows x KV heads); tiles: kAttnTileKeys tiles of the longest context; resident4 /
+// resident2: CTAs of 4 / 2 warps resident per SM; warps and ctas_per_sm: LaunchCtx's overrides
+// (0: none). Warps: 4 while one wave of 4-warp CTAs holds `ctas`, else 2 (twice as many are
+// resident). Splits: as many as the resident CTAs hold whole (a split that overflows them adds a
+// wave), at most one per tile, 1..1024.
+struct DecodeShapeInput {
+  int64_t ctas = 0;
+  int64_t tiles = 1;
+  int sm_count = 1;
+  int resident4 = 1, resident2 = 1;
+  int warps = 0, ctas_per_sm = 0;
+};
+struct DecodeShape {
+  int warps = 4;
+  int splits = 1;
+};
+DecodeShape decode_shape(const DecodeShapeInput& in);
 // How many CTAs of `warps` (2 or 4) warps of the tensor-core kernel are resident per SM at once
 // (the occupancy calculator, asked once per process and shape; at least 1).
 int decode_attention_mma_ctas_per_sm(int head_dim, int warps);
