@@ -9,8 +9,8 @@ DecodeShape decode_shape(const DecodeShapeInput& in) {
   DecodeShape out;
   const int64_t sms = std::max(in.sm_count, 1);
   auto slots = [&](int warps) {
-    const int per_sm = in.ctas_per_sm > 0 ? in.ctas_per_sm
-                                          : std::max(warps == 4 ? in.resident4 : in.resident2, 1);
+    const int per_sm =
+        in.ctas_per_sm > 0 ? in.ctas_per_sm : std::max(warps == 4 ? in.resident4 : in.resident2, 1);
     return int64_t{per_sm} * sms;
   };
   out.warps = in.warps == 2 || in.warps == 4 ? in.warps : (in.ctas <= slots(4) ? 4 : 2);

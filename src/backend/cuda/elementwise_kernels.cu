@@ -69,8 +69,9 @@ __global__ void rmsnorm_kernel(void* out, DType out_dtype, const void* x, DType 
 // scalar kernel; only the order in which the squares are summed differs.
 constexpr int kNormChunks = 2;
 
-__global__ void rmsnorm_bf16x8_kernel(uint4* out, const uint4* x, uint4* residual, const void* w,
-                                      DType w_dtype, int d8, float eps) {
+__global__ void __launch_bounds__(1024)
+    rmsnorm_bf16x8_kernel(uint4* out, const uint4* x, uint4* residual, const void* w, DType w_dtype,
+                          int d8, float eps) {
   const int64_t base = static_cast<int64_t>(blockIdx.x) * d8;
   float v[kNormChunks][8];
   float ss = 0.f;

@@ -72,7 +72,7 @@ TEST(DecodeShape, DegenerateInputsGiveOneSplit) {
   in.resident4 = 1000;  // at most 1024 splits
   EXPECT_EQ(decode_shape(in).splits, 1024);
   in = h200(4, 8);
-  in.sm_count = 0;  // treated as one SM
+  in.sm_count = 0;   // treated as one SM
   in.resident4 = 0;  // and at least one resident CTA
   in.resident2 = 0;
   DecodeShape s = decode_shape(in);
