@@ -179,6 +179,7 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
   meta.n_kv_heads = n_kv;
   meta.head_dim = hd;
   meta.scale = 1.f / std::sqrt(float(hd));
+  const cuda::LaunchCtx before = b.launch_ctx();  // the settings to return to (environment's)
   b.set_generic_attention(generic);
   b.set_simt_decode_attention(simt);
   b.set_prefill_pairs(pairs);
@@ -189,10 +190,10 @@ void bench_attention(cuda::CudaBackend& b, Timer& timer, size_t l2, int samples,
         b.attention(out, q, cache->k[l], cache->v[l], meta);
       },
       samples);
-  b.set_generic_attention(false);
-  b.set_simt_decode_attention(false);
-  b.set_prefill_pairs(cuda::LaunchCtx{}.prefill_pairs);  // back to the defaults
-  b.set_decode_shape(cuda::LaunchCtx{}.decode_warps, cuda::LaunchCtx{}.decode_ctas_per_sm);
+  b.set_generic_attention(before.generic_attention);
+  b.set_simt_decode_attention(before.simt_decode_attention);
+  b.set_prefill_pairs(before.prefill_pairs);
+  b.set_decode_shape(before.decode_warps, before.decode_ctas_per_sm);
   const double kv_bytes = double(batch) * ctx * n_kv * hd * 2 * 2;
   // FLOPs: QK^T and PV, causal half for prefill.
   const double flops = 4.0 * batch * n_heads * hd * (prefill ? 0.5 * ctx * ctx : double(ctx));
@@ -274,11 +275,12 @@ int main(int argc, char** argv) {
       b.set_small_batch_gemv(Gemv::kAll);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv", rows);
       if (m == 1) {  // two and four weight rows per warp (A/B; "gemv" is the default choice)
+        const int rows_before = b.launch_ctx().gemv_rows_m1;
         b.set_gemv_rows_m1(2);
         bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-r2", rows);
         b.set_gemv_rows_m1(4);
         bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-r4", rows);
-        b.set_gemv_rows_m1(cuda::LaunchCtx{}.gemv_rows_m1);
+        b.set_gemv_rows_m1(rows_before);
       }
       b.set_small_batch_gemv(Gemv::kOff);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " cublas", rows);
