@@ -78,7 +78,7 @@ Status CudaBackend::init() {
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_GEMV_ROWS"); e != nullptr) {
     const int v = std::atoi(e);
-    if (v == 2 || v == 4) ctx_.gemv_rows_m1 = v;
+    if (v == 1 || v == 2 || v == 4) ctx_.gemv_rows_m1 = v;
   }
   if (const char* e = std::getenv("CARPOOL_CUDA_DECODE_WARPS"); e != nullptr) {
     const int v = std::atoi(e);

@@ -134,6 +134,10 @@ void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DTy
       launch_mr<1, 2>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
       return;
     }
+    if (rows == 1) {  // (A/B: four times the blocks of 4 rows, for the narrowest matrices)
+      launch_mr<1, 1>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
+      return;
+    }
   }
   launch_mr<M, (M <= 2 ? 4 : 2)>(ctx, w, x, y, y_dtype, bias, bias_dtype, n, k8);
 }

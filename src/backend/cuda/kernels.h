@@ -36,8 +36,8 @@ struct LaunchCtx {
   // (bench/RESULTS.md). CARPOOL_CUDA_PREFILL=single clears it when the backend starts (A/B).
   bool prefill_pairs = true;
   // Weight rows per warp of the streaming matmul at one activation row: 0 = 2 for matrices of at
-  // most 8192 rows (q|k|v, o: twice the blocks, 2-4% faster on an H200), else 4; 2 or 4 forces it
-  // (CARPOOL_CUDA_GEMV_ROWS when the backend starts; A/B).
+  // most 8192 rows (q|k|v, o: twice the blocks, 2-4% faster on an H200), else 4; 1, 2 or 4 forces
+  // it (CARPOOL_CUDA_GEMV_ROWS when the backend starts; A/B).
   int gemv_rows_m1 = 0;
   // Warps per CTA of the tensor-core decode attention kernel: 0 picks per call
   // (attention_dispatch.cu: 4 while the CTAs fit the SMs in one wave of 4-warp CTAs, else 2, of

@@ -274,8 +274,10 @@ int main(int argc, char** argv) {
       std::string label = s.name;
       b.set_small_batch_gemv(Gemv::kAll);
       bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv", rows);
-      if (m == 1) {  // two and four weight rows per warp (A/B; "gemv" is the default choice)
+      if (m == 1) {  // 1, 2 and 4 weight rows per warp (A/B; "gemv" is the default choice)
         const int rows_before = b.launch_ctx().gemv_rows_m1;
+        b.set_gemv_rows_m1(1);
+        bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-r1", rows);
         b.set_gemv_rows_m1(2);
         bench_gemm(b, timer, l2, samples, m, s.k, s.n, label + " gemv-r2", rows);
         b.set_gemv_rows_m1(4);
