@@ -13,6 +13,7 @@ measures carpool:
     minutes: gpu-check runs it only when asked).
 Usage: transformers_baseline.py OUT_DIR [--compile] [--batches 1,64,256] [--gen 32]
 Writes OUT_DIR/transformers-baseline.json (one JSON object per line) and prints a summary.
+BASELINE_DEVICE=cpu with --tiny runs the script itself on a small model (a dry run).
 """
 import argparse
 import json
@@ -23,8 +24,20 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+DEV = os.environ.get("BASELINE_DEVICE", "cuda")
 
-def llama_31_8b():
+
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def llama_31_8b(tiny=False):
+    if tiny:  # the same architecture, small enough for a CPU
+        return LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=4096, rms_norm_eps=1e-5, rope_theta=500000.0,
+                           tie_word_embeddings=False)
     return LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
                        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
                        max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
@@ -37,12 +50,12 @@ def llama_31_8b():
 def timed(fn, reps):
     """Median seconds of `reps` calls of fn after one warm-up call."""
     fn()
-    torch.cuda.synchronize()
+    sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -55,18 +68,20 @@ def main():
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--prefill", type=int, default=4096)
+    ap.add_argument("--tiny", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "transformers-baseline.json")
-    cfg = llama_31_8b()
+    cfg = llama_31_8b(args.tiny)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
+    with torch.device(DEV):
         model = LlamaForCausalLM(cfg).eval()
     torch.set_default_dtype(torch.float32)
     params = sum(p.numel() for p in model.parameters())
-    info = {"what": "setup", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+    info = {"what": "setup", "device": torch.cuda.get_device_name() if DEV == "cuda" else DEV,
+            "torch": torch.__version__,
             "params": params, "create_s": round(time.perf_counter() - t0, 1)}
     try:
         import transformers
@@ -84,7 +99,7 @@ def main():
 
     L, H, D = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
     T = args.prefill
-    ids = torch.randint(0, cfg.vocab_size, (1, T), device="cuda")
+    ids = torch.randint(0, cfg.vocab_size, (1, T), device=DEV)
     def prefill():
         try:  # logits of the last position only, as carpool computes them
             return model(ids, use_cache=False, logits_to_keep=1)
@@ -101,7 +116,7 @@ def main():
         model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
     G = args.gen
     for B in (int(b) for b in args.batches.split(",")):
-        prompt = torch.randint(0, cfg.vocab_size, (B, args.prompt), device="cuda")
+        prompt = torch.randint(0, cfg.vocab_size, (B, args.prompt), device=DEV)
         mask = torch.ones_like(prompt)
 
         def gen(n):
