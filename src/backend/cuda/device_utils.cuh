@@ -73,6 +73,11 @@ inline unsigned grid_for(int64_t n, int threads, const LaunchCtx& ctx) {
   return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
 }
 
+// Whether p may be read as uint4 (16-byte vector loads).
+inline bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
 inline void check_launch(const LaunchCtx& ctx) {
   CUDA_CHECK_LAUNCH(ctx.stream, ctx.debug_sync);
 }

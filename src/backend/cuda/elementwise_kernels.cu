@@ -287,10 +287,6 @@ __global__ void swiglu_fused_bf16x8_kernel(uint4* out, const uint4* gate_up, uin
   }
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
 }  // namespace
 
 void launch_embed(const LaunchCtx& ctx, void* out, DType out_dtype, const void* table,

@@ -145,8 +145,7 @@ void launch_m(const LaunchCtx& ctx, const uint4* w, const uint4* x, void* y, DTy
 }  // namespace
 
 bool gemv_bf16_fits(int64_t m, int64_t k, const void* w, const void* x) {
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return m >= 1 && m <= kGemvMaxRows && k > 0 && k % 8 == 0 && aligned(w) && aligned(x);
+  return m >= 1 && m <= kGemvMaxRows && k > 0 && k % 8 == 0 && aligned16(w) && aligned16(x);
 }
 
 void launch_gemv_bf16(const LaunchCtx& ctx, void* y, DType y_dtype, const void* x, const void* w,
