@@ -15,8 +15,8 @@
 //   query
 //     token per sequence) over 30 layers' caches in SmolLM2-135M's shape (9 heads, 3 KV heads,
 //     head_dim 64, blocks of 16 in shuffled order), 2 threads; counter: KV GB/s (K and V bytes
-//     read per step over its time). The layers cycle through 512 MB of caches, so KV comes from
-//     memory as in a real step.
+//     read per step over its time). The layers cycle through 512 MB of caches in one huge-page
+//     arena, so KV comes from memory as in a real step.
 //   BM_PoolJob/<threads>/<items>/<ns per item>: one ThreadPool::parallel_for of items that each
 //     spin for about the given time (kCoarse claims, as decode-sized ops use): the cost of a job
 //     boundary (hand-off, claims, the wait for the last chunk) next to the work it splits.
@@ -24,7 +24,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -33,6 +35,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm_q8a.h"
 #include "backend/cpu/paged_attention.h"
+#include "util/host_memory.h"
 #include "util/thread_pool.h"
 
 namespace carpool {
@@ -199,7 +202,20 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
   // last-level cache, as in serving, where the weights stream through it between layers.
   const size_t layer_bytes = 2ull * n_blocks * kBlock * kv_cols * elem;
   const int n_caches = std::max<int>(kLayers, static_cast<int>((512ull << 20) / layer_bytes) + 1);
-  std::vector<std::vector<uint8_t>> k(n_caches), v(n_caches);
+  // One arena for all of them, allocated as the engine allocates its KV cache (host_alloc: huge
+  // pages), cache l's K then its V at l * layer_bytes.
+  const size_t n_elems = static_cast<size_t>(n_blocks) * kBlock * kv_cols;
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  const std::unique_ptr<uint8_t[], Free> arena(
+      static_cast<uint8_t*>(host_alloc(static_cast<size_t>(n_caches) * layer_bytes)));
+  if (!arena) {
+    state.SkipWithError("out of memory");
+    return;
+  }
+  auto k_of = [&](int l) { return arena.get() + static_cast<size_t>(l) * layer_bytes; };
+  auto v_of = [&](int l) { return k_of(l) + n_elems * elem; };
   const std::vector<float> fill = random_rows(kBlock, kv_cols);
   auto put = [&](uint8_t* dst, float x) {
     if (elem == 4) std::memcpy(dst, &x, 4);
@@ -207,12 +223,9 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
     if (elem == 2) std::memcpy(dst, &h, 2);
   };
   for (int l = 0; l < n_caches; ++l) {
-    const size_t n = static_cast<size_t>(n_blocks) * kBlock * kv_cols;
-    k[l].resize(n * elem);
-    v[l].resize(n * elem);
-    for (size_t i = 0; i < n; ++i) {
-      put(k[l].data() + i * elem, fill[i % fill.size()]);
-      put(v[l].data() + i * elem, fill[(i * 7) % fill.size()]);
+    for (size_t i = 0; i < n_elems; ++i) {
+      put(k_of(l) + i * elem, fill[i % fill.size()]);
+      put(v_of(l) + i * elem, fill[(i * 7) % fill.size()]);
     }
   }
   std::vector<int32_t> table(static_cast<size_t>(n_blocks));
@@ -242,8 +255,8 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
   int next = 0;
   for (auto _ : state) {
     for (int l = 0; l < kLayers; ++l, next = (next + 1) % n_caches) {
-      a.k_cache = k[next].data();
-      a.v_cache = v[next].data();
+      a.k_cache = k_of(next);
+      a.v_cache = v_of(next);
       paged_attention(isa, a, pool, scratch.data());
     }
     benchmark::DoNotOptimize(out.data());
