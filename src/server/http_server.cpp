@@ -431,7 +431,7 @@ class Session : public std::enable_shared_from_this<Session> {
 };
 
 void ExchangeImpl::respond(HttpResponse r) {
-  if (done_ || closed_) return;
+  if (done_ || closed_ || streaming_) return;  // a started stream ends with end_stream()
   done_ = true;
   session_->count_response(r.status);
   std::string out =

@@ -14,6 +14,11 @@ std::optional<ApiError> parse_json_object(std::string_view body, nlohmann::json*
     *out = nlohmann::json::parse(body);
   } catch (const nlohmann::json::parse_error& e) {
     return bad_request("malformed JSON at byte " + std::to_string(e.byte) + " of the request body");
+  } catch (const nlohmann::json::out_of_range&) {
+    // A number beyond double's range (1e400): the parser reports it as out_of_range.406.
+    return bad_request("a number in the request body is beyond the range of a 64-bit float");
+  } catch (const nlohmann::json::exception&) {
+    return bad_request("the request body is not valid JSON");
   }
   if (!out->is_object()) return bad_request("the request body must be a JSON object");
   return std::nullopt;

@@ -1,11 +1,32 @@
 #include "server/router.h"
 
+#include <cstdio>
+#include <exception>
+
 #include "server/api_error.h"
 
 namespace carpool::server {
 
 void Router::add(std::string method, std::string path, Handler handler) {
   routes_.push_back({std::move(method), std::move(path), std::move(handler)});
+}
+
+// A handler that throws answers 500 (or ends its stream) instead of ending the process: one bad
+// request must not take the others down. The handlers check their input and are not meant to
+// throw; this is the net under them.
+void Router::call_handler(const Route& r, const std::shared_ptr<Exchange>& ex) const {
+  try {
+    r.handler(ex);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "carpool: internal error handling %s %s: %s\n",
+                 ex->request().method.c_str(), ex->request().path.c_str(), e.what());
+    ApiError err;
+    err.status = 500;
+    err.type = "server_error";
+    err.message = "internal error while handling the request";
+    ex->respond(error_response(err));  // ignored once a stream has started
+    ex->end_stream();                  // ignored unless one has
+  }
 }
 
 void Router::dispatch(const std::shared_ptr<Exchange>& ex) const {
@@ -15,7 +36,7 @@ void Router::dispatch(const std::shared_ptr<Exchange>& ex) const {
     if (r.path != req.path) continue;
     path_known = true;
     if (r.method == req.method) {
-      r.handler(ex);
+      call_handler(r, ex);
       return;
     }
   }

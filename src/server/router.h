@@ -1,5 +1,6 @@
 // Router: (method, path) -> handler. Unknown paths answer 404 and known paths with another
-// method 405, both as OpenAI error objects.
+// method 405, both as OpenAI error objects; a handler that throws answers 500 (its stream, if it
+// started one, ends) and the server goes on.
 #pragma once
 
 #include <string>
@@ -19,6 +20,7 @@ class Router {
     std::string method, path;
     Handler handler;
   };
+  void call_handler(const Route& r, const std::shared_ptr<Exchange>& ex) const;
   std::vector<Route> routes_;
 };
 

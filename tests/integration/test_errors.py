@@ -21,6 +21,18 @@ def test_malformed_json(server):
     assert "malformed JSON" in error_of(r, 400)["message"]
 
 
+@pytest.mark.parametrize("route,body", [
+    ("/v1/completions", b'{"model": "smollm2", "prompt": "hi", "temperature": 1e400}'),
+    ("/v1/chat/completions", b'{"messages": [], "temperature": -1e999}'),
+    ("/tokenize", b'{"prompt": "hi", "unknown": 1e400}'),
+    ("/v1/completions", b"1e400"),
+])
+def test_number_beyond_double_is_a_400_and_the_server_lives(server, route, body):
+    err = error_of(server.post(route, data=body, headers={"Content-Type": "application/json"}), 400)
+    assert "range" in err["message"]
+    assert server.get("/health").status_code == 200
+
+
 def test_non_object_body_and_deep_nesting(server):
     assert error_of(server.post("/v1/completions", data=b"[1, 2]"), 400)
     deep = b'{"prompt": ' + b"[" * 100000 + b"]" * 100000 + b"}"

@@ -1,5 +1,6 @@
 // Unit tests of the server's pure parts: stop strings, request validation, API-key check, JSON
-// limits. (The HTTP routes are tested end to end in tests/integration.)
+// limits, the router's net under handlers. (The HTTP routes are tested end to end in
+// tests/integration.)
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -7,6 +8,7 @@
 #include "server/auth.h"
 #include "server/json_io.h"
 #include "server/openai_request.h"
+#include "server/router.h"
 #include "server/stop_matcher.h"
 
 namespace carpool::server {
@@ -203,9 +205,70 @@ TEST(JsonIo, DepthLimitAndErrors) {
   EXPECT_TRUE(parse_json_object("{\"a\":", &j));
 }
 
+// Numbers beyond double's range are a 400, not an exception out of the handler (which ended
+// the server).
+TEST(JsonIo, NumberOverflowIsAnError) {
+  nlohmann::json j;
+  for (const char* body :
+       {R"({"x": 1e400})", R"({"temperature": -1e999})", R"({"a": [1, 2, 123456789e999999]})"}) {
+    std::optional<ApiError> e;
+    EXPECT_NO_THROW(e = parse_json_object(body, &j)) << body;
+    ASSERT_TRUE(e) << body;
+    EXPECT_EQ(e->status, 400);
+    EXPECT_NE(e->message.find("range"), std::string::npos) << e->message;
+  }
+  EXPECT_FALSE(parse_json_object(R"({"x": 1.7e308, "y": -4.9e-324, "z": 1e-400})", &j));
+}
+
 TEST(JsonIo, InvalidUtf8IsReplacedNotThrown) {
   nlohmann::json j = {{"t", std::string("a\xC3")}};
   EXPECT_EQ(dump_json(j), "{\"t\":\"a\xEF\xBF\xBD\"}");
+}
+
+// An exchange that records what a handler did with it, as the HTTP server's does: respond() is
+// ignored once a stream has started, end_stream() unless one has.
+class RecordingExchange : public Exchange {
+ public:
+  explicit RecordingExchange(HttpRequest r) : req_(std::move(r)) {}
+  const HttpRequest& request() const override { return req_; }
+  void respond(HttpResponse r) override {
+    if (!streaming && status == 0) status = r.status;
+  }
+  void start_stream(int s, std::string, std::vector<std::pair<std::string, std::string>>) override {
+    streaming = true;
+    status = s;
+  }
+  void write(std::string) override {}
+  void end_stream() override { ended = streaming; }
+  void post(std::function<void()> fn) override { fn(); }
+  void on_close(std::function<void()>) override {}
+  bool closed() const override { return false; }
+
+  int status = 0;
+  bool streaming = false;
+  bool ended = false;
+
+ private:
+  HttpRequest req_;
+};
+
+TEST(Router, AHandlerThatThrowsAnswers500) {
+  Router router;
+  router.add("POST", "/boom", [](std::shared_ptr<Exchange>) { throw std::runtime_error("x"); });
+  router.add("POST", "/stream-boom", [](std::shared_ptr<Exchange> ex) {
+    ex->start_stream(200, "text/event-stream");
+    throw std::out_of_range("y");
+  });
+  auto a = std::make_shared<RecordingExchange>(HttpRequest{"POST", "/boom", "", {}, "{}"});
+  EXPECT_NO_THROW(router.dispatch(a));
+  EXPECT_EQ(a->status, 500);
+  auto b = std::make_shared<RecordingExchange>(HttpRequest{"POST", "/stream-boom", "", {}, "{}"});
+  EXPECT_NO_THROW(router.dispatch(b));
+  EXPECT_EQ(b->status, 200);  // the stream's head went out first
+  EXPECT_TRUE(b->ended);
+  auto c = std::make_shared<RecordingExchange>(HttpRequest{"GET", "/boom", "", {}, ""});
+  router.dispatch(c);
+  EXPECT_EQ(c->status, 405);
 }
 
 }  // namespace
