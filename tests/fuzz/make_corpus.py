@@ -4,6 +4,7 @@
   tests/fuzz/corpus/gguf/         GGUF v2/v3 files built byte by byte (struct only)
   tests/fuzz/corpus/safetensors/  safetensors files
   tests/fuzz/corpus/hf_config/    config.json, model.safetensors.index.json, generation_config.json
+  tests/fuzz/corpus/server_request/  /v1/completions and /v1/chat/completions request bodies
 
 Standard library only. Run: python3 tests/fuzz/make_corpus.py
 """
@@ -222,14 +223,49 @@ def make_hf_config():
     write("hf_config", "index_traversal.json", '{"weight_map": {"w": "../../x.safetensors"}}')
 
 
+def make_server_request():
+    seeds = {
+        "completion.json": {"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 16,
+                            "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05,
+                            "stop": ["\n", "END"], "n": 2, "logprobs": 3, "echo": True,
+                            "seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5,
+                            "repetition_penalty": 1.1, "logit_bias": {"42": -100}},
+        "completion_ids.json": {"prompt": [[1, 2, 3], [4, 5]], "max_tokens": 4, "stream": True,
+                                "stream_options": {"include_usage": True}},
+        "chat.json": {"model": "smollm2", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+            {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Why?"}],
+            "max_completion_tokens": 8, "logprobs": True, "top_logprobs": 2, "user": "u"},
+        "chat_schema.json": {"messages": [{"role": "user", "content": "x"}], "response_format": {
+            "type": "json_schema", "json_schema": {"name": "p", "schema": {
+                "type": "object", "properties": {"name": {"type": "string", "maxLength": 8},
+                                                 "age": {"type": "integer", "minimum": 0}},
+                "required": ["name"]}}}},
+        "chat_json_mode.json": {"messages": [{"role": "user", "content": "x"}],
+                                "response_format": {"type": "json_object"}},
+    }
+    for name, body in seeds.items():
+        write("server_request", name, json.dumps(body))
+    # Broken: numbers beyond double (this once ended the server), wrong types, truncation.
+    write("server_request", "overflow.json", '{"prompt": "hi", "temperature": 1e400}')
+    write("server_request", "wrong_types.json", '{"prompt": 5, "n": "2", "stop": [1]}')
+    write("server_request", "truncated.json", json.dumps(seeds["chat.json"])[:60])
+
+
 def main():
+    make_server_request()
     for target in ("gguf", "safetensors", "hf_config"):
-        shutil.rmtree(os.path.join(CORPUS, target), ignore_errors=True)
-        os.makedirs(os.path.join(CORPUS, target))
+        # Inputs that once found a bug (regress_*) are kept; the rest is written anew.
+        d = os.path.join(CORPUS, target)
+        os.makedirs(d, exist_ok=True)
+        for name in os.listdir(d):
+            if not name.startswith("regress_"):
+                os.remove(os.path.join(d, name))
     make_gguf()
     make_safetensors()
     make_hf_config()
-    for target in ("gguf", "safetensors", "hf_config"):
+    for target in ("gguf", "safetensors", "hf_config", "server_request"):
         print("%s: %d files" % (target, len(os.listdir(os.path.join(CORPUS, target)))))
 
 

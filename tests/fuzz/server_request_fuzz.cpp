@@ -1,0 +1,58 @@
+// libFuzzer target for request bodies of the OpenAI routes: the bytes a client sends go through
+// parse_json_object (the HTTP handlers' first step), then the completions and the chat parsers,
+// and the messages parser /tokenize uses. Errors are expected (each must be a 4xx naming a
+// cause); crashes, exceptions, sanitizer reports and accepted values out of range are bugs.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "server/json_io.h"
+#include "server/openai_request.h"
+
+namespace {
+
+void check_error(const std::optional<carpool::server::ApiError>& e) {
+  if (e && (e->status < 400 || e->status > 499 || e->message.empty())) __builtin_trap();
+}
+
+void check_request(const carpool::server::GenerationRequest& r,
+                   const carpool::server::RequestLimits& l) {
+  if (r.n < 1 || r.n > l.max_n) __builtin_trap();
+  if (r.logprobs < -1 || r.logprobs > l.max_logprobs) __builtin_trap();
+  if (r.max_tokens && *r.max_tokens < 0) __builtin_trap();
+  if (static_cast<int>(r.stop.size()) > l.max_stop) __builtin_trap();
+  if (static_cast<int>(r.prompts.size()) > l.max_prompts) __builtin_trap();
+  for (const auto& p : r.prompts) {
+    for (int32_t id : p.ids) {
+      if (id < 0 || id >= l.vocab_size) __builtin_trap();
+    }
+  }
+  const auto& s = r.sampling;
+  if (!(s.temperature >= 0) || !(s.top_p > 0 && s.top_p <= 1) || s.top_k < -1) __builtin_trap();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace carpool::server;
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  nlohmann::json body;
+  const auto e = parse_json_object(text, &body);
+  check_error(e);
+  if (e) return 0;
+  RequestLimits limits;
+  limits.vocab_size = 49152;
+  GenerationRequest completion;
+  const auto ce = parse_completion_request(body, limits, &completion, text);
+  check_error(ce);
+  if (!ce) check_request(completion, limits);
+  GenerationRequest chat;
+  const auto he = parse_chat_request(body, limits, &chat, text);
+  check_error(he);
+  if (!he) check_request(chat, limits);
+  if (auto it = body.find("messages"); it != body.end()) {
+    nlohmann::ordered_json messages;
+    check_error(parse_messages(*it, limits, &messages));
+  }
+  return 0;
+}
