@@ -236,7 +236,11 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
   TokenLogprobs fresh;
   if (ev.token >= 0) {
     ++c.completion_tokens;
-    if (want_logprobs()) {
+    // The end-of-generation token that ends the answer is not part of its text, so it is not
+    // listed with the text's tokens either (OpenAI's logprobs rebuild the text from them).
+    const bool end_token = ev.finished && ev.finish_reason == FinishReason::kStop &&
+                           model_.tokenizer->is_end_of_generation(ev.token);
+    if (want_logprobs() && !end_token) {
       fresh.tokens.push_back(ev.token);
       fresh.logprobs.push_back(ev.logprob);
       fresh.top.push_back(ev.top_logprobs);

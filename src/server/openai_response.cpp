@@ -74,10 +74,13 @@ ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs&
       tops.push_back(nullptr);
     } else {
       lps.push_back(lp.logprobs[i]);
+      // The top k, plus the token itself where it is not among them (OpenAI: "up to logprobs + 1
+      // elements"; logprobs 0 gives the chosen token alone).
       ordered_json top = ordered_json::object();
       if (i < lp.top.size()) {
         for (const auto& [id, l] : lp.top[i]) top[std::string(tok.token_to_piece(id))] = l;
       }
+      if (!top.contains(std::string(piece))) top[std::string(piece)] = lp.logprobs[i];
       tops.push_back(std::move(top));
     }
     offsets.push_back(offset);

@@ -130,6 +130,31 @@ def test_logprobs(client):
     assert all(len(t.top_logprobs) == 3 for t in content)
 
 
+def test_sampled_token_is_in_its_top_logprobs(client):
+    # OpenAI: "the logprob of the sampled token, so there may be up to logprobs+1 elements".
+    for k in (0, 1):
+        r = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=6,
+                                      temperature=1.5, seed=3, logprobs=k)
+        lp = r.choices[0].logprobs
+        assert len(lp.tokens) == 6
+        for chosen, lpv, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+            assert top[chosen] == pytest.approx(lpv)
+            assert k <= len(top) <= k + 1
+
+
+def test_chat_logprobs_rebuild_the_answer(client):
+    # The end-of-generation token is not in the answer's text, so not among its tokens.
+    for q in ("What is the capital of France? Answer in one word.", "Say hi."):
+        r = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": q}], max_tokens=64,
+            temperature=0, logprobs=True)
+        ch = r.choices[0]
+        assert ch.finish_reason == "stop"
+        content = ch.logprobs.content
+        assert bytes(b for t in content for b in t.bytes).decode() == ch.message.content
+        assert len(content) == r.usage.completion_tokens - 1  # usage counts the end token
+
+
 def test_echo(client):
     r = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=3, temperature=0,
                                   echo=True)
