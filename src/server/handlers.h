@@ -29,6 +29,8 @@ void handle_health(const ServerState& state, const std::shared_ptr<Exchange>& ex
 void handle_ready(const ServerState& state, const std::shared_ptr<Exchange>& ex);
 // GET /v1/models
 void handle_models(const ServerState& state, const std::shared_ptr<Exchange>& ex);
+// GET /v1/models/{id}: the served model's entry, or 404 (model_not_found) for another id.
+void handle_model(const ServerState& state, const std::shared_ptr<Exchange>& ex);
 // GET /v1/internal/engine: the engine's EngineStats as JSON (running, waiting, KV blocks...).
 void handle_engine_stats(const ServerState& state, const std::shared_ptr<Exchange>& ex);
 

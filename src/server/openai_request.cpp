@@ -72,12 +72,13 @@ class Fields {
     return std::nullopt;
   }
 
- private:
   static std::string fmt(double d) {
     char buf[32];
     std::snprintf(buf, sizeof(buf), "%g", d);
     return buf;
   }
+
+ private:
   const json& body_;
 };
 
@@ -269,8 +270,11 @@ std::optional<ApiError> parse_common(const json& body, std::string_view raw_body
   SamplingParams& s = r->sampling;
   s.temperature = 1.f;
   CARPOOL_API_TRY(f.number("temperature", 0, 2, &s.temperature));
-  CARPOOL_API_TRY(f.number("top_p", 0, 1, &s.top_p));
-  if (f.find("top_p") && s.top_p <= 0) return bad_request("top_p must be in (0, 1]", "top_p");
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  CARPOOL_API_TRY(f.number("top_p", -kInf, kInf, &s.top_p));
+  if (f.find("top_p") && !(s.top_p > 0 && s.top_p <= 1)) {
+    return bad_request("top_p must be in (0, 1], got " + Fields::fmt(s.top_p), "top_p");
+  }
   int64_t top_k = 0;
   CARPOOL_API_TRY(f.integer("top_k", -1, 1 << 20, &top_k));
   s.top_k = static_cast<int>(top_k);
@@ -384,6 +388,18 @@ std::optional<ApiError> parse_completion_request(const json& body, const Request
   CARPOOL_API_TRY(parse_prompt(body, limits, &r->prompts));
   Fields f(body);
   CARPOOL_API_TRY(f.boolean("echo", &r->echo));
+  // Refused rather than ignored: an answer that silently drops them reads as a wrong answer.
+  if (const json* v = f.find("suffix"); v && !(v->is_string() && v->get<std::string>().empty())) {
+    return bad_request("suffix is not supported (no fill-in-the-middle)", "suffix");
+  }
+  if (const json* v = f.find("best_of")) {
+    if (!v->is_number_integer() || v->get<int64_t>() != r->n) {
+      return bad_request(
+          "best_of other than n is not supported (ask for n choices with logprobs "
+          "and rank them)",
+          "best_of");
+    }
+  }
   // With echo, max_tokens 0 returns the prompt alone (with its logprobs: scoring), as in
   // OpenAI's legacy API and vLLM.
   CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", 0, r));

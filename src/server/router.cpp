@@ -7,6 +7,14 @@
 
 namespace carpool::server {
 
+bool Router::matches(std::string_view pattern, std::string_view path) {
+  if (!pattern.empty() && pattern.back() == '*') {
+    pattern.remove_suffix(1);
+    return path.size() > pattern.size() && path.substr(0, pattern.size()) == pattern;
+  }
+  return pattern == path;
+}
+
 void Router::add(std::string method, std::string path, Handler handler) {
   routes_.push_back({std::move(method), std::move(path), std::move(handler)});
 }
@@ -33,7 +41,7 @@ void Router::dispatch(const std::shared_ptr<Exchange>& ex) const {
   const HttpRequest& req = ex->request();
   bool path_known = false;
   for (const auto& r : routes_) {
-    if (r.path != req.path) continue;
+    if (!matches(r.path, req.path)) continue;
     path_known = true;
     if (r.method == req.method) {
       call_handler(r, ex);

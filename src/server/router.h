@@ -1,9 +1,11 @@
-// Router: (method, path) -> handler. Unknown paths answer 404 and known paths with another
-// method 405, both as OpenAI error objects; a handler that throws answers 500 (its stream, if it
-// started one, ends) and the server goes on.
+// Router: (method, path) -> handler; a path ending in '*' matches every longer path with that
+// prefix (GET /v1/models/*), the others match exactly. Unknown paths answer 404 and known paths
+// with another method 405, both as OpenAI error objects; a handler that throws answers 500 (its
+// stream, if it started one, ends) and the server goes on.
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "server/http_types.h"
@@ -20,6 +22,7 @@ class Router {
     std::string method, path;
     Handler handler;
   };
+  static bool matches(std::string_view pattern, std::string_view path);
   void call_handler(const Route& r, const std::shared_ptr<Exchange>& ex) const;
   std::vector<Route> routes_;
 };

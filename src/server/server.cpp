@@ -61,6 +61,7 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {
   route("GET", "/health", handle_health);
   route("GET", "/ready", handle_ready);
   route("GET", "/v1/models", handle_models);
+  route("GET", "/v1/models/*", handle_model);
   route("POST", "/v1/completions", handle_completions);
   route("POST", "/v1/chat/completions", handle_chat_completions);
   route("POST", "/tokenize", handle_tokenize);

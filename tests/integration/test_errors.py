@@ -46,13 +46,26 @@ def test_non_object_body_and_deep_nesting(server):
     ("seed", -5), ("n", 0), ("n", 1000), ("stop", 5), ("stop", [""]), ("logprobs", 99),
     ("stream", "yes"), ("echo", 1), ("model", 7), ("logit_bias", [1]),
     ("logit_bias", {"x": 1}), ("logit_bias", {"-1": 1}), ("logit_bias", {"99999999": 1}),
-    ("logit_bias", {"5": 101}), ("logit_bias", {"5": "big"}),
+    ("logit_bias", {"5": 101}), ("logit_bias", {"5": "big"}), ("top_p", "x"),
+    ("suffix", " world"), ("suffix", 5), ("best_of", 3), ("best_of", "2"),
 ])
 def test_bad_field_names_the_field(server, field, value):
     err = error_of(server.post("/v1/completions",
                                json={"prompt": "hello", "max_tokens": 2, field: value}), 400)
     assert err["param"] == field
     assert field in err["message"]
+
+
+def test_top_p_range_is_stated_once(server):
+    for v in (0, 2, -1):
+        err = error_of(server.post("/v1/completions", json={"prompt": "hi", "top_p": v}), 400)
+        assert "top_p must be in (0, 1]" in err["message"]
+
+
+def test_no_op_suffix_and_best_of_are_accepted(server):
+    for extra in ({"suffix": ""}, {"suffix": None}, {"best_of": 1}, {"best_of": 2, "n": 2}):
+        body = {"model": "smollm2", "prompt": "hello", "max_tokens": 2, **extra}
+        assert server.post("/v1/completions", json=body).status_code == 200, extra
 
 
 @pytest.mark.parametrize("body,param", [

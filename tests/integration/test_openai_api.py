@@ -2,6 +2,7 @@
 import json
 import subprocess
 
+import openai
 import pytest
 
 MODEL = "smollm2"
@@ -15,6 +16,10 @@ def test_health_ready_models(server, client):
     assert server.get("/ready").json()["status"] == "ready"
     models = client.models.list()
     assert [m.id for m in models.data] == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("gpt-4o")
+    assert e.value.body["code"] == "model_not_found"
 
 
 def test_completion(client):
