@@ -2,7 +2,8 @@
 //
 // The listener starts first (/health answers, /ready is 503 while loading), then the model loads,
 // the engine starts and runs one warm-up request, and /ready turns 200. SIGTERM or SIGINT drains:
-// readiness off, new requests 503, in-flight ones finish within --shutdown-timeout, exit 0.
+// readiness off, new and queued requests 503, running ones finish within --shutdown-timeout,
+// exit 0; a second signal ends the drain at once.
 //
 // Telemetry (unless --no-telemetry): the engine reports every step and request to it; /metrics,
 // /api/v1/series, /api/v1/status and the dashboard at / read it. Peaks: on the CPU a calibration
@@ -152,7 +153,9 @@ int cmd_serve(int argc, char** argv) {
            "smollm2"},
           {"host", "", "ADDR", "address to listen on", "127.0.0.1"},
           {"port", "p", "PORT", "port to listen on (0: any free port)", "8000"},
-          {"api-key", "", "KEY", "require 'Authorization: Bearer KEY' on every route but /health",
+          {"api-key", "", "KEY",
+           "require 'Authorization: Bearer KEY' on every route but /health (and the dashboard "
+           "page, which holds no data)",
            ""},
           {"served-model-name", "", "NAME", "the model name clients use", "the --model name"},
           {"max-num-seqs", "", "N", "sequences per engine step", "64"},
@@ -161,7 +164,8 @@ int cmd_serve(int argc, char** argv) {
            "512MiB on CPU, 90% of free GPU memory"},
           {"max-model-len", "", "N", "context length per request", "the model's"},
           {"max-queued-requests", "", "N", "waiting requests before answering 429", "1024"},
-          {"shutdown-timeout", "", "SECONDS", "time in-flight requests get to finish on SIGTERM",
+          {"shutdown-timeout", "", "SECONDS",
+           "time running requests get to finish on SIGTERM (a second signal ends it at once)",
            "30"},
           {"io-threads", "", "N", "HTTP I/O threads", "1"},
           {"max-body-bytes", "", "N", "largest request body (413 beyond)", "8388608"},

@@ -73,6 +73,7 @@ class EngineImpl final : public Engine {
   }
 
   Result<RequestId> submit(RequestParams params, TokenSink sink) override;
+  void shutdown_now() override;
   void abort(RequestId id) override {
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -110,7 +111,9 @@ class EngineImpl final : public Engine {
   void admit(Pending& p);
   void run_step();
   // Removes a waiting or running request and sends its final event (no token).
-  void end_request(RequestId id, FinishReason reason, const std::string& error);
+  // refused: ended unstarted at shutdown (TokenEvent::refused_at_shutdown).
+  void end_request(RequestId id, FinishReason reason, const std::string& error,
+                   bool refused = false);
   void publish_stats();
   void deliver();
   // --- telemetry (tel_ != null) ---
@@ -147,6 +150,8 @@ class EngineImpl final : public Engine {
   std::deque<Pending> pending_;
   std::vector<RequestId> aborts_;
   bool accepting_ = true;
+  bool refuse_unstarted_ = false;  // shutdown(): the loop ends the requests not yet started
+  bool hurry_ = false;             // shutdown_now(): shutdown() stops waiting
   bool stop_ = false;
   int unfinished_ = 0;     // submitted and not yet finished
   int sched_waiting_ = 0;  // the scheduler's queue at the last step
@@ -279,8 +284,10 @@ void EngineImpl::shutdown(double timeout_s) {
   {
     std::unique_lock<std::mutex> lk(mu_);
     accepting_ = false;
+    refuse_unstarted_ = true;
+    cv_.notify_one();
     drained_cv_.wait_for(lk, std::chrono::duration<double>(std::max(0.0, timeout_s)),
-                         [&] { return unfinished_ == 0; });
+                         [&] { return unfinished_ == 0 || hurry_; });
     stop_ = true;
   }
   cv_.notify_one();
@@ -303,13 +310,21 @@ void EngineImpl::admit(Pending& p) {
   sinks_.emplace(p.id, std::make_shared<TokenSink>(std::move(p.sink)));
 }
 
-void EngineImpl::end_request(RequestId id, FinishReason reason, const std::string& error) {
+void EngineImpl::shutdown_now() {
+  std::lock_guard<std::mutex> lk(mu_);
+  hurry_ = true;
+  drained_cv_.notify_all();
+}
+
+void EngineImpl::end_request(RequestId id, FinishReason reason, const std::string& error,
+                             bool refused) {
   auto it = sinks_.find(id);
   if (it == sinks_.end()) return;  // unknown or already finished
   TokenEvent ev;
   ev.finished = true;
   ev.finish_reason = reason;
   ev.error = error;
+  ev.refused_at_shutdown = refused;
   if (const Sequence* s = scheduler_.find(id)) {
     ev.prompt_tokens = s->num_prompt_tokens;
     ev.generated_tokens = s->num_generated();
@@ -443,22 +458,30 @@ void EngineImpl::loop() {
   std::deque<Pending> incoming;
   std::vector<RequestId> aborts;
   for (;;) {
-    bool stop = false;
+    bool stop = false, refuse = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
       auto has_work = [&] {
-        return stop_ || !pending_.empty() || !aborts_.empty() || scheduler_.has_unfinished();
+        return stop_ || refuse_unstarted_ || !pending_.empty() || !aborts_.empty() ||
+               scheduler_.has_unfinished();
       };
       idle_before_ = !has_work();
       cv_.wait(lk, has_work);
       incoming.swap(pending_);
       aborts.swap(aborts_);
       stop = stop_;
+      refuse = refuse_unstarted_;
+      refuse_unstarted_ = false;
     }
     for (Pending& p : incoming) admit(p);
     incoming.clear();
     for (RequestId id : aborts) end_request(id, FinishReason::kAbort, "");
     aborts.clear();
+    // Shutting down: what has not started goes back to its client at once (to be retried on
+    // another replica) instead of waiting out the drain for an empty answer.
+    if (refuse) {
+      for (RequestId id : scheduler_.unstarted()) end_request(id, FinishReason::kAbort, "", true);
+    }
     if (stop) {
       std::vector<RequestId> left;
       for (const auto& [id, sink] : sinks_) left.push_back(id);

@@ -93,6 +93,9 @@ struct TokenEvent {
   std::vector<TokenLogprob> prompt_logprobs;
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
+  // With reason kAbort: the request had not started (queued, nothing generated) when shutdown()
+  // began, and was ended then so that its client can retry elsewhere.
+  bool refused_at_shutdown = false;
   std::string error;  // when finish_reason == kError
   // Timing and counts, filled on the final event.
   int prompt_tokens = 0;
@@ -133,9 +136,13 @@ class Engine {
   virtual EngineStats stats() const = 0;
   virtual const EngineOptions& options() const = 0;  // with the sizes actually used
   virtual int max_model_len() const = 0;
-  // Stops accepting requests; returns when the running ones have finished or `timeout_s` passed
+  // Stops accepting requests and ends the ones not yet started (refused_at_shutdown); returns
+  // when the running ones have finished, `timeout_s` has passed or shutdown_now() was called
   // (then aborts what is left). Stops the loop thread.
   virtual void shutdown(double timeout_s) = 0;
+  // Ends a shutdown's wait now (a second signal): what is left is aborted. Safe from any thread,
+  // before or during shutdown().
+  virtual void shutdown_now() = 0;
 };
 
 }  // namespace carpool

@@ -48,6 +48,14 @@ const Sequence* Scheduler::find(SeqId id) const {
   return it == seqs_.end() ? nullptr : it->second.get();
 }
 
+std::vector<SeqId> Scheduler::unstarted() const {
+  std::vector<SeqId> ids;
+  for (const Sequence* s : waiting_) {
+    if (s->num_generated() == 0) ids.push_back(s->id);
+  }
+  return ids;
+}
+
 bool Scheduler::abort(SeqId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return false;

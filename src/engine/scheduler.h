@@ -100,6 +100,9 @@ class Scheduler {
   int num_waiting() const { return static_cast<int>(waiting_.size()); }
   int num_running() const { return static_cast<int>(running_.size()); }
   bool has_unfinished() const { return !waiting_.empty() || !running_.empty(); }
+  // Waiting sequences that have generated nothing (never run, or preempted before their first
+  // token), in queue order.
+  std::vector<SeqId> unstarted() const;
   int64_t num_preemptions() const { return num_preemptions_; }
   const BlockManager& block_manager() const { return blocks_; }
   const SchedulerConfig& config() const { return config_; }

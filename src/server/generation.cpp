@@ -1,5 +1,6 @@
 #include "server/generation.h"
 
+#include <algorithm>
 #include <mutex>
 #include <random>
 #include <utility>
@@ -61,6 +62,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     int completion_tokens = 0;
     bool prompt_scored = false;  // the echoed prompt's logprobs arrived (want_prompt_logprobs)
     TokenLogprobs prompt_logprobs;
+    bool refused = false;  // ended unstarted by the engine's shutdown (refused_at_shutdown)
   };
 
   void on_event(int i, const TokenEvent& ev);
@@ -252,6 +254,7 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
     }
   }
   if (!c.finished && ev.finished) {
+    c.refused = ev.refused_at_shutdown && c.completion_tokens == 0;
     FinishReason reason = ev.finish_reason;
     if (reason == FinishReason::kError) {
       error_ = ev.error.empty() ? "the engine failed on this request" : ev.error;
@@ -273,7 +276,9 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
       c.logprobs.top.push_back(fresh.top[k]);
     }
   }
-  if (req.stream && !ex_->closed() && (!delta.empty() || c.finished || !fresh.empty())) {
+  // A refused choice's end waits for complete(): the whole request may get a 503 instead.
+  if (req.stream && !ex_->closed() && !c.refused &&
+      (!delta.empty() || c.finished || !fresh.empty())) {
     nlohmann::ordered_json lp = nullptr;
     if (want_logprobs() && !fresh.empty()) {
       size_t offset =
@@ -307,7 +312,24 @@ void GenerationJob::complete() {
   Usage usage;
   for (const auto& p : in_.prompts) usage.prompt_tokens += static_cast<int>(p.size());
   for (const Choice& c : choices_) usage.completion_tokens += c.completion_tokens;
+  // Shutting down before any choice started: 503 with Retry-After, so that the client (or its
+  // load balancer) sends it to another replica rather than taking an empty answer for one.
+  const bool refused =
+      std::all_of(choices_.begin(), choices_.end(), [](const Choice& c) { return c.refused; });
+  if (refused && error_.empty()) {
+    const ApiError e = unavailable("the server is shutting down; the request was not started");
+    if (!req.stream) return ex_->respond(error_response(e));
+    ex_->write(sse_event(error_json(e)));
+    ex_->write(kSseDone);
+    return ex_->end_stream();
+  }
   if (req.stream) {
+    for (const Choice& c : choices_) {
+      if (c.refused) {
+        ex_->write(chunk_event(in_.meta, c.index, "", false, nullptr, reason_name(c.reason),
+                               req.include_usage));
+      }
+    }
     if (!error_.empty()) {
       ApiError e;
       e.status = 500;

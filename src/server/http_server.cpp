@@ -245,6 +245,19 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_.opts.max_body_bytes);
     stream_.expires_after(
         std::chrono::milliseconds(static_cast<int64_t>(server_.opts.idle_timeout_s * 1000)));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  // The head is in: a client that sent `Expect: 100-continue` waits for an interim 100 before it
+  // sends the body (curl does so above 1 MiB, and waited a second for it); over-long bodies were
+  // refused by the parser already (their Content-Length against body_limit).
+  void on_header(beast::error_code ec, size_t n) {
+    if (ec || parser_->is_done()) return on_read(ec, n);
+    const auto& msg = parser_->get();
+    if (beast::iequals(msg[http::field::expect], "100-continue")) {
+      enqueue("HTTP/1.1 100 Continue\r\n\r\n", false);
+    }
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }

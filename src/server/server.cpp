@@ -109,11 +109,21 @@ void Server::publish_model(std::unique_ptr<ModelService> model) {
 }
 
 void Server::request_shutdown() {
+  bool again = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    again = shutdown_requested_;
     shutdown_requested_ = true;
   }
   cv_.notify_all();
+  // A second signal during the drain ends it now (what is still running is aborted), as a second
+  // Ctrl-C does for other servers.
+  if (again) {
+    std::fprintf(stderr, "carpool: second signal: ending the drain now\n");
+    if (const ModelService* m = state_.model.load(std::memory_order_acquire)) {
+      m->engine->shutdown_now();
+    }
+  }
 }
 
 bool Server::shutdown_requested() {

@@ -156,3 +156,23 @@ def test_keep_alive_pipelined(server):
             chunk = s.recv(4096)
             assert chunk
             data += chunk
+
+
+def test_expect_100_continue(server):
+    body = b'{"model": "smollm2", "prompt": "Hello", "max_tokens": 2}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() +
+                  b"\r\n\r\n")
+        # The interim answer comes before the body is sent (clients otherwise wait ~1 s).
+        assert s.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+        assert data.startswith(b"HTTP/1.1 200")
+    # Too large for the limit: 413 at once, no 100 (the body is never sent).
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 100000000\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 413")

@@ -111,3 +111,59 @@ def test_sigterm_timeout_aborts_what_is_left():
         assert finish == "abort" and usage["completion_tokens"] < 4000
     assert s.proc.wait(timeout=30) == 0
     s.stop()
+
+
+def stream_lines(url, body):
+    """A streamed completion's raw SSE lines (errors included)."""
+    with requests.post(url + "/v1/completions", json=body, stream=True, timeout=300) as r:
+        assert r.status_code == 200, r.text
+        return [line for line in r.iter_lines() if line]
+
+
+def test_sigterm_refuses_queued_requests_at_once():
+    # Requests that have not started get 503 + Retry-After when the drain begins (a load
+    # balancer retries them elsewhere) instead of an empty 200 at the end of the drain.
+    s = Server("--max-num-seqs", "1", "--shutdown-timeout", "30")
+    with cf.ThreadPoolExecutor(4) as pool:
+        running = pool.submit(stream_completion, s.url, "Tell me about the sea.", 2000,
+                              temperature=0)
+        wait_stats(s, lambda st: st["running"] == 1)
+        queued = [pool.submit(requests.post, s.url + "/v1/completions", timeout=60,
+                              json={"model": MODEL, "prompt": "x", "max_tokens": 8})
+                  for _ in range(2)]
+        queued_stream = pool.submit(stream_lines, s.url, {
+            "model": MODEL, "prompt": "y", "max_tokens": 8, "stream": True})
+        wait_stats(s, lambda st: st["waiting"] == 3)
+        t0 = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        for f in queued:
+            r = f.result()
+            assert r.status_code == 503, r.text
+            assert r.headers["Retry-After"]
+            assert r.json()["error"]["type"] == "service_unavailable"
+        lines = queued_stream.result()
+        assert time.time() - t0 < 5  # not at the end of the 30 s drain
+        assert lines[-1] == b"data: [DONE]"
+        assert json.loads(lines[-2][6:])["error"]["type"] == "service_unavailable"
+        # The running request is not disturbed.
+        text, usage, finish = running.result()
+        assert usage["completion_tokens"] == 2000 and finish == "length"
+    assert s.proc.wait(timeout=60) == 0
+    s.stop()
+
+
+def test_second_signal_ends_the_drain_now():
+    s = Server("--shutdown-timeout", "60")
+    with cf.ThreadPoolExecutor(1) as pool:
+        inflight = pool.submit(stream_completion, s.url, "Tell me about the sea.", 4000,
+                               temperature=0)
+        wait_stats(s, lambda st: st["running"] == 1)
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        t0 = time.time()
+        s.proc.send_signal(signal.SIGINT)
+        text, usage, finish = inflight.result()
+        assert finish == "abort" and usage["completion_tokens"] < 4000
+        assert s.proc.wait(timeout=10) == 0
+        assert time.time() - t0 < 10
+    s.stop()

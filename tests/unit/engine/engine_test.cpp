@@ -53,6 +53,7 @@ struct Outcome {
   std::vector<float> logprobs;
   FinishReason reason = FinishReason::kNone;
   int prompt_tokens = 0, generated_tokens = 0, cached_prompt_tokens = 0;
+  bool refused_at_shutdown = false;
   bool done = false;
 };
 
@@ -72,6 +73,7 @@ class Collector {
         o.prompt_tokens = ev.prompt_tokens;
         o.generated_tokens = ev.generated_tokens;
         o.cached_prompt_tokens = ev.cached_prompt_tokens;
+        o.refused_at_shutdown = ev.refused_at_shutdown;
         o.done = true;
         cv_.notify_all();
       }
@@ -427,11 +429,60 @@ TEST_F(EngineTest, SubmitValidatesAndShutdownDrains) {
   // Shutdown lets running requests finish.
   Collector c;
   auto reqs = greedy_requests();
-  for (size_t i = 0; i < 4; ++i) ASSERT_TRUE(e->submit(reqs[i], c.sink(i)).is_ok());
+  for (size_t i = 0; i < 4; ++i) {
+    reqs[i].max_tokens = 40;
+    ASSERT_TRUE(e->submit(reqs[i], c.sink(i)).is_ok());
+  }
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!(c.first_token_seen(0) && c.first_token_seen(1) && c.first_token_seen(2) &&
+           c.first_token_seen(3)) &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   e->shutdown(120);
   auto out = c.wait(4);
-  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(out[i].reason, FinishReason::kLength) << i;
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(out[i].reason, FinishReason::kLength) << i;
+    EXPECT_EQ(out[i].tokens.size(), 40u) << i;
+    EXPECT_FALSE(out[i].refused_at_shutdown) << i;
+  }
   EXPECT_FALSE(e->submit(reqs[0], noop).is_ok());
+}
+
+// Shutdown ends at once, refused, the requests that have not started (so that their clients can
+// retry elsewhere), lets the running one finish, and shutdown_now() ends the wait for it.
+TEST_F(EngineTest, ShutdownRefusesUnstartedAndShutdownNowEndsTheWait) {
+  EngineOptions o = base_options();
+  o.max_num_seqs = 1;
+  auto e = make_engine(o);
+  ASSERT_TRUE(e);
+  Collector c;
+  RequestParams r;
+  r.prompt = {1, 2, 3, 4};
+  r.max_tokens = 250;
+  r.ignore_eos = true;
+  for (size_t i = 0; i < 3; ++i) ASSERT_TRUE(e->submit(r, c.sink(i)).is_ok());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!c.first_token_seen(0) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::thread hurry([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    e->shutdown_now();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  e->shutdown(600);
+  hurry.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+  auto out = c.wait(3);
+  EXPECT_FALSE(out[0].refused_at_shutdown);
+  EXPECT_EQ(out[0].reason, FinishReason::kAbort);  // cut short by shutdown_now()
+  EXPECT_GT(out[0].tokens.size(), 0u);
+  for (size_t i = 1; i < 3; ++i) {
+    EXPECT_TRUE(out[i].refused_at_shutdown) << i;
+    EXPECT_EQ(out[i].reason, FinishReason::kAbort) << i;
+    EXPECT_TRUE(out[i].tokens.empty()) << i;
+  }
 }
 
 TEST_F(EngineTest, ShutdownTimeoutAbortsWhatIsLeft) {

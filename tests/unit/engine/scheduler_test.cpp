@@ -439,5 +439,23 @@ TEST(Scheduler, FullCacheStressNeverDeadlocksAndKeepsAnswers) {
   EXPECT_EQ(s.block_manager().num_used_blocks(), 0);
 }
 
+// unstarted() (what the engine ends at shutdown): the waiting sequences that have generated
+// nothing. A sequence preempted after its first token is waiting but has started.
+TEST(Scheduler, UnstartedListsWaitingSequencesWithNothingGenerated) {
+  FakeClock clock;
+  Scheduler s(config(64, 8, 4, 4, 8), clock.fn());
+  s.add(req(1, prompt(4, 10), 4));
+  s.add(req(2, prompt(4, 20), 4));
+  s.add(req(3, prompt(4, 30), 4));
+  EXPECT_EQ(s.unstarted(), (std::vector<SeqId>{1, 2, 3}));
+  step(s, s.schedule());
+  EXPECT_TRUE(s.unstarted().empty());
+  s.add(req(4, prompt(4, 40), 4));
+  StepPlan p = s.schedule();
+  ASSERT_EQ(p.preempted, (std::vector<SeqId>{3}));
+  EXPECT_EQ(s.num_waiting(), 2);
+  EXPECT_EQ(s.unstarted(), (std::vector<SeqId>{4}));
+}
+
 }  // namespace
 }  // namespace carpool
