@@ -48,7 +48,19 @@ Status Args::parse(int argc, char** argv) {
         values_[o->name] = argv[++i];
       }
     } else {
+      // One optional operand at most, and only for commands that name one.
+      if (positional_name_.empty() || !positional_.empty()) {
+        return Status::error("unexpected argument '" + a + "' for '" + command_ + "' (see --help)");
+      }
+      if (a.empty()) return Status::error(positional_name_ + " is empty");
       positional_.push_back(a);
+    }
+  }
+  // A value given as "" is a mistake (--model "" used to mean the default model), except for text.
+  for (const auto& [name, value] : values_) {
+    const OptionSpec* o = find(name);
+    if (o != nullptr && !o->value_name.empty() && o->value_name != "TEXT" && value.empty()) {
+      return Status::error("option --" + name + " has an empty value");
     }
   }
   return Status::ok();
@@ -57,7 +69,7 @@ Status Args::parse(int argc, char** argv) {
 std::string Args::help() const {
   std::ostringstream s;
   s << "usage: carpool " << command_ << " [options]";
-  if (!positional_name_.empty()) s << " " << positional_name_;
+  if (!positional_name_.empty()) s << " [" << positional_name_ << "]";
   s << "\n\n" << summary_ << "\n\noptions:\n";
   for (const auto& o : options_) {
     std::string left = "  ";

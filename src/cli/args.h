@@ -1,5 +1,7 @@
 // A small command-line parser: each command declares its options (with help text) and reads them.
-// Accepts "--name value", "--name=value", short aliases ("-n 5") and bare flags.
+// Accepts "--name value", "--name=value", short aliases ("-n 5") and bare flags, plus one optional
+// operand for commands that name it (positional_name). Unknown options, missing or empty values
+// and extra operands are errors.
 #pragma once
 
 #include <map>

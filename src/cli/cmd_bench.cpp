@@ -39,9 +39,8 @@ int cmd_bench(int argc, char** argv) {
           {"dtype", "", "TYPE", "weight type of synthetic models", "q4_1 on CPU, bf16 on GPU"},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"kv-cache-dtype", "", "TYPE",
-           "KV cache element type: auto (CPU f16, f32 with --cpu-exact; CUDA bf16), f16, f32, bf16",
-           "auto"},
-          {"threads", "t", "N", "CPU threads", "all"},
+           "KV cache element type: auto (CPU f16; CUDA bf16), f16, f32, bf16", "auto"},
+          {"threads", "t", "N", "CPU threads, up to 1024 (0: every core)", "0"},
           {"no-graphs", "", "", "run every step directly (no recorded step graphs; A/B)", ""},
           {"check-graphs", "", "",
            "also run every decode step without graphs and compare the logits (fails above 2% "
@@ -85,10 +84,25 @@ int cmd_bench(int argc, char** argv) {
   if (!(temperature.value() >= 0 && temperature.value() <= 100) || top_k.value() < 0 ||
       !(top_p.value() > 0 && top_p.value() <= 1) || !(min_p.value() >= 0 && min_p.value() <= 1))
     return fail("sampling: temperature in [0, 100], top-k >= 0, top-p in (0, 1], min-p in [0, 1]");
+  // Each size in its range (positions stay far inside int; the model's context is checked later).
+  struct Range {
+    const char* flag;
+    int64_t value, lo, hi;
+  };
+  for (const Range& r :
+       {Range{"--batch", batch.value(), 1, 4096}, Range{"--prompt-len", plen.value(), 1, 1 << 22},
+        Range{"--gen", gen.value(), 1, 1 << 22},
+        Range{"--prefill-len", prefill_len.value(), 0, 1 << 22},
+        Range{"--chunk", chunk.value(), 1, 1 << 22}}) {
+    if (r.value < r.lo || r.value > r.hi) {
+      return fail(std::string(r.flag) + " must be in [" + std::to_string(r.lo) + ", " +
+                  std::to_string(r.hi) + "], got " + std::to_string(r.value));
+    }
+  }
+  if (Status st = check_threads(threads.value()); !st) return fail(st.message());
   const int B = static_cast<int>(batch.value()), P = static_cast<int>(plen.value());
   const int G = static_cast<int>(gen.value()), PF = static_cast<int>(prefill_len.value());
   const int C = static_cast<int>(chunk.value());
-  if (B < 1 || B > 4096 || P < 1 || G < 1 || PF < 0 || C < 1) return fail("sizes must be positive");
   const int bs = 16;
   const int ctx = std::max(P + G, PF);
   const int blocks_per_seq = (ctx + bs - 1) / bs;

@@ -46,7 +46,7 @@ int cmd_generate(int argc, char** argv) {
           {"kv-cache-dtype", "", "TYPE",
            "KV cache element type: auto (CPU f16, f32 with --cpu-exact; CUDA bf16), f16, f32, bf16",
            "auto"},
-          {"threads", "t", "N", "CPU threads", "all"},
+          {"threads", "t", "N", "CPU threads, up to 1024 (0: every core)", "0"},
       });
   if (Status st = args.parse(argc, argv); !st) {
     std::fprintf(stderr, "carpool generate: %s\n", st.message().c_str());
@@ -62,6 +62,9 @@ int cmd_generate(int argc, char** argv) {
   };
   if (args.has("prompt") == args.has("prompt-ids"))
     return fail("give one of --prompt and --prompt-ids");
+  if (args.flag("chat") && args.has("prompt-ids")) {
+    return fail("--chat wraps a --prompt text in the chat template; it does not take --prompt-ids");
+  }
   auto n = args.get_int("max-tokens", 64);
   auto temp = args.get_float("temperature", 0.8);
   auto top_k = args.get_int("top-k", 0);
@@ -87,6 +90,7 @@ int cmd_generate(int argc, char** argv) {
   opt.sampling.frequency_penalty = static_cast<float>(freq.value());
   opt.sampling.presence_penalty = static_cast<float>(pres.value());
   opt.sampling.seed = seed.value();
+  if (seed.value() < -1) return fail("--seed must be -1 (random) or at least 0");
   if (Status st = opt.sampling.validate(); !st) return fail(st.message());
   if (n.value() < 0 || n.value() > 1000000) return fail("--max-tokens must be in [0, 1000000]");
 

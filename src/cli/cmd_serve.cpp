@@ -162,7 +162,7 @@ int cmd_serve(int argc, char** argv) {
           {"max-num-batched-tokens", "", "N", "tokens per engine step", "512"},
           {"kv-cache-memory", "", "SIZE", "KV cache size (e.g. 512MiB, 2G)",
            "512MiB on CPU, 90% of free GPU memory"},
-          {"max-model-len", "", "N", "context length per request", "the model's"},
+          {"max-model-len", "", "N", "context length per request (0: the model's)", "0"},
           {"max-queued-requests", "", "N", "waiting requests before answering 429", "1024"},
           {"shutdown-timeout", "", "SECONDS",
            "time running requests get to finish on SIGTERM (a second signal ends it at once)",
@@ -179,7 +179,7 @@ int cmd_serve(int argc, char** argv) {
            "tokenizer from this GGUF file or folder (tokenizer.json) instead of the model's; "
            "lets synthetic models serve",
            ""},
-          {"threads", "t", "N", "CPU threads", "all"},
+          {"threads", "t", "N", "CPU threads, up to 1024 (0: every core)", "0"},
           {"no-telemetry", "", "", "no metrics, series or dashboard (for overhead measurements)",
            ""},
           {"gpu-catalog", "", "PATH", "GPU catalog JSON (datasheet peaks)",
@@ -223,6 +223,22 @@ int cmd_serve(int argc, char** argv) {
   if (Status st = check_kv_cache_dtype(args.get("kv-cache-dtype", "auto")); !st) {
     return fail(st.message());
   }
+  // What can be checked without the model is checked before listening (the rest after, while
+  // /health already answers): a wrong option ends the process before it says "listening".
+  if (Status st = check_threads(threads.value()); !st) return fail(st.message());
+  if (seqs.value() < 1) return fail("--max-num-seqs must be at least 1");
+  if (batched.value() < seqs.value()) {
+    return fail("--max-num-batched-tokens must be at least --max-num-seqs (" +
+                std::to_string(seqs.value()) + ")");
+  }
+  if (model_len.value() < 0) return fail("--max-model-len must be >= 0 (0: the model's)");
+  if (const std::string d = args.get("device", "auto"); d != "auto" && d != "cpu" && d != "cuda") {
+    return fail("--device must be auto, cpu or cuda, got '" + d + "'");
+  }
+  if (args.has("gpu-catalog") && !std::filesystem::is_regular_file(args.get("gpu-catalog"))) {
+    return fail("--gpu-catalog: no such file: " + args.get("gpu-catalog"));
+  }
+  if (Status st = check_model_arg(args.get("model")); !st) return fail(st.message());
 
   EngineOptions eo;
   eo.max_num_seqs = static_cast<int>(std::clamp<int64_t>(seqs.value(), -1, 1 << 20));

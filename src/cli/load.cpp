@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string>
+#include <system_error>
 
 #include "backend/cpu/cpu_backend.h"
 #include "cli/model_store.h"
@@ -25,6 +27,14 @@ Status check_kv_cache_dtype(const std::string& name) {
   if (name == "auto" || name == "f16" || name == "f32" || name == "bf16") return Status::ok();
   return Status::error("--kv-cache-dtype must be auto, f16, f32 (CPU) or bf16 (CUDA), got '" +
                        name + "'");
+}
+
+Status check_threads(int64_t n) {
+  if (n < 0 || n > kMaxThreads) {
+    return Status::error("--threads must be in [0, " + std::to_string(kMaxThreads) +
+                         "] (0: every core), got " + std::to_string(n));
+  }
+  return Status::ok();
 }
 
 Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
@@ -62,7 +72,13 @@ Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int thr
   o.quantize_activations = !cpu_exact;
   if (kvd == "f32") o.kv_dtype = DType::kF32;
   if (kvd == "f16") o.kv_dtype = DType::kF16;  // auto: f16, or f32 with cpu_exact
-  return make_cpu_backend(o);
+  CARPOOL_RETURN_IF_ERROR(check_threads(threads));
+  try {
+    return make_cpu_backend(o);
+  } catch (const std::system_error& e) {  // the thread pool's threads could not all start
+    return Status::error("could not start " + std::to_string(threads) +
+                         " CPU threads: " + e.what());
+  }
 }
 
 Result<ModelConfig> synthetic_config(const std::string& spec) {

@@ -98,6 +98,15 @@ Result<std::string> pull_model(const KnownModel& model) {
   return dest;
 }
 
+namespace {
+
+Status unknown_model(const std::string& name) {
+  return Status::error("model '" + name + "' is neither a file, a folder, nor a known name (" +
+                       default_model().name + ")");
+}
+
+}  // namespace
+
 Result<std::string> resolve_model_path(const std::string& name_or_path) {
   const std::string name = name_or_path.empty() ? default_model().name : name_or_path;
   std::error_code ec;
@@ -107,8 +116,16 @@ Result<std::string> resolve_model_path(const std::string& name_or_path) {
     if (fs::exists(path, ec)) return path;
     return pull_model(*m);
   }
-  return Status::error("model '" + name + "' is neither a file, a folder, nor a known name (" +
-                       default_model().name + ")");
+  return unknown_model(name);
+}
+
+Status check_model_arg(const std::string& name_or_path) {
+  std::error_code ec;
+  if (name_or_path.empty() || name_or_path.rfind("synthetic:", 0) == 0 ||
+      fs::exists(name_or_path, ec) || find_known_model(name_or_path) != nullptr) {
+    return Status::ok();
+  }
+  return unknown_model(name_or_path);
 }
 
 }  // namespace carpool::cli

@@ -87,6 +87,14 @@ Result<KvCachePlan> plan_kv_cache(const ModelConfig& config, DType kv_dtype, con
   if (o.kv_cache_bytes > 0) {
     budget = o.kv_cache_bytes;
     source = "kv_cache_bytes";
+    // Host memory is committed as it is touched: a cache larger than the machine would be
+    // killed by the kernel's OOM killer part way through, with no message (GPU allocations
+    // fail cleanly instead).
+    if (!on_gpu && memory.total_bytes > 0 && static_cast<uint64_t>(budget) > memory.total_bytes) {
+      return Status::error("kv cache: " + std::to_string(budget >> 20) + " MiB asked, more than " +
+                           "this machine's memory (" + std::to_string(memory.total_bytes >> 20) +
+                           " MiB)");
+    }
   } else if (on_gpu) {
     budget =
         static_cast<int64_t>(static_cast<double>(memory.free_bytes) * o.gpu_memory_utilization);

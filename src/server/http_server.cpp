@@ -539,9 +539,18 @@ void HttpServer::on_signal(std::function<void(int)> fn) {
 Status HttpServer::start() {
   Impl& s = *impl_;
   beast::error_code ec;
-  auto addr = net::ip::make_address(s.opts.host, ec);
-  if (ec) return Status::error("invalid --host '" + s.opts.host + "': " + ec.message());
   if (s.opts.port < 0 || s.opts.port > 65535) return Status::error("--port must be in [0, 65535]");
+  // An address, or a host name (localhost) resolved to its first address.
+  auto addr = net::ip::make_address(s.opts.host, ec);
+  if (ec) {
+    tcp::resolver resolver(s.ioc);
+    auto found = resolver.resolve(s.opts.host, "", ec);
+    if (ec || found.empty()) {
+      return Status::error("invalid --host '" + s.opts.host + "': not an address, and " +
+                           (ec ? ec.message() : std::string("it resolves to none")));
+    }
+    addr = found.begin()->endpoint().address();
+  }
   tcp::endpoint ep(addr, static_cast<uint16_t>(s.opts.port));
   s.acceptor.open(ep.protocol(), ec);
   if (!ec) s.acceptor.set_option(net::socket_base::reuse_address(true), ec);
