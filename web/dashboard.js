@@ -74,16 +74,29 @@ const PANELS = [
 const EXTRA = ['gpu_memory_used_bytes', 'process_resident_bytes'];  // inputs of derived lines
 
 const state = {range: 'live', charts: [], timer: null, key: localStorage.getItem('carpool_key'),
-               syncing: false, dateWindow: null};
+               syncing: false, dateWindow: null, askKey: true, failingSince: null};
 
+class AuthError extends Error {}
+
+// A key is kept (localStorage) only once the server has taken it; a wrong one is dropped. After
+// the prompt is cancelled the page stops asking until the key button is pressed.
 async function api(path) {
   const headers = state.key ? {Authorization: 'Bearer ' + state.key} : {};
   const r = await fetch(path, {headers});
   if (r.status === 401) {
-    const k = window.prompt('This carpool server needs its API key:');
-    if (k) { state.key = k; localStorage.setItem('carpool_key', k); return api(path); }
+    if (state.key) { state.key = null; localStorage.removeItem('carpool_key'); }
+    const k = state.askKey ? window.prompt('This carpool server needs its API key:') : null;
+    if (!k) {
+      state.askKey = false;
+      document.getElementById('key').hidden = false;
+      throw new AuthError('this server needs its API key');
+    }
+    state.key = k;
+    return api(path);
   }
   if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
+  if (state.key) localStorage.setItem('carpool_key', state.key);
+  document.getElementById('key').hidden = true;
   return r.json();
 }
 
@@ -200,7 +213,8 @@ function seriesNames() {
 async function refreshSeries() {
   const r = RANGES[state.range];
   const status = await api('/api/v1/status');
-  const to = status.now + 1;
+  // Complete seconds only: the one in progress would read as a drop at the right edge.
+  const to = status.now;
   const from = to - r.span;
   const doc = await api(`/api/v1/series?names=${encodeURIComponent(seriesNames().join(','))}` +
                         `&from=${from}&to=${to}&step=${r.step}`);
@@ -232,7 +246,17 @@ function schedule() {
   const tick = async () => {
     try {
       await refreshSeries();
+      state.failingSince = null;
+      document.body.classList.remove('stale');
     } catch (e) {
+      // The figures on screen are old: grey them and say since when, instead of the advice.
+      if (state.failingSince == null) state.failingSince = new Date();
+      document.body.classList.add('stale');
+      const since = state.failingSince.toLocaleTimeString();
+      const a = document.getElementById('advice');
+      a.textContent = (e instanceof AuthError ? e.message : 'the server is unreachable') +
+                      ' since ' + since + '; the charts show the last figures received';
+      a.className = 'advice error';
       document.getElementById('updated').textContent = 'update failed: ' + e.message;
     }
     state.timer = setTimeout(tick, RANGES[state.range].refresh);
@@ -240,8 +264,13 @@ function schedule() {
   tick();
 }
 
-document.querySelectorAll('#ranges button').forEach((b) => b.addEventListener('click', () => {
-  document.querySelectorAll('#ranges button').forEach((x) => x.classList.remove('active'));
+document.getElementById('key').addEventListener('click', () => {
+  state.askKey = true;
+  schedule();
+});
+
+document.querySelectorAll('#ranges button[data-range]').forEach((b) => b.addEventListener('click', () => {
+  document.querySelectorAll('#ranges button[data-range]').forEach((x) => x.classList.remove('active'));
   b.classList.add('active');
   state.range = b.dataset.range;
   state.dateWindow = null;

@@ -167,7 +167,16 @@ class EngineImpl final : public Engine {
   telemetry::CostModel cost_;
   bool idle_before_ = false;                            // the loop slept before this step
   std::unordered_map<RequestId, double> last_token_s_;  // for inter-token gaps
-  std::vector<double> gaps_;                            // scratch, reused every step
+  std::unordered_set<RequestId> uncounted_;             // count_in_telemetry false
+  // Whether the step ran only uncounted requests (kept out of telemetry).
+  bool uncounted_step(const StepPlan& plan) const {
+    if (uncounted_.empty()) return false;
+    for (const ScheduledSeq& e : plan.seqs) {
+      if (uncounted_.count(e.id) == 0) return false;
+    }
+    return true;
+  }
+  std::vector<double> gaps_;  // scratch, reused every step
   std::atomic<int> engine_tid_{0};
   double kv_bytes_per_block_ = 0;
 };
@@ -304,6 +313,7 @@ void EngineImpl::admit(Pending& p) {
   // Prompt logprobs need every prompt position computed: no cached prefix blocks.
   sp.reuse_cached_prefix = p.params.prompt_logprobs < 0;
   if (p.params.max_tokens == 0) prompt_only_.insert(p.id);
+  if (!p.params.count_in_telemetry) uncounted_.insert(p.id);
   runner_.add(p.id, p.params.sampling, p.params.prompt, p.params.logprobs,
               p.params.prompt_logprobs);
   scheduler_.add(std::move(sp));
@@ -330,10 +340,9 @@ void EngineImpl::end_request(RequestId id, FinishReason reason, const std::strin
     ev.generated_tokens = s->num_generated();
     ev.cached_prompt_tokens = s->num_cached_prompt_tokens;
   }
-  if (tel_ != nullptr) {
-    record_finished(scheduler_.find(id), reason);
-    last_token_s_.erase(id);
-  }
+  const bool counted = uncounted_.erase(id) == 0;
+  if (tel_ != nullptr && counted) record_finished(scheduler_.find(id), reason);
+  last_token_s_.erase(id);
   scheduler_.abort(id);
   runner_.remove(id);
   prompt_only_.erase(id);
@@ -370,12 +379,13 @@ void EngineImpl::run_step() {
   std::vector<SeqOutput> outputs = scheduler_.update(plan, tokens);
   CARPOOL_CHECK(outputs.size() == sampled->size());
 
-  if (tel_ != nullptr) {
+  if (tel_ != nullptr && !uncounted_step(plan)) {
     record_step(plan, start_ns, device_ns);
     const int64_t t0 = tel_->clock().now_ns();
     const double now = steady_now_s();
     gaps_.clear();
     for (const SeqOutput& o : outputs) {
+      if (uncounted_.count(o.id) != 0) continue;
       auto [it, inserted] = last_token_s_.try_emplace(o.id, now);
       if (!inserted) {
         gaps_.push_back(now - it->second);
@@ -421,7 +431,8 @@ void EngineImpl::run_step() {
     ev.prompt_tokens = s.num_prompt_tokens;
     ev.generated_tokens = prompt_only ? 0 : s.num_generated();
     ev.cached_prompt_tokens = s.num_cached_prompt_tokens;
-    if (tel_ != nullptr) record_finished(&s, ev.finish_reason, ev.generated_tokens);
+    const bool counted = uncounted_.erase(o.id) == 0;
+    if (tel_ != nullptr && counted) record_finished(&s, ev.finish_reason, ev.generated_tokens);
     outbox_.push_back(Delivery{std::move(it->second), std::move(ev)});
     sinks_.erase(it);
     runner_.remove(o.id);

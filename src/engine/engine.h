@@ -80,6 +80,9 @@ struct RequestParams {
   // position, from the same raw distribution as `logprobs`, on the request's first event. Such
   // a request computes its whole prompt: it takes no cached prefix blocks.
   int prompt_logprobs = -1;
+  // False: kept out of telemetry (request counters, latencies, and steps that run nothing else),
+  // for the server's own warm-up request, which is no user's traffic.
+  bool count_in_telemetry = true;
 };
 
 // One generated token (or the end of the request) delivered to the request's sink.

@@ -232,9 +232,9 @@ class Session : public std::enable_shared_from_this<Session> {
     return keep_alive_;
   }
 
-  // Reports an answer's status to HttpServerOptions::on_response.
-  void count_response(int status) {
-    if (server_.opts.on_response) server_.opts.on_response(status);
+  // Reports an answer's status to HttpServerOptions::on_response (path: empty for rejections).
+  void count_response(std::string_view path, int status) {
+    if (server_.opts.on_response) server_.opts.on_response(path, status);
   }
 
  private:
@@ -303,7 +303,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Answers without a handler and closes (limits, malformed requests).
   void reject(int status, const std::string& message) {
-    count_response(status);
+    count_response({}, status);
     keep_alive_ = false;
     std::string body = simple_error_body(message, "invalid_request_error");
     answer_complete_ = true;
@@ -446,7 +446,7 @@ class Session : public std::enable_shared_from_this<Session> {
 void ExchangeImpl::respond(HttpResponse r) {
   if (done_ || closed_ || streaming_) return;  // a started stream ends with end_stream()
   done_ = true;
-  session_->count_response(r.status);
+  session_->count_response(request_.path, r.status);
   std::string out =
       serialize_head(r.status, r.content_type, r.headers, r.body.size(), !session_->keep_alive());
   out += r.body;
@@ -457,7 +457,7 @@ void ExchangeImpl::start_stream(int status, std::string content_type,
                                 std::vector<std::pair<std::string, std::string>> headers) {
   if (done_ || closed_ || streaming_) return;
   streaming_ = true;
-  session_->count_response(status);
+  session_->count_response(request_.path, status);
   session_->enqueue(
       serialize_head(status, content_type, headers, std::nullopt, !session_->keep_alive()), false);
 }

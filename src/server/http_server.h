@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "server/http_types.h"
 #include "util/status.h"
@@ -29,9 +30,9 @@ struct HttpServerOptions {
   size_t max_body_bytes = 8 * 1024 * 1024;
   double idle_timeout_s = 60;                         // keep-alive connection waiting for a request
   size_t max_pending_write_bytes = 16 * 1024 * 1024;  // a client this far behind is dropped
-  // Called with the status of every answer, the server's own rejections included, on the I/O
-  // thread that sends it (must be cheap and thread-safe). Null: none.
-  std::function<void(int status)> on_response;
+  // Called with the path and status of every answer, the server's own rejections included (with
+  // an empty path), on the I/O thread that sends it (must be cheap and thread-safe). Null: none.
+  std::function<void(std::string_view path, int status)> on_response;
 };
 
 class HttpServer {

@@ -45,13 +45,21 @@ bool is_public_path(const std::string& path) {
   return path == "/health" || path == "/" || path.rfind("/assets/", 0) == 0;
 }
 
+// Routes of monitoring (scrapes, probes, the dashboard and its series), not of the API.
+bool is_monitoring_path(std::string_view path) {
+  return path == "/metrics" || path == "/health" || path == "/ready" || path == "/" ||
+         path.rfind("/assets/", 0) == 0 || path.rfind("/api/", 0) == 0;
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options) : options_(std::move(options)) {
   state_.limits = options_.limits;
   if (options_.telemetry) {
-    options_.http.on_response = [t = options_.telemetry](int status) {
-      t->record_http_response(status);
+    // The API's answers, not the monitoring's: scrapes, probes and the dashboard's own polls
+    // would otherwise read as traffic (vLLM leaves /metrics and /health out the same way).
+    options_.http.on_response = [t = options_.telemetry](std::string_view path, int status) {
+      if (!is_monitoring_path(path)) t->record_http_response(status);
     };
   }
   auto route = [this](const char* method, const char* path,
@@ -158,6 +166,7 @@ Status warm_up(Engine& engine, const Tokenizer& tokenizer) {
   p.sampling.temperature = 0;
   p.max_tokens = 2;
   p.ignore_eos = true;
+  p.count_in_telemetry = false;  // not user traffic: no request, latency or step figures
   auto done = std::make_shared<std::promise<TokenEvent>>();
   auto future = done->get_future();
   auto id = engine.submit(std::move(p), [done](const TokenEvent& ev) {

@@ -51,6 +51,7 @@ Telemetry::Telemetry(TelemetryOptions options)
   }
   latest_->peaks = options_.peaks;
   latest_->device = options_.device;
+  started_s_ = clock_->now_ns() / kNsPerSecond;
   define_series();
 }
 

@@ -159,6 +159,9 @@ class Telemetry {
   std::atomic<int64_t> self_engine_ns_{0};
   std::atomic<int64_t> self_probe_ns_{0};
   mutable std::atomic<int64_t> self_render_ns_{0};
+  // The second this Telemetry started: buckets wholly before it have no data (null), counters
+  // included, rather than zeros.
+  int64_t started_s_ = 0;
   std::function<EngineSnapshot()> engine_source_;
 
   std::mutex probe_mu_;  // the probes themselves (sample_probes is not reentrant)

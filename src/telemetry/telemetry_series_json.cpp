@@ -83,6 +83,7 @@ Result<std::string> Telemetry::series_json(const SeriesQuery& q) const {
   std::string out = "{\"from\":" + std::to_string(q.from_s) + ",\"to\":" + std::to_string(q.to_s) +
                     ",\"step\":" + std::to_string(q.step_s) + ",\"series\":[";
   bool first_series = true;
+  const auto before_start = [this](const Point& p) { return p.t_s + p.width_s <= started_s_; };
   for (const std::string& full : q.names) {
     const size_t colon = full.find(':');
     const std::string base = full.substr(0, colon);
@@ -108,7 +109,9 @@ Result<std::string> Telemetry::series_json(const SeriesQuery& q) const {
             derive(s, peaks, phase == 0 ? std::optional<double>(steps[i].width_s) : std::nullopt);
         const std::optional<double>* v[] = {&f.mfu, &f.mbu, &f.busy, &f.arithmetic_intensity};
         std::string json = "null";
-        if (derived == 4) {
+        if (before_start(steps[i])) {
+          // no figures for seconds before this process (a restart is not an idle spell)
+        } else if (derived == 4) {
           if (f.bound) json = std::string("\"") + bound_name(*f.bound) + "\"";
         } else if (*v[derived]) {
           json = format_double(**v[derived]);
@@ -137,7 +140,9 @@ Result<std::string> Telemetry::series_json(const SeriesQuery& q) const {
         unit = (hist ? std::string("observations") : unit) + (r == "rate" ? "_per_second" : "");
       for (const Point& p : store_.query(*sid, q.from_s, q.to_s, q.step_s)) {
         std::optional<double> v;
-        if (r == "sum")
+        if (before_start(p))
+          v = std::nullopt;
+        else if (r == "sum")
           v = p.sum;  // a counter with no data in the point summed nothing
         else if (r == "rate")
           v = (hist ? static_cast<double>(p.count) : p.sum) / static_cast<double>(p.width_s);

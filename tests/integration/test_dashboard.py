@@ -75,3 +75,51 @@ def test_dashboard_under_load(server, tmp_path):
             assert not errors, errors
     finally:
         load.stop()
+
+
+def test_dashboard_key_prompt_complete_seconds_and_unreachable_server():
+    from conftest import Server
+    server = Server(api_key="sekret")
+    stopped = False
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            answers, errors = ["wrong", None], []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            def on_dialog(d):
+                a = answers.pop(0) if answers else None
+                d.accept(a) if a else d.dismiss()
+            page.on("dialog", on_dialog)
+            nows, tos = [], []
+            page.on("response", lambda r: nows.append(r.json()["now"])
+                    if r.url.endswith("/api/v1/status") and r.ok else None)
+            page.on("request", lambda r: tos.append(int(r.url.split("&to=")[1].split("&")[0]))
+                    if "/api/v1/series" in r.url else None)
+            page.goto(server.url + "/")
+            # A wrong key, then a cancelled prompt: the key is not kept and the page stops asking.
+            page.wait_for_selector("#key:not([hidden])", timeout=20000)
+            assert page.evaluate("localStorage.getItem('carpool_key')") is None
+            assert "API key" in page.inner_text("#advice")
+            page.wait_for_timeout(2500)
+            assert not answers  # no further prompt after the cancel
+            answers.append("sekret")
+            page.click("#key")
+            page.wait_for_function("window.carpoolDashboard.pointsByPanel().traffic > 0",
+                                   timeout=30000)
+            assert page.evaluate("localStorage.getItem('carpool_key')") == "sekret"
+            assert page.is_hidden("#key")
+            # Only complete seconds are asked for: the series end where the status's second begins.
+            assert tos and tos[-1] == nows[-1], (tos[-3:], nows[-3:])
+            # The server goes away: the charts are greyed and the advice says since when.
+            assert server.stop() == 0
+            stopped = True
+            page.wait_for_function("document.body.classList.contains('stale')", timeout=20000)
+            assert "unreachable since" in page.inner_text("#advice")
+            browser.close()
+            assert not errors, errors
+    finally:
+        if not stopped:
+            server.stop()

@@ -143,6 +143,28 @@ TEST(TelemetryHub, DerivedFiguresPerSecondAndPhase) {
   EXPECT_TRUE(series(doc, "gpu_sm_activity")[0][1].is_null());  // no GPU: unavailable
 }
 
+// Seconds before this Telemetry started have no data, counters and derived figures included: a
+// restarted server's dashboard shows a gap for the time it was not running, not an idle spell.
+TEST(TelemetryHub, SecondsBeforeTheStartAreNull) {
+  FakeClock clock(kT * kS + kS / 2);
+  Telemetry t({.clock = &clock, .device = "cpu", .peaks = test_peaks()});
+  auto q = parse_series_query("generation_tokens,http_2xx:sum,busy,mbu,ttft_seconds:count",
+                              std::to_string(kT - 3), std::to_string(kT + 2), "1", kT + 2);
+  ASSERT_TRUE(q.is_ok()) << q.error();
+  auto text = t.series_json(*q);
+  ASSERT_TRUE(text.is_ok()) << text.error();
+  const auto doc = nlohmann::json::parse(*text);
+  for (const char* name :
+       {"generation_tokens", "http_2xx:sum", "busy", "mbu", "ttft_seconds:count"}) {
+    auto pts = series(doc, name);
+    ASSERT_EQ(pts.size(), 5u) << name;
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(pts[i][1].is_null()) << name << " " << i;
+  }
+  // From the starting second on, a counter with nothing counted reads 0.
+  EXPECT_DOUBLE_EQ(series(doc, "generation_tokens")[3][1].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(series(doc, "http_2xx:sum")[4][1].get<double>(), 0.0);
+}
+
 TEST(TelemetryHub, SeriesQueryValidation) {
   EXPECT_FALSE(parse_series_query("", "", "", "", 100).is_ok());
   EXPECT_FALSE(parse_series_query("mfu", "10", "5", "1", 100).is_ok());
