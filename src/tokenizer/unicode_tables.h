@@ -32,8 +32,9 @@ struct Composition {
   uint32_t composite;
 };
 
-extern const char* const kUnicodeVersion;
-extern const CodeRange kLetterRanges[];  // general category L*
+extern const char* const kUnicodeVersion;     // of the letter and number classes
+extern const char* const kNfcUnicodeVersion;  // of the NFC tables
+extern const CodeRange kLetterRanges[];       // general category L*
 extern const size_t kLetterRangesCount;
 extern const CodeRange kNumberRanges[];  // general category N*
 extern const size_t kNumberRangesCount;
