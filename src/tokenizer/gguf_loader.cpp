@@ -126,6 +126,11 @@ Result<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
   CARPOOL_RETURN_IF_ERROR(assign("tokenizer.ggml.bos_token_id", &spec.bos_id));
   CARPOOL_RETURN_IF_ERROR(assign("tokenizer.ggml.eos_token_id", &spec.eos_id));
   CARPOOL_RETURN_IF_ERROR(assign("tokenizer.ggml.unknown_token_id", &spec.unk_id));
+  // Byte-level BPE has no unknown token in use: a byte without a token is dropped, as llama.cpp
+  // and the converted tokenizer.json (BPE with unk_token null) do. The id these files carry comes
+  // from tokenizer_config.json (SmolLM2: <|endoftext|>, its end-of-text token, which would end
+  // up in the middle of a prompt for bytes such as 0x04 that it has no token for).
+  if (spec.model == TokenizerModel::kByteLevelBpe) spec.unk_id = -1;
   for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
     int32_t id = -1;
     CARPOOL_RETURN_IF_ERROR(assign(key, &id));
