@@ -104,6 +104,16 @@ void GenerationJob::start() {
   const int n_choices = static_cast<int>(in_.prompts.size()) * req.n;
 
   if (model_.max_queued_requests > 0) {
+    // More choices than the queue holds can never be admitted: a 400, not a 429 to retry forever.
+    if (n_choices > model_.max_queued_requests) {
+      ApiError e =
+          bad_request("this request asks for " + std::to_string(n_choices) +
+                          " choices (prompts x n), more than the server's queue holds (" +
+                          std::to_string(model_.max_queued_requests) + ", --max-queued-requests)",
+                      "n");
+      ex_->respond(error_response(e));
+      return;
+    }
     EngineStats s = engine.stats();
     if (s.waiting + n_choices > model_.max_queued_requests) {
       ex_->respond(error_response(submit_error("waiting queue full: " + std::to_string(s.waiting) +

@@ -65,6 +65,11 @@ def test_full_queue_answers_429_quickly():
             assert r.headers["Retry-After"]
             assert r.json()["error"]["type"] == "rate_limit_error"
             assert elapsed < 1.0
+            # More choices than the queue can ever hold: a 400 naming n, not a 429 to retry.
+            r = requests.post(s.url + "/v1/completions",
+                              json={"prompt": "x", "max_tokens": 4, "n": 3})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "n"
             for f in longs:  # the admitted requests are undisturbed
                 text, usage, finish = f.result()
                 assert usage["completion_tokens"] == 120 and finish == "length"
