@@ -43,6 +43,7 @@ struct Expr {
   std::vector<std::string> kwarg_names;
   std::vector<std::string> ops;
   bool negated = false;  // kTest: "is not"
+  int depth = 1;         // 1 + the deepest child's: the parser bounds it (kMaxExprDepth)
 };
 
 struct Stmt;

@@ -35,6 +35,22 @@ class EvalContext {
            std::to_string(limits_.max_output_bytes) + " bytes");
     }
   }
+  // Counts a value of `bytes` being built against the whole render's max_built_bytes.
+  void built(size_t bytes) {
+    built_ += bytes;
+    if (built_ > limits_.max_built_bytes) {
+      fail("template built more than " + std::to_string(limits_.max_built_bytes) +
+           " bytes of strings and lists");
+    }
+  }
+  // check_size and built for a list of `items` items.
+  void build_list(size_t items) {
+    if (items > limits_.max_output_bytes / kListItemBytes) {
+      fail("template built a list of " + std::to_string(items) + " items, more than the " +
+           std::to_string(limits_.max_output_bytes / kListItemBytes) + " the sandbox allows");
+    }
+    built(items * kListItemBytes);
+  }
   void count_iteration() {
     if (++iterations_ > limits_.max_loop_iterations) {
       fail("template exceeded its loop limit of " + std::to_string(limits_.max_loop_iterations) +
@@ -48,6 +64,7 @@ class EvalContext {
   int64_t now_unix_s_;
   int64_t steps_ = 0;
   int64_t iterations_ = 0;
+  size_t built_ = 0;
 };
 
 }  // namespace carpool::chat

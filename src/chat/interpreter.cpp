@@ -66,6 +66,7 @@ class Interpreter {
       if (step == 0) fail("range() arg 3 must not be zero");
       ValueList out;
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+        if (out.size() % 1024 == 0) ctx->built(1024 * kListItemBytes);
         if (static_cast<int64_t>(out.size()) >= kMaxRange) {
           fail("range too big: the sandbox allows at most " + std::to_string(kMaxRange) + " items");
         }
@@ -271,6 +272,9 @@ class Interpreter {
       fail("macro '" + m.name + "' takes not more than " + std::to_string(m.targets.size()) +
            " argument(s)");
     }
+    // The call counts from here: a default argument that calls the macro again is a nested call
+    // (it recursed without limit when the count began after the defaults).
+    ++call_depth_;
     Scope scope;
     scope.parent = &root_;
     Scope* saved = scope_;
@@ -298,7 +302,6 @@ class Interpreter {
       if (!given && !m.defaults[i]) v = Value::undefined(m.targets[i]);
       scope.vars[m.targets[i]] = v;
     }
-    ++call_depth_;
     std::string out = capture(m.body);
     --call_depth_;
     scope_ = saved;

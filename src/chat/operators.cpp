@@ -63,6 +63,11 @@ Value repeat(EvalContext& ctx, const Value& seq, int64_t n) {
     ctx.check_size(ctx.limits().max_output_bytes + 1);
   }
   ctx.check_size(unit * static_cast<size_t>(n));
+  if (seq.is_string()) {
+    ctx.built(unit * static_cast<size_t>(n));
+  } else {
+    ctx.build_list(unit * static_cast<size_t>(n));
+  }
   ctx.charge_bytes(unit * static_cast<size_t>(n));
   if (seq.is_string()) {
     std::string out;
@@ -154,7 +159,13 @@ Value string_method(EvalContext& ctx, const std::string& s, const std::string& n
       std::optional<std::string> sep;
       if (r.has(0) && !r.get(0)->is_none()) sep = r.require_string(0);
       c->charge_bytes(s.size());
-      return split_result(py_split(s, sep, r.int_or(1, -1)));
+      // At most the sandbox's list size: split one part further, to see whether there are more.
+      const int64_t cap = static_cast<int64_t>(c->limits().max_output_bytes / kListItemBytes);
+      const int64_t asked = r.int_or(1, -1);
+      const bool capped = asked < 0 || asked >= cap;
+      std::vector<std::string> parts = py_split(s, sep, capped ? cap : asked);
+      c->build_list(parts.size() + (capped && static_cast<int64_t>(parts.size()) > cap ? 1 : 0));
+      return split_result(std::move(parts));
     });
   }
   if (name == "upper" || name == "lower" || name == "title" || name == "capitalize") {
@@ -269,6 +280,7 @@ Value binary_op(EvalContext& ctx, const std::string& op, const Value& a, const V
     std::string s = python_str(a);
     std::string t = python_str(b);
     ctx.check_size(s.size() + t.size());
+    ctx.built(s.size() + t.size());
     ctx.charge_bytes(s.size() + t.size());
     return Value::string(s + t);
   }
@@ -281,11 +293,12 @@ Value binary_op(EvalContext& ctx, const std::string& op, const Value& a, const V
     if (numbers) return Value::floating(a.as_double() + b.as_double());
     if (a.is_string() && b.is_string()) {
       ctx.check_size(a.as_string().size() + b.as_string().size());
+      ctx.built(a.as_string().size() + b.as_string().size());
       ctx.charge_bytes(a.as_string().size() + b.as_string().size());
       return Value::string(a.as_string() + b.as_string());
     }
     if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
-      ctx.check_size(a.as_list().size() + b.as_list().size());
+      ctx.build_list(a.as_list().size() + b.as_list().size());
       ctx.charge_bytes(a.as_list().size() + b.as_list().size());
       ValueList out = a.as_list();
       out.insert(out.end(), b.as_list().begin(), b.as_list().end());

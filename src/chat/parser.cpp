@@ -1,5 +1,6 @@
 #include "chat/parser.h"
 
+#include <algorithm>
 #include <initializer_list>
 #include <utility>
 
@@ -236,13 +237,13 @@ class Parser {
     ExprPtr first = with_condexpr ? parse_expression() : parse_or();
     if (!is_op(",")) return first;
     auto t = make(Expr::Kind::kTuple, line);
-    t->args.push_back(std::move(first));
+    attach(t, std::move(first));
     while (skip_op(",")) {
       if (cur().kind == TokenKind::kVarEnd || cur().kind == TokenKind::kBlockEnd || is_op(")") ||
           is_name("if") || is_name("recursive")) {
         break;
       }
-      t->args.push_back(with_condexpr ? parse_expression() : parse_or());
+      attach(t, with_condexpr ? parse_expression() : parse_or());
     }
     return t;
   }
@@ -254,19 +255,33 @@ class Parser {
       int line = cur().line;
       advance();
       auto c = make(Expr::Kind::kCondExpr, line);
-      c->args.push_back(std::move(e));
-      c->args.push_back(parse_or());
-      c->args.push_back(skip_name("else") ? parse_expression() : nullptr);
+      attach(c, std::move(e));
+      attach(c, parse_or());
+      attach(c, skip_name("else") ? parse_expression() : nullptr);
       e = std::move(c);
     }
     return e;
   }
 
+  // Adds a child (or a null placeholder) to e, keeping e's depth and its bound.
+  static void attach(const ExprPtr& e, ExprPtr child) { attach(e.get(), std::move(child)); }
+  static void attach(Expr* e, ExprPtr child) {
+    if (child) {
+      e->depth = std::max(e->depth, child->depth + 1);
+      if (e->depth > kMaxExprDepth) {
+        fail("expression nested too deeply (more than " + std::to_string(kMaxExprDepth) +
+             " levels of operators, attributes, calls or filters) at line " +
+             std::to_string(e->line));
+      }
+    }
+    e->args.push_back(std::move(child));
+  }
+
   ExprPtr binary(Expr::Kind kind, ExprPtr a, ExprPtr b, std::string op = {}) {
     auto e = make(kind, a->line);
     e->name = std::move(op);
-    e->args.push_back(std::move(a));
-    e->args.push_back(std::move(b));
+    attach(e, std::move(a));
+    attach(e, std::move(b));
     return e;
   }
 
@@ -287,7 +302,7 @@ class Parser {
       DepthGuard guard(&depth_, cur().line);
       auto e = make(Expr::Kind::kNot, cur().line);
       advance();
-      e->args.push_back(parse_not());
+      attach(e, parse_not());
       return e;
     }
     return parse_compare();
@@ -315,10 +330,10 @@ class Parser {
       }
       if (!cmp) {
         cmp = make(Expr::Kind::kCompare, first->line);
-        cmp->args.push_back(std::move(first));
+        attach(cmp, std::move(first));
       }
       cmp->ops.push_back(op);
-      cmp->args.push_back(parse_math1());
+      attach(cmp, parse_math1());
     }
     return cmp ? std::move(cmp) : std::move(first);
   }
@@ -361,7 +376,7 @@ class Parser {
     if (is_op("-") || is_op("+")) {
       e = make(is_op("-") ? Expr::Kind::kNeg : Expr::Kind::kPos, cur().line);
       advance();
-      e->args.push_back(parse_unary(false));
+      attach(e, parse_unary(false));
     } else {
       e = parse_primary();
     }
@@ -406,10 +421,10 @@ class Parser {
       ExprPtr first = parse_expression();
       if (skip_op(")")) return first;
       auto tup = make(Expr::Kind::kTuple, line);
-      tup->args.push_back(std::move(first));
+      attach(tup, std::move(first));
       while (skip_op(",")) {
         if (is_op(")")) break;
-        tup->args.push_back(parse_expression());
+        attach(tup, parse_expression());
       }
       expect_op(")");
       return tup;
@@ -419,7 +434,7 @@ class Parser {
       while (!is_op("]")) {
         if (!list->args.empty()) expect_op(",");
         if (is_op("]")) break;
-        list->args.push_back(parse_expression());
+        attach(list, parse_expression());
       }
       expect_op("]");
       return list;
@@ -429,9 +444,9 @@ class Parser {
       while (!is_op("}")) {
         if (!dict->args.empty()) expect_op(",");
         if (is_op("}")) break;
-        dict->args.push_back(parse_expression());
+        attach(dict, parse_expression());
         expect_op(":");
-        dict->args.push_back(parse_expression());
+        attach(dict, parse_expression());
       }
       expect_op("}");
       return dict;
@@ -452,14 +467,14 @@ class Parser {
         advance();
         if (cur().kind == TokenKind::kInt) {
           auto g = make(Expr::Kind::kGetItem, line);
-          g->args.push_back(std::move(e));
-          g->args.push_back(literal(Value::integer(cur().int_value), line));
+          attach(g, std::move(e));
+          attach(g, literal(Value::integer(cur().int_value), line));
           advance();
           e = std::move(g);
         } else {
           auto g = make(Expr::Kind::kGetAttr, line);
           g->name = expect_name();
-          g->args.push_back(std::move(e));
+          attach(g, std::move(e));
           e = std::move(g);
         }
       } else if (is_op("[")) {
@@ -489,13 +504,13 @@ class Parser {
     if (!is_slice) {
       if (!parts[0]) error("expected an index");
       auto g = make(Expr::Kind::kGetItem, line);
-      g->args.push_back(std::move(obj));
-      g->args.push_back(std::move(parts[0]));
+      attach(g, std::move(obj));
+      attach(g, std::move(parts[0]));
       return g;
     }
     auto s = make(Expr::Kind::kSlice, line);
-    s->args.push_back(std::move(obj));
-    for (auto& p : parts) s->args.push_back(std::move(p));
+    attach(s, std::move(obj));
+    for (auto& p : parts) attach(s, std::move(p));
     return s;
   }
 
@@ -512,10 +527,10 @@ class Parser {
         e->kwarg_names.push_back(cur().text);
         advance();
         advance();
-        e->args.push_back(parse_expression());
+        attach(e, parse_expression());
       } else {
         if (!e->kwarg_names.empty()) error("positional argument after keyword argument");
-        e->args.push_back(parse_expression());
+        attach(e, parse_expression());
       }
     }
     expect_op(")");
@@ -523,7 +538,7 @@ class Parser {
 
   ExprPtr parse_call(ExprPtr callee) {
     auto c = make(Expr::Kind::kCall, callee->line);
-    c->args.push_back(std::move(callee));
+    attach(c, std::move(callee));
     parse_call_args(c.get());
     return c;
   }
@@ -545,7 +560,7 @@ class Parser {
       first = false;
       auto f = make(Expr::Kind::kFilter, cur().line);
       f->name = dotted_name();
-      f->args.push_back(std::move(subject));
+      attach(f, std::move(subject));
       if (is_op("(")) parse_call_args(f.get());
       subject = std::move(f);
     }
@@ -561,7 +576,7 @@ class Parser {
         auto t = make(Expr::Kind::kTest, cur().line);
         t->negated = skip_name("not");
         t->name = dotted_name();
-        t->args.push_back(std::move(e));
+        attach(t, std::move(e));
         if (is_op("(")) {
           parse_call_args(t.get());
         } else if ((cur().kind == TokenKind::kName || cur().kind == TokenKind::kString ||
@@ -569,7 +584,7 @@ class Parser {
                     is_op("(") || is_op("[") || is_op("{")) &&
                    !is_name("else") && !is_name("or") && !is_name("and")) {
           if (is_name("is")) error("tests cannot be chained with 'is'");
-          t->args.push_back(parse_postfix(parse_primary()));
+          attach(t, parse_postfix(parse_primary()));
         }
         e = std::move(t);
       } else if (is_op("(")) {

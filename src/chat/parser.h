@@ -10,6 +10,10 @@
 namespace carpool::chat {
 
 inline constexpr int kMaxParseDepth = 200;
+// Depth of an expression tree, however it is reached: chains of operators, attributes, calls and
+// filters (a + b + c ..., x.a.a ..., x|e|e ...) nest without parentheses, and evaluating (and
+// freeing) a tree recurses on its depth. Real chat templates stay far below.
+inline constexpr int kMaxExprDepth = 100;
 
 Body parse_template(std::string_view source);
 

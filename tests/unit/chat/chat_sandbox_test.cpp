@@ -87,6 +87,46 @@ TEST(ChatSandbox, DeeplyNestedExpressionIsAParseError) {
   expect_error_containing(render_error(ifs), "nested too deeply");
 }
 
+// Chains of operators, attributes, indexes, calls, filters and tests nest without parentheses;
+// evaluating (and freeing) 20,000 links overflowed the stack.
+TEST(ChatSandbox, LongOperatorChainsAreAParseError) {
+  auto chain = [](const std::string& head, const std::string& link, int n) {
+    std::string s = "{{ " + head;
+    for (int i = 0; i < n; ++i) s += link;
+    return s + " }}";
+  };
+  for (const std::string& source :
+       {chain("x", ".a", 20000), chain("x", "[0]", 20000), chain("x", "()", 20000),
+        chain("1", " + 1", 20000), chain("'a'", " ~ 'a'", 20000), chain("1", " and 1", 20000),
+        chain("1", " or 1", 20000), chain("x", " | e", 20000), chain("2", " ** 1", 20000),
+        chain("1", " and 1 is not none", 20000)}) {
+    expect_error_containing(render_error(source), "nested too deeply");
+  }
+  // A long but reasonable chain still renders.
+  EXPECT_EQ(render_error(chain("1", " + 1", 60)), "");
+}
+
+TEST(ChatSandbox, MacroDefaultCallingTheMacroIsBounded) {
+  expect_error_containing(render_error("{% macro f(x=f()) %}{% endmacro %}{{ f() }}"),
+                          "recursion limit");
+}
+
+// Lists count at kListItemBytes per item against the size limits, and what a render builds in all
+// is bounded: [0] * 8388608 was under the limit (it counted items) and took 0.9 GB.
+TEST(ChatSandbox, ListsAndBuiltBytesAreBounded) {
+  expect_error_containing(render_error("{% set x = [0] * 8388608 %}"), "the sandbox allows");
+  expect_error_containing(render_error("{% set ns = namespace(l=[0]) %}{% for i in range(40) %}"
+                                       "{% set ns.l = ns.l + ns.l %}{% endfor %}"),
+                          "the sandbox allows");
+  expect_error_containing(render_error("{{ ('a,' * 4000000).split(',') | length }}"),
+                          "the sandbox allows");
+  expect_error_containing(
+      render_error("{% for i in range(1000) %}{% set x = [0] * 100000 %}{% endfor %}"),
+      "bytes of strings and lists");
+  EXPECT_EQ(render_error("{{ ('a,' * 1000).split(',') | length }}"), "");
+  EXPECT_EQ(render_error("{% set x = [0] * 100000 %}{{ x | length }}"), "");
+}
+
 TEST(ChatSandbox, DeeplyNestedContextIsRefused) {
   nlohmann::ordered_json deep = nlohmann::ordered_json::array();
   for (int i = 0; i < 100; ++i) deep = nlohmann::ordered_json::array({deep});
