@@ -287,7 +287,7 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size) {
     }
     GgufValue v;
     CARPOOL_RETURN_IF_ERROR(read_value(r, static_cast<GgufType>(t), &v, std::string(key)));
-    if (f.find(key) != nullptr)
+    if (!f.kv_index_.emplace(std::string(key), f.kv_.size()).second)
       return Status::error("gguf: duplicate metadata key '" + std::string(key) + "'");
     f.kv_.emplace_back(std::string(key), v);
   }
@@ -344,7 +344,7 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size) {
       return Status::error("gguf: tensor '" + ti.name + "' offset " + std::to_string(ti.offset) +
                            " is not aligned");
     }
-    if (f.find_tensor(ti.name) != nullptr)
+    if (!f.tensor_index_.emplace(ti.name, f.tensors_.size()).second)
       return Status::error("gguf: duplicate tensor name '" + ti.name + "'");
     f.tensors_.push_back(std::move(ti));
   }
@@ -365,17 +365,13 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size) {
 }
 
 const GgufValue* GgufFile::find(std::string_view key) const {
-  for (const auto& [k, v] : kv_) {
-    if (k == key) return &v;
-  }
-  return nullptr;
+  auto it = kv_index_.find(std::string(key));
+  return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
 }
 
 const GgufTensorInfo* GgufFile::find_tensor(std::string_view name) const {
-  for (const auto& t : tensors_) {
-    if (t.name == name) return &t;
-  }
-  return nullptr;
+  auto it = tensor_index_.find(std::string(name));
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
 namespace {

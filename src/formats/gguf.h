@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/dtype.h"
@@ -95,6 +96,10 @@ class GgufFile {
   size_t alignment_ = 32;
   std::vector<std::pair<std::string, GgufValue>> kv_;
   std::vector<GgufTensorInfo> tensors_;
+  // Positions in kv_ and tensors_ by name: the reader's duplicate checks and the lookups stay
+  // linear in the file's entries (a scan per entry took minutes on 200,000 hostile keys).
+  std::unordered_map<std::string, size_t> kv_index_;
+  std::unordered_map<std::string, size_t> tensor_index_;
 };
 
 }  // namespace carpool
