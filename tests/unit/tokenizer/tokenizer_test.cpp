@@ -64,6 +64,33 @@ TEST(Tokenizer, ByteLevelMergesAndSpecialTokens) {
   EXPECT_EQ(tok->decode(std::vector<int32_t>{-1, 257, 100000}), "abc");
 }
 
+// Added tokens: the longest one that the text continues with wins; special (control) ones only
+// when special tokens are parsed, user-defined ones always; overlapping prefixes and bytes above
+// 0x7f sort and match as bytes.
+TEST(Tokenizer, AddedTokensMatchLongestAllowed) {
+  TokenizerSpec spec = tiny_byte_level_spec();
+  auto add = [&](const std::string& text, TokenType type) {
+    spec.tokens.push_back(text);
+    spec.types.push_back(type);
+    return static_cast<int32_t>(spec.tokens.size() - 1);
+  };
+  const int32_t a = add("<a>", TokenType::kUserDefined);
+  const int32_t ab = add("<a><b>", TokenType::kControl);
+  const int32_t abc = add("<a><b><c>", TokenType::kUserDefined);
+  const int32_t e = add("\xc3\xa9!", TokenType::kUserDefined);
+  auto tok = Tokenizer::from_spec(spec);
+  ASSERT_TRUE(tok.is_ok()) << tok.error();
+  EXPECT_EQ(tok->encode("<a><b><c>", false, true), (std::vector<int32_t>{abc}));
+  EXPECT_EQ(tok->encode("<a><b>x", false, true), (std::vector<int32_t>{ab, 'x'}));
+  // Without special tokens parsed, <a><b> is not a candidate: <a> then the bytes of <b>.
+  std::vector<int32_t> plain = tok->encode("<a><b>x", false, false);
+  ASSERT_FALSE(plain.empty());
+  EXPECT_EQ(plain.front(), a);
+  EXPECT_EQ(tok->decode(plain), "<a><b>x");
+  EXPECT_EQ(tok->encode("<a><b><c", false, true).front(), ab);
+  EXPECT_EQ(tok->encode("\xc3\xa9!\xc3\xa9!", false, true), (std::vector<int32_t>{e, e}));
+}
+
 TEST(Tokenizer, InvalidUtf8InputEncodesByteByByte) {
   auto tok = Tokenizer::from_spec(tiny_byte_level_spec());
   ASSERT_TRUE(tok.is_ok());
