@@ -157,7 +157,8 @@ int cmd_serve(int argc, char** argv) {
            "require 'Authorization: Bearer KEY' on every route but /health (and the dashboard "
            "page, which holds no data)",
            ""},
-          {"served-model-name", "", "NAME", "the model name clients use", "the --model name"},
+          {"served-model-name", "", "NAME", "the model name clients use",
+           "the --model file or folder name, without directory and .gguf"},
           {"max-num-seqs", "", "N", "sequences per engine step", "64"},
           {"max-num-batched-tokens", "", "N", "tokens per engine step", "512"},
           {"kv-cache-memory", "", "SIZE", "KV cache size (e.g. 512MiB, 2G)",
