@@ -177,6 +177,7 @@ class CpuBackend final : public Backend {
   AmxActivations x_amx_;                     // the same activations laid out for AMX tiles
   std::vector<uint32_t> x_bf16_;             // bf16 activation pairs, for packed BF16 weights
   std::vector<float> norm_weight_;           // dequantized norm weights
+  std::vector<float> bias_f32_;              // an f16/bf16 bias widened for matmul
 
   struct Allocation {
     size_t bytes = 0;

@@ -42,10 +42,21 @@ void CpuBackend::matmul(Tensor out, const Tensor& x, const Tensor& w, const Tens
   }
   CARPOOL_CHECK(x.dtype == DType::kF32 && out.dtype == DType::kF32);
   CARPOOL_CHECK(w.cols == k && out.rows == m && out.cols == n);
-  CARPOOL_CHECK(bias == nullptr || (bias->dtype == DType::kF32 && bias->numel() == n));
+  CARPOOL_CHECK(bias == nullptr || ((bias->dtype == DType::kF32 || bias->dtype == DType::kF16 ||
+                                     bias->dtype == DType::kBF16) &&
+                                    bias->numel() == n));
   const float* xs = static_cast<const float*>(x.data);
   float* y = static_cast<float*>(out.data);
-  const float* b = bias != nullptr ? static_cast<const float*>(bias->data) : nullptr;
+  // Biases as the file has them: f32, or f16/bf16 (Hugging Face checkpoints in half precision)
+  // widened here, n values per call.
+  const float* b = nullptr;
+  if (bias != nullptr && bias->dtype == DType::kF32) {
+    b = static_cast<const float*>(bias->data);
+  } else if (bias != nullptr) {
+    bias_f32_.resize(static_cast<size_t>(n));
+    dequantize_row(bias->dtype, bias->data, bias_f32_.data(), n);
+    b = bias_f32_.data();
+  }
   const char* wbase = static_cast<const char*>(w.data);
   const size_t w_row_bytes = w.row_bytes();
   // Enough rows per chunk that a chunk is worth a thread hand-off.

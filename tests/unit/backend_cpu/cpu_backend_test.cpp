@@ -38,6 +38,35 @@ TEST(CpuBackend, LoadWeightIsZeroCopy) {
   EXPECT_FALSE(b->load_weight(HostWeight{DType::kI32, bytes.data(), 2, 4}).is_ok());
 }
 
+// Biases as Hugging Face half-precision checkpoints store them (Qwen2's q/k/v biases in bf16 or
+// f16): the same outputs as the f32 bias holding the same values (it aborted on the type check).
+TEST(CpuBackend, MatmulTakesHalfPrecisionBiases) {
+  std::unique_ptr<Backend> b = make_cpu_backend({.n_threads = 1});
+  const int64_t m = 3, k = 32, n = 5;
+  std::vector<float> wv(static_cast<size_t>(n * k)), xv(static_cast<size_t>(m * k));
+  for (size_t i = 0; i < wv.size(); ++i) wv[i] = static_cast<float>(i % 7) * 0.25f - 0.5f;
+  for (size_t i = 0; i < xv.size(); ++i) xv[i] = static_cast<float>(i % 5) * 0.5f - 1.f;
+  const std::vector<float> bias = {0.5f, -1.25f, 2.f, 0.f, -0.75f};  // exact in bf16 and f16
+  std::vector<uint16_t> bias_bf16, bias_f16;
+  for (float v : bias) bias_bf16.push_back(f32_to_bf16(v)), bias_f16.push_back(f32_to_f16(v));
+  Tensor w = b->load_weight(HostWeight{DType::kF32, wv.data(), n, k}).value();
+  Tensor x = b->alloc(DType::kF32, m, k).value();
+  b->upload(x, xv.data(), xv.size() * 4);
+  auto run = [&](DType t, const void* data) {
+    Tensor bt = b->load_weight(HostWeight{t, data, 1, n}).value();
+    Tensor y = b->alloc(DType::kF32, m, n).value();
+    b->matmul(y, x, w, &bt);
+    std::vector<float> out(static_cast<size_t>(m * n));
+    b->download(out.data(), y, out.size() * 4);
+    b->free(y);
+    return out;
+  };
+  const std::vector<float> want = run(DType::kF32, bias.data());
+  EXPECT_EQ(run(DType::kBF16, bias_bf16.data()), want);
+  EXPECT_EQ(run(DType::kF16, bias_f16.data()), want);
+  b->free(x);
+}
+
 // Q5_0 in groups of 16 rows is packed as it is; with rows past the last group it is re-encoded
 // as Q8_0 (exact). Both give the same integer sums and scale them alike: the outputs they share
 // are bit for bit equal.
