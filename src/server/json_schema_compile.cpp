@@ -90,6 +90,15 @@ class Compiler {
         }
         if (s.contains("const") && v != s["const"]) continue;
         if (!has_type(v, type)) continue;
+        // An integer beyond 64 bits reaches here as a double and would be written rounded
+        // (-12345678901234567890 as -1.2345678901234567e+19): refused rather than written wrong.
+        if (v.is_number_float() && std::isfinite(v.get<double>()) &&
+            std::fabs(v.get<double>()) >= 9007199254740992.0 &&
+            v.get<double>() == std::trunc(v.get<double>())) {
+          return fail("json_schema: an enum / const value at " + path +
+                      " is a whole number too large to write exactly (beyond 2^53 and outside "
+                      "64-bit integers); give it as a string");
+        }
         n.literals.push_back(v.dump());
         if (n.literals.back().size() > kMaxLiteralBytes) {
           return fail("json_schema: an enum value at " + path + " is longer than " +
@@ -115,10 +124,12 @@ class Compiler {
     } else if (type == "object") {
       n.type = Type::kObject;
       std::set<std::string> names;
+      bool declared = false;  // properties listed, even if none of them may appear
       if (s.contains("properties")) {
         const json& props = s["properties"];
         if (!props.is_object())
           return fail("json_schema: properties at " + path + " must be an object");
+        declared = !props.empty();
         for (const auto& [name, sub] : props.items()) {
           if (sub.is_boolean() && !sub.get<bool>()) continue;  // may not appear: never written
           const int32_t child = compile(sub, path + ".properties." + name, depth + 1);
@@ -142,8 +153,9 @@ class Compiler {
           }
         }
       }
-      // Extra members are never written where there are properties; without properties they
-      // are free (true, {}) or absent (false). A schema for them cannot be enforced.
+      // Extra members are never written where there are properties (even if all of them are
+      // false: a free object could write those); without properties they are free (true, {}) or
+      // absent (false). A schema for them cannot be enforced.
       bool closed = false;
       if (s.contains("additionalProperties")) {
         const json& ap = s["additionalProperties"];
@@ -154,7 +166,7 @@ class Compiler {
                       " must be true, false or {} (a schema for extra members is not supported)");
         }
       }
-      n.free = n.keys.empty() && !closed;
+      n.free = !declared && !closed;
     } else if (type == "array") {
       n.type = Type::kArray;
       if (s.contains("items")) {

@@ -67,6 +67,42 @@ TEST(CompileJsonSchema, TypesNarrowEnumsAndKeywordsImplyTypes) {
   EXPECT_EQ(child(3).min_items, 2);
 }
 
+// Properties that may not appear stay out even when they are all an object lists: the object
+// is not a free one (a free object could write them; {"secret": false} let "secret" through).
+TEST(CompileJsonSchema, AllPropertiesFalseIsNotAFreeObject) {
+  auto r = compile_json_schema(json::parse(
+      R"({"type": "object", "properties": {"secret": false, "user": {"type": "object",
+          "properties": {"password": false}}}})"));
+  ASSERT_TRUE(r) << r.error();
+  const JsonSchema& s = *r.value();
+  EXPECT_FALSE(s.nodes[0].free);
+  ASSERT_EQ(s.nodes[0].keys, (std::vector<std::string>{"\"user\""}));
+  const SchemaNode& user = s.nodes[static_cast<size_t>(s.nodes[0].children[0])];
+  EXPECT_FALSE(user.free);
+  EXPECT_TRUE(user.keys.empty());
+  // An empty properties object still means any members.
+  auto e = compile_json_schema(json::parse(
+      R"({"type": "object", "properties": {"m": {"type": "object", "properties": {}}}})"));
+  ASSERT_TRUE(e) << e.error();
+  EXPECT_TRUE(e.value()->nodes[static_cast<size_t>(e.value()->nodes[0].children[0])].free);
+}
+
+// Whole numbers beyond 64-bit integers would be written rounded: refused, with the advice.
+TEST(CompileJsonSchema, HugeIntegerLiteralsAreRefused) {
+  for (const char* text :
+       {R"({"type": "object", "properties": {"a": {"const": -12345678901234567890}}})",
+        R"({"type": "object", "properties": {"a": {"enum": [123456789012345678901234567890]}}})"}) {
+    auto r = compile_json_schema(json::parse(text));
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().find("too large to write exactly"), std::string::npos) << r.error();
+  }
+  auto ok = compile_json_schema(json::parse(
+      R"({"type": "object", "properties": {"a": {"enum": [12345678901234567890, 0.1, -3]}}})"));
+  ASSERT_TRUE(ok) << ok.error();
+  EXPECT_EQ(ok.value()->nodes[static_cast<size_t>(ok.value()->nodes[0].children[0])].literals,
+            (std::vector<std::string>{"12345678901234567890", "0.1", "-3"}));
+}
+
 TEST(CompileJsonSchema, RefusesWhatItCannotEnforce) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}})",
