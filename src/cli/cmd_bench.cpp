@@ -99,7 +99,6 @@ int cmd_bench(int argc, char** argv) {
                   std::to_string(r.hi) + "], got " + std::to_string(r.value));
     }
   }
-  if (Status st = check_threads(threads.value()); !st) return fail(st.message());
   const int B = static_cast<int>(batch.value()), P = static_cast<int>(plen.value());
   const int G = static_cast<int>(gen.value()), PF = static_cast<int>(prefill_len.value());
   const int C = static_cast<int>(chunk.value());

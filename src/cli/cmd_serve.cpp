@@ -233,9 +233,7 @@ int cmd_serve(int argc, char** argv) {
                 std::to_string(seqs.value()) + ")");
   }
   if (model_len.value() < 0) return fail("--max-model-len must be >= 0 (0: the model's)");
-  if (const std::string d = args.get("device", "auto"); d != "auto" && d != "cpu" && d != "cuda") {
-    return fail("--device must be auto, cpu or cuda, got '" + d + "'");
-  }
+  if (Status st = check_device(args.get("device", "auto")); !st) return fail(st.message());
   if (args.has("gpu-catalog") && !std::filesystem::is_regular_file(args.get("gpu-catalog"))) {
     return fail("--gpu-catalog: no such file: " + args.get("gpu-catalog"));
   }

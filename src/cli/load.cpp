@@ -37,11 +37,16 @@ Status check_threads(int64_t n) {
   return Status::ok();
 }
 
-Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
-                                              bool cpu_exact, const std::string& kv_cache_dtype) {
+Status check_device(const std::string& device) {
   if (device != "auto" && device != "cpu" && device != "cuda") {
     return Status::error("--device must be auto, cpu or cuda, got '" + device + "'");
   }
+  return Status::ok();
+}
+
+Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int threads,
+                                              bool cpu_exact, const std::string& kv_cache_dtype) {
+  CARPOOL_RETURN_IF_ERROR(check_device(device));
   const std::string& kvd = kv_cache_dtype;
   CARPOOL_RETURN_IF_ERROR(check_kv_cache_dtype(kvd));
 #ifdef CARPOOL_HAVE_CUDA

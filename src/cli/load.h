@@ -36,6 +36,8 @@ struct LoadedModel {
 // CUDA: bf16), "f16" or "f32" (CPU only), "bf16" (CUDA only).
 // OK when `name` is a --kv-cache-dtype value (auto, f16, f32, bf16); else the option's error.
 Status check_kv_cache_dtype(const std::string& name);
+// --device: auto, cpu or cuda.
+Status check_device(const std::string& device);
 // --threads: 0 (every core) to kMaxThreads.
 constexpr int64_t kMaxThreads = 1024;
 Status check_threads(int64_t n);
