@@ -74,12 +74,9 @@ class EngineImpl final : public Engine {
 
   Result<RequestId> submit(RequestParams params, TokenSink sink) override;
   void shutdown_now() override;
-  void abort(RequestId id) override {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      aborts_.push_back(id);
-    }
-    cv_.notify_one();
+  void abort(RequestId id) override { end_early({id, FinishReason::kAbort, -1}); }
+  void stop(RequestId id, int kept_tokens) override {
+    end_early({id, FinishReason::kStop, std::max(0, kept_tokens)});
   }
   EngineStats stats() const override {
     std::lock_guard<std::mutex> lk(mu_);
@@ -95,6 +92,19 @@ class EngineImpl final : public Engine {
     RequestParams params;
     TokenSink sink;
   };
+  // A request its caller ends before it finishes: abort(), or stop() with the tokens it kept.
+  struct EarlyEnd {
+    RequestId id;
+    FinishReason reason;
+    int kept_tokens;  // -1: all it generated
+  };
+  void end_early(EarlyEnd e) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      aborts_.push_back(e);
+    }
+    cv_.notify_one();
+  }
 
   static SchedulerConfig scheduler_config(const EngineOptions& o, const KvCachePlan& plan) {
     SchedulerConfig c;
@@ -111,14 +121,15 @@ class EngineImpl final : public Engine {
   void admit(Pending& p);
   void run_step();
   // Removes a waiting or running request and sends its final event (no token).
-  // refused: ended unstarted at shutdown (TokenEvent::refused_at_shutdown).
+  // refused: ended unstarted at shutdown (TokenEvent::refused_at_shutdown). kept_tokens: the
+  // generated tokens to count it with (stop(); -1: all it generated).
   void end_request(RequestId id, FinishReason reason, const std::string& error,
-                   bool refused = false);
+                   bool refused = false, int kept_tokens = -1);
   void publish_stats();
   void deliver();
   // --- telemetry (tel_ != null) ---
   void setup_telemetry(const KvCachePlan& plan);
-  void record_step(const StepPlan& plan, int64_t start_ns, int64_t device_ns);
+  void record_step(const StepPlan& plan, int64_t start_ns, int64_t device_ns, int64_t generated);
   // generated: the request's generated tokens (-1: the sequence's own count).
   void record_finished(const Sequence* s, FinishReason reason, int generated = -1);
 
@@ -148,7 +159,7 @@ class EngineImpl final : public Engine {
   std::condition_variable cv_;          // wakes the loop
   std::condition_variable drained_cv_;  // wakes shutdown()
   std::deque<Pending> pending_;
-  std::vector<RequestId> aborts_;
+  std::vector<EarlyEnd> aborts_;
   bool accepting_ = true;
   bool refuse_unstarted_ = false;  // shutdown(): the loop ends the requests not yet started
   bool hurry_ = false;             // shutdown_now(): shutdown() stops waiting
@@ -210,8 +221,10 @@ void EngineImpl::setup_telemetry(const KvCachePlan& plan) {
   });
 }
 
-void EngineImpl::record_step(const StepPlan& plan, int64_t start_ns, int64_t device_ns) {
+void EngineImpl::record_step(const StepPlan& plan, int64_t start_ns, int64_t device_ns,
+                             int64_t generated) {
   telemetry::StepStats st;
+  st.generated_tokens = generated;
   st.start_ns = start_ns;
   st.end_ns = tel_->clock().now_ns();
   st.device_ns = device_ns;
@@ -327,7 +340,7 @@ void EngineImpl::shutdown_now() {
 }
 
 void EngineImpl::end_request(RequestId id, FinishReason reason, const std::string& error,
-                             bool refused) {
+                             bool refused, int kept_tokens) {
   auto it = sinks_.find(id);
   if (it == sinks_.end()) return;  // unknown or already finished
   TokenEvent ev;
@@ -338,10 +351,13 @@ void EngineImpl::end_request(RequestId id, FinishReason reason, const std::strin
   if (const Sequence* s = scheduler_.find(id)) {
     ev.prompt_tokens = s->num_prompt_tokens;
     ev.generated_tokens = s->num_generated();
+    if (kept_tokens >= 0) ev.generated_tokens = std::min(ev.generated_tokens, kept_tokens);
     ev.cached_prompt_tokens = s->num_cached_prompt_tokens;
   }
   const bool counted = uncounted_.erase(id) == 0;
-  if (tel_ != nullptr && counted) record_finished(scheduler_.find(id), reason);
+  if (tel_ != nullptr && counted) {
+    record_finished(scheduler_.find(id), reason, kept_tokens >= 0 ? ev.generated_tokens : -1);
+  }
   last_token_s_.erase(id);
   scheduler_.abort(id);
   runner_.remove(id);
@@ -380,7 +396,11 @@ void EngineImpl::run_step() {
   CARPOOL_CHECK(outputs.size() == sampled->size());
 
   if (tel_ != nullptr && !uncounted_step(plan)) {
-    record_step(plan, start_ns, device_ns);
+    int64_t dropped = 0;  // prompt-only requests' tokens, never delivered
+    if (!prompt_only_.empty()) {
+      for (const SeqOutput& o : outputs) dropped += prompt_only_.count(o.id);
+    }
+    record_step(plan, start_ns, device_ns, static_cast<int64_t>(outputs.size()) - dropped);
     const int64_t t0 = tel_->clock().now_ns();
     const double now = steady_now_s();
     gaps_.clear();
@@ -467,7 +487,7 @@ void EngineImpl::publish_stats() {
 void EngineImpl::loop() {
   engine_tid_.store(static_cast<int>(syscall(SYS_gettid)));
   std::deque<Pending> incoming;
-  std::vector<RequestId> aborts;
+  std::vector<EarlyEnd> aborts;
   for (;;) {
     bool stop = false, refuse = false;
     {
@@ -486,7 +506,7 @@ void EngineImpl::loop() {
     }
     for (Pending& p : incoming) admit(p);
     incoming.clear();
-    for (RequestId id : aborts) end_request(id, FinishReason::kAbort, "");
+    for (const EarlyEnd& e : aborts) end_request(e.id, e.reason, "", false, e.kept_tokens);
     aborts.clear();
     // Shutting down: what has not started goes back to its client at once (to be retried on
     // another replica) instead of waiting out the drain for an empty answer.

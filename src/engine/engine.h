@@ -136,6 +136,12 @@ class Engine {
   virtual Result<RequestId> submit(RequestParams params, TokenSink sink) = 0;
   // Aborts a request; its sink gets a final event with reason kAbort (unless already finished).
   virtual void abort(RequestId id) = 0;
+  // Ends a request its caller has found complete (a stop string in its text) as abort() does
+  // (its KV blocks are freed within one step), but counted in telemetry as finished with reason
+  // "stop" and `kept_tokens` generated tokens (those its answer kept: the engine may have
+  // generated one or two more before this call reached it). Its sink gets a final event with
+  // reason kStop (unless already finished).
+  virtual void stop(RequestId id, int kept_tokens) = 0;
   virtual EngineStats stats() const = 0;
   virtual const EngineOptions& options() const = 0;  // with the sizes actually used
   virtual int max_model_len() const = 0;

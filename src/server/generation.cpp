@@ -259,7 +259,7 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
     }
     delta = c.stop->push(c.decoder->push(ev.token));
     if (c.stop->matched()) {
-      if (!ev.finished) model_.engine->abort(c.rid);
+      if (!ev.finished) model_.engine->stop(c.rid, c.completion_tokens);
       finish_choice(c, FinishReason::kStop);
     }
   }

@@ -19,6 +19,9 @@ struct StepStats {
   bool idle_before = false;
   StepShape shape;  // tokens, sequences and context by phase
   StepCost cost;    // compute_step_cost(cost_model, shape)
+  // Tokens the step generated for its requests; -1: one per logit row. A request that only
+  // scores its prompt (max_tokens 0) has a logit row whose token is dropped.
+  int64_t generated_tokens = -1;
 };
 
 // One finished request (any finish reason). Latencies in seconds; negative: unknown (e.g. no

@@ -124,8 +124,9 @@ void Telemetry::record(const StepStats& st) {
   const double flops = st.cost.flops(), bytes = st.cost.bytes();
   // Each logit row samples one token: every decode token, and the first token of a request from
   // the last chunk of its prompt.
-  const double generated =
-      static_cast<double>(st.shape.prefill.logit_rows + st.shape.decode.logit_rows);
+  const double generated = static_cast<double>(
+      st.generated_tokens >= 0 ? st.generated_tokens
+                               : st.shape.prefill.logit_rows + st.shape.decode.logit_rows);
   const double device_s = static_cast<double>(std::max<int64_t>(0, st.device_ns)) / 1e9;
   double active_ns = static_cast<double>(std::max<int64_t>(0, st.end_ns - st.start_ns));
   {

@@ -57,7 +57,8 @@ std::string Telemetry::render_prometheus() const {
            "Seconds the device was busy with steps.");
   m.sample("carpool_device_busy_seconds_total", {{"device", dev}}, totals.device_s[0]);
   m.family("carpool_http_requests_total", "counter",
-           "HTTP answers by status class (every route, including rejected requests).");
+           "HTTP answers of the API by status class, rejected requests included (not /metrics, "
+           "/health, /ready or the dashboard and its /api/ routes).");
   for (int c = 0; c < kHttpClasses; ++c)
     m.sample("carpool_http_requests_total", {{"code", kHttpClassNames[c]}}, totals.http[c]);
   const SelfCost self_cost = this->self_cost();

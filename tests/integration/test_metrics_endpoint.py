@@ -68,6 +68,62 @@ def test_metrics_count_requests_tokens_and_status_classes(server, client):
     assert sample(after, "carpool_process_resident_memory_bytes", device="cpu") > 1e6
 
 
+def test_stop_strings_and_scoring_are_counted_as_the_client_sees_them(server, client):
+    """A stop string ends its request as "stop" with the tokens the answer kept (the server finds
+    it after the engine has generated further tokens), and a prompt scored with max_tokens 0
+    generates nothing."""
+    prompt = "The three primary colors are"
+    full = client.completions.create(model="smollm2", prompt=prompt, max_tokens=24, temperature=0,
+                                     extra_body={"ignore_eos": True}).choices[0].text
+    words = full.split()
+    assert len(words) >= 6, full
+    stop = words[3]
+
+    def settled(before, name, want):
+        """The samples once `name` has risen by `want` (the engine records a stopped request
+        when the server's stop reaches it, a step after the answer), or after 10 s."""
+        deadline = time.time() + 10
+        while True:
+            after = parse_prometheus(metrics(server))
+            if total(after, name) - total(before, name) >= want or time.time() > deadline:
+                return after
+            time.sleep(0.1)
+
+    before = parse_prometheus(metrics(server))
+    kept = 0
+    for stream in (False, True, False):
+        r = client.completions.create(model="smollm2", prompt=prompt, max_tokens=24,
+                                      temperature=0, stop=[stop], stream=stream,
+                                      extra_body={"ignore_eos": True},
+                                      **({"stream_options": {"include_usage": True}}
+                                         if stream else {}))
+        if stream:
+            chunks = list(r)
+            assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+            kept += chunks[-1].usage.completion_tokens
+        else:
+            assert r.choices[0].finish_reason == "stop" and stop not in r.choices[0].text, r
+            kept += r.usage.completion_tokens
+    after = settled(before, "carpool_request_finished_total", 3)
+
+    def delta(name, **labels):
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("carpool_request_finished_total", finished_reason="stop") == 3
+    assert delta("carpool_request_finished_total", finished_reason="abort") == 0
+    assert delta("carpool_request_generation_tokens_sum") == kept
+    assert delta("carpool_generation_tokens_total") >= kept  # and what was computed past stop
+
+    before = after
+    scored = client.completions.create(model="smollm2", prompt=prompt, max_tokens=0, echo=True,
+                                       logprobs=1)
+    assert scored.usage.completion_tokens == 0
+    after = settled(before, "carpool_request_finished_total", 1)
+    assert delta("carpool_request_finished_total", finished_reason="length") == 1
+    assert delta("carpool_generation_tokens_total") == 0
+    assert delta("carpool_request_generation_tokens_sum") == 0
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_accepts_metrics_under_load(server, client):
     client.completions.create(model="smollm2", prompt="Hello", max_tokens=4)
