@@ -9,6 +9,7 @@
 #include "server/json_io.h"
 #include "server/stop_matcher.h"
 #include "tokenizer/stream_decoder.h"
+#include "util/utf8.h"
 
 namespace carpool::server {
 namespace {
@@ -58,6 +59,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     std::unique_ptr<StreamDecoder> decoder;
     std::unique_ptr<StopMatcher> stop;
     std::string text;
+    size_t text_chars = 0;  // characters of text (logprobs text_offset)
     TokenLogprobs logprobs;
     int completion_tokens = 0;
     bool prompt_scored = false;  // the echoed prompt's logprobs arrived (want_prompt_logprobs)
@@ -279,6 +281,8 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
     finish_choice(c, reason == FinishReason::kNone ? FinishReason::kStop : reason);
   }
   c.text += delta;
+  const size_t delta_chars = utf8_length(delta);
+  c.text_chars += delta_chars;
   if (want_logprobs()) {
     for (size_t k = 0; k < fresh.tokens.size(); ++k) {
       c.logprobs.tokens.push_back(fresh.tokens[k]);
@@ -291,8 +295,8 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
       (!delta.empty() || c.finished || !fresh.empty())) {
     nlohmann::ordered_json lp = nullptr;
     if (want_logprobs() && !fresh.empty()) {
-      size_t offset =
-          (in_.echo.empty() ? 0 : in_.echo[c.prompt].size()) + c.text.size() - delta.size();
+      const size_t offset =
+          (in_.echo.empty() ? 0 : utf8_length(in_.echo[c.prompt])) + c.text_chars - delta_chars;
       lp = logprobs_json(in_.meta.chat, *model_.tokenizer, fresh, offset);
     }
     ex_->write(chunk_event(in_.meta, c.index, delta, false, lp,
@@ -367,7 +371,7 @@ void GenerationJob::complete() {
     r.index = c.index;
     const std::string& echo = in_.echo.empty() ? std::string() : in_.echo[c.prompt];
     r.text = echo + c.text;
-    r.text_offset = echo.size();
+    r.text_offset = utf8_length(echo);
     r.finish_reason = reason_name(c.reason);
     r.with_logprobs = want_logprobs();
     r.logprobs = std::move(c.logprobs);

@@ -2,6 +2,7 @@
 
 #include "server/json_io.h"
 #include "tokenizer/tokenizer.h"
+#include "util/utf8.h"
 
 namespace carpool::server {
 
@@ -84,7 +85,7 @@ ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs&
       tops.push_back(std::move(top));
     }
     offsets.push_back(offset);
-    offset += piece.size();
+    offset += utf8_length(piece);  // characters, as OpenAI and vLLM count them
   }
   ordered_json j;
   j["tokens"] = std::move(tokens);

@@ -46,7 +46,8 @@ struct ChoiceResult {
   const char* finish_reason = "stop";
   bool with_logprobs = false;
   TokenLogprobs logprobs;
-  size_t text_offset = 0;  // completions: offset of the first generated token (after an echo)
+  // completions: offset of the first generated token (after an echo), in characters
+  size_t text_offset = 0;
   // completions with echo and logprobs: the prompt's, listed before the generated tokens'
   bool with_prompt_logprobs = false;
   TokenLogprobs prompt_logprobs;
@@ -54,7 +55,8 @@ struct ChoiceResult {
 
 nlohmann::ordered_json usage_json(const Usage& usage);
 
-// completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+// completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"} (offsets in characters
+// of the text, from text_offset);
 // chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
 nlohmann::ordered_json logprobs_json(bool chat, const Tokenizer& tokenizer, const TokenLogprobs& lp,
                                      size_t text_offset);

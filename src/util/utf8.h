@@ -1,10 +1,11 @@
-// UTF-8 encoding of one code point, shared by the tokenizer and the chat-template engine.
+// UTF-8 helpers shared by the tokenizer, the chat-template engine and the server.
 //
-// Thread-safety: pure function.
+// Thread-safety: pure functions.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace carpool {
 
@@ -26,6 +27,14 @@ inline void append_code_point_utf8(std::string& out, uint32_t cp) {
     out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
     out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
   }
+}
+
+// Characters (code points) in s: its bytes that do not continue a sequence (so a stray
+// continuation byte counts with the character before it, and a lone lead byte as one).
+inline size_t utf8_length(std::string_view s) {
+  size_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
+  return n;
 }
 
 }  // namespace carpool

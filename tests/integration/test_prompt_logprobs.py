@@ -207,3 +207,31 @@ def test_bad_requests(server):
                                              "echo": True, "logprobs": 0})
     assert r.status_code == 200, r.text
     assert len(r.json()["choices"][0]["logprobs"]["token_logprobs"]) == n_ctx - 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_text_offsets_count_characters(server, client, stream):
+    """text_offset counts characters of the text (as OpenAI and vLLM do), not UTF-8 bytes: each
+    listed token is found at its offset in the text, after accented and CJK characters too."""
+    prompt = "Le café est très bon, 中文 aussi"
+    r = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=0, max_tokens=6,
+                                  temperature=0, stream=stream, extra_body={"ignore_eos": True})
+    if stream:
+        chunks = [c.choices[0] for c in r if c.choices]
+        text = "".join(c.text for c in chunks)
+        tokens, offsets = [], []
+        for c in chunks:
+            if c.logprobs:
+                tokens += c.logprobs.tokens
+                offsets += c.logprobs.text_offset
+    else:
+        text = r.choices[0].text
+        tokens, offsets = r.choices[0].logprobs.tokens, r.choices[0].logprobs.text_offset
+    assert text.startswith(prompt)
+    assert offsets[0] == 0 and offsets == sorted(offsets)
+    whole = [(t, o) for t, o in zip(tokens, offsets) if "\ufffd" not in t]
+    assert len(whole) >= len(tokens) - 4  # at most the pieces of split CJK characters
+    for t, o in whole:
+        assert text[o:o + len(t)] == t, (t, o, text)
+    # The first generated token starts right after the echoed prompt, counted in characters.
+    assert len(prompt) in offsets
