@@ -62,6 +62,32 @@ Result<int64_t> parse_bytes(const std::string& s) {
 }
 
 // The name clients use in "model": the --model argument, or a path's file name without .gguf.
+// --allowed-origins: "*", "none" (no CORS), or origins ("scheme://host[:port]") separated by
+// commas.
+Result<std::vector<std::string>> parse_allowed_origins(const std::string& s) {
+  std::vector<std::string> out;
+  if (s == "none") return out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    std::string o = s.substr(start, end - start);
+    while (!o.empty() && o.front() == ' ') o.erase(o.begin());
+    while (!o.empty() && o.back() == ' ') o.pop_back();
+    const std::string given = o;
+    while (!o.empty() && o.back() == '/') o.pop_back();  // browsers send no trailing slash
+    const size_t scheme = o.find("://");
+    if (o != "*" && (scheme == std::string::npos || scheme == 0 || scheme + 3 >= o.size() ||
+                     o.find_first_of(" \t\"") != std::string::npos)) {
+      return Status::error("--allowed-origins: '" + given +
+                           "' is not an origin (scheme://host[:port]), * or none");
+    }
+    out.push_back(std::move(o));
+    start = end + 1;
+  }
+  return out;
+}
+
 std::string default_served_name(const std::string& model) {
   if (model.empty()) return "smollm2";
   std::string name = model;
@@ -170,6 +196,10 @@ int cmd_serve(int argc, char** argv) {
            "30"},
           {"io-threads", "", "N", "HTTP I/O threads", "1"},
           {"max-body-bytes", "", "N", "largest request body (413 beyond)", "8388608"},
+          {"allowed-origins", "", "LIST",
+           "CORS: comma-separated origins whose browser pages may call the API "
+           "(e.g. http://localhost:3000), * for any, none for no CORS headers",
+           "*"},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"cpu-exact", "", "",
            "CPU: dequantize weights and compute in f32 (the reference arithmetic; slower)", ""},
@@ -220,6 +250,8 @@ int cmd_serve(int argc, char** argv) {
   if (!(shutdown_s.value() >= 0) || shutdown_s.value() > 86400) {
     return fail("--shutdown-timeout must be in [0, 86400]");
   }
+  auto origins = parse_allowed_origins(args.get("allowed-origins", "*"));
+  if (!origins) return fail(origins.error());
   // Spelling now; whether the device supports the type is known once the backend starts.
   if (Status st = check_kv_cache_dtype(args.get("kv-cache-dtype", "auto")); !st) {
     return fail(st.message());
@@ -255,6 +287,7 @@ int cmd_serve(int argc, char** argv) {
   so.http.port = static_cast<int>(port.value());
   so.http.io_threads = static_cast<int>(io.value());
   so.http.max_body_bytes = static_cast<size_t>(body.value());
+  so.http.allowed_origins = std::move(origins.value());
   so.api_key = args.get("api-key");
   so.shutdown_timeout_s = shutdown_s.value();
   const std::string model_arg = args.get("model");

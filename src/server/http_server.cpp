@@ -73,7 +73,9 @@ std::string serialize_head(int status, const std::string& content_type,
   s += "Server: carpool\r\n";
   if (!content_type.empty()) s += "Content-Type: " + content_type + "\r\n";
   for (const auto& [k, v] : headers) s += k + ": " + v + "\r\n";
-  if (content_length) {
+  if (status == 204) {
+    // no body and no Content-Length (RFC 9110 8.6)
+  } else if (content_length) {
     s += "Content-Length: " + std::to_string(*content_length) + "\r\n";
   } else {
     s += "Transfer-Encoding: chunked\r\n";
@@ -170,8 +172,12 @@ class Session;
 
 class ExchangeImpl final : public Exchange {
  public:
-  ExchangeImpl(std::shared_ptr<Session> session, HttpRequest request)
-      : session_(std::move(session)), request_(std::move(request)) {}
+  ExchangeImpl(std::shared_ptr<Session> session, HttpRequest request,
+               const std::vector<std::string>& allowed_origins)
+      : session_(std::move(session)),
+        request_(std::move(request)),
+        head_only_(request_.method == "HEAD"),
+        allow_origin_(cors_allow_origin(request_.header("origin"), allowed_origins)) {}
 
   const HttpRequest& request() const override { return request_; }
   void respond(HttpResponse response) override;
@@ -193,8 +199,15 @@ class ExchangeImpl final : public Exchange {
   bool done() const { return done_; }
 
  private:
+  // The answer's head, CORS header added.
+  std::string head(int status, const std::string& content_type,
+                   std::vector<std::pair<std::string, std::string>> headers,
+                   std::optional<size_t> content_length);
+
   std::shared_ptr<Session> session_;  // keeps the connection alive while a handler holds this
   HttpRequest request_;
+  bool head_only_;            // HEAD: the head of the GET answer, without its body
+  std::string allow_origin_;  // Access-Control-Allow-Origin, empty: none
   std::vector<std::function<void()>> close_fns_;
   bool closed_ = false;
   bool done_ = false;  // the whole answer has been queued
@@ -283,7 +296,7 @@ class Session : public std::enable_shared_from_this<Session> {
     req.method = std::string(msg.method_string());
     std::string_view target(msg.target().data(), msg.target().size());
     size_t q = target.find('?');
-    req.path = std::string(target.substr(0, q));
+    req.path = decode_path(target.substr(0, q));
     if (q != std::string_view::npos) req.query = std::string(target.substr(q + 1));
     for (const auto& field : msg) {
       std::string name(field.name_string());
@@ -295,7 +308,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.reset();
 
     answer_complete_ = false;
-    current_ = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(req));
+    current_ = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(req),
+                                              server_.opts.allowed_origins);
     server_.active.fetch_add(1);
     start_watch();
     server_.handler(current_);
@@ -443,13 +457,22 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point drain_deadline_;
 };
 
+std::string ExchangeImpl::head(int status, const std::string& content_type,
+                               std::vector<std::pair<std::string, std::string>> headers,
+                               std::optional<size_t> content_length) {
+  if (!allow_origin_.empty()) {
+    headers.emplace_back("Access-Control-Allow-Origin", allow_origin_);
+    if (allow_origin_ != "*") headers.emplace_back("Vary", "Origin");
+  }
+  return serialize_head(status, content_type, headers, content_length, !session_->keep_alive());
+}
+
 void ExchangeImpl::respond(HttpResponse r) {
   if (done_ || closed_ || streaming_) return;  // a started stream ends with end_stream()
   done_ = true;
   session_->count_response(request_.path, r.status);
-  std::string out =
-      serialize_head(r.status, r.content_type, r.headers, r.body.size(), !session_->keep_alive());
-  out += r.body;
+  std::string out = head(r.status, r.content_type, std::move(r.headers), r.body.size());
+  if (!head_only_) out += r.body;  // a HEAD answer has no body (RFC 9110 9.3.2)
   session_->enqueue(std::move(out), true);
 }
 
@@ -458,8 +481,12 @@ void ExchangeImpl::start_stream(int status, std::string content_type,
   if (done_ || closed_ || streaming_) return;
   streaming_ = true;
   session_->count_response(request_.path, status);
-  session_->enqueue(
-      serialize_head(status, content_type, headers, std::nullopt, !session_->keep_alive()), false);
+  if (head_only_) {  // the head alone: the stream's writes and end are dropped
+    done_ = true;
+    session_->enqueue(head(status, content_type, std::move(headers), std::nullopt), true);
+    return;
+  }
+  session_->enqueue(head(status, content_type, std::move(headers), std::nullopt), false);
 }
 
 void ExchangeImpl::write(std::string data) {

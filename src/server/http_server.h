@@ -33,6 +33,9 @@ struct HttpServerOptions {
   // Called with the path and status of every answer, the server's own rejections included (with
   // an empty path), on the I/O thread that sends it (must be cheap and thread-safe). Null: none.
   std::function<void(std::string_view path, int status)> on_response;
+  // CORS: origins whose browser pages may call the server ("*": any); every answer to a request
+  // with an allowed Origin carries Access-Control-Allow-Origin. Empty: no CORS headers.
+  std::vector<std::string> allowed_origins;
 };
 
 class HttpServer {

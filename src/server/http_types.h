@@ -59,4 +59,17 @@ class Exchange {
 
 using Handler = std::function<void(std::shared_ptr<Exchange>)>;
 
+// The value of a hex digit, -1 for any other character.
+int hex_digit_value(char c);
+
+// A request target's path with its %XX escapes decoded (as ASGI servers present it, so that
+// /v1/models/org%2Fname names the model "org/name"); a '%' not followed by two hex digits stays
+// as it is.
+std::string decode_path(std::string_view path);
+
+// CORS: the Access-Control-Allow-Origin value for a request's Origin under `allowed` ("*": any
+// origin, else exact origins such as "http://localhost:3000"); empty: none (no Origin header, or
+// one not allowed).
+std::string cors_allow_origin(std::string_view origin, const std::vector<std::string>& allowed);
+
 }  // namespace carpool::server

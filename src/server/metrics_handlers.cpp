@@ -16,13 +16,6 @@ Json opt(const std::optional<double>& v) {
   return v ? Json(*v) : Json(nullptr);
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 Result<std::string> percent_decode(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -33,7 +26,7 @@ Result<std::string> percent_decode(std::string_view s) {
       if (i + 2 >= s.size()) {
         return Status::error("malformed percent escape in the query string");
       }
-      const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+      const int hi = hex_digit_value(s[i + 1]), lo = hex_digit_value(s[i + 2]);
       if (hi < 0 || lo < 0) return Status::error("malformed percent escape in the query string");
       out += static_cast<char>(hi * 16 + lo);
       i += 2;

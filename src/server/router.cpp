@@ -37,13 +37,29 @@ void Router::call_handler(const Route& r, const std::shared_ptr<Exchange>& ex) c
   }
 }
 
+std::string Router::allowed_methods(std::string_view path) const {
+  std::string out;
+  auto add = [&out](std::string_view m) {
+    if (out.find(m) != std::string::npos) return;
+    if (!out.empty()) out += ", ";
+    out += m;
+  };
+  for (const auto& r : routes_) {
+    if (!matches(r.path, path)) continue;
+    add(r.method);
+    if (r.method == "GET") add("HEAD");
+  }
+  return out;
+}
+
 void Router::dispatch(const std::shared_ptr<Exchange>& ex) const {
   const HttpRequest& req = ex->request();
   bool path_known = false;
   for (const auto& r : routes_) {
     if (!matches(r.path, req.path)) continue;
     path_known = true;
-    if (r.method == req.method) {
+    // HEAD is answered as GET; the HTTP server sends the head without the body.
+    if (r.method == req.method || (req.method == "HEAD" && r.method == "GET")) {
       call_handler(r, ex);
       return;
     }
@@ -52,6 +68,7 @@ void Router::dispatch(const std::shared_ptr<Exchange>& ex) const {
     ApiError e;
     e.status = 405;
     e.message = "method " + req.method + " is not allowed on " + req.path;
+    e.headers.emplace_back("Allow", allowed_methods(req.path));
     ex->respond(error_response(e));
     return;
   }

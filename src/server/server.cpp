@@ -90,8 +90,36 @@ Status Server::start() {
   return http_->start();
 }
 
+// OPTIONS: the methods a path takes, and a browser's CORS preflight (which carries no API key,
+// so it is answered before the key is checked); the HTTP server adds
+// Access-Control-Allow-Origin where the Origin is allowed, without which the browser refuses.
+void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
+  const HttpRequest& req = ex->request();
+  std::string methods = router_.allowed_methods(req.path);
+  if (methods.empty()) {
+    ex->respond(error_response(not_found("no route for OPTIONS " + req.path)));
+    return;
+  }
+  methods += ", OPTIONS";
+  HttpResponse r;
+  r.status = 204;
+  r.content_type.clear();
+  r.headers.emplace_back("Allow", methods);
+  if (!req.header("access-control-request-method").empty()) {
+    r.headers.emplace_back("Access-Control-Allow-Methods", methods);
+    const std::string_view asked = req.header("access-control-request-headers");
+    if (!asked.empty()) r.headers.emplace_back("Access-Control-Allow-Headers", std::string(asked));
+    r.headers.emplace_back("Access-Control-Max-Age", "600");
+  }
+  ex->respond(std::move(r));
+}
+
 void Server::handle(const std::shared_ptr<Exchange>& ex) {
   const HttpRequest& req = ex->request();
+  if (req.method == "OPTIONS") {
+    answer_options(ex);
+    return;
+  }
   if (!options_.api_key.empty() && !is_public_path(req.path) &&
       !authorized(req.header("authorization"), options_.api_key)) {
     ApiError e;

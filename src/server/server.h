@@ -63,6 +63,7 @@ class Server {
 
  private:
   void handle(const std::shared_ptr<Exchange>& ex);
+  void answer_options(const std::shared_ptr<Exchange>& ex) const;
 
   ServerOptions options_;
   ServerState state_;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/auth.h"
+#include "server/http_types.h"
 #include "server/json_io.h"
 #include "server/openai_request.h"
 #include "server/router.h"
@@ -269,6 +270,47 @@ TEST(Router, AHandlerThatThrowsAnswers500) {
   auto c = std::make_shared<RecordingExchange>(HttpRequest{"GET", "/boom", "", {}, ""});
   router.dispatch(c);
   EXPECT_EQ(c->status, 405);
+}
+
+TEST(Router, HeadTakesTheGetRoutesAnd405NamesTheMethods) {
+  Router router;
+  router.add("GET", "/health", [](std::shared_ptr<Exchange> ex) { ex->respond({}); });
+  router.add("GET", "/v1/models/*", [](std::shared_ptr<Exchange> ex) { ex->respond({}); });
+  router.add("POST", "/v1/completions", [](std::shared_ptr<Exchange> ex) { ex->respond({}); });
+  auto head = std::make_shared<RecordingExchange>(HttpRequest{"HEAD", "/health", "", {}, ""});
+  router.dispatch(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(router.allowed_methods("/health"), "GET, HEAD");
+  EXPECT_EQ(router.allowed_methods("/v1/models/org/name"), "GET, HEAD");
+  EXPECT_EQ(router.allowed_methods("/v1/completions"), "POST");
+  EXPECT_EQ(router.allowed_methods("/nope"), "");
+  auto wrong =
+      std::make_shared<RecordingExchange>(HttpRequest{"GET", "/v1/completions", "", {}, ""});
+  router.dispatch(wrong);
+  EXPECT_EQ(wrong->status, 405);
+  auto post_head =
+      std::make_shared<RecordingExchange>(HttpRequest{"HEAD", "/v1/completions", "", {}, ""});
+  router.dispatch(post_head);
+  EXPECT_EQ(post_head->status, 405);
+}
+
+TEST(HttpTypes, DecodePathDecodesEscapesAndKeepsBadOnes) {
+  EXPECT_EQ(decode_path("/v1/models/HuggingFaceTB%2FSmolLM2-135M"),
+            "/v1/models/HuggingFaceTB/SmolLM2-135M");
+  EXPECT_EQ(decode_path("/v1/%6dodels"), "/v1/models");
+  EXPECT_EQ(decode_path("/a%20b%zz%4"), "/a b%zz%4");
+  EXPECT_EQ(decode_path("/%"), "/%");
+  EXPECT_EQ(decode_path("/x+y"), "/x+y");  // '+' is a space only in query strings
+  EXPECT_EQ(decode_path(""), "");
+}
+
+TEST(HttpTypes, CorsAllowOrigin) {
+  const std::vector<std::string> any = {"*"}, some = {"http://localhost:3000", "https://a.b"};
+  EXPECT_EQ(cors_allow_origin("http://evil.example", any), "*");
+  EXPECT_EQ(cors_allow_origin("", any), "");  // no Origin: not a CORS request
+  EXPECT_EQ(cors_allow_origin("https://a.b", some), "https://a.b");
+  EXPECT_EQ(cors_allow_origin("http://localhost:3001", some), "");
+  EXPECT_EQ(cors_allow_origin("http://localhost:3000", {}), "");
 }
 
 }  // namespace

@@ -1,0 +1,140 @@
+"""HTTP as clients other than the openai SDK use it: HEAD, OPTIONS and CORS preflights from
+browsers, percent-escaped paths (the SDK escapes a model id's '/'), Allow on 405."""
+import socket
+import subprocess
+
+import openai
+import pytest
+import requests
+
+from conftest import Server, carpool_bin
+
+
+def read_answers(sock, n):
+    """The raw bytes of n answers to requests with no body in their answers but the first."""
+    data = b""
+    while data.count(b"HTTP/1.1 ") < n:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def test_head_answers_the_get_head_without_a_body(server):
+    # A HEAD then a GET on one connection: the GET's answer must come right after the HEAD's
+    # head (a body there would be read as the next status line).
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = read_answers(s, 2)
+        while not data.endswith(b"}"):  # the GET's JSON body
+            data += s.recv(65536)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200")
+    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0]
+                 .split(b":")[1])
+    assert length == len(requests.get(server.url + "/v1/models").content)
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]
+    with requests.Session() as c:  # one keep-alive connection for all of these
+        for path in ("/health", "/ready", "/v1/models", "/metrics", "/"):
+            r = c.head(server.url + path)
+            assert r.status_code == 200 and r.content == b"", path
+            assert c.get(server.url + "/health").json() is not None
+        r = c.head(server.url + "/v1/completions")
+        assert r.status_code == 405 and r.content == b""
+        assert r.headers["allow"] == "POST"
+        assert c.head(server.url + "/no/such/route").status_code == 404
+        assert c.get(server.url + "/health").status_code == 200
+
+
+def test_405_names_the_allowed_methods(server):
+    r = requests.get(server.url + "/v1/chat/completions")
+    assert r.status_code == 405 and r.headers["Allow"] == "POST"
+    r = requests.delete(server.url + "/v1/models")
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+
+
+def test_percent_escaped_paths_are_decoded():
+    s = Server("--served-model-name", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    try:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key="unused")
+        # openai 2.x sends /v1/models/HuggingFaceTB%2FSmolLM2-135M-Instruct
+        m = client.models.retrieve("HuggingFaceTB/SmolLM2-135M-Instruct")
+        assert m.id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+        assert requests.get(s.url + "/v1/%6Dodels").status_code == 200
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("HuggingFaceTB/other")
+        assert requests.get(s.url + "/v1/models/%zz").status_code == 404
+        assert requests.get(s.url + "/v1/models/%FF%FE").status_code == 404  # not UTF-8: 404
+        assert s.get("/health").status_code == 200
+    finally:
+        s.stop()
+
+
+def preflight(url, path, origin="http://localhost:3000"):
+    return requests.options(url + path, headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+
+
+def test_cors_preflight_and_origin_header_with_an_api_key():
+    s = Server(api_key="sekret")
+    try:
+        # The preflight carries no key; it is answered before the key is checked.
+        r = preflight(s.url, "/v1/chat/completions")
+        assert r.status_code == 204, r.text
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        assert "POST" in r.headers["Access-Control-Allow-Methods"]
+        assert r.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+        assert "content-length" not in {k.lower() for k in r.headers}
+        assert preflight(s.url, "/no/such/route").status_code == 404
+        # The actual request then carries the key, and its answer names the origin.
+        r = requests.post(s.url + "/v1/completions",
+                          headers={"Origin": "http://localhost:3000",
+                                   "Authorization": "Bearer sekret"},
+                          json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2})
+        assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+        r = requests.post(s.url + "/v1/completions", headers={"Origin": "http://x.example"},
+                          json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2})
+        assert r.status_code == 401 and r.headers["Access-Control-Allow-Origin"] == "*"
+        # Streams too.
+        with requests.post(s.url + "/v1/completions", stream=True,
+                           headers={"Origin": "http://localhost:3000",
+                                    "Authorization": "Bearer sekret"},
+                           json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2,
+                                 "stream": True}) as r:
+            assert r.headers["Access-Control-Allow-Origin"] == "*"
+            assert b"[DONE]" in r.content
+        # No Origin: no CORS header.
+        assert "Access-Control-Allow-Origin" not in requests.get(s.url + "/health").headers
+    finally:
+        s.stop()
+
+
+def test_allowed_origins_restricts_and_none_turns_cors_off():
+    s = Server("--allowed-origins", "http://localhost:3000, https://app.example/")
+    try:
+        r = preflight(s.url, "/v1/completions")
+        assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        assert r.headers["Vary"] == "Origin"
+        r = preflight(s.url, "/v1/completions", origin="https://app.example")
+        assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        r = preflight(s.url, "/v1/completions", origin="http://evil.example")
+        assert "Access-Control-Allow-Origin" not in r.headers  # the browser refuses
+    finally:
+        s.stop()
+    s = Server("--allowed-origins", "none")
+    try:
+        r = preflight(s.url, "/v1/completions")
+        assert r.status_code == 204 and "Access-Control-Allow-Origin" not in r.headers
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("value", ["localhost:3000", "http://", "", "http://a b"])
+def test_bad_allowed_origins_is_refused(value):
+    p = subprocess.run([carpool_bin(), "serve", "--port", "0", "--allowed-origins", value],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert ("is not an origin" in p.stderr or "empty value" in p.stderr) and \
+        "--allowed-origins" in p.stderr, p.stderr
