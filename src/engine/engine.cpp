@@ -270,11 +270,11 @@ Result<RequestId> EngineImpl::submit(RequestParams params, TokenSink sink) {
     }
   }
   if (params.max_tokens < 0) return Status::error("max_tokens must be at least 0");
-  // max_tokens 0 still samples (and drops) one token: the scheduler's shape of a finished prompt.
-  const int64_t sched_max_tokens = std::max(1, params.max_tokens);
-  if (n_prompt + sched_max_tokens > options_.max_model_len) {
+  // max_tokens 0 still samples (and drops) one token, the scheduler's shape of a finished
+  // prompt; that token is never fed back, so it needs no place in the context.
+  if (n_prompt + params.max_tokens > options_.max_model_len) {
     return Status::error("prompt (" + std::to_string(n_prompt) + " tokens) plus max_tokens (" +
-                         std::to_string(sched_max_tokens) + ") exceeds max_model_len (" +
+                         std::to_string(params.max_tokens) + ") exceeds max_model_len (" +
                          std::to_string(options_.max_model_len) + ")");
   }
   CARPOOL_RETURN_IF_ERROR(params.sampling.validate());

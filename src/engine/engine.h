@@ -130,9 +130,9 @@ class Engine {
   virtual ~Engine() = default;
 
   // Validates and queues a request; returns its id at once. Errors: empty prompt, prompt plus
-  // max_tokens beyond max_model_len (the message gives both numbers; max_tokens 0 counts as 1,
-  // the position the step that scores the prompt samples), queue full (the caller answers 429),
-  // engine shutting down.
+  // max_tokens beyond max_model_len (the message gives both numbers; with max_tokens 0 a prompt
+  // of max_model_len tokens is scored), queue full (the caller answers 429), engine shutting
+  // down.
   virtual Result<RequestId> submit(RequestParams params, TokenSink sink) = 0;
   // Aborts a request; its sink gets a final event with reason kAbort (unless already finished).
   virtual void abort(RequestId id) = 0;

@@ -27,7 +27,10 @@ Scheduler::~Scheduler() = default;
 
 void Scheduler::add(SequenceParams params) {
   CARPOOL_CHECK(!params.prompt.empty() && params.max_tokens >= 1);
-  CARPOOL_CHECK(static_cast<int64_t>(params.prompt.size()) + params.max_tokens <=
+  // The last token sampled is never computed, so it needs no place in the context (a prompt
+  // of max_model_len tokens can be scored with max_tokens 1; the engine refuses a prompt plus
+  // max_tokens beyond max_model_len for generation).
+  CARPOOL_CHECK(static_cast<int64_t>(params.prompt.size()) + params.max_tokens - 1 <=
                 config_.max_model_len);
   CARPOOL_CHECK(seqs_.count(params.id) == 0);
   auto seq = std::make_unique<Sequence>();

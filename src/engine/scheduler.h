@@ -85,7 +85,8 @@ class Scheduler {
   ~Scheduler();
 
   // Queues a sequence (stamped with the clock). PRECONDITIONS: unique id, non-empty prompt,
-  // max_tokens >= 1, prompt + max_tokens <= max_model_len (the engine validates requests).
+  // max_tokens >= 1, prompt + max_tokens - 1 <= max_model_len (the last token sampled is never
+  // computed; the engine validates requests).
   void add(SequenceParams params);
   // Removes a waiting or running sequence and frees its blocks. Returns false for unknown ids.
   // Must not be called between schedule() and update() of the same plan.

@@ -26,10 +26,8 @@ void handle_completions(const ServerState& state, const std::shared_ptr<Exchange
         p.is_ids ? p.ids : tok.encode(p.text, tok.add_bos_default(), /*parse_special=*/true);
     if (ids.empty()) return ex->respond(error_response(bad_request("prompt is empty", "prompt")));
     const int max_tokens = *req.max_tokens;
-    // Scoring a prompt (echo, max_tokens 0) still takes the engine one step past it: the prompt
-    // must leave room for one token, as for generation.
-    if (auto e = check_context(*model, static_cast<int>(ids.size()), std::max(max_tokens, 1),
-                               "prompt")) {
+    // Scoring a prompt (echo, max_tokens 0) fits a prompt of the whole context.
+    if (auto e = check_context(*model, static_cast<int>(ids.size()), max_tokens, "prompt")) {
       return ex->respond(error_response(*e));
     }
     if (req.echo) in.echo.push_back(p.is_ids ? tok.decode(ids, /*skip_special=*/false) : p.text);

@@ -196,17 +196,24 @@ def test_bad_requests(server):
     r = server.post("/v1/completions", json={"prompt": "hi", "max_tokens": 0, "logprobs": 1})
     assert r.status_code == 400
     assert "echo" in r.json()["error"]["message"]
-    # Scoring still needs room for one step past the prompt: a prompt of the whole context is
-    # refused up front, naming the context, like a generation request of one token.
+    # Scoring generates nothing, so a prompt of the whole context is scored; one token more is
+    # refused up front, naming the context.
     n_ctx = server.get("/v1/models").json()["data"][0]["max_model_len"]
-    r = server.post("/v1/completions", json={"prompt": [42] * n_ctx, "max_tokens": 0, "echo": True,
-                                             "logprobs": 0})
+    r = server.post("/v1/completions", json={"prompt": [42] * (n_ctx + 1), "max_tokens": 0,
+                                             "echo": True, "logprobs": 0})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "context_length_exceeded"
-    r = server.post("/v1/completions", json={"prompt": [42] * (n_ctx - 1), "max_tokens": 0,
+    assert f"{n_ctx + 1} in the prompt plus 0" in r.json()["error"]["message"]
+    r = server.post("/v1/completions", json={"prompt": [42] * n_ctx, "max_tokens": 0,
                                              "echo": True, "logprobs": 0})
     assert r.status_code == 200, r.text
-    assert len(r.json()["choices"][0]["logprobs"]["token_logprobs"]) == n_ctx - 1
+    lp = r.json()["choices"][0]["logprobs"]["token_logprobs"]
+    assert len(lp) == n_ctx and lp[0] is None and all(v <= 0 for v in lp[1:])
+    assert r.json()["usage"] == {"prompt_tokens": n_ctx, "completion_tokens": 0,
+                                 "total_tokens": n_ctx}
+    # Generation still needs room for its tokens.
+    r = server.post("/v1/completions", json={"prompt": [42] * n_ctx, "max_tokens": 1})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -346,6 +346,24 @@ TEST_F(PromptLogprobsTest, OtherRequestsAreUnchangedAndMaxTokensZeroScoresOnly) 
   EXPECT_EQ(e->stats().kv_blocks_used, 0);
 }
 
+TEST_F(PromptLogprobsTest, AWholeContextPromptIsScored) {
+  EngineOptions o = base_options();
+  o.max_model_len = 48;
+  o.max_num_batched_tokens = 32;  // in two chunks
+  auto e = make_engine(o);
+  ASSERT_TRUE(e);
+  std::mt19937 rng(5);
+  const auto out = run(*e, {scoring_request(random_prompt(rng, 48), 1, 0)});
+  EXPECT_EQ(out[0].reason, FinishReason::kLength);
+  EXPECT_TRUE(out[0].tokens.empty());
+  EXPECT_EQ(out[0].prompt_logprobs.size(), 47u);
+  // One token more, or one token to generate, does not fit.
+  Collector c;
+  EXPECT_FALSE(e->submit(scoring_request(random_prompt(rng, 49), 1, 0), c.sink(0)).is_ok());
+  EXPECT_FALSE(e->submit(scoring_request(random_prompt(rng, 48), 1, 1), c.sink(1)).is_ok());
+  EXPECT_EQ(e->stats().kv_blocks_used, 0);
+}
+
 TEST_F(PromptLogprobsTest, PreemptionKeepsTheScores) {
   std::mt19937 rng(9);
   std::vector<RequestParams> reqs;
