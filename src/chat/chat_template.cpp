@@ -106,7 +106,18 @@ Result<std::string> ChatTemplate::render_chat(const nlohmann::ordered_json& mess
                                               std::string_view bos_token,
                                               std::string_view eos_token,
                                               const RenderOptions& options) const {
-  nlohmann::ordered_json ctx = nlohmann::ordered_json::object();
+  return render_chat(messages, add_generation_prompt, bos_token, eos_token,
+                     nlohmann::ordered_json::object(), options);
+}
+
+Result<std::string> ChatTemplate::render_chat(const nlohmann::ordered_json& messages,
+                                              bool add_generation_prompt,
+                                              std::string_view bos_token,
+                                              std::string_view eos_token,
+                                              const nlohmann::ordered_json& extra_vars,
+                                              const RenderOptions& options) const {
+  nlohmann::ordered_json ctx =
+      extra_vars.is_object() ? extra_vars : nlohmann::ordered_json::object();
   ctx["messages"] = messages;
   ctx["add_generation_prompt"] = add_generation_prompt;
   ctx["bos_token"] = std::string(bos_token);

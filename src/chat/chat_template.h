@@ -61,6 +61,13 @@ class ChatTemplate {
                                   bool add_generation_prompt, std::string_view bos_token,
                                   std::string_view eos_token,
                                   const RenderOptions& options = {}) const;
+  // Same, with more variables for the template (chat_template_kwargs, e.g. Qwen3's
+  // enable_thinking); the four above take precedence over any of the same name.
+  Result<std::string> render_chat(const nlohmann::ordered_json& messages,
+                                  bool add_generation_prompt, std::string_view bos_token,
+                                  std::string_view eos_token,
+                                  const nlohmann::ordered_json& extra_vars,
+                                  const RenderOptions& options = {}) const;
   Result<std::string> render_chat(const std::vector<ChatMessage>& messages,
                                   bool add_generation_prompt, std::string_view bos_token,
                                   std::string_view eos_token,

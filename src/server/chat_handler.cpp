@@ -20,7 +20,8 @@ void handle_chat_completions(const ServerState& state, const std::shared_ptr<Exc
   if (auto e = check_model_name(req.model, *model)) return ex->respond(error_response(*e));
 
   std::vector<int32_t> ids;
-  if (auto e = chat_prompt_ids(*model, req.messages, /*add_generation_prompt=*/true, &ids)) {
+  if (auto e = chat_prompt_ids(*model, req.messages, req.add_generation_prompt, &ids,
+                               req.chat_template_kwargs)) {
     return ex->respond(error_response(*e));
   }
   const int prompt_len = static_cast<int>(ids.size());

@@ -1,6 +1,7 @@
 #include "server/generation.h"
 
 #include <algorithm>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <utility>
@@ -147,10 +148,17 @@ void GenerationJob::start() {
     params.prompt = in_.prompts[c.prompt];
     params.sampling = req.sampling;
     // Each choice of a seeded request gets its own, reproducible, stream of random numbers.
-    if (req.sampling.seed >= 0) params.sampling.seed = req.sampling.seed + c.index % req.n;
+    // (seed + j, wrapped within [0, 2^63): any seed the API takes.)
+    if (req.sampling.seed >= 0) {
+      params.sampling.seed = static_cast<int64_t>(
+          (static_cast<uint64_t>(req.sampling.seed) + static_cast<uint64_t>(c.index % req.n)) &
+          static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+    }
     params.max_tokens = in_.max_tokens[c.prompt];
-    params.ignore_eos = req.ignore_eos;
+    // ignore_eos drops the end-of-generation tokens, not the request's stop_token_ids.
     if (!req.ignore_eos) params.stop_ids = tok.end_of_generation_ids();
+    params.stop_ids.insert(params.stop_ids.end(), req.stop_token_ids.begin(),
+                           req.stop_token_ids.end());
     if (req.json_object) {
       params.sampling.json_vocab = model_.json_vocab;
       params.sampling.json_schema = req.json_schema;
@@ -251,16 +259,21 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
   if (ev.token >= 0) {
     ++c.completion_tokens;
     // The end-of-generation token that ends the answer is not part of its text, so it is not
-    // listed with the text's tokens either (OpenAI's logprobs rebuild the text from them).
-    const bool end_token = ev.finished && ev.finish_reason == FinishReason::kStop &&
-                           model_.tokenizer->is_end_of_generation(ev.token);
-    if (want_logprobs() && !end_token) {
+    // listed with the text's tokens either (OpenAI's logprobs rebuild the text from them); nor is
+    // a stop_token_ids token that ends it (unless include_stop_str_in_output), as a stop string.
+    const bool stopped = ev.finished && ev.finish_reason == FinishReason::kStop;
+    const bool end_token = stopped && model_.tokenizer->is_end_of_generation(ev.token);
+    const bool stop_token = stopped && !end_token && !req.include_stop_str_in_output &&
+                            std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(),
+                                      ev.token) != req.stop_token_ids.end();
+    if (want_logprobs() && !end_token && !stop_token) {
       fresh.tokens.push_back(ev.token);
       fresh.logprobs.push_back(ev.logprob);
       fresh.top.push_back(ev.top_logprobs);
     }
-    delta = c.stop->push(c.decoder->push(ev.token));
+    if (!stop_token) delta = c.stop->push(c.decoder->push(ev.token));
     if (c.stop->matched()) {
+      if (req.include_stop_str_in_output) delta += c.stop->matched_stop();
       if (!ev.finished) model_.engine->stop(c.rid, c.completion_tokens);
       finish_choice(c, FinishReason::kStop);
     }
@@ -273,6 +286,7 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
     } else {
       delta += c.stop->push(c.decoder->finish());
       if (c.stop->matched()) {
+        if (req.include_stop_str_in_output) delta += c.stop->matched_stop();
         reason = FinishReason::kStop;
       } else {
         delta += c.stop->flush();

@@ -31,7 +31,8 @@ void respond_json(Exchange& ex, const nlohmann::ordered_json& body, int status) 
 
 std::optional<ApiError> chat_prompt_ids(const ModelService& model,
                                         const nlohmann::ordered_json& messages,
-                                        bool add_generation_prompt, std::vector<int32_t>* ids) {
+                                        bool add_generation_prompt, std::vector<int32_t>* ids,
+                                        const nlohmann::ordered_json& template_vars) {
   if (!model.chat_template) {
     return bad_request("this model has no usable chat template (" + model.chat_template_error +
                            "); use /v1/completions",
@@ -40,7 +41,8 @@ std::optional<ApiError> chat_prompt_ids(const ModelService& model,
   const Tokenizer& tok = *model.tokenizer;
   std::string bos = tok.bos_id() >= 0 ? std::string(tok.token_text(tok.bos_id())) : "";
   std::string eos = tok.eos_id() >= 0 ? std::string(tok.token_text(tok.eos_id())) : "";
-  auto text = model.chat_template->render_chat(messages, add_generation_prompt, bos, eos);
+  auto text =
+      model.chat_template->render_chat(messages, add_generation_prompt, bos, eos, template_vars);
   if (!text) return bad_request("chat template: " + text.error(), "messages");
   // The template writes the special tokens itself, as transformers' apply_chat_template does.
   *ids = tok.encode(text.value(), /*add_bos=*/false, /*parse_special=*/true);

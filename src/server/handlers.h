@@ -41,10 +41,12 @@ const ModelService* serving_or_respond(const ServerState& state, Exchange& ex);
 // 404 when the request names a model other than the served one (no name is accepted).
 std::optional<ApiError> check_model_name(const std::string& requested, const ModelService& model);
 void respond_json(Exchange& ex, const nlohmann::ordered_json& body, int status = 200);
-// The chat template applied to validated messages, tokenized.
-std::optional<ApiError> chat_prompt_ids(const ModelService& model,
-                                        const nlohmann::ordered_json& messages,
-                                        bool add_generation_prompt, std::vector<int32_t>* ids);
+// The chat template applied to validated messages (with more template variables:
+// chat_template_kwargs), tokenized.
+std::optional<ApiError> chat_prompt_ids(
+    const ModelService& model, const nlohmann::ordered_json& messages, bool add_generation_prompt,
+    std::vector<int32_t>* ids,
+    const nlohmann::ordered_json& template_vars = nlohmann::ordered_json::object());
 // 400 with both numbers when the prompt plus max_tokens exceed the context.
 std::optional<ApiError> check_context(const ModelService& model, int prompt_tokens, int max_tokens,
                                       const char* param);

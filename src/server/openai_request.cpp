@@ -38,6 +38,20 @@ class Fields {
   std::optional<ApiError> integer(const char* name, int64_t lo, int64_t hi, int64_t* out) const {
     const json* v = find(name);
     if (!v) return std::nullopt;
+    if (v->is_number_float()) {  // 2.0 is the integer 2 (Python clients send floats they computed)
+      const double d = v->get<double>();
+      // Whole and within int64 (2^63 itself is not) before it is converted.
+      const bool whole =
+          d == std::floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0;
+      const int64_t x = whole ? static_cast<int64_t>(d) : 0;
+      if (!whole || x < lo || x > hi) {
+        return bad_request(std::string(name) + " must be an integer in [" + std::to_string(lo) +
+                               ", " + std::to_string(hi) + "], got " + fmt(d),
+                           name);
+      }
+      *out = x;
+      return std::nullopt;
+    }
     if (!v->is_number_integer())
       return bad_request(std::string(name) + " must be an integer", name);
     if (v->is_number_unsigned() &&
@@ -261,6 +275,95 @@ std::optional<ApiError> parse_response_format(const json& body, std::string_view
   return std::nullopt;
 }
 
+// A JSON schema given as an object, or as a string holding one (vLLM's guided_json takes both),
+// compiled for JSON mode.
+std::optional<ApiError> compile_schema_field(const nlohmann::ordered_json& schema,
+                                             const char* param, GenerationRequest* r) {
+  auto compiled = compile_json_schema(schema);
+  if (!compiled) return bad_request(compiled.error(), param);
+  r->json_object = true;
+  r->json_schema = std::move(compiled).value();
+  return std::nullopt;
+}
+
+// vLLM's request extensions: honoured (stop_token_ids, include_stop_str_in_output, guided_json)
+// or, where they would change the answer and are not implemented, refused; null or the default
+// value counts as absent.
+std::optional<ApiError> parse_vllm_extensions(const json& body, std::string_view raw_body,
+                                              const RequestLimits& limits, GenerationRequest* r) {
+  Fields f(body);
+  if (const json* v = f.find("stop_token_ids")) {
+    if (!v->is_array()) {
+      return bad_request("stop_token_ids must be a list of token ids", "stop_token_ids");
+    }
+    if (v->size() > static_cast<size_t>(limits.max_stop)) {
+      return bad_request("at most " + std::to_string(limits.max_stop) + " stop_token_ids",
+                         "stop_token_ids");
+    }
+    if (!v->empty())
+      CARPOOL_API_TRY(parse_token_ids(*v, limits, "stop_token_ids", &r->stop_token_ids));
+  }
+  CARPOOL_API_TRY(f.boolean("include_stop_str_in_output", &r->include_stop_str_in_output));
+  if (const json* v = f.find("guided_json")) {
+    if (r->json_object) {
+      return bad_request("guided_json cannot be combined with response_format", "guided_json");
+    }
+    if (r->ignore_eos)
+      return bad_request("ignore_eos cannot be combined with guided_json", "ignore_eos");
+    nlohmann::ordered_json schema;
+    if (v->is_string()) {
+      schema = nlohmann::ordered_json::parse(v->get<std::string>(), nullptr, false);
+      if (schema.is_discarded())
+        return bad_request("guided_json must hold a JSON schema", "guided_json");
+    } else if (v->is_object()) {
+      // The schema in its declared member order (the properties are written in that order).
+      if (!raw_body.empty()) schema = nlohmann::ordered_json::parse(raw_body, nullptr, false);
+      schema = schema.is_object() && schema.contains("guided_json")
+                   ? schema["guided_json"]
+                   : nlohmann::ordered_json::parse(v->dump());
+    } else {
+      return bad_request("guided_json must be a JSON schema (an object or a string)",
+                         "guided_json");
+    }
+    CARPOOL_API_TRY(compile_schema_field(schema, "guided_json", r));
+  }
+  struct Refused {
+    const char* name;
+    const char* why;
+  };
+  static constexpr Refused kRefused[] = {
+      {"guided_choice", "guided_choice is not supported (response_format json_schema is)"},
+      {"guided_regex", "guided_regex is not supported (response_format json_schema is)"},
+      {"guided_grammar", "guided_grammar is not supported (response_format json_schema is)"},
+      {"structured_outputs",
+       "structured_outputs is not supported (response_format json_schema is)"},
+      {"prompt_logprobs",
+       "prompt_logprobs is not supported (completions with echo and logprobs score the prompt)"},
+      {"bad_words", "bad_words is not supported (logit_bias is)"},
+      {"allowed_token_ids", "allowed_token_ids is not supported (logit_bias is)"},
+      {"logits_processors", "logits_processors is not supported"},
+      {"truncate_prompt_tokens", "truncate_prompt_tokens is not supported"},
+      {"chat_template",
+       "a chat template in the request is not supported (the model's own is used)"},
+  };
+  for (const Refused& x : kRefused) {
+    const json* v = f.find(x.name);
+    if (v && !(v->is_array() && v->empty()) && !(v->is_object() && v->empty())) {
+      return bad_request(x.why, x.name);
+    }
+  }
+  int64_t min_tokens = 0;
+  CARPOOL_API_TRY(f.integer("min_tokens", 0, 1 << 24, &min_tokens));
+  if (min_tokens > 0) return bad_request("min_tokens is not supported", "min_tokens");
+  for (const char* name :
+       {"use_beam_search", "return_tokens_as_token_ids", "continue_final_message"}) {
+    bool on = false;
+    CARPOOL_API_TRY(f.boolean(name, &on));
+    if (on) return bad_request(std::string(name) + " is not supported", name);
+  }
+  return std::nullopt;
+}
+
 // The fields both endpoints share.
 std::optional<ApiError> parse_common(const json& body, std::string_view raw_body,
                                      const RequestLimits& limits, GenerationRequest* r) {
@@ -286,7 +389,7 @@ std::optional<ApiError> parse_common(const json& body, std::string_view raw_body
     return bad_request("repetition_penalty must be in (0, 2]", "repetition_penalty");
   }
   int64_t seed = -1;
-  CARPOOL_API_TRY(f.integer("seed", 0, std::numeric_limits<int64_t>::max() / 2, &seed));
+  CARPOOL_API_TRY(f.integer("seed", 0, std::numeric_limits<int64_t>::max(), &seed));
   s.seed = seed;
   int64_t n = 1;
   CARPOOL_API_TRY(f.integer("n", 1, limits.max_n, &n));
@@ -309,6 +412,7 @@ std::optional<ApiError> parse_common(const json& body, std::string_view raw_body
     }
   }
   CARPOOL_API_TRY(parse_response_format(body, raw_body, r));
+  CARPOOL_API_TRY(parse_vllm_extensions(body, raw_body, limits, r));
   CARPOOL_API_TRY(parse_logit_bias(body, limits, &s));
   if (Status st = s.validate(); !st) return bad_request(st.message());
   return std::nullopt;
@@ -455,10 +559,17 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   CARPOOL_API_TRY(f.boolean("logprobs", &logprobs));
   int64_t top = -1;
   CARPOOL_API_TRY(f.integer("top_logprobs", 0, limits.max_logprobs, &top));
-  if (top >= 0 && !logprobs) {
+  if (top > 0 && !logprobs) {  // 0 asks for nothing (as vLLM, which refuses only > 0)
     return bad_request("top_logprobs requires logprobs to be true", "top_logprobs");
   }
   if (logprobs) r->logprobs = top < 0 ? 0 : static_cast<int>(top);
+  CARPOOL_API_TRY(f.boolean("add_generation_prompt", &r->add_generation_prompt));
+  if (const json* v = f.find("chat_template_kwargs")) {
+    if (!v->is_object()) {
+      return bad_request("chat_template_kwargs must be an object", "chat_template_kwargs");
+    }
+    r->chat_template_kwargs = nlohmann::ordered_json::parse(v->dump());
+  }
   return std::nullopt;
 }
 

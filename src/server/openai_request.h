@@ -55,6 +55,12 @@ struct GenerationRequest {
   bool json_object = false;  // response_format json_object or json_schema: JSON mode
   std::shared_ptr<const JsonSchema> json_schema;  // json_schema: the compiled schema
   std::string user;
+  // vLLM's extensions (the ones that would change the answer are either honoured here or refused
+  // with a 400, never ignored):
+  std::vector<int32_t> stop_token_ids;      // also end with reason stop after one of these
+  bool include_stop_str_in_output = false;  // keep a matched stop string at the text's end
+  bool add_generation_prompt = true;        // chat: the template's generation prompt
+  nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();  // chat
 };
 
 // raw_body: the body's text, for the parts whose member order matters (a json_schema's

@@ -209,3 +209,66 @@ def test_logit_bias_bans_and_forces_tokens(server, client):
     # Sampled requests take the bias too (host sampling).
     r = client.completions.create(logit_bias={str(forced[0]): 100}, **{**kw, "temperature": 1.0})
     assert r.choices[0].text == " banana" * 3
+
+
+def test_vllm_stop_token_ids_and_include_stop_str(server, client):
+    """vLLM's stop_token_ids end the answer (the token is not in the text, as a stop string),
+    ignore_eos leaves them in force, and include_stop_str_in_output keeps a matched stop."""
+    prompt = "The capital of France is"
+    full = client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0,
+                                     logprobs=0, extra_body={"ignore_eos": True})
+    tokens = full.choices[0].logprobs.tokens
+    ids = server.post("/tokenize", json={"prompt": full.choices[0].text,
+                                         "add_special_tokens": False}).json()["tokens"]
+    assert len(ids) == len(tokens) >= 8
+    k = 5
+    stop_id = ids[k]
+    assert stop_id not in ids[:k]
+    r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0,
+                                  extra_body={"ignore_eos": True, "stop_token_ids": [stop_id]})
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].text == "".join(tokens[:k])
+    assert r.usage.completion_tokens == k + 1
+    r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0,
+                                  extra_body={"stop_token_ids": [stop_id], "ignore_eos": True,
+                                              "include_stop_str_in_output": True})
+    assert r.choices[0].text == "".join(tokens[:k + 1])
+    stop = tokens[3].strip() or tokens[4].strip()
+    r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0,
+                                  stop=[stop], extra_body={"ignore_eos": True,
+                                                           "include_stop_str_in_output": True})
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].text.endswith(stop)
+    assert full.choices[0].text.startswith(r.choices[0].text)
+
+
+def test_vllm_guided_json_and_refused_extensions(client):
+    schema = {"type": "object", "properties": {"city": {"type": "string"},
+                                               "population": {"type": "integer"}}}
+    r = client.chat.completions.create(
+        model=MODEL, max_tokens=60, temperature=0,
+        messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+        extra_body={"guided_json": schema})
+    obj = json.loads(r.choices[0].message.content)
+    assert list(obj) == ["city", "population"] and isinstance(obj["population"], int)
+    for extra in ({"guided_choice": ["yes", "no"]}, {"min_tokens": 5},
+                  {"use_beam_search": True}, {"prompt_logprobs": 1}):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=MODEL, max_tokens=4,
+                                           messages=[{"role": "user", "content": "Hi"}],
+                                           extra_body=extra)
+        assert e.value.body["param"] == list(extra)[0]
+
+
+def test_chat_add_generation_prompt_and_template_kwargs(server, client):
+    msgs = [{"role": "user", "content": "Hi"}]
+    on = server.post("/tokenize", json={"messages": msgs}).json()["count"]
+    off = server.post("/tokenize", json={"messages": msgs,
+                                         "add_generation_prompt": False}).json()["count"]
+    assert off < on
+    r = client.chat.completions.create(model=MODEL, max_tokens=2, messages=msgs,
+                                       extra_body={"add_generation_prompt": False,
+                                                   "chat_template_kwargs": {"x": 1}})
+    assert r.usage.prompt_tokens == off
+    r = client.chat.completions.create(model=MODEL, max_tokens=2, messages=msgs,
+                                       extra_body={"chat_template_kwargs": {"x": 1}})
+    assert r.usage.prompt_tokens == on

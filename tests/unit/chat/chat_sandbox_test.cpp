@@ -203,6 +203,23 @@ TEST(ChatTemplateApi, RenderChatWithPlainMessages) {
   EXPECT_EQ(no_prompt.value(), "<user>U");
 }
 
+TEST(ChatTemplateApi, RenderChatWithMoreVariables) {
+  // chat_template_kwargs: e.g. Qwen3's enable_thinking; the standard variables keep their values.
+  auto tmpl = ChatTemplate::parse(
+      "{% if enable_thinking is defined and not enable_thinking %}[no-think]{% endif %}"
+      "{{ messages | length }}{{ bos_token }}{% if add_generation_prompt %}<a>{% endif %}");
+  ASSERT_TRUE(tmpl.is_ok()) << tmpl.error();
+  const auto msgs = nlohmann::ordered_json::parse(R"([{"role": "user", "content": "U"}])");
+  auto extra = nlohmann::ordered_json::parse(
+      R"({"enable_thinking": false, "messages": [], "bos_token": "X", "add_generation_prompt": false})");
+  auto out = tmpl->render_chat(msgs, true, "<s>", "</s>", extra);
+  ASSERT_TRUE(out.is_ok()) << out.error();
+  EXPECT_EQ(out.value(), "[no-think]1<s><a>");
+  auto plain = tmpl->render_chat(msgs, true, "<s>", "</s>");
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_EQ(plain.value(), "1<s><a>");
+}
+
 TEST(ChatTemplateApi, ParsedTemplateIsReusable) {
   auto tmpl =
       ChatTemplate::parse("{% set ns = namespace(n=0) %}{% set ns.n = ns.n + x %}{{ ns.n }}");

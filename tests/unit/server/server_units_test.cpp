@@ -3,6 +3,7 @@
 // tests/integration.)
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "server/auth.h"
@@ -150,6 +151,95 @@ TEST(CompletionRequest, NullMeansAbsent) {
   ASSERT_FALSE(parse_completion(R"({"prompt": "x", "temperature": null, "stop": null})", &r));
   EXPECT_EQ(r.sampling.temperature, 1.f);
   EXPECT_TRUE(r.stop.empty());
+}
+
+TEST(CompletionRequest, WholeNumberFloatsAreIntegersAndSeedsSpanInt64) {
+  GenerationRequest r;
+  ASSERT_FALSE(parse_completion(R"({"prompt": "x", "max_tokens": 2.0, "n": 3.0})", &r));
+  EXPECT_EQ(*r.max_tokens, 2);
+  EXPECT_EQ(r.n, 3);
+  for (const char* body :
+       {R"({"prompt": "x", "max_tokens": 2.5})", R"({"prompt": "x", "max_tokens": 1e300})",
+        R"({"prompt": "x", "seed": 9223372036854775808.0})", R"({"prompt": "x", "seed": -1})"}) {
+    auto e = parse_completion(body, &r);
+    ASSERT_TRUE(e) << body;
+    EXPECT_TRUE(e->param == "max_tokens" || e->param == "seed") << body;
+  }
+  ASSERT_FALSE(parse_completion(R"({"prompt": "x", "seed": 9223372036854775807})", &r));
+  EXPECT_EQ(r.sampling.seed, std::numeric_limits<int64_t>::max());
+}
+
+TEST(CompletionRequest, VllmExtensionsAreHonouredOrRefused) {
+  GenerationRequest r;
+  ASSERT_FALSE(parse_completion(
+      R"({"prompt": "x", "stop_token_ids": [5, 7], "include_stop_str_in_output": true,
+          "min_tokens": 0, "use_beam_search": false, "bad_words": [], "prompt_logprobs": null})",
+      &r));
+  EXPECT_EQ(r.stop_token_ids, (std::vector<int32_t>{5, 7}));
+  EXPECT_TRUE(r.include_stop_str_in_output);
+  // guided_json, as an object or as a string: JSON mode with that schema.
+  for (
+      const char* body :
+      {R"({"prompt": "x", "guided_json": {"type": "object", "properties": {"a": {"type": "integer"}}}})",
+       R"({"prompt": "x", "guided_json": "{\"type\": \"object\"}"})"}) {
+    ASSERT_FALSE(parse_completion(body, &r)) << body;
+    EXPECT_TRUE(r.json_object && r.json_schema) << body;
+  }
+  struct Case {
+    const char* body;
+    const char* param;
+  } cases[] = {
+      {R"({"prompt": "x", "stop_token_ids": [100]})", "stop_token_ids"},  // outside the vocabulary
+      {R"({"prompt": "x", "stop_token_ids": 5})", "stop_token_ids"},
+      {R"({"prompt": "x", "guided_json": {"type": "object"},
+           "response_format": {"type": "json_object"}})",
+       "guided_json"},
+      {R"({"prompt": "x", "guided_json": "not json"})", "guided_json"},
+      {R"({"prompt": "x", "guided_json": {"anyOf": []}})", "guided_json"},
+      {R"({"prompt": "x", "guided_choice": ["a", "b"]})", "guided_choice"},
+      {R"({"prompt": "x", "guided_regex": "a+"})", "guided_regex"},
+      {R"({"prompt": "x", "guided_grammar": "root ::= x"})", "guided_grammar"},
+      {R"({"prompt": "x", "structured_outputs": {"choice": ["a"]}})", "structured_outputs"},
+      {R"({"prompt": "x", "prompt_logprobs": 1})", "prompt_logprobs"},
+      {R"({"prompt": "x", "bad_words": ["a"]})", "bad_words"},
+      {R"({"prompt": "x", "allowed_token_ids": [1]})", "allowed_token_ids"},
+      {R"({"prompt": "x", "truncate_prompt_tokens": 4})", "truncate_prompt_tokens"},
+      {R"({"prompt": "x", "min_tokens": 4})", "min_tokens"},
+      {R"({"prompt": "x", "use_beam_search": true})", "use_beam_search"},
+      {R"({"prompt": "x", "return_tokens_as_token_ids": true})", "return_tokens_as_token_ids"},
+  };
+  for (const auto& c : cases) {
+    auto e = parse_completion(c.body, &r);
+    ASSERT_TRUE(e) << c.body;
+    EXPECT_EQ(e->param, c.param) << c.body << ": " << e->message;
+  }
+}
+
+TEST(ChatRequest, VllmChatExtensions) {
+  GenerationRequest r;
+  auto parse = [&](const char* body) {
+    return parse_chat_request(nlohmann::json::parse(body), limits(), &r);
+  };
+  ASSERT_FALSE(parse(R"({"messages": [{"role": "user", "content": "x"}],
+                         "add_generation_prompt": false,
+                         "chat_template_kwargs": {"enable_thinking": false}})"));
+  EXPECT_FALSE(r.add_generation_prompt);
+  EXPECT_EQ(r.chat_template_kwargs, nlohmann::ordered_json::parse(R"({"enable_thinking": false})"));
+  // top_logprobs 0 without logprobs asks for nothing (as vLLM); above 0 it needs logprobs.
+  ASSERT_FALSE(parse(R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 0})"));
+  EXPECT_EQ(r.logprobs, -1);
+  auto e = parse(R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "top_logprobs");
+  e = parse(R"({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": [1]})");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "chat_template_kwargs");
+  e = parse(R"({"messages": [{"role": "user", "content": "x"}], "chat_template": "{{ 1 }}"})");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "chat_template");
+  e = parse(R"({"messages": [{"role": "user", "content": "x"}], "continue_final_message": true})");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "continue_final_message");
 }
 
 TEST(ChatRequest, MessagesAndLogprobs) {
