@@ -24,6 +24,21 @@ std::optional<ApiError> parse_json_object(std::string_view body, nlohmann::json*
   return std::nullopt;
 }
 
+std::optional<ApiError> parse_json_text(std::string_view text, const char* param,
+                                        nlohmann::ordered_json* out) {
+  if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return bad_request(
+        std::string(param) + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels",
+        param);
+  }
+  try {
+    *out = nlohmann::ordered_json::parse(text);
+  } catch (const nlohmann::json::exception&) {  // malformed, or a number beyond double
+    return bad_request(std::string(param) + " does not hold valid JSON", param);
+  }
+  return std::nullopt;
+}
+
 std::string dump_json(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -244,6 +244,15 @@ def make_server_request():
                 "required": ["name"]}}}},
         "chat_json_mode.json": {"messages": [{"role": "user", "content": "x"}],
                                 "response_format": {"type": "json_object"}},
+        # vLLM's extensions
+        "vllm_completion.json": {"prompt": "x", "stop_token_ids": [2, 3], "min_tokens": 0,
+                                 "include_stop_str_in_output": True, "max_tokens": 2.0,
+                                 "guided_json": "{\"type\": \"object\", \"properties\": "
+                                                "{\"a\": {\"type\": \"integer\"}}}"},
+        "vllm_chat.json": {"messages": [{"role": "user", "content": "x"}],
+                           "add_generation_prompt": False,
+                           "chat_template_kwargs": {"enable_thinking": False},
+                           "guided_json": {"type": "object"}, "top_logprobs": 0},
     }
     for name, body in seeds.items():
         write("server_request", name, json.dumps(body))

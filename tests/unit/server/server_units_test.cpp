@@ -195,6 +195,7 @@ TEST(CompletionRequest, VllmExtensionsAreHonouredOrRefused) {
            "response_format": {"type": "json_object"}})",
        "guided_json"},
       {R"({"prompt": "x", "guided_json": "not json"})", "guided_json"},
+      {R"({"prompt": "x", "guided_json": "{\"a\": 1e400}"})", "guided_json"},
       {R"({"prompt": "x", "guided_json": {"anyOf": []}})", "guided_json"},
       {R"({"prompt": "x", "guided_choice": ["a", "b"]})", "guided_choice"},
       {R"({"prompt": "x", "guided_regex": "a+"})", "guided_regex"},
@@ -213,6 +214,11 @@ TEST(CompletionRequest, VllmExtensionsAreHonouredOrRefused) {
     ASSERT_TRUE(e) << c.body;
     EXPECT_EQ(e->param, c.param) << c.body << ": " << e->message;
   }
+  // JSON inside a string is bounded as a body is (the parser recurses).
+  nlohmann::json deep = {{"prompt", "x"}, {"guided_json", std::string(100000, '[')}};
+  auto e = parse_completion_request(deep, limits(), &r);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "guided_json");
 }
 
 TEST(ChatRequest, VllmChatExtensions) {
