@@ -131,6 +131,16 @@ void Server::handle(const std::shared_ptr<Exchange>& ex) {
     ex->respond(error_response(e));
     return;
   }
+  // A compressed body would read as malformed JSON; say what is wrong instead.
+  if (const std::string_view enc = req.header("content-encoding");
+      !enc.empty() && enc != "identity" && !req.body.empty()) {
+    ApiError e;
+    e.status = 415;
+    e.message = "Content-Encoding '" + std::string(enc.substr(0, 64)) +
+                "' is not supported; send the request body uncompressed";
+    ex->respond(error_response(e));
+    return;
+  }
   if (options_.telemetry && req.method == "POST") {
     router_.dispatch(std::make_shared<InFlightExchange>(ex, options_.telemetry));
     return;

@@ -138,3 +138,16 @@ def test_bad_allowed_origins_is_refused(value):
     assert p.returncode != 0
     assert ("is not an origin" in p.stderr or "empty value" in p.stderr) and \
         "--allowed-origins" in p.stderr, p.stderr
+
+
+def test_compressed_request_body_is_a_415(server):
+    import gzip
+    body = gzip.compress(b'{"model": "smollm2", "prompt": "Hi", "max_tokens": 2}')
+    r = requests.post(server.url + "/v1/completions", data=body,
+                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 415, r.text
+    assert "Content-Encoding 'gzip'" in r.json()["error"]["message"]
+    r = requests.post(server.url + "/v1/completions",
+                      json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2},
+                      headers={"Content-Encoding": "identity"})
+    assert r.status_code == 200
