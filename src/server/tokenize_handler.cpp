@@ -48,7 +48,15 @@ void handle_tokenize(const ServerState& state, const std::shared_ptr<Exchange>& 
     if (auto e = flag("add_generation_prompt", true, &add_generation_prompt)) {
       return ex->respond(error_response(*e));
     }
-    if (auto e = chat_prompt_ids(*model, msgs, add_generation_prompt, &ids)) {
+    nlohmann::ordered_json vars = nlohmann::ordered_json::object();
+    if (auto kw = body.find("chat_template_kwargs"); kw != body.end() && !kw->is_null()) {
+      if (!kw->is_object()) {
+        return ex->respond(error_response(
+            bad_request("chat_template_kwargs must be an object", "chat_template_kwargs")));
+      }
+      vars = nlohmann::ordered_json::parse(kw->dump());
+    }
+    if (auto e = chat_prompt_ids(*model, msgs, add_generation_prompt, &ids, vars)) {
       return ex->respond(error_response(*e));
     }
   } else {

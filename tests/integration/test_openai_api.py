@@ -272,3 +272,7 @@ def test_chat_add_generation_prompt_and_template_kwargs(server, client):
     r = client.chat.completions.create(model=MODEL, max_tokens=2, messages=msgs,
                                        extra_body={"chat_template_kwargs": {"x": 1}})
     assert r.usage.prompt_tokens == on
+    assert server.post("/tokenize", json={"messages": msgs, "chat_template_kwargs": {"x": 1}}
+                       ).json()["count"] == on
+    r = server.post("/tokenize", json={"messages": msgs, "chat_template_kwargs": 3})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "chat_template_kwargs"
