@@ -30,6 +30,7 @@ std::string decode_path(std::string_view path) {
     }
     out.push_back(path[i]);
   }
+  if (out.size() > 1 && out.back() == '/') out.pop_back();
   return out;
 }
 

@@ -63,8 +63,9 @@ using Handler = std::function<void(std::shared_ptr<Exchange>)>;
 int hex_digit_value(char c);
 
 // A request target's path with its %XX escapes decoded (as ASGI servers present it, so that
-// /v1/models/org%2Fname names the model "org/name"); a '%' not followed by two hex digits stays
-// as it is.
+// /v1/models/org%2Fname names the model "org/name"; a '%' not followed by two hex digits stays
+// as it is) and one trailing slash dropped (/v1/models/ is /v1/models, where FastAPI servers
+// redirect it; "/" stays).
 std::string decode_path(std::string_view path);
 
 // CORS: the Access-Control-Allow-Origin value for a request's Origin under `allowed` ("*": any

@@ -47,6 +47,13 @@ def test_head_answers_the_get_head_without_a_body(server):
         assert c.get(server.url + "/health").status_code == 200
 
 
+def test_a_trailing_slash_is_not_part_of_the_route(server):
+    assert requests.get(server.url + "/v1/models/").json()["data"][0]["id"]
+    assert requests.get(server.url + "/health/").status_code == 200
+    assert requests.get(server.url + "/v1/models/smollm2/").json()["id"] == "smollm2"
+    assert requests.get(server.url + "//v1/models").status_code == 404
+
+
 def test_405_names_the_allowed_methods(server):
     r = requests.get(server.url + "/v1/chat/completions")
     assert r.status_code == 405 and r.headers["Allow"] == "POST"

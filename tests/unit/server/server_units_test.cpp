@@ -398,6 +398,9 @@ TEST(HttpTypes, DecodePathDecodesEscapesAndKeepsBadOnes) {
   EXPECT_EQ(decode_path("/%"), "/%");
   EXPECT_EQ(decode_path("/x+y"), "/x+y");  // '+' is a space only in query strings
   EXPECT_EQ(decode_path(""), "");
+  EXPECT_EQ(decode_path("/v1/models/"), "/v1/models");  // one trailing slash dropped
+  EXPECT_EQ(decode_path("/health//"), "/health/");
+  EXPECT_EQ(decode_path("/"), "/");
 }
 
 TEST(HttpTypes, CorsAllowOrigin) {
