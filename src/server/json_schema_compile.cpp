@@ -148,7 +148,9 @@ class Compiler {
         if (!req.is_array()) return fail("json_schema: required at " + path + " must be a list");
         for (const json& r : req) {
           if (!r.is_string() || names.count(r.get<std::string>()) == 0) {
-            return fail("json_schema: required at " + path + " names " + r.dump() +
+            std::string named = r.dump();
+            if (named.size() > 200) named = named.substr(0, 200) + "...";
+            return fail("json_schema: required at " + path + " names " + named +
                         ", which is not among its properties (or may not appear)");
           }
         }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "server/json_io.h"
 #include "server/json_schema_compile.h"
 
 namespace carpool::server {
@@ -312,9 +313,8 @@ std::optional<ApiError> parse_vllm_extensions(const json& body, std::string_view
       return bad_request("ignore_eos cannot be combined with guided_json", "ignore_eos");
     nlohmann::ordered_json schema;
     if (v->is_string()) {
-      schema = nlohmann::ordered_json::parse(v->get<std::string>(), nullptr, false);
-      if (schema.is_discarded())
-        return bad_request("guided_json must hold a JSON schema", "guided_json");
+      // Bounded as a body is: the schema compiler walks the value recursively.
+      CARPOOL_API_TRY(parse_json_text(v->get<std::string>(), "guided_json", &schema));
     } else if (v->is_object()) {
       // The schema in its declared member order (the properties are written in that order).
       if (!raw_body.empty()) schema = nlohmann::ordered_json::parse(raw_body, nullptr, false);

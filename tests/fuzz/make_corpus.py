@@ -260,6 +260,10 @@ def make_server_request():
     write("server_request", "overflow.json", '{"prompt": "hi", "temperature": 1e400}')
     write("server_request", "wrong_types.json", '{"prompt": 5, "n": "2", "stop": [1]}')
     write("server_request", "truncated.json", json.dumps(seeds["chat.json"])[:60])
+    # A schema nested deep inside a string (once overflowed the stack at 200,000 levels).
+    deep = '{"type": "object", "required": [' + "[" * 80 + "]" * 80 + "]}"
+    write("server_request", "deep_string_schema.json", json.dumps({"prompt": "x",
+                                                                  "guided_json": deep}))
 
 
 def main():

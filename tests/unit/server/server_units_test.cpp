@@ -214,11 +214,17 @@ TEST(CompletionRequest, VllmExtensionsAreHonouredOrRefused) {
     ASSERT_TRUE(e) << c.body;
     EXPECT_EQ(e->param, c.param) << c.body << ": " << e->message;
   }
-  // JSON inside a string is bounded as a body is (the parser recurses).
-  nlohmann::json deep = {{"prompt", "x"}, {"guided_json", std::string(100000, '[')}};
-  auto e = parse_completion_request(deep, limits(), &r);
-  ASSERT_TRUE(e);
-  EXPECT_EQ(e->param, "guided_json");
+  // JSON inside a string is bounded as a body is (the schema compiler recurses): well-formed and
+  // 200,000 deep, this overflowed the stack.
+  for (const char* key : {"required", "enum", "const"}) {
+    const std::string deep = std::string("{\"type\": \"object\", \"") + key + "\": [" +
+                             std::string(200000, '[') + std::string(200000, ']') + "]}";
+    nlohmann::json body = {{"prompt", "x"}, {"guided_json", deep}};
+    auto e = parse_completion_request(body, limits(), &r);
+    ASSERT_TRUE(e) << key;
+    EXPECT_EQ(e->param, "guided_json");
+    EXPECT_NE(e->message.find("nests deeper"), std::string::npos) << e->message;
+  }
 }
 
 TEST(ChatRequest, VllmChatExtensions) {
