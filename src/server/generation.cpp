@@ -60,7 +60,10 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     std::unique_ptr<StreamDecoder> decoder;
     std::unique_ptr<StopMatcher> stop;
     std::string text;
-    size_t text_chars = 0;  // characters of text (logprobs text_offset)
+    // Streamed logprobs: the text_offset of the next listed token, in characters from the
+    // start of the choice's text (the echo's length first): the listed tokens' pieces summed,
+    // as the whole answer's offsets are, however the text itself was held back.
+    size_t next_offset = 0;
     TokenLogprobs logprobs;
     int completion_tokens = 0;
     bool prompt_scored = false;  // the echoed prompt's logprobs arrived (want_prompt_logprobs)
@@ -139,6 +142,7 @@ void GenerationJob::start() {
       c.prompt = p;
       c.decoder = std::make_unique<StreamDecoder>(tok, /*skip_special=*/true);
       c.stop = std::make_unique<StopMatcher>(req.stop);
+      if (!in_.echo.empty()) c.next_offset = utf8_length(in_.echo[p]);
     }
   }
 
@@ -295,8 +299,6 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
     finish_choice(c, reason == FinishReason::kNone ? FinishReason::kStop : reason);
   }
   c.text += delta;
-  const size_t delta_chars = utf8_length(delta);
-  c.text_chars += delta_chars;
   if (want_logprobs()) {
     for (size_t k = 0; k < fresh.tokens.size(); ++k) {
       c.logprobs.tokens.push_back(fresh.tokens[k]);
@@ -309,9 +311,10 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
       (!delta.empty() || c.finished || !fresh.empty())) {
     nlohmann::ordered_json lp = nullptr;
     if (want_logprobs() && !fresh.empty()) {
-      const size_t offset =
-          (in_.echo.empty() ? 0 : utf8_length(in_.echo[c.prompt])) + c.text_chars - delta_chars;
-      lp = logprobs_json(in_.meta.chat, *model_.tokenizer, fresh, offset);
+      lp = logprobs_json(in_.meta.chat, *model_.tokenizer, fresh, c.next_offset);
+      for (const int32_t t : fresh.tokens) {
+        c.next_offset += utf8_length(model_.tokenizer->token_to_piece(t));
+      }
     }
     ex_->write(chunk_event(in_.meta, c.index, delta, false, lp,
                            c.finished ? reason_name(c.reason) : nullptr, req.include_usage));

@@ -242,3 +242,24 @@ def test_text_offsets_count_characters(server, client, stream):
         assert text[o:o + len(t)] == t, (t, o, text)
     # The first generated token starts right after the echoed prompt, counted in characters.
     assert len(prompt) in offsets
+
+
+def test_streamed_text_offsets_equal_whole_ones_when_text_is_held_back(client):
+    """A stop string's possible beginning is held back from the stream; the streamed tokens'
+    offsets still count the listed tokens, as the whole answer's do."""
+    prompt = "The three primary colors are"
+    base = client.completions.create(model=MODEL, prompt=prompt, max_tokens=10, temperature=0,
+                                     logprobs=0, extra_body={"ignore_eos": True})
+    toks = base.choices[0].logprobs.tokens
+    stop = toks[3] + toks[4] + "\u2603never"  # matches two tokens' text, then fails
+    kw = dict(model=MODEL, prompt=prompt, max_tokens=10, temperature=0, logprobs=0, echo=True,
+              stop=[stop], extra_body={"ignore_eos": True})
+    whole = client.completions.create(**kw).choices[0].logprobs
+    chunks = [c.choices[0] for c in client.completions.create(stream=True, **kw) if c.choices]
+    tokens, offsets = [], []
+    for c in chunks:
+        if c.logprobs:
+            tokens += c.logprobs.tokens
+            offsets += c.logprobs.text_offset
+    assert tokens == whole.tokens
+    assert offsets == whole.text_offset
