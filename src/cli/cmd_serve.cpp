@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -61,9 +62,8 @@ Result<int64_t> parse_bytes(const std::string& s) {
   return static_cast<int64_t>(bytes);
 }
 
-// The name clients use in "model": the --model argument, or a path's file name without .gguf.
-// --allowed-origins: "*", "none" (no CORS), or origins ("scheme://host[:port]") separated by
-// commas.
+// --allowed-origins: "*", "none" (no CORS), or origins ("scheme://host[:port]", compared with
+// the browser's Origin header, which is lower case and has no path) separated by commas.
 Result<std::vector<std::string>> parse_allowed_origins(const std::string& s) {
   std::vector<std::string> out;
   if (s == "none") return out;
@@ -76,8 +76,10 @@ Result<std::vector<std::string>> parse_allowed_origins(const std::string& s) {
     while (!o.empty() && o.back() == ' ') o.pop_back();
     const std::string given = o;
     while (!o.empty() && o.back() == '/') o.pop_back();  // browsers send no trailing slash
+    for (char& ch : o) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     const size_t scheme = o.find("://");
     if (o != "*" && (scheme == std::string::npos || scheme == 0 || scheme + 3 >= o.size() ||
+                     o.find_first_of(" \t\"/?#", scheme + 3) != std::string::npos ||
                      o.find_first_of(" \t\"") != std::string::npos)) {
       return Status::error("--allowed-origins: '" + given +
                            "' is not an origin (scheme://host[:port]), * or none");
@@ -88,6 +90,7 @@ Result<std::vector<std::string>> parse_allowed_origins(const std::string& s) {
   return out;
 }
 
+// The name clients use in "model": the --model argument, or a path's file name without .gguf.
 std::string default_served_name(const std::string& model) {
   if (model.empty()) return "smollm2";
   std::string name = model;

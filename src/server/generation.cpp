@@ -140,7 +140,7 @@ void GenerationJob::start() {
       Choice& c = choices_[p * req.n + j];
       c.index = p * req.n + j;
       c.prompt = p;
-      c.decoder = std::make_unique<StreamDecoder>(tok, /*skip_special=*/true);
+      c.decoder = std::make_unique<StreamDecoder>(tok, req.skip_special_tokens);
       c.stop = std::make_unique<StopMatcher>(req.stop);
       if (!in_.echo.empty()) c.next_offset = utf8_length(in_.echo[p]);
     }
@@ -275,7 +275,7 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
       fresh.logprobs.push_back(ev.logprob);
       fresh.top.push_back(ev.top_logprobs);
     }
-    if (!stop_token) delta = c.stop->push(c.decoder->push(ev.token));
+    if (!stop_token && !end_token) delta = c.stop->push(c.decoder->push(ev.token));
     if (c.stop->matched()) {
       if (req.include_stop_str_in_output) delta += c.stop->matched_stop();
       if (!ev.finished) model_.engine->stop(c.rid, c.completion_tokens);

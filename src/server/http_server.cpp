@@ -85,6 +85,16 @@ std::string serialize_head(int status, const std::string& content_type,
   return s;
 }
 
+// Whether answers depend on the request's Origin: CORS with a list of origins (with "*" every
+// origin gets the same answer).
+bool varies_by_origin(const std::vector<std::string>& allowed) {
+  if (allowed.empty()) return false;
+  for (const std::string& a : allowed) {
+    if (a == "*") return false;
+  }
+  return true;
+}
+
 std::string simple_error_body(const std::string& message, const std::string& type) {
   // A fixed-shape OpenAI error object; `message` holds no characters that need escaping.
   return "{\"error\":{\"message\":\"" + message + "\",\"type\":\"" + type +
@@ -177,7 +187,8 @@ class ExchangeImpl final : public Exchange {
       : session_(std::move(session)),
         request_(std::move(request)),
         head_only_(request_.method == "HEAD"),
-        allow_origin_(cors_allow_origin(request_.header("origin"), allowed_origins)) {}
+        allow_origin_(cors_allow_origin(request_.header("origin"), allowed_origins)),
+        vary_origin_(varies_by_origin(allowed_origins)) {}
 
   const HttpRequest& request() const override { return request_; }
   void respond(HttpResponse response) override;
@@ -208,6 +219,7 @@ class ExchangeImpl final : public Exchange {
   HttpRequest request_;
   bool head_only_;            // HEAD: the head of the GET answer, without its body
   std::string allow_origin_;  // Access-Control-Allow-Origin, empty: none
+  bool vary_origin_;          // the answer depends on the Origin (a list of allowed origins)
   std::vector<std::function<void()>> close_fns_;
   bool closed_ = false;
   bool done_ = false;  // the whole answer has been queued
@@ -322,7 +334,16 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string body = simple_error_body(message, "invalid_request_error");
     answer_complete_ = true;
     rejecting_ = true;
-    enqueue(serialize_head(status, "application/json", {}, body.size(), true) + body, true);
+    // A browser reads the refusal (413) only with the CORS header, from the fields read so far.
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (parser_) {
+      const auto origin = parser_->get()[http::field::origin];
+      const std::string allow = cors_allow_origin(std::string_view(origin.data(), origin.size()),
+                                                  server_.opts.allowed_origins);
+      if (!allow.empty()) headers.emplace_back("Access-Control-Allow-Origin", allow);
+      if (varies_by_origin(server_.opts.allowed_origins)) headers.emplace_back("Vary", "Origin");
+    }
+    enqueue(serialize_head(status, "application/json", headers, body.size(), true) + body, true);
   }
 
   // A read kept pending while a request is answered, to notice a disconnect.
@@ -460,10 +481,9 @@ class Session : public std::enable_shared_from_this<Session> {
 std::string ExchangeImpl::head(int status, const std::string& content_type,
                                std::vector<std::pair<std::string, std::string>> headers,
                                std::optional<size_t> content_length) {
-  if (!allow_origin_.empty()) {
-    headers.emplace_back("Access-Control-Allow-Origin", allow_origin_);
-    if (allow_origin_ != "*") headers.emplace_back("Vary", "Origin");
-  }
+  if (!allow_origin_.empty()) headers.emplace_back("Access-Control-Allow-Origin", allow_origin_);
+  // Also where this Origin (or none) got no header: a cache must not hand this answer to another.
+  if (vary_origin_) headers.emplace_back("Vary", "Origin");
   return serialize_head(status, content_type, headers, content_length, !session_->keep_alive());
 }
 

@@ -305,6 +305,7 @@ std::optional<ApiError> parse_vllm_extensions(const json& body, std::string_view
       CARPOOL_API_TRY(parse_token_ids(*v, limits, "stop_token_ids", &r->stop_token_ids));
   }
   CARPOOL_API_TRY(f.boolean("include_stop_str_in_output", &r->include_stop_str_in_output));
+  CARPOOL_API_TRY(f.boolean("skip_special_tokens", &r->skip_special_tokens));
   if (const json* v = f.find("guided_json")) {
     if (r->json_object) {
       return bad_request("guided_json cannot be combined with response_format", "guided_json");
@@ -496,13 +497,11 @@ std::optional<ApiError> parse_completion_request(const json& body, const Request
   if (const json* v = f.find("suffix"); v && !(v->is_string() && v->get<std::string>().empty())) {
     return bad_request("suffix is not supported (no fill-in-the-middle)", "suffix");
   }
-  if (const json* v = f.find("best_of")) {
-    if (!v->is_number_integer() || v->get<int64_t>() != r->n) {
-      return bad_request(
-          "best_of other than n is not supported (ask for n choices with logprobs "
-          "and rank them)",
-          "best_of");
-    }
+  int64_t best_of = r->n;
+  if (f.find("best_of") && (f.integer("best_of", 1, 1 << 20, &best_of) || best_of != r->n)) {
+    return bad_request(
+        "best_of other than n is not supported (ask for n choices with logprobs and rank them)",
+        "best_of");
   }
   // With echo, max_tokens 0 returns the prompt alone (with its logprobs: scoring), as in
   // OpenAI's legacy API and vLLM.
@@ -564,9 +563,19 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   }
   if (logprobs) r->logprobs = top < 0 ? 0 : static_cast<int>(top);
   CARPOOL_API_TRY(f.boolean("add_generation_prompt", &r->add_generation_prompt));
+  bool echo = false;  // vLLM's chat echo (the last message before the answer): not implemented
+  CARPOOL_API_TRY(f.boolean("echo", &echo));
+  if (echo) return bad_request("echo is not supported for chat (completions take it)", "echo");
   if (const json* v = f.find("chat_template_kwargs")) {
     if (!v->is_object()) {
       return bad_request("chat_template_kwargs must be an object", "chat_template_kwargs");
+    }
+    // Tool definitions through the template would bring calls this server cannot parse.
+    for (const char* name : {"tools", "functions", "documents"}) {
+      if (v->contains(name) && !(*v)[name].is_null()) {
+        return bad_request(std::string("chat_template_kwargs.") + name + " is not supported",
+                           "chat_template_kwargs");
+      }
     }
     r->chat_template_kwargs = nlohmann::ordered_json::parse(v->dump());
   }

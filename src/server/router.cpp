@@ -26,8 +26,13 @@ void Router::call_handler(const Route& r, const std::shared_ptr<Exchange>& ex) c
   try {
     r.handler(ex);
   } catch (const std::exception& e) {
+    // The decoded path may hold control characters: not into the log as they are.
+    std::string path = ex->request().path.substr(0, 256);
+    for (char& c : path) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    }
     std::fprintf(stderr, "carpool: internal error handling %s %s: %s\n",
-                 ex->request().method.c_str(), ex->request().path.c_str(), e.what());
+                 ex->request().method.c_str(), path.c_str(), e.what());
     ApiError err;
     err.status = 500;
     err.type = "server_error";
@@ -49,6 +54,7 @@ std::string Router::allowed_methods(std::string_view path) const {
     add(r.method);
     if (r.method == "GET") add("HEAD");
   }
+  if (!out.empty()) add("OPTIONS");  // the server answers OPTIONS on every route
   return out;
 }
 

@@ -17,7 +17,7 @@ class Router {
  public:
   void add(std::string method, std::string path, Handler handler);
   void dispatch(const std::shared_ptr<Exchange>& exchange) const;
-  // The methods a path takes ("GET, HEAD, POST"), empty for an unknown path.
+  // The methods a path takes ("GET, HEAD, OPTIONS"), empty for an unknown path.
   std::string allowed_methods(std::string_view path) const;
 
  private:

@@ -100,7 +100,6 @@ void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
     ex->respond(error_response(not_found("no route for OPTIONS " + req.path)));
     return;
   }
-  methods += ", OPTIONS";
   HttpResponse r;
   r.status = 204;
   r.content_type.clear();
@@ -108,7 +107,10 @@ void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
   if (!req.header("access-control-request-method").empty()) {
     r.headers.emplace_back("Access-Control-Allow-Methods", methods);
     const std::string_view asked = req.header("access-control-request-headers");
-    if (!asked.empty()) r.headers.emplace_back("Access-Control-Allow-Headers", std::string(asked));
+    if (!asked.empty()) {
+      r.headers.emplace_back("Access-Control-Allow-Headers", std::string(asked));
+      r.headers.emplace_back("Vary", "Access-Control-Request-Headers");
+    }
     r.headers.emplace_back("Access-Control-Max-Age", "600");
   }
   ex->respond(std::move(r));

@@ -42,7 +42,7 @@ def test_head_answers_the_get_head_without_a_body(server):
             assert c.get(server.url + "/health").json() is not None
         r = c.head(server.url + "/v1/completions")
         assert r.status_code == 405 and r.content == b""
-        assert r.headers["allow"] == "POST"
+        assert r.headers["allow"] == "POST, OPTIONS"
         assert c.head(server.url + "/no/such/route").status_code == 404
         assert c.get(server.url + "/health").status_code == 200
 
@@ -56,9 +56,9 @@ def test_a_trailing_slash_is_not_part_of_the_route(server):
 
 def test_405_names_the_allowed_methods(server):
     r = requests.get(server.url + "/v1/chat/completions")
-    assert r.status_code == 405 and r.headers["Allow"] == "POST"
+    assert r.status_code == 405 and r.headers["Allow"] == "POST, OPTIONS"
     r = requests.delete(server.url + "/v1/models")
-    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, OPTIONS"
 
 
 def test_percent_escaped_paths_are_decoded():
@@ -123,11 +123,20 @@ def test_allowed_origins_restricts_and_none_turns_cors_off():
     try:
         r = preflight(s.url, "/v1/completions")
         assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
-        assert r.headers["Vary"] == "Origin"
+        assert "Origin" in r.headers["Vary"]
         r = preflight(s.url, "/v1/completions", origin="https://app.example")
         assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
         r = preflight(s.url, "/v1/completions", origin="http://evil.example")
         assert "Access-Control-Allow-Origin" not in r.headers  # the browser refuses
+        # The answer depends on the Origin, with it or without: caches must keep them apart.
+        assert "Origin" in requests.get(s.url + "/v1/models").headers.get("Vary", "")
+        # The server's own refusals carry the header too (a browser could not read a 413).
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Origin: http://localhost:3000\r\nContent-Length: 100000000\r\n\r\n")
+            head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 413")
+        assert b"Access-Control-Allow-Origin: http://localhost:3000\r\n" in head
     finally:
         s.stop()
     s = Server("--allowed-origins", "none")

@@ -155,7 +155,8 @@ TEST(CompletionRequest, NullMeansAbsent) {
 
 TEST(CompletionRequest, WholeNumberFloatsAreIntegersAndSeedsSpanInt64) {
   GenerationRequest r;
-  ASSERT_FALSE(parse_completion(R"({"prompt": "x", "max_tokens": 2.0, "n": 3.0})", &r));
+  ASSERT_FALSE(
+      parse_completion(R"({"prompt": "x", "max_tokens": 2.0, "n": 3.0, "best_of": 3.0})", &r));
   EXPECT_EQ(*r.max_tokens, 2);
   EXPECT_EQ(r.n, 3);
   for (const char* body :
@@ -249,6 +250,16 @@ TEST(ChatRequest, VllmChatExtensions) {
   e = parse(R"({"messages": [{"role": "user", "content": "x"}], "chat_template": "{{ 1 }}"})");
   ASSERT_TRUE(e);
   EXPECT_EQ(e->param, "chat_template");
+  e = parse(R"({"messages": [{"role": "user", "content": "x"}], "echo": true})");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "echo");
+  e = parse(R"({"messages": [{"role": "user", "content": "x"}],
+                "chat_template_kwargs": {"tools": [{"type": "function"}]}})");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->param, "chat_template_kwargs");
+  ASSERT_FALSE(
+      parse(R"({"messages": [{"role": "user", "content": "x"}], "skip_special_tokens": false})"));
+  EXPECT_FALSE(r.skip_special_tokens);
   e = parse(R"({"messages": [{"role": "user", "content": "x"}], "continue_final_message": true})");
   ASSERT_TRUE(e);
   EXPECT_EQ(e->param, "continue_final_message");
@@ -382,9 +393,9 @@ TEST(Router, HeadTakesTheGetRoutesAnd405NamesTheMethods) {
   auto head = std::make_shared<RecordingExchange>(HttpRequest{"HEAD", "/health", "", {}, ""});
   router.dispatch(head);
   EXPECT_EQ(head->status, 200);
-  EXPECT_EQ(router.allowed_methods("/health"), "GET, HEAD");
-  EXPECT_EQ(router.allowed_methods("/v1/models/org/name"), "GET, HEAD");
-  EXPECT_EQ(router.allowed_methods("/v1/completions"), "POST");
+  EXPECT_EQ(router.allowed_methods("/health"), "GET, HEAD, OPTIONS");
+  EXPECT_EQ(router.allowed_methods("/v1/models/org/name"), "GET, HEAD, OPTIONS");
+  EXPECT_EQ(router.allowed_methods("/v1/completions"), "POST, OPTIONS");
   EXPECT_EQ(router.allowed_methods("/nope"), "");
   auto wrong =
       std::make_shared<RecordingExchange>(HttpRequest{"GET", "/v1/completions", "", {}, ""});
