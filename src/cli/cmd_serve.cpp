@@ -201,7 +201,7 @@ int cmd_serve(int argc, char** argv) {
           {"max-body-bytes", "", "N", "largest request body (413 beyond)", "8388608"},
           {"allowed-origins", "", "LIST",
            "CORS: comma-separated origins whose browser pages may call the API "
-           "(e.g. http://localhost:3000), * for any, none for no CORS headers",
+           "(e.g. http://localhost:3000; pages of others get a 403), * for any, none for none",
            "*"},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"cpu-exact", "", "",

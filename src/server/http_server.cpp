@@ -481,7 +481,12 @@ class Session : public std::enable_shared_from_this<Session> {
 std::string ExchangeImpl::head(int status, const std::string& content_type,
                                std::vector<std::pair<std::string, std::string>> headers,
                                std::optional<size_t> content_length) {
-  if (!allow_origin_.empty()) headers.emplace_back("Access-Control-Allow-Origin", allow_origin_);
+  if (!allow_origin_.empty()) {
+    headers.emplace_back("Access-Control-Allow-Origin", allow_origin_);
+    // Clients back off on 429/503 by Retry-After (openai's JS client does); pages see only the
+    // headers exposed to them.
+    headers.emplace_back("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate");
+  }
   // Also where this Origin (or none) got no header: a cache must not hand this answer to another.
   if (vary_origin_) headers.emplace_back("Vary", "Origin");
   return serialize_head(status, content_type, headers, content_length, !session_->keep_alive());

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <future>
@@ -95,17 +97,26 @@ Status Server::start() {
 // Access-Control-Allow-Origin where the Origin is allowed, without which the browser refuses.
 void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
   const HttpRequest& req = ex->request();
-  std::string methods = router_.allowed_methods(req.path);
-  if (methods.empty()) {
+  const bool preflight = !req.header("access-control-request-method").empty();
+  std::string methods =
+      req.path == "*" ? std::string("GET, HEAD, POST, OPTIONS") : router_.allowed_methods(req.path);
+  // A preflight is answered whatever the path and method, so that the request itself gets its
+  // readable 404 or 405 (a failed preflight reads as an opaque network error in the page).
+  if (methods.empty() && !preflight) {
     ex->respond(error_response(not_found("no route for OPTIONS " + req.path)));
     return;
   }
   HttpResponse r;
   r.status = 204;
   r.content_type.clear();
-  r.headers.emplace_back("Allow", methods);
-  if (!req.header("access-control-request-method").empty()) {
-    r.headers.emplace_back("Access-Control-Allow-Methods", methods);
+  if (!methods.empty()) r.headers.emplace_back("Allow", methods);
+  if (preflight) {
+    std::string asked_method(req.header("access-control-request-method").substr(0, 32));
+    bool token = !asked_method.empty();
+    for (const char c : asked_method) token = token && std::isalpha(static_cast<unsigned char>(c));
+    std::string allowed = methods.empty() ? std::string("GET, HEAD, POST, OPTIONS") : methods;
+    if (token && allowed.find(asked_method) == std::string::npos) allowed += ", " + asked_method;
+    r.headers.emplace_back("Access-Control-Allow-Methods", allowed);
     const std::string_view asked = req.header("access-control-request-headers");
     if (!asked.empty()) {
       r.headers.emplace_back("Access-Control-Allow-Headers", std::string(asked));
@@ -116,10 +127,43 @@ void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
   ex->respond(std::move(r));
 }
 
+// Whether a request's Origin may use the API: any when CORS allows any origin ("*"), else one
+// of the allowed origins or the server's own (the dashboard's page: its Origin names the Host it
+// was loaded from). Requests without an Origin (not from a browser page) always may.
+bool Server::origin_allowed(const HttpRequest& req) const {
+  const std::string_view origin = req.header("origin");
+  const std::vector<std::string>& allowed = options_.http.allowed_origins;
+  if (origin.empty() || !cors_allow_origin(origin, allowed).empty()) return true;
+  if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end()) return true;
+  const size_t scheme = origin.find("://");
+  const std::string_view host = req.header("host");
+  if (scheme == std::string_view::npos || host.empty()) return false;
+  const std::string_view authority = origin.substr(scheme + 3);
+  if (authority.size() != host.size()) return false;
+  for (size_t i = 0; i < host.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(authority[i])) !=
+        std::tolower(static_cast<unsigned char>(host[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void Server::handle(const std::shared_ptr<Exchange>& ex) {
   const HttpRequest& req = ex->request();
   if (req.method == "OPTIONS") {
     answer_options(ex);
+    return;
+  }
+  // CORS only keeps a page from reading the answer; a page of another origin could still make the
+  // server work (a POST with a text/plain body needs no preflight). With a list of origins (or
+  // none), such requests are refused before anything runs.
+  if (!origin_allowed(req)) {
+    ApiError e;
+    e.status = 403;
+    e.type = "permission_error";
+    e.message = "requests from this origin are not allowed (--allowed-origins)";
+    ex->respond(error_response(e));
     return;
   }
   if (!options_.api_key.empty() && !is_public_path(req.path) &&

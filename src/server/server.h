@@ -64,6 +64,7 @@ class Server {
  private:
   void handle(const std::shared_ptr<Exchange>& ex);
   void answer_options(const std::shared_ptr<Exchange>& ex) const;
+  bool origin_allowed(const HttpRequest& req) const;
 
   ServerOptions options_;
   ServerState state_;

@@ -94,13 +94,25 @@ def test_cors_preflight_and_origin_header_with_an_api_key():
         assert "POST" in r.headers["Access-Control-Allow-Methods"]
         assert r.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
         assert "content-length" not in {k.lower() for k in r.headers}
-        assert preflight(s.url, "/no/such/route").status_code == 404
+        # A preflight is answered whatever the path or method, so that the request itself gets
+        # a readable 404/405 (a failed preflight is an opaque network error in the page).
+        r = preflight(s.url, "/chat/completions")
+        assert r.status_code == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
+        assert "POST" in r.headers["Access-Control-Allow-Methods"]
+        r = requests.options(s.url + "/v1/models", headers={
+            "Origin": "http://localhost:3000", "Access-Control-Request-Method": "DELETE"})
+        assert r.status_code == 204 and "DELETE" in r.headers["Access-Control-Allow-Methods"]
+        r = requests.post(s.url + "/chat/completions", headers={"Origin": "http://localhost:3000",
+                                                                "Authorization": "Bearer sekret"})
+        assert r.status_code == 404 and r.headers["Access-Control-Allow-Origin"] == "*"
+        assert requests.options(s.url + "/no/such/route").status_code == 404  # not a preflight
         # The actual request then carries the key, and its answer names the origin.
         r = requests.post(s.url + "/v1/completions",
                           headers={"Origin": "http://localhost:3000",
                                    "Authorization": "Bearer sekret"},
                           json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2})
         assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Retry-After" in r.headers["Access-Control-Expose-Headers"]
         r = requests.post(s.url + "/v1/completions", headers={"Origin": "http://x.example"},
                           json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2})
         assert r.status_code == 401 and r.headers["Access-Control-Allow-Origin"] == "*"
@@ -128,6 +140,18 @@ def test_allowed_origins_restricts_and_none_turns_cors_off():
         assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
         r = preflight(s.url, "/v1/completions", origin="http://evil.example")
         assert "Access-Control-Allow-Origin" not in r.headers  # the browser refuses
+        # A request that needs no preflight (text/plain) from another origin: refused before it
+        # runs, since CORS alone would only keep the page from reading the answer.
+        before = requests.get(s.url + "/v1/internal/engine").json()["prompt_tokens"]
+        body = '{"model": "smollm2", "prompt": "Hi", "max_tokens": 2}'
+        r = requests.post(s.url + "/v1/completions", data=body,
+                          headers={"Origin": "http://evil.example", "Content-Type": "text/plain"})
+        assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+        assert requests.get(s.url + "/v1/internal/engine").json()["prompt_tokens"] == before
+        # The server's own pages (the dashboard) and the allowed origins may.
+        for origin in (s.url, "http://localhost:3000"):
+            r = requests.post(s.url + "/v1/completions", data=body, headers={"Origin": origin})
+            assert r.status_code == 200, (origin, r.text)
         # The answer depends on the Origin, with it or without: caches must keep them apart.
         assert "Origin" in requests.get(s.url + "/v1/models").headers.get("Vary", "")
         # The server's own refusals carry the header too (a browser could not read a 413).
@@ -143,6 +167,11 @@ def test_allowed_origins_restricts_and_none_turns_cors_off():
     try:
         r = preflight(s.url, "/v1/completions")
         assert r.status_code == 204 and "Access-Control-Allow-Origin" not in r.headers
+        r = requests.post(s.url + "/v1/completions", headers={"Origin": "http://localhost:3000"},
+                          json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2})
+        assert r.status_code == 403
+        assert requests.post(s.url + "/v1/completions", json={"model": "smollm2", "prompt": "Hi",
+                                                               "max_tokens": 2}).status_code == 200
     finally:
         s.stop()
 
