@@ -427,6 +427,7 @@ void EngineImpl::run_step() {
     if (s.num_generated() == 1) local_.prefix_cache_hit_tokens += s.num_cached_prompt_tokens;
     TokenEvent ev;
     ev.token = o.token;
+    ev.cached_prompt_tokens = s.num_cached_prompt_tokens;
     ev.logprob = st.logprob;
     ev.top_logprobs = std::move(st.top_logprobs);
     ev.prompt_logprobs = std::move(st.prompt_logprobs);

@@ -100,7 +100,7 @@ struct TokenEvent {
   // began, and was ended then so that its client can retry elsewhere.
   bool refused_at_shutdown = false;
   std::string error;  // when finish_reason == kError
-  // Timing and counts, filled on the final event.
+  // Counts, filled on the final event (cached_prompt_tokens on every event with a token too).
   int prompt_tokens = 0;
   int generated_tokens = 0;
   int cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache

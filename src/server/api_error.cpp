@@ -16,7 +16,7 @@ ApiError not_found(std::string message, std::string code) {
   ApiError e;
   e.status = 404;
   e.message = std::move(message);
-  e.type = "not_found_error";
+  e.type = "invalid_request_error";  // as OpenAI's API (the code says what was not found)
   e.code = std::move(code);
   return e;
 }

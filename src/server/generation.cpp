@@ -34,6 +34,7 @@ ApiError submit_error(const std::string& message) {
     ApiError e;
     e.status = 429;
     e.type = "rate_limit_error";
+    e.code = "rate_limit_exceeded";
     e.message = "the server is busy (" + message + "); retry shortly";
     e.headers.emplace_back("Retry-After", "1");
     return e;
@@ -66,7 +67,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     size_t next_offset = 0;
     TokenLogprobs logprobs;
     int completion_tokens = 0;
-    bool prompt_scored = false;  // the echoed prompt's logprobs arrived (want_prompt_logprobs)
+    int cached_prompt_tokens = 0;  // from the final event
+    bool prompt_scored = false;    // the echoed prompt's logprobs arrived (want_prompt_logprobs)
     TokenLogprobs prompt_logprobs;
     bool refused = false;  // ended unstarted by the engine's shutdown (refused_at_shutdown)
   };
@@ -199,7 +201,9 @@ void GenerationJob::start() {
 
   if (req.stream) {
     ex_->start_stream(200, "text/event-stream",
-                      {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}});
+                      {{"Cache-Control", "no-cache"},
+                       {"X-Accel-Buffering", "no"},
+                       {"X-Request-Id", in_.meta.id}});
     for (Choice& c : choices_) {
       const std::string& echo = in_.echo.empty() ? std::string() : in_.echo[c.prompt];
       // With prompt logprobs the echo waits for them (take_prompt_logprobs).
@@ -282,6 +286,7 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
       finish_choice(c, FinishReason::kStop);
     }
   }
+  c.cached_prompt_tokens = ev.cached_prompt_tokens;
   if (!c.finished && ev.finished) {
     c.refused = ev.refused_at_shutdown && c.completion_tokens == 0;
     FinishReason reason = ev.finish_reason;
@@ -343,6 +348,17 @@ void GenerationJob::complete() {
   Usage usage;
   for (const auto& p : in_.prompts) usage.prompt_tokens += static_cast<int>(p.size());
   for (const Choice& c : choices_) usage.completion_tokens += c.completion_tokens;
+  // Prompt tokens served from the prefix cache, per prompt as it was first computed: the fewest
+  // among its choices (a later choice of n may reuse what the first one computed).
+  for (size_t p = 0; p < in_.prompts.size(); ++p) {
+    int cached = -1;
+    for (const Choice& c : choices_) {
+      if (c.prompt == static_cast<int>(p)) {
+        cached = cached < 0 ? c.cached_prompt_tokens : std::min(cached, c.cached_prompt_tokens);
+      }
+    }
+    usage.cached_tokens += std::max(cached, 0);
+  }
   // Shutting down before any choice started: 503 with Retry-After, so that the client (or its
   // load balancer) sends it to another replica rather than taking an empty answer for one.
   const bool refused =
@@ -398,6 +414,7 @@ void GenerationJob::complete() {
   }
   HttpResponse resp;
   resp.body = full_response(in_.meta, *model_.tokenizer, results, usage);
+  resp.headers.emplace_back("X-Request-Id", in_.meta.id);  // the openai SDK's request_id
   ex_->respond(std::move(resp));
 }
 

@@ -449,7 +449,7 @@ std::optional<ApiError> parse_messages(const json& messages, const RequestLimits
     }
     std::string r = role->get<std::string>();
     if (r != "system" && r != "user" && r != "assistant" && r != "developer") {
-      return bad_request(at + ".role must be system, user or assistant, got '" + r + "'",
+      return bad_request(at + ".role must be system, developer, user or assistant, got '" + r + "'",
                          at + ".role");
     }
     if (r == "developer") r = "system";

@@ -33,6 +33,7 @@ ordered_json usage_json(const Usage& u) {
   j["prompt_tokens"] = u.prompt_tokens;
   j["completion_tokens"] = u.completion_tokens;
   j["total_tokens"] = u.prompt_tokens + u.completion_tokens;
+  j["prompt_tokens_details"] = {{"cached_tokens", u.cached_tokens}};  // as OpenAI's API
   return j;
 }
 
@@ -62,6 +63,7 @@ ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs&
     }
     ordered_json j;
     j["content"] = std::move(content);
+    j["refusal"] = nullptr;  // required (nullable) in OpenAI's schema
     return j;
   }
   ordered_json tokens = ordered_json::array(), lps = ordered_json::array(),
@@ -116,6 +118,7 @@ std::string full_response(const ResponseMeta& meta, const Tokenizer& tok,
       ordered_json msg;
       msg["role"] = "assistant";
       msg["content"] = c.text;
+      msg["refusal"] = nullptr;  // required (nullable) in OpenAI's schema
       e["message"] = std::move(msg);
     } else {
       e["text"] = c.text;

@@ -25,6 +25,7 @@ struct ResponseMeta {
 struct Usage {
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  int cached_tokens = 0;  // prompt tokens served from the prefix cache
 };
 
 // Logprobs of generated tokens, or of an echoed prompt's tokens (parallel arrays).

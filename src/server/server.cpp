@@ -170,7 +170,7 @@ void Server::handle(const std::shared_ptr<Exchange>& ex) {
       !authorized(req.header("authorization"), options_.api_key)) {
     ApiError e;
     e.status = 401;
-    e.type = "authentication_error";
+    e.type = "invalid_request_error";  // as OpenAI's API answers a wrong key
     e.code = "invalid_api_key";
     e.message = "a valid API key is required (Authorization: Bearer KEY)";
     e.headers.emplace_back("WWW-Authenticate", "Bearer");

@@ -62,10 +62,17 @@ void handle_tokenize(const ServerState& state, const std::shared_ptr<Exchange>& 
   } else {
     return ex->respond(error_response(bad_request("prompt or messages is required", "prompt")));
   }
+  bool strs = false;  // vLLM's return_token_strs: each token's text too
+  if (auto e = flag("return_token_strs", false, &strs)) return ex->respond(error_response(*e));
   nlohmann::ordered_json out;
   out["tokens"] = ids;
   out["count"] = ids.size();
   out["max_model_len"] = model->max_model_len;
+  if (strs) {
+    nlohmann::ordered_json pieces = nlohmann::ordered_json::array();
+    for (const int32_t id : ids) pieces.push_back(std::string(tok.token_to_piece(id)));
+    out["token_strs"] = std::move(pieces);
+  }
   respond_json(*ex, out);
 }
 

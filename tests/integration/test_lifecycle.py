@@ -21,7 +21,8 @@ def test_api_key():
         for path in ("/ready", "/v1/models", "/v1/internal/engine"):
             r = requests.get(s.url + path)
             assert r.status_code == 401
-            assert r.json()["error"]["type"] == "authentication_error"
+            assert r.json()["error"]["type"] == "invalid_request_error"  # as OpenAI's API
+            assert r.json()["error"]["code"] == "invalid_api_key"
         assert requests.get(s.url + "/v1/models",
                             headers={"Authorization": "Bearer sekret-12"}).status_code == 401
         assert requests.post(s.url + "/v1/completions", json={"prompt": "x"}).status_code == 401

@@ -276,3 +276,43 @@ def test_chat_add_generation_prompt_and_template_kwargs(server, client):
                        ).json()["count"] == on
     r = server.post("/tokenize", json={"messages": msgs, "chat_template_kwargs": 3})
     assert r.status_code == 400 and r.json()["error"]["param"] == "chat_template_kwargs"
+
+
+def test_response_shapes_follow_openai(server, client):
+    """Fields OpenAI's schema requires or clients read: usage.prompt_tokens_details.cached_tokens
+    (the prefix cache's hits), the chat message's nullable refusal, x-request-id (the SDK's
+    request_id), OpenAI's error type for a wrong model."""
+    prompt = "A long shared preamble that the prefix cache can keep. " * 8
+    first = client.completions.create(model=MODEL, prompt=prompt + "First?", max_tokens=2,
+                                      temperature=0)
+    again = client.completions.with_raw_response.create(model=MODEL, prompt=prompt + "Second?",
+                                                        max_tokens=2, temperature=0)
+    assert again.headers["x-request-id"].startswith("cmpl-")
+    again = again.parse()
+    n_prompt = again.usage.prompt_tokens
+    cached = again.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens_details.cached_tokens < n_prompt
+    assert 16 <= cached < n_prompt and cached % 16 == 0, (cached, n_prompt)  # whole blocks
+    stream = client.completions.create(model=MODEL, prompt=prompt + "Third?", max_tokens=2,
+                                       temperature=0, stream=True,
+                                       stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens == cached
+    chat = client.chat.completions.with_raw_response.create(
+        model=MODEL, max_tokens=2, logprobs=True, messages=[{"role": "user", "content": "Hi"}])
+    assert chat.headers["x-request-id"].startswith("chatcmpl-")
+    body = json.loads(chat.text)
+    assert body["choices"][0]["message"]["refusal"] is None
+    assert body["choices"][0]["logprobs"]["refusal"] is None
+    r = server.post("/v1/chat/completions", json={"model": "gpt-9", "messages": [
+        {"role": "user", "content": "Hi"}]})
+    assert r.status_code == 404
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["code"] == "model_not_found"
+
+
+def test_tokenize_returns_token_strings_when_asked(server):
+    r = server.post("/tokenize", json={"prompt": "Hello world", "add_special_tokens": False,
+                                       "return_token_strs": True}).json()
+    assert "".join(r["token_strs"]) == "Hello world" and len(r["token_strs"]) == r["count"]
+    assert "token_strs" not in server.post("/tokenize", json={"prompt": "Hello"}).json()
