@@ -77,6 +77,14 @@ Result<std::vector<std::string>> parse_allowed_origins(const std::string& s) {
     const std::string given = o;
     while (!o.empty() && o.back() == '/') o.pop_back();  // browsers send no trailing slash
     for (char& ch : o) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    // Browsers leave a scheme's default port out of the Origin they send.
+    for (const char* dflt : {"http://", "https://"}) {
+      const std::string port = std::string(dflt) == "http://" ? ":80" : ":443";
+      if (o.rfind(dflt, 0) == 0 && o.size() > port.size() &&
+          o.compare(o.size() - port.size(), port.size(), port) == 0) {
+        o.resize(o.size() - port.size());
+      }
+    }
     const size_t scheme = o.find("://");
     if (o != "*" && (scheme == std::string::npos || scheme == 0 || scheme + 3 >= o.size() ||
                      o.find_first_of(" \t\"/?#", scheme + 3) != std::string::npos ||

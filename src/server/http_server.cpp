@@ -85,10 +85,9 @@ std::string serialize_head(int status, const std::string& content_type,
   return s;
 }
 
-// Whether answers depend on the request's Origin: CORS with a list of origins (with "*" every
-// origin gets the same answer).
+// Whether answers depend on the request's Origin: with a list of origins, or none (the server
+// refuses other origins' pages); with "*" every request gets the same answer.
 bool varies_by_origin(const std::vector<std::string>& allowed) {
-  if (allowed.empty()) return false;
   for (const std::string& a : allowed) {
     if (a == "*") return false;
   }
@@ -485,7 +484,8 @@ std::string ExchangeImpl::head(int status, const std::string& content_type,
     headers.emplace_back("Access-Control-Allow-Origin", allow_origin_);
     // Clients back off on 429/503 by Retry-After (openai's JS client does); pages see only the
     // headers exposed to them.
-    headers.emplace_back("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate");
+    headers.emplace_back("Access-Control-Expose-Headers",
+                         "Retry-After, WWW-Authenticate, X-Request-Id");
   }
   // Also where this Origin (or none) got no header: a cache must not hand this answer to another.
   if (vary_origin_) headers.emplace_back("Vary", "Origin");

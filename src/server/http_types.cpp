@@ -35,10 +35,9 @@ std::string decode_path(std::string_view path) {
 }
 
 std::string cors_allow_origin(std::string_view origin, const std::vector<std::string>& allowed) {
-  if (origin.empty()) return {};
   for (const std::string& a : allowed) {
-    if (a == "*") return "*";
-    if (a == origin) return std::string(origin);
+    if (a == "*") return "*";  // with or without an Origin: one answer for every cache
+    if (!origin.empty() && a == origin) return std::string(origin);
   }
   return {};
 }

@@ -69,8 +69,8 @@ int hex_digit_value(char c);
 std::string decode_path(std::string_view path);
 
 // CORS: the Access-Control-Allow-Origin value for a request's Origin under `allowed` ("*": any
-// origin, else exact origins such as "http://localhost:3000"); empty: none (no Origin header, or
-// one not allowed).
+// origin, "*" then also without an Origin; else exact origins such as "http://localhost:3000");
+// empty: none (no Origin header, or one not allowed).
 std::string cors_allow_origin(std::string_view origin, const std::vector<std::string>& allowed);
 
 }  // namespace carpool::server

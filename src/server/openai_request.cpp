@@ -572,7 +572,8 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
     }
     // Tool definitions through the template would bring calls this server cannot parse.
     for (const char* name : {"tools", "functions", "documents"}) {
-      if (v->contains(name) && !(*v)[name].is_null()) {
+      if (v->contains(name) && !(*v)[name].is_null() &&
+          !((*v)[name].is_array() && (*v)[name].empty())) {
         return bad_request(std::string("chat_template_kwargs.") + name + " is not supported",
                            "chat_template_kwargs");
       }

@@ -115,7 +115,9 @@ void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
     bool token = !asked_method.empty();
     for (const char c : asked_method) token = token && std::isalpha(static_cast<unsigned char>(c));
     std::string allowed = methods.empty() ? std::string("GET, HEAD, POST, OPTIONS") : methods;
-    if (token && allowed.find(asked_method) == std::string::npos) allowed += ", " + asked_method;
+    if (token && (", " + allowed + ",").find(", " + asked_method + ",") == std::string::npos) {
+      allowed += ", " + asked_method;
+    }
     r.headers.emplace_back("Access-Control-Allow-Methods", allowed);
     const std::string_view asked = req.header("access-control-request-headers");
     if (!asked.empty()) {
@@ -128,25 +130,12 @@ void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
 }
 
 // Whether a request's Origin may use the API: any when CORS allows any origin ("*"), else one
-// of the allowed origins or the server's own (the dashboard's page: its Origin names the Host it
-// was loaded from). Requests without an Origin (not from a browser page) always may.
+// of the allowed origins. Requests without an Origin (not from a page of another origin: the
+// dashboard's own fetches are same-origin GETs, which carry none) always may. No exception for
+// an Origin naming the Host it was sent to: a DNS-rebinding page would pass it.
 bool Server::origin_allowed(const HttpRequest& req) const {
   const std::string_view origin = req.header("origin");
-  const std::vector<std::string>& allowed = options_.http.allowed_origins;
-  if (origin.empty() || !cors_allow_origin(origin, allowed).empty()) return true;
-  if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end()) return true;
-  const size_t scheme = origin.find("://");
-  const std::string_view host = req.header("host");
-  if (scheme == std::string_view::npos || host.empty()) return false;
-  const std::string_view authority = origin.substr(scheme + 3);
-  if (authority.size() != host.size()) return false;
-  for (size_t i = 0; i < host.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(authority[i])) !=
-        std::tolower(static_cast<unsigned char>(host[i]))) {
-      return false;
-    }
-  }
-  return true;
+  return origin.empty() || !cors_allow_origin(origin, options_.http.allowed_origins).empty();
 }
 
 void Server::handle(const std::shared_ptr<Exchange>& ex) {

@@ -70,7 +70,9 @@ void handle_tokenize(const ServerState& state, const std::shared_ptr<Exchange>& 
   out["max_model_len"] = model->max_model_len;
   if (strs) {
     nlohmann::ordered_json pieces = nlohmann::ordered_json::array();
-    for (const int32_t id : ids) pieces.push_back(std::string(tok.token_to_piece(id)));
+    // The vocabulary's own strings ("Ġworld", "<0x0A>"), as vLLM's convert_ids_to_tokens:
+    // lossless where a character is split over tokens.
+    for (const int32_t id : ids) pieces.push_back(std::string(tok.token_text(id)));
     out["token_strs"] = std::move(pieces);
   }
   respond_json(*ex, out);

@@ -124,8 +124,10 @@ def test_cors_preflight_and_origin_header_with_an_api_key():
                                  "stream": True}) as r:
             assert r.headers["Access-Control-Allow-Origin"] == "*"
             assert b"[DONE]" in r.content
-        # No Origin: no CORS header.
-        assert "Access-Control-Allow-Origin" not in requests.get(s.url + "/health").headers
+        # With any origin allowed, every answer carries the header (one answer for every cache).
+        r = requests.get(s.url + "/health")
+        assert r.headers["Access-Control-Allow-Origin"] == "*" and "Vary" not in r.headers
+        assert "X-Request-Id" in r.headers["Access-Control-Expose-Headers"]
     finally:
         s.stop()
 
@@ -148,10 +150,17 @@ def test_allowed_origins_restricts_and_none_turns_cors_off():
                           headers={"Origin": "http://evil.example", "Content-Type": "text/plain"})
         assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
         assert requests.get(s.url + "/v1/internal/engine").json()["prompt_tokens"] == before
-        # The server's own pages (the dashboard) and the allowed origins may.
-        for origin in (s.url, "http://localhost:3000"):
-            r = requests.post(s.url + "/v1/completions", data=body, headers={"Origin": origin})
-            assert r.status_code == 200, (origin, r.text)
+        # The allowed origins may, and clients that send no Origin (the dashboard's own fetches
+        # are same-origin GETs, which carry none). An Origin naming the Host it was sent to is
+        # no exception: a DNS-rebinding page would send exactly that.
+        r = requests.post(s.url + "/v1/completions", data=body,
+                          headers={"Origin": "http://localhost:3000"})
+        assert r.status_code == 200, r.text
+        assert requests.post(s.url + "/v1/completions", data=body).status_code == 200
+        r = requests.post(s.url + "/v1/completions", data=body,
+                          headers={"Origin": "http://evil.example:%d" % s.port,
+                                   "Host": "evil.example:%d" % s.port})
+        assert r.status_code == 403
         # The answer depends on the Origin, with it or without: caches must keep them apart.
         assert "Origin" in requests.get(s.url + "/v1/models").headers.get("Vary", "")
         # The server's own refusals carry the header too (a browser could not read a 413).
@@ -167,6 +176,7 @@ def test_allowed_origins_restricts_and_none_turns_cors_off():
     try:
         r = preflight(s.url, "/v1/completions")
         assert r.status_code == 204 and "Access-Control-Allow-Origin" not in r.headers
+        assert "Origin" in r.headers["Vary"]  # the 403 below depends on it
         r = requests.post(s.url + "/v1/completions", headers={"Origin": "http://localhost:3000"},
                           json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2})
         assert r.status_code == 403

@@ -423,7 +423,8 @@ TEST(HttpTypes, DecodePathDecodesEscapesAndKeepsBadOnes) {
 TEST(HttpTypes, CorsAllowOrigin) {
   const std::vector<std::string> any = {"*"}, some = {"http://localhost:3000", "https://a.b"};
   EXPECT_EQ(cors_allow_origin("http://evil.example", any), "*");
-  EXPECT_EQ(cors_allow_origin("", any), "");  // no Origin: not a CORS request
+  EXPECT_EQ(cors_allow_origin("", any), "*");  // the same answer with or without an Origin
+  EXPECT_EQ(cors_allow_origin("", some), "");
   EXPECT_EQ(cors_allow_origin("https://a.b", some), "https://a.b");
   EXPECT_EQ(cors_allow_origin("http://localhost:3001", some), "");
   EXPECT_EQ(cors_allow_origin("http://localhost:3000", {}), "");
