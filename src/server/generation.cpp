@@ -316,8 +316,10 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
       (!delta.empty() || c.finished || !fresh.empty())) {
     nlohmann::ordered_json lp = nullptr;
     if (want_logprobs() && !fresh.empty()) {
+      fresh.text_skips_special = req.skip_special_tokens;
       lp = logprobs_json(in_.meta.chat, *model_.tokenizer, fresh, c.next_offset);
       for (const int32_t t : fresh.tokens) {
+        if (req.skip_special_tokens && model_.tokenizer->is_special(t)) continue;  // not in text
         c.next_offset += utf8_length(model_.tokenizer->token_to_piece(t));
       }
     }
@@ -408,6 +410,7 @@ void GenerationJob::complete() {
     r.finish_reason = reason_name(c.reason);
     r.with_logprobs = want_logprobs();
     r.logprobs = std::move(c.logprobs);
+    r.logprobs.text_skips_special = req.skip_special_tokens;
     r.with_prompt_logprobs = want_prompt_logprobs();
     r.prompt_logprobs = std::move(c.prompt_logprobs);
     results.push_back(std::move(r));

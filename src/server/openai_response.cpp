@@ -87,7 +87,8 @@ ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs&
       tops.push_back(std::move(top));
     }
     offsets.push_back(offset);
-    offset += utf8_length(piece);  // characters, as OpenAI and vLLM count them
+    // Characters, as OpenAI and vLLM count them, of the token's text in the answer.
+    if (!(lp.text_skips_special && tok.is_special(lp.tokens[i]))) offset += utf8_length(piece);
   }
   ordered_json j;
   j["tokens"] = std::move(tokens);

@@ -36,6 +36,9 @@ struct TokenLogprobs {
   // Leading tokens without a logprob (a prompt's first token: no context predicts it); their
   // token_logprobs and top_logprobs are null in completions JSON.
   size_t num_unscored = 0;
+  // Generated tokens whose text leaves control tokens out (skip_special_tokens): those add
+  // nothing to the following tokens' text_offset.
+  bool text_skips_special = false;
   bool empty() const { return tokens.empty(); }
   void clear() { tokens.clear(), logprobs.clear(), top.clear(), num_unscored = 0; }
 };

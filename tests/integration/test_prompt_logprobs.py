@@ -264,3 +264,24 @@ def test_streamed_text_offsets_equal_whole_ones_when_text_is_held_back(client):
             offsets += c.logprobs.text_offset
     assert tokens == whole.tokens
     assert offsets == whole.text_offset
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_text_offsets_skip_control_tokens_left_out_of_the_text(client, stream):
+    """With skip_special_tokens (the default) a control token generated mid-answer (ignore_eos
+    runs past <|im_end|>) is not in the text, so it adds nothing to the offsets after it."""
+    prompt = "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n"
+    r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=48, temperature=0,
+                                  logprobs=0, stream=stream, extra_body={"ignore_eos": True})
+    chunks = [c.choices[0] for c in r if c.choices] if stream else [r.choices[0]]
+    text = "".join(c.text for c in chunks)
+    tokens, offsets = [], []
+    for c in chunks:
+        if c.logprobs:
+            tokens += c.logprobs.tokens
+            offsets += c.logprobs.text_offset
+    special = [i for i, t in enumerate(tokens) if t.startswith("<|") and t.endswith("|>")]
+    assert special and special[0] < len(tokens) - 2, tokens  # a control token mid-answer
+    for t, o in zip(tokens, offsets):
+        if not (t.startswith("<|") and t.endswith("|>")) and "\ufffd" not in t:
+            assert text[o:o + len(t)] == t, (t, o, text)
