@@ -217,6 +217,17 @@ def test_bad_requests(server):
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
 
 
+def text_tokens_offsets(r, stream):
+    """(text, tokens, text offsets) of choice 0 of a completion, whole or streamed."""
+    chunks = [c.choices[0] for c in r if c.choices] if stream else [r.choices[0]]
+    tokens, offsets = [], []
+    for c in chunks:
+        if c.logprobs:
+            tokens += c.logprobs.tokens
+            offsets += c.logprobs.text_offset
+    return "".join(c.text for c in chunks), tokens, offsets
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_text_offsets_count_characters(server, client, stream):
     """text_offset counts characters of the text (as OpenAI and vLLM do), not UTF-8 bytes: each
@@ -224,17 +235,7 @@ def test_text_offsets_count_characters(server, client, stream):
     prompt = "Le café est très bon, 中文 aussi"
     r = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=0, max_tokens=6,
                                   temperature=0, stream=stream, extra_body={"ignore_eos": True})
-    if stream:
-        chunks = [c.choices[0] for c in r if c.choices]
-        text = "".join(c.text for c in chunks)
-        tokens, offsets = [], []
-        for c in chunks:
-            if c.logprobs:
-                tokens += c.logprobs.tokens
-                offsets += c.logprobs.text_offset
-    else:
-        text = r.choices[0].text
-        tokens, offsets = r.choices[0].logprobs.tokens, r.choices[0].logprobs.text_offset
+    text, tokens, offsets = text_tokens_offsets(r, stream)
     assert text.startswith(prompt)
     assert offsets[0] == 0 and offsets == sorted(offsets)
     whole = [(t, o) for t, o in zip(tokens, offsets) if "\ufffd" not in t]
@@ -256,12 +257,7 @@ def test_streamed_text_offsets_equal_whole_ones_when_text_is_held_back(client):
     kw = dict(model=MODEL, prompt=prompt, max_tokens=10, temperature=0, logprobs=0, echo=True,
               stop=[stop], extra_body={"ignore_eos": True})
     whole = client.completions.create(**kw).choices[0].logprobs
-    chunks = [c.choices[0] for c in client.completions.create(stream=True, **kw) if c.choices]
-    tokens, offsets = [], []
-    for c in chunks:
-        if c.logprobs:
-            tokens += c.logprobs.tokens
-            offsets += c.logprobs.text_offset
+    _, tokens, offsets = text_tokens_offsets(client.completions.create(stream=True, **kw), True)
     assert tokens == whole.tokens
     assert offsets == whole.text_offset
 
@@ -273,13 +269,7 @@ def test_text_offsets_skip_control_tokens_left_out_of_the_text(client, stream):
     prompt = "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n"
     r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=48, temperature=0,
                                   logprobs=0, stream=stream, extra_body={"ignore_eos": True})
-    chunks = [c.choices[0] for c in r if c.choices] if stream else [r.choices[0]]
-    text = "".join(c.text for c in chunks)
-    tokens, offsets = [], []
-    for c in chunks:
-        if c.logprobs:
-            tokens += c.logprobs.tokens
-            offsets += c.logprobs.text_offset
+    text, tokens, offsets = text_tokens_offsets(r, stream)
     special = [i for i, t in enumerate(tokens) if t.startswith("<|") and t.endswith("|>")]
     assert special and special[0] < len(tokens) - 2, tokens  # a control token mid-answer
     for t, o in zip(tokens, offsets):
