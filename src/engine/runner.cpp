@@ -67,11 +67,12 @@ Runner::DeviceSampling Runner::device_sampling(const StepPlan& plan) {
     if (ss.prompt_logprobs >= 0) return DeviceSampling::kNone;
     // Sampler::sample at temperature 0 applies the penalties, then takes the argmax; top_k,
     // top_p, min_p and the seed are not read. Penalties need the token counts, logprobs the
-    // logits, JSON mode its state and the vocabulary's bytes, logit bias the logits: the host.
+    // logits, JSON mode its state and the vocabulary's bytes, logit bias and min_tokens the
+    // logits: the host.
     const SamplingParams& p = ss.sampler.params();
     const bool host = p.repetition_penalty != 1.f || p.frequency_penalty != 0.f ||
                       p.presence_penalty != 0.f || ss.logprobs >= 0 || p.json_vocab != nullptr ||
-                      !p.logit_bias.empty();
+                      !p.logit_bias.empty() || p.min_tokens > 0;
     host_only_.push_back(host ? 1 : 0);
     if (host) continue;
     any_device = true;

@@ -23,6 +23,7 @@ Status SamplingParams::validate() const {
     return Status::error("frequency_penalty must be in [-2, 2]");
   if (!(presence_penalty >= -2.f && presence_penalty <= 2.f))
     return Status::error("presence_penalty must be in [-2, 2]");
+  if (min_tokens < 0) return Status::error("min_tokens must be at least 0");
   for (const auto& [token, bias] : logit_bias) {
     if (token < 0) return Status::error("logit_bias holds a negative token id");
     if (!(bias >= -100.f && bias <= 100.f))
@@ -49,6 +50,7 @@ double Sampler::draw_uniform() {
 
 void Sampler::accept(int32_t token) {
   output_counts_[token] += 1;
+  ++generated_;
   if (params_.json_vocab != nullptr && token >= 0 &&
       static_cast<size_t>(token) < params_.json_vocab->text.size()) {
     const std::string& bytes = params_.json_vocab->text[static_cast<size_t>(token)];
@@ -244,6 +246,13 @@ float top_p_boundary(const float* w, size_t n, double mass) {
 }  // namespace
 
 int32_t Sampler::sample(std::span<float> logits) {
+  if (generated_ < params_.min_tokens) {
+    for (const int32_t t : params_.min_tokens_banned) {
+      if (t >= 0 && static_cast<size_t>(t) < logits.size()) {
+        logits[static_cast<size_t>(t)] = -std::numeric_limits<float>::infinity();
+      }
+    }
+  }
   mask(logits);
   for (const auto& [token, bias] : params_.logit_bias) {
     if (token >= 0 && static_cast<size_t>(token) < logits.size()) {

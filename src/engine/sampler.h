@@ -43,6 +43,10 @@ struct SamplingParams {
   std::shared_ptr<const TokenBytes> json_vocab;
   // Set (with json_vocab): the object must also follow this schema (json_schema.h).
   std::shared_ptr<const JsonSchema> json_schema;
+  // vLLM's min_tokens: until this many tokens are generated, the tokens of min_tokens_banned
+  // (the request's stop ids) cannot be drawn (their logits are -inf, before everything else).
+  int min_tokens = 0;
+  std::vector<int32_t> min_tokens_banned;
 
   // Range checks; the message names the field.
   Status validate() const;
@@ -75,6 +79,7 @@ class Sampler {
   std::mt19937_64 rng_;
   std::unordered_map<int32_t, int32_t> prompt_seen_;    // token -> 1 (repetition penalty)
   std::unordered_map<int32_t, int32_t> output_counts_;  // token -> count in generated text
+  int generated_ = 0;                                   // tokens accepted
   std::vector<std::pair<float, int32_t>> candidates_;   // scratch, reused across steps
   JsonState json_;                                      // JSON mode: the text so far
   SchemaState schema_;                                  // with a schema: the text so far

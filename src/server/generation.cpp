@@ -165,6 +165,10 @@ void GenerationJob::start() {
     if (!req.ignore_eos) params.stop_ids = tok.end_of_generation_ids();
     params.stop_ids.insert(params.stop_ids.end(), req.stop_token_ids.begin(),
                            req.stop_token_ids.end());
+    if (req.min_tokens > 0) {  // (vLLM's min_tokens: no stop id before that many tokens)
+      params.sampling.min_tokens = req.min_tokens;
+      params.sampling.min_tokens_banned = params.stop_ids;
+    }
     if (req.json_object) {
       params.sampling.json_vocab = model_.json_vocab;
       params.sampling.json_schema = req.json_schema;

@@ -355,7 +355,11 @@ std::optional<ApiError> parse_vllm_extensions(const json& body, std::string_view
   }
   int64_t min_tokens = 0;
   CARPOOL_API_TRY(f.integer("min_tokens", 0, 1 << 24, &min_tokens));
-  if (min_tokens > 0) return bad_request("min_tokens is not supported", "min_tokens");
+  if (min_tokens > 0 && r->json_object) {
+    // The object's end would need the end-of-generation token it bans.
+    return bad_request("min_tokens cannot be combined with JSON mode", "min_tokens");
+  }
+  r->min_tokens = static_cast<int>(min_tokens);
   for (const char* name :
        {"use_beam_search", "return_tokens_as_token_ids", "continue_final_message"}) {
     bool on = false;
@@ -510,6 +514,11 @@ std::optional<ApiError> parse_completion_request(const json& body, const Request
     return bad_request("max_tokens must be at least 1 (0 is allowed only with echo)", "max_tokens");
   }
   if (!r->max_tokens) r->max_tokens = 16;
+  if (r->min_tokens > *r->max_tokens) {
+    return bad_request("min_tokens (" + std::to_string(r->min_tokens) + ") exceeds max_tokens (" +
+                           std::to_string(*r->max_tokens) + ")",
+                       "min_tokens");
+  }
   int64_t lp = -1;
   CARPOOL_API_TRY(f.integer("logprobs", 0, limits.max_logprobs, &lp));
   r->logprobs = static_cast<int>(lp);
@@ -554,6 +563,11 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   Fields f(body);
   CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", 1, r));
   CARPOOL_API_TRY(parse_max_tokens(f, "max_completion_tokens", 1, r));
+  if (r->max_tokens && r->min_tokens > *r->max_tokens) {
+    return bad_request("min_tokens (" + std::to_string(r->min_tokens) + ") exceeds max_tokens (" +
+                           std::to_string(*r->max_tokens) + ")",
+                       "min_tokens");
+  }
   bool logprobs = false;
   CARPOOL_API_TRY(f.boolean("logprobs", &logprobs));
   int64_t top = -1;

@@ -60,7 +60,8 @@ struct GenerationRequest {
   std::vector<int32_t> stop_token_ids;      // also end with reason stop after one of these
   bool include_stop_str_in_output = false;  // keep a matched stop string at the text's end
   bool skip_special_tokens = true;          // false: special tokens' text is in the answer
-  bool add_generation_prompt = true;        // chat: the template's generation prompt
+  int min_tokens = 0;                 // the stop ids cannot end the answer before this many tokens
+  bool add_generation_prompt = true;  // chat: the template's generation prompt
   nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();  // chat
 };
 

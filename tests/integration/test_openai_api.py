@@ -250,7 +250,7 @@ def test_vllm_guided_json_and_refused_extensions(client):
         extra_body={"guided_json": schema})
     obj = json.loads(r.choices[0].message.content)
     assert list(obj) == ["city", "population"] and isinstance(obj["population"], int)
-    for extra in ({"guided_choice": ["yes", "no"]}, {"min_tokens": 5},
+    for extra in ({"guided_choice": ["yes", "no"]}, {"min_tokens": 5000},
                   {"use_beam_search": True}, {"prompt_logprobs": 1}):
         with pytest.raises(openai.BadRequestError) as e:
             client.chat.completions.create(model=MODEL, max_tokens=4,
@@ -320,3 +320,15 @@ def test_tokenize_returns_token_strings_when_asked(server):
     assert r["token_strs"][:2] == ["Hello", "\u0120world"]
     assert not any("\ufffd" in t for t in r["token_strs"])
     assert "token_strs" not in server.post("/tokenize", json={"prompt": "Hello"}).json()
+
+
+def test_vllm_min_tokens_holds_off_the_end(client):
+    msgs = [{"role": "user", "content": "Say hi."}]
+    short = client.chat.completions.create(model=MODEL, max_tokens=64, temperature=0,
+                                           messages=msgs)
+    n = short.usage.completion_tokens
+    assert short.choices[0].finish_reason == "stop" and n < 40, short
+    held = client.chat.completions.create(model=MODEL, max_tokens=64, temperature=0,
+                                          messages=msgs, extra_body={"min_tokens": n + 8})
+    assert held.usage.completion_tokens >= n + 8
+    assert held.choices[0].message.content.startswith(short.choices[0].message.content)

@@ -286,6 +286,27 @@ TEST(Sampler, FrequencyAndPresencePenaltiesCountGeneratedTokens) {
   EXPECT_FLOAT_EQ(l[1], 1.f);
 }
 
+TEST(Sampler, MinTokensBansTheStopIdsUntilEnoughAreGenerated) {
+  for (const float temperature : {0.f, 1.f}) {
+    SamplingParams p;
+    p.temperature = temperature;
+    p.seed = 3;
+    p.min_tokens = 2;
+    p.min_tokens_banned = {0, 7};  // 7: past the logits, skipped
+    Sampler s(p, std::vector<int32_t>{});
+    for (int i = 0; i < 2; ++i) {  // token 0 would win by far
+      auto l = logits_of({50.f, 1.f, 0.f});
+      EXPECT_NE(s.sample(l), 0) << "step " << i;
+      s.accept(1);
+    }
+    auto l = logits_of({50.f, 1.f, 0.f});
+    EXPECT_EQ(s.sample(l), 0);  // two generated: free again
+  }
+  SamplingParams bad;
+  bad.min_tokens = -1;
+  EXPECT_NE(bad.validate().message().find("min_tokens"), std::string::npos);
+}
+
 TEST(Sampler, ValidateNamesTheField) {
   SamplingParams p;
   p.top_p = 0;

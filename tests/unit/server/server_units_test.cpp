@@ -174,10 +174,11 @@ TEST(CompletionRequest, VllmExtensionsAreHonouredOrRefused) {
   GenerationRequest r;
   ASSERT_FALSE(parse_completion(
       R"({"prompt": "x", "stop_token_ids": [5, 7], "include_stop_str_in_output": true,
-          "min_tokens": 0, "use_beam_search": false, "bad_words": [], "prompt_logprobs": null})",
+          "min_tokens": 4, "use_beam_search": false, "bad_words": [], "prompt_logprobs": null})",
       &r));
   EXPECT_EQ(r.stop_token_ids, (std::vector<int32_t>{5, 7}));
   EXPECT_TRUE(r.include_stop_str_in_output);
+  EXPECT_EQ(r.min_tokens, 4);
   // guided_json, as an object or as a string: JSON mode with that schema.
   for (
       const char* body :
@@ -206,7 +207,9 @@ TEST(CompletionRequest, VllmExtensionsAreHonouredOrRefused) {
       {R"({"prompt": "x", "bad_words": ["a"]})", "bad_words"},
       {R"({"prompt": "x", "allowed_token_ids": [1]})", "allowed_token_ids"},
       {R"({"prompt": "x", "truncate_prompt_tokens": 4})", "truncate_prompt_tokens"},
-      {R"({"prompt": "x", "min_tokens": 4})", "min_tokens"},
+      {R"({"prompt": "x", "min_tokens": 17})", "min_tokens"},  // above max_tokens (16)
+      {R"({"prompt": "x", "min_tokens": 2, "response_format": {"type": "json_object"}})",
+       "min_tokens"},
       {R"({"prompt": "x", "use_beam_search": true})", "use_beam_search"},
       {R"({"prompt": "x", "return_tokens_as_token_ids": true})", "return_tokens_as_token_ids"},
   };
