@@ -101,7 +101,7 @@ class EngineImpl final : public Engine {
   void end_early(EarlyEnd e) {
     {
       std::lock_guard<std::mutex> lk(mu_);
-      aborts_.push_back(e);
+      early_ends_.push_back(e);
     }
     cv_.notify_one();
   }
@@ -159,7 +159,7 @@ class EngineImpl final : public Engine {
   std::condition_variable cv_;          // wakes the loop
   std::condition_variable drained_cv_;  // wakes shutdown()
   std::deque<Pending> pending_;
-  std::vector<EarlyEnd> aborts_;
+  std::vector<EarlyEnd> early_ends_;
   bool accepting_ = true;
   bool refuse_unstarted_ = false;  // shutdown(): the loop ends the requests not yet started
   bool hurry_ = false;             // shutdown_now(): shutdown() stops waiting
@@ -488,27 +488,27 @@ void EngineImpl::publish_stats() {
 void EngineImpl::loop() {
   engine_tid_.store(static_cast<int>(syscall(SYS_gettid)));
   std::deque<Pending> incoming;
-  std::vector<EarlyEnd> aborts;
+  std::vector<EarlyEnd> early_ends;
   for (;;) {
     bool stop = false, refuse = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
       auto has_work = [&] {
-        return stop_ || refuse_unstarted_ || !pending_.empty() || !aborts_.empty() ||
+        return stop_ || refuse_unstarted_ || !pending_.empty() || !early_ends_.empty() ||
                scheduler_.has_unfinished();
       };
       idle_before_ = !has_work();
       cv_.wait(lk, has_work);
       incoming.swap(pending_);
-      aborts.swap(aborts_);
+      early_ends.swap(early_ends_);
       stop = stop_;
       refuse = refuse_unstarted_;
       refuse_unstarted_ = false;
     }
     for (Pending& p : incoming) admit(p);
     incoming.clear();
-    for (const EarlyEnd& e : aborts) end_request(e.id, e.reason, "", false, e.kept_tokens);
-    aborts.clear();
+    for (const EarlyEnd& e : early_ends) end_request(e.id, e.reason, "", false, e.kept_tokens);
+    early_ends.clear();
     // Shutting down: what has not started goes back to its client at once (to be retried on
     // another replica) instead of waiting out the drain for an empty answer.
     if (refuse) {

@@ -322,9 +322,8 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
     if (want_logprobs() && !fresh.empty()) {
       fresh.text_skips_special = req.skip_special_tokens;
       lp = logprobs_json(in_.meta.chat, *model_.tokenizer, fresh, c.next_offset);
-      for (const int32_t t : fresh.tokens) {
-        if (req.skip_special_tokens && model_.tokenizer->is_special(t)) continue;  // not in text
-        c.next_offset += utf8_length(model_.tokenizer->token_to_piece(t));
+      for (size_t k = 0; k < fresh.tokens.size(); ++k) {
+        c.next_offset += token_text_chars(*model_.tokenizer, fresh, k);
       }
     }
     ex_->write(chunk_event(in_.meta, c.index, delta, false, lp,

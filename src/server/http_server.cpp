@@ -3,6 +3,7 @@
 // plain string in one queue per connection.
 #include "server/http_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -85,13 +86,18 @@ std::string serialize_head(int status, const std::string& content_type,
   return s;
 }
 
-// Whether answers depend on the request's Origin: with a list of origins, or none (the server
-// refuses other origins' pages); with "*" every request gets the same answer.
-bool varies_by_origin(const std::vector<std::string>& allowed) {
-  for (const std::string& a : allowed) {
-    if (a == "*") return false;
+// The CORS headers of an answer to a request with this Origin (empty: none): the allowed origin,
+// and Vary: Origin where answers depend on it (with a list of origins, or none, the server
+// refuses other origins' pages; with "*" every request gets the same answer). Returns whether
+// an origin was allowed.
+bool add_cors_headers(std::string_view origin, const std::vector<std::string>& allowed,
+                      std::vector<std::pair<std::string, std::string>>* headers) {
+  const std::string allow = cors_allow_origin(origin, allowed);
+  if (!allow.empty()) headers->emplace_back("Access-Control-Allow-Origin", allow);
+  if (std::find(allowed.begin(), allowed.end(), "*") == allowed.end()) {
+    headers->emplace_back("Vary", "Origin");  // also where this Origin (or none) got no header
   }
-  return true;
+  return !allow.empty();
 }
 
 std::string simple_error_body(const std::string& message, const std::string& type) {
@@ -181,13 +187,10 @@ class Session;
 
 class ExchangeImpl final : public Exchange {
  public:
-  ExchangeImpl(std::shared_ptr<Session> session, HttpRequest request,
-               const std::vector<std::string>& allowed_origins)
+  ExchangeImpl(std::shared_ptr<Session> session, HttpRequest request)
       : session_(std::move(session)),
         request_(std::move(request)),
-        head_only_(request_.method == "HEAD"),
-        allow_origin_(cors_allow_origin(request_.header("origin"), allowed_origins)),
-        vary_origin_(varies_by_origin(allowed_origins)) {}
+        head_only_(request_.method == "HEAD") {}
 
   const HttpRequest& request() const override { return request_; }
   void respond(HttpResponse response) override;
@@ -216,9 +219,7 @@ class ExchangeImpl final : public Exchange {
 
   std::shared_ptr<Session> session_;  // keeps the connection alive while a handler holds this
   HttpRequest request_;
-  bool head_only_;            // HEAD: the head of the GET answer, without its body
-  std::string allow_origin_;  // Access-Control-Allow-Origin, empty: none
-  bool vary_origin_;          // the answer depends on the Origin (a list of allowed origins)
+  bool head_only_;  // HEAD: the head of the GET answer, without its body
   std::vector<std::function<void()>> close_fns_;
   bool closed_ = false;
   bool done_ = false;  // the whole answer has been queued
@@ -319,8 +320,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.reset();
 
     answer_complete_ = false;
-    current_ = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(req),
-                                              server_.opts.allowed_origins);
+    current_ = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(req));
     server_.active.fetch_add(1);
     start_watch();
     server_.handler(current_);
@@ -337,10 +337,8 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<std::pair<std::string, std::string>> headers;
     if (parser_) {
       const auto origin = parser_->get()[http::field::origin];
-      const std::string allow = cors_allow_origin(std::string_view(origin.data(), origin.size()),
-                                                  server_.opts.allowed_origins);
-      if (!allow.empty()) headers.emplace_back("Access-Control-Allow-Origin", allow);
-      if (varies_by_origin(server_.opts.allowed_origins)) headers.emplace_back("Vary", "Origin");
+      add_cors_headers(std::string_view(origin.data(), origin.size()), server_.opts.allowed_origins,
+                       &headers);
     }
     enqueue(serialize_head(status, "application/json", headers, body.size(), true) + body, true);
   }
@@ -480,15 +478,13 @@ class Session : public std::enable_shared_from_this<Session> {
 std::string ExchangeImpl::head(int status, const std::string& content_type,
                                std::vector<std::pair<std::string, std::string>> headers,
                                std::optional<size_t> content_length) {
-  if (!allow_origin_.empty()) {
-    headers.emplace_back("Access-Control-Allow-Origin", allow_origin_);
+  if (add_cors_headers(request_.header("origin"), session_->server().opts.allowed_origins,
+                       &headers)) {
     // Clients back off on 429/503 by Retry-After (openai's JS client does); pages see only the
     // headers exposed to them.
     headers.emplace_back("Access-Control-Expose-Headers",
                          "Retry-After, WWW-Authenticate, X-Request-Id");
   }
-  // Also where this Origin (or none) got no header: a cache must not hand this answer to another.
-  if (vary_origin_) headers.emplace_back("Vary", "Origin");
   return serialize_head(status, content_type, headers, content_length, !session_->keep_alive());
 }
 

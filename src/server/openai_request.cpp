@@ -1,6 +1,7 @@
 #include "server/openai_request.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 
 #include "server/json_io.h"
@@ -232,6 +233,34 @@ std::optional<ApiError> parse_logit_bias(const json& body, const RequestLimits& 
   return std::nullopt;
 }
 
+// The schema at `path` in the body (nlohmann::json sorts members), in its declared member order
+// (the properties are written in that order): from the raw body where there is one.
+nlohmann::ordered_json declared_order(const json& value, std::string_view raw_body,
+                                      std::initializer_list<const char*> path) {
+  if (!raw_body.empty()) {
+    nlohmann::ordered_json at = nlohmann::ordered_json::parse(raw_body, nullptr, false);
+    for (const char* key : path) {
+      if (!at.is_object() || !at.contains(key)) {
+        at = nullptr;
+        break;
+      }
+      at = nlohmann::ordered_json(at[key]);
+    }
+    if (!at.is_null() && !at.is_discarded()) return at;
+  }
+  return nlohmann::ordered_json::parse(value.dump());
+}
+
+// Compiles `schema` for JSON mode (json_schema_compile.h); errors name `param`.
+std::optional<ApiError> compile_schema_field(const nlohmann::ordered_json& schema,
+                                             const char* param, GenerationRequest* r) {
+  auto compiled = compile_json_schema(schema);
+  if (!compiled) return bad_request(compiled.error(), param);
+  r->json_object = true;
+  r->json_schema = std::move(compiled).value();
+  return std::nullopt;
+}
+
 // response_format: "text" (the default), "json_object" (JSON mode) or "json_schema" (JSON mode
 // with a schema, json_schema_compile.h; a schema the engine cannot enforce is refused).
 std::optional<ApiError> parse_response_format(const json& body, std::string_view raw_body,
@@ -260,30 +289,10 @@ std::optional<ApiError> parse_response_format(const json& body, std::string_view
       return bad_request("response_format.json_schema must be an object with a schema",
                          "response_format.json_schema");
     }
-    // The schema in its declared member order (the properties are written in that order).
-    nlohmann::ordered_json schema;
-    if (!raw_body.empty()) {
-      schema = nlohmann::ordered_json::parse(raw_body, nullptr, /*allow_exceptions=*/false);
-      schema = schema.is_discarded() ? nlohmann::ordered_json::parse((*js)["schema"].dump())
-                                     : schema["response_format"]["json_schema"]["schema"];
-    } else {
-      schema = nlohmann::ordered_json::parse((*js)["schema"].dump());
-    }
-    auto compiled = compile_json_schema(schema);
-    if (!compiled) return bad_request(compiled.error(), "response_format.json_schema");
-    r->json_schema = std::move(compiled).value();
+    return compile_schema_field(
+        declared_order((*js)["schema"], raw_body, {"response_format", "json_schema", "schema"}),
+        "response_format.json_schema", r);
   }
-  return std::nullopt;
-}
-
-// A JSON schema given as an object, or as a string holding one (vLLM's guided_json takes both),
-// compiled for JSON mode.
-std::optional<ApiError> compile_schema_field(const nlohmann::ordered_json& schema,
-                                             const char* param, GenerationRequest* r) {
-  auto compiled = compile_json_schema(schema);
-  if (!compiled) return bad_request(compiled.error(), param);
-  r->json_object = true;
-  r->json_schema = std::move(compiled).value();
   return std::nullopt;
 }
 
@@ -317,11 +326,7 @@ std::optional<ApiError> parse_vllm_extensions(const json& body, std::string_view
       // Bounded as a body is: the schema compiler walks the value recursively.
       CARPOOL_API_TRY(parse_json_text(v->get<std::string>(), "guided_json", &schema));
     } else if (v->is_object()) {
-      // The schema in its declared member order (the properties are written in that order).
-      if (!raw_body.empty()) schema = nlohmann::ordered_json::parse(raw_body, nullptr, false);
-      schema = schema.is_object() && schema.contains("guided_json")
-                   ? schema["guided_json"]
-                   : nlohmann::ordered_json::parse(v->dump());
+      schema = declared_order(*v, raw_body, {"guided_json"});
     } else {
       return bad_request("guided_json must be a JSON schema (an object or a string)",
                          "guided_json");
@@ -423,6 +428,14 @@ std::optional<ApiError> parse_common(const json& body, std::string_view raw_body
   return std::nullopt;
 }
 
+// min_tokens within max_tokens, where max_tokens is given.
+std::optional<ApiError> check_min_tokens(const GenerationRequest& r) {
+  if (!r.max_tokens || r.min_tokens <= *r.max_tokens) return std::nullopt;
+  return bad_request("min_tokens (" + std::to_string(r.min_tokens) + ") exceeds max_tokens (" +
+                         std::to_string(*r.max_tokens) + ")",
+                     "min_tokens");
+}
+
 // min 0: completions, where echo with max_tokens 0 scores the prompt and generates nothing.
 std::optional<ApiError> parse_max_tokens(const Fields& f, const char* name, int64_t min,
                                          GenerationRequest* r) {
@@ -514,11 +527,7 @@ std::optional<ApiError> parse_completion_request(const json& body, const Request
     return bad_request("max_tokens must be at least 1 (0 is allowed only with echo)", "max_tokens");
   }
   if (!r->max_tokens) r->max_tokens = 16;
-  if (r->min_tokens > *r->max_tokens) {
-    return bad_request("min_tokens (" + std::to_string(r->min_tokens) + ") exceeds max_tokens (" +
-                           std::to_string(*r->max_tokens) + ")",
-                       "min_tokens");
-  }
+  CARPOOL_API_TRY(check_min_tokens(*r));
   int64_t lp = -1;
   CARPOOL_API_TRY(f.integer("logprobs", 0, limits.max_logprobs, &lp));
   r->logprobs = static_cast<int>(lp);
@@ -563,11 +572,7 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   Fields f(body);
   CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", 1, r));
   CARPOOL_API_TRY(parse_max_tokens(f, "max_completion_tokens", 1, r));
-  if (r->max_tokens && r->min_tokens > *r->max_tokens) {
-    return bad_request("min_tokens (" + std::to_string(r->min_tokens) + ") exceeds max_tokens (" +
-                           std::to_string(*r->max_tokens) + ")",
-                       "min_tokens");
-  }
+  CARPOOL_API_TRY(check_min_tokens(*r));
   bool logprobs = false;
   CARPOOL_API_TRY(f.boolean("logprobs", &logprobs));
   int64_t top = -1;

@@ -37,6 +37,11 @@ ordered_json usage_json(const Usage& u) {
   return j;
 }
 
+size_t token_text_chars(const Tokenizer& tok, const TokenLogprobs& lp, size_t i) {
+  if (lp.text_skips_special && tok.is_special(lp.tokens[i])) return 0;
+  return utf8_length(tok.token_to_piece(lp.tokens[i]));  // characters, as OpenAI and vLLM count
+}
+
 ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs& lp,
                            size_t text_offset) {
   if (chat) {
@@ -87,8 +92,7 @@ ordered_json logprobs_json(bool chat, const Tokenizer& tok, const TokenLogprobs&
       tops.push_back(std::move(top));
     }
     offsets.push_back(offset);
-    // Characters, as OpenAI and vLLM count them, of the token's text in the answer.
-    if (!(lp.text_skips_special && tok.is_special(lp.tokens[i]))) offset += utf8_length(piece);
+    offset += token_text_chars(tok, lp, i);
   }
   ordered_json j;
   j["tokens"] = std::move(tokens);

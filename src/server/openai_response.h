@@ -59,6 +59,10 @@ struct ChoiceResult {
 
 nlohmann::ordered_json usage_json(const Usage& usage);
 
+// Characters that token i of `lp` adds to the answer's text (0 for a control token the text
+// leaves out: TokenLogprobs::text_skips_special): what its successor's text_offset counts.
+size_t token_text_chars(const Tokenizer& tokenizer, const TokenLogprobs& lp, size_t i);
+
 // completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"} (offsets in characters
 // of the text, from text_offset);
 // chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.

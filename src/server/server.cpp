@@ -96,10 +96,10 @@ Status Server::start() {
 // so it is answered before the key is checked); the HTTP server adds
 // Access-Control-Allow-Origin where the Origin is allowed, without which the browser refuses.
 void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
+  static constexpr const char* kAllMethods = "GET, HEAD, POST, OPTIONS";  // the server's
   const HttpRequest& req = ex->request();
   const bool preflight = !req.header("access-control-request-method").empty();
-  std::string methods =
-      req.path == "*" ? std::string("GET, HEAD, POST, OPTIONS") : router_.allowed_methods(req.path);
+  std::string methods = req.path == "*" ? kAllMethods : router_.allowed_methods(req.path);
   // A preflight is answered whatever the path and method, so that the request itself gets its
   // readable 404 or 405 (a failed preflight reads as an opaque network error in the page).
   if (methods.empty() && !preflight) {
@@ -114,7 +114,7 @@ void Server::answer_options(const std::shared_ptr<Exchange>& ex) const {
     std::string asked_method(req.header("access-control-request-method").substr(0, 32));
     bool token = !asked_method.empty();
     for (const char c : asked_method) token = token && std::isalpha(static_cast<unsigned char>(c));
-    std::string allowed = methods.empty() ? std::string("GET, HEAD, POST, OPTIONS") : methods;
+    std::string allowed = methods.empty() ? kAllMethods : methods;
     if (token && (", " + allowed + ",").find(", " + asked_method + ",") == std::string::npos) {
       allowed += ", " + asked_method;
     }
