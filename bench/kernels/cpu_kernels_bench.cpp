@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -197,10 +198,13 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
   const int blocks_per_seq = (ctx + kBlock - 1) / kBlock;
   const int n_blocks = batch * blocks_per_seq;
   const int64_t kv_cols = kKvHeads * kHeadDim;
-  const int elem = kv == DType::kF16 ? 2 : 4;
+  const int elem = static_cast<int>(dtype_row_bytes(kv, 1));
+  // An int8 cache's scales, one per slot and KV head, after K's and V's values (kv_int8.h).
+  const size_t scale_bytes =
+      kv == DType::kI8 ? static_cast<size_t>(n_blocks) * kBlock * kKvHeads * sizeof(float) : 0;
   // Enough distinct caches (at least 512 MB in all) that a step finds none of its layers in the
   // last-level cache, as in serving, where the weights stream through it between layers.
-  const size_t layer_bytes = 2ull * n_blocks * kBlock * kv_cols * elem;
+  const size_t layer_bytes = 2ull * n_blocks * kBlock * kv_cols * elem + 2 * scale_bytes;
   const int n_caches = std::max<int>(kLayers, static_cast<int>((512ull << 20) / layer_bytes) + 1);
   // One arena for all of them, allocated as the engine allocates its KV cache (host_alloc: huge
   // pages), cache l's K then its V at l * layer_bytes.
@@ -216,16 +220,23 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
   }
   auto k_of = [&](int l) { return arena.get() + static_cast<size_t>(l) * layer_bytes; };
   auto v_of = [&](int l) { return k_of(l) + n_elems * elem; };
+  auto scales_of = [&](int l, int side) {
+    return reinterpret_cast<float*>(v_of(l) + n_elems * elem + side * scale_bytes);
+  };
   const std::vector<float> fill = random_rows(kBlock, kv_cols);
   auto put = [&](uint8_t* dst, float x) {
     if (elem == 4) std::memcpy(dst, &x, 4);
     const uint16_t h = f32_to_f16(x);
     if (elem == 2) std::memcpy(dst, &h, 2);
+    if (elem == 1) *reinterpret_cast<int8_t*>(dst) = static_cast<int8_t>(std::lrint(x * 127.f));
   };
   for (int l = 0; l < n_caches; ++l) {
     for (size_t i = 0; i < n_elems; ++i) {
       put(k_of(l) + i * elem, fill[i % fill.size()]);
       put(v_of(l) + i * elem, fill[(i * 7) % fill.size()]);
+    }
+    for (size_t i = 0; i < scale_bytes / sizeof(float); ++i) {
+      scales_of(l, 0)[i] = scales_of(l, 1)[i] = 1.f / 127.f;
     }
   }
   std::vector<int32_t> table(static_cast<size_t>(n_blocks));
@@ -257,11 +268,16 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
     for (int l = 0; l < kLayers; ++l, next = (next + 1) % n_caches) {
       a.k_cache = k_of(next);
       a.v_cache = v_of(next);
+      if (kv == DType::kI8) {
+        a.k_scales = scales_of(next, 0);
+        a.v_scales = scales_of(next, 1);
+      }
       paged_attention(isa, a, pool, scratch.data());
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["KV_GB/s"] = benchmark::Counter(2.0 * kLayers * batch * ctx * kv_cols * elem / 1e9,
+  const double token_bytes = 2.0 * kv_cols * elem + (kv == DType::kI8 ? 2.0 * kKvHeads * 4 : 0.0);
+  state.counters["KV_GB/s"] = benchmark::Counter(kLayers * batch * ctx * token_bytes / 1e9,
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
@@ -331,7 +347,7 @@ void register_all() {
   benchmark::RegisterBenchmark("BM_PoolJob", BM_PoolJob)
       ->ArgsProduct({{1, 2}, {16, 192}, {250, 1000}})
       ->UseRealTime();
-  for (DType kv : {DType::kF32, DType::kF16}) {
+  for (DType kv : {DType::kF32, DType::kF16, DType::kI8}) {
     for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
       const std::string name = std::string("BM_AttentionDecode/") + std::string(dtype_name(kv)) +
                                "/" + cpu_isa_name(isa);

@@ -19,6 +19,9 @@
 // peaks from the cache), and the JSON adds telemetry's own cost (Telemetry::self_cost) in
 // seconds: the telemetry overhead benchmark (bench/telemetry_overhead.py) alternates both modes.
 //
+// CARPOOL_DIRECT_KV=f32|f16|int8 sets the KV cache type (`carpool serve --kv-cache-dtype`;
+// default f16, as serve's auto).
+//
 // Built with -DCARPOOL_BENCH=ON (target engine_direct).
 #include <chrono>
 #include <condition_variable>
@@ -51,7 +54,15 @@ int main(int argc, char** argv) {
   const double settle_s = argc > 7 ? std::atof(argv[7]) : 0.0;
   auto opened = open_model(argv[1]);
   if (!opened) return std::fprintf(stderr, "%s\n", opened.error().c_str()), 1;
-  auto backend = make_cpu_backend(CpuBackendOptions{});
+  CpuBackendOptions bo;
+  if (const char* kv = std::getenv("CARPOOL_DIRECT_KV"); kv != nullptr) {
+    const std::string t = kv;
+    if (t != "f32" && t != "f16" && t != "int8") {
+      return std::fprintf(stderr, "CARPOOL_DIRECT_KV must be f32, f16 or int8\n"), 2;
+    }
+    bo.kv_dtype = t == "f32" ? DType::kF32 : t == "f16" ? DType::kF16 : DType::kI8;
+  }
+  auto backend = make_cpu_backend(bo);
   EngineOptions eo;  // the serve defaults
   auto model =
       LlamaModel::load(*backend, opened->source, engine_model_limits(eo, opened->source.config));

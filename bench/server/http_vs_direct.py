@@ -4,6 +4,7 @@
 
   http_vs_direct.py --carpool BUILD/carpool --direct BUILD/engine_direct [--model PATH]
                     [--concurrency 1,4,16,64] [--max-tokens 32] [--rounds 3] [--settle 5]
+                    [--kv-cache-dtype f16|f32|int8]
 
 Closed loop at each concurrency: C requests in flight, REQUESTS = max(2C, --min-requests) in all; request i's
 prompt is 32 token ids 1000 + (i*7919 + k*104729) % 19000 (as engine_direct builds them), and every
@@ -81,11 +82,12 @@ def http_run(port, conc, total, max_tokens, settle=0.0):
     return tokens / s
 
 
-def direct_run(direct, model, conc, total, max_tokens, settle=0.0):
+def direct_run(direct, model, conc, total, max_tokens, settle=0.0, kv="f16"):
     first = fresh_range(total)
     out = subprocess.run([direct, model, str(conc), str(total), str(max_tokens), "32", str(first),
                           str(settle)],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True,
+                         env=dict(os.environ, CARPOOL_DIRECT_KV=kv)).stdout
     return json.loads(out.strip().splitlines()[-1])["tokens_per_s"]
 
 
@@ -101,13 +103,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settle", type=float, default=5.0,
                     help="seconds between a process starting or ending and a timed run")
+    ap.add_argument("--kv-cache-dtype", default="f16", choices=["f16", "f32", "int8"],
+                    help="the KV cache type of both sides")
     ap.add_argument("--serve-arg", action="append", default=[],
                     help="extra argument for carpool serve (repeatable), e.g. --serve-arg=--no-telemetry")
     a = ap.parse_args()
 
     port = free_port()
-    proc = subprocess.Popen([a.carpool, "serve", "--model", a.model, "--port", str(port)] +
-                            a.serve_arg,
+    proc = subprocess.Popen([a.carpool, "serve", "--model", a.model, "--port", str(port),
+                             "--kv-cache-dtype", a.kv_cache_dtype] + a.serve_arg,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
@@ -129,11 +133,13 @@ def main():
             for conc in concs:
                 total = max(2 * conc, a.min_requests)
                 if r % 2 == 0:
-                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens, a.settle)
+                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens, a.settle,
+                                   a.kv_cache_dtype)
                     h = http_run(port, conc, total, a.max_tokens, a.settle)
                 else:
                     h = http_run(port, conc, total, a.max_tokens, a.settle)
-                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens, a.settle)
+                    d = direct_run(a.direct, a.model, conc, total, a.max_tokens, a.settle,
+                                   a.kv_cache_dtype)
                 direct[conc].append(d)
                 via_http[conc].append(h)
                 print(f"  round {r}, concurrency {conc}: direct {d:.1f} tok/s, http {h:.1f} tok/s",

@@ -111,7 +111,7 @@ class Backend {
   // Type the backend uses for activations (CPU: F32; CUDA: BF16). Logits are always F32.
   virtual DType activation_dtype() const = 0;
   // Element type of the caches alloc_kv makes (default: the activation type; the CPU backend
-  // keeps f16 unless asked for f32).
+  // keeps f16 unless asked for f32 or int8).
   virtual DType kv_cache_dtype() const { return activation_dtype(); }
   virtual BackendMemoryInfo memory_info() const = 0;
 
@@ -133,6 +133,12 @@ class Backend {
   // (tests). Default: row-major, slot * cols + col, as V.
   virtual int64_t k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const {
     return slot * k_cache.cols + col;
+  }
+  // The factor the elements of KV head `head` at `slot` of a cache tensor from alloc_kv are
+  // multiplied by to give their values: an I8 cache's scale (CPU), 1 for float caches (tests).
+  virtual float kv_cache_scale(const Tensor& cache, int64_t slot, int head) const {
+    (void)cache, (void)slot, (void)head;
+    return 1.f;
   }
   // Releases a cache from alloc_kv. Default: free() on each layer's K and V tensor.
   virtual void free_kv(KvCache& kv) {

@@ -11,6 +11,7 @@ constexpr DTypeInfo kF32Info{"f32", 1, 4};
 constexpr DTypeInfo kF16Info{"f16", 1, 2};
 constexpr DTypeInfo kBF16Info{"bf16", 1, 2};
 constexpr DTypeInfo kI32Info{"i32", 1, 4};
+constexpr DTypeInfo kI8Info{"i8", 1, 1};
 constexpr DTypeInfo kQ4_0Info{"q4_0", kQK, sizeof(BlockQ4_0)};
 constexpr DTypeInfo kQ4_1Info{"q4_1", kQK, sizeof(BlockQ4_1)};
 constexpr DTypeInfo kQ5_0Info{"q5_0", kQK, sizeof(BlockQ5_0)};
@@ -56,6 +57,8 @@ const DTypeInfo* find_info(uint32_t id) {
       return &kIQ4_XSInfo;
     case DType::kI32:
       return &kI32Info;
+    case DType::kI8:
+      return &kI8Info;
     case DType::kBF16:
       return &kBF16Info;
   }
@@ -94,6 +97,15 @@ std::string_view dtype_name(DType t) {
 
 bool dtype_is_quantized(DType t) {
   return dtype_info(t).block_elems > 1;
+}
+
+bool dtype_is_weight(DType t) {
+  return find_info(static_cast<uint32_t>(t)) != nullptr && t != DType::kI32 && t != DType::kI8;
+}
+
+size_t kv_cache_row_bytes(DType kv_dtype, int64_t n_kv_heads, int64_t head_dim) {
+  const size_t values = dtype_row_bytes(kv_dtype, n_kv_heads * head_dim);
+  return kv_dtype == DType::kI8 ? values + static_cast<size_t>(n_kv_heads) * sizeof(float) : values;
 }
 
 size_t dtype_row_bytes(DType t, int64_t n) {

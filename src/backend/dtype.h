@@ -25,6 +25,7 @@ enum class DType : uint32_t {
   kQ6_K = 14,
   kIQ4_NL = 20,
   kIQ4_XS = 23,
+  kI8 = 24,  // KV cache values (CPU int8 cache); never a weight
   kI32 = 26,
   kBF16 = 30,
 };
@@ -40,10 +41,16 @@ std::optional<DTypeInfo> dtype_info(uint32_t ggml_type_id);
 const DTypeInfo& dtype_info(DType t);
 std::string_view dtype_name(DType t);
 bool dtype_is_quantized(DType t);
+// Whether weights may have this type: every supported type but the plain integers (I8, I32).
+bool dtype_is_weight(DType t);
 
 // Bytes for a row of `n` elements; n must be a multiple of the block size (checked by callers
 // that handle untrusted shapes; CARPOOL_CHECK here).
 size_t dtype_row_bytes(DType t, int64_t n);
+
+// Bytes of one KV cache row (one token's K or V in one layer) of n_kv_heads heads of head_dim
+// values. An I8 cache (the CPU's int8 cache) keeps one f32 scale per head beside the values.
+size_t kv_cache_row_bytes(DType kv_dtype, int64_t n_kv_heads, int64_t head_dim);
 
 // Conversions between f32 and the 16-bit float types (round-to-nearest-even).
 float f16_to_f32(uint16_t h);

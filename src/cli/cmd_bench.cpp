@@ -39,7 +39,9 @@ int cmd_bench(int argc, char** argv) {
           {"dtype", "", "TYPE", "weight type of synthetic models", "q4_1 on CPU, bf16 on GPU"},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"kv-cache-dtype", "", "TYPE",
-           "KV cache element type: auto (CPU f16; CUDA bf16), f16, f32, bf16", "auto"},
+           "KV cache element type: auto (CPU f16; CUDA bf16), f16, f32, int8 (CPU: int8 with a "
+           "scale per token and KV head), bf16",
+           "auto"},
           {"threads", "t", "N", "CPU threads, up to 1024 (0: every core)", "0"},
           {"no-graphs", "", "", "run every step directly (no recorded step graphs; A/B)", ""},
           {"check-graphs", "", "",
@@ -278,8 +280,8 @@ int cmd_bench(int argc, char** argv) {
   // Bytes per decode step: every weight a step streams (all but the embedding table, of which
   // only the batch's rows are read, unless it doubles as the output matrix), plus each
   // sequence's KV read: the telemetry cost model's count.
-  const int kv_elem = static_cast<int>(dtype_row_bytes(be.kv_cache_dtype(), 1));
-  const double kv_read = static_cast<double>(B) * (P + G / 2.0) * cfg.kv_bytes_per_token(kv_elem);
+  const double kv_read =
+      static_cast<double>(B) * (P + G / 2.0) * cfg.kv_bytes_per_token(be.kv_cache_dtype());
   const WeightRoleBytes& roles = model.weight_role_bytes();
   const double streamed = static_cast<double>(roles.attention + roles.ffn + roles.norms +
                                               (roles.output > 0 ? roles.output : roles.embedding));

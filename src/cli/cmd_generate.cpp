@@ -44,7 +44,8 @@ int cmd_generate(int argc, char** argv) {
           {"cpu-exact", "", "",
            "CPU: dequantize weights and compute in f32 (reference arithmetic, slower)", ""},
           {"kv-cache-dtype", "", "TYPE",
-           "KV cache element type: auto (CPU f16, f32 with --cpu-exact; CUDA bf16), f16, f32, bf16",
+           "KV cache element type: auto (CPU f16, f32 with --cpu-exact; CUDA bf16), f16, f32, "
+           "int8 (CPU: int8 with a scale per token and KV head, half of f16's memory), bf16",
            "auto"},
           {"threads", "t", "N", "CPU threads, up to 1024 (0: every core)", "0"},
       });

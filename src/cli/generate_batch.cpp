@@ -54,9 +54,8 @@ Result<std::vector<std::vector<int32_t>>> generate_batch(
                          std::to_string(eo.max_model_len) + ")");
   // KV for every sequence at full length, with a block of slack each, within what the device
   // has free (half of it on the CPU, 90% on a GPU); with less the engine runs the prompts in turn.
-  const int kv_elem = static_cast<int>(dtype_row_bytes(lm.backend->kv_cache_dtype(), 1));
-  const int64_t want =
-      int64_t{n} * (eo.max_model_len + 2 * opt.block_size) * cfg.kv_bytes_per_token(kv_elem);
+  const int64_t want = int64_t{n} * (eo.max_model_len + 2 * opt.block_size) *
+                       cfg.kv_bytes_per_token(lm.backend->kv_cache_dtype());
   const auto free_bytes = static_cast<int64_t>(lm.backend->memory_info().free_bytes);
   const int64_t cap = lm.backend->name() == "cpu" ? free_bytes / 2 : free_bytes / 10 * 9;
   eo.kv_cache_bytes = std::max<int64_t>(1, cap > 0 ? std::min(want, cap) : want);

@@ -24,8 +24,10 @@ Result<DType> parse_dtype(const std::string& name) {
 }
 
 Status check_kv_cache_dtype(const std::string& name) {
-  if (name == "auto" || name == "f16" || name == "f32" || name == "bf16") return Status::ok();
-  return Status::error("--kv-cache-dtype must be auto, f16, f32 (CPU) or bf16 (CUDA), got '" +
+  if (name == "auto" || name == "f16" || name == "f32" || name == "int8" || name == "bf16") {
+    return Status::ok();
+  }
+  return Status::error("--kv-cache-dtype must be auto, f16, f32, int8 (CPU) or bf16 (CUDA), got '" +
                        name + "'");
 }
 
@@ -53,10 +55,10 @@ Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int thr
   if (device != "cpu") {
     auto cuda = make_cuda_backend(CudaBackendOptions{});
     if (cuda) {
-      if (kvd == "f16" || kvd == "f32") {
+      if (kvd == "f16" || kvd == "f32" || kvd == "int8") {
         return Status::error("--kv-cache-dtype " + kvd +
                              ": the CUDA backend keeps its KV cache in bf16 (use auto or bf16, or "
-                             "--device cpu for an f16 or f32 cache)");
+                             "--device cpu for an f16, f32 or int8 cache)");
       }
       return std::move(cuda).value();
     }
@@ -70,13 +72,15 @@ Result<std::unique_ptr<Backend>> make_backend(const std::string& device, int thr
   if (device == "cuda") return Status::error("this carpool was built without the CUDA backend");
 #endif
   if (kvd == "bf16") {
-    return Status::error("--kv-cache-dtype bf16: the CPU backend keeps its KV cache in f16 or f32");
+    return Status::error(
+        "--kv-cache-dtype bf16: the CPU backend keeps its KV cache in f16, f32 or int8");
   }
   CpuBackendOptions o;
   o.n_threads = threads;
   o.quantize_activations = !cpu_exact;
   if (kvd == "f32") o.kv_dtype = DType::kF32;
   if (kvd == "f16") o.kv_dtype = DType::kF16;  // auto: f16, or f32 with cpu_exact
+  if (kvd == "int8") o.kv_dtype = DType::kI8;
   CARPOOL_RETURN_IF_ERROR(check_threads(threads));
   try {
     return make_cpu_backend(o);

@@ -198,8 +198,7 @@ void EngineImpl::setup_telemetry(const KvCachePlan& plan) {
   telemetry::WeightBytes wb{r.embedding, r.attention, r.ffn, r.norms, r.output};
   const Backend& be = model_.backend();
   const int act = static_cast<int>(dtype_row_bytes(be.activation_dtype(), 1));
-  const int kv = static_cast<int>(dtype_row_bytes(be.kv_cache_dtype(), 1));
-  cost_ = telemetry::make_cost_model(c, wb, kv, act);
+  cost_ = telemetry::make_cost_model(c, wb, be.kv_cache_dtype(), act);
   kv_bytes_per_block_ = static_cast<double>(plan.bytes) / std::max(1, plan.num_blocks);
   const double weights = static_cast<double>(model_.weight_bytes());
   const double kv_reserved = static_cast<double>(plan.bytes);

@@ -78,9 +78,7 @@ Result<KvCachePlan> plan_kv_cache(const ModelConfig& config, DType kv_dtype, con
                                   bool on_gpu, const BackendMemoryInfo& memory) {
   KvCachePlan p;
   p.block_size = o.block_size;
-  const int64_t kv_cols = config.n_kv_heads * config.head_dim;
-  p.bytes_per_block =
-      2 * config.n_layers * static_cast<int64_t>(dtype_row_bytes(kv_dtype, kv_cols)) * o.block_size;
+  p.bytes_per_block = config.kv_bytes_per_token(kv_dtype) * o.block_size;
   if (p.bytes_per_block <= 0) return Status::error("kv cache: bad model geometry");
   int64_t budget = 0;
   std::string source;

@@ -328,7 +328,7 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size) {
     uint32_t type_id = 0;
     CARPOOL_RETURN_IF_ERROR(r.read(&type_id, "tensor type"));
     auto info = dtype_info(type_id);
-    if (!info || type_id == static_cast<uint32_t>(DType::kI32)) {
+    if (!info || !dtype_is_weight(static_cast<DType>(type_id))) {
       return Status::error("gguf: tensor '" + ti.name + "' has unsupported type id " +
                            std::to_string(type_id));
     }

@@ -95,6 +95,10 @@ int64_t ModelConfig::kv_bytes_per_token(int kv_bytes_per_elem) const {
   return 2 * n_layers * n_kv_heads * head_dim * kv_bytes_per_elem;
 }
 
+int64_t ModelConfig::kv_bytes_per_token(DType kv_dtype) const {
+  return 2 * n_layers * static_cast<int64_t>(kv_cache_row_bytes(kv_dtype, n_kv_heads, head_dim));
+}
+
 namespace {
 
 // Published hyper-parameters (each model's config.json on the Hugging Face hub).

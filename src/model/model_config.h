@@ -46,6 +46,8 @@ struct ModelConfig {
   int64_t parameter_count() const;
   // Bytes of K and V for one token over all layers at `kv_bytes_per_elem` (2 for 16-bit).
   int64_t kv_bytes_per_token(int kv_bytes_per_elem) const;
+  // The same for a cache of kv_dtype (kv_cache_row_bytes: an int8 cache's scales included).
+  int64_t kv_bytes_per_token(DType kv_dtype) const;
 };
 
 // Well-known configs for synthetic models: "llama-3.1-8b", "llama-3.2-1b", "llama-2-7b",

@@ -29,7 +29,7 @@ WeightBytes weight_bytes_from_dtypes(const ModelConfig& c, const WeightDTypes& t
   return w;
 }
 
-CostModel make_cost_model(const ModelConfig& c, const WeightBytes& weights, int kv_bytes_per_elem,
+CostModel make_cost_model(const ModelConfig& c, const WeightBytes& weights, DType kv_dtype,
                           int act_bytes_per_elem) {
   CostModel m;
   m.n_layers = c.n_layers;
@@ -46,7 +46,7 @@ CostModel make_cost_model(const ModelConfig& c, const WeightBytes& weights, int 
   m.matmul_params_per_token = m.n_layers * per_layer;
   m.weights = weights;
   m.embedding_row_bytes = c.vocab_size > 0 ? weights.embedding / c.vocab_size : 0;
-  m.kv_bytes_per_token = c.kv_bytes_per_token(kv_bytes_per_elem);
+  m.kv_bytes_per_token = c.kv_bytes_per_token(kv_dtype);
   m.act_bytes_per_elem = act_bytes_per_elem;
   return m;
 }

@@ -64,9 +64,9 @@ struct CostModel {
 };
 
 // `weights`: actual bytes per role (weight_bytes_from_dtypes, or what the loader counted);
-// `kv_bytes_per_elem`: 4 for an F32 cache, 2 for 16-bit.
-CostModel make_cost_model(const ModelConfig& config, const WeightBytes& weights,
-                          int kv_bytes_per_elem, int act_bytes_per_elem);
+// `kv_dtype`: the cache's element type (kv_cache_row_bytes).
+CostModel make_cost_model(const ModelConfig& config, const WeightBytes& weights, DType kv_dtype,
+                          int act_bytes_per_elem);
 
 // One phase's share of a step (prefill chunks or decode tokens), as sums over its sequences.
 struct PhaseShape {

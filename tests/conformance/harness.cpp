@@ -55,6 +55,12 @@ std::vector<float> Scratch::read(const Tensor& t) {
     backend_.download(out.data(), t, t.bytes());
     return out;
   }
+  if (t.dtype == DType::kI8) {
+    std::vector<int8_t> q(out.size());
+    backend_.download(q.data(), t, t.bytes());
+    for (size_t i = 0; i < out.size(); ++i) out[i] = q[i];
+    return out;
+  }
   CARPOOL_CHECK(t.dtype == DType::kF16 || t.dtype == DType::kBF16);
   std::vector<uint16_t> half(out.size());
   backend_.download(half.data(), t, t.bytes());
@@ -87,6 +93,21 @@ float round_to(DType t, float v) {
   }
   CARPOOL_CHECK(false && "round_to: not a float type");
   return v;
+}
+
+void round_kv_rows(DType t, std::vector<float>& rows, int n_kv_heads, int head_dim) {
+  if (t != DType::kI8) {
+    for (float& v : rows) v = round_to(t, v);
+    return;
+  }
+  for (size_t h0 = 0; h0 + static_cast<size_t>(head_dim) <= rows.size(); h0 += head_dim) {
+    float* x = rows.data() + h0;
+    float amax = 0.f;
+    for (int e = 0; e < head_dim; ++e) amax = std::max(amax, std::fabs(x[e]));
+    const float scale = amax / 127.f;
+    for (int e = 0; e < head_dim; ++e) x[e] = std::nearbyint(x[e] * (127.f / amax)) * scale;
+  }
+  (void)n_kv_heads;
 }
 
 double normalized_max_error(const std::vector<float>& out, const std::vector<double>& ref,

@@ -158,14 +158,19 @@ void kv_write_case(Backend& b, Rng& rng, int64_t n, int n_kv_heads, int head_dim
   Tensor kt = s.activations(k, n, d), vt = s.activations(v, n, d);
   b.kv_write(cache->k[1], cache->v[1], kt, vt, s.ints(slots));
   std::vector<float> kc_all = s.read(cache->k[1]), vc_all = s.read(cache->v[1]);
+  // What the cache should hold: each value rounded to its type (an int8 cache: per KV head).
+  round_kv_rows(cache->k[1].dtype, k, n_kv_heads, head_dim);
+  round_kv_rows(cache->v[1].dtype, v, n_kv_heads, head_dim);
   std::vector<float> got;
   std::vector<double> ref;
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < d; ++j) {
-      got.push_back(kc_all[static_cast<size_t>(b.k_cache_index(cache->k[1], slots[i], j))]);
-      got.push_back(vc_all[slots[i] * d + j]);
-      ref.push_back(round_to(cache->k[1].dtype, k[i * d + j]));
-      ref.push_back(round_to(cache->v[1].dtype, v[i * d + j]));
+      const int head = static_cast<int>(j / head_dim);
+      got.push_back(kc_all[static_cast<size_t>(b.k_cache_index(cache->k[1], slots[i], j))] *
+                    b.kv_cache_scale(cache->k[1], slots[i], head));
+      got.push_back(vc_all[slots[i] * d + j] * b.kv_cache_scale(cache->v[1], slots[i], head));
+      ref.push_back(k[i * d + j]);
+      ref.push_back(v[i * d + j]);
     }
   }
   for (Tensor& t : cache->k) b.free(t);

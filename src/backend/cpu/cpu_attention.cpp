@@ -18,7 +18,8 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
   CARPOOL_CHECK(n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 && head_dim > 0);
   CARPOOL_CHECK(q.dtype == DType::kF32 && out.dtype == DType::kF32);
   CARPOOL_CHECK(k_cache.dtype == v_cache.dtype &&
-                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
+                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16 ||
+                 k_cache.dtype == DType::kI8));
   CARPOOL_CHECK(q.rows == n_tokens && out.rows == n_tokens);
   CARPOOL_CHECK(q.cols == static_cast<int64_t>(n_heads) * head_dim && out.cols == q.cols);
   const int64_t kv_cols = static_cast<int64_t>(n_kv_heads) * head_dim;
@@ -57,6 +58,13 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
   args.k_cache = k_cache.data;
   args.v_cache = v_cache.data;
   args.kv_dtype = k_cache.dtype;
+  if (k_cache.dtype == DType::kI8) {
+    const KvScales &ks = kv_scales(k_cache), &vs = kv_scales(v_cache);
+    CARPOOL_CHECK(ks.block_size == block_size && vs.block_size == block_size &&
+                  ks.head_dim == head_dim && vs.head_dim == head_dim);
+    args.k_scales = ks.data;
+    args.v_scales = vs.data;
+  }
   args.out = static_cast<float*>(out.data);
   args.query_start = qstart;
   args.kv_len = kv_len;

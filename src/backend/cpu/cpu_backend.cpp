@@ -57,7 +57,8 @@ CpuBackend::CpuBackend(const CpuBackendOptions& options)
   if (!options_.kv_dtype) {
     options_.kv_dtype = options_.quantize_activations ? DType::kF16 : DType::kF32;
   }
-  CARPOOL_CHECK(options_.kv_dtype == DType::kF32 || options_.kv_dtype == DType::kF16);
+  CARPOOL_CHECK(options_.kv_dtype == DType::kF32 || options_.kv_dtype == DType::kF16 ||
+                options_.kv_dtype == DType::kI8);
   if (const char* e = std::getenv("CARPOOL_CPU_FUSED"); e != nullptr && std::string(e) == "0") {
     options_.fused_projections = false;
   }
@@ -109,7 +110,7 @@ Result<Tensor> CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
   void* p = aligned_bytes(bytes);
   if (p == nullptr)
     return Status::error("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
-  allocations_[p] = Allocation{bytes, false};
+  allocations_[p] = Allocation{bytes, false, 0, {}};
   other_bytes_ += bytes;
   Tensor t;
   t.data = p;
@@ -131,7 +132,7 @@ void CpuBackend::free(Tensor& t) {
 }
 
 Result<Tensor> CpuBackend::load_weight(const HostWeight& w) {
-  if (!dtype_info(static_cast<uint32_t>(w.dtype)).has_value() || w.dtype == DType::kI32) {
+  if (!dtype_is_weight(w.dtype)) {
     return Status::error("cpu load_weight: unsupported weight type");
   }
   if (w.rows < 0 || w.cols < 0 || w.cols % dtype_info(w.dtype).block_elems != 0 ||
@@ -162,8 +163,7 @@ Result<Tensor> CpuBackend::load_weight_concat(std::span<const HostWeight> parts)
   if (parts.empty()) return Status::error("cpu load_weight_concat: no parts");
   const DType dtype = parts[0].dtype;
   const int64_t cols = parts[0].cols;
-  if (!dtype_info(static_cast<uint32_t>(dtype)).has_value() || dtype == DType::kI32 || cols <= 0 ||
-      cols % dtype_info(dtype).block_elems != 0) {
+  if (!dtype_is_weight(dtype) || cols <= 0 || cols % dtype_info(dtype).block_elems != 0) {
     return Status::error("cpu load_weight_concat: bad weight type or shape");
   }
   const size_t row_bytes = dtype_row_bytes(dtype, cols);
@@ -240,6 +240,35 @@ Result<Tensor> CpuBackend::load_q5_0_as_q8_0(const HostWeight& w) {
   return t;
 }
 
+namespace {
+
+// Where an I8 cache tensor's scales begin: after its values, 64-byte aligned.
+size_t i8_scale_offset(const Tensor& t) {
+  return (t.bytes() + 63) / 64 * 64;
+}
+
+}  // namespace
+
+Result<Tensor> CpuBackend::alloc_scaled_i8(int64_t rows, int64_t cols, int64_t n_scales) {
+  if (rows <= 0 || cols <= 0 || n_scales <= 0 ||
+      static_cast<size_t>(cols) > kMaxAllocBytes / static_cast<size_t>(rows) ||
+      n_scales > static_cast<int64_t>(kMaxAllocBytes / sizeof(float)) / rows) {
+    return Status::error("cpu alloc: bad or too large int8 cache [" + std::to_string(rows) + ", " +
+                         std::to_string(cols) + "]");
+  }
+  Tensor t;
+  t.dtype = DType::kI8;
+  t.rows = rows;
+  t.cols = cols;
+  const size_t bytes = i8_scale_offset(t) + static_cast<size_t>(rows * n_scales) * sizeof(float);
+  t.data = aligned_bytes(bytes);
+  if (t.data == nullptr)
+    return Status::error("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
+  allocations_[t.data] = Allocation{bytes, false, 0, {}};
+  other_bytes_ += bytes;
+  return t;
+}
+
 Result<KvCache> CpuBackend::alloc_kv(const KvCacheConfig& config) {
   if (config.n_layers <= 0 || config.num_blocks <= 0 || config.block_size <= 0 ||
       config.n_kv_heads <= 0 || config.head_dim <= 0) {
@@ -247,22 +276,32 @@ Result<KvCache> CpuBackend::alloc_kv(const KvCacheConfig& config) {
   }
   const int64_t rows = static_cast<int64_t>(config.num_blocks) * config.block_size;
   const int64_t cols = static_cast<int64_t>(config.n_kv_heads) * config.head_dim;
+  const DType dtype = *options_.kv_dtype;
+  const bool scaled = dtype == DType::kI8;
   KvCache cache;
   cache.config = config;
   for (int l = 0; l < config.n_layers; ++l) {
     for (std::vector<Tensor>* side : {&cache.k, &cache.v}) {
-      Result<Tensor> t = alloc(*options_.kv_dtype, rows, cols);
+      Result<Tensor> t =
+          scaled ? alloc_scaled_i8(rows, cols, config.n_kv_heads) : alloc(dtype, rows, cols);
       if (!t.is_ok()) {
         for (Tensor& k : cache.k) free(k);
         for (Tensor& v : cache.v) free(v);
         return Status::error("cpu alloc_kv: " + t.error());
       }
+      Allocation& a = allocations_[t->data];
       // Fresh cache memory is zeroed so that a stray read is deterministic.
-      std::memset(t->data, 0, t->bytes());
-      allocations_[t->data].kv = true;
-      if (side == &cache.k) allocations_[t->data].k_block_size = config.block_size;
-      other_bytes_ -= t->bytes();
-      kv_bytes_ += t->bytes();
+      std::memset(t->data, 0, a.bytes);
+      a.kv = true;
+      if (side == &cache.k) a.k_block_size = config.block_size;
+      if (scaled) {
+        a.scales.data = reinterpret_cast<float*>(static_cast<char*>(t->data) + i8_scale_offset(*t));
+        a.scales.block_size = config.block_size;
+        a.scales.n_kv_heads = config.n_kv_heads;
+        a.scales.head_dim = config.head_dim;
+      }
+      other_bytes_ -= a.bytes;
+      kv_bytes_ += a.bytes;
       side->push_back(*t);
     }
   }
@@ -273,6 +312,19 @@ int CpuBackend::k_block_size(const Tensor& k_cache) const {
   const auto it = allocations_.find(k_cache.data);
   CARPOOL_CHECK(it != allocations_.end() && it->second.k_block_size > 0);  // a K from alloc_kv
   return it->second.k_block_size;
+}
+
+const KvScales& CpuBackend::kv_scales(const Tensor& cache) const {
+  const auto it = allocations_.find(cache.data);
+  CARPOOL_CHECK(it != allocations_.end() && it->second.scales.data != nullptr);  // I8, alloc_kv
+  return it->second.scales;
+}
+
+float CpuBackend::kv_cache_scale(const Tensor& cache, int64_t slot, int head) const {
+  if (cache.dtype != DType::kI8) return 1.f;
+  const KvScales& s = kv_scales(cache);
+  CARPOOL_CHECK(slot >= 0 && slot < cache.rows && head >= 0 && head < s.n_kv_heads);
+  return s.data[s.index(slot, head)];
 }
 
 int64_t CpuBackend::k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const {

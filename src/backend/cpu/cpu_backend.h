@@ -33,6 +33,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/gemm_packed.h"
+#include "backend/cpu/kv_int8.h"
 #include "backend/cpu/packed_weights.h"
 #include "backend/cpu/quants.h"
 #include "util/thread_pool.h"
@@ -45,7 +46,9 @@ struct CpuBackendOptions {
   // dequantized to f32 (exact reference).
   bool quantize_activations = true;
   // Element type of the KV cache: kF16 (half the memory and the bytes each decode step streams;
-  // values rounded to f16 as they are written, arithmetic in f32) or kF32 (the exact reference).
+  // values rounded to f16 as they are written, arithmetic in f32), kF32 (the exact reference) or
+  // kI8 (a quarter of f32's memory and bytes, plus 4 bytes per token and KV head: each head's
+  // values as int8 with one f32 scale, max |x| / 127, rounded as written; arithmetic in f32).
   // Unset: kF16 with quantize_activations, kF32 without.
   std::optional<DType> kv_dtype = std::nullopt;
   // Ask the model for fused projections (Backend::prefers_fused_projections): one matmul for
@@ -82,6 +85,7 @@ class CpuBackend final : public Backend {
   // K blocks are column-major: (slot, col) at block * block_size * cols + col * block_size +
   // slot % block_size.
   int64_t k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const override;
+  float kv_cache_scale(const Tensor& cache, int64_t slot, int head) const override;
   void upload(Tensor dst, const void* host, size_t bytes) override;
   void download(void* host, const Tensor& src, size_t bytes) override;
   void synchronize() override {}
@@ -183,9 +187,16 @@ class CpuBackend final : public Backend {
     size_t bytes = 0;
     bool kv = false;       // from alloc_kv()
     int k_block_size = 0;  // a K tensor from alloc_kv: its block size (blocks column-major)
+    // An I8 cache tensor from alloc_kv (K or V): its scales, after its values in the same
+    // allocation (KvScales).
+    KvScales scales;
   };
   // The block size of a K tensor from alloc_kv (checked).
   int k_block_size(const Tensor& k_cache) const;
+  // The scales of an I8 cache tensor from alloc_kv (checked).
+  const KvScales& kv_scales(const Tensor& cache) const;
+  // An I8 tensor of [rows, cols] values followed by rows * n_scales f32 scales.
+  Result<Tensor> alloc_scaled_i8(int64_t rows, int64_t cols, int64_t n_scales);
   std::unordered_map<void*, Allocation> allocations_;     // alloc()/alloc_kv() memory
   std::unordered_map<const void*, PackedWeight> packed_;  // by the weight's data pointer
   // Q5_0 weights, re-encoded as Q8_0 by load_weight (exact); the host copy is owned here.

@@ -155,19 +155,25 @@ inline void rope_head(const float* src, float* dst, const float* cs, int half, R
   }
 }
 
-// A layer's K and V caches of rows of d values, f32 or f16 (checked).
+// A layer's K and V caches of rows of d values, f32, f16 or i8 (checked).
 void check_kv_caches(const Tensor& k_cache, const Tensor& v_cache, int64_t d) {
   CARPOOL_CHECK(k_cache.cols == d && v_cache.cols == d && k_cache.rows == v_cache.rows);
   CARPOOL_CHECK(k_cache.dtype == v_cache.dtype &&
-                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16));
+                (k_cache.dtype == DType::kF32 || k_cache.dtype == DType::kF16 ||
+                 k_cache.dtype == DType::kI8));
 }
+
+// The scales of an I8 cache's K and V (none for float caches).
+struct KvCacheScales {
+  KvScales k, v;
+};
 
 // Asks, with intent to write, for the cache lines that write_kv_slot will store slot `slot`'s K
 // column into (d values bs elements apart: one line per 64 / (bs * elem) of them, every line of
 // the block's K) and its V row, so that their misses overlap the rotation of the token before.
 void prefetch_kv_slot(const Tensor& k_cache, const Tensor& v_cache, int64_t bs, int32_t slot,
                       int64_t d) {
-  const size_t elem = k_cache.dtype == DType::kF16 ? 2 : 4;  // check_kv_caches: f16 or f32
+  const size_t elem = dtype_row_bytes(k_cache.dtype, 1);  // check_kv_caches: f32, f16 or i8
   const char* kb = static_cast<const char*>(k_cache.data) +
                    static_cast<size_t>(slot / bs * bs * d + slot % bs) * elem;
   const size_t step = std::max<size_t>(1, 64 / (static_cast<size_t>(bs) * elem));
@@ -179,13 +185,25 @@ void prefetch_kv_slot(const Tensor& k_cache, const Tensor& v_cache, int64_t bs, 
 }
 
 // Writes one token's k and v rows (d values each) to cache slot `slot`: V row-major, K into
-// column c of the slot's block, which holds dimension c of its bs keys (k_cache_index). k16:
-// scratch of d values for the f16 conversion.
+// column c of the slot's block, which holds dimension c of its bs keys (k_cache_index); an I8
+// cache's values with one scale per KV head (kv_int8.h). k16: scratch of d values for the f16
+// conversion.
 void write_kv_slot(Tensor& k_cache, Tensor& v_cache, int64_t bs, int32_t slot, const float* k,
-                   const float* v, int64_t d, uint16_t* k16) {
+                   const float* v, int64_t d, uint16_t* k16, const KvCacheScales& scales) {
   char* vd = static_cast<char*>(v_cache.data) + v_cache.row_bytes() * static_cast<size_t>(slot);
-  store_row(v_cache.dtype, v, vd, d);
   const int64_t base = slot / bs * bs * d + slot % bs;
+  if (k_cache.dtype == DType::kI8) {
+    const int hd = scales.k.head_dim;
+    int8_t* kd = static_cast<int8_t*>(k_cache.data) + base;
+    for (int h = 0; h < scales.k.n_kv_heads; ++h) {
+      const int64_t o = int64_t{h} * hd;
+      scales.k.data[scales.k.index(slot, h)] = quantize_kv_head(k + o, hd, kd + o * bs, bs);
+      scales.v.data[scales.v.index(slot, h)] =
+          quantize_kv_head(v + o, hd, reinterpret_cast<int8_t*>(vd) + o, 1);
+    }
+    return;
+  }
+  store_row(v_cache.dtype, v, vd, d);
   if (k_cache.dtype == DType::kF16) {
     f32_to_f16_row(k, k16, d);
     uint16_t* kd = static_cast<uint16_t*>(k_cache.data) + base;
@@ -234,6 +252,9 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
   const int32_t* slot = i32(slots);
   const float* freq = f32(inv_freq);
   const int64_t bs = k_block_size(k_cache);
+  const KvCacheScales scales = k_cache.dtype == DType::kI8
+                                   ? KvCacheScales{kv_scales(k_cache), kv_scales(v_cache)}
+                                   : KvCacheScales{};
   // Per thread: [head_dim] angles, [d] the rotated K row, [d / 2] that row as f16.
   reserve_scratch(static_cast<size_t>(head_dim + d + (d + 1) / 2));
   pool_.parallel_for(a.n, 1, [&](int64_t b, int64_t e, int t) {
@@ -257,7 +278,7 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
         const int64_t o = static_cast<int64_t>(h) * head_dim;
         rope_head(ki + o, krow + o, cs, half, style);
       }
-      write_kv_slot(k_cache, v_cache, bs, slot[i], krow, a.v + i * a.kv_stride, d, krow16);
+      write_kv_slot(k_cache, v_cache, bs, slot[i], krow, a.v + i * a.kv_stride, d, krow16, scales);
       // Rotated in place where the caller's k is writable (rope_kv_write leaves k rotated).
       if (a.k_out != nullptr) std::memcpy(a.k_out + i * a.kv_stride, krow, d * sizeof(float));
     }
@@ -317,11 +338,14 @@ void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const
   const float* ks = f32(k);
   const float* vs = f32(v);
   const int64_t bs = k_block_size(k_cache);
+  const KvCacheScales scales = k_cache.dtype == DType::kI8
+                                   ? KvCacheScales{kv_scales(k_cache), kv_scales(v_cache)}
+                                   : KvCacheScales{};
   reserve_scratch(static_cast<size_t>(d));
   uint16_t* krow = reinterpret_cast<uint16_t*>(scratch(0));  // one K row as f16
   for (int64_t i = 0; i < n; ++i) {
     CARPOOL_CHECK(slot[i] >= 0 && slot[i] < k_cache.rows);
-    write_kv_slot(k_cache, v_cache, bs, slot[i], ks + i * d, vs + i * d, d, krow);
+    write_kv_slot(k_cache, v_cache, bs, slot[i], ks + i * d, vs + i * d, d, krow, scales);
   }
 }
 

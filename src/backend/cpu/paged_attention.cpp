@@ -107,7 +107,14 @@ AttnPlan plan_tasks(const PagedAttentionArgs& a, int n_threads) {
 
 // Bytes of one cache element.
 int kv_elem(const PagedAttentionArgs& a) {
-  return a.kv_dtype == DType::kF16 ? 2 : 4;
+  return a.kv_dtype == DType::kF16 ? 2 : a.kv_dtype == DType::kI8 ? 1 : 4;
+}
+
+// An int8 cache's scales of KV head `head` in the block at cache row row0 (kv_int8.h); null for
+// float caches.
+const float* block_scales(const PagedAttentionArgs& a, const float* scales, int64_t row0,
+                          int head) {
+  return scales == nullptr ? nullptr : scales + row0 * a.n_kv_heads + int64_t{head} * a.block_size;
 }
 
 // Element `i` of a cache of a's type.
@@ -190,12 +197,19 @@ void fold_block(const PagedAttentionArgs& a, const AttnTask& task, const TaskRow
   const int first_tok = std::max(0, p0 + 1 - t.ctx0);
   for (int g = 0; g < task.n_kv; ++g) {
     const int64_t col = static_cast<int64_t>(task.kv0 + g) * hd;
+    const int head = task.kv0 + g;
     AttnKvBlock block{kv_at(a, a.k_cache, row0 * kv_cols + col * a.block_size),
-                      kv_at(a, a.v_cache, row0 * kv_cols + col), kv_cols, a.block_size};
+                      kv_at(a, a.v_cache, row0 * kv_cols + col),
+                      kv_cols,
+                      a.block_size,
+                      block_scales(a, a.k_scales, row0, head),
+                      block_scales(a, a.v_scales, row0, head)};
     if (pf_row0 >= 0) {  // this KV head's part of the next block, asked for by the kernel
       block.next_k = kv_at(a, a.k_cache, pf_row0 * kv_cols + col * a.block_size);
       block.next_v = kv_at(a, a.v_cache, pf_row0 * kv_cols + col);
       block.next_keys = pf_keys;
+      block.next_k_scale = block_scales(a, a.k_scales, pf_row0, head);
+      block.next_v_scale = block_scales(a, a.v_scales, pf_row0, head);
     }
     AttnRowState batch[kAttnRowsPerCall];
     int batch_rows[kAttnRowsPerCall];  // the rows' indices r
@@ -327,6 +341,9 @@ inline float kv_value(float x) {
 inline float kv_value(uint16_t h) {
   return f16_to_f32(h);
 }
+inline float kv_value(int8_t q) {
+  return static_cast<float>(q);
+}
 
 // exp(x) as the SIMD levels' vexp takes it: 0 below kAttnExpFloor.
 inline float attn_exp(float x) {
@@ -347,7 +364,7 @@ void attn_row_portable(const AttnKvBlock& b, int hd, float scale, float* scores,
       odd = std::fma(row.q[d + 1], kv_value(k[(d + 1) * b.block_size]), odd);
     }
     if (d < hd) even = std::fma(row.q[d], kv_value(k[d * b.block_size]), even);
-    scores[i] = (even + odd) * scale;
+    scores[i] = b.k_scale != nullptr ? (even + odd) * b.k_scale[i] * scale : (even + odd) * scale;
     block_max = std::max(block_max, scores[i]);
   }
   const float new_max = std::max(row.max, block_max);
@@ -361,7 +378,8 @@ void attn_row_portable(const AttnKvBlock& b, int hd, float scale, float* scores,
   for (int d = 0; d < hd; ++d) row.acc[d] *= correction;
   for (int i = 0; i < row.n_keys; ++i) {
     const T* v = static_cast<const T*>(b.v) + i * b.v_stride;
-    for (int d = 0; d < hd; ++d) row.acc[d] += scores[i] * kv_value(v[d]);
+    const float p = b.v_scale != nullptr ? scores[i] * b.v_scale[i] : scores[i];
+    for (int d = 0; d < hd; ++d) row.acc[d] += p * kv_value(v[d]);
   }
   row.max = new_max;
 }
@@ -378,13 +396,13 @@ void attn_block_portable(const AttnKvBlock& b, AttnRowState* rows, int n_rows, i
 
 AttnBlockFn attn_block_kernel(CpuIsa isa, int head_dim, DType kv_dtype) {
   CARPOOL_CHECK(cpu_supports(isa));
-  CARPOOL_CHECK(kv_dtype == DType::kF32 || kv_dtype == DType::kF16);
-  const bool f16 = kv_dtype == DType::kF16;
+  CARPOOL_CHECK(kv_dtype == DType::kF32 || kv_dtype == DType::kF16 || kv_dtype == DType::kI8);
   AttnBlockFn fn = nullptr;
-  if (isa == CpuIsa::kAvx512) fn = attn_block_avx512(head_dim, f16);
-  if (!fn && isa >= CpuIsa::kAvx2) fn = attn_block_avx2(head_dim, f16);
+  if (isa == CpuIsa::kAvx512) fn = attn_block_avx512(head_dim, kv_dtype);
+  if (!fn && isa >= CpuIsa::kAvx2) fn = attn_block_avx2(head_dim, kv_dtype);
   if (fn) return fn;
-  return f16 ? attn_block_portable<uint16_t> : attn_block_portable<float>;
+  if (kv_dtype == DType::kI8) return attn_block_portable<int8_t>;
+  return kv_dtype == DType::kF16 ? attn_block_portable<uint16_t> : attn_block_portable<float>;
 }
 
 size_t paged_attention_scratch_floats(const PagedAttentionArgs& a) {
@@ -397,6 +415,7 @@ size_t paged_attention_scratch_floats(const PagedAttentionArgs& a) {
 void paged_attention(CpuIsa isa, const PagedAttentionArgs& a, ThreadPool& pool,
                      std::vector<float>* scratch) {
   CARPOOL_CHECK(a.partition_keys > 0);
+  CARPOOL_CHECK((a.kv_dtype == DType::kI8) == (a.k_scales != nullptr && a.v_scales != nullptr));
   const AttnBlockFn block_fn = attn_block_kernel(isa, a.head_dim, a.kv_dtype);
   const AttnPlan plan = plan_tasks(a, pool.n_threads());
   // The calling thread's, reused between calls (the workers are handed its address: a

@@ -28,8 +28,12 @@
 // same whether it is alone, in a tile with other tokens, in a task with one or all KV heads, in a
 // batch with other sequences, or on any thread.
 //
-// The cache holds f32 or f16 (half the bytes to stream; each value is widened to f32 as it is
-// loaded, and all arithmetic is f32 as with an f32 cache holding the same values).
+// The cache holds f32, f16 (half the bytes to stream) or int8 with a scale per token and KV head
+// (kv_int8.h; a quarter of the bytes plus the scales); each value is widened to f32 as it is
+// loaded, and all arithmetic is f32. With int8, a block's scores are multiplied by their keys'
+// scales after the dot products, and its softmax weights by their values' scales before P.V
+// (the denominator takes them unscaled): the same sums as over the dequantized values, in
+// another rounding order.
 //
 // Kernels per instruction-set level (cpu_features.h): AVX-512 (16 keys per vector), AVX2 (8 keys
 // per vector) and portable C++ (one key at a time, std::exp). The SIMD levels use their own exp
@@ -72,7 +76,7 @@ struct AttnRowState {
   int n_keys = 0;            // keys of the current block the row sees, 1..block_size (causal)
 };
 
-// One KV cache block, for one KV head. The elements are f32 or f16 (the kernel's type).
+// One KV cache block, for one KV head. The elements are f32, f16 or int8 (the kernel's type).
 // K is column-major within a block (dimension d of key i at element d * block_size + i), so one
 // vector load reads one dimension of 16 (8) consecutive keys; V is row-major (the cache's rows).
 struct AttnKvBlock {
@@ -80,11 +84,16 @@ struct AttnKvBlock {
   const void* v = nullptr;  // value row 0 of the block; row i at element i * v_stride
   int64_t v_stride = 0;     // elements between consecutive cache rows (n_kv_heads * head_dim)
   int block_size = 0;       // keys in a full block (and elements between K dimensions)
+  // int8 caches: the scales of the block's keys and values, block_size each (kv_int8.h).
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
   // The same KV head's part of a block read later, asked for while this one is computed (its K
   // before the scores, its V before P.V); null: none.
   const void* next_k = nullptr;
   const void* next_v = nullptr;
   int next_keys = 0;
+  const float* next_k_scale = nullptr;  // int8 caches
+  const float* next_v_scale = nullptr;
 };
 
 // The block kernels' requests for the next block (AttnKvBlock::next_k / next_v), into L2:
@@ -94,6 +103,7 @@ inline void attn_prefetch_next_k(const AttnKvBlock& b, int hd, int elem_bytes) {
   const char* k = static_cast<const char*>(b.next_k);
   const int64_t bytes = int64_t{hd} * b.block_size * elem_bytes;
   for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(k + o, 0, 2);
+  if (b.next_k_scale != nullptr) __builtin_prefetch(b.next_k_scale, 0, 2);
 }
 inline void attn_prefetch_next_v(const AttnKvBlock& b, int hd, int elem_bytes) {
   if (b.next_v == nullptr) return;
@@ -102,6 +112,7 @@ inline void attn_prefetch_next_v(const AttnKvBlock& b, int hd, int elem_bytes) {
   for (int i = 0; i < b.next_keys; ++i) {
     for (int64_t o = 0; o < width; o += 64) __builtin_prefetch(v + i * stride + o, 0, 2);
   }
+  if (b.next_v_scale != nullptr) __builtin_prefetch(b.next_v_scale, 0, 2);
 }
 
 // Rows a block kernel takes per call.
@@ -123,13 +134,13 @@ using AttnBlockFn = void (*)(const AttnKvBlock& block, AttnRowState* rows, int n
                              float scale, float* scores);
 
 // The block kernel of level `isa` (which this machine must support) for head_dim and a cache of
-// kv_dtype (kF32 or kF16).
+// kv_dtype (kF32, kF16 or kI8).
 AttnBlockFn attn_block_kernel(CpuIsa isa, int head_dim, DType kv_dtype);
 
-// Per-level kernels for head_dim (specialized on it) and an f16 (else f32) cache: null where this
-// build has no kernel for the level.
-AttnBlockFn attn_block_avx2(int head_dim, bool kv_f16);
-AttnBlockFn attn_block_avx512(int head_dim, bool kv_f16);
+// Per-level kernels for head_dim (specialized on it) and a cache of kv_dtype (kF32, kF16 or kI8):
+// null where this build has no kernel for the level.
+AttnBlockFn attn_block_avx2(int head_dim, DType kv_dtype);
+AttnBlockFn attn_block_avx512(int head_dim, DType kv_dtype);
 
 // y[i] = exp(x[i]) with the SIMD levels' exp (for its accuracy test); false (nothing written)
 // where the build or the CPU lacks the level. -inf and inputs below about -103.97 give 0, NaN
@@ -139,11 +150,13 @@ bool exp_f32_avx512(const float* x, float* y, int64_t n);
 
 // The batch, already validated by the caller (CpuBackend::attention checks every field).
 struct PagedAttentionArgs {
-  const float* q = nullptr;               // [n_tokens, n_heads * head_dim]
-  const void* k_cache = nullptr;          // [cache rows, n_kv_heads * head_dim] of kv_dtype,
-                                          // each block column-major (AttnKvBlock)
-  const void* v_cache = nullptr;          // [cache rows, n_kv_heads * head_dim] of kv_dtype
-  DType kv_dtype = DType::kF32;           // kF32 or kF16 (converted to f32 as it is read)
+  const float* q = nullptr;         // [n_tokens, n_heads * head_dim]
+  const void* k_cache = nullptr;    // [cache rows, n_kv_heads * head_dim] of kv_dtype,
+                                    // each block column-major (AttnKvBlock)
+  const void* v_cache = nullptr;    // [cache rows, n_kv_heads * head_dim] of kv_dtype
+  DType kv_dtype = DType::kF32;     // kF32, kF16 or kI8 (converted to f32 as it is read)
+  const float* k_scales = nullptr;  // kI8: the scales of k_cache and v_cache (kv_int8.h)
+  const float* v_scales = nullptr;
   float* out = nullptr;                   // [n_tokens, n_heads * head_dim]
   const int32_t* query_start = nullptr;   // [n_seqs + 1] first token of each sequence
   const int32_t* kv_len = nullptr;        // [n_seqs] context length including this step

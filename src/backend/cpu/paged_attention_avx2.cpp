@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "backend/cpu/paged_attention.h"
 
@@ -69,16 +70,25 @@ ATTN_INLINE Tail tail_of(int n) {
   return {first_lanes(n), n};
 }
 
-// 8 cache values from p as f32 (the cache holds f32 or f16); the _tail forms read only the
-// lanes of the tail and give 0 in the others.
+// 8 cache values from p as f32 (the cache holds f32, f16 or int8); the _tail forms read only
+// the lanes of the tail and give 0 in the others.
 ATTN_INLINE __m256 load_kv(const float* p) {
   return _mm256_loadu_ps(p);
 }
 ATTN_INLINE __m256 load_kv(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
+ATTN_INLINE __m256 load_kv(const int8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
 ATTN_INLINE __m256 load_kv_tail(Tail t, const float* p) {
   return _mm256_maskload_ps(p, t.m);
+}
+ATTN_INLINE __m256 load_kv_tail(Tail t, const int8_t* p) {
+  alignas(16) int8_t q[16] = {};
+  for (int i = 0; i < t.n; ++i) q[i] = p[i];
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<__m128i*>(q))));
 }
 ATTN_INLINE __m256 load_kv_tail(Tail t, const uint16_t* p) {
   alignas(16) uint16_t h[kLanes] = {};
@@ -144,18 +154,18 @@ ATTN_INLINE __m256 vexp(__m256 x) {
 
 }  // namespace
 
-AttnBlockFn attn_block_avx2(int head_dim, bool kv_f16) {
+AttnBlockFn attn_block_avx2(int head_dim, DType kv_dtype) {
   switch (Panels(head_dim).rest / kLanes) {
     case 0:
-      return kv_f16 ? attn_block<uint16_t, 0> : attn_block<float, 0>;
+      return attn_block_for<0>(kv_dtype);
     case 1:
-      return kv_f16 ? attn_block<uint16_t, 1> : attn_block<float, 1>;
+      return attn_block_for<1>(kv_dtype);
     case 2:
-      return kv_f16 ? attn_block<uint16_t, 2> : attn_block<float, 2>;
+      return attn_block_for<2>(kv_dtype);
     case 3:
-      return kv_f16 ? attn_block<uint16_t, 3> : attn_block<float, 3>;
+      return attn_block_for<3>(kv_dtype);
     default:
-      return kv_f16 ? attn_block<uint16_t, 4> : attn_block<float, 4>;
+      return attn_block_for<4>(kv_dtype);
   }
 }
 
@@ -177,7 +187,7 @@ bool exp_f32_avx2(const float* x, float* y, int64_t n) {
 #else
 
 namespace carpool {
-AttnBlockFn attn_block_avx2(int, bool) {
+AttnBlockFn attn_block_avx2(int, DType) {
   return nullptr;
 }
 bool exp_f32_avx2(const float*, float*, int64_t) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "backend/cpu/paged_attention.h"
 
@@ -54,13 +55,17 @@ ATTN_INLINE __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// 16 cache values from p as f32 (the cache holds f32 or f16); the _tail forms read only the
-// lanes of the tail and give 0 in the others.
+// 16 cache values from p as f32 (the cache holds f32, f16 or int8); the _tail forms read only
+// the lanes of the tail and give 0 in the others.
 ATTN_INLINE __m512 load_kv(const float* p) {
   return _mm512_loadu_ps(p);
 }
 ATTN_INLINE __m512 load_kv(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+ATTN_INLINE __m512 load_kv(const int8_t* p) {
+  return _mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
 
 // The primitives of paged_attention_kernels.inc at 16 lanes.
@@ -79,6 +84,9 @@ ATTN_INLINE __m512 load_kv_tail(Tail t, const float* p) {
 }
 ATTN_INLINE __m512 load_kv_tail(Tail t, const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(t.m, p));
+}
+ATTN_INLINE __m512 load_kv_tail(Tail t, const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(t.m, p)));
 }
 ATTN_INLINE __m512 vzero() {
   return _mm512_setzero_ps();
@@ -135,26 +143,26 @@ ATTN_INLINE __m512 vexp(__m512 x) {
 
 }  // namespace
 
-AttnBlockFn attn_block_avx512(int head_dim, bool kv_f16) {
+AttnBlockFn attn_block_avx512(int head_dim, DType kv_dtype) {
   switch (Panels(head_dim).rest / kLanes) {
     case 0:
-      return kv_f16 ? attn_block<uint16_t, 0> : attn_block<float, 0>;
+      return attn_block_for<0>(kv_dtype);
     case 1:
-      return kv_f16 ? attn_block<uint16_t, 1> : attn_block<float, 1>;
+      return attn_block_for<1>(kv_dtype);
     case 2:
-      return kv_f16 ? attn_block<uint16_t, 2> : attn_block<float, 2>;
+      return attn_block_for<2>(kv_dtype);
     case 3:
-      return kv_f16 ? attn_block<uint16_t, 3> : attn_block<float, 3>;
+      return attn_block_for<3>(kv_dtype);
     case 4:
-      return kv_f16 ? attn_block<uint16_t, 4> : attn_block<float, 4>;
+      return attn_block_for<4>(kv_dtype);
     case 5:
-      return kv_f16 ? attn_block<uint16_t, 5> : attn_block<float, 5>;
+      return attn_block_for<5>(kv_dtype);
     case 6:
-      return kv_f16 ? attn_block<uint16_t, 6> : attn_block<float, 6>;
+      return attn_block_for<6>(kv_dtype);
     case 7:
-      return kv_f16 ? attn_block<uint16_t, 7> : attn_block<float, 7>;
+      return attn_block_for<7>(kv_dtype);
     default:
-      return kv_f16 ? attn_block<uint16_t, 8> : attn_block<float, 8>;
+      return attn_block_for<8>(kv_dtype);
   }
 }
 
@@ -176,7 +184,7 @@ bool exp_f32_avx512(const float* x, float* y, int64_t n) {
 #else
 
 namespace carpool {
-AttnBlockFn attn_block_avx512(int, bool) {
+AttnBlockFn attn_block_avx512(int, DType) {
   return nullptr;
 }
 bool exp_f32_avx512(const float*, float*, int64_t) {

@@ -277,6 +277,7 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::kQ6_K:
       return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
     case DType::kI32:
+    case DType::kI8:
       break;
   }
   CARPOOL_CHECK(false && "dequantize_row: unsupported type");

@@ -197,7 +197,7 @@ void CudaBackend::free(Tensor& t) {
 
 Status CudaBackend::check_host_weight(const HostWeight& w) {
   auto info = dtype_info(static_cast<uint32_t>(w.dtype));
-  if (!info || w.dtype == DType::kI32)
+  if (!info || !dtype_is_weight(w.dtype))
     return Status::error("cuda load_weight: unsupported type id " +
                          std::to_string(static_cast<uint32_t>(w.dtype)));
   if (w.rows < 0 || w.cols <= 0 || w.cols % info->block_elems != 0)
@@ -285,7 +285,7 @@ Result<Tensor> CudaBackend::alloc_random_weight(DType dtype, int64_t rows, int64
   // Created directly on the device as BF16, whatever `dtype` asks for: every weight type becomes
   // BF16 on this backend anyway, and an 8B model is made in seconds instead of minutes.
   auto info = dtype_info(static_cast<uint32_t>(dtype));
-  if (!info || dtype == DType::kI32 || rows < 0 || cols <= 0 || cols % info->block_elems != 0)
+  if (!info || !dtype_is_weight(dtype) || rows < 0 || cols <= 0 || cols % info->block_elems != 0)
     return Status::error("cuda alloc_random_weight: bad type or shape");
   CARPOOL_ASSIGN_OR_RETURN(Tensor out, alloc_kind(DType::kBF16, rows, cols, Kind::kWeight));
   launch_random_bf16(ctx_, out.data, out.numel(), seed, scale);

@@ -10,7 +10,7 @@ CostModel llama8b_bf16() {
   auto config = named_config("llama-3.1-8b");
   EXPECT_TRUE(config.is_ok());
   const WeightBytes w = weight_bytes_from_dtypes(*config, WeightDTypes{});
-  return make_cost_model(*config, w, /*kv_bytes_per_elem=*/2, /*act_bytes_per_elem=*/2);
+  return make_cost_model(*config, w, DType::kF16, /*act_bytes_per_elem=*/2);
 }
 
 TEST(TelemetryCostModel, Llama8bWeightsAndKvPerToken) {
@@ -101,7 +101,7 @@ TEST(TelemetryCostModel, TiedEmbeddingsReadTheTableAsOutput) {
   const WeightBytes w = weight_bytes_from_dtypes(*config, WeightDTypes{});
   EXPECT_EQ(w.output, 0);
   EXPECT_EQ(w.total(), config->parameter_count() * 2);
-  const CostModel m = make_cost_model(*config, w, 4, 4);
+  const CostModel m = make_cost_model(*config, w, DType::kF32, 4);
   StepShape s;
   s.add_sequence(1, 10, false, true);
   const StepCost c = compute_step_cost(m, s);
