@@ -4,7 +4,7 @@
 
   http_vs_direct.py --carpool BUILD/carpool --direct BUILD/engine_direct [--model PATH]
                     [--concurrency 1,4,16,64] [--max-tokens 32] [--rounds 3] [--settle 5]
-                    [--kv-cache-dtype f16|f32|int8]
+                    [--kv-cache-dtype f16|f32|int8] [--fresh-server]
 
 Closed loop at each concurrency: C requests in flight, REQUESTS = max(2C, --min-requests) in all; request i's
 prompt is 32 token ids 1000 + (i*7919 + k*104729) % 19000 (as engine_direct builds them), and every
@@ -20,6 +20,12 @@ run). On the 2-core VM the runs in the seconds after a process had faulted in or
 were slower, and without the pause every HTTP run came right after an engine_direct exit: HTTP
 read 5-10% below direct in seven of eight alternations at c = 4; with a 5 s pause, six
 alternations read 92-119%, median 102% (2026-11-26, bench/RESULTS.md).
+
+By default one server serves every HTTP run; --fresh-server starts one for each HTTP run instead,
+as engine_direct is started for each direct run. On the Xeon VM a long-lived server ran 5-9%
+below engine_direct at c = 1 with the same work per step (perf), and a server started for each
+run read 99%: a process's speed there depends on the memory it was given (2026-11-27,
+bench/RESULTS.md).
 """
 import argparse
 import concurrent.futures as cf
@@ -82,6 +88,36 @@ def http_run(port, conc, total, max_tokens, settle=0.0):
     return tokens / s
 
 
+class Server:
+    """carpool serve on a free port; start() waits until it is ready."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.proc = None
+        self.port = 0
+
+    def start(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(self.argv + ["--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                c.request("GET", "/ready")
+                if c.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("carpool serve did not become ready")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+            self.proc = None
+
+
 def direct_run(direct, model, conc, total, max_tokens, settle=0.0, kv="f16"):
     first = fresh_range(total)
     out = subprocess.run([direct, model, str(conc), str(total), str(max_tokens), "32", str(first),
@@ -105,24 +141,27 @@ def main():
                     help="seconds between a process starting or ending and a timed run")
     ap.add_argument("--kv-cache-dtype", default="f16", choices=["f16", "f32", "int8"],
                     help="the KV cache type of both sides")
+    ap.add_argument("--fresh-server", action="store_true",
+                    help="start carpool serve anew for each HTTP run, as engine_direct is (see above)")
     ap.add_argument("--serve-arg", action="append", default=[],
                     help="extra argument for carpool serve (repeatable), e.g. --serve-arg=--no-telemetry")
     a = ap.parse_args()
 
-    port = free_port()
-    proc = subprocess.Popen([a.carpool, "serve", "--model", a.model, "--port", str(port),
-                             "--kv-cache-dtype", a.kv_cache_dtype] + a.serve_arg,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Server([a.carpool, "serve", "--model", a.model, "--kv-cache-dtype", a.kv_cache_dtype] +
+                    a.serve_arg)
+
+    def via_server(conc, total):
+        if a.fresh_server:
+            server.start()
+        try:
+            return http_run(server.port, conc, total, a.max_tokens, a.settle)
+        finally:
+            if a.fresh_server:
+                server.stop()
+
     try:
-        for _ in range(600):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                c.request("GET", "/ready")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
+        if not a.fresh_server:
+            server.start()
         concs = [int(x) for x in a.concurrency.split(",")]
         direct = {c: [] for c in concs}
         via_http = {c: [] for c in concs}
@@ -135,9 +174,9 @@ def main():
                 if r % 2 == 0:
                     d = direct_run(a.direct, a.model, conc, total, a.max_tokens, a.settle,
                                    a.kv_cache_dtype)
-                    h = http_run(port, conc, total, a.max_tokens, a.settle)
+                    h = via_server(conc, total)
                 else:
-                    h = http_run(port, conc, total, a.max_tokens, a.settle)
+                    h = via_server(conc, total)
                     d = direct_run(a.direct, a.model, conc, total, a.max_tokens, a.settle,
                                    a.kv_cache_dtype)
                 direct[conc].append(d)
@@ -145,8 +184,7 @@ def main():
                 print(f"  round {r}, concurrency {conc}: direct {d:.1f} tok/s, http {h:.1f} tok/s",
                       flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        server.stop()
     first = concs[0]
     print(f"\nmedians over {a.rounds} rounds; ratios are medians of the per-round ratios")
     print(f"| concurrency | requests | direct tok/s | HTTP tok/s | HTTP / direct | "

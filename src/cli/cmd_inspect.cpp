@@ -41,9 +41,10 @@ void print_config(const ModelConfig& c) {
   std::printf("tied embeddings   %s\n", c.tied_embeddings ? "yes" : "no");
   std::printf("parameters        %.3f B (%lld)\n", c.parameter_count() / 1e9,
               static_cast<long long>(c.parameter_count()));
-  std::printf("KV cache / token  %s at 16 bits, %s at 32 bits (CPU)\n",
+  std::printf("KV cache / token  %s at 16 bits, %s at 32 bits (CPU), %s in int8 (CPU)\n",
               human_bytes(static_cast<double>(c.kv_bytes_per_token(2))).c_str(),
-              human_bytes(static_cast<double>(c.kv_bytes_per_token(4))).c_str());
+              human_bytes(static_cast<double>(c.kv_bytes_per_token(4))).c_str(),
+              human_bytes(static_cast<double>(c.kv_bytes_per_token(DType::kI8))).c_str());
 }
 
 }  // namespace

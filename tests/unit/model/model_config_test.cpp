@@ -62,6 +62,9 @@ TEST(ModelConfig, KvBytesPerToken) {
   EXPECT_EQ(preset("llama-3.1-8b").kv_bytes_per_token(2), 2 * 32 * 8 * 128 * 2);
   EXPECT_EQ(preset("smollm2-135m").kv_bytes_per_token(2), 2 * 30 * 3 * 64 * 2);
   EXPECT_EQ(preset("qwen2.5-0.5b").kv_bytes_per_token(4), 2 * 24 * 2 * 64 * 4);
+  EXPECT_EQ(preset("smollm2-135m").kv_bytes_per_token(DType::kF16), 2 * 30 * 3 * 64 * 2);
+  // int8: one byte a value and one f32 scale per KV head.
+  EXPECT_EQ(preset("smollm2-135m").kv_bytes_per_token(DType::kI8), 2 * 30 * (3 * 64 + 3 * 4));
 }
 
 TEST(ModelConfig, ValidateRejectsInconsistentConfigs) {
