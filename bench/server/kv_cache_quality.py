@@ -14,31 +14,11 @@ import http.client
 import json
 import math
 import os
-import socket
-import subprocess
-import time
+
+from http_vs_direct import Server  # (this folder)
 
 CONFIGS = [("f32 --cpu-exact", ["--cpu-exact"]), ("f32", ["--kv-cache-dtype", "f32"]),
            ("f16 (default)", ["--kv-cache-dtype", "f16"]), ("int8", ["--kv-cache-dtype", "int8"])]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(port):
-    for _ in range(600):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", "/ready")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("server did not become ready")
 
 
 def score(port, text):
@@ -62,15 +42,12 @@ def main():
     a = ap.parse_args()
     texts = [open(p, encoding="utf-8").read()[:a.chars] for p in a.texts]
     for name, args in CONFIGS:
-        port = free_port()
-        proc = subprocess.Popen([a.carpool, "serve", "--model", a.model, "--port", str(port)] + args,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = Server([a.carpool, "serve", "--model", a.model] + args)
+        server.start()
         try:
-            wait_ready(port)
-            per_text = [score(port, t) for t in texts]
+            per_text = [score(server.port, t) for t in texts]
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            server.stop()
         lps = [x for lp in per_text for x in lp]
         mean = sum(lps) / len(lps)
         each = " ".join(f"{sum(lp) / len(lp):.4f}" for lp in per_text)
