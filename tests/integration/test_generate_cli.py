@@ -1,8 +1,10 @@
 """`carpool generate` with several prompts (--prompt-ids A;B;C): they run together through the
 engine, and at temperature 0 each one's tokens equal what the same prompt gives alone (the CPU
-backend does not let batching change answers)."""
+backend does not let batching change answers, with the default f16 KV cache as with int8)."""
 import json
 import subprocess
+
+import pytest
 
 from conftest import carpool_bin
 
@@ -15,13 +17,14 @@ def generate(prompt_ids, *extra):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def test_a_batch_of_prompts_gives_each_prompt_its_own_tokens():
+@pytest.mark.parametrize("kv", ["f16", "int8"])
+def test_a_batch_of_prompts_gives_each_prompt_its_own_tokens(kv):
     prompts = ["1,2,3,4", "5,6,7", "100,200,300,400,500,600,700,800,900,1000,1100,1200,1300"]
-    together = generate(";".join(prompts))
+    together = generate(";".join(prompts), "--kv-cache-dtype", kv)
     assert len(together) == len(prompts)
     for p, tokens in zip(prompts, together):
         assert len(tokens) == 12
-        assert tokens == generate(p), p
+        assert tokens == generate(p, "--kv-cache-dtype", kv), p
     # Different prompts, different continuations: the rows were not mixed up.
     assert together[0] != together[1]
 
