@@ -95,7 +95,7 @@ float round_to(DType t, float v) {
   return v;
 }
 
-void round_kv_rows(DType t, std::vector<float>& rows, int n_kv_heads, int head_dim) {
+void round_kv_rows(DType t, std::vector<float>& rows, int head_dim) {
   if (t != DType::kI8) {
     for (float& v : rows) v = round_to(t, v);
     return;
@@ -107,7 +107,6 @@ void round_kv_rows(DType t, std::vector<float>& rows, int n_kv_heads, int head_d
     const float scale = amax / 127.f;
     for (int e = 0; e < head_dim; ++e) x[e] = std::nearbyint(x[e] * (127.f / amax)) * scale;
   }
-  (void)n_kv_heads;
 }
 
 double normalized_max_error(const std::vector<float>& out, const std::vector<double>& ref,

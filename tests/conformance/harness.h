@@ -58,10 +58,10 @@ class Rng {
 // Rounds v to what a tensor of dtype t (F32/F16/BF16) stores.
 float round_to(DType t, float v);
 
-// Rounds rows of K or V (n_kv_heads heads of head_dim values each) to what a KV cache of type t
-// holds: round_to for float caches; for I8 (the CPU's int8 cache) each head as int8 with scale
+// Rounds rows of K or V (whole heads of head_dim values each) to what a KV cache of type t holds:
+// round_to for float caches; for I8 (the CPU's int8 cache) each head as int8 with scale
 // max |x| / 127, to nearest (ties to even), times the scale.
-void round_kv_rows(DType t, std::vector<float>& rows, int n_kv_heads, int head_dim);
+void round_kv_rows(DType t, std::vector<float>& rows, int head_dim);
 
 // max |out - ref| / max(max |ref|, scale_floor); +inf when out has a NaN/Inf or the sizes
 // differ. scale_floor keeps cancellation (a reference value near zero) from inflating the error.

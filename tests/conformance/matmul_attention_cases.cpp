@@ -162,8 +162,8 @@ void attention_case(Backend& b, Rng& rng, const AttnConfig& c, const std::vector
   b.kv_write(cache->k[0], cache->v[0], kt, vt, s.ints(slots));
   // The reference reads K/V as the cache stores them.
   const DType cache_t = cache->k[0].dtype;
-  round_kv_rows(cache_t, kh, c.n_kv_heads, c.head_dim);
-  round_kv_rows(cache_t, vh, c.n_kv_heads, c.head_dim);
+  round_kv_rows(cache_t, kh, c.head_dim);
+  round_kv_rows(cache_t, vh, c.head_dim);
 
   std::vector<float> qh = rng.normals(static_cast<int64_t>(n_tokens) * q_dim, c.q_scale);
   std::vector<int32_t> qstart{0}, kv_len;

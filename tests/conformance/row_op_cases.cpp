@@ -159,8 +159,8 @@ void kv_write_case(Backend& b, Rng& rng, int64_t n, int n_kv_heads, int head_dim
   b.kv_write(cache->k[1], cache->v[1], kt, vt, s.ints(slots));
   std::vector<float> kc_all = s.read(cache->k[1]), vc_all = s.read(cache->v[1]);
   // What the cache should hold: each value rounded to its type (an int8 cache: per KV head).
-  round_kv_rows(cache->k[1].dtype, k, n_kv_heads, head_dim);
-  round_kv_rows(cache->v[1].dtype, v, n_kv_heads, head_dim);
+  round_kv_rows(cache->k[1].dtype, k, head_dim);
+  round_kv_rows(cache->v[1].dtype, v, head_dim);
   std::vector<float> got;
   std::vector<double> ref;
   for (int64_t i = 0; i < n; ++i) {

@@ -195,6 +195,11 @@ class CpuBackend final : public Backend {
   int k_block_size(const Tensor& k_cache) const;
   // The scales of an I8 cache tensor from alloc_kv (checked).
   const KvScales& kv_scales(const Tensor& cache) const;
+  // Both scales of an I8 cache layer; none for float caches.
+  KvCacheScales cache_scales(const Tensor& k_cache, const Tensor& v_cache) const {
+    return k_cache.dtype == DType::kI8 ? KvCacheScales{kv_scales(k_cache), kv_scales(v_cache)}
+                                       : KvCacheScales{};
+  }
   // An I8 tensor of [rows, cols] values followed by rows * n_scales f32 scales.
   Result<Tensor> alloc_scaled_i8(int64_t rows, int64_t cols, int64_t n_scales);
   std::unordered_map<void*, Allocation> allocations_;     // alloc()/alloc_kv() memory

@@ -163,11 +163,6 @@ void check_kv_caches(const Tensor& k_cache, const Tensor& v_cache, int64_t d) {
                  k_cache.dtype == DType::kI8));
 }
 
-// The scales of an I8 cache's K and V (none for float caches).
-struct KvCacheScales {
-  KvScales k, v;
-};
-
 // Asks, with intent to write, for the cache lines that write_kv_slot will store slot `slot`'s K
 // column into (d values bs elements apart: one line per 64 / (bs * elem) of them, every line of
 // the block's K) and its V row, so that their misses overlap the rotation of the token before.
@@ -252,9 +247,7 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
   const int32_t* slot = i32(slots);
   const float* freq = f32(inv_freq);
   const int64_t bs = k_block_size(k_cache);
-  const KvCacheScales scales = k_cache.dtype == DType::kI8
-                                   ? KvCacheScales{kv_scales(k_cache), kv_scales(v_cache)}
-                                   : KvCacheScales{};
+  const KvCacheScales scales = cache_scales(k_cache, v_cache);
   // Per thread: [head_dim] angles, [d] the rotated K row, [d / 2] that row as f16.
   reserve_scratch(static_cast<size_t>(head_dim + d + (d + 1) / 2));
   pool_.parallel_for(a.n, 1, [&](int64_t b, int64_t e, int t) {
@@ -338,9 +331,7 @@ void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const
   const float* ks = f32(k);
   const float* vs = f32(v);
   const int64_t bs = k_block_size(k_cache);
-  const KvCacheScales scales = k_cache.dtype == DType::kI8
-                                   ? KvCacheScales{kv_scales(k_cache), kv_scales(v_cache)}
-                                   : KvCacheScales{};
+  const KvCacheScales scales = cache_scales(k_cache, v_cache);
   reserve_scratch(static_cast<size_t>(d));
   uint16_t* krow = reinterpret_cast<uint16_t*>(scratch(0));  // one K row as f16
   for (int64_t i = 0; i < n; ++i) {

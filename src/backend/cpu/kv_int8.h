@@ -21,6 +21,11 @@ struct KvScales {
   }
 };
 
+// An I8 cache layer's K and V scales (data null in both for float caches).
+struct KvCacheScales {
+  KvScales k, v;
+};
+
 // Quantizes n values x to q[0], q[stride], ... and returns their scale (max |x| / 127). A NaN or
 // infinite x gives a deterministic but meaningless head (its model is broken); never UB.
 float quantize_kv_head(const float* x, int n, int8_t* q, int64_t stride);
