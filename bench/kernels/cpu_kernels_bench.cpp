@@ -14,9 +14,15 @@
 //   BM_AttentionDecode/<kv type>/<isa>/<batch>/<context>: paged attention of one decode step (one
 //   query
 //     token per sequence) over 30 layers' caches in SmolLM2-135M's shape (9 heads, 3 KV heads,
-//     head_dim 64, blocks of 16 in shuffled order), 2 threads; counter: KV GB/s (K and V bytes
-//     read per step over its time). The layers cycle through 512 MB of caches in one huge-page
-//     arena, so KV comes from memory as in a real step.
+//     head_dim 64, blocks of 16 in shuffled order, laid out as the CPU backend keeps them:
+//     kv_layout.h), 2 threads; counter: KV GB/s (K and V bytes read per step over its time). The
+//     layers cycle through 512 MB of caches in one huge-page arena, so KV comes from memory as in
+//     a real step.
+//   BM_AttentionDecodeLayout/<kv type>/<layout>/<order>/<batch>/<context>: the same at the
+//     AVX-512 level in each layout (apart: each layer's K and V in two arrays, the layout before
+//     2026-11-28; block-records: a block's K and V together; head-units: the backend's) and block
+//     order (shuffled, each sequence's in order, interleaved as sequences decoding together take
+//     them).
 //   BM_PoolJob/<threads>/<items>/<ns per item>: one ThreadPool::parallel_for of items that each
 //     spin for about the given time (kCoarse claims, as decode-sized ops use): the cost of a job
 //     boundary (hand-off, claims, the wait for the last chunk) next to the work it splits.
@@ -35,6 +41,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm_q8a.h"
+#include "backend/cpu/kv_layout.h"
 #include "backend/cpu/paged_attention.h"
 #include "util/host_memory.h"
 #include "util/thread_pool.h"
@@ -188,7 +195,66 @@ void BM_MatmulStream(benchmark::State& state, DType t) {
   be->free(y);
 }
 
-void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
+// KV cache layouts of BM_AttentionDecodeLayout: where one layer's K, V and scales begin and the
+// strides from there (PagedAttentionArgs).
+enum class KvBenchLayout {
+  kApart,         // all blocks' K, then all blocks' V, then the scales (before 2026-11-28)
+  kBlockRecords,  // one record per block: K of every head | V rows | K scales | V scales
+  kHeadUnits,     // one record per block, one unit per head: K | K scales | V | V scales
+};
+const char* layout_name(KvBenchLayout l) {
+  return l == KvBenchLayout::kApart          ? "apart"
+         : l == KvBenchLayout::kBlockRecords ? "block-records"
+                                             : "head-units";
+}
+struct KvBenchGeometry {
+  KvStrides st;
+  int64_t k0 = 0, v0 = 0, ks0 = 0, vs0 = 0;  // byte offsets in the layer
+  int64_t layer_bytes = 0;
+};
+KvBenchGeometry bench_geometry(KvBenchLayout l, int n_blocks, int bs, int n_kv, int hd, int elem,
+                               bool scaled) {
+  const int64_t vals = int64_t{bs} * hd * elem, sc = scaled ? int64_t{bs} * 4 : 0;
+  KvBenchGeometry g;
+  if (l == KvBenchLayout::kApart) {
+    g.st = KvStrides::back_to_back(bs, n_kv, hd, elem);
+    g.v0 = n_blocks * n_kv * vals;
+    g.ks0 = 2 * g.v0;
+    g.vs0 = g.ks0 + n_blocks * n_kv * sc;
+    g.layer_bytes = g.vs0 + n_blocks * n_kv * sc;
+  } else if (l == KvBenchLayout::kBlockRecords) {
+    g.st = KvStrides::back_to_back(bs, n_kv, hd, elem);
+    g.st.block = g.st.scale_block = 2 * n_kv * (vals + sc);
+    g.v0 = n_kv * vals;
+    g.ks0 = 2 * n_kv * vals;
+    g.vs0 = g.ks0 + n_kv * sc;
+    g.layer_bytes = n_blocks * g.st.block;
+  } else {
+    const int64_t unit = 2 * (vals + sc);
+    g.st = {n_kv * unit, unit, unit, int64_t{hd} * elem, n_kv * unit, unit};
+    g.ks0 = vals;
+    g.v0 = vals + sc;
+    g.vs0 = 2 * vals + sc;
+    g.layer_bytes = n_blocks * g.st.block;
+  }
+  return g;
+}
+
+// The layout of CpuBackend::alloc_kv's caches (kv_layout.h).
+constexpr KvBenchLayout kEngineKvLayout = KvBenchLayout::kHeadUnits;
+
+// Block orders of a sequence: shuffled over the cache, each sequence's blocks in order (a prompt
+// prefilled at once), or interleaved (sequence s's block i at i * batch + s: sequences decoding
+// side by side, each taking a block every block_size steps from the free list).
+enum class BlockOrder { kShuffled, kInOrder, kInterleaved };
+const char* order_name(BlockOrder o) {
+  return o == BlockOrder::kShuffled  ? "shuffled"
+         : o == BlockOrder::kInOrder ? "in-order"
+                                     : "interleaved";
+}
+
+void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv, KvBenchLayout layout,
+                        BlockOrder order) {
   if (!cpu_supports(isa)) {
     state.SkipWithError("instruction set not supported here");
     return;
@@ -199,16 +265,14 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
   const int n_blocks = batch * blocks_per_seq;
   const int64_t kv_cols = kKvHeads * kHeadDim;
   const int elem = static_cast<int>(dtype_row_bytes(kv, 1));
-  // An int8 cache's scales, one per slot and KV head, after K's and V's values (kv_int8.h).
-  const size_t scale_bytes =
-      kv == DType::kI8 ? static_cast<size_t>(n_blocks) * kBlock * kKvHeads * sizeof(float) : 0;
+  const KvBenchGeometry g =
+      bench_geometry(layout, n_blocks, kBlock, kKvHeads, kHeadDim, elem, kv == DType::kI8);
+  const auto layer_bytes = static_cast<size_t>((g.layer_bytes + 63) / 64 * 64);
   // Enough distinct caches (at least 512 MB in all) that a step finds none of its layers in the
   // last-level cache, as in serving, where the weights stream through it between layers.
-  const size_t layer_bytes = 2ull * n_blocks * kBlock * kv_cols * elem + 2 * scale_bytes;
   const int n_caches = std::max<int>(kLayers, static_cast<int>((512ull << 20) / layer_bytes) + 1);
   // One arena for all of them, allocated as the engine allocates its KV cache (host_alloc: huge
-  // pages), cache l's K then its V at l * layer_bytes.
-  const size_t n_elems = static_cast<size_t>(n_blocks) * kBlock * kv_cols;
+  // pages), cache l at l * layer_bytes.
   struct Free {
     void operator()(uint8_t* p) const { std::free(p); }
   };
@@ -218,10 +282,24 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
     state.SkipWithError("out of memory");
     return;
   }
-  auto k_of = [&](int l) { return arena.get() + static_cast<size_t>(l) * layer_bytes; };
-  auto v_of = [&](int l) { return k_of(l) + n_elems * elem; };
-  auto scales_of = [&](int l, int side) {
-    return reinterpret_cast<float*>(v_of(l) + n_elems * elem + side * scale_bytes);
+  // Byte offsets in a layer of (slot, col) of K and of V, and of the scale of (slot, head).
+  auto unit = [&](int64_t slot, int64_t head, int64_t head_stride) {
+    return slot / kBlock * g.st.block + head * head_stride;
+  };
+  auto k_at = [&](int64_t slot, int64_t col) {
+    return g.k0 + unit(slot, col / kHeadDim, g.st.k_head) +
+           (col % kHeadDim * kBlock + slot % kBlock) * elem;
+  };
+  auto v_at = [&](int64_t slot, int64_t col) {
+    return g.v0 + unit(slot, col / kHeadDim, g.st.v_head) + slot % kBlock * g.st.v_row +
+           col % kHeadDim * elem;
+  };
+  auto scale_at = [&](int side, int64_t slot, int head) {
+    return (side == 0 ? g.ks0 : g.vs0) + slot / kBlock * g.st.scale_block + head * g.st.scale_head +
+           slot % kBlock * 4;
+  };
+  auto at = [&](int l, int64_t off) {
+    return arena.get() + static_cast<size_t>(l) * layer_bytes + off;
   };
   const std::vector<float> fill = random_rows(kBlock, kv_cols);
   auto put = [&](uint8_t* dst, float x) {
@@ -230,18 +308,31 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
     if (elem == 2) std::memcpy(dst, &h, 2);
     if (elem == 1) *reinterpret_cast<int8_t*>(dst) = static_cast<int8_t>(std::lrint(x * 127.f));
   };
+  const int64_t rows = int64_t{n_blocks} * kBlock;
   for (int l = 0; l < n_caches; ++l) {
-    for (size_t i = 0; i < n_elems; ++i) {
-      put(k_of(l) + i * elem, fill[i % fill.size()]);
-      put(v_of(l) + i * elem, fill[(i * 7) % fill.size()]);
-    }
-    for (size_t i = 0; i < scale_bytes / sizeof(float); ++i) {
-      scales_of(l, 0)[i] = scales_of(l, 1)[i] = 1.f / 127.f;
+    for (int64_t slot = 0; slot < rows; ++slot) {
+      for (int64_t c = 0; c < kv_cols; ++c) {
+        const size_t j = static_cast<size_t>(slot * kv_cols + c);
+        put(at(l, k_at(slot, c)), fill[j % fill.size()]);
+        put(at(l, v_at(slot, c)), fill[(j * 7) % fill.size()]);
+      }
+      for (int side = 0; side < (kv == DType::kI8 ? 2 : 0); ++side) {
+        for (int h = 0; h < kKvHeads; ++h) {
+          const float x = 1.f / 127.f;
+          std::memcpy(at(l, scale_at(side, slot, h)), &x, 4);
+        }
+      }
     }
   }
   std::vector<int32_t> table(static_cast<size_t>(n_blocks));
   std::iota(table.begin(), table.end(), 0);
-  std::shuffle(table.begin(), table.end(), std::mt19937(3));
+  if (order == BlockOrder::kShuffled) std::shuffle(table.begin(), table.end(), std::mt19937(3));
+  if (order == BlockOrder::kInterleaved) {
+    for (int s = 0; s < batch; ++s) {
+      for (int i = 0; i < blocks_per_seq; ++i)
+        table[static_cast<size_t>(s * blocks_per_seq + i)] = i * batch + s;
+    }
+  }
   std::vector<int32_t> starts(static_cast<size_t>(batch) + 1),
       lens(static_cast<size_t>(batch), ctx);
   std::iota(starts.begin(), starts.end(), 0);
@@ -262,15 +353,16 @@ void BM_AttentionDecode(benchmark::State& state, CpuIsa isa, DType kv) {
   a.head_dim = kHeadDim;
   a.scale = 0.125f;
   a.kv_dtype = kv;
+  a.strides = g.st;
   std::vector<std::vector<float>> scratch(2, std::vector<float>(paged_attention_scratch_floats(a)));
   int next = 0;
   for (auto _ : state) {
     for (int l = 0; l < kLayers; ++l, next = (next + 1) % n_caches) {
-      a.k_cache = k_of(next);
-      a.v_cache = v_of(next);
+      a.k_cache = at(next, g.k0);
+      a.v_cache = at(next, g.v0);
       if (kv == DType::kI8) {
-        a.k_scales = scales_of(next, 0);
-        a.v_scales = scales_of(next, 1);
+        a.k_scales = reinterpret_cast<const float*>(at(next, g.ks0));
+        a.v_scales = reinterpret_cast<const float*>(at(next, g.vs0));
       }
       paged_attention(isa, a, pool, scratch.data());
     }
@@ -351,12 +443,26 @@ void register_all() {
     for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
       const std::string name = std::string("BM_AttentionDecode/") + std::string(dtype_name(kv)) +
                                "/" + cpu_isa_name(isa);
-      benchmark::RegisterBenchmark(name.c_str(), BM_AttentionDecode, isa, kv)
+      benchmark::RegisterBenchmark(name.c_str(), BM_AttentionDecode, isa, kv, kEngineKvLayout,
+                                   BlockOrder::kShuffled)
           ->Args({16, 48})
           ->Args({16, 160})
           ->Args({16, 512})
           ->Args({1, 2048})
           ->UseRealTime();
+    }
+    for (KvBenchLayout l :
+         {KvBenchLayout::kApart, KvBenchLayout::kBlockRecords, KvBenchLayout::kHeadUnits}) {
+      for (BlockOrder o : {BlockOrder::kShuffled, BlockOrder::kInOrder, BlockOrder::kInterleaved}) {
+        const std::string name = std::string("BM_AttentionDecodeLayout/") +
+                                 std::string(dtype_name(kv)) + "/" + layout_name(l) + "/" +
+                                 order_name(o);
+        benchmark::RegisterBenchmark(name.c_str(), BM_AttentionDecode, CpuIsa::kAvx512, kv, l, o)
+            ->Args({16, 160})
+            ->Args({16, 1024})
+            ->Args({1, 2048})
+            ->UseRealTime();
+      }
     }
   }
 }

@@ -166,6 +166,27 @@ Result<Tensor> Backend::load_weight_concat(std::span<const HostWeight> parts) {
   return t;
 }
 
+std::vector<float> Backend::kv_cache_row(const Tensor& cache, int64_t slot) {
+  CARPOOL_CHECK(slot >= 0 && slot < cache.rows);
+  CARPOOL_CHECK(cache.dtype == DType::kF32 || cache.dtype == DType::kF16 ||
+                cache.dtype == DType::kBF16);
+  const Tensor row = cache.rows_view(slot, 1);
+  std::vector<uint8_t> raw(row.bytes());
+  download(raw.data(), row, raw.size());
+  synchronize();
+  std::vector<float> out(static_cast<size_t>(cache.cols));
+  for (size_t c = 0; c < out.size(); ++c) {
+    if (cache.dtype == DType::kF32) {
+      std::memcpy(&out[c], raw.data() + 4 * c, 4);
+      continue;
+    }
+    uint16_t h;
+    std::memcpy(&h, raw.data() + 2 * c, 2);
+    out[c] = cache.dtype == DType::kF16 ? f16_to_f32(h) : bf16_to_f32(h);
+  }
+  return out;
+}
+
 void Backend::copy_columns(Tensor out, const Tensor& src, int64_t col0) {
   CARPOOL_CHECK(out.dtype == src.dtype && !dtype_is_quantized(src.dtype));
   CARPOOL_CHECK(out.rows == src.rows && col0 >= 0 && col0 + out.cols <= src.cols);

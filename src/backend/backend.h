@@ -57,9 +57,10 @@ enum class RopeStyle {
 
 // Paged KV cache geometry. Each layer has a K and a V tensor of
 // [num_blocks * block_size, n_kv_heads * head_dim] elements; a token's slot = block * block_size +
-// offset. V holds slot s in row s. Where K's values sit inside their block is the backend's
-// choice (Backend::k_cache_index): the CPU keeps each block's K column-major, so that one vector
-// load reads one dimension of consecutive keys.
+// offset. Where a slot's values sit is the backend's choice (Backend::kv_cache_row reads them
+// back): CUDA keeps slot s in row s of both; the CPU keeps each block's K and V together and K
+// column-major (backend/cpu/kv_layout.h), so a cache tensor's memory is not always its
+// [rows, cols] shape, and only the backend's own ops touch it.
 struct KvCacheConfig {
   int n_layers = 0;
   int num_blocks = 0;
@@ -129,17 +130,10 @@ class Backend {
   virtual Result<Tensor> alloc_random_weight(DType dtype, int64_t rows, int64_t cols, uint64_t seed,
                                              float scale);
   virtual Result<KvCache> alloc_kv(const KvCacheConfig& config) = 0;
-  // Element index of (slot, col) in a K tensor from alloc_kv, for code that reads a cache back
-  // (tests). Default: row-major, slot * cols + col, as V.
-  virtual int64_t k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const {
-    return slot * k_cache.cols + col;
-  }
-  // The factor the elements of KV head `head` at `slot` of a cache tensor from alloc_kv are
-  // multiplied by to give their values: an I8 cache's scale (CPU), 1 for float caches (tests).
-  virtual float kv_cache_scale(const Tensor& cache, int64_t slot, int head) const {
-    (void)cache, (void)slot, (void)head;
-    return 1.f;
-  }
+  // The values that cache tensor `cache` (a K or V of a KvCache from alloc_kv) holds for `slot`,
+  // as attention reads them (an int8 cache's scales applied), for code that reads a cache back
+  // (tests). Default: row `slot` of a row-major f32, f16 or bf16 tensor, downloaded.
+  virtual std::vector<float> kv_cache_row(const Tensor& cache, int64_t slot);
   // Releases a cache from alloc_kv. Default: free() on each layer's K and V tensor.
   virtual void free_kv(KvCache& kv) {
     for (Tensor& t : kv.k) free(t);

@@ -189,8 +189,7 @@ void attention_case(Backend& b, Rng& rng, const AttnConfig& c, const std::vector
   Tensor yt = s.alloc(b.activation_dtype(), n_tokens, q_dim);
   b.attention(yt, qt, cache->k[0], cache->v[0], meta);
   std::vector<float> y = s.read(yt);
-  for (Tensor& t : cache->k) b.free(t);
-  for (Tensor& t : cache->v) b.free(t);
+  b.free_kv(*cache);
 
   // Reference: per sequence, per token, per head, a two-pass softmax in double.
   std::vector<double> ref(y.size());

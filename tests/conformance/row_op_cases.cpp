@@ -154,27 +154,33 @@ void kv_write_case(Backend& b, Rng& rng, int64_t n, int n_kv_heads, int head_dim
   std::iota(slots.begin(), slots.end(), 0);
   std::shuffle(slots.begin(), slots.end(), rng.gen());
   slots.resize(static_cast<size_t>(n));
-  std::vector<float> k = rng.normals(n * d), v = rng.normals(n * d);
-  Tensor kt = s.activations(k, n, d), vt = s.activations(v, n, d);
-  b.kv_write(cache->k[1], cache->v[1], kt, vt, s.ints(slots));
-  std::vector<float> kc_all = s.read(cache->k[1]), vc_all = s.read(cache->v[1]);
-  // What the cache should hold: each value rounded to its type (an int8 cache: per KV head).
-  round_kv_rows(cache->k[1].dtype, k, head_dim);
-  round_kv_rows(cache->v[1].dtype, v, head_dim);
+  // Layer 0 first, then layer 1 at the same slots: each layer must keep its own values.
+  std::vector<float> k[2], v[2];
+  for (int l = 0; l < 2; ++l) {
+    k[l] = rng.normals(n * d);
+    v[l] = rng.normals(n * d);
+    b.kv_write(cache->k[l], cache->v[l], s.activations(k[l], n, d), s.activations(v[l], n, d),
+               s.ints(slots));
+    // What the cache should hold: each value rounded to its type (an int8 cache: per KV head).
+    round_kv_rows(cache->k[l].dtype, k[l], head_dim);
+    round_kv_rows(cache->v[l].dtype, v[l], head_dim);
+  }
   std::vector<float> got;
   std::vector<double> ref;
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < d; ++j) {
-      const int head = static_cast<int>(j / head_dim);
-      got.push_back(kc_all[static_cast<size_t>(b.k_cache_index(cache->k[1], slots[i], j))] *
-                    b.kv_cache_scale(cache->k[1], slots[i], head));
-      got.push_back(vc_all[slots[i] * d + j] * b.kv_cache_scale(cache->v[1], slots[i], head));
-      ref.push_back(k[i * d + j]);
-      ref.push_back(v[i * d + j]);
+  for (int l = 0; l < 2; ++l) {
+    for (int64_t i = 0; i < n; ++i) {
+      const std::vector<float> kr = b.kv_cache_row(cache->k[l], slots[i]),
+                               vr = b.kv_cache_row(cache->v[l], slots[i]);
+      CARPOOL_CHECK(static_cast<int64_t>(kr.size()) == d && static_cast<int64_t>(vr.size()) == d);
+      for (int64_t j = 0; j < d; ++j) {
+        got.push_back(kr[static_cast<size_t>(j)]);
+        got.push_back(vr[static_cast<size_t>(j)]);
+        ref.push_back(k[l][i * d + j]);
+        ref.push_back(v[l][i * d + j]);
+      }
     }
   }
-  for (Tensor& t : cache->k) b.free(t);
-  for (Tensor& t : cache->v) b.free(t);
+  b.free_kv(*cache);
   out.push_back(make_result("kv_write", nd(n, d), normalized_max_error(got, ref), tol));
 }
 

@@ -40,9 +40,16 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
   }
   const int block_size = meta.block_size;
   CARPOOL_CHECK(block_size > 0 && k_cache.rows % block_size == 0);
-  // K blocks are column-major with the cache's own block size.
-  if (const auto it = allocations_.find(k_cache.data); it != allocations_.end()) {
-    CARPOOL_CHECK(it->second.k_block_size == block_size);
+  // A cache from alloc_kv keeps each block in one record (kv_layout.h), made for this block size;
+  // other K and V tensors (tests) are [rows, kv_cols] with each block's K column-major, float
+  // only.
+  const bool own = kv_sides_.count(k_cache.data) > 0;
+  KvLayer layer;
+  if (own) {
+    layer = kv_layer(k_cache, v_cache);
+    CARPOOL_CHECK(layer.layout.block_size == block_size && layer.layout.head_dim == head_dim);
+  } else {
+    CARPOOL_CHECK(k_cache.dtype != DType::kI8);
   }
   for (int s = 0; s < meta.n_seqs; ++s) {
     const int n_blocks = (kv_len[s] + block_size - 1) / block_size;
@@ -58,12 +65,15 @@ void CpuBackend::attention(Tensor out, const Tensor& q, const Tensor& k_cache,
   args.k_cache = k_cache.data;
   args.v_cache = v_cache.data;
   args.kv_dtype = k_cache.dtype;
-  if (k_cache.dtype == DType::kI8) {
-    const KvScales &ks = kv_scales(k_cache), &vs = kv_scales(v_cache);
-    CARPOOL_CHECK(ks.block_size == block_size && vs.block_size == block_size &&
-                  ks.head_dim == head_dim && vs.head_dim == head_dim);
-    args.k_scales = ks.data;
-    args.v_scales = vs.data;
+  if (own) {
+    const KvLayout& l = layer.layout;
+    args.strides = {l.record_bytes(),      l.unit_bytes(),   l.unit_bytes(),
+                    l.head_dim * l.elem(), l.record_bytes(), l.unit_bytes()};
+    args.k_scales = layer.k_scales;
+    args.v_scales = layer.v_scales;
+  } else {
+    args.strides = KvStrides::back_to_back(block_size, n_kv_heads, head_dim,
+                                           static_cast<int>(dtype_row_bytes(k_cache.dtype, 1)));
   }
   args.out = static_cast<float*>(out.data);
   args.query_start = qstart;

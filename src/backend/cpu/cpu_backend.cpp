@@ -110,7 +110,7 @@ Result<Tensor> CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
   void* p = aligned_bytes(bytes);
   if (p == nullptr)
     return Status::error("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
-  allocations_[p] = Allocation{bytes, false, 0, {}};
+  allocations_[p] = Allocation{bytes};
   other_bytes_ += bytes;
   Tensor t;
   t.data = p;
@@ -122,13 +122,24 @@ Result<Tensor> CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
 
 void CpuBackend::free(Tensor& t) {
   if (t.data == nullptr) return;
-  auto it = allocations_.find(t.data);
+  if (const auto side = kv_sides_.find(t.data); side != kv_sides_.end()) {
+    char* records = side->second.records;
+    kv_sides_.erase(side);
+    release(records);
+  } else {
+    release(t.data);
+  }
+  t.data = nullptr;
+}
+
+void CpuBackend::release(void* p) {
+  auto it = allocations_.find(p);
   CARPOOL_CHECK(it != allocations_.end());  // only memory from alloc()/alloc_kv() is freed
+  if (--it->second.refs > 0) return;
   size_t& counter = it->second.kv ? kv_bytes_ : other_bytes_;
   counter -= std::min(counter, it->second.bytes);
   std::free(it->first);
   allocations_.erase(it);
-  t.data = nullptr;
 }
 
 Result<Tensor> CpuBackend::load_weight(const HostWeight& w) {
@@ -240,97 +251,85 @@ Result<Tensor> CpuBackend::load_q5_0_as_q8_0(const HostWeight& w) {
   return t;
 }
 
-namespace {
-
-// Where an I8 cache tensor's scales begin: after its values, 64-byte aligned.
-size_t i8_scale_offset(const Tensor& t) {
-  return (t.bytes() + 63) / 64 * 64;
-}
-
-}  // namespace
-
-Result<Tensor> CpuBackend::alloc_scaled_i8(int64_t rows, int64_t cols, int64_t n_scales) {
-  if (rows <= 0 || cols <= 0 || n_scales <= 0 ||
-      static_cast<size_t>(cols) > kMaxAllocBytes / static_cast<size_t>(rows) ||
-      n_scales > static_cast<int64_t>(kMaxAllocBytes / sizeof(float)) / rows) {
-    return Status::error("cpu alloc: bad or too large int8 cache [" + std::to_string(rows) + ", " +
-                         std::to_string(cols) + "]");
-  }
-  Tensor t;
-  t.dtype = DType::kI8;
-  t.rows = rows;
-  t.cols = cols;
-  const size_t bytes = i8_scale_offset(t) + static_cast<size_t>(rows * n_scales) * sizeof(float);
-  t.data = aligned_bytes(bytes);
-  if (t.data == nullptr)
-    return Status::error("cpu alloc: out of memory for " + std::to_string(bytes) + " bytes");
-  allocations_[t.data] = Allocation{bytes, false, 0, {}};
-  other_bytes_ += bytes;
-  return t;
-}
-
 Result<KvCache> CpuBackend::alloc_kv(const KvCacheConfig& config) {
   if (config.n_layers <= 0 || config.num_blocks <= 0 || config.block_size <= 0 ||
       config.n_kv_heads <= 0 || config.head_dim <= 0) {
     return Status::error("cpu alloc_kv: every KV cache dimension must be positive");
   }
+  const KvLayout layout{*options_.kv_dtype, config.block_size, config.n_kv_heads, config.head_dim};
+  const auto max_bytes = static_cast<int64_t>(kMaxAllocBytes);
+  if (layout.cols() > max_bytes || int64_t{config.block_size} * layout.cols() > max_bytes / 16 ||
+      layout.record_bytes() > max_bytes / config.num_blocks) {
+    return Status::error("cpu alloc_kv: cache too large");
+  }
   const int64_t rows = static_cast<int64_t>(config.num_blocks) * config.block_size;
-  const int64_t cols = static_cast<int64_t>(config.n_kv_heads) * config.head_dim;
-  const DType dtype = *options_.kv_dtype;
-  const bool scaled = dtype == DType::kI8;
+  const size_t bytes = static_cast<size_t>(layout.record_bytes()) * config.num_blocks;
   KvCache cache;
   cache.config = config;
   for (int l = 0; l < config.n_layers; ++l) {
-    for (std::vector<Tensor>* side : {&cache.k, &cache.v}) {
-      Result<Tensor> t =
-          scaled ? alloc_scaled_i8(rows, cols, config.n_kv_heads) : alloc(dtype, rows, cols);
-      if (!t.is_ok()) {
-        for (Tensor& k : cache.k) free(k);
-        for (Tensor& v : cache.v) free(v);
-        return Status::error("cpu alloc_kv: " + t.error());
-      }
-      Allocation& a = allocations_[t->data];
-      // Fresh cache memory is zeroed so that a stray read is deterministic.
-      std::memset(t->data, 0, a.bytes);
-      a.kv = true;
-      if (side == &cache.k) a.k_block_size = config.block_size;
-      if (scaled) {
-        a.scales.data = reinterpret_cast<float*>(static_cast<char*>(t->data) + i8_scale_offset(*t));
-        a.scales.block_size = config.block_size;
-        a.scales.n_kv_heads = config.n_kv_heads;
-        a.scales.head_dim = config.head_dim;
-      }
-      other_bytes_ -= a.bytes;
-      kv_bytes_ += a.bytes;
-      side->push_back(*t);
+    auto* records = static_cast<char*>(aligned_bytes(bytes));
+    if (records == nullptr) {
+      free_kv(cache);
+      return Status::error("cpu alloc_kv: out of memory for " + std::to_string(bytes) + " bytes");
+    }
+    // Fresh cache memory is zeroed so that a stray read is deterministic.
+    std::memset(records, 0, bytes);
+    allocations_[records] = Allocation{bytes, true, 2};
+    kv_bytes_ += bytes;
+    for (char* data : {records, records + layout.v_begin()}) {
+      kv_sides_[data] = KvSide{layout, records};
+      (data == records ? cache.k : cache.v)
+          .push_back(Tensor{data, layout.dtype, rows, layout.cols()});
     }
   }
   return cache;
 }
 
-int CpuBackend::k_block_size(const Tensor& k_cache) const {
-  const auto it = allocations_.find(k_cache.data);
-  CARPOOL_CHECK(it != allocations_.end() && it->second.k_block_size > 0);  // a K from alloc_kv
-  return it->second.k_block_size;
+KvLayer CpuBackend::kv_layer(const Tensor& k_cache, const Tensor& v_cache) const {
+  const auto k = kv_sides_.find(k_cache.data), v = kv_sides_.find(v_cache.data);
+  // A K and the V of the same alloc_kv layer.
+  CARPOOL_CHECK(k != kv_sides_.end() && k->second.records == k_cache.data);
+  CARPOOL_CHECK(v != kv_sides_.end() && v->second.records == k_cache.data &&
+                v_cache.data != k_cache.data);
+  KvLayer layer;
+  layer.layout = k->second.layout;
+  CARPOOL_CHECK(k_cache.dtype == layer.layout.dtype && v_cache.dtype == layer.layout.dtype);
+  layer.k = static_cast<char*>(k_cache.data);
+  layer.v = static_cast<char*>(v_cache.data);
+  if (layer.layout.dtype == DType::kI8) {
+    layer.k_scales = reinterpret_cast<float*>(layer.k + layer.layout.k_scales_begin());
+    layer.v_scales = reinterpret_cast<float*>(layer.k + layer.layout.v_scales_begin());
+  }
+  return layer;
 }
 
-const KvScales& CpuBackend::kv_scales(const Tensor& cache) const {
-  const auto it = allocations_.find(cache.data);
-  CARPOOL_CHECK(it != allocations_.end() && it->second.scales.data != nullptr);  // I8, alloc_kv
-  return it->second.scales;
-}
-
-float CpuBackend::kv_cache_scale(const Tensor& cache, int64_t slot, int head) const {
-  if (cache.dtype != DType::kI8) return 1.f;
-  const KvScales& s = kv_scales(cache);
-  CARPOOL_CHECK(slot >= 0 && slot < cache.rows && head >= 0 && head < s.n_kv_heads);
-  return s.data[s.index(slot, head)];
-}
-
-int64_t CpuBackend::k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const {
-  const int64_t bs = k_block_size(k_cache);
-  CARPOOL_CHECK(slot >= 0 && slot < k_cache.rows && col >= 0 && col < k_cache.cols);
-  return slot / bs * bs * k_cache.cols + col * bs + slot % bs;
+std::vector<float> CpuBackend::kv_cache_row(const Tensor& cache, int64_t slot) {
+  const auto side = kv_sides_.find(cache.data);
+  CARPOOL_CHECK(side != kv_sides_.end());  // a K or V from alloc_kv
+  CARPOOL_CHECK(slot >= 0 && slot < cache.rows);
+  const KvLayout& l = side->second.layout;
+  char* records = side->second.records;
+  const bool is_k = cache.data == records;
+  const KvLayer layer = kv_layer(Tensor{records, l.dtype, cache.rows, cache.cols},
+                                 Tensor{records + l.v_begin(), l.dtype, cache.rows, cache.cols});
+  std::vector<float> row(static_cast<size_t>(l.cols()));
+  for (int64_t c = 0; c < l.cols(); ++c) {
+    const char* at = is_k ? layer.k + l.k_at(slot, c) : layer.v + l.v_at(slot, c);
+    float x = 0.f;
+    if (l.dtype == DType::kF32) {
+      std::memcpy(&x, at, 4);
+    } else if (l.dtype == DType::kF16) {
+      uint16_t h;
+      std::memcpy(&h, at, 2);
+      x = f16_to_f32(h);
+    } else {
+      const int head = static_cast<int>(c / l.head_dim);
+      x = static_cast<float>(*reinterpret_cast<const int8_t*>(at)) *
+          (is_k ? layer.k_scale(slot, head) : layer.v_scale(slot, head));
+    }
+    row[static_cast<size_t>(c)] = x;
+  }
+  return row;
 }
 
 void CpuBackend::upload(Tensor dst, const void* host, size_t bytes) {

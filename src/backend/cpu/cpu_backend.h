@@ -33,7 +33,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/gemm_packed.h"
-#include "backend/cpu/kv_int8.h"
+#include "backend/cpu/kv_layout.h"
 #include "backend/cpu/packed_weights.h"
 #include "backend/cpu/quants.h"
 #include "util/thread_pool.h"
@@ -82,10 +82,8 @@ class CpuBackend final : public Backend {
   Result<Tensor> load_weight_concat(std::span<const HostWeight> parts) override;
   bool prefers_fused_projections() const override { return options_.fused_projections; }
   Result<KvCache> alloc_kv(const KvCacheConfig& config) override;
-  // K blocks are column-major: (slot, col) at block * block_size * cols + col * block_size +
-  // slot % block_size.
-  int64_t k_cache_index(const Tensor& k_cache, int64_t slot, int64_t col) const override;
-  float kv_cache_scale(const Tensor& cache, int64_t slot, int head) const override;
+  // Each block's K and V (and an int8 cache's scales) in one record (kv_layout.h).
+  std::vector<float> kv_cache_row(const Tensor& cache, int64_t slot) override;
   void upload(Tensor dst, const void* host, size_t bytes) override;
   void download(void* host, const Tensor& src, size_t bytes) override;
   void synchronize() override {}
@@ -185,24 +183,20 @@ class CpuBackend final : public Backend {
 
   struct Allocation {
     size_t bytes = 0;
-    bool kv = false;       // from alloc_kv()
-    int k_block_size = 0;  // a K tensor from alloc_kv: its block size (blocks column-major)
-    // An I8 cache tensor from alloc_kv (K or V): its scales, after its values in the same
-    // allocation (KvScales).
-    KvScales scales;
+    bool kv = false;  // from alloc_kv(): a layer's records, which its K and V tensors share
+    int refs = 1;     // tensors still to be freed (2 for a KV layer: its K and its V)
   };
-  // The block size of a K tensor from alloc_kv (checked).
-  int k_block_size(const Tensor& k_cache) const;
-  // The scales of an I8 cache tensor from alloc_kv (checked).
-  const KvScales& kv_scales(const Tensor& cache) const;
-  // Both scales of an I8 cache layer; none for float caches.
-  KvCacheScales cache_scales(const Tensor& k_cache, const Tensor& v_cache) const {
-    return k_cache.dtype == DType::kI8 ? KvCacheScales{kv_scales(k_cache), kv_scales(v_cache)}
-                                       : KvCacheScales{};
-  }
-  // An I8 tensor of [rows, cols] values followed by rows * n_scales f32 scales.
-  Result<Tensor> alloc_scaled_i8(int64_t rows, int64_t cols, int64_t n_scales);
+  // A cache tensor from alloc_kv: its layer's layout and memory (kv_layout.h).
+  struct KvSide {
+    KvLayout layout;
+    char* records = nullptr;  // the layer's allocation: record 0, where its K tensor points
+  };
+  // The layer of a K and a V tensor from one alloc_kv layer (checked).
+  KvLayer kv_layer(const Tensor& k_cache, const Tensor& v_cache) const;
+  // Drops one reference to an allocation, freeing it with its last.
+  void release(void* p);
   std::unordered_map<void*, Allocation> allocations_;     // alloc()/alloc_kv() memory
+  std::unordered_map<const void*, KvSide> kv_sides_;      // by K's and V's data pointers
   std::unordered_map<const void*, PackedWeight> packed_;  // by the weight's data pointer
   // Q5_0 weights, re-encoded as Q8_0 by load_weight (exact); the host copy is owned here.
   Result<Tensor> load_q5_0_as_q8_0(const HostWeight& w);

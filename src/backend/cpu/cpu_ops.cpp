@@ -9,6 +9,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_features.h"
+#include "backend/cpu/kv_int8.h"
 #include "backend/cpu/paged_attention.h"
 #include "util/check.h"
 
@@ -164,48 +165,49 @@ void check_kv_caches(const Tensor& k_cache, const Tensor& v_cache, int64_t d) {
 }
 
 // Asks, with intent to write, for the cache lines that write_kv_slot will store slot `slot`'s K
-// column into (d values bs elements apart: one line per 64 / (bs * elem) of them, every line of
-// the block's K) and its V row, so that their misses overlap the rotation of the token before.
-void prefetch_kv_slot(const Tensor& k_cache, const Tensor& v_cache, int64_t bs, int32_t slot,
-                      int64_t d) {
-  const size_t elem = dtype_row_bytes(k_cache.dtype, 1);  // check_kv_caches: f32, f16 or i8
-  const char* kb = static_cast<const char*>(k_cache.data) +
-                   static_cast<size_t>(slot / bs * bs * d + slot % bs) * elem;
-  const size_t step = std::max<size_t>(1, 64 / (static_cast<size_t>(bs) * elem));
-  for (int64_t c = 0; c < d; c += static_cast<int64_t>(step)) {
-    __builtin_prefetch(kb + static_cast<size_t>(c * bs) * elem, 1, 3);
+// columns into (head_dim values block_size elements apart per KV head: one line per 64 /
+// (block_size * elem) of them, every line of the head's K) and its V rows, so that their misses
+// overlap the rotation of the token before.
+void prefetch_kv_slot(const KvLayer& c, int32_t slot) {
+  const KvLayout& l = c.layout;
+  const int64_t step = std::max<int64_t>(1, 64 / (l.block_size * l.elem()));
+  for (int h = 0; h < l.n_kv_heads; ++h) {
+    const int64_t col0 = int64_t{h} * l.head_dim;
+    const char* kb = c.k + l.k_at(slot, col0);
+    for (int64_t col = 0; col < l.head_dim; col += step) {
+      __builtin_prefetch(kb + col * l.block_size * l.elem(), 1, 3);
+    }
+    const char* vb = c.v + l.v_at(slot, col0);
+    for (int64_t o = 0; o < l.head_dim * l.elem(); o += 64) __builtin_prefetch(vb + o, 1, 3);
   }
-  const char* vb = static_cast<const char*>(v_cache.data) + v_cache.row_bytes() * slot;
-  for (size_t o = 0; o < v_cache.row_bytes(); o += 64) __builtin_prefetch(vb + o, 1, 3);
 }
 
-// Writes one token's k and v rows (d values each) to cache slot `slot`: V row-major, K into
-// column c of the slot's block, which holds dimension c of its bs keys (k_cache_index); an I8
-// cache's values with one scale per KV head (kv_int8.h). k16: scratch of d values for the f16
+// Writes one token's k and v rows (n_kv_heads * head_dim values each) to cache slot `slot`
+// (kv_layout.h), head by head: V's values, and K's into column c of the slot's block; an int8
+// cache's with one scale per KV head (kv_int8.h). k16: scratch of a head's values for the f16
 // conversion.
-void write_kv_slot(Tensor& k_cache, Tensor& v_cache, int64_t bs, int32_t slot, const float* k,
-                   const float* v, int64_t d, uint16_t* k16, const KvCacheScales& scales) {
-  char* vd = static_cast<char*>(v_cache.data) + v_cache.row_bytes() * static_cast<size_t>(slot);
-  const int64_t base = slot / bs * bs * d + slot % bs;
-  if (k_cache.dtype == DType::kI8) {
-    const int hd = scales.k.head_dim;
-    int8_t* kd = static_cast<int8_t*>(k_cache.data) + base;
-    for (int h = 0; h < scales.k.n_kv_heads; ++h) {
-      const int64_t o = int64_t{h} * hd;
-      scales.k.data[scales.k.index(slot, h)] = quantize_kv_head(k + o, hd, kd + o * bs, bs);
-      scales.v.data[scales.v.index(slot, h)] =
-          quantize_kv_head(v + o, hd, reinterpret_cast<int8_t*>(vd) + o, 1);
+void write_kv_slot(const KvLayer& c, int32_t slot, const float* k, const float* v, uint16_t* k16) {
+  const KvLayout& l = c.layout;
+  const int hd = l.head_dim;
+  const int64_t bs = l.block_size;
+  for (int h = 0; h < l.n_kv_heads; ++h) {
+    const int64_t o = int64_t{h} * hd;
+    char* kd = c.k + l.k_at(slot, o);
+    char* vd = c.v + l.v_at(slot, o);
+    if (l.dtype == DType::kI8) {
+      c.k_scale(slot, h) = quantize_kv_head(k + o, hd, reinterpret_cast<int8_t*>(kd), bs);
+      c.v_scale(slot, h) = quantize_kv_head(v + o, hd, reinterpret_cast<int8_t*>(vd), 1);
+      continue;
     }
-    return;
-  }
-  store_row(v_cache.dtype, v, vd, d);
-  if (k_cache.dtype == DType::kF16) {
-    f32_to_f16_row(k, k16, d);
-    uint16_t* kd = static_cast<uint16_t*>(k_cache.data) + base;
-    for (int64_t c = 0; c < d; ++c) kd[c * bs] = k16[c];
-  } else {
-    float* kd = static_cast<float*>(k_cache.data) + base;
-    for (int64_t c = 0; c < d; ++c) kd[c * bs] = k[c];
+    store_row(l.dtype, v + o, vd, hd);
+    if (l.dtype == DType::kF16) {
+      f32_to_f16_row(k + o, k16, hd);
+      uint16_t* kh = reinterpret_cast<uint16_t*>(kd);
+      for (int col = 0; col < hd; ++col) kh[col * bs] = k16[col];
+    } else {
+      float* kf = reinterpret_cast<float*>(kd);
+      for (int col = 0; col < hd; ++col) kf[col * bs] = k[o + col];
+    }
   }
 }
 
@@ -246,8 +248,7 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
   const int32_t* pos = i32(positions);
   const int32_t* slot = i32(slots);
   const float* freq = f32(inv_freq);
-  const int64_t bs = k_block_size(k_cache);
-  const KvCacheScales scales = cache_scales(k_cache, v_cache);
+  const KvLayer layer = kv_layer(k_cache, v_cache);
   // Per thread: [head_dim] angles, [d] the rotated K row, [d / 2] that row as f16.
   reserve_scratch(static_cast<size_t>(head_dim + d + (d + 1) / 2));
   pool_.parallel_for(a.n, 1, [&](int64_t b, int64_t e, int t) {
@@ -256,9 +257,9 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
     uint16_t* krow16 = reinterpret_cast<uint16_t*>(krow + d);
     for (int64_t i = b; i < e; ++i) {
       CARPOOL_CHECK(slot[i] >= 0 && slot[i] < k_cache.rows);
-      if (i == b) prefetch_kv_slot(k_cache, v_cache, bs, slot[i], d);
+      if (i == b) prefetch_kv_slot(layer, slot[i]);
       if (i + 1 < e && slot[i + 1] >= 0 && slot[i + 1] < k_cache.rows) {
-        prefetch_kv_slot(k_cache, v_cache, bs, slot[i + 1], d);
+        prefetch_kv_slot(layer, slot[i + 1]);
       }
       rope_angles(pos[i], freq, half, cs);
       for (int h = 0; h < n_heads; ++h) {
@@ -271,7 +272,7 @@ void CpuBackend::rope_kv_rows(const RopeKvArgs& a, Tensor k_cache, Tensor v_cach
         const int64_t o = static_cast<int64_t>(h) * head_dim;
         rope_head(ki + o, krow + o, cs, half, style);
       }
-      write_kv_slot(k_cache, v_cache, bs, slot[i], krow, a.v + i * a.kv_stride, d, krow16, scales);
+      write_kv_slot(layer, slot[i], krow, a.v + i * a.kv_stride, krow16);
       // Rotated in place where the caller's k is writable (rope_kv_write leaves k rotated).
       if (a.k_out != nullptr) std::memcpy(a.k_out + i * a.kv_stride, krow, d * sizeof(float));
     }
@@ -330,13 +331,12 @@ void CpuBackend::kv_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const
   const int32_t* slot = i32(slots);
   const float* ks = f32(k);
   const float* vs = f32(v);
-  const int64_t bs = k_block_size(k_cache);
-  const KvCacheScales scales = cache_scales(k_cache, v_cache);
+  const KvLayer layer = kv_layer(k_cache, v_cache);
   reserve_scratch(static_cast<size_t>(d));
   uint16_t* krow = reinterpret_cast<uint16_t*>(scratch(0));  // one K row as f16
   for (int64_t i = 0; i < n; ++i) {
     CARPOOL_CHECK(slot[i] >= 0 && slot[i] < k_cache.rows);
-    write_kv_slot(k_cache, v_cache, bs, slot[i], ks + i * d, vs + i * d, d, krow, scales);
+    write_kv_slot(layer, slot[i], ks + i * d, vs + i * d, krow);
   }
 }
 

@@ -110,16 +110,26 @@ int kv_elem(const PagedAttentionArgs& a) {
   return a.kv_dtype == DType::kF16 ? 2 : a.kv_dtype == DType::kI8 ? 1 : 4;
 }
 
-// An int8 cache's scales of KV head `head` in the block at cache row row0 (kv_int8.h); null for
-// float caches.
-const float* block_scales(const PagedAttentionArgs& a, const float* scales, int64_t row0,
-                          int head) {
-  return scales == nullptr ? nullptr : scales + row0 * a.n_kv_heads + int64_t{head} * a.block_size;
+// Block `block`'s K of KV head `head`: head_dim columns of block_size keys.
+const void* k_block(const PagedAttentionArgs& a, int64_t block, int head) {
+  return static_cast<const char*>(a.k_cache) + block * a.strides.block + head * a.strides.k_head;
 }
 
-// Element `i` of a cache of a's type.
-const void* kv_at(const PagedAttentionArgs& a, const void* base, int64_t i) {
-  return static_cast<const char*>(base) + i * kv_elem(a);
+// Block `block`'s V row 0 of KV head `head`; its rows v_row_stride(a) elements apart.
+const void* v_block(const PagedAttentionArgs& a, int64_t block, int head) {
+  return static_cast<const char*>(a.v_cache) + block * a.strides.block + head * a.strides.v_head;
+}
+int64_t v_row_stride(const PagedAttentionArgs& a) {
+  return a.strides.v_row / kv_elem(a);
+}
+
+// An int8 cache's scales of KV head `head` in block `block` (kv_int8.h); null for float caches.
+const float* block_scales(const PagedAttentionArgs& a, const float* scales, int64_t block,
+                          int head) {
+  if (scales == nullptr) return nullptr;
+  return reinterpret_cast<const float*>(reinterpret_cast<const char*>(scales) +
+                                        block * a.strides.scale_block +
+                                        head * a.strides.scale_head);
 }
 
 // Asks for a block's K (k_bytes from k, column-major) and rows [0, n_rows) of its V (`width`
@@ -145,21 +155,18 @@ void prefetch_block(const void* k, const void* v, int64_t stride_bytes, int n_ro
 // Asks for the first KV block of a task (its K and V rows, the task's KV heads), so that a
 // thread's next task finds it on its way while the current one computes.
 void prefetch_first_block(const PagedAttentionArgs& a, const AttnTask& task) {
-  const int64_t kv_cols = static_cast<int64_t>(a.n_kv_heads) * a.head_dim;
-  const int64_t kv_off = static_cast<int64_t>(task.kv0) * a.head_dim;
   const int first = std::max(0, task.part) * partition_positions(a);  // the first position
-  const int64_t row0 =
-      static_cast<int64_t>(a.block_tables[static_cast<int64_t>(task.seq) * a.max_blocks_per_seq +
-                                          first / a.block_size]) *
-      a.block_size;
+  const int64_t block =
+      a.block_tables[static_cast<int64_t>(task.seq) * a.max_blocks_per_seq + first / a.block_size];
   const int q_len = a.query_start[task.seq + 1] - a.query_start[task.seq];
   const int last_ctx =
       a.kv_len[task.seq] - q_len + (task.tok0 - a.query_start[task.seq]) + task.n_tok;
   const int elem = kv_elem(a);
-  prefetch_block(kv_at(a, a.k_cache, row0 * kv_cols + kv_off * a.block_size),
-                 kv_at(a, a.v_cache, row0 * kv_cols + kv_off), elem * kv_cols,
-                 std::min(a.block_size, last_ctx - first), elem * task.n_kv * a.head_dim,
-                 int64_t{elem} * task.n_kv * a.head_dim * a.block_size);
+  for (int h = task.kv0; h < task.kv0 + task.n_kv; ++h) {
+    prefetch_block(k_block(a, block, h), v_block(a, block, h), elem * v_row_stride(a),
+                   std::min(a.block_size, last_ctx - first), elem * a.head_dim,
+                   int64_t{elem} * a.head_dim * a.block_size);
+  }
 }
 
 // The state of a tile's rows over the keys of one partition (AttnRowState's acc, max and denom
@@ -186,36 +193,35 @@ struct TaskRows {
   float* scores = nullptr;   // block kernel scratch
 };
 
-// Folds the block at cache row row0 (positions p0...) into every row of the task that reaches it,
-// one KV head at a time, in calls of up to kAttnRowsPerCall rows.
+// Folds cache block `block` (positions p0...) into every row of the task that reaches it, one KV
+// head at a time, in calls of up to kAttnRowsPerCall rows; next_block (or -1): the block to ask
+// for meanwhile, of which next_keys keys are read.
 void fold_block(const PagedAttentionArgs& a, const AttnTask& task, const TaskRows& t,
-                AttnBlockFn block_fn, int64_t row0, int p0, int64_t pf_row0, int pf_keys) {
+                AttnBlockFn block_fn, int64_t block, int p0, int64_t next_block, int next_keys) {
   const int hd = a.head_dim;
   const int group = a.n_heads / a.n_kv_heads;
-  const int64_t kv_cols = static_cast<int64_t>(a.n_kv_heads) * hd;
   // Tokens before the first whose context reaches this block end earlier.
   const int first_tok = std::max(0, p0 + 1 - t.ctx0);
   for (int g = 0; g < task.n_kv; ++g) {
-    const int64_t col = static_cast<int64_t>(task.kv0 + g) * hd;
     const int head = task.kv0 + g;
-    AttnKvBlock block{kv_at(a, a.k_cache, row0 * kv_cols + col * a.block_size),
-                      kv_at(a, a.v_cache, row0 * kv_cols + col),
-                      kv_cols,
-                      a.block_size,
-                      block_scales(a, a.k_scales, row0, head),
-                      block_scales(a, a.v_scales, row0, head)};
-    if (pf_row0 >= 0) {  // this KV head's part of the next block, asked for by the kernel
-      block.next_k = kv_at(a, a.k_cache, pf_row0 * kv_cols + col * a.block_size);
-      block.next_v = kv_at(a, a.v_cache, pf_row0 * kv_cols + col);
-      block.next_keys = pf_keys;
-      block.next_k_scale = block_scales(a, a.k_scales, pf_row0, head);
-      block.next_v_scale = block_scales(a, a.v_scales, pf_row0, head);
+    AttnKvBlock kv{k_block(a, block, head),
+                   v_block(a, block, head),
+                   v_row_stride(a),
+                   a.block_size,
+                   block_scales(a, a.k_scales, block, head),
+                   block_scales(a, a.v_scales, block, head)};
+    if (next_block >= 0) {  // this KV head's part of the next block, asked for by the kernel
+      kv.next_k = k_block(a, next_block, head);
+      kv.next_v = v_block(a, next_block, head);
+      kv.next_keys = next_keys;
+      kv.next_k_scale = block_scales(a, a.k_scales, next_block, head);
+      kv.next_v_scale = block_scales(a, a.v_scales, next_block, head);
     }
     AttnRowState batch[kAttnRowsPerCall];
     int batch_rows[kAttnRowsPerCall];  // the rows' indices r
     int n = 0;
     auto run_batch = [&] {
-      block_fn(block, batch, n, hd, a.scale, t.scores);
+      block_fn(kv, batch, n, hd, a.scale, t.scores);
       for (int j = 0; j < n; ++j) {
         t.state.max[batch_rows[j]] = batch[j].max;
         t.state.denom[batch_rows[j]] = batch[j].denom;
@@ -312,11 +318,9 @@ void run_task(const PagedAttentionArgs& a, const AttnTask& task, AttnBlockFn blo
     for (int p0 = begin; p0 < end; p0 += a.block_size) {
       // The next block, asked for one KV head at a time inside fold_block.
       const int next = p0 + a.block_size;
-      const int64_t pf_row0 =
-          next < end ? static_cast<int64_t>(table[next / a.block_size]) * a.block_size : -1;
-      const int pf_keys = next < end ? std::min(a.block_size, end - next) : 0;
-      const int64_t row0 = static_cast<int64_t>(table[p0 / a.block_size]) * a.block_size;
-      fold_block(a, task, t, block_fn, row0, p0, pf_row0, pf_keys);
+      const int64_t next_block = next < end ? table[next / a.block_size] : -1;
+      const int next_keys = next < end ? std::min(a.block_size, end - next) : 0;
+      fold_block(a, task, t, block_fn, table[p0 / a.block_size], p0, next_block, next_keys);
     }
     if (part != p_begin) fold_state(first, later, rows, hd);
   }

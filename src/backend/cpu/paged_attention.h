@@ -148,14 +148,41 @@ AttnBlockFn attn_block_avx512(int head_dim, DType kv_dtype);
 bool exp_f32_avx2(const float* x, float* y, int64_t n);
 bool exp_f32_avx512(const float* x, float* y, int64_t n);
 
+// Byte offsets of block b's KV head h in a cache: its K at b * block + h * k_head, its V at
+// b * block + h * v_head with rows v_row bytes apart, its scales at b * scale_block + h *
+// scale_head (each from its own base pointer).
+struct KvStrides {
+  int64_t block = 0;
+  int64_t k_head = 0;
+  int64_t v_head = 0;
+  int64_t v_row = 0;
+  int64_t scale_block = 0;
+  int64_t scale_head = 0;
+
+  // [cache rows, n_kv_heads * head_dim] K and V tensors (each block's K column-major, V
+  // row-major) and [blocks][n_kv_heads][block_size] scales.
+  static KvStrides back_to_back(int block_size, int n_kv_heads, int head_dim, int elem_bytes) {
+    const int64_t row = int64_t{n_kv_heads} * head_dim * elem_bytes;
+    return {block_size * row,
+            int64_t{head_dim} * block_size * elem_bytes,
+            int64_t{head_dim} * elem_bytes,
+            row,
+            int64_t{n_kv_heads} * block_size * 4,
+            int64_t{block_size} * 4};
+  }
+};
+
 // The batch, already validated by the caller (CpuBackend::attention checks every field).
 struct PagedAttentionArgs {
-  const float* q = nullptr;         // [n_tokens, n_heads * head_dim]
-  const void* k_cache = nullptr;    // [cache rows, n_kv_heads * head_dim] of kv_dtype,
-                                    // each block column-major (AttnKvBlock)
-  const void* v_cache = nullptr;    // [cache rows, n_kv_heads * head_dim] of kv_dtype
+  const float* q = nullptr;  // [n_tokens, n_heads * head_dim]
+  // Where block b's KV head h lies (KvStrides): K from k_cache (head_dim columns of block_size
+  // keys, column-major: AttnKvBlock), V from v_cache (block_size rows of head_dim values), an int8
+  // cache's scales from k_scales and v_scales (block_size each, in key order).
+  const void* k_cache = nullptr;
+  const void* v_cache = nullptr;
+  KvStrides strides;
   DType kv_dtype = DType::kF32;     // kF32, kF16 or kI8 (converted to f32 as it is read)
-  const float* k_scales = nullptr;  // kI8: the scales of k_cache and v_cache (kv_int8.h)
+  const float* k_scales = nullptr;  // kI8 only (kv_int8.h)
   const float* v_scales = nullptr;
   float* out = nullptr;                   // [n_tokens, n_heads * head_dim]
   const int32_t* query_start = nullptr;   // [n_seqs + 1] first token of each sequence

@@ -164,7 +164,12 @@ class Sequences {
     }
     q_.resize(static_cast<size_t>(n_seqs) * max_len * q_cols());
     for (float& x : q_) x = nd(g) * s.q_scale;
+    build_records(n_blocks);
   }
+
+  // Runs read the cache from per-block records (build_records, addressed through
+  // PagedAttentionArgs' strides) instead of back-to-back K and V arrays.
+  bool records = false;
 
   struct Step {
     int seq, kv_len, q_len;
@@ -283,6 +288,44 @@ class Sequences {
       }
     }
   }
+  // The same blocks as records of one unit per KV head, [K | K scales | V | V scales] (as the CPU
+  // backend keeps its caches), with a 16-byte gap after each part and 32 bytes after each record,
+  // so that the strides differ from the backend's.
+  int elem_bytes() const { return kv_ == DType::kF32 ? 4 : kv_ == DType::kF16 ? 2 : 1; }
+  void build_records(int n_blocks) {
+    const int64_t elem = elem_bytes();
+    const int64_t bs = s_.block_size, hd = s_.head_dim;
+    const int64_t vals = (bs * hd * elem + 15) / 16 * 16 + 16;
+    const int64_t scales = kv_ == DType::kI8 ? bs * 4 + 16 : 0;
+    unit_bytes_ = 2 * (vals + scales);
+    record_bytes_ = s_.n_kv_heads * unit_bytes_ + 32;
+    k_scales_begin_ = vals;
+    v_begin_ = vals + scales;
+    v_scales_begin_ = 2 * vals + scales;
+    records_.assign(static_cast<size_t>(n_blocks * record_bytes_ / 4), 0.f);
+    char* base = reinterpret_cast<char*>(records_.data());
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      for (int h = 0; h < s_.n_kv_heads; ++h) {
+        char* u = base + b * record_bytes_ + h * unit_bytes_;
+        // K: head h's columns of the block, column-major (contiguous in the back-to-back K too).
+        std::memcpy(u,
+                    static_cast<const char*>(k_cache()) + (b * bs * kv_cols() + h * hd * bs) * elem,
+                    bs * hd * elem);
+        for (int64_t o = 0; o < bs; ++o) {  // V: head h's part of each of the block's rows
+          std::memcpy(
+              u + v_begin_ + o * hd * elem,
+              static_cast<const char*>(v_cache()) + ((b * bs + o) * kv_cols() + h * hd) * elem,
+              hd * elem);
+        }
+        if (kv_ == DType::kI8) {
+          const float* ks = k_scales_.data() + (b * s_.n_kv_heads + h) * bs;
+          const float* vs = v_scales_.data() + (b * s_.n_kv_heads + h) * bs;
+          std::memcpy(u + vals, ks, bs * 4);
+          std::memcpy(u + v_scales_begin_, vs, bs * 4);
+        }
+      }
+    }
+  }
   int64_t q_cols() const { return static_cast<int64_t>(s_.n_heads) * s_.head_dim; }
   int64_t kv_cols() const { return static_cast<int64_t>(s_.n_kv_heads) * s_.head_dim; }
   float scale() const { return 1.f / std::sqrt(static_cast<float>(s_.head_dim)); }
@@ -332,6 +375,18 @@ class Sequences {
     a.head_dim = s_.head_dim;
     a.scale = scale();
     a.partition_keys = partition_keys;
+    a.strides = KvStrides::back_to_back(s_.block_size, s_.n_kv_heads, s_.head_dim, elem_bytes());
+    if (records) {
+      const char* base = reinterpret_cast<const char*>(records_.data());
+      a.k_cache = base;
+      a.v_cache = base + v_begin_;
+      a.strides = {record_bytes_, unit_bytes_, unit_bytes_, s_.head_dim * elem_bytes(),
+                   record_bytes_, unit_bytes_};
+      if (kv_ == DType::kI8) {
+        a.k_scales = reinterpret_cast<const float*>(base + k_scales_begin_);
+        a.v_scales = reinterpret_cast<const float*>(base + v_scales_begin_);
+      }
+    }
     return a;
   }
 
@@ -361,6 +416,9 @@ class Sequences {
   std::vector<int8_t> kt8_;                 // k8_ as the cache holds it
   std::vector<float> k_scales_, v_scales_;  // their scales, as the cache holds them
   std::vector<float> q_;                    // [n_seqs][max_len][n_heads * head_dim]
+  std::vector<float> records_;              // the cache as records (float: aligned for scales)
+  int64_t unit_bytes_ = 0, record_bytes_ = 0, k_scales_begin_ = 0, v_begin_ = 0,
+          v_scales_begin_ = 0;
 };
 
 using Batch = std::vector<Sequences::Step>;
@@ -443,6 +501,30 @@ TEST_P(PagedAttention, MatchesDoubleReference) {
       // hundreds of nats (q x40) that is 1.15e-5 where the float caches reach 7.9e-6.
       EXPECT_LT(worst, kv == DType::kI8 ? 2e-5 : 1e-5)
           << shape_name(shape) << ", partitions of " << pk;
+    }
+  }
+}
+
+// The cache read from per-block records through the strides gives the same bits as from
+// back-to-back arrays: the layout moves addresses, not arithmetic.
+TEST_P(PagedAttention, RecordLayoutGivesTheSameResults) {
+  const auto [isa, kv] = GetParam();
+  if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
+  for (const Shape& shape : kShapes) {
+    for (int pk : kPartitionKeys) {
+      Sequences seqs(shape, 4, 300, 21, kv);
+      seqs.partition_keys = pk;
+      for (const Batch& batch : all_batches()) {
+        seqs.records = false;
+        const auto apart = seqs.run(batch, isa, 2);
+        seqs.records = true;
+        const auto together = seqs.run(batch, isa, 2);
+        for (const auto& [key, row] : apart) {
+          ASSERT_EQ(std::memcmp(row.data(), together.at(key).data(), row.size() * sizeof(float)), 0)
+              << cpu_isa_name(isa) << " " << shape_name(shape) << ", partitions of " << pk
+              << ": sequence " << key.first << " position " << key.second;
+        }
+      }
     }
   }
 }

@@ -45,6 +45,9 @@ class FusedCpuBackend final : public Backend {
   void free(Tensor& t) override { cpu_->free(t); }
   Result<Tensor> load_weight(const HostWeight& w) override { return cpu_->load_weight(w); }
   Result<KvCache> alloc_kv(const KvCacheConfig& c) override { return cpu_->alloc_kv(c); }
+  std::vector<float> kv_cache_row(const Tensor& cache, int64_t slot) override {
+    return cpu_->kv_cache_row(cache, slot);
+  }
   void upload(Tensor dst, const void* host, size_t bytes) override {
     cpu_->upload(dst, host, bytes);
   }
@@ -218,10 +221,11 @@ std::vector<float> run(Backend& be, const ModelSource& src) {
   }
   for (const std::vector<Tensor>* side : {&kv->k, &kv->v}) {
     for (const Tensor& t : *side) {
-      std::vector<float> host(static_cast<size_t>(t.numel()));
-      be.download(host.data(), t, t.bytes());
       // Block 1 holds the sequence's 10 positions; block 0 stays unwritten.
-      all.insert(all.end(), host.begin() + 16 * t.cols, host.begin() + 26 * t.cols);
+      for (int64_t slot = 16; slot < 26; ++slot) {
+        const std::vector<float> row = be.kv_cache_row(t, slot);
+        all.insert(all.end(), row.begin(), row.end());
+      }
     }
   }
   be.free_kv(*kv);
