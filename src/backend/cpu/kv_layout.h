@@ -49,7 +49,8 @@ struct KvLayout {
   // Byte offsets of (slot, col): of K from the K tensor's data (the layer's start), of V from
   // the V tensor's data (v_begin() after it).
   int64_t k_at(int64_t slot, int64_t col) const {
-    return unit_at(slot, col / head_dim) + (col % head_dim * block_size + slot % block_size) * elem();
+    return unit_at(slot, col / head_dim) +
+           (col % head_dim * block_size + slot % block_size) * elem();
   }
   int64_t v_at(int64_t slot, int64_t col) const {
     return unit_at(slot, col / head_dim) + (slot % block_size * head_dim + col % head_dim) * elem();
@@ -75,8 +76,7 @@ struct KvLayer {
 
  private:
   float& scale(float* scales, int64_t slot, int head) const {
-    return *reinterpret_cast<float*>(reinterpret_cast<char*>(scales) +
-                                     layout.scale_at(slot, head));
+    return *reinterpret_cast<float*>(reinterpret_cast<char*>(scales) + layout.scale_at(slot, head));
   }
 };
 
