@@ -40,6 +40,8 @@ int cmd_generate(int argc, char** argv) {
           {"ignore-eos", "", "", "keep generating after an end-of-generation token", ""},
           {"json", "", "", "JSON mode: the output is one JSON object", ""},
           {"chat", "", "", "wrap the prompt in the model's chat template as a user message", ""},
+          {"chat-template", "", "PATH",
+           "with --chat: this Jinja template file instead of the model's", ""},
           {"device", "", "DEVICE", "auto, cpu or cuda", "auto"},
           {"cpu-exact", "", "",
            "CPU: dequantize weights and compute in f32 (reference arithmetic, slower)", ""},
@@ -65,6 +67,13 @@ int cmd_generate(int argc, char** argv) {
     return fail("give one of --prompt and --prompt-ids");
   if (args.flag("chat") && args.has("prompt-ids")) {
     return fail("--chat wraps a --prompt text in the chat template; it does not take --prompt-ids");
+  }
+  if (args.has("chat-template") && !args.flag("chat")) return fail("--chat-template needs --chat");
+  std::optional<chat::ChatTemplate> chat_template_override;
+  if (args.has("chat-template")) {
+    auto tmpl = load_chat_template(args.get("chat-template"));
+    if (!tmpl) return fail(tmpl.error());
+    chat_template_override = std::move(tmpl).value();
   }
   auto n = args.get_int("max-tokens", 64);
   auto temp = args.get_float("temperature", 0.8);
@@ -134,7 +143,11 @@ int cmd_generate(int argc, char** argv) {
     prompt = args.get("prompt");
     std::string text = prompt;
     if (args.flag("chat")) {
-      auto tmpl = chat::ChatTemplate::parse(tok->chat_template());
+      if (!chat_template_override && tok->chat_template().empty()) {
+        return fail("the model has no chat template; give one with --chat-template");
+      }
+      auto tmpl = chat_template_override ? Result<chat::ChatTemplate>(*chat_template_override)
+                                         : chat::ChatTemplate::parse(tok->chat_template());
       if (!tmpl) return fail("chat template: " + tmpl.error());
       std::vector<chat::ChatMessage> messages{{"user", prompt}};
       auto rendered = tmpl->render_chat(messages, true, tok->token_text(tok->bos_id()),

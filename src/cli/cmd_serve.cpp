@@ -222,6 +222,10 @@ int cmd_serve(int argc, char** argv) {
            "tokenizer from this GGUF file or folder (tokenizer.json) instead of the model's; "
            "lets synthetic models serve",
            ""},
+          {"chat-template", "", "PATH",
+           "Jinja chat template file to use instead of the model's (for a model without one, or "
+           "to change it)",
+           ""},
           {"threads", "t", "N", "CPU threads, up to 1024 (0: every core)", "0"},
           {"no-telemetry", "", "", "no metrics, series or dashboard (for overhead measurements)",
            ""},
@@ -282,6 +286,12 @@ int cmd_serve(int argc, char** argv) {
     return fail("--gpu-catalog: no such file: " + args.get("gpu-catalog"));
   }
   if (Status st = check_model_arg(args.get("model")); !st) return fail(st.message());
+  std::optional<chat::ChatTemplate> chat_template_override;
+  if (args.has("chat-template")) {
+    auto tmpl = load_chat_template(args.get("chat-template"));
+    if (!tmpl) return fail(tmpl.error());
+    chat_template_override = std::move(tmpl).value();
+  }
 
   EngineOptions eo;
   eo.max_num_seqs = static_cast<int>(std::clamp<int64_t>(seqs.value(), -1, 1 << 20));
@@ -378,8 +388,11 @@ int cmd_serve(int argc, char** argv) {
   svc->created = std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
-  if (tok.chat_template().empty()) {
-    svc->chat_template_error = "the model file has no chat template";
+  if (chat_template_override) {
+    svc->chat_template = std::move(chat_template_override);
+  } else if (tok.chat_template().empty()) {
+    svc->chat_template_error =
+        "the model file has no chat template; give one with carpool serve --chat-template";
   } else {
     auto tmpl = chat::ChatTemplate::parse(tok.chat_template());
     if (tmpl) {

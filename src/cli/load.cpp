@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <system_error>
 
@@ -148,6 +149,18 @@ Result<LoadedModel> load_model(const LoadOptions& opt) {
   }
   lm.load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return lm;
+}
+
+Result<chat::ChatTemplate> load_chat_template(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return Status::error("--chat-template: no such file: " + path);
+  }
+  auto source = read_file(path, chat::kMaxTemplateBytes);
+  if (!source) return Status::error("--chat-template: " + source.error());
+  auto tmpl = chat::ChatTemplate::parse(source.value());
+  if (!tmpl) return Status::error("--chat-template: " + path + " does not parse: " + tmpl.error());
+  return tmpl;
 }
 
 }  // namespace carpool::cli

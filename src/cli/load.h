@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "chat/chat_template.h"
 #include "model/llama.h"
 #include "model/open_model.h"
 #include "util/status.h"
@@ -50,6 +51,10 @@ Result<LoadedModel> load_model(const LoadOptions& options);
 
 // The config of "synthetic:NAME" (a named preset) or "synthetic:CONFIG.json".
 Result<ModelConfig> synthetic_config(const std::string& spec);
+
+// --chat-template: the Jinja chat template in file `path` (at most chat::kMaxTemplateBytes),
+// parsed by the sandboxed engine, to use instead of the model's own; errors name the option.
+Result<chat::ChatTemplate> load_chat_template(const std::string& path);
 
 // Parses a weight type name ("q4_1", "bf16", ...).
 Result<DType> parse_dtype(const std::string& name);

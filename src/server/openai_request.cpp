@@ -350,7 +350,8 @@ std::optional<ApiError> parse_vllm_extensions(const json& body, std::string_view
       {"logits_processors", "logits_processors is not supported"},
       {"truncate_prompt_tokens", "truncate_prompt_tokens is not supported"},
       {"chat_template",
-       "a chat template in the request is not supported (the model's own is used)"},
+       "a chat template in the request is not supported (the server's is used: the model's, or "
+       "carpool serve --chat-template's)"},
   };
   for (const Refused& x : kRefused) {
     const json* v = f.find(x.name);
