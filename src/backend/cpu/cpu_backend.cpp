@@ -127,6 +127,9 @@ void CpuBackend::free(Tensor& t) {
     kv_sides_.erase(side);
     release(records);
   } else {
+    // A KV layer's memory goes with its K and V tensors, each freed once (not a copy twice).
+    const auto it = allocations_.find(t.data);
+    CARPOOL_CHECK(it != allocations_.end() && !it->second.kv);
     release(t.data);
   }
   t.data = nullptr;

@@ -120,7 +120,9 @@ TEST(CpuBackend, KvCacheGeometryAndAccounting) {
   EXPECT_EQ(kv->k[0].cols, 32);
   EXPECT_EQ(kv->k[0].dtype, DType::kF16);
   EXPECT_EQ(b->memory_info().kv_bytes, 6u * 32 * 32 * 2);
+  // A layer's K and V share its memory, which goes with the second of them.
   for (Tensor& t : kv->k) b->free(t);
+  EXPECT_EQ(b->memory_info().kv_bytes, 6u * 32 * 32 * 2);
   for (Tensor& t : kv->v) b->free(t);
   EXPECT_EQ(b->memory_info().kv_bytes, 0u);
   c.head_dim = 0;
