@@ -280,7 +280,7 @@ Result<KvCache> CpuBackend::alloc_kv(const KvCacheConfig& config) {
     allocations_[records] = Allocation{bytes, true, 2};
     kv_bytes_ += bytes;
     for (char* data : {records, records + layout.v_begin()}) {
-      kv_sides_[data] = KvSide{layout, records};
+      kv_sides_[data] = KvSide{layout, records, rows};
       (data == records ? cache.k : cache.v)
           .push_back(Tensor{data, layout.dtype, rows, layout.cols()});
     }
@@ -296,7 +296,11 @@ KvLayer CpuBackend::kv_layer(const Tensor& k_cache, const Tensor& v_cache) const
                 v_cache.data != k_cache.data);
   KvLayer layer;
   layer.layout = k->second.layout;
-  CARPOOL_CHECK(k_cache.dtype == layer.layout.dtype && v_cache.dtype == layer.layout.dtype);
+  // With the shape alloc_kv gave them: every slot an op is checked against lies in the layer.
+  for (const Tensor* t : {&k_cache, &v_cache}) {
+    CARPOOL_CHECK(t->dtype == layer.layout.dtype && t->cols == layer.layout.cols() &&
+                  t->rows == k->second.rows);
+  }
   layer.k = static_cast<char*>(k_cache.data);
   layer.v = static_cast<char*>(v_cache.data);
   if (layer.layout.dtype == DType::kI8) {

@@ -190,6 +190,7 @@ class CpuBackend final : public Backend {
   struct KvSide {
     KvLayout layout;
     char* records = nullptr;  // the layer's allocation: record 0, where its K tensor points
+    int64_t rows = 0;         // slots (num_blocks * block_size)
   };
   // The layer of a K and a V tensor from one alloc_kv layer (checked).
   KvLayer kv_layer(const Tensor& k_cache, const Tensor& v_cache) const;
