@@ -56,7 +56,7 @@ int partition_positions(const PagedAttentionArgs& a) {
 // Tasks of the batch, costliest first: the pool hands out contiguous chunks of tasks in order,
 // so the long tails of causal prefill start early and the threads finish together. With enough
 // tiles to keep the threads busy, a task takes every KV head and every partition of its tile
-// (whole cache rows are read, which the hardware prefetchers follow); with few (a few decoding
+// (whole blocks are read, which the hardware prefetchers follow); with few (a few decoding
 // sequences), one KV head and one partition, so that a long context is shared by the threads.
 AttnPlan plan_tasks(const PagedAttentionArgs& a, int n_threads) {
   const int tile = tile_tokens(a);

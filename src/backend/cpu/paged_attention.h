@@ -6,7 +6,7 @@
 // of the task is in the task, so each K and V block is read from memory once per tile and then
 // reused from L1 by all of the tile's rows (a row is one token and one query head). A task takes
 // one KV head when the batch has few tiles (so that all threads get work, e.g. one decoding
-// sequence) and all of them otherwise (whole cache rows, which the hardware prefetchers follow);
+// sequence) and all of them otherwise (whole blocks, which the hardware prefetchers follow);
 // the next block is prefetched while one is computed. Tasks run costliest first.
 //
 // Per row the softmax is the online (running max) form, one KV block of block_size keys at a
@@ -78,11 +78,11 @@ struct AttnRowState {
 
 // One KV cache block, for one KV head. The elements are f32, f16 or int8 (the kernel's type).
 // K is column-major within a block (dimension d of key i at element d * block_size + i), so one
-// vector load reads one dimension of 16 (8) consecutive keys; V is row-major (the cache's rows).
+// vector load reads one dimension of 16 (8) consecutive keys; V is row-major (a row per key).
 struct AttnKvBlock {
   const void* k = nullptr;  // dimension 0 of key 0 of this KV head
   const void* v = nullptr;  // value row 0 of the block; row i at element i * v_stride
-  int64_t v_stride = 0;     // elements between consecutive cache rows (n_kv_heads * head_dim)
+  int64_t v_stride = 0;     // elements between consecutive value rows (KvStrides::v_row)
   int block_size = 0;       // keys in a full block (and elements between K dimensions)
   // int8 caches: the scales of the block's keys and values, block_size each (kv_int8.h).
   const float* k_scale = nullptr;
