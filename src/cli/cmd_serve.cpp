@@ -27,6 +27,7 @@
 #include "cli/load.h"
 #include "cli/model_store.h"
 #include "engine/engine.h"
+#include "engine/engine_options.h"
 #include "model/open_model.h"
 #include "server/metrics_handlers.h"
 #include "server/server.h"
@@ -325,6 +326,33 @@ int cmd_serve(int argc, char** argv) {
     so.telemetry = tel.get();
   }
 
+  // The model's config, which the engine options are checked against: read before listening
+  // where that needs no download (a synthetic model, a path, a known model already cached), so
+  // that a wrong --max-model-len ends the process before it says "listening"; otherwise after,
+  // while /health answers during the download.
+  ModelConfig config;
+  std::string model_path;
+  auto read_config = [&]() -> Status {
+    if (model_arg.rfind("synthetic:", 0) == 0) {
+      auto c = synthetic_config(model_arg);
+      if (!c) return c.status();
+      config = c.value();
+      model_path = model_arg;
+    } else {
+      auto path = resolve_model_path(model_arg);
+      if (!path) return path.status();
+      auto opened = open_model(path.value());
+      if (!opened) return opened.status();
+      config = opened->source.config;
+      model_path = path.value();
+    }
+    return resolve_engine_options(eo, config).status();
+  };
+  const bool early = model_arg.rfind("synthetic:", 0) == 0 || !local_model_path(model_arg).empty();
+  if (early) {
+    if (Status st = read_config(); !st) return fail(st.message());
+  }
+
   raise_open_file_limit();
   server::Server server(so);
   if (tel) {
@@ -337,19 +365,8 @@ int cmd_serve(int argc, char** argv) {
                so.http.host.c_str(), server.port());
 
   // The model's limits follow the engine options, which need the model's config.
-  ModelConfig config;
-  std::string model_path = model_arg;
-  if (model_arg.rfind("synthetic:", 0) == 0) {
-    auto c = synthetic_config(model_arg);
-    if (!c) return fail(c.error());
-    config = c.value();
-  } else {
-    auto path = resolve_model_path(model_arg);
-    if (!path) return fail(path.error());
-    auto opened = open_model(path.value());
-    if (!opened) return fail(opened.error());
-    config = opened->source.config;
-    model_path = path.value();
+  if (!early) {
+    if (Status st = read_config(); !st) return fail(st.message());
   }
   LoadOptions lo;
   lo.model = model_path;

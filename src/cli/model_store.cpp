@@ -119,6 +119,17 @@ Result<std::string> resolve_model_path(const std::string& name_or_path) {
   return unknown_model(name);
 }
 
+std::string local_model_path(const std::string& name_or_path) {
+  const std::string name = name_or_path.empty() ? default_model().name : name_or_path;
+  std::error_code ec;
+  if (fs::exists(name, ec)) return name;
+  if (const KnownModel* m = find_known_model(name)) {
+    const std::string path = cache_dir() + "/models/" + m->file_name;
+    if (fs::exists(path, ec)) return path;
+  }
+  return "";
+}
+
 Status check_model_arg(const std::string& name_or_path) {
   std::error_code ec;
   if (name_or_path.empty() || name_or_path.rfind("synthetic:", 0) == 0 ||

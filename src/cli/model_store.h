@@ -29,6 +29,10 @@ Result<std::string> pull_model(const KnownModel& model);
 // default model. Synthetic names ("synthetic:...") are handled by the caller.
 Result<std::string> resolve_model_path(const std::string& name_or_path);
 
+// resolve_model_path's answer where it needs no download (a path, or a known model already in
+// the cache); "" otherwise.
+std::string local_model_path(const std::string& name_or_path);
+
 // Whether --model names something resolve_model_path (or a synthetic model) can take, without
 // fetching or opening it: the same error as resolve_model_path otherwise.
 Status check_model_arg(const std::string& name_or_path);

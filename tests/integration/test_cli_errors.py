@@ -42,6 +42,9 @@ def test_bad_command_lines(args, message):
     (["--model", "/nonexistent/model.gguf"], "is neither a file, a folder, nor a known name"),
     (["--threads", "5000"], "--threads must be in [0, 1024]"),
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    # Checked against the model's config, read before listening where no download is needed.
+    (["--max-model-len", "100000"], "max_model_len (100000) exceeds the model's context length"),
+    (["--model", "synthetic:smollm2-135m", "--max-model-len", "9000"], "exceeds the model's"),
 ])
 def test_serve_refuses_bad_options_before_listening(args, message):
     p = run("serve", "--port", str(free_port()), *args, timeout=60)
