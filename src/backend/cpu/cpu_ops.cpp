@@ -164,21 +164,33 @@ void check_kv_caches(const Tensor& k_cache, const Tensor& v_cache, int64_t d) {
                  k_cache.dtype == DType::kI8));
 }
 
+// Where slot `slot` lies in a cache layer: its block's record, and its place in the block (one
+// division per slot; the ops below then only add).
+struct SlotPlace {
+  char* record;
+  int64_t offset;
+};
+SlotPlace slot_place(const KvLayer& c, int32_t slot) {
+  const KvLayout& l = c.layout;
+  return {c.k + slot / l.block_size * l.record_bytes(), slot % l.block_size};
+}
+
 // Asks, with intent to write, for the cache lines that write_kv_slot will store slot `slot`'s K
 // columns into (head_dim values block_size elements apart per KV head: one line per 64 /
 // (block_size * elem) of them, every line of the head's K) and its V rows, so that their misses
 // overlap the rotation of the token before.
 void prefetch_kv_slot(const KvLayer& c, int32_t slot) {
   const KvLayout& l = c.layout;
-  const int64_t step = std::max<int64_t>(1, 64 / (l.block_size * l.elem()));
+  const SlotPlace at = slot_place(c, slot);
+  const int64_t elem = l.elem(), k_step = std::max<int64_t>(64, l.block_size * elem);
   for (int h = 0; h < l.n_kv_heads; ++h) {
-    const int64_t col0 = int64_t{h} * l.head_dim;
-    const char* kb = c.k + l.k_at(slot, col0);
-    for (int64_t col = 0; col < l.head_dim; col += step) {
-      __builtin_prefetch(kb + col * l.block_size * l.elem(), 1, 3);
+    const char* unit = at.record + h * l.unit_bytes();
+    const char* kb = unit + at.offset * elem;
+    for (int64_t o = 0; o < l.head_dim * l.block_size * elem; o += k_step) {
+      __builtin_prefetch(kb + o, 1, 3);
     }
-    const char* vb = c.v + l.v_at(slot, col0);
-    for (int64_t o = 0; o < l.head_dim * l.elem(); o += 64) __builtin_prefetch(vb + o, 1, 3);
+    const char* vb = unit + l.v_begin() + at.offset * l.head_dim * elem;
+    for (int64_t o = 0; o < l.head_dim * elem; o += 64) __builtin_prefetch(vb + o, 1, 3);
   }
 }
 
@@ -189,14 +201,18 @@ void prefetch_kv_slot(const KvLayer& c, int32_t slot) {
 void write_kv_slot(const KvLayer& c, int32_t slot, const float* k, const float* v, uint16_t* k16) {
   const KvLayout& l = c.layout;
   const int hd = l.head_dim;
-  const int64_t bs = l.block_size;
+  const int64_t bs = l.block_size, elem = l.elem();
+  const SlotPlace at = slot_place(c, slot);
   for (int h = 0; h < l.n_kv_heads; ++h) {
     const int64_t o = int64_t{h} * hd;
-    char* kd = c.k + l.k_at(slot, o);
-    char* vd = c.v + l.v_at(slot, o);
+    char* unit = at.record + h * l.unit_bytes();
+    char* kd = unit + at.offset * elem;
+    char* vd = unit + l.v_begin() + at.offset * hd * elem;
     if (l.dtype == DType::kI8) {
-      c.k_scale(slot, h) = quantize_kv_head(k + o, hd, reinterpret_cast<int8_t*>(kd), bs);
-      c.v_scale(slot, h) = quantize_kv_head(v + o, hd, reinterpret_cast<int8_t*>(vd), 1);
+      float* ks = reinterpret_cast<float*>(unit + l.k_scales_begin()) + at.offset;
+      float* vs = reinterpret_cast<float*>(unit + l.v_scales_begin()) + at.offset;
+      *ks = quantize_kv_head(k + o, hd, reinterpret_cast<int8_t*>(kd), bs);
+      *vs = quantize_kv_head(v + o, hd, reinterpret_cast<int8_t*>(vd), 1);
       continue;
     }
     store_row(l.dtype, v + o, vd, hd);
