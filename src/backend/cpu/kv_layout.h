@@ -9,8 +9,9 @@
 // (scales: int8 caches only, block_size f32 each). Attention folds a sequence block after block,
 // head after head, K then V, so it reads each record from front to back, and a task that takes
 // one KV head (a long context split over the threads) reads one contiguous unit per block. On
-// the 2-vCPU VM this took decode attention 11-16% below K and V in two tensors at batch 16 and
-// 22% below at batch 1 x 2048 (BM_AttentionDecodeLayout, bench/RESULTS.md, 2026-11-28). K
+// the 2-vCPU VM, against K and V in two tensors: decode attention 15-20% faster at batch 1 x
+// 2048 and 3-4% at batch 16 x 1024; at batch 16 x 160 faster or slower by a few percent with the
+// VM's phase (bench/RESULTS.md, 2026-11-28). K
 // column-major lets one vector load read one dimension of consecutive keys, the scales in key
 // order likewise. The layer's K tensor points at record 0, its V tensor at record 0's V of head 0.
 #pragma once
