@@ -107,18 +107,6 @@ Status unknown_model(const std::string& name) {
 
 }  // namespace
 
-Result<std::string> resolve_model_path(const std::string& name_or_path) {
-  const std::string name = name_or_path.empty() ? default_model().name : name_or_path;
-  std::error_code ec;
-  if (fs::exists(name, ec)) return name;
-  if (const KnownModel* m = find_known_model(name)) {
-    const std::string path = cache_dir() + "/models/" + m->file_name;
-    if (fs::exists(path, ec)) return path;
-    return pull_model(*m);
-  }
-  return unknown_model(name);
-}
-
 std::string local_model_path(const std::string& name_or_path) {
   const std::string name = name_or_path.empty() ? default_model().name : name_or_path;
   std::error_code ec;
@@ -128,6 +116,13 @@ std::string local_model_path(const std::string& name_or_path) {
     if (fs::exists(path, ec)) return path;
   }
   return "";
+}
+
+Result<std::string> resolve_model_path(const std::string& name_or_path) {
+  if (std::string path = local_model_path(name_or_path); !path.empty()) return path;
+  const std::string name = name_or_path.empty() ? default_model().name : name_or_path;
+  if (const KnownModel* m = find_known_model(name)) return pull_model(*m);
+  return unknown_model(name);
 }
 
 Status check_model_arg(const std::string& name_or_path) {

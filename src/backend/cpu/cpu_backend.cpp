@@ -294,20 +294,12 @@ KvLayer CpuBackend::kv_layer(const Tensor& k_cache, const Tensor& v_cache) const
   CARPOOL_CHECK(k != kv_sides_.end() && k->second.records == k_cache.data);
   CARPOOL_CHECK(v != kv_sides_.end() && v->second.records == k_cache.data &&
                 v_cache.data != k_cache.data);
-  KvLayer layer;
-  layer.layout = k->second.layout;
+  const KvLayout& l = k->second.layout;
   // With the shape alloc_kv gave them: every slot an op is checked against lies in the layer.
   for (const Tensor* t : {&k_cache, &v_cache}) {
-    CARPOOL_CHECK(t->dtype == layer.layout.dtype && t->cols == layer.layout.cols() &&
-                  t->rows == k->second.rows);
+    CARPOOL_CHECK(t->dtype == l.dtype && t->cols == l.cols() && t->rows == k->second.rows);
   }
-  layer.k = static_cast<char*>(k_cache.data);
-  layer.v = static_cast<char*>(v_cache.data);
-  if (layer.layout.dtype == DType::kI8) {
-    layer.k_scales = reinterpret_cast<float*>(layer.k + layer.layout.k_scales_begin());
-    layer.v_scales = reinterpret_cast<float*>(layer.k + layer.layout.v_scales_begin());
-  }
-  return layer;
+  return kv_layer_at(l, k->second.records);
 }
 
 std::vector<float> CpuBackend::kv_cache_row(const Tensor& cache, int64_t slot) {
@@ -317,8 +309,7 @@ std::vector<float> CpuBackend::kv_cache_row(const Tensor& cache, int64_t slot) {
   const KvLayout& l = side->second.layout;
   char* records = side->second.records;
   const bool is_k = cache.data == records;
-  const KvLayer layer = kv_layer(Tensor{records, l.dtype, cache.rows, cache.cols},
-                                 Tensor{records + l.v_begin(), l.dtype, cache.rows, cache.cols});
+  const KvLayer layer = kv_layer_at(l, records);
   std::vector<float> row(static_cast<size_t>(l.cols()));
   for (int64_t c = 0; c < l.cols(); ++c) {
     const char* at = is_k ? layer.k + l.k_at(slot, c) : layer.v + l.v_at(slot, c);

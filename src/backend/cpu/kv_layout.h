@@ -81,4 +81,17 @@ struct KvLayer {
   }
 };
 
+// The layer whose records begin at `records` (alloc_kv's allocation, where its K tensor points).
+inline KvLayer kv_layer_at(const KvLayout& layout, char* records) {
+  KvLayer layer;
+  layer.layout = layout;
+  layer.k = records;
+  layer.v = records + layout.v_begin();
+  if (layout.dtype == DType::kI8) {
+    layer.k_scales = reinterpret_cast<float*>(records + layout.k_scales_begin());
+    layer.v_scales = reinterpret_cast<float*>(records + layout.v_scales_begin());
+  }
+  return layer;
+}
+
 }  // namespace carpool
