@@ -13,6 +13,7 @@ namespace carpool::chat {
 
 struct ChatTemplate::Impl {
   Body body;
+  std::string source;
 };
 
 namespace {
@@ -83,12 +84,17 @@ Result<ChatTemplate> ChatTemplate::parse(std::string_view source) {
   try {
     auto impl = std::make_shared<Impl>();
     impl->body = parse_template(source);
+    impl->source = std::string(source);
     return ChatTemplate(std::move(impl));
   } catch (const TemplateError& e) {
     return Status::error("chat template: " + e.message);
   } catch (const std::bad_alloc&) {
     return Status::error("chat template: out of memory while parsing");
   }
+}
+
+const std::string& ChatTemplate::source() const {
+  return impl_->source;
 }
 
 Result<std::string> ChatTemplate::render(const nlohmann::ordered_json& context,

@@ -46,6 +46,8 @@ class ChatTemplate {
  public:
   // Parses template source. Errors name the line.
   static Result<ChatTemplate> parse(std::string_view source);
+  // The source it was parsed from.
+  const std::string& source() const;
 
   // Renders with `context` (a JSON object) as the template's variables. Object key order is kept,
   // so `tojson` prints keys as given.

@@ -419,6 +419,9 @@ int cmd_serve(int argc, char** argv) {
       std::fprintf(stderr, "carpool: warning: %s\n", svc->chat_template_error.c_str());
     }
   }
+  if (svc->chat_template) {
+    svc->tool_format = server::detect_tool_format(svc->chat_template->source());
+  }
   if (metrics) {
     server::StatusInfo info;
     info.model = served_name;

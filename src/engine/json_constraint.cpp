@@ -225,10 +225,10 @@ bool JsonState::feed(uint8_t c) {
   ws_run_ = 0;
   switch (mode_) {
     case Mode::kStart:
-      if (c != '{') return false;
-      stack_[0] = 'o';
+      if (c != (array_root_ ? '[' : '{')) return false;
+      stack_[0] = array_root_ ? 'a' : 'o';
       depth_ = 1;
-      mode_ = Mode::kObjFirst;
+      mode_ = array_root_ ? Mode::kArrFirst : Mode::kObjFirst;
       return true;
     case Mode::kObjFirst:
     case Mode::kObjKey:

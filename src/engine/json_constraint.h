@@ -50,6 +50,9 @@ class JsonState {
   }
   // The top-level object is closed: only whitespace and the end of the text may follow.
   bool complete() const { return mode_ == Mode::kDone; }
+  // The top-level value is an array instead of an object (a schema whose root is an array: tool
+  // calls, server/tool_calls.h). Set before the first byte.
+  void set_array_root() { array_root_ = true; }
   // Inside a string, not within an escape or a UTF-8 character: any printable ASCII other than
   // '"' and '\\' keeps it there.
   bool in_string_body() const { return mode_ == Mode::kString && escape_ == 0 && utf8_left_ == 0; }
@@ -94,6 +97,7 @@ class JsonState {
   uint8_t utf8_lo_ = 0x80;  // allowed range of the next continuation byte
   uint8_t utf8_hi_ = 0xBF;
   bool key_ = false;                        // the string being read is an object key
+  bool array_root_ = false;                 // the top-level value is an array
   std::array<uint8_t, kMaxDepth> stack_{};  // 'o' object, 'a' array
 };
 

@@ -21,8 +21,14 @@ std::string_view SchemaState::literal_text(int i) const {
   return node(lit_)->literals[static_cast<size_t>(i)];
 }
 
-void SchemaState::value_ended() {
-  if (json_.depth_ > 0) ++frames_[json_.depth_ - 1].index;
+void SchemaState::value_ended(int choice) {
+  if (json_.depth_ == 0) return;
+  Frame& f = frames_[json_.depth_ - 1];
+  const SchemaNode* n = node(f.node);
+  if (choice >= 0 && f.index == 0 && n != nullptr && !n->variants.empty()) {
+    f.node = n->variants[static_cast<size_t>(choice)];
+  }
+  ++f.index;
 }
 
 bool SchemaState::feed(uint8_t c) {
@@ -178,13 +184,13 @@ bool SchemaState::literal_byte(uint8_t c) {
     if (in_scalar(json_.mode_)) return true;
     // The scalar ended with c (a closing quote, the last letter of true / false / null): some
     // candidate must end here too.
-    bool exact = false;
+    int exact = -1;
     for (int i = 0; i < count && i < 64; ++i) {
-      if (((next >> i) & 1) != 0 && literal_text(i).size() == lit_pos_) exact = true;
+      if (((next >> i) & 1) != 0 && literal_text(i).size() == lit_pos_) exact = i;
     }
-    if (!exact) return false;
+    if (exact < 0) return false;
     lit_ = kNoLiteral;
-    if (!key) value_ended();
+    if (!key) value_ended(exact);
     return true;
   }
   // c continues no candidate: only a number ends before the byte that follows it.

@@ -48,15 +48,24 @@ struct SchemaNode {
   int32_t min_items = 0;
   int32_t max_items = std::numeric_limits<int32_t>::max();
   std::vector<std::string> literals;  // kEnum: the allowed values as JSON texts (at most 64)
+  // kObject, a tagged union: its first property is an enum, and once literal i of that enum is
+  // written the rest of the object follows variants[i] (an object node with the same first key).
+  // Tool calls use it: {"name": one of the tools, "arguments": that tool's parameters}.
+  std::vector<int32_t> variants;
 };
 
 struct JsonSchema {
-  std::vector<SchemaNode> nodes;  // nodes[0]: the root, an object
+  std::vector<SchemaNode> nodes;  // nodes[0]: the root, an object (or an array: tool calls)
 };
 
 class SchemaState {
  public:
-  explicit SchemaState(const JsonSchema* schema = nullptr) : schema_(schema), frames_{} {}
+  explicit SchemaState(const JsonSchema* schema = nullptr) : schema_(schema), frames_{} {
+    if (schema != nullptr && !schema->nodes.empty() &&
+        schema->nodes[0].type == SchemaNode::Type::kArray) {
+      json_.set_array_root();
+    }
+  }
   // Copies only the live frames: the mask copies the state once per candidate token.
   SchemaState(const SchemaState& o) { *this = o; }
   SchemaState& operator=(const SchemaState& o) {
@@ -105,7 +114,9 @@ class SchemaState {
   bool structural(uint8_t c);
   bool start_value(uint8_t c);
   bool literal_byte(uint8_t c);
-  void value_ended();  // a value closed: count it in its container
+  // A value closed: count it in its container. choice: the enum literal it was (a tagged
+  // union's tag selects the union's variant), -1 for other values.
+  void value_ended(int choice = -1);
   static bool is_number_byte(uint8_t c) {
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
   }

@@ -71,9 +71,22 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     bool prompt_scored = false;    // the echoed prompt's logprobs arrived (want_prompt_logprobs)
     TokenLogprobs prompt_logprobs;
     bool refused = false;  // ended unstarted by the engine's shutdown (refused_at_shutdown)
+    // chat with tools shown: streamed content held back where a call may begin (tool_calls.h)
+    std::unique_ptr<ToolStreamFilter> tools;
   };
 
   void on_event(int i, const TokenEvent& ev);
+  // A streamed event of a choice with tools: content, held back where a call may begin, or a
+  // named function's arguments; at the end the calls, then the finish reason.
+  void stream_tools(Choice& c, const std::string& delta, const nlohmann::ordered_json& lp);
+  // "tool_calls" when the answer made calls of the model's choice (auto, required).
+  const char* finish_reason(const Choice& c, bool calls) const {
+    if (calls && c.reason == FinishReason::kStop &&
+        in_.request.tools.choice != ToolChoice::kNamed) {
+      return "tool_calls";
+    }
+    return reason_name(c.reason);
+  }
   void finish_choice(Choice& c, FinishReason reason);
   void on_client_gone();
   void complete();
@@ -145,6 +158,9 @@ void GenerationJob::start() {
       c.decoder = std::make_unique<StreamDecoder>(tok, req.skip_special_tokens);
       c.stop = std::make_unique<StopMatcher>(req.stop);
       if (!in_.echo.empty()) c.next_offset = utf8_length(in_.echo[p]);
+      if (in_.meta.chat && req.tools.choice != ToolChoice::kNone) {
+        c.tools = std::make_unique<ToolStreamFilter>(req.tools, model_.tool_format);
+      }
     }
   }
 
@@ -214,6 +230,14 @@ void GenerationJob::start() {
       if (in_.meta.chat || (!echo.empty() && !want_prompt_logprobs())) {
         ex_->write(chunk_event(in_.meta, c.index, in_.meta.chat ? "" : echo, in_.meta.chat, nullptr,
                                nullptr, req.include_usage));
+      }
+      if (c.tools && req.tools.choice == ToolChoice::kNamed) {  // the call, arguments to follow
+        ToolCall call;
+        call.id = make_tool_call_id();
+        call.name = req.tools.named;
+        const auto calls = nlohmann::ordered_json::array({tool_call_json(call, 0)});
+        ex_->write(
+            chunk_event(in_.meta, c.index, "", false, nullptr, nullptr, req.include_usage, &calls));
       }
     }
   }
@@ -319,6 +343,7 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
   if (req.stream && !ex_->closed() && !c.refused &&
       (!delta.empty() || c.finished || !fresh.empty())) {
     nlohmann::ordered_json lp = nullptr;
+    const bool tools = c.tools != nullptr;
     if (want_logprobs() && !fresh.empty()) {
       fresh.text_skips_special = req.skip_special_tokens;
       lp = logprobs_json(in_.meta.chat, *model_.tokenizer, fresh, c.next_offset);
@@ -326,10 +351,50 @@ void GenerationJob::on_event(int i, const TokenEvent& ev) {
         c.next_offset += token_text_chars(*model_.tokenizer, fresh, k);
       }
     }
-    ex_->write(chunk_event(in_.meta, c.index, delta, false, lp,
-                           c.finished ? reason_name(c.reason) : nullptr, req.include_usage));
+    if (tools) {
+      stream_tools(c, delta, lp);
+    } else {
+      ex_->write(chunk_event(in_.meta, c.index, delta, false, lp,
+                             c.finished ? reason_name(c.reason) : nullptr, req.include_usage));
+    }
   }
   if (c.finished && --unfinished_ == 0) complete();
+}
+
+void GenerationJob::stream_tools(Choice& c, const std::string& delta,
+                                 const nlohmann::ordered_json& lp) {
+  const GenerationRequest& req = in_.request;
+  if (req.tools.choice == ToolChoice::kNamed) {
+    const std::string args = c.tools->push(delta);
+    nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+    if (!args.empty()) calls.push_back({{"index", 0}, {"function", {{"arguments", args}}}});
+    if (calls.empty() && lp.is_null() && !c.finished) return;
+    ex_->write(chunk_event(in_.meta, c.index, "", false, lp,
+                           c.finished ? finish_reason(c, true) : nullptr, req.include_usage,
+                           calls.empty() ? nullptr : &calls));
+    return;
+  }
+  std::string content = c.tools->push(delta);
+  ToolAnswer end;
+  if (c.finished) {
+    end = c.tools->finish();
+    if (end.content) content += *end.content;
+  }
+  const bool calls = !end.calls.empty();
+  const char* reason = c.finished ? finish_reason(c, calls) : nullptr;
+  if (!content.empty() || !lp.is_null() || (c.finished && !calls)) {
+    ex_->write(chunk_event(in_.meta, c.index, content, false, lp, calls ? nullptr : reason,
+                           req.include_usage));
+  }
+  if (calls) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (size_t k = 0; k < end.calls.size(); ++k) {
+      list.push_back(tool_call_json(end.calls[k], static_cast<int>(k)));
+    }
+    ex_->write(
+        chunk_event(in_.meta, c.index, "", false, nullptr, nullptr, req.include_usage, &list));
+    ex_->write(chunk_event(in_.meta, c.index, "", false, nullptr, reason, req.include_usage));
+  }
 }
 
 void GenerationJob::finish_choice(Choice& c, FinishReason reason) {
@@ -416,6 +481,11 @@ void GenerationJob::complete() {
     r.logprobs.text_skips_special = req.skip_special_tokens;
     r.with_prompt_logprobs = want_prompt_logprobs();
     r.prompt_logprobs = std::move(c.prompt_logprobs);
+    if (c.tools) {
+      r.tool_answer = true;
+      r.tool = read_tool_answer(req.tools, model_.tool_format, c.text);
+      r.finish_reason = finish_reason(c, !r.tool.calls.empty());
+    }
     results.push_back(std::move(r));
   }
   HttpResponse resp;

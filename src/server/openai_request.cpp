@@ -446,6 +446,53 @@ std::optional<ApiError> parse_max_tokens(const Fields& f, const char* name, int6
   return std::nullopt;
 }
 
+// An assistant message's tool_calls, for the template as transformers' templates read them:
+// {"id", "type": "function", "function": {"name", "arguments": an object}} (the arguments' JSON
+// text parsed, as vLLM does, so that a template's `arguments | tojson` writes them once).
+std::optional<ApiError> parse_message_tool_calls(const json& calls, const std::string& at,
+                                                 nlohmann::ordered_json* msg) {
+  if (!calls.is_array()) return bad_request(at + " must be a list", at);
+  if (calls.size() > 128) return bad_request(at + " holds more than 128 calls", at);
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (size_t j = 0; j < calls.size(); ++j) {
+    const json& c = calls[j];
+    const std::string cat = at + "[" + std::to_string(j) + "]";
+    if (!c.is_object()) return bad_request(cat + " must be an object", cat);
+    auto fn = c.find("function");
+    if (fn == c.end() || !fn->is_object()) {
+      return bad_request(cat + ".function must be an object", cat + ".function");
+    }
+    auto name = fn->find("name");
+    if (name == fn->end() || !name->is_string()) {
+      return bad_request(cat + ".function.name must be a string", cat + ".function.name");
+    }
+    nlohmann::ordered_json args = nlohmann::ordered_json::object();
+    auto a = fn->find("arguments");
+    if (a != fn->end() && !a->is_null()) {
+      if (a->is_string()) {
+        const std::string param = cat + ".function.arguments";
+        if (parse_json_text(a->get<std::string>(), param.c_str(), &args) || !args.is_object()) {
+          return bad_request(cat + ".function.arguments must be a JSON object's text",
+                             cat + ".function.arguments");
+        }
+      } else if (a->is_object()) {
+        args = nlohmann::ordered_json::parse(a->dump());
+      } else {
+        return bad_request(cat + ".function.arguments must be a JSON object's text",
+                           cat + ".function.arguments");
+      }
+    }
+    nlohmann::ordered_json call;
+    auto id = c.find("id");
+    if (id != c.end() && id->is_string()) call["id"] = id->get<std::string>();
+    call["type"] = "function";
+    call["function"] = {{"name", name->get<std::string>()}, {"arguments", std::move(args)}};
+    out.push_back(std::move(call));
+  }
+  if (!out.empty()) (*msg)["tool_calls"] = std::move(out);
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<ApiError> parse_messages(const json& messages, const RequestLimits& limits,
@@ -466,9 +513,10 @@ std::optional<ApiError> parse_messages(const json& messages, const RequestLimits
       return bad_request(at + ".role must be a string", at + ".role");
     }
     std::string r = role->get<std::string>();
-    if (r != "system" && r != "user" && r != "assistant" && r != "developer") {
-      return bad_request(at + ".role must be system, developer, user or assistant, got '" + r + "'",
-                         at + ".role");
+    if (r != "system" && r != "user" && r != "assistant" && r != "developer" && r != "tool") {
+      return bad_request(
+          at + ".role must be system, developer, user, assistant or tool, got '" + r + "'",
+          at + ".role");
     }
     if (r == "developer") r = "system";
     std::string text;
@@ -499,6 +547,21 @@ std::optional<ApiError> parse_messages(const json& messages, const RequestLimits
     nlohmann::ordered_json msg;
     msg["role"] = r;
     msg["content"] = std::move(text);
+    if (r == "tool") {
+      auto id = m.find("tool_call_id");
+      if (id != m.end() && !id->is_null()) {
+        if (!id->is_string()) {
+          return bad_request(at + ".tool_call_id must be a string", at + ".tool_call_id");
+        }
+        msg["tool_call_id"] = id->get<std::string>();
+      }
+    }
+    if (r == "assistant") {
+      auto calls = m.find("tool_calls");
+      if (calls != m.end() && !calls->is_null()) {
+        CARPOOL_API_TRY(parse_message_tool_calls(*calls, at + ".tool_calls", &msg));
+      }
+    }
     out->push_back(std::move(msg));
   }
   return std::nullopt;
@@ -549,26 +612,46 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   auto msgs = body.find("messages");
   if (msgs == body.end() || msgs->is_null()) return bad_request("messages is required", "messages");
   CARPOOL_API_TRY(parse_messages(*msgs, limits, &r->messages));
-  // Tool calls would need a per-model parser of the answer; refuse rather than ignore the tools
-  // (a client would wait for calls that never come). tool_choice "none" asks for text anyway.
-  // The same for the legacy functions / function_call.
-  for (const auto& [list, choice_name] :
-       {std::pair{"tools", "tool_choice"}, std::pair{"functions", "function_call"}}) {
-    auto tools = body.find(list);
-    const bool given =
-        tools != body.end() && !tools->is_null() && !(tools->is_array() && tools->empty());
-    auto choice = body.find(choice_name);
+  // The legacy functions / function_call (deprecated by OpenAI for tools): refused rather than
+  // ignored, unless function_call is "none".
+  {
+    auto fns = body.find("functions");
+    const bool given = fns != body.end() && !fns->is_null() && !(fns->is_array() && fns->empty());
+    auto choice = body.find("function_call");
     const bool none = choice != body.end() && choice->is_string() && *choice == "none";
     const bool absent =
         choice == body.end() || choice->is_null() || (choice->is_string() && *choice == "auto");
     if (given && !none) {
+      return bad_request("functions are not supported (the legacy form); use tools", "functions");
+    }
+    if (!given && !none && !absent)
+      return bad_request("function_call needs functions", "function_call");
+  }
+  std::shared_ptr<const JsonSchema> tool_schema;
+  CARPOOL_API_TRY(
+      parse_tool_request(body, declared_order(body.value("tools", json()), raw_body, {"tools"}),
+                         ToolLimits{}, &r->tools, &tool_schema));
+  if (r->tools.constrained()) {
+    const char* choice = "tool_choice";
+    if (r->json_object) {
       return bad_request(
-          std::string(list) + " are not supported by this server (" + choice_name + " \"none\" is)",
-          list);
+          "tool_choice required or a named function cannot be combined with "
+          "response_format or guided_json",
+          choice);
     }
-    if (!given && !none && !absent) {
-      return bad_request(std::string(choice_name) + " needs " + list, choice_name);
+    if (r->ignore_eos)
+      return bad_request(
+          "ignore_eos cannot be combined with tool_choice " +
+              std::string(r->tools.choice == ToolChoice::kNamed ? "naming a function" : "required"),
+          "ignore_eos");
+    if (r->min_tokens > 0) {
+      return bad_request(
+          "min_tokens cannot be combined with tool_choice required or a named "
+          "function",
+          "min_tokens");
     }
+    r->json_object = true;  // the calls are written in JSON mode, with their schema
+    r->json_schema = std::move(tool_schema);
   }
   Fields f(body);
   CARPOOL_API_TRY(parse_max_tokens(f, "max_tokens", 1, r));
@@ -590,7 +673,7 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
     if (!v->is_object()) {
       return bad_request("chat_template_kwargs must be an object", "chat_template_kwargs");
     }
-    // Tool definitions through the template would bring calls this server cannot parse.
+    // Tools go through the request's own fields, where the answer is read for calls.
     for (const char* name : {"tools", "functions", "documents"}) {
       if (v->contains(name) && !(*v)[name].is_null() &&
           !((*v)[name].is_array() && (*v)[name].empty())) {

@@ -13,6 +13,7 @@
 
 #include "engine/sampler.h"
 #include "server/api_error.h"
+#include "server/tool_calls.h"
 
 namespace carpool::server {
 
@@ -63,6 +64,7 @@ struct GenerationRequest {
   int min_tokens = 0;                 // the stop ids cannot end the answer before this many tokens
   bool add_generation_prompt = true;  // chat: the template's generation prompt
   nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();  // chat
+  ToolRequest tools;  // chat: tools, tool_choice, parallel_tool_calls (tool_calls.h)
 };
 
 // raw_body: the body's text, for the parts whose member order matters (a json_schema's

@@ -122,8 +122,17 @@ std::string full_response(const ResponseMeta& meta, const Tokenizer& tok,
     if (meta.chat) {
       ordered_json msg;
       msg["role"] = "assistant";
-      msg["content"] = c.text;
+      if (c.tool_answer) {
+        msg["content"] = c.tool.content ? ordered_json(*c.tool.content) : ordered_json(nullptr);
+      } else {
+        msg["content"] = c.text;
+      }
       msg["refusal"] = nullptr;  // required (nullable) in OpenAI's schema
+      if (c.tool_answer && !c.tool.calls.empty()) {
+        ordered_json calls = ordered_json::array();
+        for (const ToolCall& call : c.tool.calls) calls.push_back(tool_call_json(call));
+        msg["tool_calls"] = std::move(calls);
+      }
       e["message"] = std::move(msg);
     } else {
       e["text"] = c.text;
@@ -147,9 +156,18 @@ std::string sse_event(const std::string& json) {
   return "data: " + json + "\n\n";
 }
 
+ordered_json tool_call_json(const ToolCall& call, int index) {
+  ordered_json j;
+  if (index >= 0) j["index"] = index;
+  j["id"] = call.id;
+  j["type"] = "function";
+  j["function"] = {{"name", call.name}, {"arguments", call.arguments}};
+  return j;
+}
+
 std::string chunk_event(const ResponseMeta& meta, int index, const std::string& delta_text,
                         bool role, const ordered_json& logprobs, const char* finish_reason,
-                        bool usage_null) {
+                        bool usage_null, const ordered_json* tool_calls) {
   ordered_json j = header(meta, true);
   ordered_json c;
   c["index"] = index;
@@ -157,6 +175,7 @@ std::string chunk_event(const ResponseMeta& meta, int index, const std::string& 
     ordered_json delta = ordered_json::object();
     if (role) delta["role"] = "assistant";
     if (role || !delta_text.empty()) delta["content"] = delta_text;
+    if (tool_calls != nullptr) delta["tool_calls"] = *tool_calls;
     c["delta"] = std::move(delta);
   } else {
     c["text"] = delta_text;

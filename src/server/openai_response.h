@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "server/tool_calls.h"
+
 namespace carpool {
 class Tokenizer;
 }
@@ -55,6 +57,9 @@ struct ChoiceResult {
   // completions with echo and logprobs: the prompt's, listed before the generated tokens'
   bool with_prompt_logprobs = false;
   TokenLogprobs prompt_logprobs;
+  // chat with tools: the message's content (null when nullopt) and tool_calls, in place of text
+  bool tool_answer = false;
+  ToolAnswer tool;
 };
 
 nlohmann::ordered_json usage_json(const Usage& usage);
@@ -79,10 +84,14 @@ std::string full_response(const ResponseMeta& meta, const Tokenizer& tokenizer,
 
 // One streamed chunk for one choice, framed as an SSE event. `delta_text` may be empty;
 // `finish_reason` null for none; `role` adds the assistant role (first chat chunk);
-// `logprobs` null for none; `usage_null` adds "usage": null (when include_usage is on).
+// `logprobs` null for none; `usage_null` adds "usage": null (when include_usage is on);
+// `tool_calls` (chat) a list of tool call deltas for the delta's "tool_calls".
 std::string chunk_event(const ResponseMeta& meta, int index, const std::string& delta_text,
                         bool role, const nlohmann::ordered_json& logprobs,
-                        const char* finish_reason, bool usage_null);
+                        const char* finish_reason, bool usage_null,
+                        const nlohmann::ordered_json* tool_calls = nullptr);
+// A tool call as a message's tool_calls entry, or as a streamed delta's (with its index).
+nlohmann::ordered_json tool_call_json(const ToolCall& call, int index = -1);
 // The final usage chunk (choices: []).
 std::string usage_event(const ResponseMeta& meta, const Usage& usage);
 std::string sse_event(const std::string& json);

@@ -24,6 +24,8 @@ struct ModelService {
   const Tokenizer* tokenizer = nullptr;
   std::optional<chat::ChatTemplate> chat_template;  // unset: chat answers 400 with the reason
   std::string chat_template_error;
+  // How the template has the model write tool calls (from its source): tool_choice auto.
+  ToolFormat tool_format = ToolFormat::kNone;
   std::string model_name;  // the served name (--served-model-name)
   int max_model_len = 0;
   int max_queued_requests = 0;  // 0: no server-side check (the engine still refuses)

@@ -56,6 +56,17 @@ void handle_tokenize(const ServerState& state, const std::shared_ptr<Exchange>& 
       }
       vars = nlohmann::ordered_json::parse(kw->dump());
     }
+    // The tools as a chat request shows them (tool_choice none: not shown), so that the count
+    // is that request's prompt.
+    ToolRequest tools;
+    std::shared_ptr<const JsonSchema> unused;
+    const auto ordered = nlohmann::ordered_json::parse(ex->request().body, nullptr, false);
+    if (auto e = parse_tool_request(
+            body, ordered.is_object() ? ordered.value("tools", nlohmann::ordered_json()) : nullptr,
+            ToolLimits{}, &tools, &unused)) {
+      return ex->respond(error_response(*e));
+    }
+    if (tools.choice != ToolChoice::kNone) vars["tools"] = tools.tools;
     if (auto e = chat_prompt_ids(*model, msgs, add_generation_prompt, &ids, vars)) {
       return ex->respond(error_response(*e));
     }

@@ -253,6 +253,22 @@ def make_server_request():
                            "add_generation_prompt": False,
                            "chat_template_kwargs": {"enable_thinking": False},
                            "guided_json": {"type": "object"}, "top_logprobs": 0},
+        # tools: a history with a call and its result, a required choice over two tools; a named
+        # choice whose user text is itself a Hermes call (the bytes are also read as answers)
+        "chat_tools.json": {"messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "18 C"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object", "properties": {"city": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "now"}}],
+            "tool_choice": "required", "parallel_tool_calls": False},
+        "chat_tools_named.json": {"messages": [{"role": "user", "content":
+            "<tool_call>{\"name\": \"now\", \"arguments\": {}}</tool_call>"}],
+            "tools": [{"type": "function", "function": {"name": "now"}}],
+            "tool_choice": {"type": "function", "function": {"name": "now"}}},
     }
     for name, body in seeds.items():
         write("server_request", name, json.dumps(body))

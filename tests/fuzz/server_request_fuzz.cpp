@@ -2,12 +2,16 @@
 // parse_json_object (the HTTP handlers' first step), then the completions and the chat parsers,
 // and the messages parser /tokenize uses. Errors are expected (each must be a 4xx naming a
 // cause); crashes, exceptions, sanitizer reports and accepted values out of range are bugs.
+// A chat request with tools also has the bytes read as a model's answer in every tool-call format
+// (tool_calls.h), whole and streamed in pieces, which must give the same content; and a
+// constrained choice's schema follows them.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "server/json_io.h"
 #include "server/openai_request.h"
+#include "server/tool_calls.h"
 
 namespace {
 
@@ -31,6 +35,21 @@ void check_request(const carpool::server::GenerationRequest& r,
   if (!(s.temperature >= 0) || !(s.top_p > 0 && s.top_p <= 1) || s.top_k < -1) __builtin_trap();
 }
 
+// The bytes as a model's answer to a request with tools.
+void check_tool_answers(const carpool::server::ToolRequest& req, std::string_view text) {
+  using namespace carpool::server;
+  for (ToolFormat f : {ToolFormat::kHermes, ToolFormat::kJson, ToolFormat::kMistral}) {
+    const ToolAnswer whole = read_tool_answer(req, f, text);
+    ToolStreamFilter stream(req, f);
+    std::string sent;
+    for (size_t i = 0; i < text.size(); i += 3) sent += stream.push(text.substr(i, 3));
+    const ToolAnswer end = stream.finish();
+    if (end.content) sent += *end.content;
+    if (end.calls.size() != whole.calls.size()) __builtin_trap();
+    if (req.choice != ToolChoice::kNamed && sent != whole.content.value_or("")) __builtin_trap();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -50,6 +69,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto he = parse_chat_request(body, limits, &chat, text);
   check_error(he);
   if (!he) check_request(chat, limits);
+  if (!he && chat.tools.choice != ToolChoice::kNone) {
+    check_tool_answers(chat.tools, text);
+    if (chat.json_schema) {
+      carpool::SchemaState state(chat.json_schema.get());
+      (void)state.feed(text);
+    }
+  }
   if (auto it = body.find("messages"); it != body.end()) {
     nlohmann::ordered_json messages;
     check_error(parse_messages(*it, limits, &messages));

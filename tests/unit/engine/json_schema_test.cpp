@@ -138,5 +138,71 @@ TEST(SchemaState, NoDeadEnds) {
   EXPECT_GT(closed, 10);
 }
 
+// Tool calls (server/tool_calls.h): an array root of a tagged union, [{"name": "f", "arguments":
+// {"x": integer}} or {"name": "g", "arguments": {"y": boolean}} or {"name": "fg", ...{}}, ...]
+// with one to two items.
+JsonSchema union_schema() {
+  JsonSchema s;
+  s.nodes.resize(12);
+  s.nodes[0].type = Type::kArray;
+  s.nodes[0].items = 1;
+  s.nodes[0].min_items = 1;
+  s.nodes[0].max_items = 2;
+  s.nodes[1].type = Type::kObject;
+  s.nodes[1].keys = {"\"name\""};
+  s.nodes[1].children = {2};
+  s.nodes[1].variants = {3, 6, 9};
+  s.nodes[2].type = Type::kEnum;
+  s.nodes[2].literals = {"\"f\"", "\"g\"", "\"fg\""};
+  const std::vector<std::pair<std::string, Type>> args = {{"\"x\"", Type::kInteger},
+                                                          {"\"y\"", Type::kBoolean}};
+  for (int k = 0; k < 3; ++k) {
+    SchemaNode& v = s.nodes[static_cast<size_t>(3 + 3 * k)];
+    v.type = Type::kObject;
+    v.keys = {"\"name\"", "\"arguments\""};
+    v.children = {2, 4 + 3 * k};
+    SchemaNode& a = s.nodes[static_cast<size_t>(4 + 3 * k)];
+    a.type = Type::kObject;
+    if (k < 2) {
+      a.keys = {args[static_cast<size_t>(k)].first};
+      a.children = {5 + 3 * k};
+      s.nodes[static_cast<size_t>(5 + 3 * k)].type = args[static_cast<size_t>(k)].second;
+    }
+  }
+  return s;
+}
+
+TEST(SchemaState, TaggedUnionFollowsTheChosenVariant) {
+  const JsonSchema s = union_schema();
+  EXPECT_TRUE(accepts(s, "[{\"name\": \"f\", \"arguments\": {\"x\": 3}}]"));
+  EXPECT_TRUE(accepts(s,
+                      "[{\"name\":\"g\",\"arguments\":{\"y\":true}},"
+                      "{\"name\":\"fg\",\"arguments\":{}}]"));
+  EXPECT_TRUE(accepts(s, " [ {\"name\":\"f\",\"arguments\":{\"x\":-1}} ] "));
+  const std::vector<std::string> bad = {
+      "[]",                                             // minItems 1
+      "{\"name\":\"f\",\"arguments\":{\"x\":1}}",       // not an array
+      "[{\"name\":\"f\",\"arguments\":{\"y\":true}}]",  // g's arguments for f
+      "[{\"name\":\"g\",\"arguments\":{\"y\":1}}]",     // wrong type for g
+      "[{\"name\":\"fg\",\"arguments\":{\"x\":1}}]",    // fg takes none
+      "[{\"name\":\"h\",\"arguments\":{}}]",            // not a tool
+      "[{\"arguments\":{},\"name\":\"fg\"}]",           // order
+      "[{\"name\":\"fg\"}]",                            // arguments missing
+      "[{\"name\":\"fg\",\"arguments\":{}},{\"name\":\"fg\",\"arguments\":{}},"
+      "{\"name\":\"fg\",\"arguments\":{}}]",  // maxItems 2
+  };
+  for (const std::string& t : bad) EXPECT_FALSE(accepts(s, t)) << t;
+}
+
+TEST(SchemaState, TaggedUnionHasNoDeadEnds) {
+  const JsonSchema schema = union_schema();
+  int closed = 0;
+  random_walks(
+      SchemaState(&schema), "0123456789\"fgxy{}[],: tr",
+      [](std::mt19937& g) { return g() % 3 != 0; }, 200, 400, 11, &closed);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  EXPECT_GT(closed, 10);
+}
+
 }  // namespace
 }  // namespace carpool

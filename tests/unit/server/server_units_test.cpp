@@ -288,7 +288,8 @@ TEST(ChatRequest, MessagesAndLogprobs) {
 TEST(ChatRequest, BadRole) {
   GenerationRequest r;
   auto e = parse_chat_request(
-      nlohmann::json::parse(R"({"messages": [{"role": "tool", "content": "x"}]})"), limits(), &r);
+      nlohmann::json::parse(R"({"messages": [{"role": "function", "content": "x"}]})"), limits(),
+      &r);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->param, "messages[0].role");
 }
