@@ -175,7 +175,10 @@ std::vector<Point> SeriesStore::query(SeriesId id, int64_t from_s, int64_t to_s,
   CARPOOL_CHECK(id >= 0 && static_cast<size_t>(id) < series_.size());
   const Series& s = series_[static_cast<size_t>(id)];
   std::vector<Point> out;
-  if (to_s <= from_s) return out;
+  // (Callers bound their times: parse_series_query keeps them within 2^40 s of the epoch, so the
+  // loops below cannot overflow; anything else gets nothing.)
+  constexpr int64_t kLimit = int64_t{1} << 41;
+  if (to_s <= from_s || from_s < -kLimit || to_s > kLimit || step_s > kLimit) return out;
   if (step_s < 1) step_s = 1;
   const size_t k = pick_tier(from_s, step_s);
   const int64_t w = tiers_[k].width_s;

@@ -15,6 +15,13 @@ namespace {
 constexpr size_t kMaxNames = 64;
 constexpr int64_t kMaxRangeS = 25 * 3600;
 constexpr int64_t kMaxPoints = 100000;
+// Times beyond this many seconds from the epoch (about 34,800 years) are refused, so that no
+// difference or step over them can overflow.
+constexpr int64_t kMaxAbsTimeS = int64_t{1} << 40;
+
+bool time_in_range(int64_t t) {
+  return t >= -kMaxAbsTimeS && t <= kMaxAbsTimeS;
+}
 
 std::optional<int64_t> parse_int(std::string_view s) {
   int64_t v = 0;
@@ -60,9 +67,13 @@ Result<SeriesQuery> parse_series_query(std::string_view names, std::string_view 
   }
   if (q.names.empty()) return Status::error("names: give at least one series name");
   auto to_v = to.empty() ? std::optional<int64_t>(now_s) : parse_int(to);
-  if (!to_v) return Status::error("to: not an integer number of Unix seconds");
+  if (!to_v || !time_in_range(*to_v)) {
+    return Status::error("to: not an integer number of Unix seconds within 2^40 of 1970");
+  }
   auto from_v = from.empty() ? std::optional<int64_t>(*to_v - 300) : parse_int(from);
-  if (!from_v) return Status::error("from: not an integer number of Unix seconds");
+  if (!from_v || !time_in_range(*from_v)) {
+    return Status::error("from: not an integer number of Unix seconds within 2^40 of 1970");
+  }
   auto step_v = step.empty() ? std::optional<int64_t>(1) : parse_int(step);
   if (!step_v || *step_v < 1 || *step_v > kMaxRangeS)
     return Status::error("step: an integer from 1 to 90000 seconds");

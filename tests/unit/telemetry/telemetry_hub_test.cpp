@@ -172,6 +172,14 @@ TEST(TelemetryHub, SeriesQueryValidation) {
   EXPECT_FALSE(parse_series_query("mfu", "0", "100000", "1", 100).is_ok());  // > 25 h
   EXPECT_FALSE(parse_series_query("mfu", "0", "10", "0", 100).is_ok());
   EXPECT_FALSE(parse_series_query("mf\"u", "0", "10", "1", 100).is_ok());
+  // Times whose differences would overflow (to - from wrapped and passed the checks; the store's
+  // loop then never ended near INT64_MAX).
+  EXPECT_FALSE(
+      parse_series_query("mfu", "-9223372036854775808", "9223372036854775807", "1", 100).is_ok());
+  EXPECT_FALSE(parse_series_query("mfu", "9223372036854775000", "9223372036854775807", "90000", 100)
+                   .is_ok());
+  EXPECT_FALSE(parse_series_query("mfu", "", "-9223372036854775807", "1", 100).is_ok());
+  EXPECT_TRUE(parse_series_query("mfu", "1099511627000", "1099511627776", "60", 100).is_ok());
   auto q = parse_series_query("mfu,,running", "", "", "", 1000);
   ASSERT_TRUE(q.is_ok());
   EXPECT_EQ(q->names.size(), 2u);

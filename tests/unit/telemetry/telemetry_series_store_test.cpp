@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "telemetry/log_histogram.h"
 #include "telemetry/series_store.h"
@@ -71,6 +72,16 @@ TEST(TelemetrySeriesStore, BucketsPerSecond) {
   ASSERT_EQ(two.size(), 2u);
   EXPECT_EQ(two[0].sum + two[1].sum, 13);
   EXPECT_EQ(two[0].width_s, 2);
+}
+
+// Times near the ends of int64 (a query's loops would overflow there and never end): nothing.
+TEST(TelemetrySeriesStore, QueriesBeyondTheTimeBoundGiveNothing) {
+  SeriesStore store;
+  const SeriesId s = store.add_series({"x", SeriesKind::kScalar, Reduce::kSum, "x"});
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  EXPECT_TRUE(store.query(s, max - 1000, max, 90000).empty());
+  EXPECT_TRUE(store.query(s, std::numeric_limits<int64_t>::min(), max, 90000).empty());
+  EXPECT_EQ(store.query(s, kT0, kT0 + 3, 1).size(), 3u);
 }
 
 TEST(TelemetrySeriesStore, TiersKeepOldDataDownsampled) {
