@@ -76,7 +76,7 @@ Runner::DeviceSampling Runner::device_sampling(const StepPlan& plan) {
     host_only_.push_back(host ? 1 : 0);
     if (host) continue;
     any_device = true;
-    greedy = greedy && p.temperature == 0.f;
+    greedy = greedy && p.greedy();
   }
   if (!any_device) return DeviceSampling::kNone;
   if (greedy) return device_argmax_missing_ ? DeviceSampling::kNone : DeviceSampling::kGreedy;
@@ -176,14 +176,13 @@ Result<bool> Runner::sample_draws_on_device(const StepPlan& plan, const Tensor& 
       continue;
     }
     ++row;
-    f[0] = p.temperature;
+    f[0] = p.greedy() ? 0.f : p.temperature;
     f[1] = p.top_k > 0 && p.top_k < vocab ? static_cast<float>(p.top_k) : 0.f;
     f[2] = p.top_p;
     f[3] = p.min_p;
     // Sampler::sample takes one uniform for a draw and none for greedy: so does this.
-    f[4] = p.temperature > 0.f
-               ? std::min(static_cast<float>(s.draw_uniform()), std::nextafter(1.f, 0.f))
-               : 0.f;
+    f[4] = !p.greedy() ? std::min(static_cast<float>(s.draw_uniform()), std::nextafter(1.f, 0.f))
+                       : 0.f;
   }
   const Tensor params = draw_params_.rows_view(0, n);
   be.upload(params, draw_host_.data(), draw_host_.size() * sizeof(float));

@@ -260,7 +260,7 @@ int32_t Sampler::sample(std::span<float> logits) {
     }
   }
   apply_penalties(logits);
-  if (params_.temperature == 0.f) {
+  if (params_.greedy()) {
     // Greedy; ties go to the lowest id, as torch.argmax does.
     return first_of_largest(logits.data(), logits.size());
   }

@@ -26,8 +26,12 @@
 
 namespace carpool {
 
+// Temperatures below this are greedy, as vLLM's: dividing the logits by one would overflow them
+// (a temperature of 1e-39 made every positive logit +inf, and the first of those was taken).
+inline constexpr float kGreedyBelowTemperature = 1e-5f;
+
 struct SamplingParams {
-  float temperature = 1.f;         // 0: greedy
+  float temperature = 1.f;         // 0 (below kGreedyBelowTemperature): greedy
   int top_k = 0;                   // 0 or -1: off
   float top_p = 1.f;               // (0, 1]
   float min_p = 0.f;               // [0, 1]
@@ -49,6 +53,7 @@ struct SamplingParams {
   std::vector<int32_t> min_tokens_banned;
 
   // Range checks; the message names the field.
+  bool greedy() const { return temperature < kGreedyBelowTemperature; }
   Status validate() const;
 };
 

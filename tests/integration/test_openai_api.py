@@ -105,6 +105,16 @@ def test_seeded_sampling_is_reproducible(client):
     assert len(others | {a}) > 1  # different seeds sample differently
 
 
+def test_tiny_temperatures_are_greedy(client):
+    # 1 / temperature once overflowed the logits (an empty answer, "<|endoftext|>" drawn); below
+    # 1e-5 a request is greedy, as with vLLM.
+    ask = dict(model=MODEL, prompt="The capital of France is", max_tokens=8,
+               extra_body={"ignore_eos": True})
+    greedy = client.completions.create(temperature=0, **ask).choices[0].text
+    for t in (1e-39, 1e-20, 5e-6):
+        assert client.completions.create(temperature=t, seed=1, **ask).choices[0].text == greedy
+
+
 def test_stop_string_is_cut(client):
     kw = dict(model=MODEL, prompt="Count: 1, 2, 3, 4, 5, 6,", max_tokens=30, temperature=0)
     free = client.completions.create(**kw).choices[0].text

@@ -52,6 +52,25 @@ TEST(Sampler, GreedyPicksTheArgmaxAndLowestIdOnTies) {
   EXPECT_EQ(pick(row), 4999);
 }
 
+// A temperature so small that 1 / temperature overflows the scaled logits: greedy, as vLLM's
+// below 1e-5 (it once took the first token with a positive logit, here id 0).
+TEST(Sampler, TinyTemperaturesAreGreedy) {
+  for (float t : {1e-39f, 1e-30f, 1e-6f, 9.9e-6f}) {
+    SamplingParams p;
+    p.temperature = t;
+    p.seed = 3;
+    EXPECT_TRUE(p.greedy()) << t;
+    Sampler s(p, {});
+    for (int i = 0; i < 20; ++i) {
+      auto l = logits_of({0.5f, 3.f, 2.9f, -1.f});
+      EXPECT_EQ(s.sample(l), 1) << t;
+    }
+  }
+  SamplingParams p;
+  p.temperature = 1e-5f;
+  EXPECT_FALSE(p.greedy());
+}
+
 TEST(Sampler, SameSeedSameTokensDifferentSeedDifferentTokens) {
   SamplingParams p;
   p.temperature = 1.0f;
