@@ -67,9 +67,28 @@ const char* reason_phrase(int status) {
   }
 }
 
+// A request target in absolute form ("http://host:port/path?query", as proxies send it; servers
+// must accept it, RFC 9112 3.2.2) as its path and query; other targets as they are.
+std::string_view origin_form(std::string_view target) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() < scheme.size()) continue;
+    bool match = true;
+    for (size_t i = 0; i < scheme.size(); ++i) {
+      match = match && std::tolower(static_cast<unsigned char>(target[i])) == scheme[i];
+    }
+    if (!match) continue;
+    const size_t path = target.find_first_of("/?", scheme.size());
+    if (path == std::string_view::npos) return "/";
+    return target.substr(path);  // ("?query" alone: the path is empty, read as "/")
+  }
+  return target;
+}
+
+// http10: the request was HTTP/1.0, which knows neither chunked bodies (a body of unknown length
+// ends with the connection, RFC 9112 6.1 and 6.3) nor persistent connections unless asked.
 std::string serialize_head(int status, const std::string& content_type,
                            const std::vector<std::pair<std::string, std::string>>& headers,
-                           std::optional<size_t> content_length, bool close) {
+                           std::optional<size_t> content_length, bool close, bool http10) {
   std::string s = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
   s += "Server: carpool\r\n";
   if (!content_type.empty()) s += "Content-Type: " + content_type + "\r\n";
@@ -78,10 +97,11 @@ std::string serialize_head(int status, const std::string& content_type,
     // no body and no Content-Length (RFC 9110 8.6)
   } else if (content_length) {
     s += "Content-Length: " + std::to_string(*content_length) + "\r\n";
-  } else {
+  } else if (!http10) {
     s += "Transfer-Encoding: chunked\r\n";
   }
   if (close) s += "Connection: close\r\n";
+  if (!close && http10) s += "Connection: keep-alive\r\n";
   s += "\r\n";
   return s;
 }
@@ -251,6 +271,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (last) answer_complete_ = true;
     if (!writing_) do_write();
   }
+  // The request being answered was HTTP/1.0.
+  bool http10() const { return http10_; }
+  // The connection closes after this answer (an HTTP/1.0 stream, delimited by the close).
+  void close_after_answer() { keep_alive_ = false; }
   // Whether the connection stays open after this answer (not while the server drains).
   bool keep_alive() {
     if (server_.draining.load()) keep_alive_ = false;
@@ -306,9 +330,10 @@ class Session : public std::enable_shared_from_this<Session> {
     auto& msg = parser_->get();
     HttpRequest req;
     req.method = std::string(msg.method_string());
-    std::string_view target(msg.target().data(), msg.target().size());
+    const std::string_view target = origin_form({msg.target().data(), msg.target().size()});
     size_t q = target.find('?');
     req.path = decode_path(target.substr(0, q));
+    if (req.path.empty()) req.path = "/";
     if (q != std::string_view::npos) req.query = std::string(target.substr(q + 1));
     for (const auto& field : msg) {
       std::string name(field.name_string());
@@ -317,6 +342,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     req.body = std::move(msg.body());
     keep_alive_ = msg.keep_alive();
+    http10_ = msg.version() == 10;
     parser_.reset();
 
     answer_complete_ = false;
@@ -340,7 +366,8 @@ class Session : public std::enable_shared_from_this<Session> {
       add_cors_headers(std::string_view(origin.data(), origin.size()), server_.opts.allowed_origins,
                        &headers);
     }
-    enqueue(serialize_head(status, "application/json", headers, body.size(), true) + body, true);
+    enqueue(serialize_head(status, "application/json", headers, body.size(), true, http10_) + body,
+            true);
   }
 
   // A read kept pending while a request is answered, to notice a disconnect.
@@ -469,6 +496,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool watch_pending_ = false;
   bool answer_complete_ = false;
   bool keep_alive_ = true;
+  bool http10_ = false;
   bool rejecting_ = false;
   bool dead_ = false;
   bool closing_ = false;
@@ -485,7 +513,8 @@ std::string ExchangeImpl::head(int status, const std::string& content_type,
     headers.emplace_back("Access-Control-Expose-Headers",
                          "Retry-After, WWW-Authenticate, X-Request-Id");
   }
-  return serialize_head(status, content_type, headers, content_length, !session_->keep_alive());
+  return serialize_head(status, content_type, headers, content_length, !session_->keep_alive(),
+                        session_->http10());
 }
 
 void ExchangeImpl::respond(HttpResponse r) {
@@ -502,6 +531,7 @@ void ExchangeImpl::start_stream(int status, std::string content_type,
   if (done_ || closed_ || streaming_) return;
   streaming_ = true;
   session_->count_response(request_.path, status);
+  if (session_->http10()) session_->close_after_answer();  // the close ends the body
   if (head_only_) {  // the head alone: the stream's writes and end are dropped
     done_ = true;
     session_->enqueue(head(status, content_type, std::move(headers), std::nullopt), true);
@@ -512,6 +542,10 @@ void ExchangeImpl::start_stream(int status, std::string content_type,
 
 void ExchangeImpl::write(std::string data) {
   if (done_ || closed_ || !streaming_ || data.empty()) return;
+  if (session_->http10()) {  // no chunks: the bytes as they are
+    session_->enqueue(std::move(data), false);
+    return;
+  }
   char size[32];
   std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
   std::string chunk = size;
@@ -523,7 +557,7 @@ void ExchangeImpl::write(std::string data) {
 void ExchangeImpl::end_stream() {
   if (done_ || closed_ || !streaming_) return;
   done_ = true;
-  session_->enqueue("0\r\n\r\n", true);
+  session_->enqueue(session_->http10() ? "" : "0\r\n\r\n", true);
 }
 
 void ExchangeImpl::post(std::function<void()> fn) {

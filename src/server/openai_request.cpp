@@ -384,10 +384,13 @@ std::optional<ApiError> parse_common(const json& body, std::string_view raw_body
   SamplingParams& s = r->sampling;
   s.temperature = 1.f;
   CARPOOL_API_TRY(f.number("temperature", 0, 2, &s.temperature));
-  constexpr double kInf = std::numeric_limits<double>::infinity();
-  CARPOOL_API_TRY(f.number("top_p", -kInf, kInf, &s.top_p));
-  if (f.find("top_p") && !(s.top_p > 0 && s.top_p <= 1)) {
-    return bad_request("top_p must be in (0, 1], got " + Fields::fmt(s.top_p), "top_p");
+  if (const json* v = f.find("top_p")) {  // checked as given: 1e-300 is positive, 0 as a float
+    if (!v->is_number()) return bad_request("top_p must be a number", "top_p");
+    const double p = v->get<double>();
+    if (!(p > 0 && p <= 1)) {
+      return bad_request("top_p must be in (0, 1], got " + Fields::fmt(p), "top_p");
+    }
+    s.top_p = std::max(static_cast<float>(p), std::numeric_limits<float>::min());
   }
   int64_t top_k = 0;
   CARPOOL_API_TRY(f.integer("top_k", -1, 1 << 20, &top_k));

@@ -206,3 +206,56 @@ def test_compressed_request_body_is_a_415(server):
                       json={"model": "smollm2", "prompt": "Hi", "max_tokens": 2},
                       headers={"Content-Encoding": "identity"})
     assert r.status_code == 200
+
+
+def recv_all(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_http10_streams_without_chunks_and_closes(server):
+    # HTTP/1.0 knows no chunked bodies (RFC 9112 6.1): the stream's bytes as they are, ended by
+    # the close.
+    body = b'{"prompt": "Hi", "max_tokens": 3, "stream": true}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        data = recv_all(s)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding" not in head.lower(), head
+    assert b"connection: close" in head.lower(), head
+    assert rest.startswith(b"data: {"), rest[:40]
+    assert rest.endswith(b"data: [DONE]\n\n"), rest[-40:]
+
+
+def test_http10_keep_alive_is_answered_as_asked(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        data = b""
+        while not data.endswith(b"}"):
+            data += s.recv(65536)
+        assert b"connection: keep-alive" in data.lower(), data
+        s.sendall(b"GET /health HTTP/1.0\r\n\r\n")  # the same connection, then closed
+        data = recv_all(s)
+    assert data.startswith(b"HTTP/1.1 200") and b"connection: close" in data.lower(), data
+
+
+def test_absolute_form_targets_are_routed_by_their_path(server):
+    # As proxies send them; servers must accept them (RFC 9112 3.2.2).
+    body = b'{"prompt": "Hi", "max_tokens": 2}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"POST http://localhost:" + str(server.port).encode() +
+                  b"/v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: " +
+                  str(len(body)).encode() + b"\r\n\r\n" + body)
+        data = recv_all(s)
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    assert b'"text_completion"' in data
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET HTTP://example.com?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = recv_all(s)
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]  # "/": the dashboard page

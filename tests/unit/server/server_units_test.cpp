@@ -96,6 +96,16 @@ TEST(CompletionRequest, PromptForms) {
   EXPECT_EQ(r.prompts[1].ids, (std::vector<int32_t>{4, 5}));
 }
 
+// A top_p too small for a float is still positive: kept as the smallest normal float (only the
+// most likely token), not refused with "got 0".
+TEST(CompletionRequest, TinyTopPIsKept) {
+  GenerationRequest r;
+  ASSERT_FALSE(parse_completion_request(
+      nlohmann::json::parse(R"({"prompt": "x", "top_p": 1e-300})"), limits(), &r));
+  EXPECT_GT(r.sampling.top_p, 0.f);
+  EXPECT_TRUE(r.sampling.validate());
+}
+
 TEST(CompletionRequest, ErrorsNameTheField) {
   struct Case {
     const char* body;
@@ -108,6 +118,8 @@ TEST(CompletionRequest, ErrorsNameTheField) {
       {R"({"prompt": "x", "max_tokens": 9223372036854775808})", "max_tokens"},
       {R"({"prompt": "x", "temperature": "1"})", "temperature"},
       {R"({"prompt": "x", "top_p": 0})", "top_p"},
+      {R"({"prompt": "x", "top_p": "0.5"})", "top_p"},
+      {R"({"prompt": "x", "top_p": 1.0000001})", "top_p"},
       {R"({"prompt": "x", "stop": ["a", 3]})", "stop"},
       {R"({"prompt": "x", "n": 17})", "n"},
       {R"({"prompt": "x", "stream_options": {"include_usage": true}})", "stream_options"},
