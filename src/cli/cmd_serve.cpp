@@ -9,12 +9,14 @@
 // /api/v1/series, /api/v1/status and the dashboard at / read it. Peaks: on the CPU a calibration
 // cached per machine (peaks.json in the cache directory), on a GPU the catalog (--gpu-catalog),
 // whose NVML/GPM counters a probe reads once a second.
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -181,9 +183,33 @@ void setup_peaks(telemetry::Telemetry& tel, Backend& backend, bool gpu,
   tel.set_peaks(telemetry::peaks_from_catalog(*entry, name));
 }
 
+// SIGTERM and SIGINT wait (pending) from the start until the server handles them, so that one
+// in the first milliseconds drains and exits 0 as a later one does, instead of ending the process
+// with the default action. Threads started meanwhile keep them blocked (the signals then go to
+// the main thread); programs started later get a clean mask (model_store's run_program).
+class StopSignalsHeld {
+ public:
+  StopSignalsHeld() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  ~StopSignalsHeld() { release(); }
+  void release() {
+    if (held_) pthread_sigmask(SIG_UNBLOCK, &set_, nullptr);
+    held_ = false;
+  }
+
+ private:
+  sigset_t set_;
+  bool held_ = true;
+};
+
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
+  StopSignalsHeld stop_signals;
   Args args(
       "serve", "Serves a model over an OpenAI-compatible HTTP API.",
       {
@@ -361,6 +387,7 @@ int cmd_serve(int argc, char** argv) {
     tel->start_probes();
   }
   if (Status st = server.start(); !st) return fail(st.message());
+  stop_signals.release();  // the server's handler takes them now (one already sent included)
   std::fprintf(stderr, "carpool: listening on http://%s:%d (loading the model)\n",
                so.http.host.c_str(), server.port());
 
