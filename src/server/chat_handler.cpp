@@ -19,14 +19,7 @@ void handle_chat_completions(const ServerState& state, const std::shared_ptr<Exc
   GenerationRequest& req = in.request;
   if (auto e = check_model_name(req.model, *model)) return ex->respond(error_response(*e));
 
-  if (req.tools.choice == ToolChoice::kAuto && model->tool_format == ToolFormat::kNone) {
-    return ex->respond(error_response(bad_request(
-        "tool_choice \"auto\" (the default with tools) needs a chat template that shows the "
-        "model its tools and a format for calling them (this model's does not); use tool_choice "
-        "\"required\" or name a function (the answer is then constrained to calls), or serve "
-        "with --chat-template",
-        "tool_choice")));
-  }
+  if (auto e = check_tool_format(*model, req.tools)) return ex->respond(error_response(*e));
   nlohmann::ordered_json vars = req.chat_template_kwargs;
   if (req.tools.choice != ToolChoice::kNone) vars["tools"] = req.tools.tools;
   std::vector<int32_t> ids;

@@ -50,6 +50,18 @@ std::optional<ApiError> chat_prompt_ids(const ModelService& model,
   return std::nullopt;
 }
 
+std::optional<ApiError> check_tool_format(const ModelService& model, const ToolRequest& tools) {
+  if (tools.choice != ToolChoice::kAuto || model.tool_format != ToolFormat::kNone) {
+    return std::nullopt;
+  }
+  return bad_request(
+      "tool_choice \"auto\" (the default with tools) needs a chat template that shows the model "
+      "its tools and a format for calling them (this model's does not); use tool_choice "
+      "\"required\" or name a function (the answer is then constrained to calls), or serve with "
+      "--chat-template",
+      "tool_choice");
+}
+
 std::optional<ApiError> check_context(const ModelService& model, int prompt_tokens, int max_tokens,
                                       const char* param) {
   const int64_t total = static_cast<int64_t>(prompt_tokens) + max_tokens;

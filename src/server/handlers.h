@@ -48,6 +48,9 @@ std::optional<ApiError> chat_prompt_ids(
     std::vector<int32_t>* ids,
     const nlohmann::ordered_json& template_vars = nlohmann::ordered_json::object());
 // 400 with both numbers when the prompt plus max_tokens exceed the context.
+// tool_choice auto with a template that shows the model no tools (it could never call one).
+std::optional<ApiError> check_tool_format(const ModelService& model, const ToolRequest& tools);
+
 std::optional<ApiError> check_context(const ModelService& model, int prompt_tokens, int max_tokens,
                                       const char* param);
 

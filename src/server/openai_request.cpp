@@ -6,6 +6,7 @@
 
 #include "server/json_io.h"
 #include "server/json_schema_compile.h"
+#include "server/json_text.h"
 
 namespace carpool::server {
 namespace {
@@ -451,7 +452,8 @@ std::optional<ApiError> parse_max_tokens(const Fields& f, const char* name, int6
 
 // An assistant message's tool_calls, for the template as transformers' templates read them:
 // {"id", "type": "function", "function": {"name", "arguments": an object}} (the arguments' JSON
-// text parsed, as vLLM does, so that a template's `arguments | tojson` writes them once).
+// text parsed, as vLLM does, so that a template's `arguments | tojson` writes them once; "" and
+// "null" are {}; a text that is no object, or that a double cannot hold, stays a string).
 std::optional<ApiError> parse_message_tool_calls(const json& calls, const std::string& at,
                                                  nlohmann::ordered_json* msg) {
   if (!calls.is_array()) return bad_request(at + " must be a list", at);
@@ -473,15 +475,22 @@ std::optional<ApiError> parse_message_tool_calls(const json& calls, const std::s
     auto a = fn->find("arguments");
     if (a != fn->end() && !a->is_null()) {
       if (a->is_string()) {
+        const std::string& text = a->get_ref<const std::string&>();
         const std::string param = cat + ".function.arguments";
-        if (parse_json_text(a->get<std::string>(), param.c_str(), &args) || !args.is_object()) {
-          return bad_request(cat + ".function.arguments must be a JSON object's text",
-                             cat + ".function.arguments");
+        auto compact = compact_json(text);
+        if (text.find_first_not_of(" \t\r\n") == std::string::npos ||
+            (compact && *compact == "null")) {
+          // "" and "null": no arguments, as vLLM reads them
+        } else if (!compact || compact->front() != '{' || !json_integers_fit(*compact) ||
+                   parse_json_text(text, param.c_str(), &args) || !args.is_object()) {
+          // Not an object's text (a call cut short), or numbers beyond a double: the text as
+          // given (OpenAI takes any string here; templates write a string as it is).
+          args = text;
         }
       } else if (a->is_object()) {
         args = nlohmann::ordered_json::parse(a->dump());
       } else {
-        return bad_request(cat + ".function.arguments must be a JSON object's text",
+        return bad_request(cat + ".function.arguments must be a JSON object or its text",
                            cat + ".function.arguments");
       }
     }
@@ -567,6 +576,25 @@ std::optional<ApiError> parse_messages(const json& messages, const RequestLimits
     }
     out->push_back(std::move(msg));
   }
+  return std::nullopt;
+}
+
+std::optional<ApiError> parse_template_kwargs(const json& body, nlohmann::ordered_json* out) {
+  *out = nlohmann::ordered_json::object();
+  auto v = body.find("chat_template_kwargs");
+  if (v == body.end() || v->is_null()) return std::nullopt;
+  if (!v->is_object()) {
+    return bad_request("chat_template_kwargs must be an object", "chat_template_kwargs");
+  }
+  // Tools go through the request's own fields, where the answer is read for calls.
+  for (const char* name : {"tools", "functions", "documents"}) {
+    if (v->contains(name) && !(*v)[name].is_null() &&
+        !((*v)[name].is_array() && (*v)[name].empty())) {
+      return bad_request(std::string("chat_template_kwargs.") + name + " is not supported",
+                         "chat_template_kwargs");
+    }
+  }
+  *out = nlohmann::ordered_json::parse(v->dump());
   return std::nullopt;
 }
 
@@ -672,20 +700,7 @@ std::optional<ApiError> parse_chat_request(const json& body, const RequestLimits
   bool echo = false;  // vLLM's chat echo (the last message before the answer): not implemented
   CARPOOL_API_TRY(f.boolean("echo", &echo));
   if (echo) return bad_request("echo is not supported for chat (completions take it)", "echo");
-  if (const json* v = f.find("chat_template_kwargs")) {
-    if (!v->is_object()) {
-      return bad_request("chat_template_kwargs must be an object", "chat_template_kwargs");
-    }
-    // Tools go through the request's own fields, where the answer is read for calls.
-    for (const char* name : {"tools", "functions", "documents"}) {
-      if (v->contains(name) && !(*v)[name].is_null() &&
-          !((*v)[name].is_array() && (*v)[name].empty())) {
-        return bad_request(std::string("chat_template_kwargs.") + name + " is not supported",
-                           "chat_template_kwargs");
-      }
-    }
-    r->chat_template_kwargs = nlohmann::ordered_json::parse(v->dump());
-  }
+  CARPOOL_API_TRY(parse_template_kwargs(body, &r->chat_template_kwargs));
   return std::nullopt;
 }
 

@@ -76,6 +76,11 @@ std::optional<ApiError> parse_completion_request(const nlohmann::json& body,
 std::optional<ApiError> parse_chat_request(const nlohmann::json& body, const RequestLimits& limits,
                                            GenerationRequest* out, std::string_view raw_body = {});
 
+// chat_template_kwargs (also used by /tokenize): an object of more template variables, not
+// tools (those go in `tools`). Absent: an empty object.
+std::optional<ApiError> parse_template_kwargs(const nlohmann::json& body,
+                                              nlohmann::ordered_json* out);
+
 // Chat messages alone (also used by /tokenize): checks roles and flattens text parts.
 std::optional<ApiError> parse_messages(const nlohmann::json& messages, const RequestLimits& limits,
                                        nlohmann::ordered_json* out);

@@ -48,14 +48,8 @@ void handle_tokenize(const ServerState& state, const std::shared_ptr<Exchange>& 
     if (auto e = flag("add_generation_prompt", true, &add_generation_prompt)) {
       return ex->respond(error_response(*e));
     }
-    nlohmann::ordered_json vars = nlohmann::ordered_json::object();
-    if (auto kw = body.find("chat_template_kwargs"); kw != body.end() && !kw->is_null()) {
-      if (!kw->is_object()) {
-        return ex->respond(error_response(
-            bad_request("chat_template_kwargs must be an object", "chat_template_kwargs")));
-      }
-      vars = nlohmann::ordered_json::parse(kw->dump());
-    }
+    nlohmann::ordered_json vars;
+    if (auto e = parse_template_kwargs(body, &vars)) return ex->respond(error_response(*e));
     // The tools as a chat request shows them (tool_choice none: not shown), so that the count
     // is that request's prompt.
     ToolRequest tools;
@@ -66,6 +60,7 @@ void handle_tokenize(const ServerState& state, const std::shared_ptr<Exchange>& 
             ToolLimits{}, &tools, &unused)) {
       return ex->respond(error_response(*e));
     }
+    if (auto e = check_tool_format(*model, tools)) return ex->respond(error_response(*e));
     if (tools.choice != ToolChoice::kNone) vars["tools"] = tools.tools;
     if (auto e = chat_prompt_ids(*model, msgs, add_generation_prompt, &ids, vars)) {
       return ex->respond(error_response(*e));

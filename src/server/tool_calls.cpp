@@ -3,8 +3,8 @@
 #include <limits>
 #include <random>
 
-#include "server/json_io.h"
 #include "server/json_schema_compile.h"
+#include "server/json_text.h"
 
 namespace carpool::server {
 
@@ -71,32 +71,37 @@ size_t balanced_end(std::string_view s) {
 }
 
 // One call written as {"name": ..., "arguments" (or "parameters"): {...} or its text}.
-// Model output parsed with the request bodies' bounds (json_io.h); nullopt if it is not JSON.
-std::optional<ordered_json> parse_bounded(std::string_view text) {
-  ordered_json v;
-  if (parse_json_text(text, "", &v)) return std::nullopt;
-  return v;
-}
-
-std::optional<ToolCall> call_from(const ordered_json& o) {
-  if (!o.is_object()) return std::nullopt;
-  auto name = o.find("name");
-  if (name == o.end() || !name->is_string() || name->get<std::string>().empty()) {
-    return std::nullopt;
+// One call, written {"name": ..., "arguments" (or "parameters"): {...} or that object's text},
+// from its compact text (json_text.h: the arguments keep the model's digits).
+std::optional<ToolCall> call_from(std::string_view compact) {
+  auto members = json_members(compact);
+  if (!members) return std::nullopt;
+  std::optional<std::string> name;
+  std::optional<std::string_view> args, params;
+  for (const auto& [key, value] : *members) {
+    if (key == "name") {
+      name = json_string(value);
+      if (!name) return std::nullopt;
+    } else if (key == "arguments") {
+      args = value;
+    } else if (key == "parameters") {
+      params = value;
+    }
   }
-  auto args = o.find("arguments");
-  if (args == o.end()) args = o.find("parameters");
+  if (!name || name->empty()) return std::nullopt;
+  const std::string_view a = args ? *args : params ? *params : std::string_view("null");
   ToolCall call;
   call.id = make_tool_call_id();
-  call.name = name->get<std::string>();
-  if (args == o.end() || args->is_null()) {
+  call.name = std::move(*name);
+  if (a == "null") {
     call.arguments = "{}";
-  } else if (args->is_object()) {
-    call.arguments = dump_json(*args);
-  } else if (args->is_string()) {  // the arguments' text, as OpenAI writes them
-    auto parsed = parse_bounded(args->get<std::string>());
-    if (!parsed || !parsed->is_object()) return std::nullopt;
-    call.arguments = dump_json(*parsed);
+  } else if (a.front() == '{') {
+    call.arguments = std::string(a);
+  } else if (a.front() == '"') {  // the arguments' text, as OpenAI writes them
+    auto text = json_string(a);
+    auto object = text ? compact_json(*text) : std::nullopt;
+    if (!object || object->front() != '{') return std::nullopt;
+    call.arguments = std::move(*object);
   } else {
     return std::nullopt;
   }
@@ -104,17 +109,18 @@ std::optional<ToolCall> call_from(const ordered_json& o) {
 }
 
 std::optional<ToolCall> call_from_text(std::string_view text) {
-  auto o = parse_bounded(text);
-  if (!o) return std::nullopt;
-  return call_from(*o);
+  auto compact = compact_json(text);
+  if (!compact) return std::nullopt;
+  return call_from(*compact);
 }
 
 // A JSON array of calls.
 bool calls_from_array(std::string_view text, std::vector<ToolCall>* calls) {
-  auto a = parse_bounded(text);
-  if (!a || !a->is_array() || a->empty()) return false;
-  for (const ordered_json& o : *a) {
-    auto call = call_from(o);
+  auto compact = compact_json(text);
+  auto elements = compact ? json_elements(*compact) : std::nullopt;
+  if (!elements || elements->empty()) return false;
+  for (std::string_view e : *elements) {
+    auto call = call_from(e);
     if (!call) return false;
     calls->push_back(std::move(*call));
   }
@@ -325,11 +331,13 @@ std::optional<ApiError> parse_tool_request(const json& body, const ordered_json&
       continue;
     }
     const ordered_json& fn = out->tools[i]["function"];
-    ordered_json params = fn.contains("parameters") && !fn["parameters"].is_null()
-                              ? fn["parameters"]
-                              : ordered_json{{"type", "object"},
-                                             {"properties", ordered_json::object()},
-                                             {"additionalProperties", false}};
+    // (No schema, null or {}: a function that takes no arguments.)
+    ordered_json params =
+        fn.contains("parameters") && !fn["parameters"].is_null() && !fn["parameters"].empty()
+            ? fn["parameters"]
+            : ordered_json{{"type", "object"},
+                           {"properties", ordered_json::object()},
+                           {"additionalProperties", false}};
     auto c = compile_json_schema(params);
     if (!c) {
       const std::string at = "tools[" + std::to_string(i) + "].function.parameters";
@@ -420,7 +428,10 @@ ToolAnswer read_tool_answer(const ToolRequest& req, ToolFormat format, std::stri
   if (!found) {
     a.calls.clear();
     a.content = std::string(text);
-  } else if (content_end > 0) {
+    return a;
+  }
+  if (!req.parallel && a.calls.size() > 1) a.calls.resize(1);  // the first, as vLLM keeps
+  if (content_end > 0) {
     a.content = std::string(text.substr(0, content_end));
   }
   return a;

@@ -4,12 +4,14 @@
 // cause); crashes, exceptions, sanitizer reports and accepted values out of range are bugs.
 // A chat request with tools also has the bytes read as a model's answer in every tool-call format
 // (tool_calls.h), whole and streamed in pieces, which must give the same content; and a
-// constrained choice's schema follows them.
+// constrained choice's schema follows them. json_text.h's compact form of the bytes must read as
+// the same value.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "server/json_io.h"
+#include "server/json_text.h"
 #include "server/openai_request.h"
 #include "server/tool_calls.h"
 
@@ -55,6 +57,17 @@ void check_tool_answers(const carpool::server::ToolRequest& req, std::string_vie
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace carpool::server;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
+  if (auto compact = carpool::server::compact_json(text)) {
+    const auto a = nlohmann::json::parse(text, nullptr, false);  // (depth <= 64: compact_json's)
+    const auto b = nlohmann::json::parse(*compact, nullptr, false);
+    if (a.is_discarded() != b.is_discarded() || a != b) __builtin_trap();
+    if (!a.is_discarded() && a.is_object() && !carpool::server::json_members(*compact)) {
+      __builtin_trap();
+    }
+    if (!a.is_discarded() && a.is_array() && !carpool::server::json_elements(*compact)) {
+      __builtin_trap();
+    }
+  }
   nlohmann::json body;
   const auto e = parse_json_object(text, &body);
   check_error(e);

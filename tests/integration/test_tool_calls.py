@@ -194,7 +194,7 @@ def test_bad_tools_get_a_400_naming_the_field(client, extra, param):
 
 @pytest.mark.parametrize("bad,param", [
     ({"role": "assistant", "tool_calls": [{"type": "function", "function": {
-        "name": "get_weather", "arguments": "{not json"}}]},
+        "name": "get_weather", "arguments": 7}}]},
      "messages[1].tool_calls[0].function.arguments"),
     ({"role": "assistant", "tool_calls": [{"type": "function"}]},
      "messages[1].tool_calls[0].function"),
@@ -263,3 +263,77 @@ def test_tools_are_shown_to_the_model(hermes_server):
     client = openai.OpenAI(base_url=hermes_server.url + "/v1", api_key="unused", max_retries=0)
     r = client.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER], max_tokens=2)
     assert r.usage.prompt_tokens == t["count"]
+
+
+@pytest.mark.parametrize("arguments", [
+    "", "null",                                   # no arguments, as vLLM reads them
+    '{"city": "Oslo"}', '{"n": 123456789012345678901234567890}', '{"x": 5e400}',
+    '{"city": "Os',                               # a call cut short: the text as given
+])
+def test_history_arguments_as_clients_send_them(client, arguments):
+    msgs = ASK + [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "18 C"}]
+    r = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=2, temperature=0)
+    assert r.choices[0].finish_reason in ("stop", "length")
+
+
+def test_history_calls_are_rendered_with_their_arguments(hermes_server):
+    msgs = ASK + [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+        {"id": "b", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"n": 123456789012345678901234567890}'}},
+        {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": '{"x": 1'}}]}]
+    t = hermes_server.post("/tokenize", json={"messages": msgs, "add_generation_prompt": False})
+    assert t.status_code == 200, t.text
+    d = hermes_server.post("/detokenize", json={"tokens": t.json()["tokens"]}).json()["prompt"]
+    assert '{"name": "get_weather", "arguments": {}}' in d, d
+    assert '"arguments": "{\\"n\\": 123456789012345678901234567890}"' in d, d  # kept as text
+    assert '"arguments": "{\\"x\\": 1"' in d, d
+
+
+def test_tokenize_refuses_what_chat_refuses(server):
+    # The default model's template shows no tools: tool_choice auto is refused on both routes.
+    r = server.post("/tokenize", json={"messages": ASK, "tools": [WEATHER]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice", r.text
+    r = server.post("/tokenize", json={"messages": ASK,
+                                       "chat_template_kwargs": {"tools": [WEATHER]}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "chat_template_kwargs", r.text
+    for choice in ("none", "required"):
+        r = server.post("/tokenize", json={"messages": ASK, "tools": [WEATHER],
+                                           "tool_choice": choice})
+        assert r.status_code == 200, r.text
+
+
+def test_required_keeps_the_digits_of_numbers(client):
+    tool = {"type": "function", "function": {"name": "store", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}
+    ask = [{"role": "user", "content": "Store n = 123456789012345678901234567890"}]
+    r = client.chat.completions.create(model=MODEL, messages=ask, tools=[tool],
+                                       tool_choice="required", max_tokens=60, temperature=0)
+    assert r.choices[0].finish_reason == "tool_calls", r.choices[0]
+    (call,) = r.choices[0].message.tool_calls
+    text = call.function.arguments
+    assert text.startswith('{"n":') and "e" not in text.lower() and "." not in text, text
+    assert isinstance(json.loads(text)["n"], int)
+
+
+def test_auto_without_parallel_calls_keeps_the_first(hermes):
+    msgs = history(["Paris", "Berlin", "Madrid"]) + [{"role": "user", "content": "Weather in Rome?"}]
+    # Two calls per earlier turn, so that the model writes two.
+    for m in msgs:
+        if m.get("tool_calls"):
+            m["tool_calls"] = m["tool_calls"] + [{"id": "t", "type": "function", "function": {
+                "name": "get_time", "arguments": json.dumps({"tz": "UTC"})}}]
+    both = hermes.chat.completions.create(model=MODEL, messages=msgs, tools=[WEATHER, TIME],
+                                          max_tokens=80, temperature=0)
+    one = hermes.chat.completions.create(model=MODEL, messages=msgs, tools=[WEATHER, TIME],
+                                         parallel_tool_calls=False, max_tokens=80, temperature=0)
+    assert len(both.choices[0].message.tool_calls) == 2, both.choices[0].message
+    calls = one.choices[0].message.tool_calls
+    assert len(calls) == 1
+    assert calls[0].function.name == both.choices[0].message.tool_calls[0].function.name
+    content, streamed_calls, reason = streamed(
+        hermes, model=MODEL, messages=msgs, tools=[WEATHER, TIME], parallel_tool_calls=False,
+        max_tokens=80, temperature=0)
+    assert (len(streamed_calls), reason) == (1, "tool_calls")

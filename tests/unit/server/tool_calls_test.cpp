@@ -98,6 +98,15 @@ TEST(ToolRequest, Choices) {
   EXPECT_FALSE(accepts(*p.schema, R"([{"name": "get_weather", "arguments": {}}])"));
   EXPECT_FALSE(accepts(*p.schema, "[]"));
 
+  // parameters {} (as some clients send for no arguments): as if left out
+  const std::string empty_params = R"({"tools": [{"type": "function", "function": {"name": "f",
+      "parameters": {}}}], "tool_choice": "required"})";
+  ASSERT_FALSE(parse_tool_request(json::parse(empty_params),
+                                  ordered_json::parse(empty_params)["tools"], ToolLimits{}, &p.req,
+                                  &p.schema));
+  EXPECT_TRUE(accepts(*p.schema, R"([{"name": "f", "arguments": {}}])"));
+  EXPECT_FALSE(accepts(*p.schema, R"([{"name": "f", "arguments": {"a": 1}}])"));
+
   p = parse(R"(, "tool_choice": "required", "parallel_tool_calls": false)");
   ASSERT_FALSE(p.error);
   EXPECT_TRUE(accepts(*p.schema, R"([{"name": "now", "arguments": {}}])"));
@@ -244,6 +253,18 @@ std::vector<Case> cases() {
        std::nullopt,
        {{"get_weather", "{\"city\": \"Oslo\"}"}}},
       {ToolFormat::kHermes, ToolChoice::kNone, "text <tool_call>", "text <tool_call>", {}},
+      // numbers as the model wrote them (a double would change the first and refuse the second)
+      {ToolFormat::kNone,
+       ToolChoice::kRequired,
+       "[{\"name\": \"get_weather\", \"arguments\": {\"n\": 123456789012345678901234567890, "
+       "\"x\": 5e400}}]",
+       std::nullopt,
+       {{"get_weather", "{\"n\":123456789012345678901234567890,\"x\":5e400}"}}},
+      {ToolFormat::kHermes,
+       kAuto,
+       "<tool_call>\n{\"name\": \"now\", \"arguments\": {\"t\": 1.50}}\n</tool_call>",
+       std::nullopt,
+       {{"now", "{\"t\":1.50}"}}},
   };
 }
 
@@ -262,6 +283,21 @@ TEST(ToolAnswer, ReadInEachFormat) {
     const ToolRequest req = request(c.choice);
     expect_answer(c, read_tool_answer(req, c.format, c.text), c.text);
   }
+}
+
+// parallel_tool_calls false: the first call alone (as vLLM keeps it), in the auto formats too.
+TEST(ToolAnswer, OneCallWithoutParallelCalls) {
+  ToolRequest req = request(ToolChoice::kAuto);
+  req.parallel = false;
+  const std::string two =
+      "<tool_call>{\"name\": \"now\"}</tool_call><tool_call>{\"name\": \"get_weather\"}"
+      "</tool_call>";
+  ToolAnswer a = read_tool_answer(req, ToolFormat::kHermes, two);
+  ASSERT_EQ(a.calls.size(), 1u);
+  EXPECT_EQ(a.calls[0].name, "now");
+  ToolStreamFilter f(req, ToolFormat::kHermes);
+  EXPECT_EQ(f.push(two), "");
+  EXPECT_EQ(f.finish().calls.size(), 1u);
 }
 
 // Streamed in pieces of every size from 1 to 4 bytes: the content sent while streaming plus what
