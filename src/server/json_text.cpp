@@ -255,6 +255,11 @@ std::optional<std::vector<std::string_view>> json_elements(std::string_view arra
   return parts(array, '[', ']', false);
 }
 
+size_t json_container_end(std::string_view text) {
+  if (text.empty() || (text.front() != '{' && text.front() != '[')) return std::string_view::npos;
+  return value_end(text, 0);
+}
+
 bool json_integers_fit(std::string_view s) {
   bool in_string = false;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -274,8 +279,8 @@ bool json_integers_fit(std::string_view s) {
     if (c != '-' && !is_digit(c)) continue;
     size_t end = i + 1;
     bool integer = true;
-    while (end < s.size() && (is_digit(s[end]) || s[end] == '.' || s[end] == 'e' ||
-                              s[end] == 'E' || s[end] == '+' || s[end] == '-')) {
+    while (end < s.size() && (is_digit(s[end]) || s[end] == '.' || s[end] == 'e' || s[end] == 'E' ||
+                              s[end] == '+' || s[end] == '-')) {
       integer = integer && is_digit(s[end]);
       ++end;
     }

@@ -25,6 +25,11 @@ std::optional<std::vector<std::pair<std::string, std::string_view>>> json_member
 // The elements' texts of a compact array; nullopt if `array` is not an array.
 std::optional<std::vector<std::string_view>> json_elements(std::string_view array);
 
+// The end (one past) of the object or array that opens at text[0], by its brackets outside
+// strings (whitespace may stand anywhere: the text need not be compact), or npos if it is not
+// closed. Its syntax is not checked.
+size_t json_container_end(std::string_view text);
+
 // Whether every integer (a number without fraction or exponent) of a compact text fits in 64
 // bits, so that a parsed value (nlohmann::json) holds it exactly rather than as a double.
 bool json_integers_fit(std::string_view compact);

@@ -43,34 +43,6 @@ std::string_view rtrim(std::string_view s) {
   return s;
 }
 
-// The end (one past) of the JSON object or array that opens at s[0], or npos if it is not closed.
-size_t balanced_end(std::string_view s) {
-  int depth = 0;
-  bool in_string = false, escape = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (in_string) {
-      if (escape) {
-        escape = false;
-      } else if (c == '\\') {
-        escape = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      ++depth;
-    } else if (c == '}' || c == ']') {
-      if (--depth == 0) return i + 1;
-    }
-  }
-  return std::string_view::npos;
-}
-
-// One call written as {"name": ..., "arguments" (or "parameters"): {...} or its text}.
 // One call, written {"name": ..., "arguments" (or "parameters"): {...} or that object's text},
 // from its compact text (json_text.h: the arguments keep the model's digits).
 std::optional<ToolCall> call_from(std::string_view compact) {
@@ -148,7 +120,7 @@ bool json_calls(std::string_view text, std::vector<ToolCall>* calls) {
   std::string_view rest = trim(text);
   while (!rest.empty()) {
     if (rest.front() != '{') return false;
-    const size_t end = balanced_end(rest);
+    const size_t end = json_container_end(rest);
     if (end == std::string_view::npos) return false;
     auto call = call_from_text(rest.substr(0, end));
     if (!call) return false;

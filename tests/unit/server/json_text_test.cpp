@@ -30,9 +30,10 @@ TEST(JsonText, CompactKeepsNumbersAndStringsAsWritten) {
 }
 
 TEST(JsonText, CompactRefusesInvalidText) {
-  for (const char* t : {"", " ", "{", "{\"a\"}", "{\"a\":}", "{a:1}", "[1,]", "[1 2]", "01", "1.",
-                        ".5", "1e", "-", "+1", "tru", "nul", "\"abc", "\"\\x\"", "\"\\u12g4\"",
-                        "\"a\nb\"", "{} {}", "{\"a\":1,}", "NaN", "[1]]"}) {
+  for (const char* t :
+       {"",      " ",       "{",           "{\"a\"}",  "{\"a\":}", "{a:1}",      "[1,]", "[1 2]",
+        "01",    "1.",      ".5",          "1e",       "-",        "+1",         "tru",  "nul",
+        "\"abc", "\"\\x\"", "\"\\u12g4\"", "\"a\nb\"", "{} {}",    "{\"a\":1,}", "NaN",  "[1]]"}) {
     EXPECT_FALSE(compact_json(t)) << t;
   }
   std::string deep(65, '[');
@@ -62,6 +63,10 @@ TEST(JsonText, MembersAndElements) {
   EXPECT_TRUE(json_elements("[]")->empty());
   EXPECT_FALSE(json_elements("{}"));
   EXPECT_EQ(json_string("\"a\\u00e9\""), "a\xc3\xa9");
+  const std::string raw = "{ \"a\": [1, \"]}\"] } ; {\"b\": 2}";
+  EXPECT_EQ(json_container_end(raw), raw.find(';') - 1);
+  EXPECT_EQ(json_container_end("[ [ ]"), std::string_view::npos);
+  EXPECT_EQ(json_container_end("1"), std::string_view::npos);
   EXPECT_TRUE(json_integers_fit("{\"a\":[18446744073709551615,-9223372036854775808,1.5e999]}"));
   EXPECT_FALSE(json_integers_fit("{\"a\":18446744073709551616}"));
   EXPECT_FALSE(json_integers_fit("[-9223372036854775809]"));
