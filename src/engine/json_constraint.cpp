@@ -22,7 +22,7 @@ bool is_hex(uint8_t c) {
 }  // namespace
 
 bool JsonState::whitespace() {
-  return ++ws_run_ <= kMaxWhitespace;
+  return ++ws_run_ <= max_ws_;
 }
 
 bool JsonState::end_number() {

@@ -53,6 +53,11 @@ class JsonState {
   // The top-level value is an array instead of an object (a schema whose root is an array: tool
   // calls, server/tool_calls.h). Set before the first byte.
   void set_array_root() { array_root_ = true; }
+  // At most `n` (1 to kMaxWhitespace) consecutive whitespace bytes instead of kMaxWhitespace (tool
+  // calls: a small model would spend tokens on newlines). Set before the first byte.
+  void set_max_whitespace(int n) {
+    max_ws_ = static_cast<uint8_t>(n < 1 ? 1 : n > kMaxWhitespace ? kMaxWhitespace : n);
+  }
   // Inside a string, not within an escape or a UTF-8 character: any printable ASCII other than
   // '"' and '\\' keeps it there.
   bool in_string_body() const { return mode_ == Mode::kString && escape_ == 0 && utf8_left_ == 0; }
@@ -98,6 +103,7 @@ class JsonState {
   uint8_t utf8_hi_ = 0xBF;
   bool key_ = false;                        // the string being read is an object key
   bool array_root_ = false;                 // the top-level value is an array
+  uint8_t max_ws_ = kMaxWhitespace;         // consecutive whitespace bytes allowed
   std::array<uint8_t, kMaxDepth> stack_{};  // 'o' object, 'a' array
 };
 

@@ -56,6 +56,7 @@ struct SchemaNode {
 
 struct JsonSchema {
   std::vector<SchemaNode> nodes;  // nodes[0]: the root, an object (or an array: tool calls)
+  int max_whitespace = JsonState::kMaxWhitespace;  // consecutive whitespace bytes allowed
 };
 
 class SchemaState {
@@ -65,6 +66,7 @@ class SchemaState {
         schema->nodes[0].type == SchemaNode::Type::kArray) {
       json_.set_array_root();
     }
+    if (schema != nullptr) json_.set_max_whitespace(schema->max_whitespace);
   }
   // Copies only the live frames: the mask copies the state once per candidate token.
   SchemaState(const SchemaState& o) { *this = o; }

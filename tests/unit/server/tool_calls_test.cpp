@@ -106,6 +106,9 @@ TEST(ToolRequest, Choices) {
                                   &p.schema));
   EXPECT_TRUE(accepts(*p.schema, R"([{"name": "f", "arguments": {}}])"));
   EXPECT_FALSE(accepts(*p.schema, R"([{"name": "f", "arguments": {"a": 1}}])"));
+  // Constrained calls take no runs of whitespace (a small model padded them with blank lines).
+  EXPECT_FALSE(accepts(*p.schema, "[{\"name\": \"f\",\n\n\"arguments\": {}}]"));
+  EXPECT_TRUE(accepts(*p.schema, "[{\"name\": \"f\",\n\"arguments\": {}}]"));
 
   p = parse(R"(, "tool_choice": "required", "parallel_tool_calls": false)");
   ASSERT_FALSE(p.error);
@@ -247,6 +250,12 @@ std::vector<Case> cases() {
        "[{\"name\": \"get_weather\", \"argum",
        "[{\"name\": \"get_weather\", \"argum",
        {}},
+      // ... keeping the calls it completed
+      {ToolFormat::kNone,
+       ToolChoice::kRequired,
+       "[{\"name\": \"now\", \"arguments\": {}} , {\"name\": \"get_weather\", \"argum",
+       std::nullopt,
+       {{"now", "{}"}}},
       {ToolFormat::kHermes,
        ToolChoice::kNamed,
        "\n{\"city\": \"Oslo\"} ",
