@@ -28,3 +28,9 @@ std::string error_json(const ApiError& error);
 HttpResponse error_response(const ApiError& error);
 
 }  // namespace carpool::server
+
+// Returns the error of `expr` (a std::optional<ApiError>) from the calling parser, if it has one.
+#define CARPOOL_API_TRY(expr)        \
+  do {                               \
+    if (auto _e = (expr)) return _e; \
+  } while (0)

@@ -178,23 +178,27 @@ class Compactor {
 };
 
 // The end (one past) of the compact value that starts at s[pos], or npos.
+// The end (one past) of the string whose opening quote is s[open], or npos if it is not closed.
+size_t string_end(std::string_view s, size_t open) {
+  for (size_t i = open + 1; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      ++i;
+    } else if (s[i] == '"') {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
 size_t value_end(std::string_view s, size_t pos) {
   if (pos >= s.size()) return std::string_view::npos;
   int depth = 0;
-  bool in_string = false;
   for (size_t i = pos; i < s.size(); ++i) {
     const char c = s[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-        if (depth == 0) return i + 1;
-      }
-      continue;
-    }
     if (c == '"') {
-      in_string = true;
+      const size_t end = string_end(s, i);
+      if (end == std::string_view::npos || depth == 0) return end;
+      i = end - 1;
     } else if (c == '{' || c == '[') {
       ++depth;
     } else if (c == '}' || c == ']') {
@@ -204,7 +208,7 @@ size_t value_end(std::string_view s, size_t pos) {
       return i;
     }
   }
-  return depth == 0 && !in_string ? s.size() : std::string_view::npos;
+  return depth == 0 ? s.size() : std::string_view::npos;
 }
 
 // The parts of a compact container between `open` and its close: each value (arrays) or each
@@ -261,19 +265,12 @@ size_t json_container_end(std::string_view text) {
 }
 
 bool json_integers_fit(std::string_view s) {
-  bool in_string = false;
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
     if (c == '"') {
-      in_string = true;
+      const size_t end = string_end(s, i);
+      if (end == std::string_view::npos) return true;  // (no number after it)
+      i = end - 1;
       continue;
     }
     if (c != '-' && !is_digit(c)) continue;

@@ -81,7 +81,8 @@ std::optional<ApiError> parse_chat_request(const nlohmann::json& body, const Req
 std::optional<ApiError> parse_template_kwargs(const nlohmann::json& body,
                                               nlohmann::ordered_json* out);
 
-// Chat messages alone (also used by /tokenize): checks roles and flattens text parts.
+// Chat messages alone (also used by /tokenize; chat_messages.cpp): checks roles and flattens text
+// parts.
 std::optional<ApiError> parse_messages(const nlohmann::json& messages, const RequestLimits& limits,
                                        nlohmann::ordered_json* out);
 

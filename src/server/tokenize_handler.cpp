@@ -54,10 +54,7 @@ void handle_tokenize(const ServerState& state, const std::shared_ptr<Exchange>& 
     // is that request's prompt.
     ToolRequest tools;
     std::shared_ptr<const JsonSchema> unused;
-    const auto ordered = nlohmann::ordered_json::parse(ex->request().body, nullptr, false);
-    if (auto e = parse_tool_request(
-            body, ordered.is_object() ? ordered.value("tools", nlohmann::ordered_json()) : nullptr,
-            ToolLimits{}, &tools, &unused)) {
+    if (auto e = parse_tool_request(body, ex->request().body, ToolLimits{}, &tools, &unused)) {
       return ex->respond(error_response(*e));
     }
     if (auto e = check_tool_format(*model, tools)) return ex->respond(error_response(*e));

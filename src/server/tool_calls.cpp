@@ -208,7 +208,7 @@ std::string make_tool_call_id() {
   return buf;
 }
 
-std::optional<ApiError> parse_tool_request(const json& body, const ordered_json& tools_ordered,
+std::optional<ApiError> parse_tool_request(const json& body, std::string_view raw_body,
                                            const ToolLimits& limits, ToolRequest* out,
                                            std::shared_ptr<const JsonSchema>* schema) {
   *out = ToolRequest{};
@@ -312,8 +312,13 @@ std::optional<ApiError> parse_tool_request(const json& body, const ordered_json&
     out->parallel = p->get<bool>();
   }
   if (out->choice == ToolChoice::kNone) return std::nullopt;  // no tools shown
-  out->tools = tools_ordered.is_array() && tools_ordered.size() == tools->size()
-                   ? tools_ordered
+  // (The body was checked as JSON within bounds before it was parsed: json_io.h.)
+  const ordered_json ordered =
+      raw_body.empty() ? ordered_json() : ordered_json::parse(raw_body, nullptr, false);
+  const ordered_json* declared =
+      ordered.is_object() && ordered.contains("tools") ? &ordered["tools"] : nullptr;
+  out->tools = declared != nullptr && declared->is_array() && declared->size() == tools->size()
+                   ? *declared
                    : ordered_json::parse(tools->dump());
   if (!out->constrained()) return std::nullopt;
 

@@ -56,12 +56,12 @@ struct ToolLimits {
   size_t max_name_bytes = 64;  // OpenAI's limit; names are [A-Za-z0-9_.-]
 };
 
-// Reads `tools`, `tool_choice` and `parallel_tool_calls` (the legacy `functions` /
-// `function_call` too, mapped onto them). `tools_ordered`: the body's tools in their declared
-// member order (the parameters' properties are written in that order); `schema` gets the
-// constraint of a required or named choice (null otherwise). Errors are 400s naming the field.
-std::optional<ApiError> parse_tool_request(const nlohmann::json& body,
-                                           const nlohmann::ordered_json& tools_ordered,
+// Reads `tools`, `tool_choice` and `parallel_tool_calls` from the parsed body. `raw_body`: its
+// text, read again (only when tools are shown) for the tools in their declared member order, in
+// which the parameters' properties are written; empty: nlohmann::json's sorted order. `schema`
+// gets the constraint of a required or named choice (null otherwise). Errors are 400s naming the
+// field.
+std::optional<ApiError> parse_tool_request(const nlohmann::json& body, std::string_view raw_body,
                                            const ToolLimits& limits, ToolRequest* out,
                                            std::shared_ptr<const JsonSchema>* schema);
 

@@ -55,8 +55,7 @@ Parsed parse(const std::string& extra) {
   const std::string text = std::string("{\"tools\": ") + kTools + extra + "}";
   const json body = json::parse(text);
   Parsed p;
-  p.error =
-      parse_tool_request(body, ordered_json::parse(text)["tools"], ToolLimits{}, &p.req, &p.schema);
+  p.error = parse_tool_request(body, text, ToolLimits{}, &p.req, &p.schema);
   return p;
 }
 
@@ -101,9 +100,8 @@ TEST(ToolRequest, Choices) {
   // parameters {} (as some clients send for no arguments): as if left out
   const std::string empty_params = R"({"tools": [{"type": "function", "function": {"name": "f",
       "parameters": {}}}], "tool_choice": "required"})";
-  ASSERT_FALSE(parse_tool_request(json::parse(empty_params),
-                                  ordered_json::parse(empty_params)["tools"], ToolLimits{}, &p.req,
-                                  &p.schema));
+  ASSERT_FALSE(
+      parse_tool_request(json::parse(empty_params), empty_params, ToolLimits{}, &p.req, &p.schema));
   EXPECT_TRUE(accepts(*p.schema, R"([{"name": "f", "arguments": {}}])"));
   EXPECT_FALSE(accepts(*p.schema, R"([{"name": "f", "arguments": {"a": 1}}])"));
   // Constrained calls take no runs of whitespace (a small model padded them with blank lines).
@@ -157,8 +155,7 @@ TEST(ToolRequest, Refusals) {
     const json body = json::parse(text);
     ToolRequest req;
     std::shared_ptr<const JsonSchema> schema;
-    auto e = parse_tool_request(body, ordered_json::parse(text).value("tools", ordered_json()),
-                                ToolLimits{}, &req, &schema);
+    auto e = parse_tool_request(body, text, ToolLimits{}, &req, &schema);
     ASSERT_TRUE(e) << text;
     EXPECT_EQ(e->status, 400);
     EXPECT_EQ(e->param, param) << text << ": " << e->message;
@@ -168,11 +165,10 @@ TEST(ToolRequest, Refusals) {
       "parameters": {"type": "object", "properties": {"n": {"minimum": 1}}}}}]})";
   ToolRequest req;
   std::shared_ptr<const JsonSchema> schema;
-  EXPECT_FALSE(parse_tool_request(json::parse(text), ordered_json::parse(text)["tools"],
-                                  ToolLimits{}, &req, &schema));
+  EXPECT_FALSE(parse_tool_request(json::parse(text), text, ToolLimits{}, &req, &schema));
   // No tools: tool_choice none or auto is harmless.
   for (const char* t : {R"({"tool_choice": "none"})", R"({"tools": [], "tool_choice": "auto"})"}) {
-    EXPECT_FALSE(parse_tool_request(json::parse(t), ordered_json(), ToolLimits{}, &req, &schema));
+    EXPECT_FALSE(parse_tool_request(json::parse(t), t, ToolLimits{}, &req, &schema));
     EXPECT_EQ(req.choice, ToolChoice::kNone);
   }
 }
