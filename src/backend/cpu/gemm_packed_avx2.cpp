@@ -1,5 +1,6 @@
 // AVX2 kernels for packed weights (gemm_packed.h): each group of 16 weight rows as two halves of
-// 8; per 4-byte part, maddubs and madd (no VNNI) form 8 rows' exact integer sums. Q8_0 parts
+// 8; per 4-byte part, maddubs (no VNNI) forms 8 rows' 16-bit pair sums, added in 16 bits over as
+// many parts as stay exact and widened by one madd per run (parts_dot). Q8_0 parts
 // (q + 128) are dotted as |q| times x with q's sign.
 // The kernels themselves are in gemm_packed_kernels.inc; the formulas per type:
 //   Q4_0: w = d (q - 8):   acc += d_w * (d_x * (dot(q, x) - 8 sum x))
@@ -107,6 +108,17 @@ inline VecI vsll32(VecI a, int n) {
 inline VecI vdot(VecI acc, VecI w, int32_t x4) {
   const __m256i p = _mm256_maddubs_epi16(w, _mm256_set1_epi32(x4));
   return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+// No VNNI: parts_dot sums runs of maddubs results in 16-bit lanes, widening once per run.
+constexpr bool kDot16 = true;
+inline VecI vmaddubs(VecI w, int32_t x4) {
+  return _mm256_maddubs_epi16(w, _mm256_set1_epi32(x4));
+}
+inline VecI vadd16(VecI a, VecI b) {
+  return _mm256_add_epi16(a, b);
+}
+inline VecI vwiden16(VecI a) {
+  return _mm256_madd_epi16(a, _mm256_set1_epi16(1));
 }
 // Q8_0 parts hold q + 128, too large for maddubs: |q| times x with q's sign (exact: |q| <= 128,
 // |x| <= 127), so no correction (kQ8Offset 0).

@@ -30,10 +30,59 @@ struct Case {
 
 class GemmPacked : public ::testing::TestWithParam<Case> {};
 
+// Runs groups 1 and 2 of weights w (n = 3 groups plus five rows, k columns) on the m activation
+// rows x at level isa and compares every output with the reference; the other columns must stay
+// untouched.
+void expect_matches_reference(DType t, CpuIsa isa, const std::vector<uint8_t>& w,
+                              const std::vector<float>& x, int64_t n, int64_t m, int64_t k,
+                              const std::vector<float>& bias) {
+  auto gemm = isa == CpuIsa::kAvx512 ? gemm_packed_avx512 : gemm_packed_avx2;
+  const size_t row_bytes = dtype_row_bytes(t, k);
+  PackedWeight p = make_packed(t, n, k);
+  ASSERT_EQ(p.groups, 3);
+  pack_groups(p, w.data(), row_bytes, 0, p.groups);
+  const int64_t nb_x = k / kQK;
+  std::vector<BlockQ8A> xq(static_cast<size_t>(m * nb_x));
+  for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x.data() + r * k, xq.data() + r * nb_x, k);
+  const int parts = gemm_packed_sums_per_block(t);
+  std::vector<int32_t> sums(xq.size() * 2);
+  if (parts > 0) sum_q8a(xq.data(), sums.data(), static_cast<int64_t>(xq.size()), parts);
+  const int64_t ldy = n + 3;
+  std::vector<float> y(static_cast<size_t>(m * ldy), -12345.f);
+  GemmPackedArgs a;
+  a.w = &p;
+  a.x = xq.data();
+  a.x_sum = parts > 0 ? sums.data() : nullptr;
+  a.m = m;
+  a.y = y.data();
+  a.ldy = ldy;
+  a.bias = bias.data();
+  ASSERT_TRUE(gemm(a, 1, 3));  // groups 1 and 2: columns 16..47
+  std::vector<float> wf(static_cast<size_t>(k));
+  for (int64_t j = 0; j < ldy; ++j) {
+    if (j < kPackRows || j >= 3 * kPackRows) {
+      for (int64_t r = 0; r < m; ++r) ASSERT_EQ(y[r * ldy + j], -12345.f) << "col " << j;
+      continue;
+    }
+    dequantize_row(t, w.data() + row_bytes * j, wf.data(), k);
+    for (int64_t r = 0; r < m; ++r) {
+      double ref = bias[j], scale = std::fabs(bias[j]);
+      for (int64_t i = 0; i < k; ++i) {
+        const BlockQ8A& b = xq[static_cast<size_t>((r * k + i) / kQK)];
+        const double xv = static_cast<double>(b.d) * b.qs[i % kQK];
+        ref += wf[i] * xv;
+        scale += std::fabs(wf[i] * xv);
+      }
+      ASSERT_NEAR(y[r * ldy + j], ref, 1e-5 * scale)
+          << dtype_name(t) << " " << cpu_isa_name(isa) << " k=" << k << " m=" << m << " row " << r
+          << " col " << j;
+    }
+  }
+}
+
 TEST_P(GemmPacked, MatchesDequantizedReference) {
   const auto [t, isa] = GetParam();
   if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
-  auto gemm = isa == CpuIsa::kAvx512 ? gemm_packed_avx512 : gemm_packed_avx2;
   ASSERT_TRUE(packable(t));
   std::mt19937 g(5);
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -42,50 +91,31 @@ TEST_P(GemmPacked, MatchesDequantizedReference) {
   for (int64_t k : {block, 3 * block}) {
     for (int64_t m : {1, 2, 7, 8, 9, 12, 16, 17, 33}) {
       std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
-      const size_t row_bytes = dtype_row_bytes(t, k);
-      PackedWeight p = make_packed(t, n, k);
-      ASSERT_EQ(p.groups, 3);
-      pack_groups(p, w.data(), row_bytes, 0, p.groups);
       std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n));
       for (float& v : x) v = nd(g) * (g() % 4 == 0 ? 10.f : 1.f);
       for (float& v : bias) v = nd(g);
-      const int64_t nb_x = k / kQK;
-      std::vector<BlockQ8A> xq(static_cast<size_t>(m * nb_x));
-      for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x.data() + r * k, xq.data() + r * nb_x, k);
-      const int parts = gemm_packed_sums_per_block(t);
-      std::vector<int32_t> sums(xq.size() * 2);
-      if (parts > 0) sum_q8a(xq.data(), sums.data(), static_cast<int64_t>(xq.size()), parts);
-      const int64_t ldy = n + 3;
-      std::vector<float> y(static_cast<size_t>(m * ldy), -12345.f);
-      GemmPackedArgs a;
-      a.w = &p;
-      a.x = xq.data();
-      a.x_sum = parts > 0 ? sums.data() : nullptr;
-      a.m = m;
-      a.y = y.data();
-      a.ldy = ldy;
-      a.bias = bias.data();
-      ASSERT_TRUE(gemm(a, 1, 3));  // groups 1 and 2: columns 16..47
-      std::vector<float> wf(static_cast<size_t>(k));
-      for (int64_t j = 0; j < ldy; ++j) {
-        if (j < kPackRows || j >= 3 * kPackRows) {
-          for (int64_t r = 0; r < m; ++r) ASSERT_EQ(y[r * ldy + j], -12345.f) << "col " << j;
-          continue;
-        }
-        dequantize_row(t, w.data() + row_bytes * j, wf.data(), k);
-        for (int64_t r = 0; r < m; ++r) {
-          double ref = bias[j], scale = std::fabs(bias[j]);
-          for (int64_t i = 0; i < k; ++i) {
-            const BlockQ8A& b = xq[static_cast<size_t>((r * k + i) / kQK)];
-            const double xv = static_cast<double>(b.d) * b.qs[i % kQK];
-            ref += wf[i] * xv;
-            scale += std::fabs(wf[i] * xv);
-          }
-          ASSERT_NEAR(y[r * ldy + j], ref, 1e-5 * scale)
-              << dtype_name(t) << " " << cpu_isa_name(isa) << " k=" << k << " m=" << m << " row "
-              << r << " col " << j;
-        }
-      }
+      expect_matches_reference(t, isa, w, x, n, m, k, bias);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+// Every quant bit set (each type's largest values: 15 for 4-bit types, 31 for 5-bit, 63 for
+// Q6_K, 45 for Q2_K's scaled values...) against activations of one sign at full scale: the
+// largest integer sums the kernels form, which must not wrap (AVX2 adds runs of parts in 16 bits).
+TEST_P(GemmPacked, LargestValuesStayExact) {
+  const auto [t, isa] = GetParam();
+  if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
+  std::mt19937 g(7);
+  const int64_t k = 2 * dtype_info(t).block_elems;
+  const int64_t n = 3 * kPackRows + 5;
+  const std::vector<uint8_t> w = saturated_quant_weights(g, t, n, k);
+  const std::vector<float> bias(static_cast<size_t>(n), 0.f);
+  for (float sign : {1.f, -1.f}) {
+    for (int64_t m : {1, 4, 16}) {
+      std::vector<float> x(static_cast<size_t>(m * k), 3.f * sign);
+      expect_matches_reference(t, isa, w, x, n, m, k, bias);
+      if (HasFatalFailure()) return;
     }
   }
 }

@@ -55,6 +55,22 @@ inline std::vector<uint8_t> random_quant_weights(std::mt19937& g, DType t, int64
   return bytes;
 }
 
+// Every quant bit set (each type's largest values), with sane f16 scales.
+inline std::vector<uint8_t> saturated_quant_weights(std::mt19937& g, DType t, int64_t rows,
+                                                    int64_t k) {
+  const DTypeInfo& info = dtype_info(t);
+  std::vector<uint8_t> bytes(dtype_row_bytes(t, k) * static_cast<size_t>(rows), 0xff);
+  std::uniform_real_distribution<float> u(0.005f, 0.02f);
+  const F16Fields fields = f16_scale_fields(t);
+  for (size_t blk = 0; blk < bytes.size() / info.block_bytes; ++blk) {
+    for (int h = 0; h < fields.count; ++h) {
+      const uint16_t v = f32_to_f16(u(g));
+      std::memcpy(bytes.data() + blk * info.block_bytes + fields.offset + 2 * h, &v, 2);
+    }
+  }
+  return bytes;
+}
+
 // n rows of k weights of float type t (F32, F16 or BF16) drawn from nd: their bytes in *w and
 // their values as f32 (after rounding to t) in *wf.
 inline void random_float_weights(std::mt19937& g, std::normal_distribution<float>& nd, DType t,
