@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <limits>
 #include <mutex>
-#include <random>
 #include <utility>
 #include <vector>
 
 #include "server/json_io.h"
 #include "server/stop_matcher.h"
 #include "tokenizer/stream_decoder.h"
+#include "util/random_id.h"
 #include "util/utf8.h"
 
 namespace carpool::server {
@@ -502,11 +502,7 @@ void start_generation(std::shared_ptr<Exchange> exchange, const ModelService& mo
 }
 
 std::string make_request_id(const char* prefix) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%016llx%08llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng() & 0xffffffffu));
-  return std::string(prefix) + "-" + buf;
+  return std::string(prefix) + "-" + random_hex_id();
 }
 
 }  // namespace carpool::server

@@ -1,10 +1,10 @@
 #include "server/tool_calls.h"
 
 #include <limits>
-#include <random>
 
 #include "server/json_schema_compile.h"
 #include "server/json_text.h"
+#include "util/random_id.h"
 
 namespace carpool::server {
 
@@ -201,11 +201,7 @@ const char* tool_format_name(ToolFormat f) {
 }
 
 std::string make_tool_call_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "call_%016llx%08llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng() & 0xffffffffu));
-  return buf;
+  return "call_" + random_hex_id();
 }
 
 std::optional<ApiError> parse_tool_request(const json& body, std::string_view raw_body,
