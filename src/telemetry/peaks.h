@@ -84,7 +84,9 @@ Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
 //   2: packed weights (one VNNI instruction per 16 output columns).
 //   3: bandwidth = the faster of a read pass and the triad, on huge pages.
 //   4: the FLOP peak includes the BF16 matmul (AMX tiles where the CPU has them).
-inline constexpr int kPeaksCacheVersion = 4;
+//   5: and a 4-bit matmul (Q4_0): the AVX2 kernels' 16-bit runs made 4-bit weights faster than
+//      8-bit ones (a Zen 1 EPYC: Q4_1 at batch 16 ran 70 GFLOP/s against a 51 GFLOP/s peak).
+inline constexpr int kPeaksCacheVersion = 5;
 
 // Serialization of the cache file:
 //   {"<key>": {"bandwidth_bytes_per_s":..,"flops_per_s":..,"kernels": kPeaksCacheVersion}}.
