@@ -274,8 +274,9 @@ Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
                                const std::string& cache_path, const CalibrationOptions& o) {
   // The FLOP peak is the fastest of the backend's f32 matmul, its integer-dot matmuls (the path
   // quantized weights take: 8-bit weights, and 4-bit ones, which the AVX2 kernels run faster)
-  // and its BF16 matmul (AMX tiles where the CPU has them, many times the others), so no phase
-  // can show an MFU above 1.
+  // and its BF16 matmul (AMX tiles where the CPU has them, many times the others), so that a
+  // phase shows an MFU above 1 only by the margin of a type not measured here (on AVX2 the
+  // 5-bit types at many rows run within a few percent of Q4_0) or a calibration run under load.
   const std::string& entry = key;
   std::string old_text;
   if (auto text = read_text(cache_path, 1 << 20)) {

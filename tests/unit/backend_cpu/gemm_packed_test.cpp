@@ -100,9 +100,10 @@ TEST_P(GemmPacked, MatchesDequantizedReference) {
   }
 }
 
-// Every quant bit set (each type's largest values: 15 for 4-bit types, 31 for 5-bit, 63 for
-// Q6_K, 45 for Q2_K's scaled values...) against activations of one sign at full scale: the
-// largest integer sums the kernels form, which must not wrap (AVX2 adds runs of parts in 16 bits).
+// Every quant bit set (the unsigned types' largest values: 15 for 4-bit types, 31 for 5-bit, 63
+// for Q6_K, 7 for Q3_K, 45 for Q2_K's scaled values; Q8_0 and the IQ4 types get one fixed value)
+// against activations of one sign at full scale: the largest integer sums the kernels form, which
+// must not wrap (AVX2 adds runs of parts in 16 bits).
 TEST_P(GemmPacked, LargestValuesStayExact) {
   const auto [t, isa] = GetParam();
   if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
