@@ -189,7 +189,17 @@ def test_text_prompt_and_prefix_cache(server, client, golden):
     assert len(lp.tokens) == a.usage.prompt_tokens
 
 
-def test_bad_requests(server):
+@pytest.fixture(scope="module")
+def short_server():
+    # A short context, so that scoring a whole one stays quick on any machine (8,192 tokens of
+    # the default model's context took over 120 s on an AVX2-only 2-core machine).
+    s = Server("--max-model-len", "1024")
+    yield s
+    assert s.stop() == 0
+
+
+def test_bad_requests(short_server):
+    server = short_server
     r = server.post("/v1/completions", json={"prompt": "hi", "echo": True, "logprobs": 21})
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "logprobs"
