@@ -66,13 +66,8 @@ void expect_matches_reference(DType t, CpuIsa isa, const std::vector<uint8_t>& w
     }
     dequantize_row(t, w.data() + row_bytes * j, wf.data(), k);
     for (int64_t r = 0; r < m; ++r) {
-      double ref = bias[j], scale = std::fabs(bias[j]);
-      for (int64_t i = 0; i < k; ++i) {
-        const BlockQ8A& b = xq[static_cast<size_t>((r * k + i) / kQK)];
-        const double xv = static_cast<double>(b.d) * b.qs[i % kQK];
-        ref += wf[i] * xv;
-        scale += std::fabs(wf[i] * xv);
-      }
+      double scale = 0;
+      const double ref = q8a_reference_dot(wf.data(), xq.data(), r, k, bias[j], &scale);
       ASSERT_NEAR(y[r * ldy + j], ref, 1e-5 * scale)
           << dtype_name(t) << " " << cpu_isa_name(isa) << " k=" << k << " m=" << m << " row " << r
           << " col " << j;

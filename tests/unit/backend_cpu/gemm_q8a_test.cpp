@@ -75,13 +75,8 @@ TEST_P(GemmQ8a, MatchesDequantizedReference) {
         }
         dequantize_row(t, w.data() + a.w_row_bytes * j, wf.data(), k);
         for (int64_t r = 0; r < m; ++r) {
-          double ref = bias[j], scale = std::fabs(bias[j]);
-          for (int64_t i = 0; i < k; ++i) {
-            const BlockQ8A& b = xq[static_cast<size_t>((r * k + i) / kQK)];
-            const double xv = static_cast<double>(b.d) * b.qs[i % kQK];
-            ref += wf[i] * xv;
-            scale += std::fabs(wf[i] * xv);
-          }
+          double scale = 0;
+          const double ref = q8a_reference_dot(wf.data(), xq.data(), r, k, bias[j], &scale);
           ASSERT_NEAR(y[r * ldy + j], ref, 1e-5 * scale)
               << dtype_name(t) << " " << cpu_isa_name(isa) << " k=" << k << " m=" << m << " row "
               << r << " col " << j;

@@ -2,6 +2,7 @@
 // scales; random bytes there would give infinities and NaNs) and float ones with their f32 values.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -69,6 +70,22 @@ inline std::vector<uint8_t> saturated_quant_weights(std::mt19937& g, DType t, in
     }
   }
   return bytes;
+}
+
+// The reference for an 8-bit-activation kernel's output: dequantized weights wf [k] dotted with
+// activation row r of xq (rows of k / 32 blocks) in double, plus bias; *scale gets the sum of
+// the magnitudes (bias and products), the size a tolerance is relative to.
+inline double q8a_reference_dot(const float* wf, const BlockQ8A* xq, int64_t r, int64_t k,
+                                double bias, double* scale) {
+  double ref = bias;
+  *scale = std::fabs(bias);
+  for (int64_t i = 0; i < k; ++i) {
+    const BlockQ8A& b = xq[static_cast<size_t>((r * k + i) / kQK)];
+    const double xv = static_cast<double>(b.d) * b.qs[i % kQK];
+    ref += wf[i] * xv;
+    *scale += std::fabs(wf[i] * xv);
+  }
+  return ref;
 }
 
 // n rows of k weights of float type t (F32, F16 or BF16) drawn from nd: their bytes in *w and
