@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     if (!dir.empty()) {
       auto peaks = telemetry::cpu_peaks_cached(
           *backend, backend->device_name(), dir + "/peaks.json", telemetry::CalibrationOptions{});
-      if (peaks) tel->set_peaks(*peaks);
+      if (peaks) tel->set_peaks(peaks->peaks);
     }
     tel->start_probes();
     eo.telemetry = tel.get();

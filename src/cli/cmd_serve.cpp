@@ -146,12 +146,16 @@ void setup_peaks(telemetry::Telemetry& tel, Backend& backend, bool gpu,
       std::fprintf(stderr, "carpool: warning: no cache directory; CPU peaks unknown\n");
       return;
     }
-    auto peaks = telemetry::cpu_peaks_cached(backend, name, dir + "/peaks.json", co);
-    if (!peaks) {
-      std::fprintf(stderr, "carpool: warning: CPU calibration failed: %s\n", peaks.error().c_str());
+    const std::string path = dir + "/peaks.json";
+    auto calibration = telemetry::cpu_peaks_cached(backend, name, path, co);
+    if (!calibration) {
+      std::fprintf(stderr, "carpool: warning: CPU calibration failed: %s\n",
+                   calibration.error().c_str());
       return;
     }
-    tel.set_peaks(*peaks);
+    std::fprintf(stderr, "carpool: %s\n",
+                 telemetry::describe_cpu_calibration(*calibration, path).c_str());
+    tel.set_peaks(calibration->peaks);
     return;
   }
   auto nvml = telemetry::load_nvml();

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -53,6 +55,49 @@ std::optional<double> parse_proc_stat_cpu_s(std::string_view text, double ticks_
   auto stime = to_number(field(rest, 12));
   if (!utime || !stime) return std::nullopt;
   return (*utime + *stime) / ticks_per_s;
+}
+
+std::optional<double> parse_proc_stat_machine_busy_s(std::string_view text, double ticks_per_s) {
+  // "cpu  user nice system idle iowait irq softirq steal guest guest_nice" (guest time is already
+  // in user): the first line; older kernels stop after softirq or steal.
+  if (text.substr(0, 4) != "cpu " || ticks_per_s <= 0) return std::nullopt;
+  std::string_view line = text.substr(0, text.find('\n'));
+  double busy = 0;
+  for (int f : {1, 2, 3, 6, 7, 8}) {
+    auto v = to_number(field(line, f));
+    if (!v) {
+      if (f >= 8 && field(line, f) == std::nullopt) break;  // no steal column
+      return std::nullopt;
+    }
+    busy += *v;
+  }
+  return busy / ticks_per_s;
+}
+
+std::optional<CpuTimes> read_cpu_times(const std::string& proc_root) {
+  const long tck = sysconf(_SC_CLK_TCK);
+  const double ticks = tck > 0 ? static_cast<double>(tck) : 100;
+  auto stat = read_small_file(proc_root + "/stat");
+  auto self = read_small_file(proc_root + "/self/stat");
+  if (!stat || !self) return std::nullopt;
+  auto machine = parse_proc_stat_machine_busy_s(*stat, ticks);
+  auto process = parse_proc_stat_cpu_s(*self, ticks);
+  if (!machine || !process) return std::nullopt;
+  CpuTimes t;
+  t.machine_busy_s = *machine;
+  t.process_s = *process;
+  t.wall_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  t.n_cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return t;
+}
+
+double others_cpu_share(const CpuTimes& before, const CpuTimes& after) {
+  const double capacity = (after.wall_s - before.wall_s) * std::max(1, after.n_cpus);
+  if (!(capacity > 0)) return 0;
+  const double others =
+      (after.machine_busy_s - before.machine_busy_s) - (after.process_s - before.process_s);
+  return std::clamp(others / capacity, 0.0, 1.0);
 }
 
 std::optional<double> parse_proc_statm_rss_bytes(std::string_view text, double page_bytes) {

@@ -22,6 +22,26 @@ std::optional<double> parse_proc_stat_cpu_s(std::string_view stat_text, double t
 // Resident bytes from the text of /proc/<pid>/statm (second field × page size).
 std::optional<double> parse_proc_statm_rss_bytes(std::string_view statm_text, double page_bytes);
 
+// Busy seconds of all the machine's CPUs together, from the text of /proc/stat: the "cpu" line's
+// user, nice, system, irq, softirq and steal (time the hypervisor gave to other guests) ticks;
+// nullopt when malformed.
+std::optional<double> parse_proc_stat_machine_busy_s(std::string_view proc_stat_text,
+                                                     double ticks_per_s);
+
+// The machine's busy CPU time and this process's, read together: a measurement reads them before
+// and after itself to tell whether other work shared the machine meanwhile.
+struct CpuTimes {
+  double machine_busy_s = 0;
+  double process_s = 0;
+  double wall_s = 0;  // steady clock
+  int n_cpus = 0;     // online CPUs, as /proc/stat's "cpu" line sums them
+};
+// `proc_root` is "/proc" (tests point it at a fake tree); nullopt when a file is unreadable.
+std::optional<CpuTimes> read_cpu_times(const std::string& proc_root = "/proc");
+// The share (0..1) of the machine's CPU capacity between two readings that went to anything but
+// this process: other processes, and the hypervisor's other guests.
+double others_cpu_share(const CpuTimes& before, const CpuTimes& after);
+
 struct CpuReading {
   std::optional<double> process_cpu_s;  // cumulative
   std::optional<double> process_cpu_cores;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "telemetry/cpu_probe.h"
 #include "util/host_memory.h"
 
 namespace carpool::telemetry {
@@ -270,33 +272,46 @@ std::string write_cached_peaks(std::string_view old_text, const Peaks& p) {
   return root.dump(2) + "\n";
 }
 
-Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
-                               const std::string& cache_path, const CalibrationOptions& o) {
+Result<CpuCalibration> cpu_peaks_cached(Backend& backend, const std::string& key,
+                                        const std::string& cache_path,
+                                        const CalibrationOptions& o) {
   // The FLOP peak is the fastest of the backend's f32 matmul, its integer-dot matmuls (the path
   // quantized weights take: 8-bit weights, and 4-bit ones, which the AVX2 kernels run faster)
   // and its BF16 matmul (AMX tiles where the CPU has them, many times the others), so that a
   // phase shows an MFU above 1 only by the margin of a type not measured here (on AVX2 the
   // 5-bit types at many rows run within a few percent of Q4_0) or a calibration run under load.
-  const std::string& entry = key;
+  CpuCalibration c;
   std::string old_text;
   if (auto text = read_text(cache_path, 1 << 20)) {
     old_text = *text;
-    if (auto cached = read_cached_peaks(old_text, entry)) return *cached;
+    if (auto cached = read_cached_peaks(old_text, key)) {
+      c.peaks = *cached;
+      c.from_cache = true;
+      return c;
+    }
   }
-  Peaks p;
-  p.device = entry;
+  const auto t0 = SteadyClock::now();
+  const std::optional<CpuTimes> before = read_cpu_times();
+  Peaks& p = c.peaks;
+  p.device = key;
   // A decode step mostly reads (weights, KV), so the read-only pass is its ceiling; the triad
   // (two reads, one write) is kept as a floor where reads alone measure low.
   p.bandwidth_bytes_per_s = std::max(measure_read_bandwidth(o), measure_triad_bandwidth(o));
   double best = 0;
   for (DType t : {DType::kF32, DType::kQ8_0, DType::kQ4_0, DType::kBF16}) {
-    CalibrationOptions c = o;
-    c.matmul_dtype = t;
-    CARPOOL_ASSIGN_OR_RETURN(double flops, measure_matmul_flops(backend, c));
+    CalibrationOptions co = o;
+    co.matmul_dtype = t;
+    CARPOOL_ASSIGN_OR_RETURN(double flops, measure_matmul_flops(backend, co));
     best = std::max(best, flops);
   }
   p.flops_per_s = best;
   p.bandwidth_source = p.flops_source = "measured";
+  c.seconds = seconds_since(t0);
+  if (const std::optional<CpuTimes> after = read_cpu_times(); before && after) {
+    c.others_share = others_cpu_share(*before, *after);
+  }
+  c.disturbed = c.others_share.value_or(0) > o.max_others_share;
+  if (c.disturbed) return c;
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(cache_path).parent_path(), ec);
   const std::string tmp = cache_path + ".tmp";
@@ -305,7 +320,34 @@ Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
     f << write_cached_peaks(old_text, p);
   }
   std::filesystem::rename(tmp, cache_path, ec);
-  return p;
+  c.saved = !ec;
+  return c;
+}
+
+std::string describe_cpu_calibration(const CpuCalibration& c, const std::string& cache_path) {
+  char figures[96];
+  std::snprintf(figures, sizeof(figures), "%.1f GB/s, %.1f GFLOP/s",
+                c.peaks.bandwidth_bytes_per_s / 1e9, c.peaks.flops_per_s / 1e9);
+  if (c.from_cache) {
+    return std::string("CPU peaks ") + figures +
+           " (calibrated on this machine before: " + cache_path + ")";
+  }
+  char took[32];
+  std::snprintf(took, sizeof(took), "%.1f s", c.seconds);
+  if (c.saved) {
+    return std::string("CPU peaks ") + figures + " (calibrated in " + took + "; saved to " +
+           cache_path + ")";
+  }
+  if (c.disturbed) {
+    char share[16];
+    std::snprintf(share, sizeof(share), "%.0f%%", 100 * c.others_share.value_or(0));
+    return std::string("warning: CPU peaks ") + figures +
+           " were calibrated while other work took " + share +
+           " of the CPUs: used for this run only (MBU and MFU may read high), measured " +
+           "again at the next start";
+  }
+  return std::string("CPU peaks ") + figures + " (calibrated in " + took + "; not saved to " +
+         cache_path + ")";
 }
 
 }  // namespace carpool::telemetry

@@ -60,6 +60,12 @@ struct CalibrationOptions {
   int matmul_k = 2048;
   int matmul_n = 2048;
   DType matmul_dtype = DType::kF32;
+  // A calibration during which other work took more than this share of the machine's CPU time
+  // (other processes, or the hypervisor's other guests: cpu_probe.h) measured the machine's
+  // leftovers, not its peaks: it is used for the run that measured it but not cached, so the
+  // next start measures again. (During a build on both cores the read pass of a 2-core VM
+  // measured 14.6 GB/s where the quiet machine reads 24.3.)
+  double max_others_share = 0.15;
 };
 
 // Bytes/s of a read-only pass (a sum over one array, as a decode step reads its weights) and of a
@@ -71,11 +77,27 @@ double measure_triad_bandwidth(const CalibrationOptions& options);
 // FLOP/s of backend.matmul at the given shape (2·rows·k·n per call; the best of `repeats`).
 Result<double> measure_matmul_flops(Backend& backend, const CalibrationOptions& options);
 
+struct CpuCalibration {
+  Peaks peaks;
+  bool from_cache = false;  // read from the cache file: nothing was measured
+  double seconds = 0;       // how long measuring took
+  // The share of the machine's CPU time that other work took while measuring (nullopt: /proc
+  // unreadable, taken as quiet).
+  std::optional<double> others_share;
+  bool disturbed = false;  // others_share above CalibrationOptions::max_others_share: not saved
+  bool saved = false;      // written to the cache
+};
+
 // Peaks for `key` (a device name; include the thread count on CPU) from the cache file, or
-// calibrated with the two functions above and saved there. `backend`: runs the matmul.
-// Cache errors (unreadable, malformed) fall back to calibrating; a write failure is ignored.
-Result<Peaks> cpu_peaks_cached(Backend& backend, const std::string& key,
-                               const std::string& cache_path, const CalibrationOptions& options);
+// calibrated with the functions above and saved there unless other work disturbed the
+// measurement (CalibrationOptions::max_others_share). `backend`: runs the matmul. Cache errors
+// (unreadable, malformed) fall back to calibrating; a write failure is ignored.
+Result<CpuCalibration> cpu_peaks_cached(Backend& backend, const std::string& key,
+                                        const std::string& cache_path,
+                                        const CalibrationOptions& options);
+// One line for the log: the peaks, where they came from, and a warning when they were measured
+// beside other work (not cached).
+std::string describe_cpu_calibration(const CpuCalibration& c, const std::string& cache_path);
 
 // The version of the CPU kernels and calibration a cached entry was measured with. Bump it when a
 // change makes the matmul kernels faster or the calibration measure higher: an entry of another

@@ -1,9 +1,15 @@
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "telemetry/peaks.h"
@@ -85,8 +91,7 @@ TEST(TelemetryPeaks, CacheDirHonoursCarpoolCache) {
     unsetenv("CARPOOL_CACHE");
 }
 
-TEST(TelemetryPeaks, CpuCalibrationMeasuresOnceThenReadsTheCache) {
-  auto backend = make_cpu_backend({.n_threads = 2});
+CalibrationOptions small_calibration() {
   CalibrationOptions o;
   o.threads = 2;
   o.triad_bytes = 3u << 22;  // small: a test, not a measurement
@@ -94,26 +99,83 @@ TEST(TelemetryPeaks, CpuCalibrationMeasuresOnceThenReadsTheCache) {
   o.matmul_rows = 16;
   o.matmul_k = 256;
   o.matmul_n = 256;
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("carpool_peaks_" + std::to_string(getpid()));
+  return o;
+}
+
+std::filesystem::path temp_dir(const char* name) {
+  return std::filesystem::temp_directory_path() /
+         (std::string(name) + "_" + std::to_string(getpid()));
+}
+
+TEST(TelemetryPeaks, CpuCalibrationMeasuresOnceThenReadsTheCache) {
+  auto backend = make_cpu_backend({.n_threads = 2});
+  CalibrationOptions o = small_calibration();
+  o.max_others_share = 1.0;  // saved whatever else runs beside this test
+  const auto dir = temp_dir("carpool_peaks");
   const std::string path = (dir / "peaks.json").string();
   auto first = cpu_peaks_cached(*backend, "cpu-test", path, o);
   ASSERT_TRUE(first.is_ok()) << first.error();
-  EXPECT_GT(first->bandwidth_bytes_per_s, 1e8);
-  EXPECT_GT(first->flops_per_s, 1e7);
-  EXPECT_EQ(first->bandwidth_source, "measured");
+  EXPECT_FALSE(first->from_cache);
+  EXPECT_TRUE(first->saved);
+  EXPECT_FALSE(first->disturbed);
+  EXPECT_GT(first->seconds, 0);
+  EXPECT_GT(first->peaks.bandwidth_bytes_per_s, 1e8);
+  EXPECT_GT(first->peaks.flops_per_s, 1e7);
+  EXPECT_EQ(first->peaks.bandwidth_source, "measured");
   ASSERT_TRUE(std::filesystem::exists(path));
+  EXPECT_NE(describe_cpu_calibration(*first, path).find("saved to " + path), std::string::npos);
   // Replace the cached figures: the second call must return them without measuring.
   {
-    Peaks fake = *first;
+    Peaks fake = first->peaks;
     fake.bandwidth_bytes_per_s = 12345;
     fake.flops_per_s = 678;
     std::ofstream(path) << write_cached_peaks("", fake);
   }
   auto second = cpu_peaks_cached(*backend, "cpu-test", path, o);
   ASSERT_TRUE(second.is_ok());
-  EXPECT_EQ(second->bandwidth_bytes_per_s, 12345);
-  EXPECT_EQ(second->flops_per_s, 678);
+  EXPECT_TRUE(second->from_cache);
+  EXPECT_EQ(second->peaks.bandwidth_bytes_per_s, 12345);
+  EXPECT_EQ(second->peaks.flops_per_s, 678);
+  EXPECT_NE(describe_cpu_calibration(*second, path).find("before: " + path), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(TelemetryPeaks, ACalibrationBesideOtherWorkIsUsedButNotCached) {
+  // Other processes spin on every CPU while the calibration measures: it must see them, keep its
+  // figures for this run and leave the cache alone, so that the next start measures again.
+  auto backend = make_cpu_backend({.n_threads = 2});
+  CalibrationOptions o = small_calibration();
+  o.triad_bytes = 3u << 24;  // long enough (~0.5 s) for /proc's 10 ms ticks to tell the shares
+  o.repeats = 20;
+  const auto dir = temp_dir("carpool_peaks_busy");
+  const std::string path = (dir / "peaks.json").string();
+  const int spinners = static_cast<int>(std::min(256u, std::thread::hardware_concurrency()));
+  std::vector<pid_t> children;
+  for (int i = 0; i < std::max(1, spinners); ++i) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      volatile uint64_t n = 0;
+      for (;;) n = n + 1;
+    }
+    children.push_back(pid);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto busy = cpu_peaks_cached(*backend, "cpu-test", path, o);
+  for (pid_t pid : children) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  ASSERT_TRUE(busy.is_ok()) << busy.error();
+  ASSERT_TRUE(busy->others_share.has_value());
+  EXPECT_GT(*busy->others_share, o.max_others_share);
+  EXPECT_TRUE(busy->disturbed);
+  EXPECT_FALSE(busy->saved);
+  EXPECT_GT(busy->peaks.bandwidth_bytes_per_s, 1e8);  // still this run's peaks
+  EXPECT_FALSE(std::filesystem::exists(path));
+  const std::string line = describe_cpu_calibration(*busy, path);
+  EXPECT_EQ(line.rfind("warning: ", 0), 0u) << line;
+  EXPECT_NE(line.find("measured again at the next start"), std::string::npos) << line;
   std::filesystem::remove_all(dir);
 }
 
