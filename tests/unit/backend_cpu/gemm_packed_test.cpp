@@ -116,6 +116,55 @@ TEST_P(GemmPacked, LargestValuesStayExact) {
   }
 }
 
+// The outputs of groups 0..2 for the m activation rows at x (quantized here), one row per ldy.
+std::vector<float> run_packed(DType t, CpuIsa isa, const PackedWeight& p, const float* x, int64_t m,
+                              int64_t k) {
+  auto gemm = isa == CpuIsa::kAvx512 ? gemm_packed_avx512 : gemm_packed_avx2;
+  const int64_t nb_x = k / kQK;
+  std::vector<BlockQ8A> xq(static_cast<size_t>(m * nb_x));
+  for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x + r * k, xq.data() + r * nb_x, k);
+  const int parts = gemm_packed_sums_per_block(t);
+  std::vector<int32_t> sums(xq.size() * 2);
+  if (parts > 0) sum_q8a(xq.data(), sums.data(), static_cast<int64_t>(xq.size()), parts);
+  const int64_t ldy = p.groups * kPackRows;
+  std::vector<float> y(static_cast<size_t>(m * ldy));
+  GemmPackedArgs a;
+  a.w = &p;
+  a.x = xq.data();
+  a.x_sum = parts > 0 ? sums.data() : nullptr;
+  a.m = m;
+  a.y = y.data();
+  a.ldy = ldy;
+  EXPECT_TRUE(gemm(a, 0, p.groups));
+  return y;
+}
+
+// A row's outputs do not depend on the rows beside it: the kernels take different tiles for one
+// row, two, a full tile and a remainder (AVX2: one and two rows share each activation broadcast
+// between a group's two halves), and each must give the same bits, so that a request's tokens at
+// temperature 0 are the same alone or in a batch.
+TEST_P(GemmPacked, RowsAgreeBitForBitAtEveryBatchSize) {
+  const auto [t, isa] = GetParam();
+  if (!cpu_supports(isa)) GTEST_SKIP() << cpu_isa_name(isa) << " not supported here";
+  std::mt19937 g(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t k = 2 * dtype_info(t).block_elems, n = 3 * kPackRows, m = 19;
+  const std::vector<uint8_t> w = random_quant_weights(g, t, n, k);
+  PackedWeight p = make_packed(t, n, k);
+  pack_groups(p, w.data(), dtype_row_bytes(t, k), 0, p.groups);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (float& v : x) v = nd(g);
+  const std::vector<float> all = run_packed(t, isa, p, x.data(), m, k);
+  for (int64_t rows : {1, 2, 3, 5}) {
+    for (int64_t r0 = 0; r0 + rows <= m; r0 += rows) {
+      const std::vector<float> some = run_packed(t, isa, p, x.data() + r0 * k, rows, k);
+      ASSERT_EQ(0, std::memcmp(some.data(), all.data() + r0 * n, some.size() * sizeof(float)))
+          << dtype_name(t) << " " << cpu_isa_name(isa) << ": rows " << r0 << ".." << r0 + rows
+          << " alone differ from the same rows among " << m;
+    }
+  }
+}
+
 std::vector<Case> all_cases() {
   std::vector<Case> out;
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
