@@ -1,7 +1,7 @@
 // AVX2 kernels for packed weights (gemm_packed.h): each group of 16 weight rows as two halves of
 // 8; per 4-byte part, maddubs (no VNNI) forms 8 rows' 16-bit pair sums, added in 16 bits over as
 // many parts as stay exact and widened by one madd per run (parts_dot); one or two activation
-// rows of Q4_0, Q4_1 and Q4_K, and one row of Q5_K and Q6_K, take both halves at once
+// rows of Q4_0, Q4_1, Q4_K and Q8_0, and one row of Q5_K and Q6_K, take both halves at once
 // (tile_pair and its K-quant forms). Q8_0 parts
 // (q + 128) are dotted as |q| times x with q's sign.
 // The kernels themselves are in gemm_packed_kernels.inc; the formulas per type:
