@@ -30,34 +30,49 @@ struct Case {
 
 class GemmPacked : public ::testing::TestWithParam<Case> {};
 
+// The m activation rows at x quantized, and the outputs of groups [g0, g1) of p for them at level
+// isa, one row per ldy (columns of other groups left at -12345).
+struct PackedRun {
+  std::vector<BlockQ8A> xq;
+  std::vector<float> y;
+};
+PackedRun run_packed(CpuIsa isa, const PackedWeight& p, const float* x, int64_t m, int64_t k,
+                     int64_t g0, int64_t g1, int64_t ldy, const float* bias) {
+  auto gemm = isa == CpuIsa::kAvx512 ? gemm_packed_avx512 : gemm_packed_avx2;
+  const int64_t nb_x = k / kQK;
+  PackedRun run;
+  run.xq.resize(static_cast<size_t>(m * nb_x));
+  for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x + r * k, run.xq.data() + r * nb_x, k);
+  const int parts = gemm_packed_sums_per_block(p.type);
+  std::vector<int32_t> sums(run.xq.size() * 2);
+  if (parts > 0) sum_q8a(run.xq.data(), sums.data(), static_cast<int64_t>(run.xq.size()), parts);
+  run.y.assign(static_cast<size_t>(m * ldy), -12345.f);
+  GemmPackedArgs a;
+  a.w = &p;
+  a.x = run.xq.data();
+  a.x_sum = parts > 0 ? sums.data() : nullptr;
+  a.m = m;
+  a.y = run.y.data();
+  a.ldy = ldy;
+  a.bias = bias;
+  EXPECT_TRUE(gemm(a, g0, g1));
+  return run;
+}
+
 // Runs groups 1 and 2 of weights w (n = 3 groups plus five rows, k columns) on the m activation
 // rows x at level isa and compares every output with the reference; the other columns must stay
 // untouched.
 void expect_matches_reference(DType t, CpuIsa isa, const std::vector<uint8_t>& w,
                               const std::vector<float>& x, int64_t n, int64_t m, int64_t k,
                               const std::vector<float>& bias) {
-  auto gemm = isa == CpuIsa::kAvx512 ? gemm_packed_avx512 : gemm_packed_avx2;
   const size_t row_bytes = dtype_row_bytes(t, k);
   PackedWeight p = make_packed(t, n, k);
   ASSERT_EQ(p.groups, 3);
   pack_groups(p, w.data(), row_bytes, 0, p.groups);
-  const int64_t nb_x = k / kQK;
-  std::vector<BlockQ8A> xq(static_cast<size_t>(m * nb_x));
-  for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x.data() + r * k, xq.data() + r * nb_x, k);
-  const int parts = gemm_packed_sums_per_block(t);
-  std::vector<int32_t> sums(xq.size() * 2);
-  if (parts > 0) sum_q8a(xq.data(), sums.data(), static_cast<int64_t>(xq.size()), parts);
   const int64_t ldy = n + 3;
-  std::vector<float> y(static_cast<size_t>(m * ldy), -12345.f);
-  GemmPackedArgs a;
-  a.w = &p;
-  a.x = xq.data();
-  a.x_sum = parts > 0 ? sums.data() : nullptr;
-  a.m = m;
-  a.y = y.data();
-  a.ldy = ldy;
-  a.bias = bias.data();
-  ASSERT_TRUE(gemm(a, 1, 3));  // groups 1 and 2: columns 16..47
+  const PackedRun run = run_packed(isa, p, x.data(), m, k, 1, 3, ldy, bias.data());
+  const std::vector<float>& y = run.y;
+  const std::vector<BlockQ8A>& xq = run.xq;
   std::vector<float> wf(static_cast<size_t>(k));
   for (int64_t j = 0; j < ldy; ++j) {
     if (j < kPackRows || j >= 3 * kPackRows) {
@@ -116,29 +131,6 @@ TEST_P(GemmPacked, LargestValuesStayExact) {
   }
 }
 
-// The outputs of groups 0..2 for the m activation rows at x (quantized here), one row per ldy.
-std::vector<float> run_packed(DType t, CpuIsa isa, const PackedWeight& p, const float* x, int64_t m,
-                              int64_t k) {
-  auto gemm = isa == CpuIsa::kAvx512 ? gemm_packed_avx512 : gemm_packed_avx2;
-  const int64_t nb_x = k / kQK;
-  std::vector<BlockQ8A> xq(static_cast<size_t>(m * nb_x));
-  for (int64_t r = 0; r < m; ++r) quantize_row_q8a(x + r * k, xq.data() + r * nb_x, k);
-  const int parts = gemm_packed_sums_per_block(t);
-  std::vector<int32_t> sums(xq.size() * 2);
-  if (parts > 0) sum_q8a(xq.data(), sums.data(), static_cast<int64_t>(xq.size()), parts);
-  const int64_t ldy = p.groups * kPackRows;
-  std::vector<float> y(static_cast<size_t>(m * ldy));
-  GemmPackedArgs a;
-  a.w = &p;
-  a.x = xq.data();
-  a.x_sum = parts > 0 ? sums.data() : nullptr;
-  a.m = m;
-  a.y = y.data();
-  a.ldy = ldy;
-  EXPECT_TRUE(gemm(a, 0, p.groups));
-  return y;
-}
-
 // A row's outputs do not depend on the rows beside it: the kernels take different tiles for one
 // row, two, a full tile and a remainder (AVX2: one and two rows share each activation broadcast
 // between a group's two halves), and each must give the same bits, so that a request's tokens at
@@ -154,10 +146,11 @@ TEST_P(GemmPacked, RowsAgreeBitForBitAtEveryBatchSize) {
   pack_groups(p, w.data(), dtype_row_bytes(t, k), 0, p.groups);
   std::vector<float> x(static_cast<size_t>(m * k));
   for (float& v : x) v = nd(g);
-  const std::vector<float> all = run_packed(t, isa, p, x.data(), m, k);
+  const std::vector<float> all = run_packed(isa, p, x.data(), m, k, 0, p.groups, n, nullptr).y;
   for (int64_t rows : {1, 2, 3, 5}) {
     for (int64_t r0 = 0; r0 + rows <= m; r0 += rows) {
-      const std::vector<float> some = run_packed(t, isa, p, x.data() + r0 * k, rows, k);
+      const std::vector<float> some =
+          run_packed(isa, p, x.data() + r0 * k, rows, k, 0, p.groups, n, nullptr).y;
       ASSERT_EQ(0, std::memcmp(some.data(), all.data() + r0 * n, some.size() * sizeof(float)))
           << dtype_name(t) << " " << cpu_isa_name(isa) << ": rows " << r0 << ".." << r0 + rows
           << " alone differ from the same rows among " << m;
