@@ -70,6 +70,7 @@ ATTN_INLINE __m512 load_kv(const int8_t* p) {
 
 // The primitives of paged_attention_kernels.inc at 16 lanes.
 using VecF = __m512;
+constexpr int kScorePairRows = 0;  // scores_rows_pair not measured at this level
 template <int kVecs>
 constexpr int kPvRows = kVecs <= 4 ? 4 : 2;  // 32 registers: rows x (kVecs + 1) accumulators
 struct Tail {
