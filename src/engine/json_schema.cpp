@@ -4,6 +4,39 @@ namespace carpool {
 
 using Type = SchemaNode::Type;
 
+bool schema_value_starts_with(const JsonSchema& schema, int32_t i, uint8_t c) {
+  if (i < 0) return true;  // any value
+  const SchemaNode& n = schema.nodes[static_cast<size_t>(i)];
+  switch (n.type) {
+    case Type::kAny:
+      return true;
+    case Type::kObject:
+      return c == '{';
+    case Type::kArray:
+      return c == '[';
+    case Type::kString:
+      return c == '"';
+    case Type::kNumber:
+    case Type::kInteger:
+      return c == '-' || (c >= '0' && c <= '9');
+    case Type::kBoolean:
+      return c == 't' || c == 'f';
+    case Type::kNull:
+      return c == 'n';
+    case Type::kEnum:
+      for (const std::string& t : n.literals) {
+        if (!t.empty() && static_cast<uint8_t>(t[0]) == c) return true;
+      }
+      return false;
+    case Type::kUnion:
+      for (int32_t a : n.alternatives) {
+        if (schema_value_starts_with(schema, a, c)) return true;
+      }
+      return false;
+  }
+  return false;
+}
+
 int32_t SchemaState::value_node() const {
   if (json_.mode_ == Mode::kStart) return 0;
   const Frame& f = frames_[json_.depth_ - 1];
@@ -117,8 +150,22 @@ bool SchemaState::structural(uint8_t c) {
 }
 
 bool SchemaState::start_value(uint8_t c) {
-  const int32_t v = value_node();
+  int32_t v = value_node();
   const SchemaNode* n = node(v);
+  // A union is the alternative that begins with c (the compiler made them begin differently;
+  // an alternative may itself be a union).
+  while (n != nullptr && n->type == Type::kUnion) {
+    int32_t chosen = kAnyNode - 1;
+    for (int32_t a : n->alternatives) {
+      if (schema_value_starts_with(*schema_, a, c)) {
+        chosen = a;
+        break;
+      }
+    }
+    if (chosen == kAnyNode - 1) return false;
+    v = chosen;
+    n = node(v);
+  }
   const uint8_t depth0 = json_.depth_;
   if (n == nullptr || n->type == Type::kAny) {
     if (!json_.feed(c)) return false;
@@ -153,6 +200,7 @@ bool SchemaState::start_value(uint8_t c) {
       lit_mask_ = n->literals.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << n->literals.size()) - 1;
       return literal_byte(c);
     case Type::kAny:
+    case Type::kUnion:  // resolved above
       break;
   }
   if (!ok || !json_.feed(c)) return false;

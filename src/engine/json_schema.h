@@ -7,7 +7,10 @@
 //     (then it is {});
 //   - an array's items follow its item schema, between minItems and maxItems of them;
 //   - string, number, integer (no fraction or exponent), boolean and null values have that type;
-//   - enum and const values are written exactly as one of their JSON texts.
+//   - enum and const values are written exactly as one of their JSON texts;
+//   - a union (anyOf, oneOf, a list of types) takes the one alternative that can begin with the
+//     value's first byte: its alternatives begin with different bytes (different JSON types,
+//     such as an object or null), so the first byte decides.
 // The schema itself (JsonSchema) is compiled from the request by the server
 // (server/json_schema_compile.h), which refuses every keyword it cannot enforce.
 //
@@ -36,7 +39,8 @@ struct SchemaNode {
     kInteger,
     kBoolean,
     kNull,
-    kEnum
+    kEnum,
+    kUnion
   };
   Type type = Type::kAny;
   // kObject: the properties' names as JSON strings (quotes and escapes included), in the order
@@ -52,12 +56,17 @@ struct SchemaNode {
   // written the rest of the object follows variants[i] (an object node with the same first key).
   // Tool calls use it: {"name": one of the tools, "arguments": that tool's parameters}.
   std::vector<int32_t> variants;
+  // kUnion: the alternatives (node indices); no byte begins a value of two of them.
+  std::vector<int32_t> alternatives;
 };
 
 struct JsonSchema {
   std::vector<SchemaNode> nodes;  // nodes[0]: the root, an object (or an array: tool calls)
   int max_whitespace = JsonState::kMaxWhitespace;  // consecutive whitespace bytes allowed
 };
+
+// Whether a value of node i of `schema` can begin with byte c (a union: one of its alternatives).
+bool schema_value_starts_with(const JsonSchema& schema, int32_t i, uint8_t c);
 
 class SchemaState {
  public:

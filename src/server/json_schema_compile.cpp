@@ -1,8 +1,12 @@
 #include "server/json_schema_compile.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace carpool::server {
 namespace {
@@ -15,7 +19,12 @@ constexpr size_t kMaxNodes = 1024;
 constexpr size_t kMaxLiterals = 64;
 constexpr size_t kMaxLiteralBytes = 4096;  // a property name or enum value, as JSON text
 constexpr int64_t kMaxItems = 1 << 20;
-constexpr int64_t kMaxMinItems = 1024;  // items a schema can force the model to write
+constexpr int64_t kMaxMinItems = 1024;   // items a schema can force the model to write
+constexpr size_t kMaxAlternatives = 16;  // of one anyOf / oneOf / type list
+constexpr int kMaxRefChain = 32;         // $ref to $ref to ...
+// The nesting a schema may require of every document it accepts: the engine's limit less the two
+// levels that tool calls wrap arguments in ([{"name": ..., "arguments": ...}]).
+constexpr int kMaxRequiredNesting = JsonState::kMaxDepth - 2;
 
 // Whether enum value v has JSON Schema type t ("" when the schema names none).
 bool has_type(const json& v, const std::string& t) {
@@ -33,18 +42,41 @@ bool has_type(const json& v, const std::string& t) {
 
 const std::set<std::string>& known_keywords() {
   static const std::set<std::string> k = {
-      "type", "properties", "required", "additionalProperties", "items",   "minItems", "maxItems",
-      "enum", "const",      "title",    "description",          "default", "examples", "$schema",
-      "$id",  "$comment"};
+      "type",    "properties",  "required", "additionalProperties",
+      "items",   "minItems",    "maxItems", "enum",
+      "const",   "anyOf",       "oneOf",    "$ref",
+      "$defs",   "definitions", "title",    "description",
+      "default", "examples",    "$schema",  "$id",
+      "$comment"};
   return k;
+}
+
+// Keywords that say nothing about the value (and $defs / definitions, which only hold schemas
+// for $ref): the only ones allowed beside $ref and anyOf / oneOf.
+bool annotation(const std::string& key) {
+  static const std::set<std::string> k = {"title",    "description", "default",
+                                          "examples", "$schema",     "$id",
+                                          "$comment", "$defs",       "definitions"};
+  return k.count(key) != 0;
+}
+
+// A byte for messages: 'x', or its code.
+std::string byte_name(int c) {
+  if (c > 32 && c < 127) return std::string("'") + static_cast<char>(c) + "'";
+  return "byte " + std::to_string(c);
 }
 
 class Compiler {
  public:
+  explicit Compiler(const json& root) : root_(root) {}
+
   JsonSchema out;
 
   // Compiles s (at `path`, for messages) into a new node; returns its index or -1 with err set.
+  // A $ref gives the node of the schema it names (one node per name, so schemas may refer to
+  // themselves); anyOf, oneOf and type lists give a union node.
   int32_t compile(const json& s, const std::string& path, int depth) {
+    if (s.is_object() && s.contains("$ref")) return compile_ref(s, path, depth);
     if (depth >= kMaxDepth) {
       return fail("json_schema nests deeper than " + std::to_string(kMaxDepth) + " levels (at " +
                   path + ")");
@@ -64,13 +96,13 @@ class Compiler {
         return fail("json_schema: '" + key + "' (at " + path + ") is not supported");
       }
     }
+    if (s.contains("anyOf") || s.contains("oneOf")) return compile_any_of(s, index, path, depth);
+    if (s.contains("type") && s["type"].is_array()) return compile_type_list(s, index, path, depth);
     SchemaNode n;
     std::string type;
     if (s.contains("type")) {
       if (!s["type"].is_string()) {
-        return fail("json_schema: type at " + path +
-                    " must be one type name (lists are not "
-                    "supported)");
+        return fail("json_schema: type at " + path + " must be a type name or a list of them");
       }
       type = s["type"].get<std::string>();
     }
@@ -210,6 +242,44 @@ class Compiler {
     return index;
   }
 
+  // Checks that need every node: each union's alternatives begin with different bytes, no union
+  // reaches itself through unions alone, and the root can be completed within the nesting limit.
+  bool check() {
+    // Unions of unions become one union of the alternatives that are not (so that a value's
+    // first byte finds its alternative in one pass); a union that reaches itself that way is
+    // refused.
+    std::vector<uint8_t> state(out.nodes.size(), 0);  // 0 not seen, 1 being flattened, 2 done
+    for (const auto& [index, path] : unions_) {
+      if (!flatten(index, path, state)) return false;
+    }
+    for (const auto& [index, path] : unions_) {
+      const SchemaNode& n = out.nodes[static_cast<size_t>(index)];
+      for (int c = 0; c < 256; ++c) {
+        int first = -1;
+        for (size_t a = 0; a < n.alternatives.size(); ++a) {
+          if (!schema_value_starts_with(out, n.alternatives[a], static_cast<uint8_t>(c))) continue;
+          if (first >= 0) {
+            fail("json_schema: alternatives " + std::to_string(first) + " and " +
+                 std::to_string(a) + " of the anyOf at " + path + " can both begin with " +
+                 byte_name(c) +
+                 " (only alternatives of different JSON types are supported, such as an object "
+                 "or null)");
+            return false;
+          }
+          first = static_cast<int>(a);
+        }
+      }
+    }
+    const int need = required_nesting();
+    if (need > kMaxRequiredNesting) {
+      fail("json_schema can never be completed within " + std::to_string(kMaxRequiredNesting) +
+           " levels of nesting (a schema that must contain itself, through $ref, with no way to "
+           "end, such as an optional property or an empty array)");
+      return false;
+    }
+    return true;
+  }
+
   std::string error;
 
  private:
@@ -217,17 +287,200 @@ class Compiler {
     if (error.empty()) error = std::move(message);
     return -1;
   }
+
+  // {"$ref": "#/..."} with annotations beside it: the node of the schema it names.
+  int32_t compile_ref(const json& s, const std::string& path, int depth) {
+    std::string ref;
+    const json* target = &s;
+    for (int chain = 0; target->is_object() && target->contains("$ref"); ++chain) {
+      for (const auto& [key, value] : target->items()) {
+        if (key != "$ref" && !annotation(key)) {
+          return fail("json_schema: '" + key + "' beside $ref (at " + (chain == 0 ? path : ref) +
+                      ") is not supported");
+        }
+      }
+      if (chain >= kMaxRefChain) {
+        return fail("json_schema: $ref at " + path + " leads through more than " +
+                    std::to_string(kMaxRefChain) + " references (a loop?)");
+      }
+      if (!(*target)["$ref"].is_string()) {
+        return fail("json_schema: $ref at " + path + " must be a string");
+      }
+      ref = (*target)["$ref"].get<std::string>();
+      if (auto it = refs_.find(ref); it != refs_.end()) return it->second;
+      target = resolve(ref, path);
+      if (target == nullptr) return -1;
+    }
+    // The node compile is about to create; refs_ names it first, so that a schema that refers
+    // to itself gets this node.
+    refs_[ref] = static_cast<int32_t>(out.nodes.size());
+    return compile(*target, ref, depth + 1);
+  }
+
+  // The schema a local reference ("#", "#/$defs/Name", any JSON pointer into the document)
+  // names; null (error set) for a remote one or one that names nothing.
+  const json* resolve(const std::string& ref, const std::string& path) {
+    if (ref.empty() || ref[0] != '#') {
+      fail("json_schema: $ref \"" + ref.substr(0, 200) + "\" at " + path +
+           " is not supported (only references within the schema, starting with #)");
+      return nullptr;
+    }
+    try {
+      return &root_.at(json::json_pointer(ref.substr(1)));
+    } catch (const std::exception&) {
+      fail("json_schema: $ref \"" + ref.substr(0, 200) + "\" at " + path +
+           " names no schema in the document");
+      return nullptr;
+    }
+  }
+
+  // anyOf / oneOf (the same here: the alternatives begin with different bytes, so at most one
+  // matches a value) with annotations beside it, into the union node at `index`.
+  int32_t compile_any_of(const json& s, int32_t index, const std::string& path, int depth) {
+    const char* key = s.contains("anyOf") ? "anyOf" : "oneOf";
+    for (const auto& [k, value] : s.items()) {
+      if (k != key && !annotation(k)) {
+        return fail("json_schema: '" + k + "' beside " + key + " (at " + path +
+                    ") is not supported");
+      }
+    }
+    const json& alts = s[key];
+    if (!alts.is_array() || alts.empty() || alts.size() > kMaxAlternatives) {
+      return fail("json_schema: " + std::string(key) + " at " + path + " must list 1 to " +
+                  std::to_string(kMaxAlternatives) + " schemas");
+    }
+    SchemaNode n;
+    n.type = Type::kUnion;
+    for (size_t i = 0; i < alts.size(); ++i) {
+      const int32_t a =
+          compile(alts[i], path + "." + key + "[" + std::to_string(i) + "]", depth + 1);
+      if (a < 0) return -1;
+      n.alternatives.push_back(a);
+    }
+    out.nodes[static_cast<size_t>(index)] = std::move(n);
+    unions_.emplace_back(index, path);
+    return index;
+  }
+
+  // "type": [...]: a union of the schema taken with each type in turn.
+  int32_t compile_type_list(const json& s, int32_t index, const std::string& path, int depth) {
+    const json& types = s["type"];
+    if (types.empty() || types.size() > kMaxAlternatives) {
+      return fail("json_schema: the type list at " + path + " must name 1 to " +
+                  std::to_string(kMaxAlternatives) + " types");
+    }
+    SchemaNode n;
+    n.type = Type::kUnion;
+    std::set<std::string> seen;
+    const json* values = s.contains("enum")    ? &s["enum"]
+                         : s.contains("const") ? &s["const"]
+                                               : nullptr;
+    for (const json& t : types) {
+      if (!t.is_string() || !seen.insert(t.get<std::string>()).second) {
+        return fail("json_schema: the type list at " + path + " must hold distinct type names");
+      }
+      if (values != nullptr) {  // an enum's types without any of its values are left out
+        bool any = false;
+        for (const json& v : values->is_array() ? *values : json::array({*values})) {
+          any = any || has_type(v, t.get<std::string>());
+        }
+        if (!any) continue;
+      }
+      json one = s;
+      one["type"] = t;
+      const int32_t a = compile(one, path + " (type " + t.get<std::string>() + ")", depth + 1);
+      if (a < 0) return -1;
+      n.alternatives.push_back(a);
+    }
+    if (n.alternatives.empty()) {
+      return fail("json_schema: no value of enum / const at " + path + " fits its types");
+    }
+    out.nodes[static_cast<size_t>(index)] = std::move(n);
+    unions_.emplace_back(index, path);
+    return index;
+  }
+
+  // Replaces union u's alternatives that are unions by their own alternatives (depth first;
+  // state: 1 while u is being flattened, so reaching it again is a cycle).
+  bool flatten(int32_t u, const std::string& path, std::vector<uint8_t>& state) {
+    const auto i = static_cast<size_t>(u);
+    if (state[i] == 2) return true;
+    if (state[i] == 1) {
+      fail("json_schema: the anyOf at " + path +
+           " is one of its own alternatives (through $ref) with no value in between");
+      return false;
+    }
+    state[i] = 1;
+    std::vector<int32_t> flat;
+    for (const int32_t a : std::vector<int32_t>(out.nodes[i].alternatives)) {
+      if (out.nodes[static_cast<size_t>(a)].type != Type::kUnion) {
+        flat.push_back(a);
+        continue;
+      }
+      if (!flatten(a, path, state)) return false;
+      const std::vector<int32_t>& inner = out.nodes[static_cast<size_t>(a)].alternatives;
+      flat.insert(flat.end(), inner.begin(), inner.end());
+    }
+    std::vector<int32_t> unique;  // (a $ref named twice is one alternative)
+    for (const int32_t a : flat) {
+      if (std::find(unique.begin(), unique.end(), a) == unique.end()) unique.push_back(a);
+    }
+    if (unique.size() > kMaxAlternatives * 4) {
+      fail("json_schema: the anyOf at " + path + " has more than " +
+           std::to_string(kMaxAlternatives * 4) + " alternatives once nested ones are counted");
+      return false;
+    }
+    out.nodes[i].alternatives = std::move(unique);
+    state[i] = 2;
+    return true;
+  }
+
+  // The fewest nested objects and arrays some document of the root needs: per node, the least
+  // over its possible values, computed to a fixed point (schemas may refer to themselves; a
+  // node that cannot be completed at all stays at "infinite").
+  int required_nesting() const {
+    constexpr int kInf = std::numeric_limits<int>::max() / 2;
+    std::vector<int> need(out.nodes.size(), kInf);
+    auto of = [&](int32_t i) { return i < 0 ? 0 : need[static_cast<size_t>(i)]; };
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (size_t i = 0; i < out.nodes.size(); ++i) {
+        const SchemaNode& n = out.nodes[i];
+        int v = 0;
+        if (n.type == Type::kObject) {
+          v = 1;
+          for (int32_t c : n.children) v = std::max(v, of(c) >= kInf ? kInf : 1 + of(c));
+        } else if (n.type == Type::kArray) {
+          v = n.min_items == 0 ? 1 : (of(n.items) >= kInf ? kInf : 1 + of(n.items));
+        } else if (n.type == Type::kUnion) {
+          v = kInf;
+          for (int32_t a : n.alternatives) v = std::min(v, of(a));
+        }
+        if (v < need[i]) {
+          need[i] = v;
+          changed = true;
+        }
+      }
+    }
+    return need.empty() ? 0 : need[0];
+  }
+
+  const json& root_;
+  std::map<std::string, int32_t> refs_;                  // $ref -> its node
+  std::vector<std::pair<int32_t, std::string>> unions_;  // union nodes, and where they are
 };
 
 }  // namespace
 
 Result<std::shared_ptr<const JsonSchema>> compile_json_schema(
     const nlohmann::ordered_json& schema) {
-  Compiler c;
+  Compiler c(schema);
+  // Node 0 is the root's (a root that is a $ref names the node compile creates first).
   if (c.compile(schema, "the root", 0) < 0) return Status::error(c.error);
   if (c.out.nodes[0].type != Type::kObject) {
     return Status::error("json_schema: the root must be an object (\"type\": \"object\")");
   }
+  if (!c.check()) return Status::error(c.error);
   return std::shared_ptr<const JsonSchema>(std::make_shared<JsonSchema>(std::move(c.out)));
 }
 

@@ -167,6 +167,7 @@ int32_t append_schema(const JsonSchema& part, JsonSchema* out) {
   for (SchemaNode n : part.nodes) {
     for (int32_t& c : n.children) c += c >= 0 ? base : 0;
     for (int32_t& v : n.variants) v += base;
+    for (int32_t& a : n.alternatives) a += base;
     if (n.items >= 0) n.items += base;
     out->nodes.push_back(std::move(n));
   }

@@ -242,6 +242,16 @@ def make_server_request():
                 "type": "object", "properties": {"name": {"type": "string", "maxLength": 8},
                                                  "age": {"type": "integer", "minimum": 0}},
                 "required": ["name"]}}}},
+        # pydantic's shapes: $defs and $ref (one refers to itself), anyOf with null, type lists
+        "chat_schema_refs.json": {"messages": [{"role": "user", "content": "x"}],
+                                  "response_format": {"type": "json_schema", "json_schema": {
+                                      "name": "p", "schema": {
+                                          "$defs": {"N": {"type": "object", "properties": {
+                                              "up": {"anyOf": [{"$ref": "#/$defs/N"},
+                                                               {"type": "null"}]}}}},
+                                          "type": "object", "properties": {
+                                              "n": {"$ref": "#/$defs/N"},
+                                              "t": {"type": ["string", "null"]}}}}}},
         "chat_json_mode.json": {"messages": [{"role": "user", "content": "x"}],
                                 "response_format": {"type": "json_object"}},
         # vLLM's extensions

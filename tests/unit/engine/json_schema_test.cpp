@@ -204,5 +204,73 @@ TEST(SchemaState, TaggedUnionHasNoDeadEnds) {
   EXPECT_GT(closed, 10);
 }
 
+// Unions (anyOf, type lists) and a schema that contains itself: {"a": {"x": integer} | null,
+// "b": string | [<the root>, ...], "c": ("p" | 1) | boolean}.
+JsonSchema recursive_union_schema() {
+  JsonSchema s;
+  s.nodes.resize(11);
+  s.nodes[0].type = Type::kObject;
+  s.nodes[0].keys = {"\"a\"", "\"b\"", "\"c\""};
+  s.nodes[0].children = {1, 5, 8};
+  s.nodes[1].type = Type::kUnion;
+  s.nodes[1].alternatives = {2, 4};
+  s.nodes[2].type = Type::kObject;
+  s.nodes[2].keys = {"\"x\""};
+  s.nodes[2].children = {3};
+  s.nodes[3].type = Type::kInteger;
+  s.nodes[4].type = Type::kNull;
+  s.nodes[5].type = Type::kUnion;
+  s.nodes[5].alternatives = {6, 7};
+  s.nodes[6].type = Type::kString;
+  s.nodes[7].type = Type::kArray;
+  s.nodes[7].items = 0;  // the root again
+  s.nodes[8].type = Type::kUnion;
+  s.nodes[8].alternatives = {9, 10};
+  s.nodes[9].type = Type::kEnum;
+  s.nodes[9].literals = {"\"p\"", "1"};
+  s.nodes[10].type = Type::kBoolean;
+  return s;
+}
+
+TEST(SchemaState, UnionsTakeTheAlternativeTheFirstByteChooses) {
+  const JsonSchema s = recursive_union_schema();
+  EXPECT_TRUE(schema_value_starts_with(s, 1, '{'));
+  EXPECT_TRUE(schema_value_starts_with(s, 1, 'n'));
+  EXPECT_FALSE(schema_value_starts_with(s, 1, '"'));
+  EXPECT_TRUE(schema_value_starts_with(s, 8, '1'));
+  EXPECT_FALSE(schema_value_starts_with(s, 8, '2'));
+  for (const std::string& t : {
+           std::string("{\"a\": null, \"b\": \"s\", \"c\": true}"),
+           std::string("{\"a\": {\"x\": -5}, \"b\": [], \"c\": \"p\"}"),
+           std::string("{\"a\":null,\"b\":[{\"a\":null,\"b\":\"t\",\"c\":1},"
+                       "{\"a\":{\"x\":0},\"b\":[{\"a\":null,\"b\":[],\"c\":false}],\"c\":\"p\"}],"
+                       "\"c\":false}"),
+       }) {
+    EXPECT_TRUE(accepts(s, t)) << t;
+  }
+  for (const std::string& t : {
+           std::string("{\"a\": 5, \"b\": \"s\", \"c\": true}"),             // neither alternative
+           std::string("{\"a\": {\"x\": 1.5}, \"b\": \"s\", \"c\": true}"),  // not an integer
+           std::string("{\"a\": null, \"b\": 3, \"c\": true}"),
+           std::string("{\"a\": null, \"b\": [\"s\"], \"c\": true}"),  // items are the root
+           std::string("{\"a\": null, \"b\": \"s\", \"c\": \"q\"}"),   // not in the enum
+           std::string("{\"a\": null, \"b\": \"s\", \"c\": 12}"),
+           std::string("{\"a\": null, \"b\": \"s\", \"c\": nul}"),
+       }) {
+    EXPECT_FALSE(accepts(s, t)) << t;
+  }
+}
+
+TEST(SchemaState, RecursiveUnionsHaveNoDeadEnds) {
+  const JsonSchema schema = recursive_union_schema();
+  int closed = 0;
+  random_walks(
+      SchemaState(&schema),
+      "0123456789\"pxnulltrfase{}[],: ", [](std::mt19937& g) { return g() % 4 != 0; }, 300, 800, 13,
+      &closed);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  EXPECT_GT(closed, 10);
+}
+
 }  // namespace
 }  // namespace carpool

@@ -103,15 +103,104 @@ TEST(CompileJsonSchema, HugeIntegerLiteralsAreRefused) {
             (std::vector<std::string>{"12345678901234567890", "0.1", "-3"}));
 }
 
+// What pydantic's model_json_schema() and the openai SDK's strict schemas send: $defs and
+// $ref for nested models, anyOf [X, null] for Optional fields, a list of types, a root that is
+// a $ref, and a model that contains itself.
+TEST(CompileJsonSchema, RefsUnionsAndTypeLists) {
+  auto r = compile_json_schema(json::parse(R"({
+    "$defs": {
+      "Address": {"type": "object", "title": "Address", "additionalProperties": false,
+                  "properties": {"city": {"type": "string"}}, "required": ["city"]},
+      "Color": {"enum": ["red", "green"], "title": "Color", "type": "string"}
+    },
+    "type": "object", "additionalProperties": false,
+    "properties": {
+      "home": {"$ref": "#/$defs/Address", "description": "where"},
+      "work": {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}], "default": null},
+      "color": {"$ref": "#/$defs/Color"},
+      "nick": {"type": ["string", "null"]},
+      "size": {"oneOf": [{"type": "integer"}, {"enum": ["big", "small"]}, {"type": "boolean"}]},
+      "tag": {"type": ["string", "integer", "null"], "enum": ["a", null]}
+    },
+    "required": ["home", "work", "color", "nick", "size", "tag"]})"));
+  ASSERT_TRUE(r) << r.error();
+  const JsonSchema& s = *r.value();
+  const SchemaNode& root = s.nodes[0];
+  auto at = [&](int32_t i) -> const SchemaNode& { return s.nodes[static_cast<size_t>(i)]; };
+  const SchemaNode& home = at(root.children[0]);
+  EXPECT_EQ(home.type, Type::kObject);
+  EXPECT_EQ(home.keys, std::vector<std::string>{"\"city\""});
+  const SchemaNode& work = at(root.children[1]);
+  ASSERT_EQ(work.type, Type::kUnion);
+  ASSERT_EQ(work.alternatives.size(), 2u);
+  EXPECT_EQ(work.alternatives[0], root.children[0]);  // one node per $ref target
+  EXPECT_EQ(at(work.alternatives[1]).type, Type::kNull);
+  EXPECT_EQ(at(root.children[2]).literals, (std::vector<std::string>{"\"red\"", "\"green\""}));
+  const SchemaNode& nick = at(root.children[3]);
+  ASSERT_EQ(nick.type, Type::kUnion);
+  EXPECT_EQ(at(nick.alternatives[0]).type, Type::kString);
+  EXPECT_EQ(at(nick.alternatives[1]).type, Type::kNull);
+  EXPECT_EQ(at(root.children[4]).alternatives.size(), 3u);
+  // A type without any of the enum's values is left out.
+  const SchemaNode& tag = at(root.children[5]);
+  ASSERT_EQ(tag.alternatives.size(), 2u);
+  EXPECT_EQ(at(tag.alternatives[0]).literals, std::vector<std::string>{"\"a\""});
+  EXPECT_EQ(at(tag.alternatives[1]).literals, std::vector<std::string>{"null"});
+
+  // A root that is a $ref, to a model that contains itself (children: a list, parent: or null).
+  auto tree = compile_json_schema(json::parse(R"({
+    "$ref": "#/$defs/Node",
+    "$defs": {"Node": {"type": "object", "properties": {
+      "name": {"type": "string"},
+      "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+      "parent": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}}}}})"));
+  ASSERT_TRUE(tree) << tree.error();
+  const JsonSchema& t = *tree.value();
+  ASSERT_EQ(t.nodes[0].type, Type::kObject);
+  EXPECT_EQ(t.nodes[static_cast<size_t>(t.nodes[0].children[1])].items, 0);
+  EXPECT_EQ(t.nodes[static_cast<size_t>(t.nodes[0].children[2])].alternatives[0], 0);
+  // "#" names the whole document; draft-07's definitions as well as $defs.
+  EXPECT_TRUE(compile_json_schema(json::parse(R"({"type": "object", "properties": {
+      "up": {"anyOf": [{"$ref": "#"}, {"type": "null"}]},
+      "d": {"$ref": "#/definitions/D"}}, "definitions": {"D": {"type": "integer"}}})")));
+}
+
 TEST(CompileJsonSchema, RefusesWhatItCannotEnforce) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}})",
        "'pattern'"},
-      {R"({"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}]}}})", "'anyOf'"},
-      {R"({"type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}})", "'$ref'"},
+      {R"({"type": "object", "properties": {"x": {"allOf": [{"type": "string"}]}}})", "'allOf'"},
+      {R"({"type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}})", "names no schema"},
+      {R"({"type": "object", "properties": {"x": {"$ref": "other.json#/a"}}})",
+       "only references within the schema"},
+      {R"({"type": "object", "properties": {"x": {"$ref": "#", "type": "object"}}})",
+       "'type' beside $ref"},
+      {R"({"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}],
+          "type": "string"}}})",
+       "'type' beside anyOf"},
+      {R"({"type": "object", "properties": {"x": {"anyOf": []}}})", "1 to 16"},
+      // Alternatives that begin alike: the first byte could not choose.
+      {R"({"type": "object", "properties": {"x": {"anyOf": [
+          {"type": "object", "properties": {"a": {"type": "string"}}},
+          {"type": "object", "properties": {"b": {"type": "string"}}}]}}})",
+       "alternatives 0 and 1 of the anyOf at the root.properties.x can both begin with '{'"},
+      {R"({"type": "object", "properties": {"x": {"type": ["number", "integer"]}}})",
+       "can both begin with '-'"},
+      {R"({"type": "object", "properties": {"x": {"oneOf": [{}, {"type": "null"}]}}})",
+       "can both begin with"},
+      {R"({"type": "object", "properties": {"x": {"anyOf": [{"enum": ["a", 1]},
+          {"type": "string"}]}}})",
+       "can both begin with '\"'"},
+      {R"({"type": "object", "properties": {"x": {"type": ["string", "string"]}}})", "distinct"},
+      // A union that is its own alternative; an object that must contain itself.
+      {R"({"type": "object", "properties": {"x": {"$ref": "#/$defs/u"}},
+          "$defs": {"u": {"anyOf": [{"$ref": "#/$defs/u"}, {"type": "null"}]}}})",
+       "one of its own alternatives"},
+      {R"({"type": "object", "properties": {"next": {"$ref": "#"}}})", "never be completed"},
+      {R"({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}})",
+       "more than 32 references"},
       {R"({"type": "object", "properties": {"x": {"type": "integer", "minimum": 3}}})",
        "'minimum'"},
-      {R"({"type": "object", "properties": {"x": {"type": ["string", "null"]}}})", "one type"},
       {R"({"type": "object", "properties": {"x": {"type": "date"}}})", "'date'"},
       {R"({"type": "object", "properties": {"x": {"enum": []}}})", "enum"},
       {R"({"type": "object", "properties": {"x": {"enum": [[1]]}}})", "enum"},
