@@ -1,5 +1,6 @@
 #include "engine/json_constraint.h"
 
+#include <algorithm>
 #include <limits>
 #include <string_view>
 
@@ -274,6 +275,7 @@ bool JsonState::feed(uint8_t c) {
 void TokenBytes::index() {
   for (auto& group : by_first) group.clear();
   plain.assign(text.size(), 0);
+  max_plain_bytes = 0;
   for (size_t id = 0; id < text.size(); ++id) {
     if (text[id].empty()) continue;
     by_first[static_cast<uint8_t>(text[id][0])].push_back(static_cast<int32_t>(id));
@@ -283,6 +285,7 @@ void TokenBytes::index() {
       p = p && c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
     }
     plain[id] = p ? 1 : 0;
+    if (p) max_plain_bytes = std::max(max_plain_bytes, static_cast<int32_t>(text[id].size()));
   }
 }
 
@@ -309,7 +312,9 @@ void mask_tokens(const State& state, const TokenBytes& vocab, std::span<float> l
   // token that closes it may still carry trailing whitespace). Allowing whitespace tokens here
   // let a small model pad the answer with newlines up to max_tokens.
   if (!state.complete()) {
-    const bool body = state.in_string_body();
+    // Plain tokens (printable ASCII: a character per byte) keep a string body going, if the
+    // string has room for the longest of them; else each is fed.
+    const bool body = state.in_string_body() && state.string_room() >= vocab.max_plain_bytes;
     for (int b = 0; b < 256; ++b) {
       const std::vector<int32_t>& group = vocab.by_first[static_cast<size_t>(b)];
       if (group.empty()) continue;

@@ -23,6 +23,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -61,6 +62,8 @@ class JsonState {
   // Inside a string, not within an escape or a UTF-8 character: any printable ASCII other than
   // '"' and '\\' keeps it there.
   bool in_string_body() const { return mode_ == Mode::kString && escape_ == 0 && utf8_left_ == 0; }
+  // Characters the string being read may still take (no limit here; SchemaState: maxLength).
+  int32_t string_room() const { return std::numeric_limits<int32_t>::max(); }
 
  private:
   friend class SchemaState;  // follows the syntax and adds a schema's rules
@@ -113,7 +116,8 @@ struct TokenBytes {
   std::vector<std::string> text;  // [vocab]
   std::vector<int32_t> end_ids;
   std::array<std::vector<int32_t>, 256> by_first;  // ids with non-empty text, by first byte
-  std::vector<uint8_t> plain;  // [vocab] 1: every byte printable ASCII, none '"' or '\\'
+  std::vector<uint8_t> plain;   // [vocab] 1: every byte printable ASCII, none '"' or '\\'
+  int32_t max_plain_bytes = 0;  // the longest plain token
 
   // Fills by_first and plain from text.
   void index();

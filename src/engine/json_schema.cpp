@@ -64,11 +64,51 @@ void SchemaState::value_ended(int choice) {
   ++f.index;
 }
 
+const SchemaNode* SchemaState::limited_string() const {
+  if (json_.mode_ != Mode::kString || json_.key_ || lit_ != kNoLiteral) return nullptr;
+  const SchemaNode* n = node(scalar_node_);
+  if (n == nullptr || n->type != Type::kString) return nullptr;
+  if (n->min_length == 0 && n->max_length == std::numeric_limits<int32_t>::max()) return nullptr;
+  return n;
+}
+
+int32_t SchemaState::string_room() const {
+  const SchemaNode* n = limited_string();
+  return n == nullptr ? std::numeric_limits<int32_t>::max() : n->max_length - chars_;
+}
+
+bool SchemaState::string_length_byte(uint8_t c) {
+  const SchemaNode* n = limited_string();
+  if (n == nullptr) return true;
+  const uint8_t esc = json_.escape_;
+  if (esc == 5) {  // the first hex digit of \uXXXX
+    hex_d_ = c == 'd' || c == 'D';
+  } else if (esc == 4) {  // the second: \uD800-\uDBFF or \uDC00-\uDFFF are surrogates
+    const bool low = hex_d_ && ((c >= 'c' && c <= 'f') || (c >= 'C' && c <= 'F'));
+    high_ = hex_d_ && ((c >= '8' && c <= '9') || (c >= 'a' && c <= 'b') || (c >= 'A' && c <= 'B'));
+    if (low && after_high_) {
+      --chars_;  // the second half of a pair: the pair is one character
+    } else if (chars_ > n->max_length) {
+      return false;  // taken on credit after a first half (below), and not the second
+    }
+  }
+  if (esc != 0 || json_.utf8_left_ != 0) return true;  // inside a character
+  if (c == '"') return chars_ >= n->min_length;        // closes the string
+  // After the first half of a pair, its second half (an escape) must fit: allowed on credit.
+  if (chars_ >= n->max_length && !(c == '\\' && high_)) return false;
+  ++chars_;  // an ASCII character, a UTF-8 lead byte or a backslash
+  after_high_ = high_;
+  high_ = false;
+  return true;
+}
+
 bool SchemaState::feed(uint8_t c) {
   if (schema_ == nullptr) return json_.feed(c);
   if (lit_ != kNoLiteral) return literal_byte(c);
   switch (json_.mode_) {
     case Mode::kString:
+      if (!string_length_byte(c)) return false;
+      [[fallthrough]];
     case Mode::kLiteral:
       if (!json_.feed(c)) return false;
       if (ended_value(json_.mode_)) value_ended();  // (a key of free members ends at kColon)
@@ -205,6 +245,8 @@ bool SchemaState::start_value(uint8_t c) {
   }
   if (!ok || !json_.feed(c)) return false;
   scalar_node_ = v;
+  chars_ = 0;
+  hex_d_ = high_ = after_high_ = false;
   if (json_.depth_ > depth0) {
     frames_[json_.depth_ - 1] = {n->type == Type::kObject && n->free ? kAnyNode : v, 0};
   }

@@ -7,6 +7,8 @@
 //     (then it is {});
 //   - an array's items follow its item schema, between minItems and maxItems of them;
 //   - string, number, integer (no fraction or exponent), boolean and null values have that type;
+//     strings have between minLength and maxLength characters (code points: an escape is one, a
+//     surrogate pair of escapes one);
 //   - enum and const values are written exactly as one of their JSON texts;
 //   - a union (anyOf, oneOf, a list of types) takes the one alternative that can begin with the
 //     value's first byte: its alternatives begin with different bytes (different JSON types,
@@ -51,6 +53,8 @@ struct SchemaNode {
   int32_t items = -1;  // kArray: the item schema, -1 any value
   int32_t min_items = 0;
   int32_t max_items = std::numeric_limits<int32_t>::max();
+  int32_t min_length = 0;  // kString: characters
+  int32_t max_length = std::numeric_limits<int32_t>::max();
   std::vector<std::string> literals;  // kEnum: the allowed values as JSON texts (at most 64)
   // kObject, a tagged union: its first property is an enum, and once literal i of that enum is
   // written the rest of the object follows variants[i] (an object node with the same first key).
@@ -87,6 +91,10 @@ class SchemaState {
     lit_ = o.lit_;
     lit_pos_ = o.lit_pos_;
     lit_mask_ = o.lit_mask_;
+    chars_ = o.chars_;
+    hex_d_ = o.hex_d_;
+    high_ = o.high_;
+    after_high_ = o.after_high_;
     return *this;
   }
 
@@ -100,6 +108,8 @@ class SchemaState {
   bool complete() const { return json_.complete(); }
   // Inside a string of free text (not a key or an enum being matched).
   bool in_string_body() const { return lit_ == kNoLiteral && json_.in_string_body(); }
+  // Characters the string value being read may still take (its maxLength less those written).
+  int32_t string_room() const;
 
  private:
   static constexpr int32_t kAnyNode = -1;
@@ -133,6 +143,11 @@ class SchemaState {
   }
   // Candidate i of the literal being matched.
   std::string_view literal_text(int i) const;
+  // The length rules of a string value for byte c (Mode::kString, before it is fed): counts the
+  // characters c begins; false where c would pass maxLength or close it below minLength.
+  bool string_length_byte(uint8_t c);
+  // The string value being read, if its schema limits its length (else null).
+  const SchemaNode* limited_string() const;
 
   const JsonSchema* schema_;
   JsonState json_;
@@ -141,6 +156,10 @@ class SchemaState {
   int32_t lit_ = kNoLiteral;  // node whose literals are being matched, or kKeyLiteral
   uint32_t lit_pos_ = 0;
   uint64_t lit_mask_ = 0;  // candidates still matching
+  int32_t chars_ = 0;      // characters of the string value being read (limited_string())
+  // Surrogate pairs written as two \u escapes count as one character: the escape being read
+  // began \uD, is a high surrogate; the character before it was one.
+  bool hex_d_ = false, high_ = false, after_high_ = false;
 };
 
 }  // namespace carpool

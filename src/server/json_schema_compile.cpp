@@ -20,6 +20,7 @@ constexpr size_t kMaxLiterals = 64;
 constexpr size_t kMaxLiteralBytes = 4096;  // a property name or enum value, as JSON text
 constexpr int64_t kMaxItems = 1 << 20;
 constexpr int64_t kMaxMinItems = 1024;   // items a schema can force the model to write
+constexpr int64_t kMaxMinLength = 4096;  // characters a schema can force into one string
 constexpr size_t kMaxAlternatives = 16;  // of one anyOf / oneOf / type list
 constexpr int kMaxRefChain = 32;         // $ref to $ref to ...
 // The nesting a schema may require of every document it accepts: the engine's limit less the two
@@ -42,12 +43,12 @@ bool has_type(const json& v, const std::string& t) {
 
 const std::set<std::string>& known_keywords() {
   static const std::set<std::string> k = {
-      "type",    "properties",  "required", "additionalProperties",
-      "items",   "minItems",    "maxItems", "enum",
-      "const",   "anyOf",       "oneOf",    "$ref",
-      "$defs",   "definitions", "title",    "description",
-      "default", "examples",    "$schema",  "$id",
-      "$comment"};
+      "type",      "properties",  "required", "additionalProperties",
+      "items",     "minItems",    "maxItems", "minLength",
+      "maxLength", "enum",        "const",    "anyOf",
+      "oneOf",     "$ref",        "$defs",    "definitions",
+      "title",     "description", "default",  "examples",
+      "$schema",   "$id",         "$comment"};
   return k;
 }
 
@@ -149,6 +150,8 @@ class Compiler {
         type = "object";
       } else if (s.contains("items") || s.contains("minItems") || s.contains("maxItems")) {
         type = "array";
+      } else if (s.contains("minLength") || s.contains("maxLength")) {
+        type = "string";
       }
     }
     if (type.empty()) {
@@ -208,25 +211,14 @@ class Compiler {
         if (child < 0) return -1;
         n.items = child;
       }
-      for (const char* bound : {"minItems", "maxItems"}) {
-        if (!s.contains(bound)) continue;
-        const json& b = s[bound];
-        if (!b.is_number_integer() || b.get<int64_t>() < 0 || b.get<int64_t>() > kMaxItems) {
-          return fail("json_schema: " + std::string(bound) + " at " + path +
-                      " must be an integer in [0, " + std::to_string(kMaxItems) + "]");
-        }
-        (std::string(bound) == "minItems" ? n.min_items : n.max_items) =
-            static_cast<int32_t>(b.get<int64_t>());
-      }
-      if (n.min_items > kMaxMinItems) {
-        return fail("json_schema: minItems at " + path + " exceeds " +
-                    std::to_string(kMaxMinItems));
-      }
-      if (n.min_items > n.max_items) {
-        return fail("json_schema: minItems exceeds maxItems at " + path);
+      if (!bounds(s, "minItems", "maxItems", kMaxMinItems, path, &n.min_items, &n.max_items)) {
+        return -1;
       }
     } else if (type == "string") {
       n.type = Type::kString;
+      if (!bounds(s, "minLength", "maxLength", kMaxMinLength, path, &n.min_length, &n.max_length)) {
+        return -1;
+      }
     } else if (type == "number") {
       n.type = Type::kNumber;
     } else if (type == "integer") {
@@ -286,6 +278,32 @@ class Compiler {
   int32_t fail(std::string message) {
     if (error.empty()) error = std::move(message);
     return -1;
+  }
+
+  // A pair of bounds such as minItems / maxItems into *lo and *hi (left as they are where the
+  // schema gives none): integers in [0, kMaxItems], the lower one at most max_lo and at most the
+  // upper one. False (error set) otherwise.
+  bool bounds(const json& s, const std::string& lo_key, const std::string& hi_key, int64_t max_lo,
+              const std::string& path, int32_t* lo, int32_t* hi) {
+    for (const std::string& key : {lo_key, hi_key}) {
+      if (!s.contains(key)) continue;
+      const json& b = s[key];
+      if (!b.is_number_integer() || b.get<int64_t>() < 0 || b.get<int64_t>() > kMaxItems) {
+        fail("json_schema: " + key + " at " + path + " must be an integer in [0, " +
+             std::to_string(kMaxItems) + "]");
+        return false;
+      }
+      *(key == lo_key ? lo : hi) = static_cast<int32_t>(b.get<int64_t>());
+    }
+    if (*lo > max_lo) {
+      fail("json_schema: " + lo_key + " at " + path + " exceeds " + std::to_string(max_lo));
+      return false;
+    }
+    if (*lo > *hi) {
+      fail("json_schema: " + lo_key + " exceeds " + hi_key + " at " + path);
+      return false;
+    }
+    return true;
   }
 
   // {"$ref": "#/..."} with annotations beside it: the node of the schema it names.

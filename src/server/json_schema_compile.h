@@ -2,9 +2,10 @@
 // parameters): the request's JSON Schema compiled into the engine's JsonSchema
 // (engine/json_schema.h). Only what the engine can enforce is accepted: "type" (object, array,
 // string, number, integer, boolean, null, or a list of them), "properties", "required" (every
-// property is written anyway), "additionalProperties", "items", "minItems", "maxItems", "enum" and
-// "const" (scalar values), "anyOf" and "oneOf" whose alternatives begin with different bytes
-// (different JSON types: Optional[X] is X or null), "$ref" to a schema in the same document
+// property is written anyway), "additionalProperties", "items", "minItems", "maxItems",
+// "minLength" and "maxLength" (characters: code points), "enum" and "const" (scalar values),
+// "anyOf" and "oneOf" whose alternatives begin with different bytes (different JSON types:
+// Optional[X] is X or null), "$ref" to a schema in the same document
 // ("#", "#/$defs/Name", "#/definitions/Name", any JSON pointer; schemas may refer to themselves),
 // "$defs" / "definitions", and the annotations title, description, default, examples, $schema,
 // $id, $comment. Any other keyword ("pattern", "allOf", "minimum", ...) is refused, naming the
@@ -13,7 +14,7 @@
 // "properties" with false leaves the property out; enum values that are not of the schema's type
 // (or not equal to its const) are dropped. The root must be an object. Limits: nesting 16 (of
 // the schema as written, through each $ref once), 1024 schema nodes, 64 enum values, 16
-// alternatives, property names and enum values of 4 KiB, minItems 1024.
+// alternatives, property names and enum values of 4 KiB, minItems 1024, minLength 4096.
 #pragma once
 
 #include <memory>

@@ -1,7 +1,8 @@
 """JSON mode (response_format json_object / json_schema) through the openai SDK: the text is one
 JSON object that Python's json module parses (and, with a schema, that follows it), streamed or
 not, greedy or sampled; the SDK's own structured output (`chat.completions.parse` with pydantic
-models: $defs and $ref, Optional fields as anyOf with null, enums, a model that contains itself)
+models: $defs and $ref, Optional fields as anyOf with null, enums, string lengths, a model that
+contains itself)
 and pydantic function tools; unsupported formats and schemas get a 400 naming the field."""
 import enum
 import json
@@ -157,7 +158,7 @@ class Address(pydantic.BaseModel):
 
 
 class Person(pydantic.BaseModel):
-    name: str
+    name: str = pydantic.Field(min_length=2, max_length=12)  # minLength / maxLength
     age: int
     favorite: Color
     home: Address
@@ -196,6 +197,7 @@ def test_sdk_parse_with_pydantic_models(client, seed):
     for p in people:
         if p is not None:
             assert len(p.previous) <= 2 and isinstance(p.favorite, Color)
+            assert 2 <= len(p.name) <= 12, p.name
 
 
 def test_sdk_parse_with_a_model_that_contains_itself(client):

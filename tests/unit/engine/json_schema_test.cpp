@@ -272,5 +272,71 @@ TEST(SchemaState, RecursiveUnionsHaveNoDeadEnds) {
   EXPECT_GT(closed, 10);
 }
 
+// {"s": a string of 2 to 3 characters, "t": any string}.
+JsonSchema string_length_schema() {
+  JsonSchema s;
+  s.nodes.resize(3);
+  s.nodes[0].type = Type::kObject;
+  s.nodes[0].keys = {"\"s\"", "\"t\""};
+  s.nodes[0].children = {1, 2};
+  s.nodes[1].type = Type::kString;
+  s.nodes[1].min_length = 2;
+  s.nodes[1].max_length = 3;
+  s.nodes[2].type = Type::kString;
+  return s;
+}
+
+TEST(SchemaState, StringLengthsCountCharacters) {
+  const JsonSchema s = string_length_schema();
+  auto with = [](const std::string& v) { return "{\"s\": \"" + v + "\", \"t\": \"long text\"}"; };
+  // Characters, not bytes: UTF-8 characters, escapes, and a surrogate pair of escapes are one.
+  for (const std::string& v :
+       {std::string("ab"), std::string("abc"), std::string("\xC3\xA9\xE6\x97\xA5"),
+        std::string("\\n\\u0041"), std::string("\\ud83d\\ude00x"), std::string("ab\\uD83D\\uDE00"),
+        std::string("a\\\"")}) {
+    EXPECT_TRUE(accepts(s, with(v))) << v;
+  }
+  for (const std::string& v : {std::string(""), std::string("a"), std::string("abcd"),
+                               std::string("\\ud83d\\ude00"), std::string("abc\\ud83d\\ude00"),
+                               std::string("\xF0\x9F\x98\x80"), std::string("ab\\u00e9x")}) {
+    EXPECT_FALSE(accepts(s, with(v))) << v;
+  }
+  // The room left, for the mask's shortcut over plain tokens.
+  SchemaState st(&s);
+  ASSERT_TRUE(st.feed("{\"s\": \"a"));
+  EXPECT_EQ(st.string_room(), 2);
+  ASSERT_TRUE(st.feed("bc\", \"t\": \"x"));
+  EXPECT_EQ(st.string_room(), std::numeric_limits<int32_t>::max());  // no limit on "t"
+}
+
+TEST(SchemaState, MaskKeepsPlainTokensWithinMaxLength) {
+  const JsonSchema s = string_length_schema();
+  TokenBytes v;
+  v.text = {"", "ab", "abcd", "\"", "a\"", "x"};
+  v.end_ids = {0};
+  v.index();
+  SchemaState st(&s);
+  ASSERT_TRUE(st.feed("{\"s\": \"a"));
+  std::vector<float> logits(v.text.size(), 0.f);
+  mask_tokens(st, v, logits);
+  auto allowed = [&](int id) { return std::isfinite(logits[static_cast<size_t>(id)]); };
+  EXPECT_TRUE(allowed(1));   // "ab": 3 characters in all
+  EXPECT_FALSE(allowed(2));  // "abcd": 5
+  EXPECT_FALSE(allowed(3));  // closing at 1 character (minLength 2)
+  EXPECT_TRUE(allowed(4));   // "a\"": closes at 2
+  EXPECT_TRUE(allowed(5));
+  EXPECT_FALSE(allowed(0));
+}
+
+TEST(SchemaState, StringLengthsHaveNoDeadEnds) {
+  const JsonSchema schema = string_length_schema();
+  int closed = 0;
+  random_walks(
+      SchemaState(&schema), "abc\"\\nu0d8e9f:{} ,st\xC3\xA9",
+      [](std::mt19937& g) { return g() % 3 != 0; }, 300, 300, 17, &closed);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  EXPECT_GT(closed, 10);
+}
+
 }  // namespace
 }  // namespace carpool

@@ -141,6 +141,15 @@ TEST(CompileJsonSchema, RefsUnionsAndTypeLists) {
   EXPECT_EQ(at(nick.alternatives[0]).type, Type::kString);
   EXPECT_EQ(at(nick.alternatives[1]).type, Type::kNull);
   EXPECT_EQ(at(root.children[4]).alternatives.size(), 3u);
+  // Lengths of strings (a length without a type makes a string).
+  auto lengths = compile_json_schema(json::parse(R"({"type": "object", "properties": {
+      "a": {"type": "string", "minLength": 1, "maxLength": 8}, "b": {"maxLength": 0}}})"));
+  ASSERT_TRUE(lengths) << lengths.error();
+  const JsonSchema& l = *lengths.value();
+  EXPECT_EQ(l.nodes[static_cast<size_t>(l.nodes[0].children[0])].min_length, 1);
+  EXPECT_EQ(l.nodes[static_cast<size_t>(l.nodes[0].children[0])].max_length, 8);
+  EXPECT_EQ(l.nodes[static_cast<size_t>(l.nodes[0].children[1])].type, Type::kString);
+  EXPECT_EQ(l.nodes[static_cast<size_t>(l.nodes[0].children[1])].max_length, 0);
   // A type without any of the enum's values is left out.
   const SchemaNode& tag = at(root.children[5]);
   ASSERT_EQ(tag.alternatives.size(), 2u);
@@ -217,6 +226,15 @@ TEST(CompileJsonSchema, RefusesWhatItCannotEnforce) {
        "additionalProperties"},
       {R"({"type": "object", "properties": {"x": {"type": "array", "minItems": 5000}}})",
        "minItems"},
+      {R"({"type": "object", "properties": {"x": {"type": "string", "minLength": 3,
+          "maxLength": 2}}})",
+       "minLength exceeds maxLength"},
+      {R"({"type": "object", "properties": {"x": {"type": "string", "maxLength": -1}}})",
+       "maxLength"},
+      {R"({"type": "object", "properties": {"x": {"type": "string", "minLength": 5000}}})",
+       "minLength"},
+      {R"({"type": "object", "properties": {"x": {"type": "string", "maxLength": 2.5}}})",
+       "maxLength"},
       {R"("object")", "schema object"},
   };
   for (const auto& [text, needle] : cases) {
