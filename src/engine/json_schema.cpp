@@ -17,8 +17,12 @@ bool schema_value_starts_with(const JsonSchema& schema, int32_t i, uint8_t c) {
     case Type::kString:
       return c == '"';
     case Type::kNumber:
-    case Type::kInteger:
       return c == '-' || (c >= '0' && c <= '9');
+    case Type::kInteger:
+      if (c == '-') return integer_prefix_fits(true, 0, false, false, n.minimum, n.maximum);
+      return c >= '0' && c <= '9' &&
+             integer_prefix_fits(false, static_cast<uint64_t>(c - '0'), true, c == '0', n.minimum,
+                                 n.maximum);
     case Type::kBoolean:
       return c == 't' || c == 'f';
     case Type::kNull:
@@ -62,6 +66,49 @@ void SchemaState::value_ended(int choice) {
     f.node = n->variants[static_cast<size_t>(choice)];
   }
   ++f.index;
+}
+
+bool integer_prefix_fits(bool neg, uint64_t mag, bool digits, bool ended, int64_t lo, int64_t hi) {
+  using I = __int128;
+  if (!digits) return neg ? lo <= -1 : hi >= 0;  // any negative / non-negative integer
+  // The integers that begin with these digits: mag itself, then for k more digits the
+  // magnitudes [mag 10^k, mag 10^k + 10^k - 1] (mag > 0: no leading zeros), with the sign.
+  I base = mag, span = 0;
+  for (int k = 0; k <= 19; ++k) {
+    const I a = neg ? -(base + span) : base, b = neg ? -base : base + span;
+    if (a <= hi && b >= lo) return true;
+    if (ended || mag == 0) return false;
+    base *= 10;
+    span = span * 10 + 9;
+    if (base > (I{1} << 64)) break;  // beyond every 64-bit bound
+  }
+  return false;
+}
+
+bool SchemaState::integer_byte(const SchemaNode& n, uint8_t c) {
+  if (n.minimum == std::numeric_limits<int64_t>::min() &&
+      n.maximum == std::numeric_limits<int64_t>::max()) {
+    return true;
+  }
+  if (c == '-') {  // the first byte
+    if (!integer_prefix_fits(true, 0, false, false, n.minimum, n.maximum)) return false;
+    neg_ = true;
+    return true;
+  }
+  if (c < '0' || c > '9') return true;  // not a digit: the JSON rules decide
+  if (mag_ > (std::numeric_limits<uint64_t>::max() - 9) / 10) return false;  // beyond any bound
+  const uint64_t mag = mag_ * 10 + static_cast<uint64_t>(c - '0');
+  const bool ended = !digits_ && c == '0';  // 0 and -0 take no more digits
+  if (!integer_prefix_fits(neg_, mag, true, ended, n.minimum, n.maximum)) return false;
+  mag_ = mag;
+  digits_ = true;
+  return true;
+}
+
+bool SchemaState::integer_ends(const SchemaNode* n) const {
+  if (n == nullptr || n->type != Type::kInteger) return true;
+  const __int128 v = neg_ ? -static_cast<__int128>(mag_) : static_cast<__int128>(mag_);
+  return v >= n->minimum && v <= n->maximum;
 }
 
 const SchemaNode* SchemaState::limited_string() const {
@@ -114,14 +161,15 @@ bool SchemaState::feed(uint8_t c) {
       if (ended_value(json_.mode_)) value_ended();  // (a key of free members ends at kColon)
       return true;
     case Mode::kNumber: {
+      const SchemaNode* n = node(scalar_node_);
       if (is_number_byte(c)) {
-        const SchemaNode* n = node(scalar_node_);
-        if (n != nullptr && n->type == Type::kInteger && (c == '.' || c == 'e' || c == 'E')) {
-          return false;
+        if (n != nullptr && n->type == Type::kInteger) {
+          if (c == '.' || c == 'e' || c == 'E') return false;
+          if (!integer_byte(*n, c)) return false;
         }
         return json_.feed(c);
       }
-      if (!json_.end_number()) return false;
+      if (!integer_ends(n) || !json_.end_number()) return false;
       value_ended();
       return structural(c);
     }
@@ -225,8 +273,13 @@ bool SchemaState::start_value(uint8_t c) {
       ok = c == '"';
       break;
     case Type::kNumber:
-    case Type::kInteger:
       ok = c == '-' || (c >= '0' && c <= '9');
+      break;
+    case Type::kInteger:
+      neg_ = false;
+      mag_ = 0;
+      digits_ = false;
+      ok = (c == '-' || (c >= '0' && c <= '9')) && integer_byte(*n, c);
       break;
     case Type::kBoolean:
       ok = c == 't' || c == 'f';

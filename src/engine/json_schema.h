@@ -8,7 +8,8 @@
 //   - an array's items follow its item schema, between minItems and maxItems of them;
 //   - string, number, integer (no fraction or exponent), boolean and null values have that type;
 //     strings have between minLength and maxLength characters (code points: an escape is one, a
-//     surrogate pair of escapes one);
+//     surrogate pair of escapes one); integers lie between their bounds (each digit is allowed
+//     only if some number that begins with the digits so far is within them);
 //   - enum and const values are written exactly as one of their JSON texts;
 //   - a union (anyOf, oneOf, a list of types) takes the one alternative that can begin with the
 //     value's first byte: its alternatives begin with different bytes (different JSON types,
@@ -55,6 +56,8 @@ struct SchemaNode {
   int32_t max_items = std::numeric_limits<int32_t>::max();
   int32_t min_length = 0;  // kString: characters
   int32_t max_length = std::numeric_limits<int32_t>::max();
+  int64_t minimum = std::numeric_limits<int64_t>::min();  // kInteger: inclusive bounds
+  int64_t maximum = std::numeric_limits<int64_t>::max();
   std::vector<std::string> literals;  // kEnum: the allowed values as JSON texts (at most 64)
   // kObject, a tagged union: its first property is an enum, and once literal i of that enum is
   // written the rest of the object follows variants[i] (an object node with the same first key).
@@ -71,6 +74,11 @@ struct JsonSchema {
 
 // Whether a value of node i of `schema` can begin with byte c (a union: one of its alternatives).
 bool schema_value_starts_with(const JsonSchema& schema, int32_t i, uint8_t c);
+
+// Whether some JSON integer that begins with these digits lies in [lo, hi]: `neg` after a '-',
+// `mag` the digits so far as a number (`digits`: there are some), `ended` if no digit may follow
+// (a leading 0). Before the first digit: whether any integer with that sign does.
+bool integer_prefix_fits(bool neg, uint64_t mag, bool digits, bool ended, int64_t lo, int64_t hi);
 
 class SchemaState {
  public:
@@ -92,6 +100,9 @@ class SchemaState {
     lit_pos_ = o.lit_pos_;
     lit_mask_ = o.lit_mask_;
     chars_ = o.chars_;
+    neg_ = o.neg_;
+    mag_ = o.mag_;
+    digits_ = o.digits_;
     hex_d_ = o.hex_d_;
     high_ = o.high_;
     after_high_ = o.after_high_;
@@ -148,6 +159,11 @@ class SchemaState {
   bool string_length_byte(uint8_t c);
   // The string value being read, if its schema limits its length (else null).
   const SchemaNode* limited_string() const;
+  // The bounds of an integer value for byte c (Mode::kNumber, or its first byte): false where no
+  // integer within them begins with the digits so far and c. integer_ends: whether the integer
+  // read lies within its node's bounds (true for other values).
+  bool integer_byte(const SchemaNode& n, uint8_t c);
+  bool integer_ends(const SchemaNode* n) const;
 
   const JsonSchema* schema_;
   JsonState json_;
@@ -157,6 +173,9 @@ class SchemaState {
   uint32_t lit_pos_ = 0;
   uint64_t lit_mask_ = 0;  // candidates still matching
   int32_t chars_ = 0;      // characters of the string value being read (limited_string())
+  bool neg_ = false;  // the integer being read: its sign, its digits as a number, any digit yet
+  uint64_t mag_ = 0;
+  bool digits_ = false;
   // Surrogate pairs written as two \u escapes count as one character: the escape being read
   // began \uD, is a high surrogate; the character before it was one.
   bool hex_d_ = false, high_ = false, after_high_ = false;

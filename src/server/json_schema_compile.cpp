@@ -42,13 +42,33 @@ bool has_type(const json& v, const std::string& t) {
 }
 
 const std::set<std::string>& known_keywords() {
-  static const std::set<std::string> k = {
-      "type",      "properties",  "required", "additionalProperties",
-      "items",     "minItems",    "maxItems", "minLength",
-      "maxLength", "enum",        "const",    "anyOf",
-      "oneOf",     "$ref",        "$defs",    "definitions",
-      "title",     "description", "default",  "examples",
-      "$schema",   "$id",         "$comment"};
+  static const std::set<std::string> k = {"type",
+                                          "properties",
+                                          "required",
+                                          "additionalProperties",
+                                          "items",
+                                          "minItems",
+                                          "maxItems",
+                                          "minLength",
+                                          "maxLength",
+                                          "minimum",
+                                          "maximum",
+                                          "exclusiveMinimum",
+                                          "exclusiveMaximum",
+                                          "enum",
+                                          "const",
+                                          "anyOf",
+                                          "oneOf",
+                                          "$ref",
+                                          "$defs",
+                                          "definitions",
+                                          "title",
+                                          "description",
+                                          "default",
+                                          "examples",
+                                          "$schema",
+                                          "$id",
+                                          "$comment"};
   return k;
 }
 
@@ -154,6 +174,15 @@ class Compiler {
         type = "string";
       }
     }
+    // Numeric bounds apply to numbers only (JSON Schema: other types pass them by), and are
+    // enforced on integers only.
+    if ((type.empty() || type == "number") &&
+        (s.contains("minimum") || s.contains("maximum") || s.contains("exclusiveMinimum") ||
+         s.contains("exclusiveMaximum"))) {
+      return fail("json_schema: minimum / maximum at " + path +
+                  " are supported on \"type\": \"integer\" only (not on numbers that may have "
+                  "fractions)");
+    }
     if (type.empty()) {
       n.type = Type::kAny;
     } else if (type == "object") {
@@ -223,6 +252,7 @@ class Compiler {
       n.type = Type::kNumber;
     } else if (type == "integer") {
       n.type = Type::kInteger;
+      if (!integer_bounds(s, path, &n.minimum, &n.maximum)) return -1;
     } else if (type == "boolean") {
       n.type = Type::kBoolean;
     } else if (type == "null") {
@@ -301,6 +331,44 @@ class Compiler {
     }
     if (*lo > *hi) {
       fail("json_schema: " + lo_key + " exceeds " + hi_key + " at " + path);
+      return false;
+    }
+    return true;
+  }
+
+  // minimum, maximum, exclusiveMinimum, exclusiveMaximum (numbers, draft 2020-12) of an integer
+  // into inclusive 64-bit bounds. False (error set) for other values or bounds no integer meets.
+  bool integer_bounds(const json& s, const std::string& path, int64_t* lo, int64_t* hi) {
+    constexpr double kLimit = 9.2e18;  // inside 64-bit integers
+    for (const std::string key : {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}) {
+      if (!s.contains(key)) continue;
+      const json& b = s[key];
+      if (!b.is_number() || !std::isfinite(b.get<double>()) ||
+          std::fabs(b.get<double>()) > kLimit) {
+        fail("json_schema: " + key + " at " + path + " must be a number within +-9.2e18");
+        return false;
+      }
+      // Integers exactly as JSON holds them; other numbers rounded inwards.
+      const bool whole = b.is_number_integer();
+      const double v = b.get<double>();
+      const bool lower = key == "minimum" || key == "exclusiveMinimum";
+      const bool exclusive = key == "exclusiveMinimum" || key == "exclusiveMaximum";
+      int64_t bound = 0;
+      if (whole) {
+        bound = b.get<int64_t>() + (exclusive ? (lower ? 1 : -1) : 0);
+      } else if (lower) {
+        bound = static_cast<int64_t>(exclusive ? std::floor(v) + 1 : std::ceil(v));
+      } else {
+        bound = static_cast<int64_t>(exclusive ? std::ceil(v) - 1 : std::floor(v));
+      }
+      if (lower) {
+        *lo = std::max(*lo, bound);
+      } else {
+        *hi = std::min(*hi, bound);
+      }
+    }
+    if (*lo > *hi) {
+      fail("json_schema: no integer lies within the bounds at " + path);
       return false;
     }
     return true;

@@ -3,12 +3,14 @@
 // (engine/json_schema.h). Only what the engine can enforce is accepted: "type" (object, array,
 // string, number, integer, boolean, null, or a list of them), "properties", "required" (every
 // property is written anyway), "additionalProperties", "items", "minItems", "maxItems",
-// "minLength" and "maxLength" (characters: code points), "enum" and "const" (scalar values),
+// "minLength" and "maxLength" (characters: code points), "minimum", "maximum",
+// "exclusiveMinimum", "exclusiveMaximum" (numbers, on integers only: inclusive 64-bit bounds, a
+// fraction rounded inwards), "enum" and "const" (scalar values),
 // "anyOf" and "oneOf" whose alternatives begin with different bytes (different JSON types:
 // Optional[X] is X or null), "$ref" to a schema in the same document
 // ("#", "#/$defs/Name", "#/definitions/Name", any JSON pointer; schemas may refer to themselves),
 // "$defs" / "definitions", and the annotations title, description, default, examples, $schema,
-// $id, $comment. Any other keyword ("pattern", "allOf", "minimum", ...) is refused, naming the
+// $id, $comment. Any other keyword ("pattern", "allOf", "format", ...) is refused, naming the
 // keyword and where it is, rather than ignored; so are alternatives that could begin alike (two
 // objects, number and integer) and a schema no document can complete within the nesting limit.
 // "properties" with false leaves the property out; enum values that are not of the schema's type

@@ -1,8 +1,8 @@
 """JSON mode (response_format json_object / json_schema) through the openai SDK: the text is one
 JSON object that Python's json module parses (and, with a schema, that follows it), streamed or
 not, greedy or sampled; the SDK's own structured output (`chat.completions.parse` with pydantic
-models: $defs and $ref, Optional fields as anyOf with null, enums, string lengths, a model that
-contains itself)
+models: $defs and $ref, Optional fields as anyOf with null, enums, string lengths, integer
+bounds, a model that contains itself)
 and pydantic function tools; unsupported formats and schemas get a 400 naming the field."""
 import enum
 import json
@@ -159,7 +159,7 @@ class Address(pydantic.BaseModel):
 
 class Person(pydantic.BaseModel):
     name: str = pydantic.Field(min_length=2, max_length=12)  # minLength / maxLength
-    age: int
+    age: int = pydantic.Field(ge=18, lt=100)  # minimum / exclusiveMaximum
     favorite: Color
     home: Address
     previous: list[Address] = pydantic.Field(max_length=2)
@@ -198,6 +198,7 @@ def test_sdk_parse_with_pydantic_models(client, seed):
         if p is not None:
             assert len(p.previous) <= 2 and isinstance(p.favorite, Color)
             assert 2 <= len(p.name) <= 12, p.name
+            assert 18 <= p.age < 100, p.age
 
 
 def test_sdk_parse_with_a_model_that_contains_itself(client):

@@ -181,7 +181,7 @@ def test_a_conversation_with_calls_and_results_is_rendered(client, server):
     ({"tools": TOOLS, "tool_choice": "required", "response_format": {"type": "json_object"}},
      "tool_choice"),
     ({"tools": [{"type": "function", "function": {"name": "n", "parameters": {
-        "type": "object", "properties": {"x": {"type": "integer", "minimum": 0}}}}}],
+        "type": "object", "properties": {"x": {"type": "string", "pattern": "^a"}}}}}],
       "tool_choice": "required"}, "tools[0].function.parameters"),
     ({"functions": [WEATHER["function"]]}, "functions"),
 ])

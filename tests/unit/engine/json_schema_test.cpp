@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -272,13 +273,19 @@ TEST(SchemaState, RecursiveUnionsHaveNoDeadEnds) {
   EXPECT_GT(closed, 10);
 }
 
-// {"s": a string of 2 to 3 characters, "t": any string}.
-JsonSchema string_length_schema() {
+// {a: node 1, b: node 2}, nodes 1 and 2 left for the caller to fill.
+JsonSchema two_members(const std::string& a, const std::string& b) {
   JsonSchema s;
   s.nodes.resize(3);
   s.nodes[0].type = Type::kObject;
-  s.nodes[0].keys = {"\"s\"", "\"t\""};
+  s.nodes[0].keys = {"\"" + a + "\"", "\"" + b + "\""};
   s.nodes[0].children = {1, 2};
+  return s;
+}
+
+// {"s": a string of 2 to 3 characters, "t": any string}.
+JsonSchema string_length_schema() {
+  JsonSchema s = two_members("s", "t");
   s.nodes[1].type = Type::kString;
   s.nodes[1].min_length = 2;
   s.nodes[1].max_length = 3;
@@ -336,6 +343,72 @@ TEST(SchemaState, StringLengthsHaveNoDeadEnds) {
       [](std::mt19937& g) { return g() % 3 != 0; }, 300, 300, 17, &closed);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_GT(closed, 10);
+}
+
+TEST(SchemaState, IntegerPrefixes) {
+  // 1, 10-19, 100-199, ...: none in [5, 9], some in [10, 19] and [150, 1000].
+  EXPECT_FALSE(integer_prefix_fits(false, 1, true, false, 5, 9));
+  EXPECT_TRUE(integer_prefix_fits(false, 1, true, false, 10, 19));
+  EXPECT_TRUE(integer_prefix_fits(false, 1, true, false, 150, 1000));
+  EXPECT_FALSE(integer_prefix_fits(false, 0, true, true, 1, 9));   // 0 takes no more digits
+  EXPECT_TRUE(integer_prefix_fits(true, 0, true, true, -3, 0));    // -0
+  EXPECT_TRUE(integer_prefix_fits(true, 0, false, false, -3, 5));  // '-' where -3..-1 fit
+  EXPECT_FALSE(integer_prefix_fits(true, 0, false, false, 0, 5));
+  EXPECT_TRUE(integer_prefix_fits(true, 2, true, false, -25, -20));  // -2x
+  EXPECT_FALSE(integer_prefix_fits(true, 3, true, false, -25, -20));
+  EXPECT_TRUE(integer_prefix_fits(false, 9, true, false, std::numeric_limits<int64_t>::max(),
+                                  std::numeric_limits<int64_t>::max()));  // 9223372036854775807
+  EXPECT_FALSE(integer_prefix_fits(false, 99, true, false, std::numeric_limits<int64_t>::max(),
+                                   std::numeric_limits<int64_t>::max()));
+}
+
+// {"n": an integer in [lo, hi], "m": an integer in [-3, -1]}.
+JsonSchema bounded_integer_schema(int64_t lo, int64_t hi) {
+  JsonSchema s = two_members("n", "m");
+  s.nodes[1].type = Type::kInteger;
+  s.nodes[1].minimum = lo;
+  s.nodes[1].maximum = hi;
+  s.nodes[2].type = Type::kInteger;
+  s.nodes[2].minimum = -3;
+  s.nodes[2].maximum = -1;
+  return s;
+}
+
+TEST(SchemaState, IntegersStayWithinTheirBounds) {
+  const JsonSchema s = bounded_integer_schema(-5, 120);
+  auto doc = [](const std::string& n, const std::string& m) {
+    return "{\"n\": " + n + ", \"m\": " + m + "}";
+  };
+  for (const std::string& n : {"0", "-0", "7", "120", "-5", "99", "100"}) {
+    EXPECT_TRUE(accepts(s, doc(n, "-2"))) << n;
+  }
+  for (const std::string& n : {"121", "130", "1000", "-6", "-10", "007", "5.0", "1e2"}) {
+    EXPECT_FALSE(accepts(s, doc(n, "-2"))) << n;
+  }
+  for (const std::string& m : {"0", "-4", "1", "-0"}) EXPECT_FALSE(accepts(s, doc("1", m))) << m;
+  // A prefix that fits may still end outside: 1 is not in [10, 12], 10 and 12 are.
+  const JsonSchema teens = bounded_integer_schema(10, 12);
+  EXPECT_FALSE(accepts(teens, doc("1", "-1")));
+  EXPECT_TRUE(accepts(teens, doc("10", "-1")));
+  EXPECT_TRUE(accepts(teens, doc("12", "-3")));
+  EXPECT_FALSE(accepts(teens, doc("13", "-1")));
+  // The first byte already: a union would not choose an integer that cannot fit.
+  EXPECT_FALSE(schema_value_starts_with(s, 2, '0'));
+  EXPECT_TRUE(schema_value_starts_with(s, 2, '-'));
+  EXPECT_FALSE(schema_value_starts_with(bounded_integer_schema(0, 9), 1, '-'));
+}
+
+TEST(SchemaState, BoundedIntegersHaveNoDeadEnds) {
+  for (const auto& [lo, hi] : std::vector<std::pair<int64_t, int64_t>>{
+           {10, 12}, {0, 0}, {-120, -100}, {7, 7000}, {-1, 1}}) {
+    const JsonSchema schema = bounded_integer_schema(lo, hi);
+    int closed = 0;
+    random_walks(
+        SchemaState(&schema), "0123456789-,}: ", [](std::mt19937& g) { return g() % 4 != 0; }, 100,
+        200, 19, &closed);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure()) << lo << " " << hi;
+    EXPECT_GT(closed, 5) << lo << " " << hi;
+  }
 }
 
 }  // namespace

@@ -150,6 +150,35 @@ TEST(CompileJsonSchema, RefsUnionsAndTypeLists) {
   EXPECT_EQ(l.nodes[static_cast<size_t>(l.nodes[0].children[0])].max_length, 8);
   EXPECT_EQ(l.nodes[static_cast<size_t>(l.nodes[0].children[1])].type, Type::kString);
   EXPECT_EQ(l.nodes[static_cast<size_t>(l.nodes[0].children[1])].max_length, 0);
+  // Integer bounds, inclusive (exclusive ones and fractions rounded inwards); a string passes
+  // numeric bounds by (JSON Schema applies them to numbers only).
+  auto ints = compile_json_schema(json::parse(R"({"type": "object", "properties": {
+      "a": {"type": "integer", "minimum": 1, "maximum": 5},
+      "b": {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 10.5, "minimum": -4},
+      "c": {"type": "integer", "minimum": 2.5, "maximum": -0.5e1, "exclusiveMaximum": 9},
+      "d": {"type": ["integer", "string"], "minimum": -3}}})"));
+  ASSERT_FALSE(ints);  // c: 3 > -5
+  EXPECT_NE(ints.error().find("no integer lies within the bounds at the root.properties.c"),
+            std::string::npos)
+      << ints.error();
+  ints = compile_json_schema(json::parse(R"({"type": "object", "properties": {
+      "a": {"type": "integer", "minimum": 1, "maximum": 5},
+      "b": {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 10.5, "minimum": -4},
+      "c": {"type": "integer", "minimum": 2.5, "maximum": 7.9, "exclusiveMaximum": 7},
+      "d": {"type": ["integer", "string"], "minimum": -3}}})"));
+  ASSERT_TRUE(ints) << ints.error();
+  const JsonSchema& in = *ints.value();
+  auto bounds = [&](int i) {
+    const SchemaNode& n = in.nodes[static_cast<size_t>(in.nodes[0].children[i])];
+    return std::make_pair(n.minimum, n.maximum);
+  };
+  EXPECT_EQ(bounds(0), std::make_pair(int64_t{1}, int64_t{5}));
+  EXPECT_EQ(bounds(1), std::make_pair(int64_t{1}, int64_t{10}));
+  EXPECT_EQ(bounds(2), std::make_pair(int64_t{3}, int64_t{6}));
+  const SchemaNode& d = in.nodes[static_cast<size_t>(in.nodes[0].children[3])];
+  ASSERT_EQ(d.type, Type::kUnion);
+  EXPECT_EQ(in.nodes[static_cast<size_t>(d.alternatives[0])].minimum, -3);
+  EXPECT_EQ(in.nodes[static_cast<size_t>(d.alternatives[1])].type, Type::kString);
   // A type without any of the enum's values is left out.
   const SchemaNode& tag = at(root.children[5]);
   ASSERT_EQ(tag.alternatives.size(), 2u);
@@ -208,8 +237,16 @@ TEST(CompileJsonSchema, RefusesWhatItCannotEnforce) {
       {R"({"type": "object", "properties": {"next": {"$ref": "#"}}})", "never be completed"},
       {R"({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}})",
        "more than 32 references"},
-      {R"({"type": "object", "properties": {"x": {"type": "integer", "minimum": 3}}})",
-       "'minimum'"},
+      {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 3}}})",
+       "\"integer\" only"},
+      {R"({"type": "object", "properties": {"x": {"maximum": 3}}})", "\"integer\" only"},
+      {R"({"type": "object", "properties": {"x": {"type": "integer", "minimum": 3,
+          "exclusiveMaximum": 3}}})",
+       "no integer"},
+      {R"({"type": "object", "properties": {"x": {"type": "integer", "minimum": "3"}}})",
+       "must be a number"},
+      {R"({"type": "object", "properties": {"x": {"type": "integer", "maximum": 1e300}}})",
+       "must be a number"},
       {R"({"type": "object", "properties": {"x": {"type": "date"}}})", "'date'"},
       {R"({"type": "object", "properties": {"x": {"enum": []}}})", "enum"},
       {R"({"type": "object", "properties": {"x": {"enum": [[1]]}}})", "enum"},
