@@ -17,7 +17,11 @@ bool schema_value_starts_with(const JsonSchema& schema, int32_t i, uint8_t c) {
     case Type::kString:
       return c == '"';
     case Type::kNumber:
-      return c == '-' || (c >= '0' && c <= '9');
+      if (!n.decimal_bounds) return c == '-' || (c >= '0' && c <= '9');
+      if (c == '-') return decimal_prefix_fits(true, 0, false, false, -1, 0, n.low, n.high);
+      return c >= '0' && c <= '9' &&
+             decimal_prefix_fits(false, static_cast<uint64_t>(c - '0'), true, c == '0', -1, 0,
+                                 n.low, n.high);
     case Type::kInteger:
       if (c == '-') return integer_prefix_fits(true, 0, false, false, n.minimum, n.maximum);
       return c >= '0' && c <= '9' &&
@@ -105,10 +109,77 @@ bool SchemaState::integer_byte(const SchemaNode& n, uint8_t c) {
   return true;
 }
 
-bool SchemaState::integer_ends(const SchemaNode* n) const {
-  if (n == nullptr || n->type != Type::kInteger) return true;
-  const __int128 v = neg_ ? -static_cast<__int128>(mag_) : static_cast<__int128>(mag_);
-  return v >= n->minimum && v <= n->maximum;
+namespace {
+__int128 pow10(int k) {
+  __int128 p = 1;
+  for (int i = 0; i < k; ++i) p *= 10;
+  return p;
+}
+}  // namespace
+
+bool decimal_prefix_fits(bool neg, uint64_t int_part, bool digits, bool ended, int frac_digits,
+                         uint64_t frac, __int128 lo, __int128 hi) {
+  using I = __int128;
+  if (!digits) return neg ? lo < 0 : hi >= 0;  // any negative / non-negative number
+  const I s = kDecimalScale;
+  // Magnitudes that begin with the bytes so far, as intervals [a, b] in units of 10^-18.
+  auto fits = [&](I a, I b) { return neg ? (-b <= hi && -a >= lo) : (a <= hi && b >= lo); };
+  if (frac_digits >= 0) {
+    const I v = I{int_part} * s + I{frac} * pow10(kDecimalDigits - frac_digits);
+    return fits(v, v + pow10(kDecimalDigits - frac_digits) - 1);
+  }
+  if (fits(I{int_part} * s, I{int_part} * s + s - 1)) return true;  // itself and its fractions
+  if (ended || int_part == 0) return false;
+  for (I p = 10; I{int_part} * p <= I{1} << 64; p *= 10) {  // more digits before the point
+    if (fits(I{int_part} * p * s, (I{int_part} + 1) * p * s - 1)) return true;
+  }
+  return false;
+}
+
+bool SchemaState::decimal_byte(const SchemaNode& n, uint8_t c) {
+  if (!n.decimal_bounds) return true;
+  if (c == 'e' || c == 'E' || c == '+') return false;  // no exponents
+  if (c == '-') {                                      // the first byte
+    if (!decimal_prefix_fits(true, 0, false, false, -1, 0, n.low, n.high)) return false;
+    neg_ = true;
+    return true;
+  }
+  if (c == '.') {
+    if (!decimal_prefix_fits(neg_, mag_, digits_, true, 0, 0, n.low, n.high)) return false;
+    frac_n_ = 0;
+    return true;
+  }
+  if (c < '0' || c > '9') return true;  // the JSON rules decide
+  const auto d = static_cast<uint64_t>(c - '0');
+  if (frac_n_ >= 0) {
+    if (frac_n_ >= kDecimalDigits) return false;
+    if (!decimal_prefix_fits(neg_, mag_, true, true, frac_n_ + 1, frac_ * 10 + d, n.low, n.high)) {
+      return false;
+    }
+    frac_ = frac_ * 10 + d;
+    ++frac_n_;
+    return true;
+  }
+  if (mag_ > (std::numeric_limits<uint64_t>::max() - 9) / 10) return false;  // beyond any bound
+  const uint64_t mag = mag_ * 10 + d;
+  const bool ended = !digits_ && c == '0';
+  if (!decimal_prefix_fits(neg_, mag, true, ended, -1, 0, n.low, n.high)) return false;
+  mag_ = mag;
+  digits_ = true;
+  return true;
+}
+
+bool SchemaState::number_ends(const SchemaNode* n) const {
+  if (n == nullptr) return true;
+  const __int128 m = static_cast<__int128>(mag_);
+  if (n->type == Type::kNumber && n->decimal_bounds) {
+    const int fd = frac_n_ < 0 ? 0 : frac_n_;
+    const __int128 v =
+        m * kDecimalScale + static_cast<__int128>(frac_) * pow10(kDecimalDigits - fd);
+    return (neg_ ? -v : v) >= n->low && (neg_ ? -v : v) <= n->high;
+  }
+  if (n->type != Type::kInteger) return true;
+  return (neg_ ? -m : m) >= n->minimum && (neg_ ? -m : m) <= n->maximum;
 }
 
 const SchemaNode* SchemaState::limited_string() const {
@@ -167,9 +238,10 @@ bool SchemaState::feed(uint8_t c) {
           if (c == '.' || c == 'e' || c == 'E') return false;
           if (!integer_byte(*n, c)) return false;
         }
+        if (n != nullptr && n->type == Type::kNumber && !decimal_byte(*n, c)) return false;
         return json_.feed(c);
       }
-      if (!integer_ends(n) || !json_.end_number()) return false;
+      if (!number_ends(n) || !json_.end_number()) return false;
       value_ended();
       return structural(c);
     }
@@ -273,7 +345,12 @@ bool SchemaState::start_value(uint8_t c) {
       ok = c == '"';
       break;
     case Type::kNumber:
-      ok = c == '-' || (c >= '0' && c <= '9');
+      neg_ = false;
+      mag_ = 0;
+      digits_ = false;
+      frac_n_ = -1;
+      frac_ = 0;
+      ok = (c == '-' || (c >= '0' && c <= '9')) && decimal_byte(*n, c);
       break;
     case Type::kInteger:
       neg_ = false;

@@ -8,8 +8,9 @@
 //   - an array's items follow its item schema, between minItems and maxItems of them;
 //   - string, number, integer (no fraction or exponent), boolean and null values have that type;
 //     strings have between minLength and maxLength characters (code points: an escape is one, a
-//     surrogate pair of escapes one); integers lie between their bounds (each digit is allowed
-//     only if some number that begins with the digits so far is within them);
+//     surrogate pair of escapes one); integers and numbers lie between their bounds (each byte
+//     is allowed only if some number that begins with the bytes so far is within them; a
+//     bounded number is written without an exponent, with at most 18 digits after the point);
 //   - enum and const values are written exactly as one of their JSON texts;
 //   - a union (anyOf, oneOf, a list of types) takes the one alternative that can begin with the
 //     value's first byte: its alternatives begin with different bytes (different JSON types,
@@ -58,6 +59,9 @@ struct SchemaNode {
   int32_t max_length = std::numeric_limits<int32_t>::max();
   int64_t minimum = std::numeric_limits<int64_t>::min();  // kInteger: inclusive bounds
   int64_t maximum = std::numeric_limits<int64_t>::max();
+  // kNumber: whether bounds apply, and they (inclusive, in units of 10^-18: kDecimalScale).
+  bool decimal_bounds = false;
+  __int128 low = 0, high = 0;
   std::vector<std::string> literals;  // kEnum: the allowed values as JSON texts (at most 64)
   // kObject, a tagged union: its first property is an enum, and once literal i of that enum is
   // written the rest of the object follows variants[i] (an object node with the same first key).
@@ -66,6 +70,11 @@ struct SchemaNode {
   // kUnion: the alternatives (node indices); no byte begins a value of two of them.
   std::vector<int32_t> alternatives;
 };
+
+// Bounded numbers are compared as integers in units of 10^-18 (kDecimalDigits digits after the
+// point at most).
+constexpr int kDecimalDigits = 18;
+constexpr int64_t kDecimalScale = 1000000000000000000;
 
 struct JsonSchema {
   std::vector<SchemaNode> nodes;  // nodes[0]: the root, an object (or an array: tool calls)
@@ -79,6 +88,12 @@ bool schema_value_starts_with(const JsonSchema& schema, int32_t i, uint8_t c);
 // `mag` the digits so far as a number (`digits`: there are some), `ended` if no digit may follow
 // (a leading 0). Before the first digit: whether any integer with that sign does.
 bool integer_prefix_fits(bool neg, uint64_t mag, bool digits, bool ended, int64_t lo, int64_t hi);
+
+// The same for a JSON number without an exponent, bounds in units of 10^-18: `int_part` the
+// digits before the point (`ended`: a leading 0), `frac_digits` those after it (-1: no point
+// yet) making up `frac`.
+bool decimal_prefix_fits(bool neg, uint64_t int_part, bool digits, bool ended, int frac_digits,
+                         uint64_t frac, __int128 lo, __int128 hi);
 
 class SchemaState {
  public:
@@ -103,6 +118,8 @@ class SchemaState {
     neg_ = o.neg_;
     mag_ = o.mag_;
     digits_ = o.digits_;
+    frac_n_ = o.frac_n_;
+    frac_ = o.frac_;
     hex_d_ = o.hex_d_;
     high_ = o.high_;
     after_high_ = o.after_high_;
@@ -159,11 +176,12 @@ class SchemaState {
   bool string_length_byte(uint8_t c);
   // The string value being read, if its schema limits its length (else null).
   const SchemaNode* limited_string() const;
-  // The bounds of an integer value for byte c (Mode::kNumber, or its first byte): false where no
-  // integer within them begins with the digits so far and c. integer_ends: whether the integer
-  // read lies within its node's bounds (true for other values).
+  // The bounds of an integer or number value for byte c (Mode::kNumber, or its first byte):
+  // false where no value within them begins with the bytes so far and c. number_ends: whether
+  // the value read lies within its node's bounds (true for other values).
   bool integer_byte(const SchemaNode& n, uint8_t c);
-  bool integer_ends(const SchemaNode* n) const;
+  bool decimal_byte(const SchemaNode& n, uint8_t c);
+  bool number_ends(const SchemaNode* n) const;
 
   const JsonSchema* schema_;
   JsonState json_;
@@ -176,6 +194,8 @@ class SchemaState {
   bool neg_ = false;  // the integer being read: its sign, its digits as a number, any digit yet
   uint64_t mag_ = 0;
   bool digits_ = false;
+  int8_t frac_n_ = -1;  // a bounded number: digits after the point (-1: none yet), as a number
+  uint64_t frac_ = 0;
   // Surrogate pairs written as two \u escapes count as one character: the escape being read
   // began \uD, is a high surrogate; the character before it was one.
   bool hex_d_ = false, high_ = false, after_high_ = false;

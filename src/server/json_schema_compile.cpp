@@ -174,14 +174,12 @@ class Compiler {
         type = "string";
       }
     }
-    // Numeric bounds apply to numbers only (JSON Schema: other types pass them by), and are
-    // enforced on integers only.
-    if ((type.empty() || type == "number") &&
-        (s.contains("minimum") || s.contains("maximum") || s.contains("exclusiveMinimum") ||
-         s.contains("exclusiveMaximum"))) {
+    // Numeric bounds apply to numbers only (JSON Schema: other types pass them by); without a
+    // type they could not be enforced on values of every type.
+    if (type.empty() && (s.contains("minimum") || s.contains("maximum") ||
+                         s.contains("exclusiveMinimum") || s.contains("exclusiveMaximum"))) {
       return fail("json_schema: minimum / maximum at " + path +
-                  " are supported on \"type\": \"integer\" only (not on numbers that may have "
-                  "fractions)");
+                  " need \"type\": \"integer\" or \"number\"");
     }
     if (type.empty()) {
       n.type = Type::kAny;
@@ -250,6 +248,7 @@ class Compiler {
       }
     } else if (type == "number") {
       n.type = Type::kNumber;
+      if (!decimal_bounds(s, path, &n)) return -1;
     } else if (type == "integer") {
       n.type = Type::kInteger;
       if (!integer_bounds(s, path, &n.minimum, &n.maximum)) return -1;
@@ -372,6 +371,81 @@ class Compiler {
       return false;
     }
     return true;
+  }
+
+  // The bounds of a number in units of 10^-18 (engine/json_schema.h): each bound's shortest
+  // decimal text, rounded inwards past 18 digits after the point; an exclusive one moved in by
+  // one unit. False (error set) for other values or bounds no number meets.
+  bool decimal_bounds(const json& s, const std::string& path, SchemaNode* n) {
+    using I = __int128;
+    const I limit = I{9200000000000000000} * kDecimalScale;  // +-9.2e18
+    I lo = -limit, hi = limit;
+    bool any = false;
+    for (const std::string key : {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}) {
+      if (!s.contains(key)) continue;
+      const json& b = s[key];
+      if (!b.is_number() || !std::isfinite(b.get<double>()) ||
+          std::fabs(b.get<double>()) > 9.2e18) {
+        fail("json_schema: " + key + " at " + path + " must be a number within +-9.2e18");
+        return false;
+      }
+      const bool lower = key == "minimum" || key == "exclusiveMinimum";
+      I v = scaled(b.dump(), lower);
+      if (key == "exclusiveMinimum") ++v;
+      if (key == "exclusiveMaximum") --v;
+      if (lower) {
+        lo = std::max(lo, v);
+      } else {
+        hi = std::min(hi, v);
+      }
+      any = true;
+    }
+    if (lo > hi) {
+      fail("json_schema: no number lies within the bounds at " + path);
+      return false;
+    }
+    n->decimal_bounds = any;
+    n->low = lo;
+    n->high = hi;
+    return true;
+  }
+
+  // A JSON number's text (as nlohmann writes it: digits, a point, an exponent) in units of
+  // 10^-18, rounded up (round_up) or down where it has more digits than that.
+  static __int128 scaled(const std::string& text, bool round_up) {
+    using I = __int128;
+    size_t i = 0;
+    const bool neg = i < text.size() && text[i] == '-';
+    if (neg) ++i;
+    I mant = 0;
+    int exp10 = kDecimalDigits;
+    bool point = false;
+    int dropped = 0;  // digits past what __int128 holds (kept as a rounding flag)
+    for (; i < text.size() && text[i] != 'e' && text[i] != 'E'; ++i) {
+      if (text[i] == '.') {
+        point = true;
+        continue;
+      }
+      const int d = text[i] - '0';
+      if (mant < I{1} << 100) {
+        mant = mant * 10 + d;
+        if (point) --exp10;
+      } else {
+        dropped |= d;
+        if (!point) ++exp10;
+      }
+    }
+    if (i < text.size()) exp10 += std::stoi(text.substr(i + 1));
+    bool inexact = dropped != 0;
+    for (; exp10 < 0; ++exp10) {
+      inexact = inexact || mant % 10 != 0;
+      mant /= 10;
+    }
+    for (; exp10 > 0; --exp10) mant *= 10;  // (|value| <= 9.2e18: at most 9.2e36 units)
+    // Rounded towards +inf (round_up) or -inf: for a negative value the magnitude goes the
+    // other way.
+    if (inexact && (round_up != neg)) ++mant;
+    return neg ? -mant : mant;
   }
 
   // {"$ref": "#/..."} with annotations beside it: the node of the schema it names.

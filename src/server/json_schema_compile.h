@@ -4,10 +4,10 @@
 // string, number, integer, boolean, null, or a list of them), "properties", "required" (every
 // property is written anyway), "additionalProperties", "items", "minItems", "maxItems",
 // "minLength" and "maxLength" (characters: code points), "minimum", "maximum",
-// "exclusiveMinimum", "exclusiveMaximum" (numbers, on integers only: inclusive 64-bit bounds, a
-// fraction rounded inwards), "enum" and "const" (scalar values),
-// "anyOf" and "oneOf" whose alternatives begin with different bytes (different JSON types:
-// Optional[X] is X or null), "$ref" to a schema in the same document
+// "exclusiveMinimum", "exclusiveMaximum" (on integers: inclusive 64-bit bounds, a fraction
+// rounded inwards; on numbers: in units of 10^-18, rounded inwards; within +-9.2e18), "enum" and
+// "const" (scalar values), "anyOf" and "oneOf" whose alternatives begin with different bytes
+// (different JSON types: Optional[X] is X or null), "$ref" to a schema in the same document
 // ("#", "#/$defs/Name", "#/definitions/Name", any JSON pointer; schemas may refer to themselves),
 // "$defs" / "definitions", and the annotations title, description, default, examples, $schema,
 // $id, $comment. Any other keyword ("pattern", "allOf", "format", ...) is refused, naming the

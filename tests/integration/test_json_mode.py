@@ -2,7 +2,7 @@
 JSON object that Python's json module parses (and, with a schema, that follows it), streamed or
 not, greedy or sampled; the SDK's own structured output (`chat.completions.parse` with pydantic
 models: $defs and $ref, Optional fields as anyOf with null, enums, string lengths, integer
-bounds, a model that contains itself)
+and number bounds, a model that contains itself)
 and pydantic function tools; unsupported formats and schemas get a 400 naming the field."""
 import enum
 import json
@@ -160,6 +160,7 @@ class Address(pydantic.BaseModel):
 class Person(pydantic.BaseModel):
     name: str = pydantic.Field(min_length=2, max_length=12)  # minLength / maxLength
     age: int = pydantic.Field(ge=18, lt=100)  # minimum / exclusiveMaximum
+    confidence: float = pydantic.Field(ge=0, le=1)
     favorite: Color
     home: Address
     previous: list[Address] = pydantic.Field(max_length=2)
@@ -199,6 +200,7 @@ def test_sdk_parse_with_pydantic_models(client, seed):
             assert len(p.previous) <= 2 and isinstance(p.favorite, Color)
             assert 2 <= len(p.name) <= 12, p.name
             assert 18 <= p.age < 100, p.age
+            assert 0 <= p.confidence <= 1, p.confidence
 
 
 def test_sdk_parse_with_a_model_that_contains_itself(client):

@@ -411,5 +411,67 @@ TEST(SchemaState, BoundedIntegersHaveNoDeadEnds) {
   }
 }
 
+// {"x": a number in [lo, hi], "y": a number in (0, 1]} (bounds in units of 10^-18).
+JsonSchema bounded_number_schema(__int128 lo, __int128 hi) {
+  JsonSchema s = two_members("x", "y");
+  s.nodes[1].type = Type::kNumber;
+  s.nodes[1].decimal_bounds = true;
+  s.nodes[1].low = lo;
+  s.nodes[1].high = hi;
+  s.nodes[2].type = Type::kNumber;
+  s.nodes[2].decimal_bounds = true;
+  s.nodes[2].low = 1;
+  s.nodes[2].high = kDecimalScale;
+  return s;
+}
+
+TEST(SchemaState, NumbersStayWithinTheirBounds) {
+  const __int128 unit = kDecimalScale;
+  auto doc = [](const std::string& x, const std::string& y) {
+    return "{\"x\": " + x + ", \"y\": " + y + "}";
+  };
+  const JsonSchema s = bounded_number_schema(-unit * 5 / 2, -unit);  // [-2.5, -1]
+  for (const std::string& x : {"-2.5", "-1", "-1.0", "-1.75", "-2.500", "-2"}) {
+    EXPECT_TRUE(accepts(s, doc(x, "0.5"))) << x;
+  }
+  for (const std::string& x : {"-2.51", "-0.5", "-3", "0", "-0", "-1e0", "-25e-1", "-0.999999"}) {
+    EXPECT_FALSE(accepts(s, doc(x, "0.5"))) << x;
+  }
+  // (0, 1]: 0 excluded; 18 digits after the point at most.
+  for (const std::string& y :
+       {"1", "1.0", "0.000000000000000001", "0.999", "1.000000000000000000"}) {
+    EXPECT_TRUE(accepts(s, doc("-1", y))) << y;
+  }
+  for (const std::string& y :
+       {"0", "0.0", "-0.5", "1.000000000000000001", "2", "10", "0.0000000000000000001", "1E0"}) {
+    EXPECT_FALSE(accepts(s, doc("-1", y))) << y;
+  }
+  // Wide bounds: digits before the point.
+  const JsonSchema wide = bounded_number_schema(unit * 150, unit * 1000);  // [150, 1000]
+  EXPECT_TRUE(accepts(wide, doc("150.5", "1")));
+  EXPECT_TRUE(accepts(wide, doc("999.999", "1")));
+  EXPECT_FALSE(accepts(wide, doc("15", "1")));
+  EXPECT_FALSE(accepts(wide, doc("1000.5", "1")));
+  EXPECT_FALSE(schema_value_starts_with(wide, 1, '-'));
+}
+
+TEST(SchemaState, BoundedNumbersHaveNoDeadEnds) {
+  const __int128 unit = kDecimalScale;
+  for (const auto& [lo, hi] :
+       std::vector<std::pair<__int128, __int128>>{{0, unit},
+                                                  {-unit * 5 / 2, -unit},
+                                                  {unit / 1000, unit / 1000 * 3},
+                                                  {unit * 7, unit * 7},
+                                                  {-unit, unit}}) {
+    const JsonSchema schema = bounded_number_schema(lo, hi);
+    int closed = 0;
+    random_walks(
+        SchemaState(&schema), "0123456789.-,}: ", [](std::mt19937& g) { return g() % 4 != 0; }, 100,
+        200, 23, &closed);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+    EXPECT_GT(closed, 5);
+  }
+}
+
 }  // namespace
 }  // namespace carpool

@@ -179,6 +179,36 @@ TEST(CompileJsonSchema, RefsUnionsAndTypeLists) {
   ASSERT_EQ(d.type, Type::kUnion);
   EXPECT_EQ(in.nodes[static_cast<size_t>(d.alternatives[0])].minimum, -3);
   EXPECT_EQ(in.nodes[static_cast<size_t>(d.alternatives[1])].type, Type::kString);
+  // Number bounds in units of 10^-18, from each bound's decimal text (rounded inwards past 18
+  // digits after the point; an exclusive bound moves in by one unit).
+  auto nums = compile_json_schema(json::parse(R"({"type": "object", "properties": {
+      "p": {"type": "number", "minimum": 0, "maximum": 1},
+      "q": {"type": "number", "exclusiveMinimum": 0.95, "maximum": -2.5e-1, "minimum": -7},
+      "r": {"type": "number", "minimum": 1.2345678901234567e-5, "maximum": 1.2345678901234567e-5},
+      "s": {"type": "number"}}})"));
+  ASSERT_FALSE(nums);  // q: 0.95 > -0.25
+  nums = compile_json_schema(json::parse(R"({"type": "object", "properties": {
+      "p": {"type": "number", "minimum": 0, "maximum": 1},
+      "q": {"type": "number", "exclusiveMinimum": -0.95, "maximum": 1e-7},
+      "r": {"type": "number", "minimum": 1.2345678901234568e-5},
+      "s": {"type": "number"},
+      "t": {"type": "number", "maximum": 1.2345678901234568e-5}}})"));
+  ASSERT_TRUE(nums) << nums.error();
+  auto num = [&](int i) -> const SchemaNode& {
+    return nums.value()->nodes[static_cast<size_t>(nums.value()->nodes[0].children[i])];
+  };
+  const __int128 unit = kDecimalScale;
+  EXPECT_TRUE(num(0).decimal_bounds);
+  EXPECT_TRUE(num(0).low == 0 && num(0).high == unit);
+  EXPECT_TRUE(num(1).low == -unit / 100 * 95 + 1);
+  EXPECT_TRUE(num(1).high == unit / 10000000);
+  // 0.000012345678901234568: 12345678901234.568 units, rounded up as a lower bound, down as an
+  // upper one (and so as both, no number would lie within them).
+  EXPECT_TRUE(num(2).low == 12345678901235);
+  EXPECT_TRUE(num(4).high == 12345678901234);
+  EXPECT_FALSE(num(3).decimal_bounds);
+  EXPECT_FALSE(compile_json_schema(json::parse(R"({"type": "object", "properties": {"r":
+      {"type": "number", "minimum": 1.2345678901234568e-5, "maximum": 1.2345678901234568e-5}}})")));
   // A type without any of the enum's values is left out.
   const SchemaNode& tag = at(root.children[5]);
   ASSERT_EQ(tag.alternatives.size(), 2u);
@@ -237,9 +267,10 @@ TEST(CompileJsonSchema, RefusesWhatItCannotEnforce) {
       {R"({"type": "object", "properties": {"next": {"$ref": "#"}}})", "never be completed"},
       {R"({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}})",
        "more than 32 references"},
-      {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 3}}})",
-       "\"integer\" only"},
-      {R"({"type": "object", "properties": {"x": {"maximum": 3}}})", "\"integer\" only"},
+      {R"({"type": "object", "properties": {"x": {"maximum": 3}}})", "need \"type\""},
+      {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 0.5,
+          "exclusiveMaximum": 0.5}}})",
+       "no number"},
       {R"({"type": "object", "properties": {"x": {"type": "integer", "minimum": 3,
           "exclusiveMaximum": 3}}})",
        "no integer"},
