@@ -186,18 +186,34 @@ const SchemaNode* SchemaState::limited_string() const {
   if (json_.mode_ != Mode::kString || json_.key_ || lit_ != kNoLiteral) return nullptr;
   const SchemaNode* n = node(scalar_node_);
   if (n == nullptr || n->type != Type::kString) return nullptr;
-  if (n->min_length == 0 && n->max_length == std::numeric_limits<int32_t>::max()) return nullptr;
+  if (n->min_length == 0 && n->max_length == std::numeric_limits<int32_t>::max() &&
+      n->format == StringFormat::kNone) {
+    return nullptr;
+  }
   return n;
 }
 
 int32_t SchemaState::string_room() const {
   const SchemaNode* n = limited_string();
-  return n == nullptr ? std::numeric_limits<int32_t>::max() : n->max_length - chars_;
+  if (n == nullptr) return std::numeric_limits<int32_t>::max();
+  return n->format != StringFormat::kNone ? 0 : n->max_length - chars_;  // (format: byte by byte)
 }
 
-bool SchemaState::string_length_byte(uint8_t c) {
+bool SchemaState::string_rules_byte(uint8_t c) {
   const SchemaNode* n = limited_string();
   if (n == nullptr) return true;
+  if (n->format != StringFormat::kNone) {  // printable ASCII that continues the format
+    const std::string_view text(text_.data(), text_len_);
+    if (c == '"') return format_complete(n->format, text) && text_len_ >= n->min_length;
+    if (c < 0x20 || c >= 0x7F || c == '\\' || text_len_ == kFormatBytes ||
+        text_len_ >= n->max_length) {
+      return false;
+    }
+    text_[text_len_] = static_cast<char>(c);
+    if (!format_prefix_ok(n->format, std::string_view(text_.data(), text_len_ + 1u))) return false;
+    ++text_len_;
+    return true;
+  }
   const uint8_t esc = json_.escape_;
   if (esc == 5) {  // the first hex digit of \uXXXX
     hex_d_ = c == 'd' || c == 'D';
@@ -225,7 +241,7 @@ bool SchemaState::feed(uint8_t c) {
   if (lit_ != kNoLiteral) return literal_byte(c);
   switch (json_.mode_) {
     case Mode::kString:
-      if (!string_length_byte(c)) return false;
+      if (!string_rules_byte(c)) return false;
       [[fallthrough]];
     case Mode::kLiteral:
       if (!json_.feed(c)) return false;
@@ -377,6 +393,7 @@ bool SchemaState::start_value(uint8_t c) {
   scalar_node_ = v;
   chars_ = 0;
   hex_d_ = high_ = after_high_ = false;
+  text_len_ = 0;
   if (json_.depth_ > depth0) {
     frames_[json_.depth_ - 1] = {n->type == Type::kObject && n->free ? kAnyNode : v, 0};
   }

@@ -8,9 +8,11 @@
 //   - an array's items follow its item schema, between minItems and maxItems of them;
 //   - string, number, integer (no fraction or exponent), boolean and null values have that type;
 //     strings have between minLength and maxLength characters (code points: an escape is one, a
-//     surrogate pair of escapes one); integers and numbers lie between their bounds (each byte
-//     is allowed only if some number that begins with the bytes so far is within them; a
-//     bounded number is written without an exponent, with at most 18 digits after the point);
+//     surrogate pair of escapes one) and follow their format (string_format.h: date, time,
+//     date-time, uuid; printable ASCII, so written without escapes); integers and numbers lie
+//     between their bounds (each byte is allowed only if some number that begins with the bytes so
+//     far is within them; a bounded number is written without an exponent, with at most 18 digits
+//     after the point);
 //   - enum and const values are written exactly as one of their JSON texts;
 //   - a union (anyOf, oneOf, a list of types) takes the one alternative that can begin with the
 //     value's first byte: its alternatives begin with different bytes (different JSON types,
@@ -30,6 +32,7 @@
 #include <vector>
 
 #include "engine/json_constraint.h"
+#include "engine/string_format.h"
 
 namespace carpool {
 
@@ -57,6 +60,7 @@ struct SchemaNode {
   int32_t max_items = std::numeric_limits<int32_t>::max();
   int32_t min_length = 0;  // kString: characters
   int32_t max_length = std::numeric_limits<int32_t>::max();
+  StringFormat format = StringFormat::kNone;              // kString
   int64_t minimum = std::numeric_limits<int64_t>::min();  // kInteger: inclusive bounds
   int64_t maximum = std::numeric_limits<int64_t>::max();
   // kNumber: whether bounds apply, and they (inclusive, in units of 10^-18: kDecimalScale).
@@ -123,6 +127,8 @@ class SchemaState {
     hex_d_ = o.hex_d_;
     high_ = o.high_;
     after_high_ = o.after_high_;
+    text_len_ = o.text_len_;
+    std::copy_n(o.text_.begin(), o.text_len_, text_.begin());
     return *this;
   }
 
@@ -171,10 +177,11 @@ class SchemaState {
   }
   // Candidate i of the literal being matched.
   std::string_view literal_text(int i) const;
-  // The length rules of a string value for byte c (Mode::kString, before it is fed): counts the
-  // characters c begins; false where c would pass maxLength or close it below minLength.
-  bool string_length_byte(uint8_t c);
-  // The string value being read, if its schema limits its length (else null).
+  // The length and format rules of a string value for byte c (Mode::kString, before it is fed):
+  // counts the characters c begins; false where c would pass maxLength, close it below minLength,
+  // or leave its format.
+  bool string_rules_byte(uint8_t c);
+  // The string value being read, if its schema limits its length or gives a format (else null).
   const SchemaNode* limited_string() const;
   // The bounds of an integer or number value for byte c (Mode::kNumber, or its first byte):
   // false where no value within them begins with the bytes so far and c. number_ends: whether
@@ -199,6 +206,10 @@ class SchemaState {
   // Surrogate pairs written as two \u escapes count as one character: the escape being read
   // began \uD, is a high surrogate; the character before it was one.
   bool hex_d_ = false, high_ = false, after_high_ = false;
+  // A string with a format: its bytes so far (every value of the formats fits).
+  static constexpr int kFormatBytes = 40;
+  std::array<char, kFormatBytes> text_{};
+  uint8_t text_len_ = 0;
 };
 
 }  // namespace carpool

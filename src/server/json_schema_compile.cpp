@@ -51,6 +51,7 @@ const std::set<std::string>& known_keywords() {
                                           "maxItems",
                                           "minLength",
                                           "maxLength",
+                                          "format",
                                           "minimum",
                                           "maximum",
                                           "exclusiveMinimum",
@@ -176,6 +177,9 @@ class Compiler {
     }
     // Numeric bounds apply to numbers only (JSON Schema: other types pass them by); without a
     // type they could not be enforced on values of every type.
+    if (type.empty() && s.contains("format")) {
+      return fail("json_schema: format at " + path + " needs \"type\": \"string\"");
+    }
     if (type.empty() && (s.contains("minimum") || s.contains("maximum") ||
                          s.contains("exclusiveMinimum") || s.contains("exclusiveMaximum"))) {
       return fail("json_schema: minimum / maximum at " + path +
@@ -245,6 +249,16 @@ class Compiler {
       n.type = Type::kString;
       if (!bounds(s, "minLength", "maxLength", kMaxMinLength, path, &n.min_length, &n.max_length)) {
         return -1;
+      }
+      if (s.contains("format")) {
+        const json& f = s["format"];
+        n.format = f.is_string() ? string_format_named(f.get<std::string>()) : StringFormat::kNone;
+        if (n.format == StringFormat::kNone) {
+          std::string named = f.dump();
+          if (named.size() > 80) named = named.substr(0, 80) + "...";
+          return fail("json_schema: format " + named + " at " + path +
+                      " is not supported (date, time, date-time and uuid are)");
+        }
       }
     } else if (type == "number") {
       n.type = Type::kNumber;

@@ -2,10 +2,12 @@
 JSON object that Python's json module parses (and, with a schema, that follows it), streamed or
 not, greedy or sampled; the SDK's own structured output (`chat.completions.parse` with pydantic
 models: $defs and $ref, Optional fields as anyOf with null, enums, string lengths, integer
-and number bounds, a model that contains itself)
+and number bounds, dates, times and uuids, a model that contains itself)
 and pydantic function tools; unsupported formats and schemas get a 400 naming the field."""
+import datetime
 import enum
 import json
+import uuid
 from typing import Optional
 
 import openai
@@ -161,10 +163,17 @@ class Person(pydantic.BaseModel):
     name: str = pydantic.Field(min_length=2, max_length=12)  # minLength / maxLength
     age: int = pydantic.Field(ge=18, lt=100)  # minimum / exclusiveMaximum
     confidence: float = pydantic.Field(ge=0, le=1)
+    born: datetime.date  # format date
     favorite: Color
     home: Address
     previous: list[Address] = pydantic.Field(max_length=2)
     nickname: Optional[str]
+
+
+class Event(pydantic.BaseModel):
+    title: str = pydantic.Field(max_length=40)
+    starts: datetime.datetime  # format date-time
+    id: uuid.UUID  # format uuid
 
 
 class Node(pydantic.BaseModel):
@@ -201,6 +210,13 @@ def test_sdk_parse_with_pydantic_models(client, seed):
             assert 2 <= len(p.name) <= 12, p.name
             assert 18 <= p.age < 100, p.age
             assert 0 <= p.confidence <= 1, p.confidence
+            assert isinstance(p.born, datetime.date)
+    events = [parse_or_length(client, Event, p, seed)
+              for p in ("Describe a concert as JSON.", "A meeting invitation as JSON.")]
+    assert any(e is not None for e in events), "no answer ended within max_tokens"
+    for e in events:
+        if e is not None:
+            assert isinstance(e.starts, datetime.datetime) and e.starts.tzinfo is not None
 
 
 def test_sdk_parse_with_a_model_that_contains_itself(client):

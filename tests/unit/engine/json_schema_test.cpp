@@ -473,5 +473,28 @@ TEST(SchemaState, BoundedNumbersHaveNoDeadEnds) {
   }
 }
 
+// {"d": a date, "t": a uuid of at most 36 characters} (string_format.h).
+TEST(SchemaState, StringFormatsAreFollowed) {
+  JsonSchema s = two_members("d", "t");
+  s.nodes[1].type = Type::kString;
+  s.nodes[1].format = StringFormat::kDate;
+  s.nodes[2].type = Type::kString;
+  s.nodes[2].format = StringFormat::kUuid;
+  const std::string id = "\"123e4567-e89b-12d3-a456-426614174000\"";
+  EXPECT_TRUE(accepts(s, "{\"d\": \"2024-02-29\", \"t\": " + id + "}"));
+  for (const std::string& d : {"2023-02-29", "2024-02-2", "2024-02-29x", "2024\\u002d02-29", ""}) {
+    EXPECT_FALSE(accepts(s, "{\"d\": \"" + d + "\", \"t\": " + id + "}")) << d;
+  }
+  SchemaState st(&s);
+  ASSERT_TRUE(st.feed("{\"d\": \"20"));
+  EXPECT_EQ(st.string_room(), 0);  // the mask feeds every token of a formatted string
+  int closed = 0;
+  random_walks(
+      SchemaState(&s), "0123456789-abcdef\",}: ", [](std::mt19937& g) { return g() % 5 != 0; }, 100,
+      300, 29, &closed);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  EXPECT_GT(closed, 5);
+}
+
 }  // namespace
 }  // namespace carpool

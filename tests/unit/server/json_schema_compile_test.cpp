@@ -209,6 +209,13 @@ TEST(CompileJsonSchema, RefsUnionsAndTypeLists) {
   EXPECT_FALSE(num(3).decimal_bounds);
   EXPECT_FALSE(compile_json_schema(json::parse(R"({"type": "object", "properties": {"r":
       {"type": "number", "minimum": 1.2345678901234568e-5, "maximum": 1.2345678901234568e-5}}})")));
+  // Formats (a format on another type does not apply).
+  auto formats = compile_json_schema(json::parse(R"({"type": "object", "properties": {
+      "a": {"type": "string", "format": "date-time"}, "b": {"type": "integer", "format": "int32"}}})"));
+  ASSERT_TRUE(formats) << formats.error();
+  EXPECT_EQ(
+      formats.value()->nodes[static_cast<size_t>(formats.value()->nodes[0].children[0])].format,
+      StringFormat::kDateTime);
   // A type without any of the enum's values is left out.
   const SchemaNode& tag = at(root.children[5]);
   ASSERT_EQ(tag.alternatives.size(), 2u);
@@ -268,6 +275,9 @@ TEST(CompileJsonSchema, RefusesWhatItCannotEnforce) {
       {R"({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}})",
        "more than 32 references"},
       {R"({"type": "object", "properties": {"x": {"maximum": 3}}})", "need \"type\""},
+      {R"({"type": "object", "properties": {"x": {"type": "string", "format": "email"}}})",
+       "format \"email\" at the root.properties.x is not supported"},
+      {R"({"type": "object", "properties": {"x": {"format": "date"}}})", "needs \"type\""},
       {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 0.5,
           "exclusiveMaximum": 0.5}}})",
        "no number"},
