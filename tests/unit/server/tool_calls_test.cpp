@@ -147,7 +147,7 @@ TEST(ToolRequest, Refusals) {
       {R"({"tool_choice": "required"})", "tool_choice"},
       // A schema the constraint cannot enforce: refused where it would constrain the answer.
       {R"({"tools": [{"type": "function", "function": {"name": "a", "parameters":
-           {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}],
+           {"type": "object", "properties": {"n": {"type": "string", "pattern": "^a"}}}}}],
            "tool_choice": "required"})",
        "tools[0].function.parameters"},
   };
